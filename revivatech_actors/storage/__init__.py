@@ -1,0 +1,27 @@
+"""Storage: one small interface (``Storage``), one implementation per engine.
+
+``open_storage(url)`` picks the engine from the URL scheme; the engine modules (``sqlite``,
+``postgres``) are imported only when used, and are the only modules that import a database driver.
+"""
+
+from ._base import DEFAULT_CONNECT_TIMEOUT as DEFAULT_CONNECT_TIMEOUT
+from ._base import DEFAULT_PING_TIMEOUT as DEFAULT_PING_TIMEOUT
+from ._base import Storage as Storage
+from ._base import open_storage as open_storage
+from ._errors import MigrationError as MigrationError
+from ._errors import StorageError as StorageError
+from ._errors import StorageUnavailable as StorageUnavailable
+from .migrations import AppliedMigration as AppliedMigration
+from .migrations import Migration as Migration
+
+__all__ = [
+    "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_PING_TIMEOUT",
+    "AppliedMigration",
+    "Migration",
+    "MigrationError",
+    "Storage",
+    "StorageError",
+    "StorageUnavailable",
+    "open_storage",
+]

@@ -1,0 +1,75 @@
+"""The storage actor: owns the database connection's lifetime and watches its health.
+
+It opens the engine and applies pending migrations before it reports started (so every actor
+started after it finds the schema in place), then pings the database every ``health_interval`` so
+that a lost database shows up in the logs when it happens, not only when somebody asks. Health and
+readiness checks call :meth:`StorageActor.check` for a fresh answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import attrs
+import trio
+
+from ..domain.health import ProbeResult
+from ..storage import Storage, StorageError
+from ..supervisor import Activity
+
+__all__ = ["StorageActor"]
+
+logger = logging.getLogger(__name__)
+
+#: Closing a connection is quick unless the network is gone; never let it hold up shutdown longer.
+CLOSE_TIMEOUT = 2.0
+
+
+@attrs.define(eq=False)
+class StorageActor:
+    storage: Storage
+    health_interval: float = 2.0
+    activity: Activity = attrs.Factory(Activity)
+    last_probe: ProbeResult = ProbeResult(ok=False, error="not checked yet")
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        await self.storage.open()
+        try:
+            applied = await self.storage.migrate()
+            for migration in applied:
+                logger.info("applied migration %04d_%s", migration.version, migration.name)
+            probe = await self.check()
+            if not probe.ok:
+                raise StorageError(f"database does not answer after opening: {probe.error}")
+            logger.info("storage ready: %s", self.storage.url_for_display)
+            task_status.started()
+            while True:
+                await trio.sleep(self.health_interval)
+                await self.check()
+        finally:
+            with trio.move_on_after(CLOSE_TIMEOUT) as scope:
+                scope.shield = True
+                await self.storage.close()
+
+    async def check(self) -> ProbeResult:
+        """Ping the database now (bounded by the engine's ping timeout) and remember the answer.
+
+        Logs a line when reachability changes. Never raises for an unreachable database.
+        """
+        started = time.perf_counter()
+        try:
+            await self.storage.ping()
+        except StorageError as exc:
+            probe = ProbeResult(ok=False, error=str(exc), checked_at=time.time())
+        else:
+            latency = (time.perf_counter() - started) * 1000
+            probe = ProbeResult(ok=True, latency_ms=round(latency, 3), checked_at=time.time())
+        if probe.ok != self.last_probe.ok and self.last_probe.checked_at is not None:
+            if probe.ok:
+                logger.warning("database reachable again")
+            else:
+                logger.error("database unreachable: %s", probe.error)
+        self.last_probe = probe
+        self.activity.record()
+        return probe

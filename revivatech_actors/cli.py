@@ -1,0 +1,121 @@
+"""The ``revivatech-actors`` command: serve · migrate · check-config."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import secrets
+import sys
+
+import trio
+
+from . import __version__
+from .config import ConfigError, Settings, load_settings, render_toml, settings_as_dict
+
+__all__ = ["main"]
+
+logger = logging.getLogger("revivatech_actors")
+
+#: Exit code for a configuration that cannot be used (as documented in DESIGN.md section 6).
+EXIT_CONFIG = 2
+
+
+def _add_config_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="TOML file overriding config/default.toml (default: $REVIVATECH_CONFIG if set)",
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="revivatech-actors",
+        description="Real-time analytics backend built as supervised trio actors.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the service until SIGINT or SIGTERM")
+    _add_config_argument(serve)
+    serve.add_argument("--host", help="address to listen on (overrides web.host)")
+    serve.add_argument("--port", help="TCP port to listen on (overrides web.port)")
+
+    migrate = commands.add_parser("migrate", help="apply pending database migrations and exit")
+    _add_config_argument(migrate)
+
+    check = commands.add_parser("check-config", help="validate the configuration and print it, secrets masked")
+    _add_config_argument(check)
+    return parser
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+
+
+def _serve(settings: Settings) -> int:
+    from .service import Service, serve_until_signalled
+
+    tokens = settings.auth.admin_tokens
+    if not tokens:
+        generated = secrets.token_urlsafe(32)
+        tokens = (generated,)
+        # Printed once, like Jupyter's token: the first run is usable and still closed.
+        print(
+            "No admin token is configured (auth.admin_tokens / REVIVATECH_AUTH_ADMIN_TOKENS).\n"
+            "Generated one for this run; admin endpoints and the WebSocket need it:\n"
+            f"    Authorization: Bearer {generated}\n",
+            file=sys.stderr,
+            flush=True,
+        )
+    service = Service.build(settings, tokens)
+    return trio.run(serve_until_signalled, service)
+
+
+def _migrate(settings: Settings) -> int:
+    from .storage import StorageError, open_storage
+
+    async def run() -> int:
+        storage = open_storage(settings.storage.url, connect_timeout=settings.storage.connect_timeout)
+        try:
+            await storage.open()
+            applied = await storage.migrate()
+            known = await storage.applied_migrations()
+        except StorageError as exc:
+            print(f"revivatech-actors: migrate failed: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            await storage.close()
+        for migration in applied:
+            print(f"applied {migration.version:04d}_{migration.name}")
+        print(f"{storage.url_for_display}: {len(known)} migration(s) applied, {len(applied)} new")
+        return 0
+
+    return trio.run(run)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    overrides = {}
+    if args.command == "serve":
+        overrides = {"web.host": args.host, "web.port": args.port}
+    try:
+        settings = load_settings(args.config, overrides=overrides)
+    except ConfigError as exc:
+        print(f"revivatech-actors: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.command == "check-config":
+        print(render_toml(settings_as_dict(settings, mask_secrets=True)), end="")
+        return 0
+    _configure_logging(settings.log.level)
+    if args.command == "migrate":
+        return _migrate(settings)
+    return _serve(settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,447 @@
+"""Settings: defaults from ``default.toml``, then a config file, then environment, then overrides.
+
+Every setting is a typed field of a frozen attrs class, one class per TOML section. The loader is
+generic: it walks the attrs fields, converts each raw value by the field's type and lets the
+field's validator judge it. Every failure becomes one :class:`ConfigError` line naming the key,
+the problem and where the value came from. Secrets are never part of an error message.
+"""
+
+import difflib
+import importlib.resources
+import json
+import math
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import attrs
+
+__all__ = [
+    "AuthSettings", "BatchSettings", "BroadcastSettings", "ConfigError", "FaultSettings",
+    "IngestSettings", "LogSettings", "RealtimeSettings", "RedisSettings", "Settings",
+    "ShutdownSettings", "StorageSettings", "SupervisorSettings", "WebSettings",
+    "env_var_name", "load_settings", "render_toml", "settings_as_dict",
+]
+
+# Environment variables REVIVATECH_<SECTION>_<KEY> override the files.
+ENV_PREFIX = "REVIVATECH_"
+# Reserved: the config file path when no --config is given. Not a setting, never an error.
+CONFIG_ENV_VAR = "REVIVATECH_CONFIG"
+# Reserved for the test suite's own variables (tests/conftest.py); the service ignores them.
+TEST_ENV_PREFIX = "REVIVATECH_TEST_"
+# How the shipped defaults are named in error messages.
+DEFAULTS_SOURCE = "default.toml"
+# How values from load_settings(overrides=...) (the CLI's serve --host/--port) are named.
+OVERRIDE_SOURCE = "override"
+# Shown instead of a secret; one per admin token so an operator sees how many are set.
+MASK = "***"
+# Shorter admin tokens are guessable.
+MIN_TOKEN_LENGTH = 16
+# Spellings accepted for booleans in environment variables (case-insensitive).
+_TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
+_FALSE_WORDS = frozenset({"false", "0", "no", "off"})
+_TOKENS = tuple[str, ...]
+# What a value of each field type looks like, for fields whose validator says nothing better.
+_TYPE_RULES = {
+    int: "must be an integer", float: "must be a number", bool: "must be true or false",
+    str: "must be a string", _TOKENS: "must be a list of strings or one comma-separated string",
+}
+
+
+class ConfigError(Exception):
+    """A setting is unknown, has the wrong type or an impossible value, or a file is unreadable.
+
+    ``key`` is "section.key" (or the file path / variable name), ``problem`` the reason and
+    ``source`` where the value came from. ``str(err)`` is always exactly one line.
+    """
+
+    def __init__(self, key: str, problem: str, source: str | None = None) -> None:
+        self.key, self.problem, self.source = key, problem, source
+        line = f"{key}: {problem}" + (f" (from {source})" if source else "")
+        super().__init__(" ".join(line.splitlines()))
+
+
+class _Invalid(ValueError):
+    """Raised by field validators; the loader adds the section and the source."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"{name}: {problem}")
+        self.name, self.problem = name, problem
+
+
+@attrs.frozen
+class _Check:
+    """attrs validator: ``problem(value)`` is None for a good value, else the one-line reason."""
+
+    problem: Callable[[Any], str | None]
+    rule: str  # what a good value looks like; also used when the value has the wrong type
+
+    def __call__(self, instance: object, attribute: attrs.Attribute, value: Any) -> None:
+        problem = self.problem(value)
+        if problem is not None:
+            raise _Invalid(attribute.name, problem)
+
+
+def _rule(text: str, ok: Callable[[Any], bool], **metadata: Any) -> Any:
+    """A field whose value must satisfy ``ok``; refused with "<text>, got <value>"."""
+    check = _Check(lambda v: None if ok(v) else f"{text}, got {v!r}", text)
+    return attrs.field(validator=check, metadata=metadata)
+
+
+def _int(low: int, high: int | None = None) -> Any:
+    if high is None:
+        return _rule(f"must be an integer >= {low}", lambda v: v >= low)
+    return _rule(f"must be an integer between {low} and {high}", lambda v: low <= v <= high)
+
+
+def _number(low: float, *, inclusive: bool = False) -> Any:
+    op = ">=" if inclusive else ">"
+    return _rule(f"must be a number {op} {low}",
+                 lambda v: math.isfinite(v) and (v >= low if inclusive else v > low))
+
+
+def _choice(*options: str) -> Any:
+    return _rule(f"must be one of {', '.join(options)}", lambda v: v in options)
+
+
+def _url_problem(url: str, needs: dict[str, str], usage: str) -> str | None:
+    """None if ``url`` has a scheme of ``needs`` and the part it needs ("host", "path", "host or path").
+
+    Never quotes the URL: it may hold a password.
+    """
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        return f"cannot parse URL (check the host and port); use {usage}"
+    if "://" not in url:
+        return f"is not a URL; use {usage}"
+    need = needs.get(parts.scheme)
+    if need is None:
+        return f"unsupported scheme {parts.scheme!r} (use {usage})"
+    has = {"host": bool(parts.hostname), "path": bool(parts.path.strip("/"))}
+    return None if any(has[part] for part in need.split(" or ")) else f"a {parts.scheme} URL needs a {need}"
+
+
+def _storage_url_problem(url: str) -> str | None:
+    if url.lower().startswith("sqlite:") and not (url.lower().startswith("sqlite:///") and len(url) > 10):
+        return "use sqlite:///relative.db, sqlite:////absolute.db or sqlite:///:memory:"
+    needs = {"sqlite": "path", "postgresql": "host or path", "postgres": "host or path"}
+    return _url_problem(url, needs, "sqlite:/// or postgresql://")
+
+
+def _redis_url_problem(url: str) -> str | None:
+    needs = {"redis": "host", "rediss": "host", "unix": "path"}
+    return None if url == "" else _url_problem(url, needs, "redis://, rediss:// or unix://, or leave empty")
+
+
+def _tokens_problem(tokens: tuple[str, ...]) -> str | None:
+    short = [n for n, token in enumerate(tokens, 1) if len(token) < MIN_TOKEN_LENGTH]
+    if not short:
+        return None
+    return (f"each token must be at least {MIN_TOKEN_LENGTH} characters; token {short[0]} of "
+            f"{len(tokens)} is shorter (tokens are never printed)")
+
+
+@attrs.frozen(kw_only=True)
+class WebSettings:
+    """[web]: where the HTTP / WebSocket server listens."""
+    host: str = _rule("must be a non-empty string", lambda v: bool(v.strip()))
+    port: int = _int(1, 65535)
+    access_log: bool  # log one line per request
+
+
+@attrs.frozen(kw_only=True)
+class StorageSettings:
+    """[storage]: the event database. Timeouts and intervals are seconds."""
+    url: str = attrs.field(validator=_Check(_storage_url_problem, "must be a URL like "
+                           "sqlite:///revivatech.db or postgresql://host/db"), metadata={"url": True})
+    connect_timeout: float = _number(0)
+    ping_timeout: float = _number(0)  # a health ping slower than this counts as unreachable
+    health_interval: float = _number(0)  # between the storage actor's background pings
+
+
+@attrs.frozen(kw_only=True)
+class RedisSettings:
+    """[redis]: shared real-time state; an empty ``url`` keeps it in-process."""
+    url: str = attrs.field(validator=_Check(_redis_url_problem, "must be a redis://, rediss:// "
+                           "or unix:// URL, or empty"), metadata={"url": True})
+    ping_timeout: float = _number(0)
+
+
+@attrs.frozen(kw_only=True)
+class AuthSettings:
+    """[auth]: admin bearer tokens (secret; never logged or printed)."""
+    admin_tokens: tuple[str, ...] = attrs.field(
+        validator=_Check(_tokens_problem, _TYPE_RULES[_TOKENS]), metadata={"secret": True})
+
+
+@attrs.frozen(kw_only=True)
+class SupervisorSettings:
+    """[supervisor]: more than ``max_restarts`` restarts within ``max_seconds`` make it give up."""
+    max_restarts: int = _int(0)
+    max_seconds: float = _number(0)
+    backoff_initial: float = _number(0, inclusive=True)
+    backoff_max: float = _number(0, inclusive=True)
+    child_shutdown_timeout: float = _number(0)
+
+    @backoff_max.validator
+    def _not_below_initial(self, attribute: attrs.Attribute, value: float) -> None:
+        if value < self.backoff_initial:
+            problem = f"must be >= backoff_initial ({self.backoff_initial}), got {value!r}"
+            raise _Invalid(attribute.name, problem)
+
+
+@attrs.frozen(kw_only=True)
+class ShutdownSettings:
+    """[shutdown]: seconds to drain work before everything is cancelled."""
+    timeout: float = _number(0)
+
+
+@attrs.frozen(kw_only=True)
+class FaultSettings:
+    """[faults]: ``enabled`` exposes POST /api/analytics/actors/{name}/crash; off in production."""
+    enabled: bool
+
+
+@attrs.frozen(kw_only=True)
+class LogSettings:
+    """[log]: the log level."""
+    level: str = _choice("debug", "info", "warning", "error")
+
+
+@attrs.frozen(kw_only=True)
+class IngestSettings:
+    """[ingest]: acknowledgement mode and limits; ``max_body`` is bytes, ``enqueue_timeout`` seconds."""
+    ack: str = _choice("durable", "accepted")
+    max_batch: int = _int(1)
+    max_body: int = _int(1024)
+    enqueue_timeout: float = _number(0)
+    inbox: int = _int(1)  # capacity of the ingest inbox
+
+
+@attrs.frozen(kw_only=True)
+class BatchSettings:
+    """[batch]: storage write batching; ``max_wait`` is seconds (0 writes at once)."""
+    max_events: int = _int(1)
+    max_wait: float = _number(0, inclusive=True)
+
+
+@attrs.frozen(kw_only=True)
+class BroadcastSettings:
+    """[broadcast]: seconds between WebSocket broadcasts, and the smallest a client may ask for."""
+    interval: float = _number(0)
+    min_interval: float = _number(0)
+
+
+@attrs.frozen(kw_only=True)
+class RealtimeSettings:
+    """[realtime]: sliding window of the real-time metrics, in seconds."""
+    window: int = _int(1)
+
+
+@attrs.frozen(kw_only=True)
+class Settings:
+    """All settings; one field per TOML section, named as the section."""
+
+    web: WebSettings
+    storage: StorageSettings
+    redis: RedisSettings
+    auth: AuthSettings
+    supervisor: SupervisorSettings
+    shutdown: ShutdownSettings
+    faults: FaultSettings
+    log: LogSettings
+    ingest: IngestSettings
+    batch: BatchSettings
+    broadcast: BroadcastSettings
+    realtime: RealtimeSettings
+
+
+def env_var_name(section: str, key: str) -> str:
+    """The variable for ``section.key``: ``env_var_name("web", "port") == "REVIVATECH_WEB_PORT"``."""
+    return f"{ENV_PREFIX}{section}_{key}".upper()
+
+
+def _sections() -> dict[str, dict[str, attrs.Attribute]]:
+    return {s.name: {f.name: f for f in attrs.fields(s.type)} for s in attrs.fields(Settings)}
+
+
+def _split(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _from_text(text: str, kind: Any) -> Any:
+    """Convert an environment / command-line string; raises ValueError."""
+    if kind is bool:
+        word = text.strip().lower()
+        if word not in _TRUE_WORDS | _FALSE_WORDS:
+            raise ValueError(text)
+        return word in _TRUE_WORDS
+    if kind == _TOKENS:
+        return _split(text)
+    return text if kind is str else kind(text.strip())
+
+
+def _from_value(value: Any, kind: Any) -> Any:
+    """Check a TOML value's type (bool is not accepted as int); raises TypeError."""
+    if kind is float and type(value) is int:
+        return float(value)
+    if kind == _TOKENS and isinstance(value, str):
+        return _split(value)
+    if kind == _TOKENS and isinstance(value, list) and all(type(v) is str for v in value):
+        return tuple(value)
+    if type(value) is not kind:
+        raise TypeError(value)
+    return value
+
+
+def _put(values: dict, section: str, key: str, raw: Any, source: str, *, text: bool) -> None:
+    """Convert ``raw`` for ``section.key`` and record it with its source in ``values``."""
+    sections = _sections()
+    if section not in sections:
+        raise ConfigError(section, f"unknown section (known: {', '.join(sections)})", source)
+    field = sections[section].get(key)
+    if field is None:
+        known = ", ".join(sections[section])
+        raise ConfigError(f"{section}.{key}", f"unknown setting (known in [{section}]: {known})", source)
+    try:
+        value = _from_text(raw, field.type) if text and isinstance(raw, str) else _from_value(raw, field.type)
+    except (TypeError, ValueError):
+        rule = getattr(field.validator, "rule", None) or _TYPE_RULES[field.type]
+        shown = "" if field.metadata.get("secret") else f", got {raw!r}"
+        raise ConfigError(f"{section}.{key}", rule + shown, source) from None
+    values[section, key] = (value, source)
+
+
+def _put_toml(values: dict, data: dict, source: str) -> None:
+    for section, table in data.items():
+        if not isinstance(table, dict):
+            raise ConfigError(section, "settings belong inside a [section] table", source)
+        for key, raw in table.items():
+            _put(values, section, key, raw, source, text=False)
+
+
+def _read_toml(path: str | os.PathLike) -> dict:
+    try:
+        with open(path, "rb") as file:
+            return tomllib.load(file)
+    except OSError as exc:
+        raise ConfigError(os.fspath(path), f"cannot read config file: {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(os.fspath(path), f"invalid TOML: {exc}") from None
+
+
+def load_settings(config_file: str | os.PathLike | None = None, environ: Mapping[str, str] | None = None,
+                  overrides: Mapping[str, object] | None = None) -> Settings:
+    """Load the settings: defaults < ``config_file`` < environment < ``overrides``.
+
+    ``config_file`` falls back to ``$REVIVATECH_CONFIG``; ``environ`` defaults to ``os.environ``.
+    ``overrides`` are keyed "section.key"; strings are converted like environment values and
+    None values are skipped, so a CLI can pass its optional arguments straight through.
+
+    Raises:
+        ConfigError: for an unreadable file, invalid TOML, an unknown section, key or
+            ``REVIVATECH_*`` variable, a wrong type or an impossible value — the first one found.
+    """
+    environ = os.environ if environ is None else environ
+    if config_file is None:
+        config_file = environ.get(CONFIG_ENV_VAR) or None
+    values: dict[tuple[str, str], tuple[Any, str]] = {}
+    defaults = importlib.resources.files("revivatech_actors._config").joinpath("default.toml")
+    _put_toml(values, tomllib.loads(defaults.read_text(encoding="utf-8")), DEFAULTS_SOURCE)
+    if config_file is not None:
+        _put_toml(values, _read_toml(config_file), os.fspath(config_file))
+    sections = _sections()
+    by_env = {env_var_name(s, k): (s, k) for s, fields in sections.items() for k in fields}
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV_VAR or name.startswith(TEST_ENV_PREFIX):
+            continue
+        if name not in by_env:
+            close = difflib.get_close_matches(name, by_env, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise ConfigError(name, "unknown environment variable" + hint)
+        _put(values, *by_env[name], environ[name], name, text=True)
+    for dotted, raw in (overrides or {}).items():
+        if raw is not None:
+            _put(values, *dotted.partition(".")[::2], raw, OVERRIDE_SOURCE, text=True)
+    built = {}
+    for section, fields in sections.items():
+        missing = [key for key in fields if (section, key) not in values]
+        if missing:
+            raise ConfigError(f"{section}.{missing[0]}", "has no value", DEFAULTS_SOURCE)
+        try:
+            built[section] = attrs.fields_dict(Settings)[section].type(
+                **{key: values[section, key][0] for key in fields})
+        except _Invalid as exc:
+            raise ConfigError(f"{section}.{exc.name}", exc.problem, values[section, exc.name][1]) from None
+    return Settings(**built)
+
+
+def _mask_url(url: str) -> str:
+    """``url`` with its password (userinfo or ``?password=``) replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is not None:
+        userinfo, _, hostport = parts.netloc.rpartition("@")
+        url = url.replace("//" + parts.netloc, f"//{userinfo.partition(':')[0]}:{MASK}@{hostport}", 1)
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    if any(name == "password" for name, _ in pairs):
+        masked = urlencode([(n, MASK if n == "password" else v) for n, v in pairs], safe="*")
+        url = url.replace("?" + parts.query, "?" + masked, 1)
+    return url
+
+
+def settings_as_dict(settings: Settings, *, mask_secrets: bool = True) -> dict[str, dict[str, Any]]:
+    """``{section: {key: value}}`` with lists for tuples, ready for :func:`render_toml`.
+
+    With ``mask_secrets`` each admin token becomes ``"***"`` (so the count stays visible) and
+    passwords inside URLs become ``***``.
+    """
+    result: dict[str, dict[str, Any]] = {}
+    for section, fields in _sections().items():
+        group, table = getattr(settings, section), {}
+        for key, field in fields.items():
+            value = getattr(group, key)
+            value = list(value) if isinstance(value, tuple) else value
+            if mask_secrets and field.metadata.get("secret"):
+                value = [MASK] * len(value) if isinstance(value, list) else MASK
+            elif mask_secrets and field.metadata.get("url") and value:
+                value = _mask_url(value)
+            table[key] = value
+        result[section] = table
+    return result
+
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # JSON string escapes (ASCII only) are valid TOML basic strings
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    raise TypeError(f"cannot render {type(value).__name__} as TOML")
+
+
+def _toml_key(key: str) -> str:
+    return key if _BARE_KEY.fullmatch(key) else json.dumps(key)
+
+
+def render_toml(data: Mapping[str, Any]) -> str:
+    """TOML text for ``data``: top-level scalars first, then one ``[table]`` per nested dict.
+
+    Supports str, int, float, bool and lists of those; ``tomllib.loads`` gives ``data`` back.
+    """
+    lines = [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, Mapping)]
+    for name, table in data.items():
+        if isinstance(table, Mapping):
+            lines += ["", f"[{_toml_key(name)}]"]
+            lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items()]
+    return "\n".join(lines).lstrip("\n") + "\n"

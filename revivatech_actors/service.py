@@ -1,0 +1,195 @@
+"""Builds the actor tree from the settings and runs it until a signal stops it.
+
+The tree (start order; stop order is the reverse)::
+
+    root (supervisor, one_for_one)
+    ├── storage        opens the database, applies migrations, watches its health
+    ├── loop_monitor   measures event loop lag
+    └── web            Hypercorn + Quart-Trio: started last, so nothing is accepted before the
+                       actors behind it are ready, and stopped first, so nothing new arrives
+                       while they stop
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+
+import attrs
+import trio
+
+from . import __version__
+from .actors.loop_monitor import LoopMonitor
+from .actors.storage import StorageActor
+from .config import Settings
+from .domain.health import HealthReport, ProbeResult, Readiness, assess_health, assess_readiness
+from .shared_state.redis import RedisConnection
+from .storage import Storage, open_storage
+from .supervisor import ActorStatus, ChildSpec, Restart, Supervisor, SupervisorGaveUp
+from .web.app import create_app
+from .web.server import WebServer
+
+__all__ = ["HealthSnapshot", "Service", "serve_until_signalled"]
+
+logger = logging.getLogger(__name__)
+
+#: Share of a child's shutdown deadline that Hypercorn may spend letting open requests finish.
+WEB_GRACE_SHARE = 0.6
+
+
+@attrs.frozen
+class HealthSnapshot:
+    report: HealthReport
+    database: ProbeResult
+    redis: ProbeResult | None
+    loop_lag_ms: float | None
+    uptime_seconds: float
+    checked_at: float
+    version: str
+    storage_engine: str
+
+
+@attrs.define(eq=False)
+class Service:
+    """The running service as the web layer sees it: health, the actor tree, fault injection."""
+
+    settings: Settings
+    admin_tokens: tuple[str, ...]
+    storage: Storage
+    storage_actor: StorageActor
+    loop_monitor: LoopMonitor
+    redis: RedisConnection | None
+    web: WebServer = attrs.field(init=False)
+    root: Supervisor = attrs.field(init=False)
+    started_at: float = attrs.field(init=False, factory=time.time)
+
+    @classmethod
+    def build(cls, settings: Settings, admin_tokens: tuple[str, ...]) -> Service:
+        storage = open_storage(
+            settings.storage.url,
+            connect_timeout=settings.storage.connect_timeout,
+            ping_timeout=settings.storage.ping_timeout,
+        )
+        redis = RedisConnection(settings.redis.url, timeout=settings.redis.ping_timeout) if settings.redis.url else None
+        service = cls(
+            settings=settings,
+            admin_tokens=admin_tokens,
+            storage=storage,
+            storage_actor=StorageActor(storage, health_interval=settings.storage.health_interval),
+            loop_monitor=LoopMonitor(),
+            redis=redis,
+        )
+        sup = settings.supervisor
+        service.web = WebServer(
+            create_app(service),
+            host=settings.web.host,
+            port=settings.web.port,
+            graceful_timeout=sup.child_shutdown_timeout * WEB_GRACE_SHARE,
+            access_log=settings.web.access_log,
+        )
+        timeout = sup.child_shutdown_timeout
+        service.root = Supervisor(
+            "root",
+            [
+                ChildSpec("storage", service.storage_actor.run, Restart.PERMANENT, timeout, activity=service.storage_actor.activity),
+                ChildSpec("loop_monitor", service.loop_monitor.run, Restart.PERMANENT, timeout, activity=service.loop_monitor.activity),
+                ChildSpec("web", service.web.run, Restart.PERMANENT, timeout, stop=service.web.request_stop, activity=service.web.activity),
+            ],
+            max_restarts=sup.max_restarts,
+            max_seconds=sup.max_seconds,
+            backoff_initial=sup.backoff_initial,
+            backoff_max=sup.backoff_max,
+        )
+        return service
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the tree until :meth:`request_stop`; raises SupervisorGaveUp if the root gives up."""
+        try:
+            await self.root.run(task_status=task_status)
+        finally:
+            if self.redis is not None:
+                self.redis.close()
+
+    def request_stop(self) -> None:
+        self.root.request_stop()
+
+    def actor_tree(self) -> ActorStatus:
+        return self.root.status()
+
+    def inject_crash(self, name: str) -> None:
+        self.root.inject_crash(name)
+
+    async def _probe_all(self) -> tuple[ProbeResult, ProbeResult | None]:
+        results: dict[str, ProbeResult] = {}
+
+        async def probe(key, check):
+            results[key] = await check()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(probe, "database", self.storage_actor.check)
+            if self.redis is not None:
+                nursery.start_soon(probe, "redis", self.redis.check)
+        return results["database"], results.get("redis")
+
+    async def health(self) -> HealthSnapshot:
+        """Fresh probes of the database and Redis (concurrently, each bounded) plus the tree."""
+        database, redis = await self._probe_all()
+        lag = self.loop_monitor.lag_ms
+        report = assess_health(database=database, redis=redis, tree=self.actor_tree(), loop_lag_ms=lag)
+        now = time.time()
+        return HealthSnapshot(
+            report=report,
+            database=database,
+            redis=redis,
+            loop_lag_ms=lag,
+            uptime_seconds=now - self.started_at,
+            checked_at=now,
+            version=__version__,
+            storage_engine=self.storage.engine,
+        )
+
+    async def readiness(self) -> Readiness:
+        database = await self.storage_actor.check()
+        return assess_readiness(database=database, tree=self.actor_tree())
+
+
+async def serve_until_signalled(service: Service) -> int:
+    """Run ``service`` until SIGINT or SIGTERM, then stop it in order. Returns the exit code.
+
+    The first signal starts an ordered shutdown bounded by ``shutdown.timeout``; a second signal,
+    or that deadline passing, ends the process at once with exit code 1.
+    """
+    deadline = service.settings.shutdown.timeout
+    async with trio.open_nursery() as nursery:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+
+            async def watch_signals() -> None:
+                async for signum in signals:
+                    logger.warning("%s received: shutting down (deadline %g s)", signal.Signals(signum).name, deadline)
+                    service.request_stop()
+                    break
+                with trio.move_on_after(deadline):
+                    async for signum in signals:
+                        _force_exit(f"second signal ({signal.Signals(signum).name})")
+                _force_exit(f"shutdown took longer than shutdown.timeout = {deadline:g} s")
+
+            nursery.start_soon(watch_signals)
+            try:
+                await service.run()
+            except SupervisorGaveUp as exc:
+                logger.critical("%s; exiting", exc)
+                return 1
+            finally:
+                nursery.cancel_scope.cancel()
+    logger.info("stopped cleanly")
+    return 0
+
+
+def _force_exit(reason: str) -> None:
+    """Leave now: some task would not stop. Nothing acknowledged is lost, since acknowledgement
+    happens only after commit; only work not yet acknowledged is abandoned."""
+    logger.critical("forced exit: %s", reason)
+    logging.shutdown()
+    os._exit(1)

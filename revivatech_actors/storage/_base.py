@@ -1,0 +1,485 @@
+"""The storage interface and the code every engine shares.
+
+An engine (``sqlite.py``, ``postgres.py``) subclasses ``Storage`` and supplies small *blocking*
+hooks (connect, run a script, read ``schema_migrations``...). This module runs them in worker
+threads and owns everything else: connection lifecycle, timeouts, reconnection, error translation
+and the migration loop.
+
+Threads and connections: a ``_Lane`` is one connection plus a ``trio.CapacityLimiter(1)``, so at
+most one worker thread touches a connection at a time. Each storage has a *writer* lane (all writes
+and migrations) and a *health* lane (ping, catalog reads), so a health check never waits behind a
+long write. Health calls are bounded by ``ping_timeout`` and abandon their thread when it expires;
+the abandoned lane is retired (its thread closes the connection once it returns) and the next call
+opens a fresh one, so a hung network never blocks a caller and never poisons later calls.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import threading
+import urllib.parse
+from collections.abc import Callable, Sequence
+from importlib.resources.abc import Traversable
+from typing import Any, ClassVar, TypeVar
+
+import attrs
+import trio
+
+from ._errors import MigrationError, StorageError, StorageUnavailable
+from .migrations import (
+    AppliedMigration,
+    Migration,
+    discover_migrations,
+    load_migrations,
+    plan_migrations,
+)
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Seconds to wait for a connection in ``open()``. Long enough for a database across a network
+#: (TLS handshake included), short enough that a wrong host fails the start visibly.
+DEFAULT_CONNECT_TIMEOUT = 5.0
+#: Seconds a health check may take. Health endpoints are polled often; a database that needs more
+#: than a second to answer ``SELECT 1`` is, for its callers, unavailable.
+DEFAULT_PING_TIMEOUT = 1.0
+
+_WRITER = "writer"
+_HEALTH = "health"
+
+
+@attrs.define(eq=False)
+class _Lane:
+    """A connection and the limiter that lets one worker thread at a time use it.
+
+    ``busy`` and ``retired`` are guarded by ``lock``. While ``busy`` only the worker thread touches
+    ``conn``; otherwise only the trio side does. Whoever sees ``retired`` last closes ``conn``.
+    """
+
+    purpose: str
+    limiter: trio.CapacityLimiter = attrs.field(factory=lambda: trio.CapacityLimiter(1))
+    conn: Any = None
+    busy: bool = False
+    retired: bool = False
+    lock: threading.Lock = attrs.field(factory=threading.Lock)
+
+    def __repr__(self) -> str:
+        state = "retired" if self.retired else "busy" if self.busy else "idle"
+        return f"<_Lane {self.purpose} {state} connected={self.conn is not None}>"
+
+
+def mask_password(url: str) -> str:
+    """``url`` with the password (userinfo or ``password=`` query parameter) replaced by ``***``.
+
+    Everything else is left exactly as written.
+    """
+    parts = urllib.parse.urlsplit(url)
+    masked = url
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{hosts}"
+        masked = masked.replace(f"//{parts.netloc}", f"//{netloc}", 1)
+    if parts.query:
+        pairs = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+        if any(key == "password" for key, _ in pairs):
+            query = "&".join(
+                f"{key}=***" if key == "password" else f"{urllib.parse.quote(key)}={urllib.parse.quote(value)}"
+                for key, value in pairs
+            )
+            masked = masked.replace(f"?{parts.query}", f"?{query}", 1)
+    return masked
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message (driver messages span several)."""
+    for line in str(exc).splitlines():
+        if line.strip():
+            return line.strip()
+    return type(exc).__name__
+
+
+def _nothing(conn: Any) -> None:
+    """A call that only makes sure the lane is connected."""
+
+
+class Storage(abc.ABC):
+    """Where the service keeps its data: one interface, one implementation per engine.
+
+    Create it with ``open_storage(url)``, then ``await open()`` (or ``async with``). All methods
+    are trio-friendly: blocking driver calls run in worker threads, one thread per connection at a
+    time. Errors are ``StorageError`` subclasses with one-line messages that never show a password.
+    """
+
+    #: "sqlite" or "postgresql".
+    engine: ClassVar[str]
+    #: Folder of migrations under ``revivatech_actors._sql``.
+    migrations_folder: ClassVar[str]
+    #: Exceptions of the driver, translated to StorageError by ``_translate_error``.
+    _driver_errors: ClassVar[tuple[type[Exception], ...]]
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        ping_timeout: float = DEFAULT_PING_TIMEOUT,
+        migrations_dir: Traversable | None = None,
+    ) -> None:
+        """Do not connect yet; see ``open()``.
+
+        Args:
+            url: the database URL (see ``open_storage``).
+            connect_timeout: seconds ``open()`` (and a reconnect) may take.
+            ping_timeout: seconds ``ping()`` and ``table_names()`` may take.
+            migrations_dir: a folder of ``NNNN_name.sql`` files to use instead of the migrations
+                shipped for this engine (tests, tools).
+
+        Raises:
+            ValueError: a timeout is not positive.
+        """
+        if not connect_timeout > 0:
+            msg = f"connect_timeout must be positive, got {connect_timeout!r}"
+            raise ValueError(msg)
+        if not ping_timeout > 0:
+            msg = f"ping_timeout must be positive, got {ping_timeout!r}"
+            raise ValueError(msg)
+        self._url = url
+        self._connect_timeout = float(connect_timeout)
+        self._ping_timeout = float(ping_timeout)
+        self._migrations_dir = migrations_dir
+        self._state = "new"  # new -> open -> closed (open() again is allowed after close)
+        self._writer: _Lane | None = None
+        self._health: _Lane | None = None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.url_for_display} {self._state}>"
+
+    # ----------------------------------------------------------------------------- public API
+
+    @property
+    def url_for_display(self) -> str:
+        """The URL with any password masked: safe for logs, health output and error messages."""
+        return mask_password(self._url)
+
+    @property
+    def is_open(self) -> bool:
+        return self._state == "open"
+
+    @property
+    def connect_timeout(self) -> float:
+        return self._connect_timeout
+
+    @property
+    def ping_timeout(self) -> float:
+        return self._ping_timeout
+
+    async def __aenter__(self) -> Storage:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        """Connect the writer and the health connection. Does nothing if already open.
+
+        Guarantees: returns or raises within ``connect_timeout`` seconds, even when the host
+        swallows packets; on failure nothing stays connected.
+
+        Raises:
+            StorageUnavailable: the database cannot be reached, with a one-line message naming
+                where it was looked for (host:port, or the file).
+        """
+        if self._state == "open":
+            return
+        writer, health = _Lane(_WRITER), _Lane(_HEALTH)
+        try:
+            with trio.fail_after(self._connect_timeout):
+                await self._call(writer, _nothing, abandon=True)
+                await self._call(health, _nothing, abandon=True)
+        except trio.TooSlowError:
+            await self._retire(writer)
+            await self._retire(health)
+            msg = f"{self._where()}: no connection within {self._connect_timeout:g} s"
+            raise StorageUnavailable(msg) from None
+        except BaseException:
+            await self._retire(writer)
+            await self._retire(health)
+            raise
+        self._writer, self._health = writer, health
+        self._state = "open"
+        logger.info("storage open: %s", self.url_for_display)
+
+    async def close(self) -> None:
+        """Close both connections. Idempotent; later calls (except ``open``) raise StorageUnavailable.
+
+        A call still running in a worker thread finishes first; its thread then closes the
+        connection it used.
+        """
+        if self._state != "open":
+            self._state = "closed"
+            return
+        self._state = "closed"
+        writer, health = self._writer, self._health
+        self._writer = self._health = None
+        for lane in (health, writer):
+            if lane is not None:
+                await self._retire(lane)
+        logger.info("storage closed: %s", self.url_for_display)
+
+    async def ping(self) -> None:
+        """Check that the database answers, on the health connection (never behind the writer).
+
+        Guarantees: returns or raises within ``ping_timeout`` seconds; a lost or hung health
+        connection is replaced, so the next ping reconnects.
+
+        Raises:
+            StorageUnavailable: no answer in time, an error, or the storage is not open.
+        """
+        await self._call_health(self._ping_blocking, "ping")
+
+    async def table_names(self) -> set[str]:
+        """The names of the tables in the database (the current schema on PostgreSQL).
+
+        Answered on the health connection within ``ping_timeout``, like ``ping``.
+
+        Raises:
+            StorageUnavailable: as ``ping``.
+        """
+        return await self._call_health(self._table_names_blocking, "table_names")
+
+    async def applied_migrations(self) -> list[AppliedMigration]:
+        """The rows of ``schema_migrations`` in version order (empty before the first migrate).
+
+        Raises:
+            StorageUnavailable: the database cannot be reached or the storage is not open.
+            StorageError: the query failed.
+        """
+        return await self._call(self._open_lane(_WRITER), self._read_applied, abandon=False)
+
+    async def migrate(self) -> list[AppliedMigration]:
+        """Apply the pending migrations, in order, and return those applied by this call.
+
+        Guarantees: each migration runs in its own transaction together with its
+        ``schema_migrations`` row, so it is applied completely or not at all. Several processes
+        may migrate one database at once: each transaction first takes an exclusive migration lock
+        (an advisory lock on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite) and only then reads what is
+        applied, so every migration is applied exactly once. Cancelling stops between migrations.
+
+        Raises:
+            MigrationError: the files are inconsistent, an applied file was edited (the message
+                names it), or a migration failed (named; its transaction was rolled back).
+            StorageUnavailable: the database cannot be reached or the storage is not open.
+        """
+        lane = self._open_lane(_WRITER)
+        available = self._available_migrations()
+        applied_now: list[AppliedMigration] = []
+        while True:
+            # One worker-thread hop per migration: lock, read the applied set, apply the first
+            # pending one, commit. Re-reading each time is what makes concurrent runs safe.
+            row = await self._call(
+                lane, lambda conn: self._migrate_one_blocking(conn, available), abandon=False
+            )
+            if row is None:
+                return applied_now
+            logger.info("applied migration %s to %s", row.filename, self.url_for_display)
+            applied_now.append(row)
+
+    # ---------------------------------------------------------------- engine hooks (blocking)
+
+    @abc.abstractmethod
+    def _where(self) -> str:
+        """Where the database is, for messages: ``PostgreSQL at host:port`` or the file."""
+
+    @abc.abstractmethod
+    def _connect(self, purpose: str) -> Any:
+        """Open a connection for ``purpose`` ("writer" or "health"); raise the driver's error."""
+
+    @abc.abstractmethod
+    def _is_usable(self, conn: Any) -> bool:
+        """False when the connection is closed or lost and must be replaced."""
+
+    @abc.abstractmethod
+    def _close_connection(self, conn: Any) -> None:
+        """Close a connection (errors are logged and ignored by the caller)."""
+
+    @abc.abstractmethod
+    def _translate_error(self, exc: Exception) -> StorageError:
+        """A driver error as StorageUnavailable (connection-level) or StorageError (the rest)."""
+
+    @abc.abstractmethod
+    def _ping_blocking(self, conn: Any) -> None:
+        """Run a trivial query that proves the database answers."""
+
+    @abc.abstractmethod
+    def _table_names_blocking(self, conn: Any) -> set[str]: ...
+
+    @abc.abstractmethod
+    def _transaction(self, conn: Any) -> Any:
+        """A context manager: one transaction, committed on success, rolled back on error."""
+
+    @abc.abstractmethod
+    def _lock_migrations(self, conn: Any) -> None:
+        """Inside ``_transaction``: block until no other process is migrating this database."""
+
+    @abc.abstractmethod
+    def _ensure_migrations_table(self, conn: Any) -> None: ...
+
+    @abc.abstractmethod
+    def _read_applied(self, conn: Any) -> list[AppliedMigration]:
+        """The rows of ``schema_migrations`` by version; [] when the table does not exist."""
+
+    @abc.abstractmethod
+    def _execute_script(self, conn: Any, sql: str) -> None:
+        """Run every statement of a migration file inside the current transaction."""
+
+    @abc.abstractmethod
+    def _record_migration(self, conn: Any, migration: Migration) -> AppliedMigration:
+        """Insert the ``schema_migrations`` row for ``migration`` and return it."""
+
+    # ------------------------------------------------------------------------ shared machinery
+
+    def _migrate_one_blocking(
+        self, conn: Any, available: Sequence[Migration]
+    ) -> AppliedMigration | None:
+        with self._transaction(conn):
+            self._lock_migrations(conn)
+            self._ensure_migrations_table(conn)
+            pending = plan_migrations(available, self._read_applied(conn))
+            if not pending:
+                return None
+            migration = pending[0]
+            try:
+                self._execute_script(conn, migration.sql)
+            except self._driver_errors as exc:
+                translated = self._translate_error(exc)
+                if isinstance(translated, StorageUnavailable):
+                    raise translated from exc
+                msg = f"{migration.filename} failed and was rolled back: {first_line(exc)}"
+                raise MigrationError(msg) from exc
+            return self._record_migration(conn, migration)
+
+    def _available_migrations(self) -> list[Migration]:
+        if self._migrations_dir is not None:
+            return discover_migrations(self._migrations_dir)
+        return load_migrations(self.migrations_folder)
+
+    def _open_lane(self, purpose: str) -> _Lane:
+        lane = self._writer if purpose == _WRITER else self._health
+        if self._state != "open" or lane is None:
+            state = "closed" if self._state == "closed" else "not open"
+            msg = f"{self.url_for_display}: storage is {state}"
+            raise StorageUnavailable(msg)
+        return lane
+
+    async def _call_health(self, fn: Callable[[Any], T], what: str) -> T:
+        """Run ``fn`` on the health lane within ``ping_timeout``; replace the lane if it hangs."""
+        lane = self._open_lane(_HEALTH)
+        try:
+            with trio.fail_after(self._ping_timeout):
+                return await self._call(lane, fn, abandon=True)
+        except trio.TooSlowError:
+            if self._health is lane:
+                self._health = _Lane(_HEALTH)
+            await self._retire(lane)
+            msg = f"{self._where()}: no answer to {what} within {self._ping_timeout:g} s"
+            raise StorageUnavailable(msg) from None
+        except StorageUnavailable:
+            raise
+        except StorageError as exc:
+            # For a health check every failure means "unavailable".
+            raise StorageUnavailable(str(exc)) from exc
+
+    async def _call(self, lane: _Lane, fn: Callable[[Any], T], *, abandon: bool) -> T:
+        """Run ``fn(connection)`` in a worker thread on ``lane``, (re)connecting first if needed.
+
+        Driver errors come out as StorageError / StorageUnavailable; other exceptions unchanged.
+        With ``abandon`` a cancelled call returns at once and its thread finishes on its own.
+        """
+
+        def work() -> T:
+            with lane.lock:
+                if lane.retired:  # closed, or given up on after a timeout while this call queued
+                    msg = f"{self._where()}: connection closed"
+                    raise StorageUnavailable(msg)
+                lane.busy = True
+            try:
+                conn = lane.conn
+                if conn is not None and not self._is_usable(conn):
+                    logger.warning("%s connection to %s lost; reconnecting", lane.purpose, self._where())
+                    lane.conn = None
+                    self._close_quietly(conn)
+                    conn = None
+                if conn is None:
+                    try:
+                        conn = self._connect(lane.purpose)
+                    except (*self._driver_errors, OSError) as exc:
+                        msg = f"cannot connect to {self._where()}: {first_line(exc)}"
+                        raise StorageUnavailable(msg) from exc
+                    lane.conn = conn
+                try:
+                    return fn(conn)
+                except self._driver_errors as exc:
+                    raise self._translate_error(exc) from exc
+            finally:
+                with lane.lock:
+                    lane.busy = False
+                    stale, lane.conn = (lane.conn, None) if lane.retired else (None, lane.conn)
+                if stale is not None:
+                    self._close_quietly(stale)
+
+        return await trio.to_thread.run_sync(work, limiter=lane.limiter, abandon_on_cancel=abandon)
+
+    async def _retire(self, lane: _Lane) -> None:
+        """Stop using ``lane``: close its connection now, or let its running thread do it."""
+        with lane.lock:
+            lane.retired = True
+            conn, lane.conn = (None, lane.conn) if lane.busy else (lane.conn, None)
+        if conn is not None:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(self._close_quietly, conn)
+
+    def _close_quietly(self, conn: Any) -> None:
+        try:
+            self._close_connection(conn)
+        except Exception:
+            logger.debug("error while closing a connection to %s", self._where(), exc_info=True)
+
+
+def open_storage(
+    url: str,
+    *,
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    ping_timeout: float = DEFAULT_PING_TIMEOUT,
+    migrations_dir: Traversable | None = None,
+) -> Storage:
+    """The storage for ``url``, not yet connected: ``await storage.open()`` or ``async with``.
+
+    URLs: ``sqlite:///relative.db``, ``sqlite:////absolute.db``, ``sqlite:///:memory:`` (tests),
+    ``postgresql://user:password@host:port/database`` (``postgres://`` too; libpq parameters such
+    as ``?sslmode=require`` pass through).
+
+    Raises:
+        ValueError: unknown scheme, a malformed SQLite URL, or a non-positive timeout.
+    """
+    scheme = url.partition(":")[0].lower()
+    options: dict[str, Any] = {
+        "connect_timeout": connect_timeout,
+        "ping_timeout": ping_timeout,
+        "migrations_dir": migrations_dir,
+    }
+    if scheme == "sqlite":
+        from .sqlite import SQLiteStorage
+
+        return SQLiteStorage(url, **options)
+    if scheme in ("postgresql", "postgres"):
+        from .postgres import PostgresStorage
+
+        return PostgresStorage(url, **options)
+    msg = (
+        f"unsupported storage URL {mask_password(url)!r}: "
+        "expected sqlite:///path.db or postgresql://user@host:port/database"
+    )
+    raise ValueError(msg)

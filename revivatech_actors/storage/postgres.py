@@ -1,0 +1,174 @@
+"""PostgreSQL storage through psycopg 3's *blocking* API in worker threads.
+
+psycopg's async API does not run under trio (it needs an asyncio loop), so every call goes through
+``trio.to_thread.run_sync`` with one ``CapacityLimiter(1)`` per connection (see ``_base``). This is
+the only module of the project that imports psycopg.
+
+Connections run in autocommit mode; transactions are explicit (``conn.transaction()``), so no
+session is ever left "idle in transaction" after a read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import logging
+import math
+import os
+from collections.abc import Iterator
+from importlib.resources.abc import Traversable
+from typing import Any
+
+import psycopg
+import psycopg.conninfo
+
+from ._base import DEFAULT_CONNECT_TIMEOUT, DEFAULT_PING_TIMEOUT, Storage, first_line, mask_password
+from ._errors import StorageError, StorageUnavailable
+from .migrations import AppliedMigration, Migration
+
+logger = logging.getLogger(__name__)
+
+#: Key of the transaction-level advisory lock that serialises migrations across processes: the
+#: first 8 bytes of sha256("revivatech_actors.schema_migrations") as a signed bigint, so it is
+#: stable and unlikely to collide with another application's advisory locks in the same database.
+MIGRATION_LOCK_KEY = int.from_bytes(
+    hashlib.sha256(b"revivatech_actors.schema_migrations").digest()[:8], "big", signed=True
+)
+
+#: libpq counts connect_timeout in whole seconds and treats anything below 2 as 2; ``open()``
+#: enforces the exact float timeout itself with trio, this only bounds reconnects in threads.
+_LIBPQ_MIN_CONNECT_TIMEOUT = 2
+
+#: TCP keepalives (unless the URL sets its own): a writer blocked on a peer that vanished without
+#: closing the connection notices within about idle + interval * count = 60 s instead of hours.
+_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
+
+#: SQLSTATE classes meaning "the server cannot serve us now" rather than "this statement is wrong":
+#: 08 connection exception, 53 insufficient resources (e.g. too many connections),
+#: 57P operator intervention (admin/crash shutdown, cannot connect now).
+_UNAVAILABLE_SQLSTATES = ("08", "53", "57P")
+
+
+class PostgresStorage(Storage):
+    """Storage in a PostgreSQL database (tables in the connection's current schema)."""
+
+    engine = "postgresql"
+    migrations_folder = "postgres"
+    _driver_errors = (psycopg.Error,)
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        ping_timeout: float = DEFAULT_PING_TIMEOUT,
+        migrations_dir: Traversable | None = None,
+    ) -> None:
+        super().__init__(
+            url,
+            connect_timeout=connect_timeout,
+            ping_timeout=ping_timeout,
+            migrations_dir=migrations_dir,
+        )
+        try:
+            params = psycopg.conninfo.conninfo_to_dict(url)
+        except psycopg.Error as exc:
+            msg = f"invalid PostgreSQL URL {mask_password(url)!r}: {first_line(exc)}"
+            raise ValueError(msg) from None
+        self._params = params
+        host = params.get("host") or os.environ.get("PGHOST") or "localhost"
+        port = params.get("port") or os.environ.get("PGPORT") or "5432"
+        self._host_port = f"{host}:{port}"
+
+    def _where(self) -> str:
+        return f"PostgreSQL at {self._host_port}"
+
+    def _connect(self, purpose: str) -> psycopg.Connection[Any]:
+        options: dict[str, Any] = {
+            key: value for key, value in _KEEPALIVES.items() if key not in self._params
+        }
+        if "application_name" not in self._params:
+            options["application_name"] = f"revivatech-actors {purpose}"
+        if "connect_timeout" not in self._params:
+            options["connect_timeout"] = max(
+                _LIBPQ_MIN_CONNECT_TIMEOUT, math.ceil(self.connect_timeout)
+            )
+        return psycopg.connect(self._url, autocommit=True, **options)
+
+    def _is_usable(self, conn: psycopg.Connection[Any]) -> bool:
+        return not (conn.closed or conn.broken)
+
+    def _close_connection(self, conn: psycopg.Connection[Any]) -> None:
+        conn.close()
+
+    def _translate_error(self, exc: Exception) -> StorageError:
+        message = f"{self._where()}: {first_line(exc)}"
+        sqlstate = getattr(exc, "sqlstate", None)
+        if isinstance(exc, psycopg.InterfaceError) or (
+            isinstance(exc, psycopg.OperationalError)
+            and (sqlstate is None or sqlstate.startswith(_UNAVAILABLE_SQLSTATES))
+        ):
+            return StorageUnavailable(message)
+        return StorageError(message)
+
+    def _ping_blocking(self, conn: psycopg.Connection[Any]) -> None:
+        conn.execute("SELECT 1").fetchone()
+
+    def _table_names_blocking(self, conn: psycopg.Connection[Any]) -> set[str]:
+        rows = conn.execute(
+            "SELECT table_name FROM information_schema.tables"
+            " WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'"
+        ).fetchall()
+        return {name for (name,) in rows}
+
+    @contextlib.contextmanager
+    def _transaction(self, conn: psycopg.Connection[Any]) -> Iterator[None]:
+        with conn.transaction():
+            yield
+
+    def _lock_migrations(self, conn: psycopg.Connection[Any]) -> None:
+        # Held until this transaction ends; a second migrating process waits here, then reads
+        # the applied set only after the first committed, so it never applies a file twice.
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+
+    def _ensure_migrations_table(self, conn: psycopg.Connection[Any]) -> None:
+        # Checked first instead of CREATE TABLE IF NOT EXISTS: no NOTICE, no catalog lock.
+        if conn.execute("SELECT to_regclass('schema_migrations')").fetchone()[0] is None:
+            conn.execute(
+                "CREATE TABLE schema_migrations ("
+                " version integer PRIMARY KEY,"
+                " name text NOT NULL,"
+                " checksum text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now()"
+                ")"
+            )
+
+    def _read_applied(self, conn: psycopg.Connection[Any]) -> list[AppliedMigration]:
+        if conn.execute("SELECT to_regclass('schema_migrations')").fetchone()[0] is None:
+            return []
+        rows = conn.execute(
+            "SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version"
+        ).fetchall()
+        return [
+            AppliedMigration(version=v, name=n, checksum=c, applied_at=at.astimezone(dt.timezone.utc))
+            for v, n, c, at in rows
+        ]
+
+    def _execute_script(self, conn: psycopg.Connection[Any], sql: str) -> None:
+        # Without parameters psycopg sends the text as one simple query, so a file may hold many
+        # statements; they run inside the caller's transaction.
+        conn.execute(sql)  # type: ignore[arg-type]  # trusted file shipped with the package
+
+    def _record_migration(self, conn: psycopg.Connection[Any], migration: Migration) -> AppliedMigration:
+        (applied_at,) = conn.execute(
+            "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)"
+            " RETURNING applied_at",
+            (migration.version, migration.name, migration.checksum),
+        ).fetchone()
+        return AppliedMigration(
+            version=migration.version,
+            name=migration.name,
+            checksum=migration.checksum,
+            applied_at=applied_at.astimezone(dt.timezone.utc),
+        )

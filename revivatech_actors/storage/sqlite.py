@@ -1,0 +1,281 @@
+"""SQLite storage: the standard library's ``sqlite3``, the embedded default engine.
+
+One writer connection and one health connection (WAL mode lets the health connection read while
+the writer writes). Connections are made with ``check_same_thread=False`` and used by one worker
+thread at a time (see ``_base._Lane``). Transactions are explicit: connections run in autocommit
+mode (``isolation_level=None``) and ``BEGIN IMMEDIATE`` takes the write lock up front, so two writers
+never deadlock upgrading a read lock.
+
+Values: uuids and timestamps are TEXT (timestamps UTC, fixed width, see ``format_timestamp``), JSON
+is TEXT. ``format_timestamp`` / ``parse_timestamp`` are the one place that format is written down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import pathlib
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from importlib.resources.abc import Traversable
+
+from ._base import DEFAULT_CONNECT_TIMEOUT, DEFAULT_PING_TIMEOUT, Storage, first_line
+from ._errors import StorageError, StorageUnavailable
+from .migrations import AppliedMigration, Migration
+
+logger = logging.getLogger(__name__)
+
+#: Seconds a connection waits for another connection's write lock before giving up with
+#: SQLITE_BUSY (reported as StorageUnavailable). Writes here are short group commits; waiting a
+#: few seconds rides out another process's migration or checkpoint without failing a flush.
+SQLITE_BUSY_TIMEOUT = 5.0
+
+#: Durability. In WAL mode ``synchronous=NORMAL`` survives an application crash but a commit can
+#: be lost on power failure or an OS crash, because the WAL is only fsynced at checkpoints. The
+#: service answers "stored" after commit, so the commit must be on disk: FULL fsyncs the WAL at
+#: every commit. Group commit keeps the cost to one fsync per batch, not per event.
+SQLITE_SYNCHRONOUS = "FULL"
+
+#: Timestamps are stored as UTC text of fixed width, so comparing text compares times.
+TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+#: Error names (``sqlite3.Error.sqlite_errorname``) that mean "cannot reach the data right now".
+_UNAVAILABLE_ERRORS = (
+    "SQLITE_BUSY",
+    "SQLITE_LOCKED",
+    "SQLITE_CANTOPEN",
+    "SQLITE_IOERR",
+    "SQLITE_FULL",
+    "SQLITE_NOTADB",
+    "SQLITE_READONLY",
+    "SQLITE_PERM",
+)
+
+_MEMORY = ":memory:"
+_PREFIX = "sqlite:///"
+
+
+def format_timestamp(value: dt.datetime) -> str:
+    """An aware datetime as stored: UTC, ``YYYY-MM-DDTHH:MM:SS.ffffffZ``.
+
+    Raises:
+        ValueError: ``value`` is naive (its zone would be a guess).
+    """
+    if value.tzinfo is None or value.utcoffset() is None:
+        msg = f"naive datetime {value!r}: timestamps must carry a time zone"
+        raise ValueError(msg)
+    return value.astimezone(dt.timezone.utc).strftime(TIMESTAMP_FORMAT)
+
+
+def parse_timestamp(text: str) -> dt.datetime:
+    """A stored timestamp as an aware UTC datetime."""
+    return dt.datetime.fromisoformat(text).astimezone(dt.timezone.utc)
+
+
+def database_path(url: str) -> str:
+    """The file named by a SQLite URL: ``sqlite:///rel.db`` -> ``rel.db``,
+    ``sqlite:////abs.db`` -> ``/abs.db``, ``sqlite:///:memory:`` -> ``:memory:``.
+
+    Raises:
+        ValueError: not a ``sqlite:///`` URL, no path, or query parameters (not supported).
+    """
+    if not url.lower().startswith(_PREFIX):
+        msg = f"not a SQLite URL: {url!r} (expected sqlite:///relative.db or sqlite:////absolute.db)"
+        raise ValueError(msg)
+    path = url[len(_PREFIX) :]
+    if not path:
+        msg = f"SQLite URL {url!r} names no file"
+        raise ValueError(msg)
+    if "?" in path:
+        msg = f"SQLite URL {url!r}: query parameters are not supported"
+        raise ValueError(msg)
+    return path
+
+
+def split_statements(script: str) -> list[str]:
+    """Split a SQL script into single statements, as ``sqlite3`` executes one at a time.
+
+    Uses ``sqlite3.complete_statement``, so semicolons inside strings, comments and trigger
+    bodies do not split. A trailing part that is not a complete statement is returned as is (it is
+    either only comments, which execute as nothing, or an error SQLite will report).
+
+    ``executescript`` is not used because it commits the open transaction first.
+    """
+    statements: list[str] = []
+    start = 0
+    for index, char in enumerate(script):
+        if char == ";" and sqlite3.complete_statement(script[start : index + 1]):
+            statements.append(script[start : index + 1].strip())
+            start = index + 1
+    rest = script[start:].strip()
+    if rest:
+        statements.append(rest)
+    return statements
+
+
+class SQLiteStorage(Storage):
+    """Storage in one SQLite file (or a private in-memory database for tests).
+
+    The file and its parent folders are created on ``open()``. WAL journal, ``synchronous=FULL``
+    (a committed transaction survives power loss), foreign keys on. With ``:memory:`` both
+    connections share one private in-memory database (shared cache) that vanishes on close.
+    """
+
+    engine = "sqlite"
+    migrations_folder = "sqlite"
+    _driver_errors = (sqlite3.Error,)
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        ping_timeout: float = DEFAULT_PING_TIMEOUT,
+        migrations_dir: Traversable | None = None,
+    ) -> None:
+        super().__init__(
+            url,
+            connect_timeout=connect_timeout,
+            ping_timeout=ping_timeout,
+            migrations_dir=migrations_dir,
+        )
+        path = database_path(url)
+        self._memory_uri: str | None = None
+        self._path: pathlib.Path | None = None
+        if path == _MEMORY:
+            self._memory_uri = f"file:revivatech-{uuid.uuid4().hex}?mode=memory&cache=shared"
+        else:
+            # Absolute now, so a later change of working directory cannot move the database.
+            self._path = pathlib.Path(path).absolute()
+
+    @property
+    def path(self) -> pathlib.Path | None:
+        """The database file (absolute), or None for an in-memory database."""
+        return self._path
+
+    def _where(self) -> str:
+        return f"SQLite database {self._path if self._path is not None else _MEMORY}"
+
+    def _connect(self, purpose: str) -> sqlite3.Connection:
+        options = {
+            "timeout": SQLITE_BUSY_TIMEOUT,
+            "check_same_thread": False,
+            "isolation_level": None,  # autocommit; transactions are explicit (BEGIN IMMEDIATE)
+        }
+        if self._memory_uri is not None:
+            conn = sqlite3.connect(self._memory_uri, uri=True, **options)
+        elif purpose == "writer":
+            assert self._path is not None
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self._path, **options)
+        else:
+            # mode=rw: the health connection never creates a file, so a deleted database shows
+            # as unavailable instead of as a new empty one.
+            assert self._path is not None
+            conn = sqlite3.connect(f"{self._path.as_uri()}?mode=rw", uri=True, **options)
+        try:
+            if purpose == "writer":
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if mode.lower() not in ("wal", "memory"):
+                    logger.warning(
+                        "%s: WAL journal refused (%s); readers will wait for writers",
+                        self._where(),
+                        mode,
+                    )
+                conn.execute(f"PRAGMA synchronous = {SQLITE_SYNCHRONOUS}")
+                conn.execute("PRAGMA foreign_keys = ON")
+            else:
+                conn.execute("PRAGMA query_only = ON")
+                if self._memory_uri is not None:
+                    # Shared-cache readers take table locks; without this a health read during a
+                    # write transaction fails with SQLITE_LOCKED. Only for the in-memory test DB.
+                    conn.execute("PRAGMA read_uncommitted = ON")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _is_usable(self, conn: sqlite3.Connection) -> bool:
+        try:
+            conn.total_changes  # noqa: B018 - raises ProgrammingError once closed
+        except sqlite3.ProgrammingError:
+            return False
+        return True
+
+    def _close_connection(self, conn: sqlite3.Connection) -> None:
+        conn.close()
+
+    def _translate_error(self, exc: Exception) -> StorageError:
+        message = f"{self._where()}: {first_line(exc)}"
+        name = getattr(exc, "sqlite_errorname", None) or ""
+        closed = isinstance(exc, sqlite3.ProgrammingError) and "closed" in str(exc)
+        if closed or name.startswith(_UNAVAILABLE_ERRORS):
+            return StorageUnavailable(message)
+        return StorageError(message)
+
+    def _ping_blocking(self, conn: sqlite3.Connection) -> None:
+        # Reads the schema page, so it proves the file is there and readable, not just the library.
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+
+    def _table_names_blocking(self, conn: sqlite3.Connection) -> set[str]:
+        rows = conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
+        ).fetchall()
+        return {name for (name,) in rows}
+
+    @contextlib.contextmanager
+    def _transaction(self, conn: sqlite3.Connection) -> Iterator[None]:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _lock_migrations(self, conn: sqlite3.Connection) -> None:
+        """Nothing to do: ``BEGIN IMMEDIATE`` already holds the database's write lock."""
+
+    def _ensure_migrations_table(self, conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version INTEGER PRIMARY KEY,"
+            " name TEXT NOT NULL,"
+            " checksum TEXT NOT NULL,"
+            " applied_at TEXT NOT NULL"
+            ") STRICT"
+        )
+
+    def _read_applied(self, conn: sqlite3.Connection) -> list[AppliedMigration]:
+        exists = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+        ).fetchone()
+        if exists is None:
+            return []
+        rows = conn.execute(
+            "SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version"
+        ).fetchall()
+        return [
+            AppliedMigration(version=v, name=n, checksum=c, applied_at=parse_timestamp(at))
+            for v, n, c, at in rows
+        ]
+
+    def _execute_script(self, conn: sqlite3.Connection, sql: str) -> None:
+        for statement in split_statements(sql):
+            conn.execute(statement)
+
+    def _record_migration(self, conn: sqlite3.Connection, migration: Migration) -> AppliedMigration:
+        applied_at = format_timestamp(dt.datetime.now(dt.timezone.utc))
+        conn.execute(
+            "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?, ?, ?, ?)",
+            (migration.version, migration.name, migration.checksum, applied_at),
+        )
+        return AppliedMigration(
+            version=migration.version,
+            name=migration.name,
+            checksum=migration.checksum,
+            applied_at=parse_timestamp(applied_at),
+        )

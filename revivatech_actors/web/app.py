@@ -1,0 +1,41 @@
+"""The Quart-Trio application: routes translate HTTP to calls on the service and back."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from .auth import AdminAuth
+from .health import register_health_routes
+from .responses import error_response
+
+if TYPE_CHECKING:
+    from ..service import Service
+
+__all__ = ["create_app"]
+
+logger = logging.getLogger(__name__)
+
+_ERROR_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
+
+
+def create_app(service: Service) -> QuartTrio:
+    app = QuartTrio("revivatech_actors")
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
+    auth = AdminAuth(service.admin_tokens)
+    register_health_routes(app, service, auth)
+
+    @app.errorhandler(HTTPException)
+    async def http_error(exc: HTTPException):
+        code = exc.code or 500
+        return error_response(code, _ERROR_CODES.get(code, "http_error"), exc.description or exc.name)
+
+    @app.errorhandler(Exception)
+    async def unexpected_error(exc: Exception):
+        logger.exception("unhandled error in request handler")
+        return error_response(500, "internal_error", "the server failed to handle this request; see its log")
+
+    return app

@@ -1,0 +1,109 @@
+"""Operator routes: health, liveness, readiness, the actor tree and (opt-in) fault injection."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from quart import Quart
+
+from ..domain.health import ProbeResult
+from ..domain.timefmt import iso_utc
+from ..supervisor import ActorStatus, UnknownActor
+from .auth import AdminAuth, admin_only
+from .responses import error_response, json_response
+
+if TYPE_CHECKING:
+    from ..service import Service
+
+__all__ = ["actor_status_json", "register_health_routes"]
+
+
+def actor_status_json(node: ActorStatus) -> dict[str, Any]:
+    """One node of the supervision tree in the API's camelCase shape, children included."""
+    data: dict[str, Any] = {
+        "name": node.name,
+        "kind": node.kind,
+        "state": node.state.value,
+        "restart": node.restart.value,
+        "restarts": node.restarts,
+        "lastError": None,
+        "inbox": None,
+        "handled": node.handled,
+        "lastActivity": iso_utc(node.last_activity),
+        "startedAt": iso_utc(node.started_at),
+    }
+    if node.last_error is not None:
+        error = node.last_error
+        data["lastError"] = {"type": error.type, "message": error.message, "time": iso_utc(error.time)}
+    if node.inbox is not None:
+        data["inbox"] = {"depth": node.inbox.depth, "capacity": node.inbox.capacity}
+    if node.kind == "supervisor":
+        data["children"] = [actor_status_json(child) for child in node.children]
+    return data
+
+
+def _probe_json(probe: ProbeResult | None) -> dict[str, Any] | None:
+    if probe is None:
+        return None
+    return {"ok": probe.ok, "latencyMs": probe.latency_ms, "error": probe.error, "checkedAt": iso_utc(probe.checked_at)}
+
+
+def register_health_routes(app: Quart, service: Service, auth: AdminAuth) -> None:
+    @app.get("/healthz")
+    async def healthz():
+        # Liveness: answering at all proves the event loop turns. No dependency is consulted,
+        # so a database outage never gets the process killed by its manager.
+        return json_response({"status": "alive"})
+
+    @app.get("/readyz")
+    async def readyz():
+        readiness = await service.readiness()
+        payload = {"ready": readiness.ready, "reasons": list(readiness.reasons)}
+        return json_response(payload, 200 if readiness.ready else 503)
+
+    @app.get("/api/analytics/health")
+    async def health():
+        snapshot = await service.health()
+        report = snapshot.report
+        summary = report.actors
+        payload = {
+            "status": report.status,
+            "database": report.database,
+            "redis": report.redis,
+            "analytics": report.analytics,
+            "reasons": list(report.reasons),
+            "timestamp": iso_utc(snapshot.checked_at),
+            "version": snapshot.version,
+            "uptimeSeconds": round(snapshot.uptime_seconds, 3),
+            "storageEngine": snapshot.storage_engine,
+            "eventLoopLagMs": snapshot.loop_lag_ms,
+            "checks": {"database": _probe_json(snapshot.database), "redis": _probe_json(snapshot.redis)},
+            "actors": {
+                "total": summary.total,
+                "running": summary.running,
+                "restarting": summary.restarting,
+                "failed": summary.failed,
+                "stopped": summary.stopped,
+                "restarts": summary.restarts,
+                "notRunning": list(summary.not_running),
+            },
+        }
+        return json_response(payload, report.http_status)
+
+    @app.get("/api/analytics/actors")
+    @admin_only(auth)
+    async def actors():
+        return json_response({"success": True, "data": actor_status_json(service.actor_tree())})
+
+    if service.settings.faults.enabled:
+
+        @app.post("/api/analytics/actors/<name>/crash")
+        @admin_only(auth)
+        async def crash_actor(name: str):
+            try:
+                service.inject_crash(name)
+            except UnknownActor:
+                return error_response(404, "unknown_actor", f"no actor named {name!r}")
+            except RuntimeError as exc:
+                return error_response(409, "actor_not_running", str(exc))
+            return json_response({"success": True, "actor": name, "message": "crash injected; watch /api/analytics/actors"}, 202)

@@ -1,0 +1,388 @@
+"""Tests for revivatech_actors.config: layering, validation messages, masking, TOML rendering."""
+
+import importlib.resources
+import re
+import tomllib
+
+import attrs
+import pytest
+
+from revivatech_actors.config import (
+    ConfigError,
+    Settings,
+    env_var_name,
+    load_settings,
+    render_toml,
+    settings_as_dict,
+)
+
+TOKEN_A = "tok-aaaaaaaaaaaaaaaa"  # 20 characters
+TOKEN_B = "tok-bbbbbbbbbbbbbbbbbbbb"  # 24 characters
+
+EXPECTED_DEFAULTS = {
+    "web": {"host": "127.0.0.1", "port": 3011, "access_log": False},
+    "storage": {"url": "sqlite:///revivatech.db", "connect_timeout": 5.0, "ping_timeout": 1.0,
+                "health_interval": 2.0},
+    "redis": {"url": "", "ping_timeout": 1.0},
+    "auth": {"admin_tokens": []},
+    "supervisor": {"max_restarts": 5, "max_seconds": 30.0, "backoff_initial": 0.1, "backoff_max": 5.0,
+                   "child_shutdown_timeout": 5.0},
+    "shutdown": {"timeout": 10.0},
+    "faults": {"enabled": False},
+    "log": {"level": "info"},
+    "ingest": {"ack": "durable", "max_batch": 500, "max_body": 1048576, "enqueue_timeout": 0.5,
+               "inbox": 10000},
+    "batch": {"max_events": 2000, "max_wait": 0.0},
+    "broadcast": {"interval": 30.0, "min_interval": 1.0},
+    "realtime": {"window": 300},
+}
+
+
+def load(**kwargs):
+    kwargs.setdefault("environ", {})
+    return load_settings(**kwargs)
+
+
+def config_error(**kwargs) -> ConfigError:
+    """The ConfigError that load() raises; also checks that its message is one line naming the key."""
+    with pytest.raises(ConfigError) as info:
+        load(**kwargs)
+    err = info.value
+    assert "\n" not in str(err)
+    assert str(err).startswith(f"{err.key}: ")
+    assert err.problem in str(err)
+    return err
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "revivatech.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def default_toml_text() -> str:
+    return importlib.resources.files("revivatech_actors._config").joinpath("default.toml").read_text("utf-8")
+
+
+# --- defaults and default.toml -----------------------------------------------------------------
+
+
+def test_defaults_load_with_expected_values():
+    settings = load()
+    assert settings_as_dict(settings, mask_secrets=False) == EXPECTED_DEFAULTS
+    assert settings.web.port == 3011
+    assert settings.auth.admin_tokens == ()
+    assert settings.faults.enabled is False
+    assert isinstance(settings.batch.max_wait, float)
+
+
+def test_every_field_is_in_default_toml_and_nothing_else():
+    data = tomllib.loads(default_toml_text())
+    fields = {
+        section.name: {field.name for field in attrs.fields(section.type)} for section in attrs.fields(Settings)
+    }
+    assert {section: set(table) for section, table in data.items()} == fields
+
+
+def test_every_key_and_section_in_default_toml_has_a_comment_above():
+    lines = default_toml_text().splitlines()
+    checked = 0
+    for number, line in enumerate(lines):
+        if re.match(r"^\s*(\[[a-z_]+\]|[a-z_]+\s*=)", line):
+            above = lines[number - 1].strip()
+            assert above.startswith("#") and len(above) > 2, f"no comment above line {number + 1}: {line!r}"
+            checked += 1
+    assert checked == sum(len(t) for t in EXPECTED_DEFAULTS.values()) + len(EXPECTED_DEFAULTS)
+
+
+def test_settings_are_frozen():
+    settings = load()
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        settings.web.port = 1
+
+
+# --- layering ----------------------------------------------------------------------------------
+
+
+def test_file_overrides_defaults(tmp_path):
+    path = write(tmp_path, '[web]\nport = 8080\n[auth]\nadmin_tokens = ["%s"]\n[batch]\nmax_wait = 1\n' % TOKEN_A)
+    settings = load(config_file=path)
+    assert settings.web.port == 8080
+    assert settings.web.host == "127.0.0.1"
+    assert settings.auth.admin_tokens == (TOKEN_A,)
+    assert settings.batch.max_wait == 1.0 and isinstance(settings.batch.max_wait, float)
+
+
+def test_file_accepts_comma_separated_tokens(tmp_path):
+    path = write(tmp_path, f'[auth]\nadmin_tokens = "{TOKEN_A}, {TOKEN_B}"\n')
+    assert load(config_file=str(path)).auth.admin_tokens == (TOKEN_A, TOKEN_B)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "path", "expected"),
+    [
+        ("REVIVATECH_WEB_HOST", "0.0.0.0", ("web", "host"), "0.0.0.0"),
+        ("REVIVATECH_WEB_PORT", "8081", ("web", "port"), 8081),
+        ("REVIVATECH_STORAGE_URL", "postgresql://app@db:5432/analytics", ("storage", "url"),
+         "postgresql://app@db:5432/analytics"),
+        ("REVIVATECH_REDIS_URL", "redis://cache:6379/0", ("redis", "url"), "redis://cache:6379/0"),
+        ("REVIVATECH_AUTH_ADMIN_TOKENS", f" {TOKEN_A} ,, {TOKEN_B} ", ("auth", "admin_tokens"), (TOKEN_A, TOKEN_B)),
+        ("REVIVATECH_AUTH_ADMIN_TOKENS", "", ("auth", "admin_tokens"), ()),
+        ("REVIVATECH_INGEST_ACK", "accepted", ("ingest", "ack"), "accepted"),
+        ("REVIVATECH_BATCH_MAX_EVENTS", "100", ("batch", "max_events"), 100),
+        ("REVIVATECH_BATCH_MAX_WAIT", "0.25", ("batch", "max_wait"), 0.25),
+        ("REVIVATECH_BROADCAST_INTERVAL", "5", ("broadcast", "interval"), 5.0),
+        ("REVIVATECH_REALTIME_WINDOW", "60", ("realtime", "window"), 60),
+    ],
+)
+def test_contract_environment_variables(name, text, path, expected):
+    assert env_var_name(*path) == name
+    settings = load(environ={name: text})
+    assert getattr(getattr(settings, path[0]), path[1]) == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [("true", True), ("YES", True), ("On", True), ("1", True),
+                                                ("false", False), ("no", False), ("OFF", False), ("0", False)])
+def test_env_booleans(text, expected):
+    assert load(environ={"REVIVATECH_FAULTS_ENABLED": text}).faults.enabled is expected
+
+
+def test_overrides_mapping():
+    settings = load(overrides={"web.host": "0.0.0.0", "web.port": 9000, "batch.max_wait": None})
+    assert (settings.web.host, settings.web.port) == ("0.0.0.0", 9000)
+    assert settings.batch.max_wait == 0.0  # None is skipped
+    assert load(overrides={"web.port": "9001"}).web.port == 9001
+
+
+def test_precedence_overrides_env_file_defaults(tmp_path):
+    path = write(tmp_path, "[web]\nport = 1001\nhost = \"file-host\"\n[realtime]\nwindow = 10\n")
+    environ = {"REVIVATECH_WEB_PORT": "1002", "REVIVATECH_WEB_HOST": "env-host"}
+    settings = load(config_file=path, environ=environ, overrides={"web.port": 1003})
+    assert settings.web.port == 1003  # override beats env
+    assert settings.web.host == "env-host"  # env beats file
+    assert settings.realtime.window == 10  # file beats defaults
+    assert settings.batch.max_events == 2000  # defaults fill the rest
+
+
+def test_config_env_var_is_the_fallback_file(tmp_path):
+    path = write(tmp_path, "[web]\nport = 4242\n")
+    assert load(environ={"REVIVATECH_CONFIG": str(path)}).web.port == 4242
+    other = tmp_path / "other.toml"
+    other.write_text("[web]\nport = 4343\n")
+    assert load(config_file=other, environ={"REVIVATECH_CONFIG": str(path)}).web.port == 4343
+
+
+def test_test_suite_variables_are_ignored():
+    settings = load(environ={"REVIVATECH_TEST_POSTGRES_URL": "postgresql://x@y/z", "PATH": "/bin"})
+    assert settings.storage.url == "sqlite:///revivatech.db"
+
+
+# --- unknown names -----------------------------------------------------------------------------
+
+
+def test_unknown_section_in_file(tmp_path):
+    path = write(tmp_path, "[webb]\nport = 1\n")
+    err = config_error(config_file=path)
+    assert err.key == "webb"
+    assert "unknown section" in err.problem
+    assert str(path) in str(err)
+
+
+def test_unknown_key_in_file(tmp_path):
+    path = write(tmp_path, "[web]\nprot = 1\n")
+    err = config_error(config_file=path)
+    assert err.key == "web.prot"
+    assert str(err) == f"web.prot: unknown setting (known in [web]: host, port, access_log) (from {path})"
+
+
+def test_key_outside_a_section(tmp_path):
+    err = config_error(config_file=write(tmp_path, "port = 1\n"))
+    assert err.key == "port"
+    assert "[section]" in err.problem
+
+
+def test_unknown_env_var_is_named_with_a_hint():
+    err = config_error(environ={"REVIVATECH_WEB_PROT": "8080"})
+    assert err.key == "REVIVATECH_WEB_PROT"
+    assert str(err) == "REVIVATECH_WEB_PROT: unknown environment variable; did you mean REVIVATECH_WEB_PORT?"
+
+
+def test_unknown_override():
+    err = config_error(overrides={"web.prot": 1})
+    assert err.key == "web.prot"
+    assert "(from override)" in str(err)
+
+
+# --- wrong types and impossible values ---------------------------------------------------------
+
+
+def test_env_string_for_int_names_key_problem_and_variable():
+    err = config_error(environ={"REVIVATECH_WEB_PORT": "abc"})
+    assert str(err) == "web.port: must be an integer between 1 and 65535, got 'abc' (from REVIVATECH_WEB_PORT)"
+    assert (err.key, err.source) == ("web.port", "REVIVATECH_WEB_PORT")
+
+
+@pytest.mark.parametrize(
+    ("toml", "key", "message"),
+    [
+        ('[web]\nport = "8080"', "web.port", "must be an integer between 1 and 65535, got '8080'"),
+        ("[web]\nport = true", "web.port", "must be an integer between 1 and 65535, got True"),
+        ("[web]\nport = 80.0", "web.port", "must be an integer between 1 and 65535, got 80.0"),
+        ("[faults]\nenabled = 1", "faults.enabled", "must be true or false, got 1"),
+        ("[batch]\nmax_wait = false", "batch.max_wait", "must be a number >= 0, got False"),
+        ('[storage]\nurl = 5', "storage.url", "must be a URL like sqlite:///revivatech.db or postgresql://host/db"),
+        ("[auth]\nadmin_tokens = [1, 2]", "auth.admin_tokens",
+         "must be a list of strings or one comma-separated string"),
+    ],
+)
+def test_wrong_types_in_file(tmp_path, toml, key, message):
+    path = write(tmp_path, toml + "\n")
+    err = config_error(config_file=path)
+    assert err.key == key
+    assert err.problem.startswith(message)
+    assert str(err).endswith(f"(from {path})")
+
+
+@pytest.mark.parametrize(
+    ("env", "key", "problem"),
+    [
+        ({"REVIVATECH_WEB_PORT": "0"}, "web.port", "must be an integer between 1 and 65535, got 0"),
+        ({"REVIVATECH_WEB_PORT": "70000"}, "web.port", "must be an integer between 1 and 65535, got 70000"),
+        ({"REVIVATECH_WEB_HOST": " "}, "web.host", "must be a non-empty string, got ' '"),
+        ({"REVIVATECH_BATCH_MAX_EVENTS": "-1"}, "batch.max_events", "must be an integer >= 1, got -1"),
+        ({"REVIVATECH_BATCH_MAX_WAIT": "-0.5"}, "batch.max_wait", "must be a number >= 0, got -0.5"),
+        ({"REVIVATECH_SHUTDOWN_TIMEOUT": "0"}, "shutdown.timeout", "must be a number > 0, got 0.0"),
+        ({"REVIVATECH_SHUTDOWN_TIMEOUT": "nan"}, "shutdown.timeout", "must be a number > 0, got nan"),
+        ({"REVIVATECH_INGEST_MAX_BODY": "100"}, "ingest.max_body", "must be an integer >= 1024, got 100"),
+        ({"REVIVATECH_INGEST_ACK": "maybe"}, "ingest.ack", "must be one of durable, accepted, got 'maybe'"),
+        ({"REVIVATECH_LOG_LEVEL": "verbose"}, "log.level", "must be one of debug, info, warning, error, got 'verbose'"),
+        ({"REVIVATECH_FAULTS_ENABLED": "maybe"}, "faults.enabled", "must be true or false, got 'maybe'"),
+        ({"REVIVATECH_SUPERVISOR_BACKOFF_MAX": "0.05"}, "supervisor.backoff_max",
+         "must be >= backoff_initial (0.1), got 0.05"),
+        ({"REVIVATECH_STORAGE_URL": "mysql://db/x"}, "storage.url",
+         "unsupported scheme 'mysql' (use sqlite:/// or postgresql://)"),
+        ({"REVIVATECH_STORAGE_URL": "revivatech.db"}, "storage.url",
+         "is not a URL; use sqlite:/// or postgresql://"),
+        ({"REVIVATECH_STORAGE_URL": "sqlite:///"}, "storage.url",
+         "use sqlite:///relative.db, sqlite:////absolute.db or sqlite:///:memory:"),
+        ({"REVIVATECH_STORAGE_URL": "sqlite://revivatech.db"}, "storage.url",
+         "use sqlite:///relative.db, sqlite:////absolute.db or sqlite:///:memory:"),
+        ({"REVIVATECH_STORAGE_URL": "postgresql://"}, "storage.url", "a postgresql URL needs a host or path"),
+        ({"REVIVATECH_STORAGE_URL": "postgresql://db:99999/x"}, "storage.url",
+         "cannot parse URL (check the host and port); use sqlite:/// or postgresql://"),
+        ({"REVIVATECH_REDIS_URL": "http://cache"}, "redis.url",
+         "unsupported scheme 'http' (use redis://, rediss:// or unix://, or leave empty)"),
+        ({"REVIVATECH_REDIS_URL": "redis:///0"}, "redis.url", "a redis URL needs a host"),
+        ({"REVIVATECH_REDIS_URL": "unix://"}, "redis.url", "a unix URL needs a path"),
+    ],
+)
+def test_impossible_values(env, key, problem):
+    err = config_error(environ=env)
+    (name,) = env
+    assert (err.key, err.problem, err.source) == (key, problem, name)
+    assert str(err) == f"{key}: {problem} (from {name})"
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["sqlite:///revivatech.db", "sqlite:////var/lib/revivatech.db", "sqlite:///:memory:",
+     "postgresql://user:pw@db:5432/analytics", "postgres://db/analytics", "postgresql:///analytics"],
+)
+def test_valid_storage_urls(url):
+    assert load(environ={"REVIVATECH_STORAGE_URL": url}).storage.url == url
+
+
+@pytest.mark.parametrize("url", ["", "redis://cache:6379/0", "rediss://:pw@cache", "unix:///run/redis.sock"])
+def test_valid_redis_urls(url):
+    assert load(environ={"REVIVATECH_REDIS_URL": url}).redis.url == url
+
+
+def test_short_admin_token_is_refused_without_printing_it(tmp_path):
+    short = "hunter2secret"  # 13 characters
+    err = config_error(environ={"REVIVATECH_AUTH_ADMIN_TOKENS": f"{TOKEN_A},{short}"})
+    assert err.key == "auth.admin_tokens"
+    assert "at least 16 characters" in err.problem and "token 2 of 2" in err.problem
+    assert short not in str(err) and TOKEN_A not in str(err)
+    err = config_error(config_file=write(tmp_path, f'[auth]\nadmin_tokens = ["{short}"]\n'))
+    assert err.key == "auth.admin_tokens" and short not in str(err)
+
+
+def test_bad_value_in_file_is_reported_even_if_env_overrides_it(tmp_path):
+    path = write(tmp_path, '[web]\nport = "x"\n')
+    err = config_error(config_file=path, environ={"REVIVATECH_WEB_PORT": "8080"})
+    assert err.key == "web.port" and str(path) in str(err)
+
+
+# --- files -------------------------------------------------------------------------------------
+
+
+def test_missing_file(tmp_path):
+    path = tmp_path / "nope.toml"
+    err = config_error(config_file=path)
+    assert err.key == str(path)
+    assert "cannot read config file" in err.problem and "No such file" in err.problem
+
+
+def test_missing_file_from_config_env_var(tmp_path):
+    path = tmp_path / "nope.toml"
+    err = config_error(environ={"REVIVATECH_CONFIG": str(path)})
+    assert err.key == str(path)
+
+
+def test_invalid_toml(tmp_path):
+    path = write(tmp_path, "[web\nport = \n")
+    err = config_error(config_file=path)
+    assert err.key == str(path)
+    assert err.problem.startswith("invalid TOML: ")
+
+
+# --- display -----------------------------------------------------------------------------------
+
+
+def test_settings_as_dict_masks_tokens_and_url_passwords():
+    settings = load(environ={
+        "REVIVATECH_AUTH_ADMIN_TOKENS": f"{TOKEN_A},{TOKEN_B}",
+        "REVIVATECH_STORAGE_URL": "postgresql://app:s3cret@db:5432/analytics?password=other&sslmode=require",
+        "REVIVATECH_REDIS_URL": "redis://:r3dis@cache:6379/0",
+    })
+    shown = settings_as_dict(settings)
+    assert shown["auth"]["admin_tokens"] == ["***", "***"]
+    assert shown["storage"]["url"] == "postgresql://app:***@db:5432/analytics?password=***&sslmode=require"
+    assert shown["redis"]["url"] == "redis://:***@cache:6379/0"
+    text = render_toml(shown)
+    for secret in (TOKEN_A, TOKEN_B, "s3cret", "other", "r3dis"):
+        assert secret not in text
+    plain = settings_as_dict(settings, mask_secrets=False)
+    assert plain["auth"]["admin_tokens"] == [TOKEN_A, TOKEN_B]
+    assert plain["redis"]["url"] == "redis://:r3dis@cache:6379/0"
+
+
+def test_settings_as_dict_keeps_empty_tokens_and_plain_urls():
+    shown = settings_as_dict(load())
+    assert shown["auth"]["admin_tokens"] == []
+    assert shown["storage"]["url"] == "sqlite:///revivatech.db"
+    assert shown["redis"]["url"] == ""
+
+
+def test_render_toml_round_trips():
+    data = settings_as_dict(load(environ={"REVIVATECH_AUTH_ADMIN_TOKENS": TOKEN_A}), mask_secrets=False)
+    assert tomllib.loads(render_toml(data)) == data
+    odd = {"top": 1, "t": {"quote": 'a "b" \\ c\n\t\x7f é', "weird key": [True, False], "f": 1e-05, "n": -3}}
+    assert tomllib.loads(render_toml(odd)) == odd
+
+
+def test_rendered_settings_load_back_as_a_config_file(tmp_path):
+    original = load(environ={"REVIVATECH_WEB_PORT": "8123", "REVIVATECH_AUTH_ADMIN_TOKENS": TOKEN_B})
+    path = write(tmp_path, render_toml(settings_as_dict(original, mask_secrets=False)))
+    assert load(config_file=path) == original
+
+
+def test_environ_defaults_to_os_environ(monkeypatch):
+    monkeypatch.setenv("REVIVATECH_WEB_PORT", "8999")
+    assert load_settings().web.port == 8999
+
+
+@pytest.mark.parametrize("url", ["postgresql://app:s3cret@db:99999/x", "mysql://app:s3cret@db/x"])
+def test_url_errors_never_quote_the_password(url):
+    err = config_error(environ={"REVIVATECH_STORAGE_URL": url})
+    assert err.key == "storage.url" and "s3cret" not in str(err)
