@@ -228,6 +228,7 @@ class Supervisor:
     _startup_scope: trio.CancelScope | None = attrs.field(init=False, default=None)
     _restart_times: deque[float] = attrs.field(init=False, factory=deque)
     _failure: SupervisorGaveUp | None = attrs.field(init=False, default=None)
+    _started_at: float | None = attrs.field(init=False, default=None)
 
     def __attrs_post_init__(self) -> None:
         names = [spec.name for spec in self.children]
@@ -261,7 +262,7 @@ class Supervisor:
             inbox=None,
             handled=0,
             last_activity=None,
-            started_at=None,
+            started_at=self._started_at,
             children=tuple(child.status() for child in self._children),
         )
 
@@ -312,6 +313,7 @@ class Supervisor:
                     self._startup_scope = None
                     if not self._stop_requested.is_set():
                         self._state = State.RUNNING
+                        self._started_at = time.time()
                         task_status.started()
                         await self._stop_requested.wait()
                 finally:
@@ -437,6 +439,7 @@ class Supervisor:
         child.stopping = True
         if child.done.is_set():
             return
+        began = trio.current_time()
         graceful = spec.stop is not None and child.state is State.RUNNING
         child.state = State.STOPPING
         if graceful:
@@ -445,15 +448,14 @@ class Supervisor:
             child.scope.cancel()
         with trio.move_on_after(spec.shutdown_timeout):
             await child.done.wait()
-        if child.done.is_set():
-            return
-        if graceful and child.scope is not None:
+        if not child.done.is_set() and graceful and child.scope is not None:
             logger.warning("%s/%s did not stop within %g s; cancelling it", self.name, spec.name, spec.shutdown_timeout)
             child.scope.cancel()
             with trio.move_on_after(CANCEL_GRACE):
                 await child.done.wait()
-            if child.done.is_set():
-                return
+        if child.done.is_set():
+            logger.info("%s/%s stopped in %.3f s", self.name, spec.name, trio.current_time() - began)
+            return
         logger.error("%s/%s ignored cancellation past its deadline; abandoned", self.name, spec.name)
         child.last_error = ErrorRecord(
             type="ShutdownTimeout",

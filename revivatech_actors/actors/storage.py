@@ -36,9 +36,7 @@ class StorageActor:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         await self.storage.open()
         try:
-            applied = await self.storage.migrate()
-            for migration in applied:
-                logger.info("applied migration %04d_%s", migration.version, migration.name)
+            await self.storage.migrate()  # the engine logs each migration it applies
             probe = await self.check()
             if not probe.ok:
                 raise StorageError(f"database does not answer after opening: {probe.error}")

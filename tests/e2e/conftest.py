@@ -1,0 +1,86 @@
+"""Helpers to run the real ``revivatech-actors serve`` process in a test."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from ..conftest import free_port
+
+ADMIN_TOKEN = "e2e-admin-token-0123456789abcdef"
+
+
+def service_env(**settings: str) -> dict[str, str]:
+    """The test process's environment without any REVIVATECH_* setting, plus ``settings``."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("REVIVATECH_")}
+    env.update(settings)
+    return env
+
+
+class ServeProcess:
+    """A ``revivatech-actors serve`` subprocess on a free port, its output captured in a file."""
+
+    def __init__(self, cwd, *, env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.log_path = cwd / f"serve-{self.port}.log"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        command = [sys.executable, "-m", "revivatech_actors", "serve", "--port", str(self.port), *args]
+        self.process = subprocess.Popen(command, cwd=cwd, env=env or service_env(), stdout=self._log, stderr=subprocess.STDOUT)
+
+    def output(self) -> str:
+        return self.log_path.read_text()
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"serve exited with {self.process.returncode} before it was ready:\n{self.output()}")
+            try:
+                if httpx.get(self.base_url + "/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        pytest.fail(f"serve was not ready within {timeout} s:\n{self.output()}")
+
+    def signal(self, signum: int = signal.SIGTERM) -> float:
+        """Send ``signum``; returns the monotonic time it was sent."""
+        sent = time.monotonic()
+        self.process.send_signal(signum)
+        return sent
+
+    def wait_exit(self, timeout: float = 20.0) -> int:
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"serve did not exit within {timeout} s:\n{self.output()}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self._log.close()
+
+
+@pytest.fixture
+def serve(tmp_path):
+    """Start ``serve`` processes (killed at the end if still running): ``serve(env=..., args=...)``."""
+    started: list[ServeProcess] = []
+
+    def start(*, env: dict[str, str] | None = None, args: tuple[str, ...] = (), ready: bool = True) -> ServeProcess:
+        process = ServeProcess(tmp_path, env=env, args=args)
+        started.append(process)
+        if ready:
+            process.wait_ready()
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
