@@ -16,6 +16,7 @@ opens a fresh one, so a hung network never blocks a caller and never poisons lat
 from __future__ import annotations
 
 import abc
+import json
 import logging
 import threading
 import urllib.parse
@@ -26,6 +27,8 @@ from typing import Any, ClassVar, TypeVar
 import attrs
 import trio
 
+from ..domain.sessions import SessionDelta, aggregate_sessions
+from ..messages import DeadLetter, Event, Outcome, Status
 from ._errors import MigrationError, StorageError, StorageUnavailable
 from .migrations import (
     AppliedMigration,
@@ -118,6 +121,9 @@ class Storage(abc.ABC):
     migrations_folder: ClassVar[str]
     #: Exceptions of the driver, translated to StorageError by ``_translate_error``.
     _driver_errors: ClassVar[tuple[type[Exception], ...]]
+    #: Errors meaning "the database refuses these rows" (not "the database is unreachable"):
+    #: ``write_batch`` bisects a batch that raises one of them.
+    _row_errors: ClassVar[tuple[type[Exception], ...]]
 
     def __init__(
         self,
@@ -287,6 +293,31 @@ class Storage(abc.ABC):
             logger.info("applied migration %s to %s", row.filename, self.url_for_display)
             applied_now.append(row)
 
+    async def write_batch(self, events: Sequence[Event], dead_letters: Sequence[DeadLetter] = ()) -> list[Outcome]:
+        """Store ``events`` and ``dead_letters``; return one outcome per event, in order.
+
+        Guarantees:
+            * idempotent on ``event_id``: an event whose id is already stored (or appears earlier
+              in the same batch) is not stored again and comes back ``DUPLICATE``;
+            * every event reported ``STORED`` or ``DUPLICATE`` is committed, together with the
+              session rows it updates and with ``dead_letters``;
+            * a row the database refuses (an encoding or constraint error) does not sink the
+              batch: the batch is bisected until the refusing rows are isolated, those come back
+              ``REJECTED`` with the database's reason and are committed as dead letters
+              (source ``database``), and the rest is committed;
+            * on StorageUnavailable nothing is known: the transaction may or may not have
+              committed. Calling again with the same events is safe (see idempotency); ids the
+              first attempt stored then come back ``DUPLICATE``.
+
+        Raises:
+            StorageUnavailable: the database cannot be reached or the storage is not open.
+            StorageError: a failure that is not about particular rows.
+        """
+        if not events and not dead_letters:
+            return []
+        lane = self._open_lane(_WRITER)
+        return await self._call(lane, lambda conn: self._write_batch_blocking(conn, events, dead_letters), abandon=False)
+
     # ---------------------------------------------------------------- engine hooks (blocking)
 
     @abc.abstractmethod
@@ -339,6 +370,20 @@ class Storage(abc.ABC):
     def _record_migration(self, conn: Any, migration: Migration) -> AppliedMigration:
         """Insert the ``schema_migrations`` row for ``migration`` and return it."""
 
+    @abc.abstractmethod
+    def _insert_events(self, conn: Any, events: Sequence[Event]) -> set[str]:
+        """Inside a transaction: insert ``events`` in order, skipping ids already stored (and
+        repeats within ``events``); return the ids actually inserted. Raise one of
+        ``_row_errors`` when the database refuses a row."""
+
+    @abc.abstractmethod
+    def _upsert_sessions(self, conn: Any, sessions: Sequence[SessionDelta]) -> None:
+        """Inside a transaction: add each delta to its ``analytics_sessions`` row (commutative)."""
+
+    @abc.abstractmethod
+    def _insert_dead_letters(self, conn: Any, letters: Sequence[DeadLetter]) -> None:
+        """Inside a transaction: append ``letters`` to ``rejected_events``."""
+
     # ------------------------------------------------------------------------ shared machinery
 
     def _migrate_one_blocking(
@@ -360,6 +405,54 @@ class Storage(abc.ABC):
                 msg = f"{migration.filename} failed and was rolled back: {first_line(exc)}"
                 raise MigrationError(msg) from exc
             return self._record_migration(conn, migration)
+
+    def _write_batch_blocking(
+        self, conn: Any, events: Sequence[Event], dead_letters: Sequence[DeadLetter]
+    ) -> list[Outcome]:
+        outcomes: list[Outcome | None] = [None] * len(events)
+        refused: list[DeadLetter] = []
+
+        def attempt(indices: list[int], letters: Sequence[DeadLetter]) -> None:
+            chunk = [events[i] for i in indices]
+            try:
+                with self._transaction(conn):
+                    inserted = self._insert_events(conn, chunk) if chunk else set()
+                    first_of: dict[str, int] = {}
+                    for i in indices:
+                        first_of.setdefault(events[i].event_id, i)
+                    stored = [i for i in indices if events[i].event_id in inserted and first_of[events[i].event_id] == i]
+                    if stored:
+                        self._upsert_sessions(conn, aggregate_sessions(events[i] for i in stored))
+                    if letters:
+                        self._insert_dead_letters(conn, letters)
+            except self._row_errors as exc:
+                # Isolate what the database refuses; connection errors are not caught here.
+                if letters:
+                    attempt(indices, ())
+                    attempt([], letters)
+                elif len(indices) > 1:
+                    middle = len(indices) // 2
+                    attempt(indices[:middle], ())
+                    attempt(indices[middle:], ())
+                elif indices:
+                    index = indices[0]
+                    reason = f"refused by the database: {first_line(exc)}"
+                    outcomes[index] = Outcome(Status.REJECTED, reason)
+                    refused.append(refused_event_letter(events[index], reason))
+                else:
+                    msg = f"{self._where()}: dead letters refused: {first_line(exc)}"
+                    raise StorageError(msg) from exc
+                return
+            stored_set = set(stored)
+            for i in indices:
+                outcomes[i] = Outcome(Status.STORED) if i in stored_set else Outcome(Status.DUPLICATE)
+
+        attempt(list(range(len(events))), dead_letters)
+        if refused:
+            with self._transaction(conn):
+                self._insert_dead_letters(conn, refused)
+            logger.warning("%s: %d event(s) refused by the database, kept as dead letters", self._where(), len(refused))
+        return outcomes  # type: ignore[return-value]  # every index was filled above
 
     def _available_migrations(self) -> list[Migration]:
         if self._migrations_dir is not None:
@@ -483,3 +576,41 @@ def open_storage(
         "expected sqlite:///path.db or postgresql://user@host:port/database"
     )
     raise ValueError(msg)
+
+
+#: Longest payload kept for one dead letter, in characters.
+DEAD_LETTER_PAYLOAD_LIMIT = 8192
+
+
+def event_as_json(event: Event) -> str:
+    """An event as pure-ASCII JSON text: control characters and even lone surrogates (which the
+    database may have refused) come out as escapes, so the dead letter itself is always storable.
+    Rare path, so the stdlib encoder (it can do ``ensure_ascii``) rather than orjson."""
+    return json.dumps(
+        {
+            "event_id": event.event_id,
+            "user_fingerprint": event.user_fingerprint,
+            "session_id": event.session_id,
+            "event_type": event.event_type,
+            "timestamp": event.timestamp.isoformat(),
+            "sent_at": event.sent_at.isoformat() if event.sent_at else None,
+            "page_url": event.page_url,
+            "referrer": event.referrer,
+            "value": event.value,
+            "properties": event.properties,
+        },
+        ensure_ascii=True,
+        default=str,
+    )
+
+
+def refused_event_letter(event: Event, reason: str) -> DeadLetter:
+    payload = event_as_json(event)
+    if len(payload) > DEAD_LETTER_PAYLOAD_LIMIT:
+        payload = payload[:DEAD_LETTER_PAYLOAD_LIMIT]
+    return DeadLetter(
+        received_at=event.received_at,
+        source="database",
+        reasons=({"field": "", "message": reason},),
+        payload=payload,
+    )

@@ -16,12 +16,16 @@ import hashlib
 import logging
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from importlib.resources.abc import Traversable
 from typing import Any
 
+import orjson
 import psycopg
 import psycopg.conninfo
+
+from ..domain.sessions import SessionDelta
+from ..messages import DeadLetter, Event
 
 from ._base import DEFAULT_CONNECT_TIMEOUT, DEFAULT_PING_TIMEOUT, Storage, first_line, mask_password
 from ._errors import StorageError, StorageUnavailable
@@ -49,6 +53,49 @@ _KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10
 #: 57P operator intervention (admin/crash shutdown, cannot connect now).
 _UNAVAILABLE_SQLSTATES = ("08", "53", "57P")
 
+#: Per-connection staging table for COPY: binary COPY is the fastest way in (~300k rows/s here),
+#: and INSERT ... SELECT from it can then skip duplicates with ON CONFLICT and say which rows went
+#: in. Ids and JSON are staged as text and cast once in the INSERT.
+_CREATE_STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS staging_events (
+    seq integer, event_id text, user_fingerprint text, session_id text, event_type text,
+    event_timestamp timestamptz, received_at timestamptz, sent_at timestamptz,
+    page_url text, referrer text, value double precision, properties text
+) ON COMMIT DELETE ROWS
+"""
+_COPY_STAGING = (
+    "COPY staging_events (seq, event_id, user_fingerprint, session_id, event_type, event_timestamp,"
+    " received_at, sent_at, page_url, referrer, value, properties) FROM STDIN (FORMAT BINARY)"
+)
+_STAGING_TYPES = [
+    "int4", "text", "text", "text", "text", "timestamptz", "timestamptz", "timestamptz", "text", "text", "float8", "text",
+]
+_INSERT_FROM_STAGING = """
+INSERT INTO analytics_events (event_id, user_fingerprint, session_id, event_type, event_timestamp,
+                              received_at, sent_at, page_url, referrer, value, properties)
+SELECT event_id::uuid, user_fingerprint, session_id, event_type, event_timestamp,
+       received_at, sent_at, page_url, referrer, value, properties::jsonb
+FROM staging_events ORDER BY seq
+ON CONFLICT (event_id) DO NOTHING
+RETURNING event_id::text
+"""
+_UPSERT_SESSIONS = """
+INSERT INTO analytics_sessions AS s (session_id, user_fingerprint, started_at, last_activity_at,
+                                     event_count, page_views, entry_page, exit_page, referrer, utm_source)
+SELECT * FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[],
+                     %s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[])
+ON CONFLICT (session_id) DO UPDATE SET
+    event_count = s.event_count + excluded.event_count,
+    page_views = s.page_views + excluded.page_views,
+    entry_page = CASE WHEN excluded.started_at < s.started_at THEN excluded.entry_page ELSE s.entry_page END,
+    exit_page = CASE WHEN excluded.last_activity_at >= s.last_activity_at THEN excluded.exit_page ELSE s.exit_page END,
+    referrer = CASE WHEN excluded.started_at < s.started_at THEN excluded.referrer ELSE s.referrer END,
+    utm_source = CASE WHEN excluded.started_at < s.started_at THEN excluded.utm_source ELSE s.utm_source END,
+    started_at = least(s.started_at, excluded.started_at),
+    last_activity_at = greatest(s.last_activity_at, excluded.last_activity_at)
+"""
+_INSERT_DEAD_LETTER = "INSERT INTO rejected_events (received_at, source, reasons, payload) VALUES (%s, %s, %s::jsonb, %s)"
+
 
 class PostgresStorage(Storage):
     """Storage in a PostgreSQL database (tables in the connection's current schema)."""
@@ -56,6 +103,8 @@ class PostgresStorage(Storage):
     engine = "postgresql"
     migrations_folder = "postgres"
     _driver_errors = (psycopg.Error,)
+    # DataError covers what psycopg refuses client-side too (e.g. a NUL character in text).
+    _row_errors = (psycopg.DataError, psycopg.IntegrityError)
 
     def __init__(
         self,
@@ -94,7 +143,10 @@ class PostgresStorage(Storage):
             options["connect_timeout"] = max(
                 _LIBPQ_MIN_CONNECT_TIMEOUT, math.ceil(self.connect_timeout)
             )
-        return psycopg.connect(self._url, autocommit=True, **options)
+        conn = psycopg.connect(self._url, autocommit=True, **options)
+        if purpose == "writer":
+            conn.execute(_CREATE_STAGING)
+        return conn
 
     def _is_usable(self, conn: psycopg.Connection[Any]) -> bool:
         return not (conn.closed or conn.broken)
@@ -172,3 +224,38 @@ class PostgresStorage(Storage):
             checksum=migration.checksum,
             applied_at=applied_at.astimezone(dt.timezone.utc),
         )
+
+    def _insert_events(self, conn: psycopg.Connection[Any], events: Sequence[Event]) -> set[str]:
+        with conn.cursor() as cursor:
+            with cursor.copy(_COPY_STAGING) as copy:
+                copy.set_types(_STAGING_TYPES)
+                for seq, e in enumerate(events):
+                    copy.write_row(
+                        (
+                            seq, e.event_id, e.user_fingerprint, e.session_id, e.event_type, e.timestamp,
+                            e.received_at, e.sent_at, e.page_url, e.referrer, e.value, orjson.dumps(e.properties).decode(),
+                        )
+                    )
+            cursor.execute(_INSERT_FROM_STAGING)
+            inserted = {event_id for (event_id,) in cursor.fetchall()}
+            cursor.execute("TRUNCATE staging_events")  # not only at commit: bisecting reuses it
+        return inserted
+
+    def _upsert_sessions(self, conn: psycopg.Connection[Any], sessions: Sequence[SessionDelta]) -> None:
+        columns = list(zip(*(
+            (d.session_id, d.user_fingerprint, d.started_at, d.last_activity_at, d.event_count, d.page_views,
+             d.entry_page, d.exit_page, d.referrer, d.utm_source)
+            for d in sessions
+        ), strict=True))
+        conn.execute(_UPSERT_SESSIONS, [list(column) for column in columns])
+
+    def _insert_dead_letters(self, conn: psycopg.Connection[Any], letters: Sequence[DeadLetter]) -> None:
+        with conn.cursor() as cursor:
+            cursor.executemany(
+                _INSERT_DEAD_LETTER,
+                [
+                    # PostgreSQL text cannot hold NUL; keep the payload, visibly escaped.
+                    (d.received_at, d.source, orjson.dumps(d.reasons).decode(), d.payload.replace("\x00", "\\u0000"))
+                    for d in letters
+                ],
+            )

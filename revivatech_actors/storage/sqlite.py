@@ -18,9 +18,13 @@ import logging
 import pathlib
 import sqlite3
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from importlib.resources.abc import Traversable
 
+import orjson
+
+from ..domain.sessions import SessionDelta
+from ..messages import DeadLetter, Event
 from ._base import DEFAULT_CONNECT_TIMEOUT, DEFAULT_PING_TIMEOUT, Storage, first_line
 from ._errors import StorageError, StorageUnavailable
 from .migrations import AppliedMigration, Migration
@@ -54,6 +58,46 @@ _UNAVAILABLE_ERRORS = (
 )
 
 _MEMORY = ":memory:"
+
+#: Per-connection staging table: one executemany in, then one INSERT ... SELECT that skips stored
+#: ids and says (RETURNING) which rows went in. ``WHERE true`` is SQLite's required disambiguation
+#: between a SELECT's join clause and the upsert's ON CONFLICT.
+_CREATE_STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS staging_events (
+    seq INTEGER, event_id TEXT, user_fingerprint TEXT, session_id TEXT, event_type TEXT,
+    event_timestamp TEXT, received_at TEXT, sent_at TEXT, page_url TEXT, referrer TEXT,
+    value REAL, properties TEXT
+)
+"""
+_INSERT_STAGING = "INSERT INTO temp.staging_events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_FROM_STAGING = """
+INSERT INTO analytics_events (event_id, user_fingerprint, session_id, event_type, event_timestamp,
+                              received_at, sent_at, page_url, referrer, value, properties)
+SELECT event_id, user_fingerprint, session_id, event_type, event_timestamp,
+       received_at, sent_at, page_url, referrer, value, properties
+FROM temp.staging_events WHERE true ORDER BY seq
+ON CONFLICT (event_id) DO NOTHING
+RETURNING event_id
+"""
+_UPSERT_SESSION = """
+INSERT INTO analytics_sessions AS s (session_id, user_fingerprint, started_at, last_activity_at,
+                                     event_count, page_views, entry_page, exit_page, referrer, utm_source)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (session_id) DO UPDATE SET
+    event_count = s.event_count + excluded.event_count,
+    page_views = s.page_views + excluded.page_views,
+    entry_page = CASE WHEN excluded.started_at < s.started_at THEN excluded.entry_page ELSE s.entry_page END,
+    exit_page = CASE WHEN excluded.last_activity_at >= s.last_activity_at THEN excluded.exit_page ELSE s.exit_page END,
+    referrer = CASE WHEN excluded.started_at < s.started_at THEN excluded.referrer ELSE s.referrer END,
+    utm_source = CASE WHEN excluded.started_at < s.started_at THEN excluded.utm_source ELSE s.utm_source END,
+    started_at = min(s.started_at, excluded.started_at),
+    last_activity_at = max(s.last_activity_at, excluded.last_activity_at)
+"""
+_INSERT_DEAD_LETTER = "INSERT INTO rejected_events (received_at, source, reasons, payload) VALUES (?, ?, ?, ?)"
+
+
+def _optional_timestamp(value: dt.datetime | None) -> str | None:
+    return None if value is None else format_timestamp(value)
 _PREFIX = "sqlite:///"
 
 
@@ -126,6 +170,9 @@ class SQLiteStorage(Storage):
     engine = "sqlite"
     migrations_folder = "sqlite"
     _driver_errors = (sqlite3.Error,)
+    # ValueError: text Python cannot encode as UTF-8 (a lone surrogate); OverflowError: an
+    # integer wider than 64 bits.
+    _row_errors = (sqlite3.IntegrityError, sqlite3.DataError, ValueError, OverflowError)
 
     def __init__(
         self,
@@ -186,6 +233,7 @@ class SQLiteStorage(Storage):
                     )
                 conn.execute(f"PRAGMA synchronous = {SQLITE_SYNCHRONOUS}")
                 conn.execute("PRAGMA foreign_keys = ON")
+                conn.execute(_CREATE_STAGING)
             else:
                 conn.execute("PRAGMA query_only = ON")
                 if self._memory_uri is not None:
@@ -278,4 +326,39 @@ class SQLiteStorage(Storage):
             name=migration.name,
             checksum=migration.checksum,
             applied_at=parse_timestamp(applied_at),
+        )
+
+    def _insert_events(self, conn: sqlite3.Connection, events: Sequence[Event]) -> set[str]:
+        conn.executemany(
+            _INSERT_STAGING,
+            [
+                (
+                    seq, e.event_id, e.user_fingerprint, e.session_id, e.event_type, format_timestamp(e.timestamp),
+                    format_timestamp(e.received_at), _optional_timestamp(e.sent_at), e.page_url, e.referrer, e.value,
+                    orjson.dumps(e.properties).decode(),
+                )
+                for seq, e in enumerate(events)
+            ],
+        )
+        try:
+            return {event_id for (event_id,) in conn.execute(_INSERT_FROM_STAGING).fetchall()}
+        finally:
+            conn.execute("DELETE FROM temp.staging_events")
+
+    def _upsert_sessions(self, conn: sqlite3.Connection, sessions: Sequence[SessionDelta]) -> None:
+        conn.executemany(
+            _UPSERT_SESSION,
+            [
+                (
+                    d.session_id, d.user_fingerprint, format_timestamp(d.started_at), format_timestamp(d.last_activity_at),
+                    d.event_count, d.page_views, d.entry_page, d.exit_page, d.referrer, d.utm_source,
+                )
+                for d in sessions
+            ],
+        )
+
+    def _insert_dead_letters(self, conn: sqlite3.Connection, letters: Sequence[DeadLetter]) -> None:
+        conn.executemany(
+            _INSERT_DEAD_LETTER,
+            [(format_timestamp(d.received_at), d.source, orjson.dumps(d.reasons).decode(), d.payload) for d in letters],
         )

@@ -1,0 +1,105 @@
+"""The messages that travel between actors. Frozen values, except the few reply slots a request
+waits on (:class:`Submission`), which only the actor that owns the request's fate writes.
+
+A request's way: web builds a :class:`Submission` of :class:`Event` values (and :class:`DeadLetter`
+records for what failed validation) → ingest → batcher, which stores them in one transaction and
+fills in each event's :class:`Outcome` → web answers → the stored events go on to subscribers.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+import attrs
+import trio
+
+__all__ = ["DeadLetter", "Event", "Outcome", "Status", "Submission"]
+
+
+@attrs.frozen(slots=True)
+class Event:
+    """A validated event. ``timestamp`` is the client's time corrected for clock skew (DESIGN.md
+    section 1); ``event_id`` is the client's idempotency key, or one ingest assigned."""
+
+    event_id: str
+    user_fingerprint: str
+    session_id: str
+    event_type: str
+    timestamp: datetime
+    received_at: datetime
+    sent_at: datetime | None = None
+    page_url: str | None = None
+    referrer: str | None = None
+    value: float | None = None
+    properties: dict[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen(slots=True)
+class DeadLetter:
+    """Something that could not be stored as an event, kept with its reasons in ``rejected_events``.
+
+    ``source`` is ``"validation"`` (refused by the rules) or ``"database"`` (refused by the
+    database when stored); ``payload`` is the offending input as text, already truncated.
+    """
+
+    received_at: datetime
+    source: str
+    reasons: tuple[dict[str, str], ...]
+    payload: str
+
+
+class Status(enum.Enum):
+    STORED = "stored"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"
+
+
+@attrs.frozen(slots=True)
+class Outcome:
+    status: Status
+    reason: str | None = None  # why the database refused it, for REJECTED
+
+
+@attrs.define(eq=False, slots=True)
+class Submission:
+    """One request's events on their way to storage, and the slots its answer waits on.
+
+    ``outcomes[i]`` is filled for ``events[i]`` by ingest (a duplicate it recognised) or by the
+    batcher (after commit). ``queued`` is set once ingest has handed everything on; ``done`` once
+    every outcome is known and ``dead_letters`` are committed too.
+    """
+
+    events: list[Event]
+    dead_letters: list[DeadLetter] = attrs.Factory(list)
+    outcomes: list[Outcome | None] = attrs.field(init=False)
+    queued: trio.Event = attrs.Factory(trio.Event)
+    done: trio.Event = attrs.Factory(trio.Event)
+    _unresolved: int = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.outcomes = [None] * len(self.events)
+        # the dead letters count as one more thing to resolve: they commit with a batch
+        self._unresolved = len(self.events) + (1 if self.dead_letters else 0)
+        if self._unresolved == 0:
+            self.done.set()
+
+    @property
+    def size(self) -> int:
+        """What this submission weighs against the ingest budget."""
+        return len(self.events) + len(self.dead_letters)
+
+    def resolve(self, index: int, outcome: Outcome) -> None:
+        """Record the outcome of ``events[index]`` (once); sets ``done`` with the last one."""
+        if self.outcomes[index] is None:
+            self.outcomes[index] = outcome
+            self._resolved_one()
+
+    def dead_letters_stored(self) -> None:
+        self._resolved_one()
+
+    def _resolved_one(self) -> None:
+        self._unresolved -= 1
+        if self._unresolved == 0:
+            self.done.set()

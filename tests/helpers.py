@@ -1,0 +1,37 @@
+"""Test helpers: build events, and read a database directly (independently of the code under test)."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from revivatech_actors.messages import Event
+
+BASE_TIME = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+
+
+def make_event(n: int = 0, **fields) -> Event:
+    values = {
+        "event_id": str(uuid.uuid4()),
+        "user_fingerprint": f"user-{n % 7}",
+        "session_id": f"session-{n % 3}",
+        "event_type": "page_view",
+        "timestamp": BASE_TIME + timedelta(seconds=n),
+        "received_at": BASE_TIME + timedelta(seconds=n, milliseconds=5),
+        "page_url": f"https://revivatech.example/page/{n}",
+        "properties": {"n": n},
+    }
+    values.update(fields)
+    return Event(**values)
+
+
+def query(url: str, sql: str, params: tuple = ()) -> list[tuple]:
+    """Rows of ``sql`` run straight on the database behind ``url`` (sqlite3 or psycopg)."""
+    if url.startswith("sqlite:///"):
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+            return conn.execute(sql.replace("%s", "?"), params).fetchall()
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        return conn.execute(sql, params).fetchall()

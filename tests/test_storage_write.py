@@ -1,0 +1,150 @@
+"""The write path (``Storage.write_batch``): one contract, run against SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, timedelta
+
+import pytest
+
+from revivatech_actors.messages import DeadLetter, Status
+from revivatech_actors.storage import StorageUnavailable, open_storage
+
+from .helpers import BASE_TIME, make_event, query
+
+
+@pytest.fixture
+async def storage(storage_url):
+    async with open_storage(storage_url) as storage:
+        await storage.migrate()
+        yield storage
+
+
+def statuses(outcomes):
+    return [outcome.status for outcome in outcomes]
+
+
+async def test_events_are_stored_with_every_field(storage, storage_url):
+    event = make_event(
+        1,
+        sent_at=BASE_TIME,
+        referrer="https://search.example/?q=repair",
+        value=149.5,
+        properties={"device": "iPhone 15", "nested": {"a": [1, 2]}},
+    )
+    outcomes = await storage.write_batch([event])
+    assert statuses(outcomes) == [Status.STORED]
+    rows = query(
+        storage_url,
+        "SELECT event_id, user_fingerprint, session_id, event_type, page_url, referrer, value, properties"
+        " FROM analytics_events",
+    )
+    assert len(rows) == 1
+    event_id, fingerprint, session, event_type, page, referrer, value, properties = rows[0]
+    assert (str(event_id), fingerprint, session, event_type) == (event.event_id, "user-1", "session-1", "page_view")
+    assert (page, referrer, value) == (event.page_url, event.referrer, 149.5)
+    properties = properties if isinstance(properties, dict) else json.loads(properties)
+    assert properties == {"device": "iPhone 15", "nested": {"a": [1, 2]}}
+
+
+async def test_replayed_ids_are_duplicates_and_stored_once(storage, storage_url):
+    events = [make_event(n) for n in range(5)]
+    assert statuses(await storage.write_batch(events)) == [Status.STORED] * 5
+    fresh = make_event(99)
+    assert statuses(await storage.write_batch([events[2], fresh, events[4]])) == [
+        Status.DUPLICATE, Status.STORED, Status.DUPLICATE]
+    assert query(storage_url, "SELECT count(*) FROM analytics_events") == [(6,)]
+
+
+async def test_a_repeat_inside_one_batch_is_stored_once(storage, storage_url):
+    event = make_event(1)
+    outcomes = await storage.write_batch([event, make_event(2), event])
+    assert statuses(outcomes) == [Status.STORED, Status.STORED, Status.DUPLICATE]
+    assert query(storage_url, "SELECT count(*) FROM analytics_events") == [(2,)]
+
+
+async def test_sessions_are_aggregated_commutatively(storage, storage_url):
+    def session_row():
+        return query(
+            storage_url,
+            "SELECT user_fingerprint, event_count, page_views, entry_page, exit_page, referrer, utm_source"
+            " FROM analytics_sessions WHERE session_id = %s",
+            ("s-1",),
+        )
+
+    early = [
+        make_event(0, session_id="s-1", user_fingerprint="u", page_url="https://x.example/landing?utm_source=news",
+                   referrer="https://news.example/"),
+        make_event(1, session_id="s-1", user_fingerprint="u", event_type="service_viewed", page_url="https://x.example/services"),
+    ]
+    late = [make_event(10, session_id="s-1", user_fingerprint="u", page_url="https://x.example/book")]
+    # the later batch arrives first: the row must come out the same
+    await storage.write_batch(late)
+    await storage.write_batch(early)
+    assert session_row() == [
+        ("u", 3, 2, "https://x.example/landing?utm_source=news", "https://x.example/book", "https://news.example/", "news")]
+    # duplicates add nothing
+    await storage.write_batch(early)
+    assert session_row()[0][1:3] == (3, 2)
+
+
+async def test_dead_letters_are_committed_with_the_batch(storage, storage_url):
+    letter = DeadLetter(
+        received_at=BASE_TIME,
+        source="validation",
+        reasons=({"field": "event_type", "message": "is required"},),
+        payload='{"user_fingerprint": "u"}',
+    )
+    outcomes = await storage.write_batch([make_event(1)], [letter])
+    assert statuses(outcomes) == [Status.STORED]
+    rows = query(storage_url, "SELECT source, reasons, payload FROM rejected_events")
+    assert len(rows) == 1
+    source, reasons, payload = rows[0]
+    reasons = reasons if isinstance(reasons, list) else json.loads(reasons)
+    assert (source, reasons, payload) == ("validation", [{"field": "event_type", "message": "is required"}], letter.payload)
+    # dead letters alone are a valid batch too
+    assert await storage.write_batch([], [letter]) == []
+    assert query(storage_url, "SELECT count(*) FROM rejected_events") == [(2,)]
+
+
+def unstorable(storage) -> str:
+    """A string this engine's database refuses: PostgreSQL text cannot hold NUL; SQLite (through
+    Python) cannot encode a lone surrogate."""
+    return "bad\x00fingerprint" if storage.engine == "postgresql" else "bad\ud800fingerprint"
+
+
+async def test_refused_rows_are_isolated_and_the_rest_is_committed(storage, storage_url):
+    bad = unstorable(storage)
+    events = [make_event(n) for n in range(40)]
+    for n in (3, 17, 18, 39):
+        events[n] = make_event(n, user_fingerprint=bad)
+    outcomes = await storage.write_batch(events)
+    rejected = [n for n, outcome in enumerate(outcomes) if outcome.status is Status.REJECTED]
+    assert rejected == [3, 17, 18, 39]
+    assert all(outcomes[n].reason.startswith("refused by the database") for n in rejected)
+    assert statuses(outcomes).count(Status.STORED) == 36
+    assert query(storage_url, "SELECT count(*) FROM analytics_events") == [(36,)]
+    letters = query(storage_url, "SELECT source, payload FROM rejected_events ORDER BY id")
+    assert [source for source, _ in letters] == ["database"] * 4
+    assert {json.loads(payload)["event_id"] for _, payload in letters} == {events[n].event_id for n in rejected}
+
+
+async def test_a_refused_row_next_to_dead_letters_still_commits_them(storage, storage_url):
+    letter = DeadLetter(received_at=BASE_TIME, source="validation", reasons=({"field": "", "message": "x"},), payload="{}")
+    outcomes = await storage.write_batch([make_event(1, session_id=unstorable(storage)), make_event(2)], [letter])
+    assert statuses(outcomes) == [Status.REJECTED, Status.STORED]
+    assert sorted(query(storage_url, "SELECT source FROM rejected_events")) == [("database",), ("validation",)]
+
+
+async def test_timestamps_round_trip_in_utc(storage, storage_url):
+    event = make_event(1, timestamp=BASE_TIME + timedelta(microseconds=123456))
+    await storage.write_batch([event])
+    (stored,) = query(storage_url, "SELECT event_timestamp FROM analytics_events")[0]
+    text = stored if isinstance(stored, str) else stored.astimezone(UTC).isoformat()
+    assert text.startswith("2026-11-01T12:00:00.123456")
+
+
+async def test_writing_to_a_closed_storage_is_unavailable(storage_url):
+    storage = open_storage(storage_url)
+    with pytest.raises(StorageUnavailable):
+        await storage.write_batch([make_event(1)])
