@@ -1,4 +1,4 @@
-"""The ``revivatech-actors`` command: serve · migrate · check-config."""
+"""The ``revivatech-actors`` command: serve · migrate · check-config · bench."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import sys
 import trio
 
 from . import __version__
+from .bench import add_arguments as add_bench_arguments
+from .bench import run as run_bench
 from .config import ConfigError, Settings, load_settings, render_toml, settings_as_dict
 
 __all__ = ["main"]
@@ -46,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check-config", help="validate the configuration and print it, secrets masked")
     _add_config_argument(check)
+
+    bench = commands.add_parser("bench", help="load a running server over HTTP and report events/s and latency")
+    add_bench_arguments(bench)
     return parser
 
 
@@ -100,6 +105,8 @@ def _migrate(settings: Settings) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "bench":
+        return run_bench(args)  # a client of a running server: its own configuration is not read
     overrides = {}
     if args.command == "serve":
         overrides = {"web.host": args.host, "web.port": args.port}

@@ -15,6 +15,8 @@ from typing import Any
 import attrs
 import trio
 
+from .domain.validation import ValidEvent
+
 __all__ = ["DeadLetter", "Event", "Outcome", "Status", "Submission"]
 
 
@@ -66,35 +68,48 @@ class Outcome:
 class Submission:
     """One request's events on their way to storage, and the slots its answer waits on.
 
-    ``outcomes[i]`` is filled for ``events[i]`` by ingest (a duplicate it recognised) or by the
-    batcher (after commit). ``queued`` is set once ingest has handed everything on; ``done`` once
-    every outcome is known and ``dead_letters`` are committed too.
+    The web layer fills ``received_at``, ``incoming`` (validated client events) and
+    ``dead_letters``; ingest turns ``incoming`` into ``events`` (ids assigned, clocks corrected)
+    and sets ``queued``; the batcher fills ``outcomes[i]`` for ``events[i]`` after commit and sets
+    ``done`` once every outcome is known and the dead letters are committed too.
+    ``seen_before`` holds the indexes ingest recognised as recent repeats of an ``event_id``
+    (what an answer in ``accepted`` mode reports as duplicates before anything is stored).
     """
 
-    events: list[Event]
+    received_at: datetime
+    incoming: list[ValidEvent]
     dead_letters: list[DeadLetter] = attrs.Factory(list)
+    events: list[Event] = attrs.Factory(list)
     outcomes: list[Outcome | None] = attrs.field(init=False)
+    seen_before: set[int] = attrs.Factory(set)
+    failure: str | None = None  # set when the pipeline lost this submission to a crash
     queued: trio.Event = attrs.Factory(trio.Event)
     done: trio.Event = attrs.Factory(trio.Event)
     _unresolved: int = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        self.outcomes = [None] * len(self.events)
+        self.outcomes = [None] * len(self.incoming)
         # the dead letters count as one more thing to resolve: they commit with a batch
-        self._unresolved = len(self.events) + (1 if self.dead_letters else 0)
+        self._unresolved = len(self.incoming) + (1 if self.dead_letters else 0)
         if self._unresolved == 0:
             self.done.set()
 
     @property
     def size(self) -> int:
-        """What this submission weighs against the ingest budget."""
-        return len(self.events) + len(self.dead_letters)
+        """What this submission weighs against the ingest budget: events plus dead letters."""
+        return len(self.incoming) + len(self.dead_letters)
 
     def resolve(self, index: int, outcome: Outcome) -> None:
         """Record the outcome of ``events[index]`` (once); sets ``done`` with the last one."""
         if self.outcomes[index] is None:
             self.outcomes[index] = outcome
             self._resolved_one()
+
+    def fail(self, reason: str) -> None:
+        """Give up on this submission (an actor crashed holding it): its request answers 500."""
+        self.failure = reason
+        self.queued.set()
+        self.done.set()
 
     def dead_letters_stored(self) -> None:
         self._resolved_one()

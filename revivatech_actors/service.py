@@ -4,10 +4,13 @@ The tree (start order; stop order is the reverse)::
 
     root (supervisor, one_for_one)
     ├── storage        opens the database, applies migrations, watches its health
+    ├── batcher        group commit of events (stopped after ingest: it writes all it holds)
+    ├── ingest         admits submissions (the budget behind 503s), assigns ids, corrects clocks
     ├── loop_monitor   measures event loop lag
     └── web            Hypercorn + Quart-Trio: started last, so nothing is accepted before the
                        actors behind it are ready, and stopped first, so nothing new arrives
-                       while they stop
+                       while they stop; its open requests still get their answers, since
+                       ingest and batcher stop after it
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import attrs
 import trio
 
 from . import __version__
+from .actors.batcher import BatcherActor
+from .actors.ingest import EventBudget, IngestActor
 from .actors.loop_monitor import LoopMonitor
 from .actors.storage import StorageActor
 from .config import Settings
@@ -60,6 +65,8 @@ class Service:
     storage: Storage
     storage_actor: StorageActor
     loop_monitor: LoopMonitor
+    ingest: IngestActor
+    batcher: BatcherActor
     redis: RedisConnection | None
     web: WebServer = attrs.field(init=False)
     root: Supervisor = attrs.field(init=False)
@@ -73,12 +80,20 @@ class Service:
             ping_timeout=settings.storage.ping_timeout,
         )
         redis = RedisConnection(settings.redis.url, timeout=settings.redis.ping_timeout) if settings.redis.url else None
+        budget = EventBudget(settings.ingest.inbox)
+        # Bounded like every channel; the budget (events admitted, not yet committed) is the
+        # real limit, and every submission weighs at least one event.
+        to_batcher, batcher_inbox = trio.open_memory_channel(settings.ingest.inbox)
         service = cls(
             settings=settings,
             admin_tokens=admin_tokens,
             storage=storage,
             storage_actor=StorageActor(storage, health_interval=settings.storage.health_interval),
             loop_monitor=LoopMonitor(),
+            ingest=IngestActor(to_batcher, budget, enqueue_timeout=settings.ingest.enqueue_timeout),
+            batcher=BatcherActor(
+                storage, batcher_inbox, budget, max_events=settings.batch.max_events, max_wait=settings.batch.max_wait
+            ),
             redis=redis,
         )
         sup = settings.supervisor
@@ -94,6 +109,14 @@ class Service:
             "root",
             [
                 ChildSpec("storage", service.storage_actor.run, Restart.PERMANENT, timeout, activity=service.storage_actor.activity),
+                ChildSpec(
+                    "batcher", service.batcher.run, Restart.PERMANENT, timeout,
+                    stop=service.batcher.request_stop, inbox=batcher_inbox, activity=service.batcher.activity,
+                ),
+                ChildSpec(
+                    "ingest", service.ingest.run, Restart.PERMANENT, timeout,
+                    stop=service.ingest.request_stop, inbox=service.ingest.inbox, activity=service.ingest.activity,
+                ),
                 ChildSpec("loop_monitor", service.loop_monitor.run, Restart.PERMANENT, timeout, activity=service.loop_monitor.activity),
                 ChildSpec("web", service.web.run, Restart.PERMANENT, timeout, stop=service.web.request_stop, activity=service.web.activity),
             ],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-__all__ = ["iso_utc"]
+__all__ = ["iso_datetime", "iso_utc"]
 
 
 def iso_utc(epoch_seconds: float | None) -> str | None:
@@ -13,3 +13,8 @@ def iso_utc(epoch_seconds: float | None) -> str | None:
         return None
     moment = datetime.fromtimestamp(epoch_seconds, UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def iso_datetime(moment: datetime) -> str:
+    """An aware datetime as RFC 3339 UTC with milliseconds and ``Z``."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

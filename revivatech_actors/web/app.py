@@ -10,6 +10,7 @@ from werkzeug.exceptions import HTTPException
 
 from .auth import AdminAuth
 from .health import register_health_routes
+from .ingest import register_ingest_routes
 from .responses import error_response
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ def create_app(service: Service) -> QuartTrio:
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
     auth = AdminAuth(service.admin_tokens)
     register_health_routes(app, service, auth)
+    register_ingest_routes(app, service)
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException):

@@ -1,0 +1,243 @@
+"""The batcher actor: group commit by availability.
+
+While one transaction is in flight, submissions collect in the inbox; when it ends, the next
+transaction takes everything waiting, up to ``max_events`` events (a submission larger than the
+room left is split across batches). Batches therefore grow with load by themselves, and a lone
+event is written at once. ``max_wait`` (default 0) adds an optional wait for fuller batches;
+measured here, waiting cost throughput (see docs/performance.md).
+
+After a commit, every event's outcome (stored / duplicate / rejected) is filled into its
+submission, whose request is then answered, and the stored events go on to the subscribers
+(profiles and metrics). A failed flush is retried with capped exponential backoff, holding the
+events: nothing admitted is dropped, and the ingest budget (released only after commit) makes the
+web layer answer 503 once the held events fill it.
+
+Held work lives on the actor object, not in the task, so a restarted batcher resumes it.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+
+import attrs
+import trio
+
+from ..messages import DeadLetter, Event, Outcome, Status, Submission
+from ..storage import Storage, StorageError
+from ..supervisor import Activity
+from .ingest import EventBudget
+
+__all__ = ["BatcherActor", "BatchStats"]
+
+logger = logging.getLogger(__name__)
+
+#: First delay before retrying a failed flush, doubled on each failure up to RETRY_MAX.
+RETRY_INITIAL = 0.05
+RETRY_MAX = 2.0
+#: How many stored-event lists may wait for a slow subscriber before the batcher waits for it.
+SUBSCRIBER_BUFFER = 64
+
+
+@attrs.define
+class BatchStats:
+    """Counters for operators and the benchmark."""
+
+    batches: int = 0
+    events: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    last_batch_size: int = 0
+    largest_batch: int = 0
+    failed_flushes: int = 0
+    last_flush_seconds: float = 0.0
+
+
+@attrs.define(eq=False)
+class _Chunk:
+    """A submission (part of which may already be written) waiting in the batcher."""
+
+    submission: Submission
+    next_index: int = 0
+    letters_written: bool = False
+
+    @property
+    def remaining(self) -> int:
+        return len(self.submission.events) - self.next_index
+
+
+@attrs.define(eq=False)
+class BatcherActor:
+    storage: Storage
+    inbox: trio.MemoryReceiveChannel[Submission]
+    budget: EventBudget
+    max_events: int = 2000
+    max_wait: float = 0.0
+    activity: Activity = attrs.Factory(Activity)
+    stats: BatchStats = attrs.Factory(BatchStats)
+    _pending: collections.deque[_Chunk] = attrs.field(init=False, factory=collections.deque)
+    _pending_events: int = attrs.field(init=False, default=0)
+    # ids sent in a flush whose commit was not confirmed: if a retry finds them stored, it was us
+    _maybe_stored: set[str] = attrs.field(init=False, factory=set)
+    _subscribers: list[trio.MemorySendChannel[list[Event]]] = attrs.field(init=False, factory=list)
+    _stopping: bool = attrs.field(init=False, default=False)
+    _idle_scope: trio.CancelScope | None = attrs.field(init=False, default=None)
+
+    def subscribe(self, buffer: int = SUBSCRIBER_BUFFER) -> trio.MemoryReceiveChannel[list[Event]]:
+        """A channel that receives, after each commit, the events that commit stored (never
+        duplicates or rejected ones). A subscriber that falls ``buffer`` lists behind slows the
+        batcher down rather than losing events. Subscribe before the batcher runs."""
+        send, receive = trio.open_memory_channel(buffer)
+        self._subscribers.append(send)
+        return receive
+
+    @property
+    def held_events(self) -> int:
+        """Events received and not yet committed."""
+        return self._pending_events
+
+    def request_stop(self) -> None:
+        """Finish: write everything already received, then return (the inbox is usually closed
+        by ingest first; this also ends a batcher that waits on an idle inbox)."""
+        self._stopping = True
+        if self._idle_scope is not None:
+            self._idle_scope.cancel()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        closed = False
+        while True:
+            if not self._pending:
+                closed = self._drain() or closed
+                if not self._pending:
+                    if closed or self._stopping:
+                        break
+                    with trio.CancelScope() as self._idle_scope:
+                        try:
+                            self._add(await self.inbox.receive())
+                        except trio.EndOfChannel:
+                            closed = True
+                    self._idle_scope = None
+                    if not self._pending:
+                        continue
+            closed = self._drain() or closed
+            if self.max_wait > 0 and self._pending_events < self.max_events and not (closed or self._stopping):
+                closed = await self._wait_for_more() or closed
+            await self._flush_one_batch()
+        for subscriber in self._subscribers:
+            await subscriber.aclose()
+
+    def _add(self, submission: Submission) -> None:
+        self._pending.append(_Chunk(submission))
+        self._pending_events += len(submission.events)
+
+    def _drain(self) -> bool:
+        """Take what waits in the inbox without waiting, until a batch is full. True at end of input."""
+        while self._pending_events < self.max_events:
+            try:
+                self._add(self.inbox.receive_nowait())
+            except trio.WouldBlock:
+                return False
+            except trio.EndOfChannel:
+                return True
+        return False
+
+    async def _wait_for_more(self) -> bool:
+        with trio.move_on_after(self.max_wait):
+            while self._pending_events < self.max_events:
+                try:
+                    self._add(await self.inbox.receive())
+                except trio.EndOfChannel:
+                    return True
+        return False
+
+    def _take_batch(self) -> tuple[list[tuple[_Chunk, int, int]], list[Event], list[DeadLetter]]:
+        """The next batch: up to ``max_events`` events from the oldest chunks, plus the dead
+        letters of every chunk it touches for the first time."""
+        parts: list[tuple[_Chunk, int, int]] = []
+        events: list[Event] = []
+        letters: list[DeadLetter] = []
+        for chunk in self._pending:
+            room = self.max_events - len(events)
+            if room <= 0:
+                break
+            start = chunk.next_index
+            end = start + min(room, chunk.remaining)
+            parts.append((chunk, start, end))
+            events.extend(chunk.submission.events[start:end])
+            if not chunk.letters_written:
+                letters.extend(chunk.submission.dead_letters)
+        return parts, events, letters
+
+    async def _flush_one_batch(self) -> None:
+        parts, events, letters = self._take_batch()
+        started = time.perf_counter()
+        outcomes = await self._write_with_retry(events, letters)
+        seconds = time.perf_counter() - started
+        stored: list[Event] = []
+        position = 0
+        for chunk, start, end in parts:
+            submission = chunk.submission
+            for index in range(start, end):
+                outcome = outcomes[position]
+                position += 1
+                if outcome.status is Status.DUPLICATE and submission.events[index].event_id in self._maybe_stored:
+                    outcome = Outcome(Status.STORED)  # our own earlier, unconfirmed attempt stored it
+                if outcome.status is Status.STORED:
+                    stored.append(submission.events[index])
+                outcomes[position - 1] = outcome
+                submission.resolve(index, outcome)
+            if not chunk.letters_written:
+                chunk.letters_written = True
+                if submission.dead_letters:
+                    submission.dead_letters_stored()
+            chunk.next_index = end
+            self._pending_events -= end - start
+            if chunk.remaining == 0:
+                self._pending.popleft()  # parts are always taken from the left, in order
+                self.budget.release(submission.size)
+        self._maybe_stored.clear()
+        self._record(events, outcomes, seconds)
+        self.activity.record(len(events))
+        if stored:
+            for subscriber in self._subscribers:
+                await subscriber.send(stored)
+
+    async def _write_with_retry(self, events: list[Event], letters: list[DeadLetter]) -> list[Outcome]:
+        delay = RETRY_INITIAL
+        failures = 0
+        while True:
+            try:
+                outcomes = await self.storage.write_batch(events, letters)
+            except StorageError as exc:
+                failures += 1
+                self.stats.failed_flushes += 1
+                self._maybe_stored.update(event.event_id for event in events)
+                if failures == 1 or failures % 20 == 0:
+                    logger.error(
+                        "flush of %d event(s) failed (attempt %d), holding %d event(s) and retrying: %s",
+                        len(events), failures, self._pending_events, exc,
+                    )
+                await trio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX)
+                continue
+            if failures:
+                logger.warning("flush succeeded after %d failed attempt(s)", failures)
+            return outcomes
+
+    def _record(self, events: list[Event], outcomes: list[Outcome], seconds: float) -> None:
+        stats = self.stats
+        stats.batches += 1
+        stats.events += len(events)
+        stats.last_batch_size = len(events)
+        stats.largest_batch = max(stats.largest_batch, len(events))
+        stats.last_flush_seconds = seconds
+        for outcome in outcomes:
+            if outcome.status is Status.STORED:
+                stats.stored += 1
+            elif outcome.status is Status.DUPLICATE:
+                stats.duplicates += 1
+            else:
+                stats.rejected += 1

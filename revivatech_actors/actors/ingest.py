@@ -1,0 +1,194 @@
+"""The ingest actor: admits submissions from the web layer and hands them to the batcher.
+
+Admission is where backpressure lives. Every submission reserves its weight (events plus dead
+letters) in an :class:`EventBudget` of ``ingest.inbox`` events before it is queued, and gives it
+back only once it is committed (or, for what ingest refuses, at once). When the budget stays full
+for ``ingest.enqueue_timeout`` the submission is refused with :class:`Overloaded` (the web layer
+answers 503 with Retry-After), so memory stays bounded however hard clients push and however long
+the database is away.
+
+For each submission, ingest turns the validated client events into :class:`Event` values: the
+``event_id`` the client gave, or a fresh UUID; the client's timestamp corrected for clock skew
+(``timestamp + (received_at - sent_at)``); ``received_at`` from the web layer.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import uuid
+
+import attrs
+import trio
+
+from ..domain.validation import correct_clock_skew
+from ..messages import Event, Submission
+from ..supervisor import Activity
+
+__all__ = ["EventBudget", "IngestActor", "Overloaded", "RecentIds"]
+
+logger = logging.getLogger(__name__)
+
+#: Client event ids remembered for answering "duplicate" in ``accepted`` mode without a database
+#: round trip. About 100 bytes each; older repeats are still stored once (the database decides),
+#: only the early answer cannot tell.
+RECENT_IDS = 100_000
+
+
+class Overloaded(Exception):
+    """The service cannot take this submission now; the client should retry later."""
+
+
+@attrs.define(eq=False)
+class EventBudget:
+    """A counting gate: at most ``capacity`` events admitted and not yet released.
+
+    Waiters are served in arrival order (a large batch is not starved by a stream of small ones).
+    """
+
+    capacity: int
+    used: int = 0
+    _waiters: collections.deque[tuple[int, trio.Event]] = attrs.field(init=False, factory=collections.deque)
+
+    async def acquire(self, amount: int) -> None:
+        """Reserve ``amount`` events, waiting for room. Cancellation leaves nothing reserved."""
+        amount = min(amount, self.capacity)  # a submission larger than the budget waits for all of it
+        if not self._waiters and self.used + amount <= self.capacity:
+            self.used += amount
+            return
+        ready = trio.Event()
+        entry = (amount, ready)
+        self._waiters.append(entry)
+        try:
+            await ready.wait()
+        except BaseException:
+            if ready.is_set():  # granted just as we were cancelled: give it back
+                self.release(amount)
+            else:
+                self._waiters.remove(entry)
+                self._wake()
+            raise
+
+    def release(self, amount: int) -> None:
+        self.used -= min(amount, self.capacity)
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters and self.used + self._waiters[0][0] <= self.capacity:
+            amount, ready = self._waiters.popleft()
+            self.used += amount
+            ready.set()
+
+
+class RecentIds:
+    """The last ``capacity`` client event ids seen, oldest forgotten first."""
+
+    def __init__(self, capacity: int = RECENT_IDS) -> None:
+        self._ids: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._capacity = capacity
+
+    def seen(self, event_id: str) -> bool:
+        """True if ``event_id`` was seen before; remembers it either way."""
+        if event_id in self._ids:
+            self._ids.move_to_end(event_id)
+            return True
+        self._ids[event_id] = None
+        if len(self._ids) > self._capacity:
+            self._ids.popitem(last=False)
+        return False
+
+
+@attrs.define(eq=False)
+class IngestActor:
+    """Admits submissions (:meth:`submit`) and forwards them, converted, to ``downstream``."""
+
+    downstream: trio.MemorySendChannel[Submission]
+    budget: EventBudget
+    enqueue_timeout: float = 0.5
+    activity: Activity = attrs.Factory(Activity)
+    recent_ids: RecentIds = attrs.Factory(RecentIds)
+    _send: trio.MemorySendChannel[Submission] = attrs.field(init=False)
+    inbox: trio.MemoryReceiveChannel[Submission] = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        # Never the limit itself (the budget is), but bounded all the same: every submission
+        # weighs at least one event, so the budget admits at most ``capacity`` of them.
+        self._send, self.inbox = trio.open_memory_channel(self.budget.capacity)
+
+    async def submit(self, submission: Submission) -> None:
+        """Queue ``submission`` for storage, waiting at most ``enqueue_timeout`` for room.
+
+        Raises:
+            Overloaded: no room in time, or the service is shutting down.
+        """
+        with trio.move_on_after(self.enqueue_timeout):
+            await self.budget.acquire(submission.size)
+            try:
+                self._send.send_nowait(submission)
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                self.budget.release(submission.size)
+                raise Overloaded("the service is shutting down") from None
+            return
+        raise Overloaded(f"ingest is full: no room for {submission.size} event(s) within {self.enqueue_timeout:g} s")
+
+    def request_stop(self) -> None:
+        """Refuse new submissions; :meth:`run` forwards what is queued, then returns."""
+        self._send.close()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            try:
+                submission = await self.inbox.receive()
+            except trio.EndOfChannel:
+                break
+            await self._forward(submission)
+            # Drain what else waits in one go: one scheduler round per submission would fall
+            # behind many concurrent producers (see STACK-NOTES.md).
+            while True:
+                try:
+                    submission = self.inbox.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+                await self._forward(submission)
+        # Stopped: the batcher finishes what it holds and stops when it sees the end.
+        await self.downstream.aclose()
+
+    async def _forward(self, submission: Submission) -> None:
+        try:
+            submission.events = self._convert(submission)
+            await self.downstream.send(submission)
+        except BaseException as exc:
+            # Never leave a request waiting for a submission nobody holds any more.
+            submission.fail(f"ingest stopped while holding it ({type(exc).__name__})")
+            self.budget.release(submission.size)
+            raise
+        submission.queued.set()
+        self.activity.record(len(submission.events))
+
+    def _convert(self, submission: Submission) -> list[Event]:
+        received_at = submission.received_at
+        events = []
+        for index, valid in enumerate(submission.incoming):
+            if valid.event_id is None:
+                event_id = str(uuid.uuid4())
+            else:
+                event_id = valid.event_id
+                if self.recent_ids.seen(event_id):
+                    submission.seen_before.add(index)
+            events.append(
+                Event(
+                    event_id=event_id,
+                    user_fingerprint=valid.user_fingerprint,
+                    session_id=valid.session_id,
+                    event_type=valid.event_type,
+                    timestamp=correct_clock_skew(valid.timestamp, valid.sent_at, received_at),
+                    received_at=received_at,
+                    sent_at=valid.sent_at,
+                    page_url=valid.page_url,
+                    referrer=valid.referrer,
+                    value=valid.value,
+                    properties=valid.properties,
+                )
+            )
+        return events

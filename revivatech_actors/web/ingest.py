@@ -1,0 +1,168 @@
+"""Ingest routes: ``POST /api/analytics/events`` and ``POST /api/analytics/events/batch``.
+
+They parse and validate (pure functions), hand a :class:`Submission` to the ingest actor and
+answer once it is committed (``ingest.ack = "durable"``, 200) or queued (``"accepted"``, 202).
+Nothing here talks to the database. What fails validation is answered with every bad field named
+and goes on to the dead-letter table all the same.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from quart import Quart, request
+
+from ..actors.ingest import Overloaded
+from ..domain.timefmt import iso_datetime
+from ..domain.validation import FieldError, ValidEvent, truncate_payload, validate_event
+from ..messages import DeadLetter, Status, Submission
+from .responses import error_response, json_response
+
+if TYPE_CHECKING:
+    from ..service import Service
+
+__all__ = ["register_ingest_routes"]
+
+logger = logging.getLogger(__name__)
+
+
+def _letter(received_at: datetime, errors: list[FieldError], payload: str) -> DeadLetter:
+    return DeadLetter(
+        received_at=received_at,
+        source="validation",
+        reasons=tuple(error.as_dict() for error in errors),
+        payload=truncate_payload(payload),
+    )
+
+
+def _is_json(mimetype: str) -> bool:
+    return mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json"))
+
+
+def register_ingest_routes(app: Quart, service: Service) -> None:
+    settings = service.settings.ingest
+    durable = settings.ack == "durable"
+    ingest = service.ingest
+    retry_after = {"Retry-After": str(max(1, math.ceil(settings.enqueue_timeout)))}
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body
+
+    async def pass_on(submission: Submission):
+        """Queue and wait (commit or queue, by ack mode). An error response, or None when done."""
+        try:
+            await ingest.submit(submission)
+        except Overloaded as exc:
+            return error_response(503, "overloaded", f"{exc}; retry later", headers=retry_after)
+        await (submission.done if durable else submission.queued).wait()
+        if submission.failure is not None:
+            return error_response(500, "internal_error", f"the event pipeline failed: {submission.failure}")
+        return None
+
+    async def read_json() -> tuple[datetime, Any, Any]:
+        """(received_at, decoded body, error response or None)."""
+        received_at = datetime.now(UTC)
+        if not _is_json(request.mimetype):
+            shown = request.mimetype or "none"
+            message = f"send the events as JSON (Content-Type: application/json), not {shown}"
+            return received_at, None, error_response(415, "unsupported_media_type", message)
+        body = await request.get_data(cache=False)  # over ingest.max_body: 413 from Quart
+        try:
+            return received_at, orjson.loads(body), None
+        except orjson.JSONDecodeError as exc:
+            error = FieldError("", f"malformed JSON: {exc}")
+            # Kept as a dead letter too: a client sending broken JSON wants finding.
+            letter = _letter(received_at, [error], body.decode("utf-8", errors="replace"))
+            failure = await pass_on(Submission(received_at, [], [letter]))
+            if failure is not None:
+                logger.warning("dead letter for malformed JSON not queued: service overloaded")
+            return received_at, None, error_response(400, "malformed_json", error.message, details=[error.as_dict()])
+
+    @app.post("/api/analytics/events")
+    async def post_event():
+        received_at, data, failure = await read_json()
+        if failure is not None:
+            return failure
+        result = validate_event(data)
+        if not isinstance(result, ValidEvent):
+            details = [error.as_dict() for error in result]
+            payload = orjson.dumps(data).decode()
+            if await pass_on(Submission(received_at, [], [_letter(received_at, result, payload)])) is not None:
+                logger.warning("dead letter for an invalid event not queued: service overloaded")
+            named = ", ".join(error.field or "(body)" for error in result)
+            return error_response(400, "invalid_event", f"invalid event: {named}", details=details)
+        submission = Submission(received_at, [result])
+        failure = await pass_on(submission)
+        if failure is not None:
+            return failure
+        event = submission.events[0]
+        answer = {"success": True, "eventId": event.event_id, "timestamp": iso_datetime(event.timestamp)}
+        if not durable:
+            answer["duplicate"] = 0 in submission.seen_before
+            answer["status"] = "accepted"
+            return json_response(answer, 202)
+        outcome = submission.outcomes[0]
+        if outcome.status is Status.REJECTED:
+            details = [{"field": "", "message": outcome.reason}]
+            return error_response(400, "rejected", outcome.reason, details=details)
+        answer["duplicate"] = outcome.status is Status.DUPLICATE
+        return json_response(answer, 200)
+
+    @app.post("/api/analytics/events/batch")
+    async def post_batch():
+        received_at, data, failure = await read_json()
+        if failure is not None:
+            return failure
+        items = data.get("events") if isinstance(data, dict) else None
+        if not isinstance(items, list):
+            message = 'a batch must be a JSON object with an "events" array'
+            return error_response(400, "invalid_batch", message, details=[{"field": "events", "message": message}])
+        if not items:
+            message = "the batch holds no events"
+            return error_response(400, "invalid_batch", message, details=[{"field": "events", "message": message}])
+        if len(items) > settings.max_batch:
+            message = f"a batch may hold at most {settings.max_batch} events, got {len(items)}"
+            return error_response(413, "too_many_events", message)
+
+        results: list[dict[str, Any]] = [{}] * len(items)
+        valid: list[ValidEvent] = []
+        valid_index: list[int] = []  # position in the batch of each valid event
+        letters: list[DeadLetter] = []
+        for index, item in enumerate(items):
+            result = validate_event(item)
+            if isinstance(result, ValidEvent):
+                valid.append(result)
+                valid_index.append(index)
+            else:
+                errors = [error.as_dict() for error in result]
+                results[index] = {"index": index, "status": "rejected", "errors": errors}
+                letters.append(_letter(received_at, result, orjson.dumps(item).decode()))
+        submission = Submission(received_at, valid, letters)
+        failure = await pass_on(submission)
+        if failure is not None:
+            return failure
+
+        counts = {"stored": 0, "duplicate": 0, "rejected": len(letters), "accepted": 0}
+        for position, index in enumerate(valid_index):
+            event_id = submission.events[position].event_id
+            if durable:
+                outcome = submission.outcomes[position]
+                status = outcome.status.value
+                result = {"index": index, "status": status, "eventId": event_id}
+                if outcome.status is Status.REJECTED:
+                    result["errors"] = [{"field": "", "message": outcome.reason}]
+            else:
+                status = "duplicate" if position in submission.seen_before else "accepted"
+                result = {"index": index, "status": status, "eventId": event_id}
+            counts[status] += 1
+            results[index] = result
+        answer = {
+            "success": True,
+            "accepted": counts["stored"] if durable else counts["accepted"],
+            "duplicates": counts["duplicate"],
+            "rejected": counts["rejected"],
+            "results": results,
+        }
+        return json_response(answer, 200 if durable else 202)

@@ -1,0 +1,618 @@
+"""Event validation rules (DESIGN.md section 3), clock-skew correction and payload truncation.
+
+Pure functions: plain synchronous tests, mostly tables of (input, expected) at each boundary.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+
+import orjson
+import pytest
+
+from revivatech_actors.domain.validation import (
+    KNOWN_FIELDS,
+    MAX_EVENT_TYPE_LENGTH,
+    MAX_ID_LENGTH,
+    MAX_PROPERTIES_BYTES,
+    MAX_PROPERTIES_DEPTH,
+    MAX_URL_LENGTH,
+    FieldError,
+    ValidEvent,
+    correct_clock_skew,
+    truncate_payload,
+    validate_event,
+)
+
+BASE = {"user_fingerprint": "fp_1", "session_id": "sess_1", "event_type": "page_view"}
+
+EVENT_TYPE_MESSAGE = "must be 1 to 64 characters of A-Z a-z 0-9 _ . : -"
+UUID_MESSAGE = "must be a UUID like 123e4567-e89b-12d3-a456-426614174000 (8-4-4-4-12 hex digits)"
+TIME_SHAPE = "must be an RFC 3339 date-time, e.g. 2025-07-16T10:55:03.268Z"
+TIME_NAIVE = "must include a time zone offset (RFC 3339)"
+TIME_NOT_STRING = "must be an RFC 3339 string"
+TIME_INVALID = "is not a valid date and time"
+TIME_RANGE = "must be between the years 1970 and 9999 (UTC)"
+NUMBER = "must be a finite number"
+UNKNOWN = "is not a known field; put custom data in properties"
+
+
+def event(**fields):
+    """BASE with ``fields`` added, replaced, or (given as ``...``) removed."""
+    data = dict(BASE)
+    for name, value in fields.items():
+        if value is ...:
+            data.pop(name, None)
+        else:
+            data[name] = value
+    return data
+
+
+def valid(data) -> ValidEvent:
+    result = validate_event(data)
+    assert isinstance(result, ValidEvent), result
+    return result
+
+
+def errors(data) -> list[tuple[str, str]]:
+    result = validate_event(data)
+    assert isinstance(result, list), result
+    assert all(isinstance(error, FieldError) for error in result)
+    return [(error.field, error.message) for error in result]
+
+
+# --- constants and small API --------------------------------------------------------------------
+
+
+def test_constants():
+    assert (MAX_ID_LENGTH, MAX_EVENT_TYPE_LENGTH, MAX_URL_LENGTH) == (128, 64, 2048)
+    assert (MAX_PROPERTIES_BYTES, MAX_PROPERTIES_DEPTH) == (32768, 5)
+    assert KNOWN_FIELDS == {
+        "user_fingerprint", "session_id", "event_type", "event_id", "timestamp", "sent_at",
+        "page_url", "referrer", "value", "properties",
+    }  # fmt: skip
+
+
+def test_field_error_as_dict():
+    assert FieldError("event_type", "is required").as_dict() == {"field": "event_type", "message": "is required"}
+
+
+def test_minimal_event_gets_defaults():
+    assert valid(BASE) == ValidEvent(
+        user_fingerprint="fp_1",
+        session_id="sess_1",
+        event_type="page_view",
+        event_id=None,
+        timestamp=None,
+        sent_at=None,
+        page_url=None,
+        referrer=None,
+        value=None,
+        properties={},
+    )
+
+
+def test_full_event_is_canonicalised():
+    result = valid(
+        {
+            "user_fingerprint": "fp_1",
+            "session_id": "sess_1",
+            "event_type": "booking:started",
+            "event_id": "123E4567-E89B-12D3-A456-426614174000",
+            "timestamp": "2025-07-16T12:55:03.268+02:00",
+            "sent_at": "2025-07-16T10:55:04Z",
+            "page_url": "https://example.com/book",
+            "referrer": "https://google.com/",
+            "value": 129,
+            "properties": {"device": "iPhone 15", "tags": ["a", "b"]},
+        }
+    )
+    assert result.event_id == "123e4567-e89b-12d3-a456-426614174000"
+    assert result.timestamp == datetime(2025, 7, 16, 10, 55, 3, 268000, tzinfo=UTC)
+    assert result.timestamp.tzinfo is UTC
+    assert result.sent_at == datetime(2025, 7, 16, 10, 55, 4, tzinfo=UTC)
+    assert (result.page_url, result.referrer) == ("https://example.com/book", "https://google.com/")
+    assert result.value == 129.0 and type(result.value) is float
+    assert result.properties == {"device": "iPhone 15", "tags": ["a", "b"]}
+
+
+@pytest.mark.parametrize("data", [[], [BASE], "page_view", None, 42, 1.5, True, b"{}"])
+def test_non_object_body(data):
+    assert errors(data) == [("", "an event must be a JSON object")]
+
+
+# --- user_fingerprint, session_id ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field", ["user_fingerprint", "session_id"])
+@pytest.mark.parametrize(
+    "value",
+    ["a", "x" * 128, " padded ", "ünïcødé-✓", "a b"],
+    ids=["1 char", "128 chars", "kept untrimmed", "unicode", "inner space"],
+)
+def test_identifier_accepted(field, value):
+    assert getattr(valid(event(**{field: value})), field) == value
+
+
+@pytest.mark.parametrize("field", ["user_fingerprint", "session_id"])
+@pytest.mark.parametrize(
+    ("value", "messages"),
+    [
+        (..., ["is required"]),
+        (None, ["is required"]),
+        ("", ["must be 1 to 128 characters (got 0)"]),
+        ("x" * 129, ["must be 1 to 128 characters (got 129)"]),
+        (" ", ["must not be blank"]),
+        ("\t\n  ", ["must not be blank"]),
+        (" " * 129, ["must be 1 to 128 characters (got 129)", "must not be blank"]),
+        (12345, ["must be a string"]),
+        (["fp"], ["must be a string"]),
+        (True, ["must be a string"]),
+    ],
+    ids=["absent", "null", "empty", "129 chars", "space", "whitespace", "long blank", "int", "list", "bool"],
+)
+def test_identifier_refused(field, value, messages):
+    assert errors(event(**{field: value})) == [(field, message) for message in messages]
+
+
+# --- event_type ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["a", "x" * 64, "page_view", "booking:started", "ui.click-button", "A-Z_a-z.0-9:x", "0"],
+)
+def test_event_type_accepted(value):
+    assert valid(event(event_type=value)).event_type == value
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (..., "is required"),
+        (None, "is required"),
+        ("", EVENT_TYPE_MESSAGE),
+        ("x" * 65, EVENT_TYPE_MESSAGE),
+        ("page view", EVENT_TYPE_MESSAGE),
+        ("page_view\n", EVENT_TYPE_MESSAGE),
+        ("événement", EVENT_TYPE_MESSAGE),
+        ("a/b", EVENT_TYPE_MESSAGE),
+        ("٣", EVENT_TYPE_MESSAGE),
+        (7, "must be a string"),
+    ],
+    ids=["absent", "null", "empty", "65 chars", "space", "trailing newline", "accent", "slash", "arabic digit", "int"],
+)
+def test_event_type_refused(value, message):
+    assert errors(event(event_type=value)) == [("event_type", message)]
+
+
+# --- event_id -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "stored"),
+    [
+        ("123e4567-e89b-12d3-a456-426614174000", "123e4567-e89b-12d3-a456-426614174000"),
+        ("123E4567-E89B-12D3-A456-426614174000", "123e4567-e89b-12d3-a456-426614174000"),
+        ("123e4567-E89B-12d3-A456-426614174000", "123e4567-e89b-12d3-a456-426614174000"),
+        ("00000000-0000-0000-0000-000000000000", "00000000-0000-0000-0000-000000000000"),
+        (None, None),
+        (..., None),
+    ],
+    ids=["lower", "upper", "mixed", "nil uuid", "null", "absent"],
+)
+def test_event_id_accepted(value, stored):
+    assert valid(event(event_id=value)).event_id == stored
+
+
+def test_event_id_random_uuids_round_trip():
+    for _ in range(100):
+        text = str(uuid.uuid4())
+        assert valid(event(event_id=text.upper())).event_id == text
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "{123e4567-e89b-12d3-a456-426614174000}",  # uuid.UUID accepts braces
+        "urn:uuid:123e4567-e89b-12d3-a456-426614174000",  # ... and the URN form
+        "123e4567e89b12d3a456426614174000",  # ... and no hyphens
+        "123e4567-e89b-12d3-a456-42661417400",  # 35 characters
+        "123e4567-e89b-12d3-a456-4266141740000",  # 37 characters
+        "123e4567-e89b-12d3a-456-426614174000",  # hyphen in the wrong place
+        "123e4567-e89b-12d3-a456-42661417400g",  # not hex
+        "123e4567-e89b-12d3-a456-4266141740_0",  # int(..., 16), and so uuid.UUID, accepts "_"
+        "123e4567-e89b-12d3-a456-42661417400٣",  # ... and non-ASCII digits
+        " 23e4567-e89b-12d3-a456-426614174000",  # ... and spaces
+        "+23e4567-e89b-12d3-a456-426614174000",  # ... and a sign
+        "",
+        123,
+        ["123e4567-e89b-12d3-a456-426614174000"],
+    ],
+)
+def test_event_id_refused(value):
+    assert errors(event(event_id=value)) == [("event_id", UUID_MESSAGE)]
+
+
+# --- timestamp, sent_at -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field", ["timestamp", "sent_at"])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2025-07-16T10:55:03.268Z", datetime(2025, 7, 16, 10, 55, 3, 268000, tzinfo=UTC)),
+        ("2025-07-16T10:55:03Z", datetime(2025, 7, 16, 10, 55, 3, tzinfo=UTC)),
+        ("2025-07-16T12:55:03+02:00", datetime(2025, 7, 16, 10, 55, 3, tzinfo=UTC)),
+        ("2025-07-16T05:25:03.5-05:30", datetime(2025, 7, 16, 10, 55, 3, 500000, tzinfo=UTC)),
+        ("2025-07-16T10:55:03.123456789+00:00", datetime(2025, 7, 16, 10, 55, 3, 123456, tzinfo=UTC)),
+        ("2025-07-16T10:55:03-00:00", datetime(2025, 7, 16, 10, 55, 3, tzinfo=UTC)),
+        ("2025-07-16 10:55:03Z", datetime(2025, 7, 16, 10, 55, 3, tzinfo=UTC)),
+        ("2025-07-16t10:55:03z", datetime(2025, 7, 16, 10, 55, 3, tzinfo=UTC)),
+        ("2025-07-17T00:30:00+14:00", datetime(2025, 7, 16, 10, 30, tzinfo=UTC)),
+        ("1970-01-01T00:00:00Z", datetime(1970, 1, 1, tzinfo=UTC)),
+        ("9999-12-31T23:59:59Z", datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)),
+        ("2024-02-29T00:00:00Z", datetime(2024, 2, 29, tzinfo=UTC)),
+        (None, None),
+        (..., None),
+    ],
+    ids=[
+        "Z with millis", "Z", "+02:00", "-05:30 fraction", "nanoseconds truncated", "-00:00", "space",
+        "lower case", "+14:00 crosses the date", "epoch", "last second", "leap day", "null", "absent",
+    ],
+)  # fmt: skip
+def test_time_accepted_and_normalised_to_utc(field, value, expected):
+    moment = getattr(valid(event(**{field: value})), field)
+    assert moment == expected
+    if expected is not None:
+        assert moment.utcoffset() == timedelta(0)
+        assert moment.tzinfo is UTC
+
+
+@pytest.mark.parametrize("field", ["timestamp", "sent_at"])
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("2025-07-16T10:55:03", TIME_NAIVE),
+        ("2025-07-16T10:55:03.268", TIME_NAIVE),
+        ("2025-07-16 10:55:03", TIME_NAIVE),
+        ("2025-07-16", TIME_SHAPE),
+        ("2025-07-16T10:55Z", TIME_SHAPE),
+        ("20250716T105503Z", TIME_SHAPE),
+        ("2025-W29-3T10:55:03Z", TIME_SHAPE),
+        ("2025-07-16T10:55:03+02", TIME_SHAPE),
+        ("2025-07-16T10:55:03+0200", TIME_SHAPE),
+        ("2025-07-16T10:55:03+02:00:30", TIME_SHAPE),
+        ("2025-07-16T10:55:03,268Z", TIME_SHAPE),
+        ("2025-07-16T10:55:03.Z", TIME_SHAPE),
+        ("2025-07-16T10:55:03 Z", TIME_SHAPE),
+        ("2025-07-16X10:55:03Z", TIME_SHAPE),
+        ("Wed, 16 Jul 2025 10:55:03 GMT", TIME_SHAPE),
+        ("yesterday", TIME_SHAPE),
+        ("", TIME_SHAPE),
+        ("2025-07-16T10:55:0٣Z", TIME_SHAPE),
+        ("2025-13-01T00:00:00Z", TIME_INVALID),
+        ("2025-02-29T00:00:00Z", TIME_INVALID),
+        ("2025-07-16T24:00:00Z", TIME_INVALID),
+        ("2025-07-16T10:55:60Z", TIME_INVALID),
+        ("2025-07-16T10:55:03+24:00", TIME_INVALID),
+        ("2025-07-1xT10:55:03Z", TIME_INVALID),
+        ("1969-12-31T23:59:59Z", TIME_RANGE),
+        ("0000-01-01T00:00:00Z", TIME_RANGE),
+        ("1970-01-01T00:30:00+01:00", TIME_RANGE),
+        ("9999-12-31T23:00:00-05:00", TIME_RANGE),
+        (1752663303, TIME_NOT_STRING),
+        (1752663303.268, TIME_NOT_STRING),
+        (True, TIME_NOT_STRING),
+        ({"seconds": 1}, TIME_NOT_STRING),
+    ],
+    ids=[
+        "naive", "naive millis", "naive space", "date only", "no seconds", "basic format", "week date",
+        "+02", "+0200", "offset seconds", "comma fraction", "empty fraction", "space before Z", "X separator",
+        "RFC 2822", "garbage", "empty", "arabic digit", "month 13", "Feb 29 2025", "hour 24",
+        "leap second", "offset 24h", "letter in day", "1969", "year 0", "1969 in UTC", "year 10000 in UTC",
+        "int", "float", "bool", "object",
+    ],
+)  # fmt: skip
+def test_time_refused(field, value, message):
+    assert errors(event(**{field: value})) == [(field, message)]
+
+
+# --- page_url, referrer -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field", ["page_url", "referrer"])
+@pytest.mark.parametrize("value", ["https://example.com/", "", "x" * 2048, "/relative?q=1#frag", None, ...])
+def test_url_accepted(field, value):
+    assert getattr(valid(event(**{field: value})), field) == (None if value is ... else value)
+
+
+@pytest.mark.parametrize("field", ["page_url", "referrer"])
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("x" * 2049, "must be at most 2048 characters (got 2049)"),
+        ("x" * 10_000, "must be at most 2048 characters (got 10000)"),
+        (42, "must be a string"),
+        ({"href": "/"}, "must be a string"),
+    ],
+)
+def test_url_refused(field, value, message):
+    assert errors(event(**{field: value})) == [(field, message)]
+
+
+# --- value --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "stored"),
+    [(0, 0.0), (129, 129.0), (-5, -5.0), (129.99, 129.99), (1e300, 1e300), (2**64, float(2**64)), (None, None), (..., None)],
+)
+def test_value_accepted(value, stored):
+    result = valid(event(value=value)).value
+    assert result == stored
+    assert result is None or type(result) is float
+
+
+@pytest.mark.parametrize(
+    "value",
+    [True, False, float("nan"), float("inf"), float("-inf"), 10**400, "129.99", "", [1], {"amount": 1}],
+    ids=["true", "false", "nan", "inf", "-inf", "int beyond float", "numeric string", "empty string", "list", "dict"],
+)
+def test_value_refused(value):
+    assert errors(event(value=value)) == [("value", NUMBER)]
+
+
+# --- properties ---------------------------------------------------------------------------------
+
+
+def nested(depth: int, *, lists: bool = False):
+    """A properties object ``depth`` levels deep (the object itself is level 1)."""
+    inner: object = 1
+    for level in range(depth - 1):
+        inner = [inner] if lists and level % 2 == 0 else {"k": inner}
+    return {"k": inner}
+
+
+def sized(size: int) -> dict:
+    """A properties object whose compact JSON encoding is exactly ``size`` bytes."""
+    properties = {"a": "x" * (size - len(b'{"a":""}'))}
+    assert len(orjson.dumps(properties)) == size
+    return properties
+
+
+@pytest.mark.parametrize(
+    ("value", "stored"),
+    [
+        (None, {}),
+        (..., {}),
+        ({}, {}),
+        ({"a": 1, "b": "two", "c": None, "d": [1, 2], "e": {"f": True}}, None),
+        (nested(5), None),
+        (nested(5, lists=True), None),
+        ({"a": [], "b": {}, "c": [[[[]]]]}, None),
+        (sized(32768), None),
+        ({"big": 2**63 - 1, "small": -(2**63)}, None),
+    ],
+    ids=["null", "absent", "empty", "mixed", "depth 5", "depth 5 with lists", "empty containers", "32768 bytes", "64-bit ints"],
+)
+def test_properties_accepted(value, stored):
+    result = valid(event(properties=value)).properties
+    assert result == (value if stored is None else stored)
+
+
+def test_depth_counts_each_level():
+    assert valid(event(properties={"a": {"b": 1}})).properties == {"a": {"b": 1}}
+    assert valid(event(properties={"a": [[[[1]]]]})).properties == {"a": [[[[1]]]]}  # 1 object + 4 lists
+    assert errors(event(properties={"a": [[[[[1]]]]]})) == [("properties", "is nested deeper than 5 levels")]
+    assert valid(event(properties={"a": [[[{}]]]})).properties == {"a": [[[{}]]]}
+    assert errors(event(properties={"a": [[[[{}]]]]})) == [("properties", "is nested deeper than 5 levels")]  # {} too
+
+
+@pytest.mark.parametrize(
+    ("value", "messages"),
+    [
+        ([], ["must be a JSON object"]),
+        ([{"a": 1}], ["must be a JSON object"]),
+        ("{}", ["must be a JSON object"]),
+        (7, ["must be a JSON object"]),
+        (False, ["must be a JSON object"]),
+        (sized(32769), ["is larger than 32768 bytes when encoded (got 32769)"]),
+        (nested(6), ["is nested deeper than 5 levels"]),
+        (nested(6, lists=True), ["is nested deeper than 5 levels"]),
+        (nested(1000), ["is nested deeper than 5 levels"]),
+        (
+            {"deep": nested(6), "pad": "x" * 40_000},
+            ["is nested deeper than 5 levels", "is larger than 32768 bytes when encoded (got 40055)"],
+        ),
+        ({"huge": 2**64}, ["cannot be encoded as JSON (Integer exceeds 64-bit range)"]),
+        ({1: "non-string key"}, ["cannot be encoded as JSON (Dict key must be str)"]),
+    ],
+    ids=[
+        "list", "list of objects", "string", "int", "bool", "32769 bytes", "depth 6", "depth 6 with lists",
+        "depth 1000", "too deep and too big", "int beyond 64 bits", "non-string key",
+    ],
+)  # fmt: skip
+def test_properties_refused(value, messages):
+    assert errors(event(properties=value)) == [("properties", message) for message in messages]
+
+
+def test_multibyte_characters_count_as_bytes():
+    # "€" is 3 bytes of UTF-8: the limit is on bytes, reached here with about 11 thousand characters
+    properties = {"a": "€" * 10_920}
+    size = len(orjson.dumps(properties))
+    assert size == 8 + 3 * 10_920 == 32768
+    assert valid(event(properties=properties))
+    properties = {"a": "€" * 10_920 + "x"}
+    assert errors(event(properties=properties)) == [("properties", "is larger than 32768 bytes when encoded (got 32769)")]
+
+
+# --- unknown fields and several errors at once ---------------------------------------------------
+
+
+def test_unknown_field():
+    assert errors(event(userId="u1")) == [("userId", UNKNOWN)]
+
+
+def test_unknown_fields_come_last_in_the_order_sent():
+    data = {"zeta": 1, **BASE, "timestamp": 5, "alpha": 2}
+    assert errors(data) == [("timestamp", TIME_NOT_STRING), ("zeta", UNKNOWN), ("alpha", UNKNOWN)]
+
+
+def test_every_error_reported_in_field_order():
+    data = {
+        "properties": [],
+        "value": True,
+        "referrer": "r" * 2049,
+        "page_url": 5,
+        "sent_at": "2025-07-16T10:55:03",
+        "timestamp": "nope",
+        "event_id": "not-a-uuid",
+        "event_type": "bad type",
+        "session_id": "   ",
+        "extra": None,
+    }
+    assert errors(data) == [
+        ("user_fingerprint", "is required"),
+        ("session_id", "must not be blank"),
+        ("event_type", EVENT_TYPE_MESSAGE),
+        ("event_id", UUID_MESSAGE),
+        ("timestamp", TIME_SHAPE),
+        ("sent_at", TIME_NAIVE),
+        ("page_url", "must be a string"),
+        ("referrer", "must be at most 2048 characters (got 2049)"),
+        ("value", NUMBER),
+        ("properties", "must be a JSON object"),
+        ("extra", UNKNOWN),
+    ]
+
+
+def test_empty_object_names_each_required_field():
+    assert errors({}) == [
+        ("user_fingerprint", "is required"),
+        ("session_id", "is required"),
+        ("event_type", "is required"),
+    ]
+
+
+def test_errors_serialise_for_the_api():
+    result = validate_event(event(event_type="", colour="red"))
+    assert [error.as_dict() for error in result] == [
+        {"field": "event_type", "message": EVENT_TYPE_MESSAGE},
+        {"field": "colour", "message": UNKNOWN},
+    ]
+
+
+def test_input_is_not_modified():
+    data = event(event_id="123E4567-E89B-12D3-A456-426614174000", timestamp="2025-07-16T12:55:03+02:00")
+    before = dict(data)
+    valid(data)
+    assert data == before
+
+
+# --- many events --------------------------------------------------------------------------------
+
+
+def test_ten_thousand_varied_valid_events():
+    rng = random.Random(20250716)
+    events = []
+    for i in range(10_000):
+        data = {
+            "user_fingerprint": f"fp_{rng.randrange(500)}",
+            "session_id": f"sess_{rng.randrange(2000)}",
+            "event_type": rng.choice(["page_view", "click", "booking:started", "booking.completed", "form-submit"]),
+        }
+        if i % 2:
+            data["event_id"] = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        if i % 3:
+            moment = datetime(2025, 7, 16, tzinfo=UTC) + timedelta(seconds=rng.randrange(86_400), milliseconds=rng.randrange(1000))
+            offset = timezone(timedelta(minutes=rng.choice([-300, 0, 60, 120, 330])))
+            data["timestamp"] = moment.astimezone(offset).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            data["sent_at"] = (moment + timedelta(seconds=1)).isoformat()
+        if i % 4 == 0:
+            data["page_url"] = f"https://example.com/repair/{i}"
+            data["referrer"] = None
+        if i % 5 == 0:
+            data["value"] = rng.choice([0, 49, 129.99, 1e6])
+        if i % 7 == 0:
+            data["properties"] = {"device": "iPhone", "step": i % 9, "tags": ["a", {"b": [i]}]}
+        events.append(data)
+
+    results = [validate_event(data) for data in events]
+
+    assert len(results) == 10_000
+    bad = [result for result in results if not isinstance(result, ValidEvent)]
+    assert bad == []
+    assert sum(result.event_id is not None for result in results) == 5_000
+    assert sum(result.timestamp is not None for result in results) == 6_666
+    assert all(result.timestamp.tzinfo is UTC for result in results if result.timestamp is not None)
+
+
+# --- correct_clock_skew -------------------------------------------------------------------------
+
+RECEIVED = datetime(2025, 7, 16, 11, 0, 0, tzinfo=UTC)
+
+
+def test_clock_skew_without_timestamp_is_received_at():
+    assert correct_clock_skew(None, None, RECEIVED) == RECEIVED
+    assert correct_clock_skew(None, datetime(2025, 7, 16, 10, 0, tzinfo=UTC), RECEIVED) == RECEIVED
+
+
+def test_clock_skew_corrects_a_client_clock_one_hour_behind():
+    # The client's clock reads 09:59:58 for an event and 09:59:59 when it sends; the server
+    # receives at 11:00:00 (UTC). The clock is an hour (and a second of transit) behind.
+    timestamp = datetime(2025, 7, 16, 9, 59, 58, tzinfo=UTC)
+    sent_at = datetime(2025, 7, 16, 9, 59, 59, tzinfo=UTC)
+    assert correct_clock_skew(timestamp, sent_at, RECEIVED) == datetime(2025, 7, 16, 10, 59, 59, tzinfo=UTC)
+
+
+def test_clock_skew_corrects_a_client_clock_ahead():
+    timestamp = datetime(2025, 7, 16, 11, 4, 0, tzinfo=UTC)
+    sent_at = datetime(2025, 7, 16, 11, 5, 0, tzinfo=UTC)
+    assert correct_clock_skew(timestamp, sent_at, RECEIVED) == datetime(2025, 7, 16, 10, 59, 0, tzinfo=UTC)
+
+
+def test_clock_skew_without_sent_at_keeps_timestamp():
+    timestamp = datetime(2025, 7, 16, 9, 59, 58, tzinfo=UTC)
+    assert correct_clock_skew(timestamp, None, RECEIVED) == timestamp
+
+
+def test_clock_skew_from_validated_offsets():
+    result = valid(event(timestamp="2025-07-16T11:59:58+02:00", sent_at="2025-07-16T11:59:59+02:00"))
+    assert correct_clock_skew(result.timestamp, result.sent_at, RECEIVED) == datetime(2025, 7, 16, 10, 59, 59, tzinfo=UTC)
+
+
+# --- truncate_payload ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["", "short", "x" * 8192])
+def test_truncate_leaves_short_text_alone(text):
+    assert truncate_payload(text) is text
+
+
+def test_truncate_long_text_to_exactly_the_limit():
+    text = "x" * 10_000
+    result = truncate_payload(text)
+    assert len(result) == 8192
+    marker = "…[truncated 1831 chars]"  # 23 characters: 8169 kept, 1831 cut
+    assert result == "x" * 8169 + marker
+
+
+@pytest.mark.parametrize("length", [8193, 8200, 8270, 8271, 9169, 9170, 100_000, 1_000_000])
+def test_truncate_marker_counts_what_was_cut(length):
+    # 8270/8271 and 9169/9170 are where the count of cut characters gains a digit (99→101, 999→1001)
+    text = "".join(chr(ord("a") + i % 26) for i in range(length))
+    result = truncate_payload(text)
+    assert len(result) == 8192
+    kept, _, rest = result.partition("…[truncated ")
+    cut = int(rest.removesuffix(" chars]"))
+    assert text.startswith(kept)
+    assert len(kept) + cut == length
+
+
+def test_truncate_with_a_custom_limit():
+    assert truncate_payload("abcdefghijklmnopqrstuvwxyz" * 2, limit=30) == "abcdefghi…[truncated 43 chars]"
+    assert truncate_payload("abcdef", limit=6) == "abcdef"
+    assert truncate_payload("abcdefg", limit=3) == "abc"  # no room even for the marker
