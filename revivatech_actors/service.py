@@ -32,7 +32,7 @@ from .config import Settings
 from .domain.health import HealthReport, ProbeResult, Readiness, assess_health, assess_readiness
 from .shared_state.redis import RedisConnection
 from .storage import Storage, open_storage
-from .supervisor import ActorStatus, ChildSpec, Restart, Supervisor, SupervisorGaveUp
+from .supervisor import Activity, ActorStatus, ChildSpec, Restart, Supervisor, SupervisorGaveUp
 from .web.app import create_app
 from .web.server import WebServer
 
@@ -97,8 +97,10 @@ class Service:
             redis=redis,
         )
         sup = settings.supervisor
+        web_activity = Activity()
         service.web = WebServer(
-            create_app(service),
+            create_app(service, web_activity),
+            activity=web_activity,
             host=settings.web.host,
             port=settings.web.port,
             graceful_timeout=sup.child_shutdown_timeout * WEB_GRACE_SHARE,

@@ -366,7 +366,9 @@ class Supervisor:
                 child.nursery = None
                 if crash is not None:
                     child.last_error = ErrorRecord.from_exception(crash)
-                if child.stopping:
+                if child.stopping or self._stop_requested.is_set():
+                    # Nothing is restarted once the supervisor stops: a child may end on its own
+                    # because a sibling stopped before it (a closed inbox), and that is no crash.
                     if crash is not None:
                         logger.error("%s/%s failed while stopping", self.name, spec.name, exc_info=crash)
                     if child.state is not State.FAILED:  # an abandoned child stays failed

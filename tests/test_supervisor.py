@@ -420,3 +420,32 @@ def test_duplicate_child_names_are_refused():
 
     with pytest.raises(ValueError, match="unique"):
         Supervisor("root", [ChildSpec("x", run), ChildSpec("x", run)])
+
+
+async def test_a_child_ending_during_shutdown_is_not_restarted(autojump_clock):
+    rec = Recorder()
+    upstream_closed = trio.Event()
+
+    async def consumer(*, task_status=trio.TASK_STATUS_IGNORED):
+        task_status.started()
+        await upstream_closed.wait()  # its inbox closes when the producer stops
+        rec.note("consumer:ended")
+
+    async def producer(*, task_status=trio.TASK_STATUS_IGNORED):
+        task_status.started()
+        try:
+            await trio.sleep_forever()
+        finally:
+            upstream_closed.set()
+
+    sup = make_supervisor(
+        ChildSpec("consumer", consumer),
+        ChildSpec("producer", producer),
+        max_restarts=0,  # a single restart would make it give up
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sup.run)
+        sup.request_stop()
+    assert rec.names() == ["consumer:ended"]
+    assert node(sup, "consumer").restarts == 0 and node(sup, "consumer").state is State.STOPPED
+    assert state_of(sup, "root") is State.STOPPED

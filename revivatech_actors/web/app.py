@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
+from ..supervisor import Activity
 from .auth import AdminAuth
 from .health import register_health_routes
 from .ingest import register_ingest_routes
@@ -23,12 +24,18 @@ logger = logging.getLogger(__name__)
 _ERROR_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
 
 
-def create_app(service: Service) -> QuartTrio:
+def create_app(service: Service, activity: Activity) -> QuartTrio:
+    """The app; every answered request counts in ``activity`` (the web actor's status record)."""
     app = QuartTrio("revivatech_actors")
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
     auth = AdminAuth(service.admin_tokens)
     register_health_routes(app, service, auth)
     register_ingest_routes(app, service)
+
+    @app.after_request
+    async def count_request(response):
+        activity.record()
+        return response
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException):

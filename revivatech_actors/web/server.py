@@ -58,5 +58,4 @@ class WebServer:
                 lambda task_status: serve(self.app, config, shutdown_trigger=self._shutdown.wait, task_status=task_status)
             )
             logger.info("listening on %s", ", ".join(self.bound))
-            self.activity.record()
             task_status.started()
