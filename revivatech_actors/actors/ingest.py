@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import collections
 import logging
-import uuid
+import os
+import time
 
 import attrs
 import trio
@@ -25,7 +26,7 @@ from ..domain.validation import correct_clock_skew
 from ..messages import Event, Submission
 from ..supervisor import Activity
 
-__all__ = ["EventBudget", "IngestActor", "Overloaded", "RecentIds"]
+__all__ = ["EventBudget", "IngestActor", "Overloaded", "RecentIds", "new_event_ids"]
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +34,27 @@ logger = logging.getLogger(__name__)
 #: round trip. About 100 bytes each; older repeats are still stored once (the database decides),
 #: only the early answer cannot tell.
 RECENT_IDS = 100_000
+
+
+def new_event_ids(count: int) -> list[str]:
+    """``count`` fresh UUIDs, version 7 (RFC 9562): a 48-bit millisecond timestamp, then 74
+    random bits (os.urandom), as canonical strings, in increasing order.
+
+    Time-ordered on purpose: ``event_id`` is the events table's primary key, and ids that grow
+    with time are appended to the right edge of its index instead of landing on random pages,
+    which cut PostgreSQL's work per stored event markedly (docs/performance.md). Also about
+    five times cheaper to make than ``str(uuid.uuid4())``.
+    """
+    millis = time.time_ns() // 1_000_000
+    prefix = f"{millis >> 16:08x}-{millis & 0xFFFF:04x}-7"
+    pool = bytearray(os.urandom(10 * count))
+    ids = []
+    for offset in range(0, 10 * count, 10):
+        pool[offset + 2] = (pool[offset + 2] & 0x3F) | 0x80  # RFC 4122 variant
+        h = pool[offset : offset + 10].hex()
+        ids.append(f"{prefix}{h[1:4]}-{h[4:8]}-{h[8:]}")
+    ids.sort()  # same millisecond: order by the random part, so the batch is sorted too
+    return ids
 
 
 class Overloaded(Exception):
@@ -168,10 +190,11 @@ class IngestActor:
 
     def _convert(self, submission: Submission) -> list[Event]:
         received_at = submission.received_at
+        fresh_ids = iter(new_event_ids(sum(valid.event_id is None for valid in submission.incoming)))
         events = []
         for index, valid in enumerate(submission.incoming):
             if valid.event_id is None:
-                event_id = str(uuid.uuid4())
+                event_id = next(fresh_ids)
             else:
                 event_id = valid.event_id
                 if self.recent_ids.seen(event_id):

@@ -79,11 +79,25 @@ FROM staging_events ORDER BY seq
 ON CONFLICT (event_id) DO NOTHING
 RETURNING event_id::text
 """
+_CREATE_SESSION_STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS staging_sessions (
+    session_id text, user_fingerprint text, started_at timestamptz, last_activity_at timestamptz,
+    event_count bigint, page_views bigint, entry_page text, exit_page text, referrer text, utm_source text
+) ON COMMIT DELETE ROWS
+"""
+_COPY_SESSION_STAGING = (
+    "COPY staging_sessions (session_id, user_fingerprint, started_at, last_activity_at, event_count,"
+    " page_views, entry_page, exit_page, referrer, utm_source) FROM STDIN (FORMAT BINARY)"
+)
+_SESSION_STAGING_TYPES = ["text", "text", "timestamptz", "timestamptz", "int8", "int8", "text", "text", "text", "text"]
+#: Sessions go through COPY too: binding thousands of values as arrays costs more Python time
+#: than the whole event COPY (measured with py-spy, see docs/performance.md).
 _UPSERT_SESSIONS = """
 INSERT INTO analytics_sessions AS s (session_id, user_fingerprint, started_at, last_activity_at,
                                      event_count, page_views, entry_page, exit_page, referrer, utm_source)
-SELECT * FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[],
-                     %s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[])
+SELECT session_id, user_fingerprint, started_at, last_activity_at, event_count, page_views,
+       entry_page, exit_page, referrer, utm_source
+FROM staging_sessions
 ON CONFLICT (session_id) DO UPDATE SET
     event_count = s.event_count + excluded.event_count,
     page_views = s.page_views + excluded.page_views,
@@ -146,6 +160,7 @@ class PostgresStorage(Storage):
         conn = psycopg.connect(self._url, autocommit=True, **options)
         if purpose == "writer":
             conn.execute(_CREATE_STAGING)
+            conn.execute(_CREATE_SESSION_STAGING)
         return conn
 
     def _is_usable(self, conn: psycopg.Connection[Any]) -> bool:
@@ -242,12 +257,16 @@ class PostgresStorage(Storage):
         return inserted
 
     def _upsert_sessions(self, conn: psycopg.Connection[Any], sessions: Sequence[SessionDelta]) -> None:
-        columns = list(zip(*(
-            (d.session_id, d.user_fingerprint, d.started_at, d.last_activity_at, d.event_count, d.page_views,
-             d.entry_page, d.exit_page, d.referrer, d.utm_source)
-            for d in sessions
-        ), strict=True))
-        conn.execute(_UPSERT_SESSIONS, [list(column) for column in columns])
+        with conn.cursor() as cursor:
+            with cursor.copy(_COPY_SESSION_STAGING) as copy:
+                copy.set_types(_SESSION_STAGING_TYPES)
+                for d in sessions:
+                    copy.write_row(
+                        (d.session_id, d.user_fingerprint, d.started_at, d.last_activity_at, d.event_count,
+                         d.page_views, d.entry_page, d.exit_page, d.referrer, d.utm_source)
+                    )
+            cursor.execute(_UPSERT_SESSIONS)
+            cursor.execute("TRUNCATE staging_sessions")
 
     def _insert_dead_letters(self, conn: psycopg.Connection[Any], letters: Sequence[DeadLetter]) -> None:
         with conn.cursor() as cursor:

@@ -7,6 +7,9 @@
 -- same tables, same column names.
 
 -- One row per stored event. event_id is the idempotency key: a retried request never stores twice.
+-- Indexes are what ingest pays for on every row, so only those the queries need: by visitor
+-- (profiles, journeys), by type and time (funnels), by time (realtime window, retention).
+-- Per-session questions are answered by analytics_sessions, not by scanning events.
 CREATE TABLE analytics_events (
     event_id         uuid PRIMARY KEY,
     user_fingerprint text NOT NULL,
@@ -22,7 +25,6 @@ CREATE TABLE analytics_events (
 );
 CREATE INDEX analytics_events_event_timestamp_idx ON analytics_events (event_timestamp);
 CREATE INDEX analytics_events_user_time_idx ON analytics_events (user_fingerprint, event_timestamp);
-CREATE INDEX analytics_events_session_idx ON analytics_events (session_id);
 CREATE INDEX analytics_events_type_time_idx ON analytics_events (event_type, event_timestamp);
 
 CREATE TABLE analytics_sessions (
@@ -38,7 +40,6 @@ CREATE TABLE analytics_sessions (
     utm_source       text
 );
 CREATE INDEX analytics_sessions_user_idx ON analytics_sessions (user_fingerprint, started_at);
-CREATE INDEX analytics_sessions_last_activity_idx ON analytics_sessions (last_activity_at);
 
 -- Counters are updated with commutative deltas (count = count + n), so instances can share a visitor.
 CREATE TABLE user_behavior_profiles (

@@ -13,6 +13,9 @@
 --   serial      INTEGER PRIMARY KEY AUTOINCREMENT
 --   float       REAL; counters INTEGER
 
+-- Indexes are what ingest pays for on every row, so only those the queries need: by visitor
+-- (profiles, journeys), by type and time (funnels), by time (realtime window, retention).
+-- Per-session questions are answered by analytics_sessions, not by scanning events.
 CREATE TABLE analytics_events (
     event_id         TEXT PRIMARY KEY,
     user_fingerprint TEXT NOT NULL,
@@ -28,7 +31,6 @@ CREATE TABLE analytics_events (
 ) STRICT;
 CREATE INDEX analytics_events_event_timestamp_idx ON analytics_events (event_timestamp);
 CREATE INDEX analytics_events_user_time_idx ON analytics_events (user_fingerprint, event_timestamp);
-CREATE INDEX analytics_events_session_idx ON analytics_events (session_id);
 CREATE INDEX analytics_events_type_time_idx ON analytics_events (event_type, event_timestamp);
 
 CREATE TABLE analytics_sessions (
@@ -44,7 +46,6 @@ CREATE TABLE analytics_sessions (
     utm_source       TEXT
 ) STRICT;
 CREATE INDEX analytics_sessions_user_idx ON analytics_sessions (user_fingerprint, started_at);
-CREATE INDEX analytics_sessions_last_activity_idx ON analytics_sessions (last_activity_at);
 
 CREATE TABLE user_behavior_profiles (
     user_fingerprint        TEXT PRIMARY KEY,
