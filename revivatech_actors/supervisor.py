@@ -440,6 +440,7 @@ class Supervisor:
         spec = child.spec
         child.stopping = True
         if child.done.is_set():
+            logger.info("%s/%s stopped (it had already finished: %s)", self.name, spec.name, child.state.value)
             return
         began = trio.current_time()
         graceful = spec.stop is not None and child.state is State.RUNNING
