@@ -72,12 +72,19 @@ class EventBudget:
     used: int = 0
     _waiters: collections.deque[tuple[int, trio.Event]] = attrs.field(init=False, factory=collections.deque)
 
-    async def acquire(self, amount: int) -> None:
-        """Reserve ``amount`` events, waiting for room. Cancellation leaves nothing reserved."""
+    def try_acquire(self, amount: int) -> bool:
+        """Reserve ``amount`` events if there is room right now (and nobody waits before us)."""
         amount = min(amount, self.capacity)  # a submission larger than the budget waits for all of it
         if not self._waiters and self.used + amount <= self.capacity:
             self.used += amount
+            return True
+        return False
+
+    async def acquire(self, amount: int) -> None:
+        """Reserve ``amount`` events, waiting for room. Cancellation leaves nothing reserved."""
+        if self.try_acquire(amount):
             return
+        amount = min(amount, self.capacity)
         ready = trio.Event()
         entry = (amount, ready)
         self._waiters.append(entry)
@@ -143,15 +150,21 @@ class IngestActor:
         Raises:
             Overloaded: no room in time, or the service is shutting down.
         """
+        if self.budget.try_acquire(submission.size):  # the usual case: no timer needed
+            self._queue(submission)
+            return
         with trio.move_on_after(self.enqueue_timeout):
             await self.budget.acquire(submission.size)
-            try:
-                self._send.send_nowait(submission)
-            except (trio.ClosedResourceError, trio.BrokenResourceError):
-                self.budget.release(submission.size)
-                raise Overloaded("the service is shutting down") from None
+            self._queue(submission)
             return
         raise Overloaded(f"ingest is full: no room for {submission.size} event(s) within {self.enqueue_timeout:g} s")
+
+    def _queue(self, submission: Submission) -> None:
+        try:
+            self._send.send_nowait(submission)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            self.budget.release(submission.size)
+            raise Overloaded("the service is shutting down") from None
 
     def request_stop(self) -> None:
         """Refuse new submissions; :meth:`run` forwards what is queued, then returns."""

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from urllib.parse import parse_qs, urlsplit
+import re
 
 import attrs
 
 from ..messages import Event
 
 __all__ = ["PAGE_VIEW_TYPES", "SessionDelta", "aggregate_sessions", "utm_source"]
+
+_UTM_SOURCE = re.compile(r"[?&]utm_source=([^&#]*)")
 
 #: Event types counted as page views.
 PAGE_VIEW_TYPES = frozenset({"page_view", "pageview"})
@@ -35,11 +37,12 @@ class SessionDelta:
 
 
 def utm_source(page_url: str | None) -> str | None:
-    """``utm_source`` from a page URL's query string, if any."""
+    """The first ``utm_source`` of a page URL's query string, as written (not percent-decoded,
+    exactly as the PostgreSQL engine extracts it in SQL), at most 256 characters."""
     if not page_url or "utm_source=" not in page_url:
         return None
-    values = parse_qs(urlsplit(page_url).query).get("utm_source")
-    return values[0][:256] if values else None
+    match = _UTM_SOURCE.search(page_url)
+    return match.group(1)[:256] if match else None
 
 
 def aggregate_sessions(events: Iterable[Event]) -> list[SessionDelta]:

@@ -27,7 +27,6 @@ from typing import Any, ClassVar, TypeVar
 import attrs
 import trio
 
-from ..domain.sessions import SessionDelta, aggregate_sessions
 from ..messages import DeadLetter, Event, Outcome, Status
 from ._errors import MigrationError, StorageError, StorageUnavailable
 from .migrations import (
@@ -371,14 +370,12 @@ class Storage(abc.ABC):
         """Insert the ``schema_migrations`` row for ``migration`` and return it."""
 
     @abc.abstractmethod
-    def _insert_events(self, conn: Any, events: Sequence[Event]) -> set[str]:
+    def _store_events(self, conn: Any, events: Sequence[Event]) -> set[str]:
         """Inside a transaction: insert ``events`` in order, skipping ids already stored (and
-        repeats within ``events``); return the ids actually inserted. Raise one of
-        ``_row_errors`` when the database refuses a row."""
-
-    @abc.abstractmethod
-    def _upsert_sessions(self, conn: Any, sessions: Sequence[SessionDelta]) -> None:
-        """Inside a transaction: add each delta to its ``analytics_sessions`` row (commutative)."""
+        repeats within ``events``), add what the inserted ones bring to their sessions'
+        ``analytics_sessions`` rows (commutative deltas, as ``domain.sessions`` defines them),
+        and return the ids actually inserted. Raise one of ``_row_errors`` when the database
+        refuses a row."""
 
     @abc.abstractmethod
     def _insert_dead_letters(self, conn: Any, letters: Sequence[DeadLetter]) -> None:
@@ -416,13 +413,11 @@ class Storage(abc.ABC):
             chunk = [events[i] for i in indices]
             try:
                 with self._transaction(conn):
-                    inserted = self._insert_events(conn, chunk) if chunk else set()
+                    inserted = self._store_events(conn, chunk) if chunk else set()
                     first_of: dict[str, int] = {}
                     for i in indices:
                         first_of.setdefault(events[i].event_id, i)
                     stored = [i for i in indices if events[i].event_id in inserted and first_of[events[i].event_id] == i]
-                    if stored:
-                        self._upsert_sessions(conn, aggregate_sessions(events[i] for i in stored))
                     if letters:
                         self._insert_dead_letters(conn, letters)
             except self._row_errors as exc:

@@ -23,7 +23,7 @@ from importlib.resources.abc import Traversable
 
 import orjson
 
-from ..domain.sessions import SessionDelta
+from ..domain.sessions import aggregate_sessions
 from ..messages import DeadLetter, Event
 from ._base import DEFAULT_CONNECT_TIMEOUT, DEFAULT_PING_TIMEOUT, Storage, first_line
 from ._errors import StorageError, StorageUnavailable
@@ -328,7 +328,7 @@ class SQLiteStorage(Storage):
             applied_at=parse_timestamp(applied_at),
         )
 
-    def _insert_events(self, conn: sqlite3.Connection, events: Sequence[Event]) -> set[str]:
+    def _store_events(self, conn: sqlite3.Connection, events: Sequence[Event]) -> set[str]:
         conn.executemany(
             _INSERT_STAGING,
             [
@@ -341,11 +341,15 @@ class SQLiteStorage(Storage):
             ],
         )
         try:
-            return {event_id for (event_id,) in conn.execute(_INSERT_FROM_STAGING).fetchall()}
+            inserted = {event_id for (event_id,) in conn.execute(_INSERT_FROM_STAGING).fetchall()}
         finally:
             conn.execute("DELETE FROM temp.staging_events")
-
-    def _upsert_sessions(self, conn: sqlite3.Connection, sessions: Sequence[SessionDelta]) -> None:
+        seen: set[str] = set()
+        fresh = []
+        for event in events:  # first occurrence of each inserted id: the one that went in
+            if event.event_id in inserted and event.event_id not in seen:
+                seen.add(event.event_id)
+                fresh.append(event)
         conn.executemany(
             _UPSERT_SESSION,
             [
@@ -353,9 +357,10 @@ class SQLiteStorage(Storage):
                     d.session_id, d.user_fingerprint, format_timestamp(d.started_at), format_timestamp(d.last_activity_at),
                     d.event_count, d.page_views, d.entry_page, d.exit_page, d.referrer, d.utm_source,
                 )
-                for d in sessions
+                for d in aggregate_sessions(fresh)
             ],
         )
+        return inserted
 
     def _insert_dead_letters(self, conn: sqlite3.Connection, letters: Sequence[DeadLetter]) -> None:
         conn.executemany(
