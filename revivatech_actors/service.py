@@ -153,13 +153,14 @@ class Service:
             results[key] = await check()
 
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(probe, "database", self.storage_actor.check)
+            nursery.start_soon(probe, "database", self.storage_actor.recent_probe)
             if self.redis is not None:
                 nursery.start_soon(probe, "redis", self.redis.check)
         return results["database"], results.get("redis")
 
     async def health(self) -> HealthSnapshot:
-        """Fresh probes of the database and Redis (concurrently, each bounded) plus the tree."""
+        """Probes of the database (at most ``storage.health_interval`` old) and Redis (fresh),
+        concurrently and each bounded, plus the tree."""
         database, redis = await self._probe_all()
         lag = self.loop_monitor.lag_ms
         report = assess_health(database=database, redis=redis, tree=self.actor_tree(), loop_lag_ms=lag)
@@ -176,7 +177,7 @@ class Service:
         )
 
     async def readiness(self) -> Readiness:
-        database = await self.storage_actor.check()
+        database = await self.storage_actor.recent_probe()
         return assess_readiness(database=database, tree=self.actor_tree())
 
 

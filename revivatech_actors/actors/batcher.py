@@ -20,6 +20,8 @@ from __future__ import annotations
 import collections
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import attrs
 import trio
@@ -32,6 +34,8 @@ from .ingest import EventBudget
 __all__ = ["BatcherActor", "BatchStats"]
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: First delay before retrying a failed flush, doubled on each failure up to RETRY_MAX.
 RETRY_INITIAL = 0.05
@@ -79,7 +83,7 @@ class BatcherActor:
     stats: BatchStats = attrs.Factory(BatchStats)
     _pending: collections.deque[_Chunk] = attrs.field(init=False, factory=collections.deque)
     _pending_events: int = attrs.field(init=False, default=0)
-    # ids sent in a flush whose commit was not confirmed: if a retry finds them stored, it was us
+    # ids sent in a flush whose commit was not confirmed (see _claim_own_writes)
     _maybe_stored: set[str] = attrs.field(init=False, factory=set)
     _subscribers: list[trio.MemorySendChannel[list[Event]]] = attrs.field(init=False, factory=list)
     _stopping: bool = attrs.field(init=False, default=False)
@@ -174,7 +178,9 @@ class BatcherActor:
     async def _flush_one_batch(self) -> None:
         parts, events, letters = self._take_batch()
         started = time.perf_counter()
-        outcomes = await self._write_with_retry(events, letters)
+        outcomes = await self._with_retry(lambda: self.storage.write_batch(events, letters), events)
+        if self._maybe_stored:
+            await self._claim_own_writes(events, outcomes)
         seconds = time.perf_counter() - started
         stored: list[Event] = []
         position = 0
@@ -183,11 +189,8 @@ class BatcherActor:
             for index in range(start, end):
                 outcome = outcomes[position]
                 position += 1
-                if outcome.status is Status.DUPLICATE and submission.events[index].event_id in self._maybe_stored:
-                    outcome = Outcome(Status.STORED)  # our own earlier, unconfirmed attempt stored it
                 if outcome.status is Status.STORED:
                     stored.append(submission.events[index])
-                outcomes[position - 1] = outcome
                 submission.resolve(index, outcome)
             if not chunk.letters_written:
                 chunk.letters_written = True
@@ -205,12 +208,34 @@ class BatcherActor:
             for subscriber in self._subscribers:
                 await subscriber.send(stored)
 
-    async def _write_with_retry(self, events: list[Event], letters: list[DeadLetter]) -> list[Outcome]:
+    async def _claim_own_writes(self, events: list[Event], outcomes: list[Outcome]) -> None:
+        """After a flush whose earlier attempt failed without knowing whether it committed:
+        a DUPLICATE may be our own write. It is, exactly when the stored row was received at
+        the same instant as this event (one request stamps ``received_at``; a client's replay
+        is a later request). Only the first copy of an id in the batch can be ours."""
+        first: dict[str, int] = {}
+        for position, event in enumerate(events):
+            first.setdefault(event.event_id, position)
+        first = {
+            event_id: position
+            for event_id, position in first.items()
+            if outcomes[position].status is Status.DUPLICATE and event_id in self._maybe_stored
+        }
+        if first:
+            received = await self._with_retry(lambda: self.storage.received_times(list(first)), events)
+            for event_id, position in first.items():
+                if received.get(event_id) == events[position].received_at:
+                    outcomes[position] = Outcome(Status.STORED)
+        self._maybe_stored.clear()
+
+    async def _with_retry(self, operation: Callable[[], Awaitable[T]], events: list[Event]) -> T:
+        """``operation()``, retried with capped exponential backoff until it succeeds. After a
+        failure, ``events`` may or may not have been committed: remember them as maybe stored."""
         delay = RETRY_INITIAL
         failures = 0
         while True:
             try:
-                outcomes = await self.storage.write_batch(events, letters)
+                result = await operation()
             except StorageError as exc:
                 failures += 1
                 self.stats.failed_flushes += 1
@@ -225,7 +250,7 @@ class BatcherActor:
                 continue
             if failures:
                 logger.warning("flush succeeded after %d failed attempt(s)", failures)
-            return outcomes
+            return result
 
     def _record(self, events: list[Event], outcomes: list[Outcome], seconds: float) -> None:
         stats = self.stats

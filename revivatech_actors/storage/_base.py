@@ -16,6 +16,7 @@ opens a fresh one, so a hung network never blocks a caller and never poisons lat
 from __future__ import annotations
 
 import abc
+import datetime
 import json
 import logging
 import threading
@@ -317,6 +318,17 @@ class Storage(abc.ABC):
         lane = self._open_lane(_WRITER)
         return await self._call(lane, lambda conn: self._write_batch_blocking(conn, events, dead_letters), abandon=False)
 
+    async def received_times(self, event_ids: Sequence[str]) -> dict[str, datetime.datetime]:
+        """``received_at`` of each of ``event_ids`` that is stored (absent ids are left out).
+
+        Raises:
+            StorageUnavailable: the database cannot be reached or the storage is not open.
+        """
+        if not event_ids:
+            return {}
+        lane = self._open_lane(_WRITER)
+        return await self._call(lane, lambda conn: self._received_times_blocking(conn, list(event_ids)), abandon=False)
+
     # ---------------------------------------------------------------- engine hooks (blocking)
 
     @abc.abstractmethod
@@ -376,6 +388,9 @@ class Storage(abc.ABC):
         ``analytics_sessions`` rows (commutative deltas, as ``domain.sessions`` defines them),
         and return the ids actually inserted. Raise one of ``_row_errors`` when the database
         refuses a row."""
+
+    @abc.abstractmethod
+    def _received_times_blocking(self, conn: Any, event_ids: list[str]) -> dict[str, datetime.datetime]: ...
 
     @abc.abstractmethod
     def _insert_dead_letters(self, conn: Any, letters: Sequence[DeadLetter]) -> None:

@@ -253,6 +253,12 @@ class PostgresStorage(Storage):
             cursor.execute(_STORE_EVENTS)
             return {event_id for (event_id,) in cursor.fetchall()}
 
+    def _received_times_blocking(self, conn: psycopg.Connection[Any], event_ids: list[str]) -> dict[str, dt.datetime]:
+        rows = conn.execute(
+            "SELECT event_id::text, received_at FROM analytics_events WHERE event_id = ANY(%s::uuid[])", (event_ids,)
+        ).fetchall()
+        return {event_id: received_at for event_id, received_at in rows}
+
     def _insert_dead_letters(self, conn: psycopg.Connection[Any], letters: Sequence[DeadLetter]) -> None:
         with conn.cursor() as cursor:
             cursor.executemany(

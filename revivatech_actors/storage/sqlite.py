@@ -93,6 +93,8 @@ ON CONFLICT (session_id) DO UPDATE SET
     started_at = min(s.started_at, excluded.started_at),
     last_activity_at = max(s.last_activity_at, excluded.last_activity_at)
 """
+#: Bound parameters per statement (SQLite's limit is 32766 since 3.32; stay far below it).
+_MAX_PARAMETERS = 500
 _INSERT_DEAD_LETTER = "INSERT INTO rejected_events (received_at, source, reasons, payload) VALUES (?, ?, ?, ?)"
 
 
@@ -361,6 +363,15 @@ class SQLiteStorage(Storage):
             ],
         )
         return inserted
+
+    def _received_times_blocking(self, conn: sqlite3.Connection, event_ids: list[str]) -> dict[str, dt.datetime]:
+        found: dict[str, dt.datetime] = {}
+        for start in range(0, len(event_ids), _MAX_PARAMETERS):
+            chunk = event_ids[start : start + _MAX_PARAMETERS]
+            marks = ", ".join("?" * len(chunk))
+            rows = conn.execute(f"SELECT event_id, received_at FROM analytics_events WHERE event_id IN ({marks})", chunk)
+            found.update((event_id, parse_timestamp(received_at)) for event_id, received_at in rows)
+        return found
 
     def _insert_dead_letters(self, conn: sqlite3.Connection, letters: Sequence[DeadLetter]) -> None:
         conn.executemany(
