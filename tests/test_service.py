@@ -182,8 +182,12 @@ async def test_database_lost_while_running_makes_health_unhealthy_and_not_ready(
         with psycopg.connect(admin_url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE "{database}" WITH (FORCE)')
             try:
-                health = await client.get("/api/analytics/health")
-                assert health.status_code == 503
+                # health reads a probe at most storage.health_interval (0.2 s here) old
+                async def unhealthy():
+                    answer = await client.get("/api/analytics/health")
+                    return answer if answer.status_code == 503 else None
+
+                health = await wait_until(unhealthy, timeout=3)
                 body = health.json()
                 assert (body["status"], body["database"], body["analytics"]) == ("unhealthy", "disconnected", "down")
                 assert body["reasons"][0].startswith("database unreachable")
