@@ -16,6 +16,7 @@ import attrs
 import trio
 
 from .domain.validation import ValidEvent
+from .ids import new_id
 
 __all__ = ["DeadLetter", "Event", "Outcome", "Status", "Submission"]
 
@@ -50,6 +51,8 @@ class DeadLetter:
     source: str
     reasons: tuple[dict[str, str], ...]
     payload: str
+    #: Idempotency key: a retried write after a lost commit reply stores the letter once.
+    letter_id: str = attrs.field(factory=new_id)
 
 
 class Status(enum.Enum):

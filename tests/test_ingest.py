@@ -12,7 +12,8 @@ import pytest
 import trio
 import trio.testing
 
-from revivatech_actors.actors.ingest import EventBudget, IngestActor, Overloaded, RecentIds, new_event_ids
+from revivatech_actors.actors.ingest import EventBudget, IngestActor, Overloaded, RecentIds
+from revivatech_actors.ids import new_event_ids
 from revivatech_actors.domain.validation import ValidEvent, validate_event
 from revivatech_actors.messages import DeadLetter, Submission
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, timedelta
 
+import attrs
 import pytest
 
 from revivatech_actors.messages import DeadLetter, Status
@@ -102,8 +104,11 @@ async def test_dead_letters_are_committed_with_the_batch(storage, storage_url):
     source, reasons, payload = rows[0]
     reasons = reasons if isinstance(reasons, list) else json.loads(reasons)
     assert (source, reasons, payload) == ("validation", [{"field": "event_type", "message": "is required"}], letter.payload)
+    # writing the same letter again (a retry after a lost commit reply) keeps it once;
     # dead letters alone are a valid batch too
     assert await storage.write_batch([], [letter]) == []
+    assert query(storage_url, "SELECT count(*) FROM rejected_events") == [(1,)]
+    await storage.write_batch([], [attrs.evolve(letter, letter_id=str(uuid.uuid4()))])
     assert query(storage_url, "SELECT count(*) FROM rejected_events") == [(2,)]
 
 

@@ -16,17 +16,16 @@ from __future__ import annotations
 
 import collections
 import logging
-import os
-import time
 
 import attrs
 import trio
 
 from ..domain.validation import correct_clock_skew
+from ..ids import new_event_ids
 from ..messages import Event, Submission
 from ..supervisor import Activity
 
-__all__ = ["EventBudget", "IngestActor", "Overloaded", "RecentIds", "new_event_ids"]
+__all__ = ["EventBudget", "IngestActor", "Overloaded", "RecentIds"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,27 +33,6 @@ logger = logging.getLogger(__name__)
 #: round trip. About 100 bytes each; older repeats are still stored once (the database decides),
 #: only the early answer cannot tell.
 RECENT_IDS = 100_000
-
-
-def new_event_ids(count: int) -> list[str]:
-    """``count`` fresh UUIDs, version 7 (RFC 9562): a 48-bit millisecond timestamp, then 74
-    random bits (os.urandom), as canonical strings, in increasing order.
-
-    Time-ordered on purpose: ``event_id`` is the events table's primary key, and ids that grow
-    with time are appended to the right edge of its index instead of landing on random pages,
-    which cut PostgreSQL's work per stored event markedly (docs/performance.md). Also about
-    five times cheaper to make than ``str(uuid.uuid4())``.
-    """
-    millis = time.time_ns() // 1_000_000
-    prefix = f"{millis >> 16:08x}-{millis & 0xFFFF:04x}-7"
-    pool = bytearray(os.urandom(10 * count))
-    ids = []
-    for offset in range(0, 10 * count, 10):
-        pool[offset + 2] = (pool[offset + 2] & 0x3F) | 0x80  # RFC 4122 variant
-        h = pool[offset : offset + 10].hex()
-        ids.append(f"{prefix}{h[1:4]}-{h[4:8]}-{h[8:]}")
-    ids.sort()  # same millisecond: order by the random part, so the batch is sorted too
-    return ids
 
 
 class Overloaded(Exception):
@@ -158,6 +136,16 @@ class IngestActor:
             self._queue(submission)
             return
         raise Overloaded(f"ingest is full: no room for {submission.size} event(s) within {self.enqueue_timeout:g} s")
+
+    def offer(self, submission: Submission) -> bool:
+        """Queue ``submission`` only if there is room right now; False if there is not."""
+        if not self.budget.try_acquire(submission.size):
+            return False
+        try:
+            self._queue(submission)
+        except Overloaded:
+            return False
+        return True
 
     def _queue(self, submission: Submission) -> None:
         try:

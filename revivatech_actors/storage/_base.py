@@ -18,6 +18,7 @@ from __future__ import annotations
 import abc
 import datetime
 import json
+import uuid
 import logging
 import threading
 import urllib.parse
@@ -588,6 +589,8 @@ def open_storage(
     raise ValueError(msg)
 
 
+_REFUSED_LETTER_NAMESPACE = uuid.UUID("0b6f3c1e-5f7a-4c38-9d0e-7f2a4b1c9e55")
+
 #: Longest payload kept for one dead letter, in characters.
 DEAD_LETTER_PAYLOAD_LIMIT = 8192
 
@@ -623,4 +626,7 @@ def refused_event_letter(event: Event, reason: str) -> DeadLetter:
         source="database",
         reasons=({"field": "", "message": reason},),
         payload=payload,
+        # The same letter however often this batch is retried; another request refused for the
+        # same event_id (received at another instant) is a letter of its own.
+        letter_id=str(uuid.uuid5(_REFUSED_LETTER_NAMESPACE, f"{event.event_id}@{event.received_at.isoformat()}")),
     )

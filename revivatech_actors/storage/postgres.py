@@ -106,7 +106,10 @@ WITH inserted AS (
 )
 SELECT event_id::text FROM inserted
 """
-_INSERT_DEAD_LETTER = "INSERT INTO rejected_events (received_at, source, reasons, payload) VALUES (%s, %s, %s::jsonb, %s)"
+_INSERT_DEAD_LETTER = (
+    "INSERT INTO rejected_events (letter_id, received_at, source, reasons, payload)"
+    " VALUES (%s, %s, %s, %s::jsonb, %s) ON CONFLICT (letter_id) DO NOTHING"
+)
 
 
 class PostgresStorage(Storage):
@@ -265,7 +268,7 @@ class PostgresStorage(Storage):
                 _INSERT_DEAD_LETTER,
                 [
                     # PostgreSQL text cannot hold NUL; keep the payload, visibly escaped.
-                    (d.received_at, d.source, orjson.dumps(d.reasons).decode(), d.payload.replace("\x00", "\\u0000"))
+                    (d.letter_id, d.received_at, d.source, orjson.dumps(d.reasons).decode(), d.payload.replace("\x00", "\\u0000"))
                     for d in letters
                 ],
             )

@@ -95,7 +95,10 @@ ON CONFLICT (session_id) DO UPDATE SET
 """
 #: Bound parameters per statement (SQLite's limit is 32766 since 3.32; stay far below it).
 _MAX_PARAMETERS = 500
-_INSERT_DEAD_LETTER = "INSERT INTO rejected_events (received_at, source, reasons, payload) VALUES (?, ?, ?, ?)"
+_INSERT_DEAD_LETTER = (
+    "INSERT INTO rejected_events (letter_id, received_at, source, reasons, payload)"
+    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (letter_id) DO NOTHING"
+)
 
 
 def _optional_timestamp(value: dt.datetime | None) -> str | None:
@@ -376,5 +379,5 @@ class SQLiteStorage(Storage):
     def _insert_dead_letters(self, conn: sqlite3.Connection, letters: Sequence[DeadLetter]) -> None:
         conn.executemany(
             _INSERT_DEAD_LETTER,
-            [(format_timestamp(d.received_at), d.source, orjson.dumps(d.reasons).decode(), d.payload) for d in letters],
+            [(d.letter_id, format_timestamp(d.received_at), d.source, orjson.dumps(d.reasons).decode(), d.payload) for d in letters],
         )

@@ -50,6 +50,12 @@ def register_ingest_routes(app: Quart, service: Service) -> None:
     retry_after = {"Retry-After": str(max(1, math.ceil(settings.enqueue_timeout)))}
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body
 
+    def keep(letters: list[DeadLetter]) -> None:
+        """Queue dead letters without waiting: a refused request is answered at once, whatever
+        the database is doing. With no room (an overloaded service) they are only logged."""
+        if not ingest.offer(Submission(letters[0].received_at, [], letters)):
+            logger.warning("%d dead letter(s) not kept, ingest is full: %s", len(letters), [d.reasons for d in letters])
+
     async def pass_on(submission: Submission):
         """Queue and wait (commit or queue, by ack mode). An error response, or None when done."""
         try:
@@ -74,10 +80,7 @@ def register_ingest_routes(app: Quart, service: Service) -> None:
         except orjson.JSONDecodeError as exc:
             error = FieldError("", f"malformed JSON: {exc}")
             # Kept as a dead letter too: a client sending broken JSON wants finding.
-            letter = _letter(received_at, [error], body.decode("utf-8", errors="replace"))
-            failure = await pass_on(Submission(received_at, [], [letter]))
-            if failure is not None:
-                logger.warning("dead letter for malformed JSON not queued: service overloaded")
+            keep([_letter(received_at, [error], body.decode("utf-8", errors="replace"))])
             return received_at, None, error_response(400, "malformed_json", error.message, details=[error.as_dict()])
 
     @app.post("/api/analytics/events")
@@ -88,9 +91,7 @@ def register_ingest_routes(app: Quart, service: Service) -> None:
         result = validate_event(data)
         if not isinstance(result, ValidEvent):
             details = [error.as_dict() for error in result]
-            payload = orjson.dumps(data).decode()
-            if await pass_on(Submission(received_at, [], [_letter(received_at, result, payload)])) is not None:
-                logger.warning("dead letter for an invalid event not queued: service overloaded")
+            keep([_letter(received_at, result, orjson.dumps(data).decode())])
             named = ", ".join(error.field or "(body)" for error in result)
             return error_response(400, "invalid_event", f"invalid event: {named}", details=details)
         submission = Submission(received_at, [result])
@@ -139,6 +140,12 @@ def register_ingest_routes(app: Quart, service: Service) -> None:
                 errors = [error.as_dict() for error in result]
                 results[index] = {"index": index, "status": "rejected", "errors": errors}
                 letters.append(_letter(received_at, result, orjson.dumps(item).decode()))
+        if not valid:  # nothing to store: answer now, keep the dead letters on the side
+            keep(letters)
+            return json_response(
+                {"success": True, "accepted": 0, "duplicates": 0, "rejected": len(letters), "results": results},
+                200 if durable else 202,
+            )
         submission = Submission(received_at, valid, letters)
         failure = await pass_on(submission)
         if failure is not None:

@@ -117,6 +117,7 @@ CREATE INDEX analytics_aggregations_bucket_start_idx ON analytics_aggregations (
 -- Dead letters: events refused by validation or by the database, kept instead of dropped.
 CREATE TABLE rejected_events (
     id          bigserial PRIMARY KEY,
+    letter_id   uuid NOT NULL UNIQUE,   -- idempotency key: a retried write stores a letter once
     received_at timestamptz NOT NULL,
     source      text NOT NULL CHECK (source IN ('validation', 'database')),
     reasons     jsonb NOT NULL,

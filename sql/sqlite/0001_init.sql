@@ -121,6 +121,7 @@ CREATE INDEX analytics_aggregations_bucket_start_idx ON analytics_aggregations (
 
 CREATE TABLE rejected_events (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    letter_id   TEXT NOT NULL UNIQUE,   -- idempotency key: a retried write stores a letter once
     received_at TEXT NOT NULL,
     source      TEXT NOT NULL CHECK (source IN ('validation', 'database')),
     reasons     TEXT NOT NULL CHECK (json_valid(reasons)),
