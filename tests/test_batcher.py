@@ -20,6 +20,7 @@ import trio
 import trio.testing
 
 from revivatech_actors.actors.batcher import BatcherActor
+from revivatech_actors.storage.postgres import ONE_STATEMENT_MAX_EVENTS
 from revivatech_actors.actors.ingest import EventBudget, IngestActor, Overloaded
 from revivatech_actors.domain.validation import ValidEvent, validate_event
 from revivatech_actors.messages import DeadLetter, Event, Status, Submission
@@ -450,19 +451,21 @@ async def test_events_are_held_while_postgres_is_unreachable(proxied_postgres, p
 
 async def test_a_commit_whose_acknowledgement_was_lost_counts_as_stored(proxied_postgres, postgres_url):
     """The flush committed but the connection broke before the client heard it: the retry finds
-    the ids stored, and the batcher reports them stored (its own attempt), once each."""
+    the ids stored, and the batcher reports them stored (its own attempt), once each. (More
+    events than the one-statement path takes, so the write has an explicit COMMIT to lose.)"""
     proxy, storage = proxied_postgres
     rig = Rig(storage)
     feed = rig.batcher.subscribe()
-    submission = submission_of(events(6))
+    size = ONE_STATEMENT_MAX_EVENTS + 6
+    submission = submission_of(events(size))
     async with rig.running() as batcher:
         proxy.lose_next_commit_ack()
         await rig.submit(submission)
         await wait_done(submission, timeout=4)
         assert proxy.acks_lost == 1
         assert batcher.stats.failed_flushes == 1
-        assert statuses(submission) == [STORED] * 6
-        assert (batcher.stats.stored, batcher.stats.duplicates) == (6, 0)
+        assert statuses(submission) == [STORED] * size
+        assert (batcher.stats.stored, batcher.stats.duplicates) == (size, 0)
         assert rig.budget.used == 0
         with trio.fail_after(1):
             assert await feed.receive() == submission.events
@@ -470,8 +473,8 @@ async def test_a_commit_whose_acknowledgement_was_lost_counts_as_stored(proxied_
         again = await rig.submit(submission_of(submission.events[:2]))
         await wait_done(again)
         assert statuses(again) == [DUPLICATE, DUPLICATE]
-    assert count(postgres_url) == 6
-    assert query(postgres_url, "SELECT sum(event_count) FROM analytics_sessions") == [(6,)]
+    assert count(postgres_url) == size
+    assert query(postgres_url, "SELECT sum(event_count) FROM analytics_sessions") == [(size,)]
 
 
 async def test_a_repeat_inside_one_batch_stays_a_duplicate_after_a_retry(storage, storage_url):

@@ -11,6 +11,7 @@ import pytest
 
 from revivatech_actors.messages import DeadLetter, Status
 from revivatech_actors.storage import StorageUnavailable, open_storage
+from revivatech_actors.storage.postgres import ONE_STATEMENT_MAX_EVENTS
 
 from .helpers import BASE_TIME, make_event, query
 
@@ -49,13 +50,16 @@ async def test_events_are_stored_with_every_field(storage, storage_url):
     assert properties == {"device": "iPhone 15", "nested": {"a": [1, 2]}}
 
 
-async def test_replayed_ids_are_duplicates_and_stored_once(storage, storage_url):
-    events = [make_event(n) for n in range(5)]
-    assert statuses(await storage.write_batch(events)) == [Status.STORED] * 5
-    fresh = make_event(99)
+@pytest.mark.parametrize("size", [5, ONE_STATEMENT_MAX_EVENTS * 2])
+async def test_replayed_ids_are_duplicates_and_stored_once(storage, storage_url, size):
+    events = [make_event(n) for n in range(size)]
+    assert statuses(await storage.write_batch(events)) == [Status.STORED] * size
+    fresh = make_event(10_000)
     assert statuses(await storage.write_batch([events[2], fresh, events[4]])) == [
         Status.DUPLICATE, Status.STORED, Status.DUPLICATE]
-    assert query(storage_url, "SELECT count(*) FROM analytics_events") == [(6,)]
+    assert statuses(await storage.write_batch(events))[:3] == [Status.DUPLICATE] * 3
+    assert query(storage_url, "SELECT count(*) FROM analytics_events") == [(size + 1,)]
+    assert query(storage_url, "SELECT sum(event_count) FROM analytics_sessions") == [(size + 1,)]
 
 
 async def test_a_repeat_inside_one_batch_is_stored_once(storage, storage_url):
@@ -118,17 +122,20 @@ def unstorable(storage) -> str:
     return "bad\x00fingerprint" if storage.engine == "postgresql" else "bad\ud800fingerprint"
 
 
-async def test_refused_rows_are_isolated_and_the_rest_is_committed(storage, storage_url):
+# Both sizes: PostgreSQL writes small batches in one statement and large ones through COPY.
+@pytest.mark.parametrize("size", [40, ONE_STATEMENT_MAX_EVENTS * 3])
+async def test_refused_rows_are_isolated_and_the_rest_is_committed(storage, storage_url, size):
     bad = unstorable(storage)
-    events = [make_event(n) for n in range(40)]
-    for n in (3, 17, 18, 39):
+    events = [make_event(n) for n in range(size)]
+    bad_positions = [3, 17, 18, size - 1]
+    for n in bad_positions:
         events[n] = make_event(n, user_fingerprint=bad)
     outcomes = await storage.write_batch(events)
     rejected = [n for n, outcome in enumerate(outcomes) if outcome.status is Status.REJECTED]
-    assert rejected == [3, 17, 18, 39]
+    assert rejected == bad_positions
     assert all(outcomes[n].reason.startswith("refused by the database") for n in rejected)
-    assert statuses(outcomes).count(Status.STORED) == 36
-    assert query(storage_url, "SELECT count(*) FROM analytics_events") == [(36,)]
+    assert statuses(outcomes).count(Status.STORED) == size - 4
+    assert query(storage_url, "SELECT count(*) FROM analytics_events") == [(size - 4,)]
     letters = query(storage_url, "SELECT source, payload FROM rejected_events ORDER BY id")
     assert [source for source, _ in letters] == ["database"] * 4
     assert {json.loads(payload)["event_id"] for _, payload in letters} == {events[n].event_id for n in rejected}

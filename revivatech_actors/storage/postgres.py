@@ -73,13 +73,13 @@ _STAGING_TYPES = [
 #: One statement inserts the staged events (skipping stored ids) and adds what the inserted ones
 #: bring to their sessions: the same deltas as ``domain.sessions.aggregate_sessions`` computes for
 #: SQLite, here in SQL so a flush costs one round trip less and no Python per session.
-_STORE_EVENTS = f"""
+_STORE_EVENTS_TEMPLATE = f"""
 WITH inserted AS (
     INSERT INTO analytics_events (event_id, user_fingerprint, session_id, event_type, event_timestamp,
                                   received_at, sent_at, page_url, referrer, value, properties)
     SELECT event_id::uuid, user_fingerprint, session_id, event_type, event_timestamp,
            received_at, sent_at, page_url, referrer, value, properties::jsonb
-    FROM staging_events ORDER BY seq
+    FROM {{source}} ORDER BY seq
     ON CONFLICT (event_id) DO NOTHING
     RETURNING event_id, user_fingerprint, session_id, event_type, event_timestamp, page_url, referrer
 ), sessions AS (
@@ -106,6 +106,19 @@ WITH inserted AS (
 )
 SELECT event_id::text FROM inserted
 """
+_STORE_EVENTS = _STORE_EVENTS_TEMPLATE.replace("{source}", "staging_events")
+#: Small batches skip COPY: the events travel as one JSON parameter, unpacked by PostgreSQL, and
+#: the whole write is one statement (atomic on its own), so a flush is one round trip instead
+#: of four (BEGIN, COPY, INSERT, COMMIT). It made single-event ingest measurably faster.
+_STORE_EVENTS_JSON = _STORE_EVENTS_TEMPLATE.replace(
+    "{source}",
+    "jsonb_to_recordset(%s::jsonb) AS staging_events (seq integer, event_id text, user_fingerprint text,"
+    " session_id text, event_type text, event_timestamp timestamptz, received_at timestamptz,"
+    " sent_at timestamptz, page_url text, referrer text, value double precision, properties jsonb)",
+)
+#: Largest batch written with _STORE_EVENTS_JSON; larger ones go through COPY, which costs
+#: PostgreSQL less per row.
+ONE_STATEMENT_MAX_EVENTS = 64
 _INSERT_DEAD_LETTER = (
     "INSERT INTO rejected_events (letter_id, received_at, source, reasons, payload)"
     " VALUES (%s, %s, %s, %s::jsonb, %s) ON CONFLICT (letter_id) DO NOTHING"
@@ -255,6 +268,22 @@ class PostgresStorage(Storage):
             # attempt, bisected ones included, is a transaction of its own.
             cursor.execute(_STORE_EVENTS)
             return {event_id for (event_id,) in cursor.fetchall()}
+
+    def _store_in_one_statement(self, conn: psycopg.Connection[Any], events: Sequence[Event]) -> set[str] | None:
+        if len(events) > ONE_STATEMENT_MAX_EVENTS:
+            return None
+        batch = orjson.dumps(
+            [
+                {
+                    "seq": seq, "event_id": e.event_id, "user_fingerprint": e.user_fingerprint, "session_id": e.session_id,
+                    "event_type": e.event_type, "event_timestamp": e.timestamp, "received_at": e.received_at,
+                    "sent_at": e.sent_at, "page_url": e.page_url, "referrer": e.referrer, "value": e.value,
+                    "properties": e.properties,
+                }
+                for seq, e in enumerate(events)
+            ]
+        ).decode()
+        return {event_id for (event_id,) in conn.execute(_STORE_EVENTS_JSON, (batch,)).fetchall()}
 
     def _received_times_blocking(self, conn: psycopg.Connection[Any], event_ids: list[str]) -> dict[str, dt.datetime]:
         rows = conn.execute(
