@@ -22,7 +22,7 @@ logger = logging.getLogger("revivatech_actors")
 #: Exit code for a configuration that cannot be used (as documented in DESIGN.md section 6).
 EXIT_CONFIG = 2
 #: Generation thresholds of the cyclic garbage collector while serving (see _serve).
-GC_THRESHOLDS = (100_000, 50, 1000)
+GC_THRESHOLDS = (100_000, 50, 10)
 
 
 def _add_config_argument(parser: argparse.ArgumentParser) -> None:
@@ -81,9 +81,9 @@ def _serve(settings: Settings) -> int:
             flush=True,
         )
     service = Service.build(settings, tokens)
-    # Python's cyclic collector, at its default thresholds, runs every 700 allocations and
-    # dominated both request handling and WebSocket fan-out in the measurements behind
-    # docs/performance.md; objects here are short-lived and acyclic, so collect far less often.
+    # Python's cyclic collector, at its default thresholds, runs every 700 allocations: a large
+    # share of request handling in the measurements behind docs/performance.md. Objects here
+    # are short-lived and freed by reference counting, so collect far less often.
     gc.set_threshold(*GC_THRESHOLDS)
     gc.freeze()  # what start-up allocated lives as long as the process: never scan it again
     return trio.run(serve_until_signalled, service)

@@ -30,8 +30,9 @@ __all__ = [
 ENV_PREFIX = "REVIVATECH_"
 # Reserved: the config file path when no --config is given. Not a setting, never an error.
 CONFIG_ENV_VAR = "REVIVATECH_CONFIG"
-# Reserved for the test suite's own variables (tests/conftest.py); the service ignores them.
-TEST_ENV_PREFIX = "REVIVATECH_TEST_"
+# Reserved for the test suite's own variables (tests/conftest.py) and for the bench client
+# (REVIVATECH_BENCH_TOKEN); the service ignores them.
+RESERVED_ENV_PREFIXES = ("REVIVATECH_TEST_", "REVIVATECH_BENCH_")
 # How the shipped defaults are named in error messages.
 DEFAULTS_SOURCE = "default.toml"
 # How values from load_settings(overrides=...) (the CLI's serve --host/--port) are named.
@@ -358,7 +359,7 @@ def load_settings(config_file: str | os.PathLike | None = None, environ: Mapping
     sections = _sections()
     by_env = {env_var_name(s, k): (s, k) for s, fields in sections.items() for k in fields}
     for name in sorted(environ):
-        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV_VAR or name.startswith(TEST_ENV_PREFIX):
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV_VAR or name.startswith(RESERVED_ENV_PREFIXES):
             continue
         if name not in by_env:
             close = difflib.get_close_matches(name, by_env, n=1)

@@ -172,8 +172,10 @@ def test_config_env_var_is_the_fallback_file(tmp_path):
     assert load(config_file=other, environ={"REVIVATECH_CONFIG": str(path)}).web.port == 4343
 
 
-def test_test_suite_variables_are_ignored():
-    settings = load(environ={"REVIVATECH_TEST_POSTGRES_URL": "postgresql://x@y/z", "PATH": "/bin"})
+def test_test_suite_and_bench_variables_are_ignored():
+    settings = load(
+        environ={"REVIVATECH_TEST_POSTGRES_URL": "postgresql://x@y/z", "REVIVATECH_BENCH_TOKEN": "t" * 20, "PATH": "/bin"}
+    )
     assert settings.storage.url == "sqlite:///revivatech.db"
 
 

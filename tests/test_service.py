@@ -155,6 +155,7 @@ async def test_unknown_route_and_wrong_method_answer_json_errors(sqlite_url):
         assert missing.json()["success"] is False and missing.json()["error"] == "not_found"
         wrong = await client.delete("/api/analytics/health")
         assert wrong.status_code == 405 and wrong.json()["error"] == "method_not_allowed"
+        assert "GET" in wrong.headers["Allow"]
 
 
 async def test_redis_connected_and_unreachable(sqlite_url, redis_url):
@@ -169,7 +170,11 @@ async def test_redis_connected_and_unreachable(sqlite_url, redis_url):
         body = answer.json()
         assert answer.status_code == 200  # degraded still serves
         assert (body["status"], body["redis"], body["analytics"]) == ("degraded", "disconnected", "degraded")
-        assert body["checks"]["redis"]["error"]
+        assert body["reasons"] == ["redis unreachable"]
+        # the driver's words (they may name hosts) only for admins
+        assert body["checks"]["redis"]["error"] == "unreachable (send an admin token for details)"
+        detailed = (await client.get("/api/analytics/health", headers=AUTH)).json()
+        assert "Connection" in detailed["checks"]["redis"]["error"] and str(dead.rsplit(":", 1)[1].split("/")[0]) in detailed["checks"]["redis"]["error"]
         assert (await client.get("/readyz")).status_code == 200  # Redis is optional for readiness
 
 

@@ -748,3 +748,27 @@ async def test_a_commit_whose_reply_is_lost_reports_stored_and_keeps_each_dead_l
     assert await id_counts(postgres_url, [a, b]) == (2, 2)
     letters = await dead_letters(postgres_url)
     assert len(letters) == 1, f"one rejected event, {len(letters)} identical dead letters: {letters}"
+
+
+async def test_text_the_database_cannot_hold_in_a_rejected_event_does_not_stop_storage(storage_url):
+    """A NUL character in an unknown field's name ends up in the dead letter's reasons, which
+    PostgreSQL's jsonb cannot hold: the letter is kept with printable escapes instead, and the
+    service goes on storing events."""
+    async with Running(make_service(storage_url)) as client:
+        answer = await client.post(EVENTS, json=event(**{"bad\u0000name": 1}))
+        assert_error(answer, 400, "invalid_event")
+        after = await client.post(EVENTS, json=event(event_type="after"))
+        assert after.status_code == 200, after.text
+        assert (await client.get("/readyz")).status_code == 200
+    letters = await dead_letters(storage_url)
+    assert len(letters) == 1 and letters[0]["source"] == "validation"
+    assert "bad" in letters[0]["fields"][0] and "name" in letters[0]["fields"][0]
+    (rows,) = await db(storage_url, "SELECT count(*) FROM analytics_events")
+    assert rows == (1,)
+
+
+async def test_a_batch_with_unknown_top_level_fields_is_400(sqlite_url):
+    async with Running(make_service(sqlite_url)) as client:
+        answer = await client.post(BATCH, json={"events": [event()], "sent_at": "2025-07-16T10:00:00Z"})
+    error = assert_error(answer, 400, "invalid_batch")
+    assert error["details"] == [{"field": "sent_at", "message": 'is not a known field; a batch holds only "events"'}]

@@ -111,6 +111,19 @@ class BatcherActor:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
+        try:
+            await self._run()
+        finally:
+            queued = self.inbox.statistics().current_buffer_used
+            if self._pending_events or queued:
+                # Cancelled (a shutdown deadline) while holding events: say so, loudly. Durable
+                # requests for them were never answered; accepted (202) ones are lost.
+                logger.error(
+                    "stopped with %d event(s) and %d queued submission(s) not written to storage",
+                    self._pending_events, queued,
+                )
+
+    async def _run(self) -> None:
         closed = False
         while True:
             if not self._pending:

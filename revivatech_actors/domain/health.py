@@ -11,6 +11,9 @@ The rules operators page on (also in docs/operations.md):
 
 Readiness (``/readyz``) is stricter about actors and ignores Redis: the database answers and every
 ``permanent`` actor is running.
+
+Reasons never carry a driver's error text (it can name hosts and databases, and health endpoints
+are open); the probe results keep it for those who may see it.
 """
 
 from __future__ import annotations
@@ -96,7 +99,7 @@ def assess_health(
     fatal: list[str] = []
     degraded: list[str] = []
     if not database.ok:
-        fatal.append(f"database unreachable: {database.error}")
+        fatal.append("database unreachable")
     if tree.state is not State.RUNNING:
         fatal.append(f"supervisor {tree.name} is {tree.state.value}")
     for actor in _actors(tree):
@@ -105,7 +108,7 @@ def assess_health(
         elif actor.state is State.RESTARTING:
             degraded.append(f"actor {actor.name} is restarting")
     if redis is not None and not redis.ok:
-        degraded.append(f"redis unreachable: {redis.error}")
+        degraded.append("redis unreachable")
     if loop_lag_ms is not None and loop_lag_ms > LOOP_LAG_DEGRADED_MS:
         degraded.append(f"event loop lags by {loop_lag_ms:.0f} ms")
     if fatal:
@@ -128,7 +131,7 @@ def assess_readiness(*, database: ProbeResult, tree: ActorStatus) -> Readiness:
     """Ready to take traffic: the database answers and every permanent actor is running."""
     reasons = []
     if not database.ok:
-        reasons.append(f"database unreachable: {database.error}")
+        reasons.append("database unreachable")
     if tree.state is not State.RUNNING:
         reasons.append(f"supervisor {tree.name} is {tree.state.value}")
     reasons.extend(

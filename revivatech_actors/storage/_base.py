@@ -446,9 +446,11 @@ class Storage(abc.ABC):
                         self._insert_dead_letters(conn, letters)
             except self._row_errors as exc:
                 # Isolate what the database refuses; connection errors are not caught here.
-                if letters:
+                if letters and indices:
                     attempt(indices, ())
                     attempt([], letters)
+                elif letters:
+                    self._keep_refused_letters(conn, letters, exc)
                 elif len(indices) > 1:
                     middle = len(indices) // 2
                     attempt(indices[:middle], ())
@@ -458,9 +460,6 @@ class Storage(abc.ABC):
                     reason = f"refused by the database: {first_line(exc)}"
                     outcomes[index] = Outcome(Status.REJECTED, reason)
                     refused.append(refused_event_letter(events[index], reason))
-                else:
-                    msg = f"{self._where()}: dead letters refused: {first_line(exc)}"
-                    raise StorageError(msg) from exc
                 return
             stored_set = set(stored)
             for i in indices:
@@ -472,6 +471,27 @@ class Storage(abc.ABC):
                 self._insert_dead_letters(conn, refused)
             logger.warning("%s: %d event(s) refused by the database, kept as dead letters", self._where(), len(refused))
         return outcomes  # type: ignore[return-value]  # every index was filled above
+
+    def _keep_refused_letters(self, conn: Any, letters: Sequence[DeadLetter], exc: Exception) -> None:
+        """Dead letters the database refused (client text it cannot hold, such as NUL in a
+        field name): store them with every string as printable ASCII escapes instead. Should
+        even that be refused, log them whole; they are never dropped without a word."""
+        escaped = [
+            attrs.evolve(
+                letter,
+                reasons=tuple({printable(k): printable(v) for k, v in reason.items()} for reason in letter.reasons),
+                payload=printable(letter.payload),
+            )
+            for letter in letters
+        ]
+        try:
+            with self._transaction(conn):
+                self._insert_dead_letters(conn, escaped)
+        except self._row_errors as again:
+            logger.error(
+                "%s: dead letters refused (%s, then %s); they were: %r",
+                self._where(), first_line(exc), first_line(again), list(letters),
+            )
 
     def _available_migrations(self) -> list[Migration]:
         if self._migrations_dir is not None:
@@ -535,6 +555,12 @@ class Storage(abc.ABC):
                     return fn(conn)
                 except self._driver_errors as exc:
                     raise self._translate_error(exc) from exc
+                except BaseException:
+                    # Not the driver's error: the connection may be stuck mid-protocol (a COPY
+                    # or pipeline left open). Never reuse it; the next call reconnects.
+                    lane.conn = None
+                    self._close_quietly(conn)
+                    raise
             finally:
                 with lane.lock:
                     lane.busy = False
@@ -601,6 +627,12 @@ _REFUSED_LETTER_NAMESPACE = uuid.UUID("0b6f3c1e-5f7a-4c38-9d0e-7f2a4b1c9e55")
 
 #: Longest payload kept for one dead letter, in characters.
 DEAD_LETTER_PAYLOAD_LIMIT = 8192
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters, non-ASCII characters and lone surrogates written as
+    JSON escapes (``\\u0000``): storable by any database, readable by a person."""
+    return json.dumps(text, ensure_ascii=True)[1:-1]
 
 
 def event_as_json(event: Event) -> str:

@@ -17,7 +17,6 @@ import logging
 import math
 import os
 from collections.abc import Iterator, Sequence
-from importlib.resources.abc import Traversable
 from typing import Any
 
 import orjson
@@ -27,7 +26,7 @@ import psycopg.conninfo
 from ..domain.sessions import PAGE_VIEW_TYPES
 from ..messages import DeadLetter, Event
 
-from ._base import DEFAULT_CONNECT_TIMEOUT, DEFAULT_PING_TIMEOUT, Storage, first_line, mask_password
+from ._base import Storage, first_line, mask_password
 from ._errors import StorageError, StorageUnavailable
 from .migrations import AppliedMigration, Migration
 
@@ -134,20 +133,9 @@ class PostgresStorage(Storage):
     # DataError covers what psycopg refuses client-side too (e.g. a NUL character in text).
     _row_errors = (psycopg.DataError, psycopg.IntegrityError)
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-        ping_timeout: float = DEFAULT_PING_TIMEOUT,
-        migrations_dir: Traversable | None = None,
-    ) -> None:
-        super().__init__(
-            url,
-            connect_timeout=connect_timeout,
-            ping_timeout=ping_timeout,
-            migrations_dir=migrations_dir,
-        )
+    def __init__(self, url: str, **options: Any) -> None:
+        """See ``Storage.__init__`` for ``options``; the URL is parsed (not connected) here."""
+        super().__init__(url, **options)
         try:
             params = psycopg.conninfo.conninfo_to_dict(url)
         except psycopg.Error as exc:

@@ -19,13 +19,13 @@ import pathlib
 import sqlite3
 import uuid
 from collections.abc import Iterator, Sequence
-from importlib.resources.abc import Traversable
+from typing import Any
 
 import orjson
 
 from ..domain.sessions import aggregate_sessions
 from ..messages import DeadLetter, Event
-from ._base import DEFAULT_CONNECT_TIMEOUT, DEFAULT_PING_TIMEOUT, Storage, first_line
+from ._base import Storage, first_line
 from ._errors import StorageError, StorageUnavailable
 from .migrations import AppliedMigration, Migration
 
@@ -179,20 +179,9 @@ class SQLiteStorage(Storage):
     # integer wider than 64 bits.
     _row_errors = (sqlite3.IntegrityError, sqlite3.DataError, ValueError, OverflowError)
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-        ping_timeout: float = DEFAULT_PING_TIMEOUT,
-        migrations_dir: Traversable | None = None,
-    ) -> None:
-        super().__init__(
-            url,
-            connect_timeout=connect_timeout,
-            ping_timeout=ping_timeout,
-            migrations_dir=migrations_dir,
-        )
+    def __init__(self, url: str, **options: Any) -> None:
+        """See ``Storage.__init__`` for ``options``; the URL is parsed (not connected) here."""
+        super().__init__(url, **options)
         path = database_path(url)
         self._memory_uri: str | None = None
         self._path: pathlib.Path | None = None

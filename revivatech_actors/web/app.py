@@ -40,7 +40,9 @@ def create_app(service: Service, activity: Activity) -> QuartTrio:
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException):
         code = exc.code or 500
-        return error_response(code, _ERROR_CODES.get(code, "http_error"), exc.description or exc.name)
+        # keep what the exception says beyond the body, e.g. Allow on a 405
+        headers = {name: value for name, value in exc.get_headers() if name.lower() != "content-type"}
+        return error_response(code, _ERROR_CODES.get(code, "http_error"), exc.description or exc.name, headers=headers)
 
     @app.errorhandler(Exception)
     async def unexpected_error(exc: Exception):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from quart import Quart
+from quart import Quart, request
 
 from ..domain.health import ProbeResult
 from ..domain.timefmt import iso_utc
@@ -42,10 +42,13 @@ def actor_status_json(node: ActorStatus) -> dict[str, Any]:
     return data
 
 
-def _probe_json(probe: ProbeResult | None) -> dict[str, Any] | None:
+def _probe_json(probe: ProbeResult | None, *, detailed: bool) -> dict[str, Any] | None:
+    """A probe result; the driver's error text only when ``detailed`` (an admin asked): it can
+    name hosts and databases, and the health endpoint is open to anyone."""
     if probe is None:
         return None
-    return {"ok": probe.ok, "latencyMs": probe.latency_ms, "error": probe.error, "checkedAt": iso_utc(probe.checked_at)}
+    error = probe.error if detailed or probe.error is None else "unreachable (send an admin token for details)"
+    return {"ok": probe.ok, "latencyMs": probe.latency_ms, "error": error, "checkedAt": iso_utc(probe.checked_at)}
 
 
 def register_health_routes(app: Quart, service: Service, auth: AdminAuth) -> None:
@@ -64,6 +67,7 @@ def register_health_routes(app: Quart, service: Service, auth: AdminAuth) -> Non
     @app.get("/api/analytics/health")
     async def health():
         snapshot = await service.health()
+        detailed = auth.accepts(AdminAuth.bearer(request.headers.get("Authorization")))
         report = snapshot.report
         summary = report.actors
         payload = {
@@ -77,7 +81,10 @@ def register_health_routes(app: Quart, service: Service, auth: AdminAuth) -> Non
             "uptimeSeconds": round(snapshot.uptime_seconds, 3),
             "storageEngine": snapshot.storage_engine,
             "eventLoopLagMs": snapshot.loop_lag_ms,
-            "checks": {"database": _probe_json(snapshot.database), "redis": _probe_json(snapshot.redis)},
+            "checks": {
+                "database": _probe_json(snapshot.database, detailed=detailed),
+                "redis": _probe_json(snapshot.redis, detailed=detailed),
+            },
             "actors": {
                 "total": summary.total,
                 "running": summary.running,

@@ -120,6 +120,10 @@ def register_ingest_routes(app: Quart, service: Service) -> None:
         if not isinstance(items, list):
             message = 'a batch must be a JSON object with an "events" array'
             return error_response(400, "invalid_batch", message, details=[{"field": "events", "message": message}])
+        unknown = [key for key in data if key != "events"]
+        if unknown:  # as strict as an event's fields: nothing sent is silently ignored
+            details = [{"field": key, "message": 'is not a known field; a batch holds only "events"'} for key in unknown]
+            return error_response(400, "invalid_batch", f"unknown field(s) in the batch: {', '.join(unknown)}", details=details)
         if not items:
             message = "the batch holds no events"
             return error_response(400, "invalid_batch", message, details=[{"field": "events", "message": message}])
