@@ -1,10 +1,11 @@
-"""Flood a running server and watch it: resident memory and health latency, once a second.
+"""Flood a running server and watch it: resident memory and health latency, four times a second.
 
     revivatech-actors serve &                      # the server under test
     python tests/bench/flood.py --pid $! --duration 300 -- --mode batch --batch-size 100 --connections 200
 
 Runs ``revivatech-actors bench`` (the arguments after ``--``) for ``--duration`` seconds against
-``--url`` while sampling the server's RSS (from /proc) and timing ``GET /api/analytics/health``.
+``--url`` while sampling, every ``--interval`` seconds, the server's RSS (from /proc) and the time
+``GET /api/analytics/health`` takes.
 Prints the bench figures, then RSS first/max/last and health latency p50/p99/max. Not a test:
 a script for docs/performance.md.
 """
@@ -33,6 +34,7 @@ def main() -> int:
     parser.add_argument("--pid", type=int, required=True, help="the server process to watch")
     parser.add_argument("--url", default="http://127.0.0.1:3011")
     parser.add_argument("--duration", type=float, default=300)
+    parser.add_argument("--interval", type=float, default=0.25, help="seconds between samples")
     parser.add_argument("bench_args", nargs=argparse.REMAINDER, help="-- then arguments for revivatech-actors bench")
     args = parser.parse_args()
     bench_args = [a for a in args.bench_args if a != "--"]
@@ -52,7 +54,7 @@ def main() -> int:
                 status = 0
             health_ms.append((time.perf_counter() - before) * 1000)
             health_status[status] = health_status.get(status, 0) + 1
-            time.sleep(max(0.0, 1.0 - (time.perf_counter() - before)))
+            time.sleep(max(0.0, args.interval - (time.perf_counter() - before)))
     figures = json.loads(bench.stdout.read())
     health_ms.sort()
     summary = {
@@ -62,7 +64,7 @@ def main() -> int:
             "max": round(max(mb for _, mb in rss), 1),
             "last": round(rss[-1][1], 1),
             "samples": len(rss),
-            "by_minute": [round(mb, 1) for at, mb in rss if int(at) % 60 == 0],
+            "by_minute": [round(next(mb for at, mb in rss if at >= minute * 60), 1) for minute in range(int(rss[-1][0] // 60) + 1)],
         },
         "health_ms": {
             "p50": round(health_ms[len(health_ms) // 2], 1),
