@@ -21,7 +21,7 @@ import attrs
 
 __all__ = [
     "AuthSettings", "BatchSettings", "BroadcastSettings", "ConfigError", "FaultSettings",
-    "IngestSettings", "LogSettings", "RealtimeSettings", "RedisSettings", "Settings",
+    "IngestSettings", "LogSettings", "ProfileSettings", "RealtimeSettings", "RedisSettings", "Settings",
     "ShutdownSettings", "StorageSettings", "SupervisorSettings", "WebSettings",
     "env_var_name", "load_settings", "render_toml", "settings_as_dict",
 ]
@@ -198,7 +198,7 @@ class SupervisorSettings:
 
 @attrs.frozen(kw_only=True)
 class ShutdownSettings:
-    """[shutdown]: seconds to drain work before everything is cancelled."""
+    """[shutdown]: seconds from the first signal until the ordered stop must be done (else exit 1)."""
     timeout: float = _number(0)
 
 
@@ -232,8 +232,17 @@ class BatchSettings:
 
 
 @attrs.frozen(kw_only=True)
+class ProfileSettings:
+    """[profiles]: per-visitor profile actors; times in seconds."""
+    idle_timeout: float = _number(0)  # passivate a visitor's actor after this long without events
+    max_active: int = _int(1)  # most visitor actors kept active; least recently used go first
+    flush_interval: float = _number(0)  # how often pending profile deltas are written
+
+
+@attrs.frozen(kw_only=True)
 class BroadcastSettings:
-    """[broadcast]: seconds between WebSocket broadcasts, and the smallest a client may ask for."""
+    """[broadcast]: seconds between periodic WebSocket broadcasts, and the least time between
+    change-driven ones."""
     interval: float = _number(0)
     min_interval: float = _number(0)
 
@@ -258,6 +267,7 @@ class Settings:
     log: LogSettings
     ingest: IngestSettings
     batch: BatchSettings
+    profiles: ProfileSettings
     broadcast: BroadcastSettings
     realtime: RealtimeSettings
 

@@ -34,6 +34,7 @@ EXPECTED_DEFAULTS = {
                "inbox": 10000},
     "batch": {"max_events": 2000, "max_wait": 0.0},
     "broadcast": {"interval": 30.0, "min_interval": 1.0},
+    "profiles": {"idle_timeout": 300.0, "max_active": 20000, "flush_interval": 1.0},
     "realtime": {"window": 300},
 }
 
