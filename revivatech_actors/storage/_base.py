@@ -30,6 +30,7 @@ from typing import Any, ClassVar, TypeVar
 import attrs
 import trio
 
+from ..domain.profiles import ProfileDelta, ProfileState, Rollups
 from ..messages import DeadLetter, Event, Outcome, Status
 from ._errors import MigrationError, StorageError, StorageUnavailable
 from .migrations import (
@@ -331,6 +332,30 @@ class Storage(abc.ABC):
         lane = self._open_lane(_WRITER)
         return await self._call(lane, lambda conn: self._received_times_blocking(conn, list(event_ids)), abandon=False)
 
+    async def apply_profile_deltas(self, deltas: Sequence[ProfileDelta]) -> dict[str, Rollups]:
+        """Add ``deltas`` (one per visitor) to their profiles in one transaction and return each
+        visitor's figures derived from storage afterwards (sessions, session time, days active).
+
+        Guarantees: commutative (counters are added, times take the least / greatest, days and
+        event types are added to sets and maps), so several writers may update one visitor at
+        once and end with exact figures.
+
+        Raises:
+            StorageUnavailable: the database cannot be reached (nothing or everything applied:
+                the transaction is atomic; a retry after a lost commit reply would add twice).
+        """
+        if not deltas:
+            return {}
+        lane = self._open_lane(_WRITER)
+        return await self._call(lane, lambda conn: self._apply_profile_deltas_blocking(conn, deltas), abandon=False)
+
+    async def load_profiles(self, user_fingerprints: Sequence[str]) -> dict[str, ProfileState]:
+        """The stored profiles of ``user_fingerprints`` (visitors without one are left out)."""
+        if not user_fingerprints:
+            return {}
+        lane = self._open_lane(_WRITER)
+        return await self._call(lane, lambda conn: self._load_profiles_blocking(conn, list(user_fingerprints)), abandon=False)
+
     # ---------------------------------------------------------------- engine hooks (blocking)
 
     @abc.abstractmethod
@@ -399,6 +424,23 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def _received_times_blocking(self, conn: Any, event_ids: list[str]) -> dict[str, datetime.datetime]: ...
+
+    def _apply_profile_deltas_blocking(self, conn: Any, deltas: Sequence[ProfileDelta]) -> dict[str, Rollups]:
+        with self._transaction(conn):
+            self._upsert_profile_counters(conn, deltas)
+            return self._refresh_profile_rollups(conn, [delta.user_fingerprint for delta in deltas])
+
+    @abc.abstractmethod
+    def _upsert_profile_counters(self, conn: Any, deltas: Sequence[ProfileDelta]) -> None:
+        """Inside a transaction: add the deltas' counters, times, event counts and active days."""
+
+    @abc.abstractmethod
+    def _refresh_profile_rollups(self, conn: Any, user_fingerprints: list[str]) -> dict[str, Rollups]:
+        """Inside a transaction: recompute sessions, session seconds, days active and event_counts
+        of these profiles from their tables; return the first three."""
+
+    @abc.abstractmethod
+    def _load_profiles_blocking(self, conn: Any, user_fingerprints: list[str]) -> dict[str, ProfileState]: ...
 
     @abc.abstractmethod
     def _insert_dead_letters(self, conn: Any, letters: Sequence[DeadLetter]) -> None:

@@ -23,6 +23,7 @@ import orjson
 import psycopg
 import psycopg.conninfo
 
+from ..domain.profiles import ProfileDelta, ProfileState, Rollups
 from ..domain.sessions import PAGE_VIEW_TYPES
 from ..messages import DeadLetter, Event
 
@@ -122,6 +123,55 @@ _INSERT_DEAD_LETTER = (
     "INSERT INTO rejected_events (letter_id, received_at, source, reasons, payload)"
     " VALUES (%s, %s, %s, %s::jsonb, %s) ON CONFLICT (letter_id) DO NOTHING"
 )
+
+
+#: Profile deltas travel as JSON parameters (binding arrays costs Python time per value).
+_UPSERT_PROFILES = """
+INSERT INTO user_behavior_profiles AS p (user_fingerprint, total_events, total_page_views, bookings_started,
+                                         total_bookings, total_value, first_seen, last_seen, last_booking_at)
+SELECT user_fingerprint, events, page_views, bookings_started, bookings_completed, value,
+       first_seen, last_seen, last_booking_at
+FROM jsonb_to_recordset(%s::jsonb) AS d (user_fingerprint text, events bigint, page_views bigint,
+     bookings_started bigint, bookings_completed bigint, value double precision,
+     first_seen timestamptz, last_seen timestamptz, last_booking_at timestamptz)
+ON CONFLICT (user_fingerprint) DO UPDATE SET
+    total_events = p.total_events + excluded.total_events,
+    total_page_views = p.total_page_views + excluded.total_page_views,
+    bookings_started = p.bookings_started + excluded.bookings_started,
+    total_bookings = p.total_bookings + excluded.total_bookings,
+    total_value = p.total_value + excluded.total_value,
+    first_seen = least(p.first_seen, excluded.first_seen),
+    last_seen = greatest(p.last_seen, excluded.last_seen),
+    last_booking_at = greatest(p.last_booking_at, excluded.last_booking_at),
+    updated_at = now()
+"""
+_UPSERT_EVENT_COUNTS = """
+INSERT INTO visitor_event_counts AS c (user_fingerprint, event_type, count)
+SELECT user_fingerprint, event_type, count
+FROM jsonb_to_recordset(%s::jsonb) AS d (user_fingerprint text, event_type text, count bigint)
+ON CONFLICT (user_fingerprint, event_type) DO UPDATE SET count = c.count + excluded.count
+"""
+_INSERT_ACTIVE_DAYS = """
+INSERT INTO visitor_active_days (user_fingerprint, day)
+SELECT user_fingerprint, day FROM jsonb_to_recordset(%s::jsonb) AS d (user_fingerprint text, day date)
+ON CONFLICT DO NOTHING
+"""
+_REFRESH_ROLLUPS = """
+UPDATE user_behavior_profiles p SET
+    total_sessions = (SELECT count(*) FROM analytics_sessions s WHERE s.user_fingerprint = p.user_fingerprint),
+    total_session_seconds = (SELECT coalesce(sum(extract(epoch FROM s.last_activity_at - s.started_at)), 0)
+                             FROM analytics_sessions s WHERE s.user_fingerprint = p.user_fingerprint),
+    days_active = (SELECT count(*) FROM visitor_active_days a WHERE a.user_fingerprint = p.user_fingerprint),
+    event_counts = coalesce((SELECT jsonb_object_agg(c.event_type, c.count) FROM visitor_event_counts c
+                             WHERE c.user_fingerprint = p.user_fingerprint), '{}')
+WHERE p.user_fingerprint IN (SELECT jsonb_array_elements_text(%s::jsonb))
+RETURNING user_fingerprint, total_sessions, total_session_seconds, days_active
+"""
+_LOAD_PROFILES = """
+SELECT user_fingerprint, total_events, total_sessions, total_page_views, bookings_started, total_bookings,
+       total_value, first_seen, last_seen, last_booking_at, total_session_seconds, days_active, event_counts
+FROM user_behavior_profiles WHERE user_fingerprint IN (SELECT jsonb_array_elements_text(%s::jsonb))
+"""
 
 
 class PostgresStorage(Storage):
@@ -289,3 +339,41 @@ class PostgresStorage(Storage):
                     for d in letters
                 ],
             )
+
+    def _upsert_profile_counters(self, conn: psycopg.Connection[Any], deltas: Sequence[ProfileDelta]) -> None:
+        profiles = [
+            {
+                "user_fingerprint": d.user_fingerprint, "events": d.events, "page_views": d.page_views,
+                "bookings_started": d.bookings_started, "bookings_completed": d.bookings_completed, "value": d.value,
+                "first_seen": d.first_seen, "last_seen": d.last_seen, "last_booking_at": d.last_booking_at,
+            }
+            for d in deltas
+        ]
+        counts = [
+            {"user_fingerprint": d.user_fingerprint, "event_type": event_type, "count": count}
+            for d in deltas
+            for event_type, count in d.event_counts.items()
+        ]
+        days = [{"user_fingerprint": d.user_fingerprint, "day": day} for d in deltas for day in d.active_days]
+        conn.execute(_UPSERT_PROFILES, (orjson.dumps(profiles).decode(),))
+        if counts:
+            conn.execute(_UPSERT_EVENT_COUNTS, (orjson.dumps(counts).decode(),))
+        if days:
+            conn.execute(_INSERT_ACTIVE_DAYS, (orjson.dumps(days).decode(),))
+
+    def _refresh_profile_rollups(self, conn: psycopg.Connection[Any], user_fingerprints: list[str]) -> dict[str, Rollups]:
+        rows = conn.execute(_REFRESH_ROLLUPS, (orjson.dumps(user_fingerprints).decode(),)).fetchall()
+        return {fp: Rollups(int(sessions), float(seconds), int(days)) for fp, sessions, seconds, days in rows}
+
+    def _load_profiles_blocking(self, conn: psycopg.Connection[Any], user_fingerprints: list[str]) -> dict[str, ProfileState]:
+        rows = conn.execute(_LOAD_PROFILES, (orjson.dumps(user_fingerprints).decode(),)).fetchall()
+        return {row[0]: _profile_state(row) for row in rows}
+
+
+def _profile_state(row: tuple[Any, ...]) -> ProfileState:
+    (fp, events, sessions, page_views, started, bookings, value, first, last, last_booking, seconds, days, counts) = row
+    return ProfileState(
+        user_fingerprint=fp, total_events=events, total_sessions=sessions, total_page_views=page_views,
+        bookings_started=started, total_bookings=bookings, total_value=value, first_seen=first, last_seen=last,
+        last_booking_at=last_booking, total_session_seconds=seconds, days_active=days, event_counts=dict(counts),
+    )

@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from ..domain.profiles import ProfileDelta, ProfileState, Rollups
 from ..domain.sessions import aggregate_sessions
 from ..messages import DeadLetter, Event
 from ._base import Storage, first_line
@@ -101,8 +102,49 @@ _INSERT_DEAD_LETTER = (
 )
 
 
+_UPSERT_PROFILE = """
+INSERT INTO user_behavior_profiles AS p (user_fingerprint, total_events, total_page_views, bookings_started,
+                                         total_bookings, total_value, first_seen, last_seen, last_booking_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (user_fingerprint) DO UPDATE SET
+    total_events = p.total_events + excluded.total_events,
+    total_page_views = p.total_page_views + excluded.total_page_views,
+    bookings_started = p.bookings_started + excluded.bookings_started,
+    total_bookings = p.total_bookings + excluded.total_bookings,
+    total_value = p.total_value + excluded.total_value,
+    first_seen = coalesce(min(p.first_seen, excluded.first_seen), p.first_seen, excluded.first_seen),
+    last_seen = coalesce(max(p.last_seen, excluded.last_seen), p.last_seen, excluded.last_seen),
+    last_booking_at = coalesce(max(p.last_booking_at, excluded.last_booking_at), p.last_booking_at, excluded.last_booking_at),
+    updated_at = strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')
+"""
+_UPSERT_EVENT_COUNT = """
+INSERT INTO visitor_event_counts AS c (user_fingerprint, event_type, count) VALUES (?, ?, ?)
+ON CONFLICT (user_fingerprint, event_type) DO UPDATE SET count = c.count + excluded.count
+"""
+_INSERT_ACTIVE_DAY = "INSERT INTO visitor_active_days (user_fingerprint, day) VALUES (?, ?) ON CONFLICT DO NOTHING"
+_REFRESH_ROLLUPS = """
+UPDATE user_behavior_profiles AS p SET
+    total_sessions = (SELECT count(*) FROM analytics_sessions s WHERE s.user_fingerprint = p.user_fingerprint),
+    total_session_seconds = (SELECT coalesce(sum((julianday(s.last_activity_at) - julianday(s.started_at)) * 86400.0), 0.0)
+                             FROM analytics_sessions s WHERE s.user_fingerprint = p.user_fingerprint),
+    days_active = (SELECT count(*) FROM visitor_active_days a WHERE a.user_fingerprint = p.user_fingerprint),
+    event_counts = coalesce((SELECT json_group_object(c.event_type, c.count) FROM visitor_event_counts c
+                             WHERE c.user_fingerprint = p.user_fingerprint), '{}')
+WHERE p.user_fingerprint = ?
+RETURNING user_fingerprint, total_sessions, total_session_seconds, days_active
+"""
+_PROFILE_COLUMNS = (
+    "user_fingerprint, total_events, total_sessions, total_page_views, bookings_started, total_bookings,"
+    " total_value, first_seen, last_seen, last_booking_at, total_session_seconds, days_active, event_counts"
+)
+
+
 def _optional_timestamp(value: dt.datetime | None) -> str | None:
     return None if value is None else format_timestamp(value)
+
+
+def _optional_datetime(text: str | None) -> dt.datetime | None:
+    return None if text is None else parse_timestamp(text)
 _PREFIX = "sqlite:///"
 
 
@@ -370,3 +412,46 @@ class SQLiteStorage(Storage):
             _INSERT_DEAD_LETTER,
             [(d.letter_id, format_timestamp(d.received_at), d.source, orjson.dumps(d.reasons).decode(), d.payload) for d in letters],
         )
+
+    def _upsert_profile_counters(self, conn: sqlite3.Connection, deltas: Sequence[ProfileDelta]) -> None:
+        conn.executemany(
+            _UPSERT_PROFILE,
+            [
+                (
+                    d.user_fingerprint, d.events, d.page_views, d.bookings_started, d.bookings_completed, d.value,
+                    _optional_timestamp(d.first_seen), _optional_timestamp(d.last_seen),
+                    _optional_timestamp(d.last_booking_at),
+                )
+                for d in deltas
+            ],
+        )
+        conn.executemany(
+            _UPSERT_EVENT_COUNT,
+            [(d.user_fingerprint, event_type, count) for d in deltas for event_type, count in d.event_counts.items()],
+        )
+        conn.executemany(
+            _INSERT_ACTIVE_DAY, [(d.user_fingerprint, day.isoformat()) for d in deltas for day in d.active_days]
+        )
+
+    def _refresh_profile_rollups(self, conn: sqlite3.Connection, user_fingerprints: list[str]) -> dict[str, Rollups]:
+        rollups = {}
+        for fp in user_fingerprints:
+            for _, sessions, seconds, days in conn.execute(_REFRESH_ROLLUPS, (fp,)).fetchall():
+                rollups[fp] = Rollups(int(sessions), float(seconds), int(days))
+        return rollups
+
+    def _load_profiles_blocking(self, conn: sqlite3.Connection, user_fingerprints: list[str]) -> dict[str, ProfileState]:
+        found: dict[str, ProfileState] = {}
+        for start in range(0, len(user_fingerprints), _MAX_PARAMETERS):
+            chunk = user_fingerprints[start : start + _MAX_PARAMETERS]
+            marks = ", ".join("?" * len(chunk))
+            rows = conn.execute(f"SELECT {_PROFILE_COLUMNS} FROM user_behavior_profiles WHERE user_fingerprint IN ({marks})", chunk)
+            for fp, events, sessions, views, started, bookings, value, first, last, booked, seconds, days, counts in rows:
+                found[fp] = ProfileState(
+                    user_fingerprint=fp, total_events=events, total_sessions=sessions, total_page_views=views,
+                    bookings_started=started, total_bookings=bookings, total_value=value,
+                    first_seen=_optional_datetime(first), last_seen=_optional_datetime(last),
+                    last_booking_at=_optional_datetime(booked), total_session_seconds=seconds, days_active=days,
+                    event_counts=orjson.loads(counts),
+                )
+        return found

@@ -1,0 +1,159 @@
+"""What stored events add to a visitor's profile. Pure: no I/O.
+
+A :class:`ProfileDelta` is what a run of one visitor's events contributes: counters to add, times
+to take the least or greatest of, days and event types to add to sets and maps. Deltas are
+commutative and associative (:meth:`ProfileDelta.merge`), so they can be coalesced in memory,
+written by several instances at once, and applied in any order with the same result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime
+
+import attrs
+
+from ..messages import Event
+from .sessions import PAGE_VIEW_TYPES
+
+__all__ = [
+    "BOOKING_COMPLETED_TYPES",
+    "BOOKING_STARTED_TYPES",
+    "ProfileDelta",
+    "ProfileState",
+    "Rollups",
+    "delta_from_events",
+]
+
+#: Event types that count as a booking started / completed (the revenue is the event's value).
+BOOKING_STARTED_TYPES = frozenset({"booking_started"})
+BOOKING_COMPLETED_TYPES = frozenset({"booking_completed"})
+
+
+def _least(a: datetime | None, b: datetime | None) -> datetime | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _greatest(a: datetime | None, b: datetime | None) -> datetime | None:
+    return b if a is None else a if b is None else max(a, b)
+
+
+@attrs.frozen
+class ProfileDelta:
+    user_fingerprint: str
+    events: int = 0
+    page_views: int = 0
+    bookings_started: int = 0
+    bookings_completed: int = 0
+    value: float = 0.0  # revenue of completed bookings
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+    last_booking_at: datetime | None = None
+    event_counts: Mapping[str, int] = attrs.field(factory=dict)
+    active_days: frozenset[date] = frozenset()
+
+    def merge(self, other: ProfileDelta) -> ProfileDelta:
+        """The delta of both (same visitor), in either order."""
+        counts = dict(self.event_counts)
+        for event_type, count in other.event_counts.items():
+            counts[event_type] = counts.get(event_type, 0) + count
+        return ProfileDelta(
+            user_fingerprint=self.user_fingerprint,
+            events=self.events + other.events,
+            page_views=self.page_views + other.page_views,
+            bookings_started=self.bookings_started + other.bookings_started,
+            bookings_completed=self.bookings_completed + other.bookings_completed,
+            value=self.value + other.value,
+            first_seen=_least(self.first_seen, other.first_seen),
+            last_seen=_greatest(self.last_seen, other.last_seen),
+            last_booking_at=_greatest(self.last_booking_at, other.last_booking_at),
+            event_counts=counts,
+            active_days=self.active_days | other.active_days,
+        )
+
+
+def delta_from_events(user_fingerprint: str, events: Iterable[Event]) -> ProfileDelta:
+    """What ``events`` (all of ``user_fingerprint``) add to the profile."""
+    counts: dict[str, int] = {}
+    days: set[date] = set()
+    total = page_views = started = completed = 0
+    value = 0.0
+    first = last = last_booking = None
+    for event in events:
+        total += 1
+        counts[event.event_type] = counts.get(event.event_type, 0) + 1
+        moment = event.timestamp
+        days.add(moment.date())
+        first = _least(first, moment)
+        last = _greatest(last, moment)
+        if event.event_type in PAGE_VIEW_TYPES:
+            page_views += 1
+        if event.event_type in BOOKING_STARTED_TYPES:
+            started += 1
+        if event.event_type in BOOKING_COMPLETED_TYPES:
+            completed += 1
+            value += event.value or 0.0
+            last_booking = _greatest(last_booking, moment)
+    return ProfileDelta(
+        user_fingerprint=user_fingerprint,
+        events=total,
+        page_views=page_views,
+        bookings_started=started,
+        bookings_completed=completed,
+        value=value,
+        first_seen=first,
+        last_seen=last,
+        last_booking_at=last_booking,
+        event_counts=counts,
+        active_days=frozenset(days),
+    )
+
+
+@attrs.define
+class ProfileState:
+    """A visitor's profile as a profile actor holds it: loaded from storage, then kept current by
+    applying deltas. ``total_sessions``, ``total_session_seconds`` and ``days_active`` come from
+    storage after each flush (:class:`Rollups`: sessions are counted there, exactly, from
+    ``analytics_sessions``, which the batcher keeps)."""
+
+    user_fingerprint: str
+    total_events: int = 0
+    total_sessions: int = 0
+    total_page_views: int = 0
+    bookings_started: int = 0
+    total_bookings: int = 0
+    total_value: float = 0.0
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+    last_booking_at: datetime | None = None
+    total_session_seconds: float = 0.0
+    days_active: int = 0
+    event_counts: dict[str, int] = attrs.Factory(dict)
+
+    def apply(self, delta: ProfileDelta) -> None:
+        """Add ``delta``'s counters and times to the state."""
+        self.total_events += delta.events
+        self.total_page_views += delta.page_views
+        self.bookings_started += delta.bookings_started
+        self.total_bookings += delta.bookings_completed
+        self.total_value += delta.value
+        self.first_seen = _least(self.first_seen, delta.first_seen)
+        self.last_seen = _greatest(self.last_seen, delta.last_seen)
+        self.last_booking_at = _greatest(self.last_booking_at, delta.last_booking_at)
+        for event_type, count in delta.event_counts.items():
+            self.event_counts[event_type] = self.event_counts.get(event_type, 0) + count
+
+    def set_rollups(self, rollups: Rollups) -> None:
+        """Take the figures storage derives from sessions and active days."""
+        self.total_sessions = rollups.total_sessions
+        self.total_session_seconds = rollups.total_session_seconds
+        self.days_active = rollups.days_active
+
+
+@attrs.frozen
+class Rollups:
+    """Profile figures storage derives exactly from its own tables after each flush."""
+
+    total_sessions: int
+    total_session_seconds: float
+    days_active: int
