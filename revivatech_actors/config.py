@@ -21,7 +21,8 @@ import attrs
 
 __all__ = [
     "AuthSettings", "BatchSettings", "BroadcastSettings", "ConfigError", "FaultSettings",
-    "IngestSettings", "LogSettings", "ProfileSettings", "RealtimeSettings", "RedisSettings", "Settings",
+    "IngestSettings", "LogSettings", "ProfileSettings", "RealtimeSettings", "RedisSettings", "ScoringSettings",
+    "Settings",
     "ShutdownSettings", "StorageSettings", "SupervisorSettings", "WebSettings",
     "env_var_name", "load_settings", "render_toml", "settings_as_dict",
 ]
@@ -239,6 +240,68 @@ class ProfileSettings:
     flush_interval: float = _number(0)  # how often pending profile deltas are written
 
 
+def _score_threshold() -> Any:
+    return _rule("must be a number between 0 and 100", lambda v: math.isfinite(v) and 0 <= v <= 100)
+
+
+@attrs.frozen(kw_only=True)
+class ScoringSettings:
+    """[scoring]: weights and caps of the explainable scores (docs/scoring.md), segment rules, and
+    how far a score must move before a prediction row is written.
+
+    A ``*_weight`` is the points its factor gives at saturation (>= 0; each model's weights sum to
+    100 by default); a ``*_cap`` / ``*_scale*`` / ``*_half_life*`` is where the factor saturates
+    or how fast it decays (> 0). Times are days.
+    """
+    engagement_sessions_weight: float = _number(0, inclusive=True)
+    engagement_sessions_cap: float = _number(0)
+    engagement_pages_per_session_weight: float = _number(0, inclusive=True)
+    engagement_pages_per_session_cap: float = _number(0)
+    engagement_session_seconds_weight: float = _number(0, inclusive=True)
+    engagement_session_seconds_cap: float = _number(0)  # seconds of average session length
+    engagement_days_active_weight: float = _number(0, inclusive=True)
+    engagement_days_active_cap: float = _number(0)
+    engagement_recency_half_life_days: float = _number(0)
+    engagement_confidence_events: float = _number(0)
+    lead_open_bookings_weight: float = _number(0, inclusive=True)
+    lead_open_bookings_cap: float = _number(0)
+    lead_quotes_weight: float = _number(0, inclusive=True)
+    lead_quotes_cap: float = _number(0)
+    lead_contacts_weight: float = _number(0, inclusive=True)
+    lead_contacts_cap: float = _number(0)
+    lead_pricing_views_weight: float = _number(0, inclusive=True)
+    lead_pricing_views_cap: float = _number(0)
+    lead_service_views_weight: float = _number(0, inclusive=True)
+    lead_service_views_cap: float = _number(0)
+    lead_return_visits_weight: float = _number(0, inclusive=True)
+    lead_return_visits_cap: float = _number(0)
+    lead_recency_half_life_days: float = _number(0)
+    lead_after_booking_half_life_days: float = _number(0)
+    lead_confidence_events: float = _number(0)
+    churn_absence_weight: float = _number(0, inclusive=True)
+    churn_absence_scale_days: float = _number(0)
+    churn_overdue_weight: float = _number(0, inclusive=True)
+    churn_overdue_cap: float = _number(0)  # in usual gaps between the visitor's active days
+    churn_default_gap_days: float = _number(0)
+    churn_few_bookings_weight: float = _number(0, inclusive=True)
+    churn_few_bookings_cap: float = _number(0)
+    churn_confidence_days: float = _number(0)
+    price_pricing_share_weight: float = _number(0, inclusive=True)
+    price_pricing_share_cap: float = _number(0)
+    price_discounts_weight: float = _number(0, inclusive=True)
+    price_discounts_cap: float = _number(0)
+    price_abandoned_weight: float = _number(0, inclusive=True)
+    price_abandoned_cap: float = _number(0)
+    price_low_order_value_weight: float = _number(0, inclusive=True)
+    price_reference_order_value: float = _number(0)
+    price_confidence_events: float = _number(0)
+    churned_after_days: int = _int(1)
+    at_risk_churn: float = _score_threshold()
+    loyal_min_bookings: int = _int(1)
+    engaged_min_engagement: float = _score_threshold()
+    record_threshold: float = _number(0, inclusive=True)  # points; 0 records every change
+
+
 @attrs.frozen(kw_only=True)
 class BroadcastSettings:
     """[broadcast]: seconds between periodic WebSocket broadcasts, and the least time between
@@ -268,6 +331,7 @@ class Settings:
     ingest: IngestSettings
     batch: BatchSettings
     profiles: ProfileSettings
+    scoring: ScoringSettings
     broadcast: BroadcastSettings
     realtime: RealtimeSettings
 

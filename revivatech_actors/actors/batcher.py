@@ -29,6 +29,7 @@ import trio
 from ..messages import DeadLetter, Event, Outcome, Status, Submission
 from ..storage import Storage, StorageError
 from ..supervisor import Activity
+from ._retry import until_it_succeeds
 from .ingest import EventBudget
 
 __all__ = ["BatcherActor", "BatchStats"]
@@ -37,9 +38,6 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: First delay before retrying a failed flush, doubled on each failure up to RETRY_MAX.
-RETRY_INITIAL = 0.05
-RETRY_MAX = 2.0
 #: How many stored-event lists may wait for a slow subscriber before the batcher waits for it.
 SUBSCRIBER_BUFFER = 64
 
@@ -242,28 +240,15 @@ class BatcherActor:
         self._maybe_stored.clear()
 
     async def _with_retry(self, operation: Callable[[], Awaitable[T]], events: list[Event]) -> T:
-        """``operation()``, retried with capped exponential backoff until it succeeds. After a
-        failure, ``events`` may or may not have been committed: remember them as maybe stored."""
-        delay = RETRY_INITIAL
-        failures = 0
-        while True:
-            try:
-                result = await operation()
-            except StorageError as exc:
-                failures += 1
-                self.stats.failed_flushes += 1
-                self._maybe_stored.update(event.event_id for event in events)
-                if failures == 1 or failures % 20 == 0:
-                    logger.error(
-                        "flush of %d event(s) failed (attempt %d), holding %d event(s) and retrying: %s",
-                        len(events), failures, self._pending_events, exc,
-                    )
-                await trio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX)
-                continue
-            if failures:
-                logger.warning("flush succeeded after %d failed attempt(s)", failures)
-            return result
+        """``operation()`` until it succeeds. After a failure, ``events`` may or may not have
+        been committed: remember them as maybe stored."""
+
+        def failed(_: StorageError) -> None:
+            self.stats.failed_flushes += 1
+            self._maybe_stored.update(event.event_id for event in events)
+
+        what = f"flush of {len(events)} event(s) (holding {self._pending_events})"
+        return await until_it_succeeds(operation, logger=logger, what=what, on_failure=failed)
 
     def _record(self, events: list[Event], outcomes: list[Outcome], seconds: float) -> None:
         stats = self.stats

@@ -1,0 +1,134 @@
+"""The profiles actor: activation, ordering, passivation and flushes, on real storage."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import attrs
+import pytest
+import trio
+
+from revivatech_actors.actors.profiles import ProfilesActor, VisitorActor
+from revivatech_actors.domain.profiles import ProfileState, delta_from_events
+from revivatech_actors.storage import open_storage
+
+from .helpers import BASE_TIME, make_event, query
+
+
+@pytest.fixture
+async def storage(storage_url):
+    async with open_storage(storage_url) as storage:
+        await storage.migrate()
+        yield storage
+
+
+def visit(visitor: str, n: int, *, session: str | None = None, event_type: str = "page_view", **fields):
+    return make_event(n, user_fingerprint=visitor, session_id=session or f"{visitor}-s", event_type=event_type, **fields)
+
+
+class Rig:
+    """A ProfilesActor fed through a channel, as the batcher feeds it."""
+
+    def __init__(self, storage, **options) -> None:
+        self.storage = storage
+        self.send, receive = trio.open_memory_channel(64)
+        options.setdefault("flush_interval", 0.05)
+        self.actor = ProfilesActor(storage, receive, **options)
+        self.fed = 0
+
+    async def feed(self, events) -> None:
+        await self.storage.write_batch(events)  # stored first, as the batcher does
+        await self.send.send(list(events))
+        self.fed += len(events)
+
+    async def settle(self) -> None:
+        """Wait until everything fed was handled and flushed."""
+        with trio.fail_after(5):
+            while self.actor.activity.handled < self.fed or any(
+                a.pending is not None for a in (*self.actor._active.values(), *self.actor._retiring.values())
+            ):
+                await trio.sleep(0.02)
+
+
+def test_a_visitor_actor_applies_events_in_order_and_merges_its_pending_delta():
+    actor = VisitorActor(ProfileState(user_fingerprint="v"))
+    actor.receive([visit("v", 0), visit("v", 5, event_type="booking_started")], now=1.0)
+    actor.receive([visit("v", 9, event_type="booking_completed", value=80.0)], now=2.0)
+    assert (actor.state.total_events, actor.state.bookings_started, actor.state.total_bookings) == (3, 1, 1)
+    assert actor.state.last_seen == BASE_TIME + timedelta(seconds=9)
+    assert actor.pending.events == 3 and actor.pending.value == 80.0
+    assert actor.last_message == 2.0
+
+
+async def test_events_reach_the_profile_row_after_a_flush(storage, storage_url):
+    rig = Rig(storage)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rig.actor.run)
+        await rig.feed([visit("a", 0), visit("a", 1), visit("b", 2)])
+        await rig.settle()
+        assert rig.actor.visitor("a").total_sessions == 1  # taken back from storage after the flush
+        rig.actor.request_stop()
+    rows = dict(query(storage_url, "SELECT user_fingerprint, total_events FROM user_behavior_profiles"))
+    assert rows == {"a": 2, "b": 1}
+    assert rig.actor.stats.activations == 2
+
+
+async def test_a_passivated_visitor_is_reactivated_from_storage(storage, storage_url):
+    rig = Rig(storage, max_active=1)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rig.actor.run)
+        await rig.feed([visit("a", 0)])
+        await rig.feed([visit("b", 1)])  # a is passivated: only one may be active
+        await rig.settle()
+        assert rig.actor.active_count == 1 and rig.actor.visitor("a") is None
+        await rig.feed([visit("a", 2, session="a-s2")])  # reactivated: loaded from storage
+        await rig.settle()
+        state = rig.actor.visitor("a")
+        assert (state.total_events, state.total_sessions) == (2, 2)
+        rig.actor.request_stop()
+    assert rig.actor.stats.passivations >= 2 and rig.actor.stats.activations == 3
+    assert query(storage_url, "SELECT total_events, total_sessions FROM user_behavior_profiles WHERE user_fingerprint = %s", ("a",)) == [(2, 2)]
+
+
+async def test_idle_visitors_are_passivated(storage):
+    rig = Rig(storage, idle_timeout=0.1)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rig.actor.run)
+        await rig.feed([visit("idle", 0)])
+        await rig.settle()
+        with trio.fail_after(3):
+            while rig.actor.active_count:
+                await trio.sleep(0.02)
+        rig.actor.request_stop()
+    assert rig.actor.stats.passivations == 1
+
+
+async def test_a_closed_inbox_ends_the_actor_after_a_last_flush(storage, storage_url):
+    rig = Rig(storage, flush_interval=60)  # only the final flush writes
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rig.actor.run)
+        await rig.feed([visit("late", 0), visit("late", 1)])
+        await rig.send.aclose()
+    assert query(storage_url, "SELECT total_events FROM user_behavior_profiles WHERE user_fingerprint = %s", ("late",)) == [(2,)]
+
+
+async def test_two_instances_updating_one_visitor_give_exact_counts(postgres_url):
+    """Two profile actors on two connections (as two instances would be), one visitor's events
+    split between them: the profile row adds up exactly."""
+    events = [visit("shared", n, session=f"shared-s{n % 4}") for n in range(200)]
+    events = [attrs.evolve(e, event_id=str(uuid.uuid4())) for e in events]
+    async with open_storage(postgres_url) as first, open_storage(postgres_url) as second:
+        await first.migrate()
+        rigs = [Rig(first), Rig(second)]
+        async with trio.open_nursery() as nursery:
+            for rig in rigs:
+                await nursery.start(rig.actor.run)
+            for n in range(0, 200, 10):
+                await rigs[(n // 10) % 2].feed(events[n : n + 10])
+            for rig in rigs:
+                await rig.settle()
+                rig.actor.request_stop()
+    row = query(postgres_url, "SELECT total_events, total_page_views, total_sessions FROM user_behavior_profiles")
+    assert row == [(200, 200, 4)]
+    assert delta_from_events("shared", events).events == 200
