@@ -4,8 +4,6 @@ The tree (start order; stop order is the reverse)::
 
     root (supervisor, one_for_one)
     ├── storage        opens the database, applies migrations, watches its health
-    ├── profiles       per-visitor virtual actors fed with the stored events (stopped after the
-    │                  batcher: it ends when the batcher's stream of stored events ends)
     ├── batcher        group commit of events (stopped after ingest: it writes all it holds)
     ├── ingest         admits submissions (the budget behind 503s), assigns ids, corrects clocks
     ├── loop_monitor   measures event loop lag
@@ -29,7 +27,6 @@ from . import __version__
 from .actors.batcher import BatcherActor
 from .actors.ingest import EventBudget, IngestActor
 from .actors.loop_monitor import LoopMonitor
-from .actors.profiles import ProfilesActor
 from .actors.storage import StorageActor
 from .config import Settings
 from .domain.health import HealthReport, ProbeResult, Readiness, assess_health, assess_readiness
@@ -70,7 +67,6 @@ class Service:
     loop_monitor: LoopMonitor
     ingest: IngestActor
     batcher: BatcherActor
-    profiles: ProfilesActor
     redis: RedisConnection | None
     web: WebServer = attrs.field(init=False)
     root: Supervisor = attrs.field(init=False)
@@ -91,14 +87,6 @@ class Service:
         batcher = BatcherActor(
             storage, batcher_inbox, budget, max_events=settings.batch.max_events, max_wait=settings.batch.max_wait
         )
-        profile_settings = settings.profiles
-        profiles = ProfilesActor(
-            storage,
-            batcher.subscribe(),
-            idle_timeout=profile_settings.idle_timeout,
-            max_active=profile_settings.max_active,
-            flush_interval=profile_settings.flush_interval,
-        )
         service = cls(
             settings=settings,
             admin_tokens=admin_tokens,
@@ -107,7 +95,6 @@ class Service:
             loop_monitor=LoopMonitor(),
             ingest=IngestActor(to_batcher, budget, enqueue_timeout=settings.ingest.enqueue_timeout),
             batcher=batcher,
-            profiles=profiles,
             redis=redis,
         )
         sup = settings.supervisor
@@ -125,10 +112,6 @@ class Service:
             "root",
             [
                 ChildSpec("storage", service.storage_actor.run, Restart.PERMANENT, timeout, activity=service.storage_actor.activity),
-                ChildSpec(
-                    "profiles", profiles.run, Restart.PERMANENT, timeout,
-                    stop=profiles.request_stop, inbox=profiles.inbox, activity=profiles.activity,
-                ),
                 ChildSpec(
                     "batcher", service.batcher.run, Restart.PERMANENT, timeout,
                     stop=service.batcher.request_stop, inbox=batcher_inbox, activity=service.batcher.activity,

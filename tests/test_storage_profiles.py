@@ -50,8 +50,8 @@ async def test_profile_figures_are_exact(storage):
     await storage.write_batch(events)
     rollups = await storage.apply_profile_deltas([delta_from_events("v", events)])
     assert rollups["v"].total_sessions == 2 and rollups["v"].days_active == 2
-    assert rollups["v"].total_session_seconds == pytest.approx(120 + 300)
     profile = (await storage.load_profiles(["v", "nobody"]))["v"]
+    assert profile.total_session_seconds == pytest.approx(120 + 300)  # summed from the sessions
     assert (profile.total_events, profile.total_page_views, profile.bookings_started, profile.total_bookings) == (5, 2, 1, 1)
     assert profile.total_value == pytest.approx(149.5)
     assert profile.event_counts == {"page_view": 2, "service_viewed": 1, "booking_started": 1, "booking_completed": 1}
@@ -75,3 +75,14 @@ async def test_deltas_are_commutative(storage):
         results.append(attrs.evolve((await storage.load_profiles([visitor]))[visitor], user_fingerprint="*"))
     assert results[0] == results[1]
     assert (results[0].total_events, results[0].days_active, results[0].total_sessions) == (5, 2, 2)
+
+
+async def test_a_day_or_session_seen_again_is_not_counted_again(storage):
+    events = visitor_events()
+    await storage.write_batch(events)
+    await storage.apply_profile_deltas([delta_from_events("v", events)])
+    later = make_event(500, user_fingerprint="v", session_id="v-s1", event_type="page_view")
+    await storage.write_batch([later])
+    again = await storage.apply_profile_deltas([delta_from_events("v", [later])])
+    assert (again["v"].total_sessions, again["v"].days_active) == (2, 2)
+    assert (await storage.load_profiles(["v"]))["v"].total_events == 6

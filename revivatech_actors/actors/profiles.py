@@ -100,7 +100,16 @@ class ProfilesActor:
             self._idle_scope.cancel()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
+        await self.storage.open()  # its own connections: profile writes never queue behind events
+        try:
+            task_status.started()
+            await self._run()
+        finally:
+            with trio.move_on_after(2) as scope:
+                scope.shield = True
+                await self.storage.close()
+
+    async def _run(self) -> None:
         next_flush = trio.current_time() + self.flush_interval
         closed = False
         while not (closed or self._stopping):

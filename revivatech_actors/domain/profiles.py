@@ -51,6 +51,7 @@ class ProfileDelta:
     last_booking_at: datetime | None = None
     event_counts: Mapping[str, int] = attrs.field(factory=dict)
     active_days: frozenset[date] = frozenset()
+    sessions: frozenset[str] = frozenset()
 
     def merge(self, other: ProfileDelta) -> ProfileDelta:
         """The delta of both (same visitor), in either order."""
@@ -69,6 +70,7 @@ class ProfileDelta:
             last_booking_at=_greatest(self.last_booking_at, other.last_booking_at),
             event_counts=counts,
             active_days=self.active_days | other.active_days,
+            sessions=self.sessions | other.sessions,
         )
 
 
@@ -76,6 +78,7 @@ def delta_from_events(user_fingerprint: str, events: Iterable[Event]) -> Profile
     """What ``events`` (all of ``user_fingerprint``) add to the profile."""
     counts: dict[str, int] = {}
     days: set[date] = set()
+    sessions: set[str] = set()
     total = page_views = started = completed = 0
     value = 0.0
     first = last = last_booking = None
@@ -84,6 +87,7 @@ def delta_from_events(user_fingerprint: str, events: Iterable[Event]) -> Profile
         counts[event.event_type] = counts.get(event.event_type, 0) + 1
         moment = event.timestamp
         days.add(moment.date())
+        sessions.add(event.session_id)
         first = _least(first, moment)
         last = _greatest(last, moment)
         if event.event_type in PAGE_VIEW_TYPES:
@@ -106,15 +110,16 @@ def delta_from_events(user_fingerprint: str, events: Iterable[Event]) -> Profile
         last_booking_at=last_booking,
         event_counts=counts,
         active_days=frozenset(days),
+        sessions=frozenset(sessions),
     )
 
 
 @attrs.define
 class ProfileState:
     """A visitor's profile as a profile actor holds it: loaded from storage, then kept current by
-    applying deltas. ``total_sessions``, ``total_session_seconds`` and ``days_active`` come from
-    storage after each flush (:class:`Rollups`: sessions are counted there, exactly, from
-    ``analytics_sessions``, which the batcher keeps)."""
+    applying deltas. ``total_sessions`` and ``days_active`` come back from storage after each
+    flush (:class:`Rollups`). ``total_session_seconds`` is summed from ``analytics_sessions`` when
+    the profile is loaded (storage keeps it there, per session; not refreshed while active)."""
 
     user_fingerprint: str
     total_events: int = 0
@@ -144,16 +149,15 @@ class ProfileState:
             self.event_counts[event_type] = self.event_counts.get(event_type, 0) + count
 
     def set_rollups(self, rollups: Rollups) -> None:
-        """Take the figures storage derives from sessions and active days."""
+        """Take the counts storage keeps exactly (a day or a session counts once, whichever
+        instance brought it first)."""
         self.total_sessions = rollups.total_sessions
-        self.total_session_seconds = rollups.total_session_seconds
         self.days_active = rollups.days_active
 
 
 @attrs.frozen
 class Rollups:
-    """Profile figures storage derives exactly from its own tables after each flush."""
+    """Profile counts storage keeps exactly, returned after each flush."""
 
     total_sessions: int
-    total_session_seconds: float
     days_active: int

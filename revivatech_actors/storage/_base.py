@@ -427,17 +427,14 @@ class Storage(abc.ABC):
 
     def _apply_profile_deltas_blocking(self, conn: Any, deltas: Sequence[ProfileDelta]) -> dict[str, Rollups]:
         with self._transaction(conn):
-            self._upsert_profile_counters(conn, deltas)
-            return self._refresh_profile_rollups(conn, [delta.user_fingerprint for delta in deltas])
+            return self._upsert_profiles(conn, deltas)
 
     @abc.abstractmethod
-    def _upsert_profile_counters(self, conn: Any, deltas: Sequence[ProfileDelta]) -> None:
-        """Inside a transaction: add the deltas' counters, times, event counts and active days."""
-
-    @abc.abstractmethod
-    def _refresh_profile_rollups(self, conn: Any, user_fingerprints: list[str]) -> dict[str, Rollups]:
-        """Inside a transaction: recompute sessions, session seconds, days active and event_counts
-        of these profiles from their tables; return the first three."""
+    def _upsert_profiles(self, conn: Any, deltas: Sequence[ProfileDelta]) -> dict[str, Rollups]:
+        """Inside a transaction: add the deltas' counters and times to the profiles, their event
+        counts to ``visitor_event_counts``, their days and sessions to ``visitor_active_days`` and
+        ``visitor_sessions``, counting in ``days_active`` / ``total_sessions`` only the rows that
+        were new; return each visitor's counts afterwards."""
 
     @abc.abstractmethod
     def _load_profiles_blocking(self, conn: Any, user_fingerprints: list[str]) -> dict[str, ProfileState]: ...

@@ -127,13 +127,34 @@ _INSERT_DEAD_LETTER = (
 
 #: Profile deltas travel as JSON parameters (binding arrays costs Python time per value).
 _UPSERT_PROFILES = """
+WITH d AS (
+    SELECT * FROM jsonb_to_recordset(%s::jsonb) AS d (
+        user_fingerprint text, events bigint, page_views bigint, bookings_started bigint,
+        bookings_completed bigint, value double precision, first_seen timestamptz, last_seen timestamptz,
+        last_booking_at timestamptz, days jsonb, sessions jsonb, counts jsonb)
+), new_days AS (
+    INSERT INTO visitor_active_days (user_fingerprint, day)
+    SELECT d.user_fingerprint, x.day::date FROM d, jsonb_array_elements_text(d.days) AS x (day)
+    ON CONFLICT DO NOTHING
+    RETURNING user_fingerprint
+), new_sessions AS (
+    INSERT INTO visitor_sessions (user_fingerprint, session_id)
+    SELECT d.user_fingerprint, x.session_id FROM d, jsonb_array_elements_text(d.sessions) AS x (session_id)
+    ON CONFLICT DO NOTHING
+    RETURNING user_fingerprint
+), counted AS (
+    INSERT INTO visitor_event_counts AS c (user_fingerprint, event_type, count)
+    SELECT d.user_fingerprint, x.key, x.value::bigint FROM d, jsonb_each_text(d.counts) AS x (key, value)
+    ON CONFLICT (user_fingerprint, event_type) DO UPDATE SET count = c.count + excluded.count
+)
 INSERT INTO user_behavior_profiles AS p (user_fingerprint, total_events, total_page_views, bookings_started,
-                                         total_bookings, total_value, first_seen, last_seen, last_booking_at)
-SELECT user_fingerprint, events, page_views, bookings_started, bookings_completed, value,
-       first_seen, last_seen, last_booking_at
-FROM jsonb_to_recordset(%s::jsonb) AS d (user_fingerprint text, events bigint, page_views bigint,
-     bookings_started bigint, bookings_completed bigint, value double precision,
-     first_seen timestamptz, last_seen timestamptz, last_booking_at timestamptz)
+                                         total_bookings, total_value, first_seen, last_seen, last_booking_at,
+                                         days_active, total_sessions)
+SELECT d.user_fingerprint, d.events, d.page_views, d.bookings_started, d.bookings_completed, d.value,
+       d.first_seen, d.last_seen, d.last_booking_at, coalesce(nd.n, 0), coalesce(ns.n, 0)
+FROM d
+LEFT JOIN (SELECT user_fingerprint, count(*) AS n FROM new_days GROUP BY 1) nd USING (user_fingerprint)
+LEFT JOIN (SELECT user_fingerprint, count(*) AS n FROM new_sessions GROUP BY 1) ns USING (user_fingerprint)
 ON CONFLICT (user_fingerprint) DO UPDATE SET
     total_events = p.total_events + excluded.total_events,
     total_page_views = p.total_page_views + excluded.total_page_views,
@@ -143,34 +164,21 @@ ON CONFLICT (user_fingerprint) DO UPDATE SET
     first_seen = least(p.first_seen, excluded.first_seen),
     last_seen = greatest(p.last_seen, excluded.last_seen),
     last_booking_at = greatest(p.last_booking_at, excluded.last_booking_at),
+    days_active = p.days_active + excluded.days_active,
+    total_sessions = p.total_sessions + excluded.total_sessions,
     updated_at = now()
-"""
-_UPSERT_EVENT_COUNTS = """
-INSERT INTO visitor_event_counts AS c (user_fingerprint, event_type, count)
-SELECT user_fingerprint, event_type, count
-FROM jsonb_to_recordset(%s::jsonb) AS d (user_fingerprint text, event_type text, count bigint)
-ON CONFLICT (user_fingerprint, event_type) DO UPDATE SET count = c.count + excluded.count
-"""
-_INSERT_ACTIVE_DAYS = """
-INSERT INTO visitor_active_days (user_fingerprint, day)
-SELECT user_fingerprint, day FROM jsonb_to_recordset(%s::jsonb) AS d (user_fingerprint text, day date)
-ON CONFLICT DO NOTHING
-"""
-_REFRESH_ROLLUPS = """
-UPDATE user_behavior_profiles p SET
-    total_sessions = (SELECT count(*) FROM analytics_sessions s WHERE s.user_fingerprint = p.user_fingerprint),
-    total_session_seconds = (SELECT coalesce(sum(extract(epoch FROM s.last_activity_at - s.started_at)), 0)
-                             FROM analytics_sessions s WHERE s.user_fingerprint = p.user_fingerprint),
-    days_active = (SELECT count(*) FROM visitor_active_days a WHERE a.user_fingerprint = p.user_fingerprint),
-    event_counts = coalesce((SELECT jsonb_object_agg(c.event_type, c.count) FROM visitor_event_counts c
-                             WHERE c.user_fingerprint = p.user_fingerprint), '{}')
-WHERE p.user_fingerprint IN (SELECT jsonb_array_elements_text(%s::jsonb))
-RETURNING user_fingerprint, total_sessions, total_session_seconds, days_active
+RETURNING user_fingerprint, total_sessions, days_active
 """
 _LOAD_PROFILES = """
-SELECT user_fingerprint, total_events, total_sessions, total_page_views, bookings_started, total_bookings,
-       total_value, first_seen, last_seen, last_booking_at, total_session_seconds, days_active, event_counts
-FROM user_behavior_profiles WHERE user_fingerprint IN (SELECT jsonb_array_elements_text(%s::jsonb))
+WITH wanted AS (SELECT jsonb_array_elements_text(%s::jsonb) AS user_fingerprint)
+SELECT p.user_fingerprint, p.total_events, p.total_sessions, p.total_page_views, p.bookings_started,
+       p.total_bookings, p.total_value, p.first_seen, p.last_seen, p.last_booking_at,
+       (SELECT coalesce(sum(extract(epoch FROM s.last_activity_at - s.started_at)), 0)
+        FROM analytics_sessions s WHERE s.user_fingerprint = p.user_fingerprint),
+       p.days_active,
+       (SELECT coalesce(jsonb_object_agg(c.event_type, c.count), '{}') FROM visitor_event_counts c
+        WHERE c.user_fingerprint = p.user_fingerprint)
+FROM user_behavior_profiles p JOIN wanted USING (user_fingerprint)
 """
 
 
@@ -340,30 +348,18 @@ class PostgresStorage(Storage):
                 ],
             )
 
-    def _upsert_profile_counters(self, conn: psycopg.Connection[Any], deltas: Sequence[ProfileDelta]) -> None:
-        profiles = [
+    def _upsert_profiles(self, conn: psycopg.Connection[Any], deltas: Sequence[ProfileDelta]) -> dict[str, Rollups]:
+        rows = [
             {
                 "user_fingerprint": d.user_fingerprint, "events": d.events, "page_views": d.page_views,
                 "bookings_started": d.bookings_started, "bookings_completed": d.bookings_completed, "value": d.value,
                 "first_seen": d.first_seen, "last_seen": d.last_seen, "last_booking_at": d.last_booking_at,
+                "days": sorted(d.active_days), "sessions": sorted(d.sessions), "counts": d.event_counts,
             }
             for d in deltas
         ]
-        counts = [
-            {"user_fingerprint": d.user_fingerprint, "event_type": event_type, "count": count}
-            for d in deltas
-            for event_type, count in d.event_counts.items()
-        ]
-        days = [{"user_fingerprint": d.user_fingerprint, "day": day} for d in deltas for day in d.active_days]
-        conn.execute(_UPSERT_PROFILES, (orjson.dumps(profiles).decode(),))
-        if counts:
-            conn.execute(_UPSERT_EVENT_COUNTS, (orjson.dumps(counts).decode(),))
-        if days:
-            conn.execute(_INSERT_ACTIVE_DAYS, (orjson.dumps(days).decode(),))
-
-    def _refresh_profile_rollups(self, conn: psycopg.Connection[Any], user_fingerprints: list[str]) -> dict[str, Rollups]:
-        rows = conn.execute(_REFRESH_ROLLUPS, (orjson.dumps(user_fingerprints).decode(),)).fetchall()
-        return {fp: Rollups(int(sessions), float(seconds), int(days)) for fp, sessions, seconds, days in rows}
+        result = conn.execute(_UPSERT_PROFILES, (orjson.dumps(rows).decode(),)).fetchall()
+        return {fp: Rollups(int(sessions), int(days)) for fp, sessions, days in result}
 
     def _load_profiles_blocking(self, conn: psycopg.Connection[Any], user_fingerprints: list[str]) -> dict[str, ProfileState]:
         rows = conn.execute(_LOAD_PROFILES, (orjson.dumps(user_fingerprints).decode(),)).fetchall()

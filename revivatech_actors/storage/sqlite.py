@@ -104,8 +104,9 @@ _INSERT_DEAD_LETTER = (
 
 _UPSERT_PROFILE = """
 INSERT INTO user_behavior_profiles AS p (user_fingerprint, total_events, total_page_views, bookings_started,
-                                         total_bookings, total_value, first_seen, last_seen, last_booking_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                         total_bookings, total_value, first_seen, last_seen, last_booking_at,
+                                         days_active, total_sessions)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (user_fingerprint) DO UPDATE SET
     total_events = p.total_events + excluded.total_events,
     total_page_views = p.total_page_views + excluded.total_page_views,
@@ -115,27 +116,25 @@ ON CONFLICT (user_fingerprint) DO UPDATE SET
     first_seen = coalesce(min(p.first_seen, excluded.first_seen), p.first_seen, excluded.first_seen),
     last_seen = coalesce(max(p.last_seen, excluded.last_seen), p.last_seen, excluded.last_seen),
     last_booking_at = coalesce(max(p.last_booking_at, excluded.last_booking_at), p.last_booking_at, excluded.last_booking_at),
+    days_active = p.days_active + excluded.days_active,
+    total_sessions = p.total_sessions + excluded.total_sessions,
     updated_at = strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')
+RETURNING total_sessions, days_active
 """
 _UPSERT_EVENT_COUNT = """
 INSERT INTO visitor_event_counts AS c (user_fingerprint, event_type, count) VALUES (?, ?, ?)
 ON CONFLICT (user_fingerprint, event_type) DO UPDATE SET count = c.count + excluded.count
 """
 _INSERT_ACTIVE_DAY = "INSERT INTO visitor_active_days (user_fingerprint, day) VALUES (?, ?) ON CONFLICT DO NOTHING"
-_REFRESH_ROLLUPS = """
-UPDATE user_behavior_profiles AS p SET
-    total_sessions = (SELECT count(*) FROM analytics_sessions s WHERE s.user_fingerprint = p.user_fingerprint),
-    total_session_seconds = (SELECT coalesce(sum((julianday(s.last_activity_at) - julianday(s.started_at)) * 86400.0), 0.0)
-                             FROM analytics_sessions s WHERE s.user_fingerprint = p.user_fingerprint),
-    days_active = (SELECT count(*) FROM visitor_active_days a WHERE a.user_fingerprint = p.user_fingerprint),
-    event_counts = coalesce((SELECT json_group_object(c.event_type, c.count) FROM visitor_event_counts c
-                             WHERE c.user_fingerprint = p.user_fingerprint), '{}')
-WHERE p.user_fingerprint = ?
-RETURNING user_fingerprint, total_sessions, total_session_seconds, days_active
-"""
+_INSERT_VISITOR_SESSION = "INSERT INTO visitor_sessions (user_fingerprint, session_id) VALUES (?, ?) ON CONFLICT DO NOTHING"
 _PROFILE_COLUMNS = (
-    "user_fingerprint, total_events, total_sessions, total_page_views, bookings_started, total_bookings,"
-    " total_value, first_seen, last_seen, last_booking_at, total_session_seconds, days_active, event_counts"
+    "p.user_fingerprint, p.total_events, p.total_sessions, p.total_page_views, p.bookings_started, p.total_bookings,"
+    " p.total_value, p.first_seen, p.last_seen, p.last_booking_at,"
+    " (SELECT coalesce(sum((julianday(s.last_activity_at) - julianday(s.started_at)) * 86400.0), 0.0)"
+    "  FROM analytics_sessions s WHERE s.user_fingerprint = p.user_fingerprint),"
+    " p.days_active,"
+    " (SELECT coalesce(json_group_object(c.event_type, c.count), '{}') FROM visitor_event_counts c"
+    "  WHERE c.user_fingerprint = p.user_fingerprint)"
 )
 
 
@@ -413,31 +412,22 @@ class SQLiteStorage(Storage):
             [(d.letter_id, format_timestamp(d.received_at), d.source, orjson.dumps(d.reasons).decode(), d.payload) for d in letters],
         )
 
-    def _upsert_profile_counters(self, conn: sqlite3.Connection, deltas: Sequence[ProfileDelta]) -> None:
-        conn.executemany(
-            _UPSERT_PROFILE,
-            [
-                (
-                    d.user_fingerprint, d.events, d.page_views, d.bookings_started, d.bookings_completed, d.value,
-                    _optional_timestamp(d.first_seen), _optional_timestamp(d.last_seen),
-                    _optional_timestamp(d.last_booking_at),
-                )
-                for d in deltas
-            ],
-        )
-        conn.executemany(
-            _UPSERT_EVENT_COUNT,
-            [(d.user_fingerprint, event_type, count) for d in deltas for event_type, count in d.event_counts.items()],
-        )
-        conn.executemany(
-            _INSERT_ACTIVE_DAY, [(d.user_fingerprint, day.isoformat()) for d in deltas for day in d.active_days]
-        )
-
-    def _refresh_profile_rollups(self, conn: sqlite3.Connection, user_fingerprints: list[str]) -> dict[str, Rollups]:
+    def _upsert_profiles(self, conn: sqlite3.Connection, deltas: Sequence[ProfileDelta]) -> dict[str, Rollups]:
         rollups = {}
-        for fp in user_fingerprints:
-            for _, sessions, seconds, days in conn.execute(_REFRESH_ROLLUPS, (fp,)).fetchall():
-                rollups[fp] = Rollups(int(sessions), float(seconds), int(days))
+        for d in deltas:
+            fp = d.user_fingerprint
+            new_days = sum(conn.execute(_INSERT_ACTIVE_DAY, (fp, day.isoformat())).rowcount for day in d.active_days)
+            new_sessions = sum(conn.execute(_INSERT_VISITOR_SESSION, (fp, sid)).rowcount for sid in d.sessions)
+            conn.executemany(_UPSERT_EVENT_COUNT, [(fp, event_type, count) for event_type, count in d.event_counts.items()])
+            (sessions, days) = conn.execute(
+                _UPSERT_PROFILE,
+                (
+                    fp, d.events, d.page_views, d.bookings_started, d.bookings_completed, d.value,
+                    _optional_timestamp(d.first_seen), _optional_timestamp(d.last_seen),
+                    _optional_timestamp(d.last_booking_at), new_days, new_sessions,
+                ),
+            ).fetchone()
+            rollups[fp] = Rollups(int(sessions), int(days))
         return rollups
 
     def _load_profiles_blocking(self, conn: sqlite3.Connection, user_fingerprints: list[str]) -> dict[str, ProfileState]:
@@ -445,7 +435,7 @@ class SQLiteStorage(Storage):
         for start in range(0, len(user_fingerprints), _MAX_PARAMETERS):
             chunk = user_fingerprints[start : start + _MAX_PARAMETERS]
             marks = ", ".join("?" * len(chunk))
-            rows = conn.execute(f"SELECT {_PROFILE_COLUMNS} FROM user_behavior_profiles WHERE user_fingerprint IN ({marks})", chunk)
+            rows = conn.execute(f"SELECT {_PROFILE_COLUMNS} FROM user_behavior_profiles p WHERE p.user_fingerprint IN ({marks})", chunk)
             for fp, events, sessions, views, started, bookings, value, first, last, booked, seconds, days, counts in rows:
                 found[fp] = ProfileState(
                     user_fingerprint=fp, total_events=events, total_sessions=sessions, total_page_views=views,

@@ -15,3 +15,15 @@ CREATE TABLE visitor_event_counts (
     count            INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (user_fingerprint, event_type)
 ) STRICT, WITHOUT ROWID;
+
+-- Sessions per visitor: a session is counted the first time a flush brings it.
+CREATE TABLE visitor_sessions (
+    user_fingerprint TEXT NOT NULL,
+    session_id       TEXT NOT NULL,
+    PRIMARY KEY (user_fingerprint, session_id)
+) STRICT, WITHOUT ROWID;
+
+-- These two live in the tables above now (per event type; per session in analytics_sessions) and
+-- are summed when a profile is read, so the profile row holds nothing that goes stale.
+ALTER TABLE user_behavior_profiles DROP COLUMN total_session_seconds;
+ALTER TABLE user_behavior_profiles DROP COLUMN event_counts;

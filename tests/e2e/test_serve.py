@@ -43,7 +43,7 @@ def test_sigterm_stops_in_order_and_exits_zero_within_the_deadline(serve):
     took = time.monotonic() - sent
     assert took < 10.0, f"shutdown took {took:.2f} s"
     output = server.output()
-    order = [output.index(f"root/{name} stopped") for name in ("web", "loop_monitor", "ingest", "batcher", "profiles", "storage")]
+    order = [output.index(f"root/{name} stopped") for name in ("web", "loop_monitor", "ingest", "batcher", "storage")]
     assert order == sorted(order), output
     assert "stopped cleanly" in output
 
