@@ -25,6 +25,7 @@ from __future__ import annotations
 import collections
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import date
 from typing import TypeVar
 
 import attrs
@@ -50,6 +51,23 @@ class VisitorActor:
     state: ProfileState
     pending: ProfileDelta | None = None
     last_message: float = 0.0  # trio clock
+    # days and sessions this actor already wrote: not sent again (they would only conflict)
+    known_days: set[date] = attrs.Factory(set)
+    known_sessions: set[str] = attrs.Factory(set)
+
+    def unwritten(self) -> ProfileDelta:
+        """The pending delta without the days and sessions already written."""
+        assert self.pending is not None
+        return attrs.evolve(
+            self.pending,
+            active_days=self.pending.active_days - self.known_days,
+            sessions=self.pending.sessions - self.known_sessions,
+        )
+
+    def written(self, delta: ProfileDelta) -> None:
+        self.pending = None  # one task: nothing was added while the write was in flight
+        self.known_days |= delta.active_days
+        self.known_sessions |= delta.sessions
 
     def receive(self, events: Sequence[Event], now: float) -> None:
         """Apply this visitor's ``events`` (in order) to the state and the pending delta."""
@@ -171,10 +189,10 @@ class ProfilesActor:
         actors = [a for a in (*self._active.values(), *self._retiring.values()) if a.pending is not None]
         if not actors:
             return
-        deltas = [actor.pending for actor in actors]
+        deltas = [actor.unwritten() for actor in actors]
         rollups = await self._with_retry(lambda: self.storage.apply_profile_deltas(deltas), "write profiles")
         for actor, delta in zip(actors, deltas, strict=True):
-            actor.pending = None  # one task: nothing was added while the write was in flight
+            actor.written(delta)
             if delta.user_fingerprint in rollups:
                 actor.state.set_rollups(rollups[delta.user_fingerprint])
         self._retiring.clear()

@@ -431,10 +431,10 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def _upsert_profiles(self, conn: Any, deltas: Sequence[ProfileDelta]) -> dict[str, Rollups]:
-        """Inside a transaction: add the deltas' counters and times to the profiles, their event
-        counts to ``visitor_event_counts``, their days and sessions to ``visitor_active_days`` and
-        ``visitor_sessions``, counting in ``days_active`` / ``total_sessions`` only the rows that
-        were new; return each visitor's counts afterwards."""
+        """Inside a transaction: add the deltas' counters, times and counts by event type to the
+        profiles, their days and sessions to ``visitor_active_days`` and ``visitor_sessions``,
+        counting in ``days_active`` / ``total_sessions`` only the rows that were new; return each
+        visitor's counts afterwards."""
 
     @abc.abstractmethod
     def _load_profiles_blocking(self, conn: Any, user_fingerprints: list[str]) -> dict[str, ProfileState]: ...

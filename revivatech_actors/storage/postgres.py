@@ -142,16 +142,12 @@ WITH d AS (
     SELECT d.user_fingerprint, x.session_id FROM d, jsonb_array_elements_text(d.sessions) AS x (session_id)
     ON CONFLICT DO NOTHING
     RETURNING user_fingerprint
-), counted AS (
-    INSERT INTO visitor_event_counts AS c (user_fingerprint, event_type, count)
-    SELECT d.user_fingerprint, x.key, x.value::bigint FROM d, jsonb_each_text(d.counts) AS x (key, value)
-    ON CONFLICT (user_fingerprint, event_type) DO UPDATE SET count = c.count + excluded.count
 )
 INSERT INTO user_behavior_profiles AS p (user_fingerprint, total_events, total_page_views, bookings_started,
                                          total_bookings, total_value, first_seen, last_seen, last_booking_at,
-                                         days_active, total_sessions)
+                                         days_active, total_sessions, event_counts)
 SELECT d.user_fingerprint, d.events, d.page_views, d.bookings_started, d.bookings_completed, d.value,
-       d.first_seen, d.last_seen, d.last_booking_at, coalesce(nd.n, 0), coalesce(ns.n, 0)
+       d.first_seen, d.last_seen, d.last_booking_at, coalesce(nd.n, 0), coalesce(ns.n, 0), d.counts
 FROM d
 LEFT JOIN (SELECT user_fingerprint, count(*) AS n FROM new_days GROUP BY 1) nd USING (user_fingerprint)
 LEFT JOIN (SELECT user_fingerprint, count(*) AS n FROM new_sessions GROUP BY 1) ns USING (user_fingerprint)
@@ -166,6 +162,10 @@ ON CONFLICT (user_fingerprint) DO UPDATE SET
     last_booking_at = greatest(p.last_booking_at, excluded.last_booking_at),
     days_active = p.days_active + excluded.days_active,
     total_sessions = p.total_sessions + excluded.total_sessions,
+    event_counts = (SELECT jsonb_object_agg(key, total) FROM (
+        SELECT key, sum(value::bigint) AS total FROM (
+            SELECT * FROM jsonb_each_text(p.event_counts) UNION ALL SELECT * FROM jsonb_each_text(excluded.event_counts)
+        ) AS both_counts GROUP BY key) AS summed),
     updated_at = now()
 RETURNING user_fingerprint, total_sessions, days_active
 """
@@ -175,9 +175,7 @@ SELECT p.user_fingerprint, p.total_events, p.total_sessions, p.total_page_views,
        p.total_bookings, p.total_value, p.first_seen, p.last_seen, p.last_booking_at,
        (SELECT coalesce(sum(extract(epoch FROM s.last_activity_at - s.started_at)), 0)
         FROM analytics_sessions s WHERE s.user_fingerprint = p.user_fingerprint),
-       p.days_active,
-       (SELECT coalesce(jsonb_object_agg(c.event_type, c.count), '{}') FROM visitor_event_counts c
-        WHERE c.user_fingerprint = p.user_fingerprint)
+       p.days_active, p.event_counts
 FROM user_behavior_profiles p JOIN wanted USING (user_fingerprint)
 """
 

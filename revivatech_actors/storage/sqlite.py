@@ -105,8 +105,8 @@ _INSERT_DEAD_LETTER = (
 _UPSERT_PROFILE = """
 INSERT INTO user_behavior_profiles AS p (user_fingerprint, total_events, total_page_views, bookings_started,
                                          total_bookings, total_value, first_seen, last_seen, last_booking_at,
-                                         days_active, total_sessions)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                         days_active, total_sessions, event_counts)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (user_fingerprint) DO UPDATE SET
     total_events = p.total_events + excluded.total_events,
     total_page_views = p.total_page_views + excluded.total_page_views,
@@ -118,12 +118,12 @@ ON CONFLICT (user_fingerprint) DO UPDATE SET
     last_booking_at = coalesce(max(p.last_booking_at, excluded.last_booking_at), p.last_booking_at, excluded.last_booking_at),
     days_active = p.days_active + excluded.days_active,
     total_sessions = p.total_sessions + excluded.total_sessions,
+    event_counts = (SELECT json_group_object(key, total) FROM (
+        SELECT key, sum(value) AS total FROM (
+            SELECT key, value FROM json_each(p.event_counts) UNION ALL SELECT key, value FROM json_each(excluded.event_counts)
+        ) GROUP BY key)),
     updated_at = strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')
 RETURNING total_sessions, days_active
-"""
-_UPSERT_EVENT_COUNT = """
-INSERT INTO visitor_event_counts AS c (user_fingerprint, event_type, count) VALUES (?, ?, ?)
-ON CONFLICT (user_fingerprint, event_type) DO UPDATE SET count = c.count + excluded.count
 """
 _INSERT_ACTIVE_DAY = "INSERT INTO visitor_active_days (user_fingerprint, day) VALUES (?, ?) ON CONFLICT DO NOTHING"
 _INSERT_VISITOR_SESSION = "INSERT INTO visitor_sessions (user_fingerprint, session_id) VALUES (?, ?) ON CONFLICT DO NOTHING"
@@ -132,9 +132,7 @@ _PROFILE_COLUMNS = (
     " p.total_value, p.first_seen, p.last_seen, p.last_booking_at,"
     " (SELECT coalesce(sum((julianday(s.last_activity_at) - julianday(s.started_at)) * 86400.0), 0.0)"
     "  FROM analytics_sessions s WHERE s.user_fingerprint = p.user_fingerprint),"
-    " p.days_active,"
-    " (SELECT coalesce(json_group_object(c.event_type, c.count), '{}') FROM visitor_event_counts c"
-    "  WHERE c.user_fingerprint = p.user_fingerprint)"
+    " p.days_active, p.event_counts"
 )
 
 
@@ -418,13 +416,12 @@ class SQLiteStorage(Storage):
             fp = d.user_fingerprint
             new_days = sum(conn.execute(_INSERT_ACTIVE_DAY, (fp, day.isoformat())).rowcount for day in d.active_days)
             new_sessions = sum(conn.execute(_INSERT_VISITOR_SESSION, (fp, sid)).rowcount for sid in d.sessions)
-            conn.executemany(_UPSERT_EVENT_COUNT, [(fp, event_type, count) for event_type, count in d.event_counts.items()])
             (sessions, days) = conn.execute(
                 _UPSERT_PROFILE,
                 (
                     fp, d.events, d.page_views, d.bookings_started, d.bookings_completed, d.value,
                     _optional_timestamp(d.first_seen), _optional_timestamp(d.last_seen),
-                    _optional_timestamp(d.last_booking_at), new_days, new_sessions,
+                    _optional_timestamp(d.last_booking_at), new_days, new_sessions, orjson.dumps(d.event_counts).decode(),
                 ),
             ).fetchone()
             rollups[fp] = Rollups(int(sessions), int(days))
