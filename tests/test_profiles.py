@@ -52,11 +52,13 @@ class Rig:
 
 
 def test_a_visitor_actor_applies_events_in_order_and_merges_its_pending_delta():
-    actor = VisitorActor(ProfileState(user_fingerprint="v"))
+    actor = VisitorActor(ProfileState(user_fingerprint="v", total_events=10))
     actor.receive([visit("v", 0), visit("v", 5, event_type="booking_started")], now=1.0)
     actor.receive([visit("v", 9, event_type="booking_completed", value=80.0)], now=2.0)
-    assert (actor.state.total_events, actor.state.bookings_started, actor.state.total_bookings) == (3, 1, 1)
-    assert actor.state.last_seen == BASE_TIME + timedelta(seconds=9)
+    live = actor.current()
+    assert (live.total_events, live.bookings_started, live.total_bookings) == (13, 1, 1)
+    assert live.last_seen == BASE_TIME + timedelta(seconds=9)
+    assert actor.state.total_events == 10  # the state moves only when a flush commits
     assert actor.pending.events == 3 and actor.pending.value == 80.0
     assert actor.last_message == 2.0
 

@@ -31,7 +31,7 @@ from typing import TypeVar
 import attrs
 import trio
 
-from ..domain.profiles import ProfileDelta, ProfileState, delta_from_events
+from ..domain.profiles import ProfileDelta, ProfileState, Rollups
 from ..messages import Event
 from ..storage import Storage, StorageError
 from ..supervisor import Activity
@@ -46,7 +46,7 @@ T = TypeVar("T")
 
 @attrs.define(eq=False)
 class VisitorActor:
-    """One visitor: the profile as known, and what its events added since the last flush."""
+    """One visitor: the profile as of the last flush, and what its events added since."""
 
     state: ProfileState
     pending: ProfileDelta | None = None
@@ -54,6 +54,24 @@ class VisitorActor:
     # days and sessions this actor already wrote: not sent again (they would only conflict)
     known_days: set[date] = attrs.Factory(set)
     known_sessions: set[str] = attrs.Factory(set)
+
+    def receive(self, events: Sequence[Event], now: float) -> None:
+        """Add this visitor's ``events`` (in order) to the pending delta."""
+        if self.pending is None:
+            self.pending = ProfileDelta(self.state.user_fingerprint)
+        add = self.pending.add
+        for event in events:
+            add(event)
+        self.last_message = now
+
+    def current(self) -> ProfileState:
+        """The profile as of now: the state plus what is pending (sessions and days active as
+        counted at the last flush)."""
+        if self.pending is None:
+            return self.state
+        live = attrs.evolve(self.state, event_counts=dict(self.state.event_counts))
+        live.apply(self.pending)
+        return live
 
     def unwritten(self) -> ProfileDelta:
         """The pending delta without the days and sessions already written."""
@@ -64,17 +82,15 @@ class VisitorActor:
             sessions=self.pending.sessions - self.known_sessions,
         )
 
-    def written(self, delta: ProfileDelta) -> None:
-        self.pending = None  # one task: nothing was added while the write was in flight
+    def written(self, delta: ProfileDelta, rollups: Rollups | None) -> None:
+        """``delta`` is committed: fold it into the state (one task: nothing was added while the
+        write was in flight)."""
+        self.state.apply(delta)
+        if rollups is not None:
+            self.state.set_rollups(rollups)
         self.known_days |= delta.active_days
         self.known_sessions |= delta.sessions
-
-    def receive(self, events: Sequence[Event], now: float) -> None:
-        """Apply this visitor's ``events`` (in order) to the state and the pending delta."""
-        delta = delta_from_events(self.state.user_fingerprint, events)
-        self.state.apply(delta)
-        self.pending = delta if self.pending is None else self.pending.merge(delta)
-        self.last_message = now
+        self.pending = None
 
 
 @attrs.define
@@ -109,7 +125,7 @@ class ProfilesActor:
     def visitor(self, user_fingerprint: str) -> ProfileState | None:
         """The live profile of an active (or passivating) visitor, else None."""
         actor = self._active.get(user_fingerprint) or self._retiring.get(user_fingerprint)
-        return None if actor is None else actor.state
+        return None if actor is None else actor.current()
 
     def request_stop(self) -> None:
         """Write what is pending and return (the inbox usually closes first, when the batcher stops)."""
@@ -192,9 +208,7 @@ class ProfilesActor:
         deltas = [actor.unwritten() for actor in actors]
         rollups = await self._with_retry(lambda: self.storage.apply_profile_deltas(deltas), "write profiles")
         for actor, delta in zip(actors, deltas, strict=True):
-            actor.written(delta)
-            if delta.user_fingerprint in rollups:
-                actor.state.set_rollups(rollups[delta.user_fingerprint])
+            actor.written(delta, rollups.get(delta.user_fingerprint))
         self._retiring.clear()
         self.stats.flushes += 1
         self.stats.profiles_written += len(deltas)

@@ -8,7 +8,7 @@ written by several instances at once, and applied in any order with the same res
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import date, datetime
 
 import attrs
@@ -38,8 +38,10 @@ def _greatest(a: datetime | None, b: datetime | None) -> datetime | None:
     return b if a is None else a if b is None else max(a, b)
 
 
-@attrs.frozen
+@attrs.define
 class ProfileDelta:
+    """What a run of one visitor's events adds to the profile; an accumulator (:meth:`add`)."""
+
     user_fingerprint: str
     events: int = 0
     page_views: int = 0
@@ -49,12 +51,33 @@ class ProfileDelta:
     first_seen: datetime | None = None
     last_seen: datetime | None = None
     last_booking_at: datetime | None = None
-    event_counts: Mapping[str, int] = attrs.field(factory=dict)
-    active_days: frozenset[date] = frozenset()
-    sessions: frozenset[str] = frozenset()
+    event_counts: dict[str, int] = attrs.Factory(dict)
+    active_days: set[date] = attrs.Factory(set)
+    sessions: set[str] = attrs.Factory(set)
+
+    def add(self, event: Event) -> None:
+        """Count one more event of this visitor (in place: no copy per event)."""
+        self.events += 1
+        event_type = event.event_type
+        self.event_counts[event_type] = self.event_counts.get(event_type, 0) + 1
+        moment = event.timestamp
+        self.active_days.add(moment.date())
+        self.sessions.add(event.session_id)
+        if self.first_seen is None or moment < self.first_seen:
+            self.first_seen = moment
+        if self.last_seen is None or moment > self.last_seen:
+            self.last_seen = moment
+        if event_type in PAGE_VIEW_TYPES:
+            self.page_views += 1
+        elif event_type in BOOKING_STARTED_TYPES:
+            self.bookings_started += 1
+        elif event_type in BOOKING_COMPLETED_TYPES:
+            self.bookings_completed += 1
+            self.value += event.value or 0.0
+            self.last_booking_at = _greatest(self.last_booking_at, moment)
 
     def merge(self, other: ProfileDelta) -> ProfileDelta:
-        """The delta of both (same visitor), in either order."""
+        """A new delta holding both (same visitor), in either order; neither is changed."""
         counts = dict(self.event_counts)
         for event_type, count in other.event_counts.items():
             counts[event_type] = counts.get(event_type, 0) + count
@@ -76,42 +99,10 @@ class ProfileDelta:
 
 def delta_from_events(user_fingerprint: str, events: Iterable[Event]) -> ProfileDelta:
     """What ``events`` (all of ``user_fingerprint``) add to the profile."""
-    counts: dict[str, int] = {}
-    days: set[date] = set()
-    sessions: set[str] = set()
-    total = page_views = started = completed = 0
-    value = 0.0
-    first = last = last_booking = None
+    delta = ProfileDelta(user_fingerprint)
     for event in events:
-        total += 1
-        counts[event.event_type] = counts.get(event.event_type, 0) + 1
-        moment = event.timestamp
-        days.add(moment.date())
-        sessions.add(event.session_id)
-        first = _least(first, moment)
-        last = _greatest(last, moment)
-        if event.event_type in PAGE_VIEW_TYPES:
-            page_views += 1
-        if event.event_type in BOOKING_STARTED_TYPES:
-            started += 1
-        if event.event_type in BOOKING_COMPLETED_TYPES:
-            completed += 1
-            value += event.value or 0.0
-            last_booking = _greatest(last_booking, moment)
-    return ProfileDelta(
-        user_fingerprint=user_fingerprint,
-        events=total,
-        page_views=page_views,
-        bookings_started=started,
-        bookings_completed=completed,
-        value=value,
-        first_seen=first,
-        last_seen=last,
-        last_booking_at=last_booking,
-        event_counts=counts,
-        active_days=frozenset(days),
-        sessions=frozenset(sessions),
-    )
+        delta.add(event)
+    return delta
 
 
 @attrs.define
