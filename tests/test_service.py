@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import httpx
 import psycopg
-import pytest
 import trio
 
 from revivatech_actors.config import load_settings
