@@ -162,10 +162,10 @@ ON CONFLICT (user_fingerprint) DO UPDATE SET
     last_booking_at = greatest(p.last_booking_at, excluded.last_booking_at),
     days_active = p.days_active + excluded.days_active,
     total_sessions = p.total_sessions + excluded.total_sessions,
-    event_counts = (SELECT jsonb_object_agg(key, total) FROM (
-        SELECT key, sum(value::bigint) AS total FROM (
-            SELECT * FROM jsonb_each_text(p.event_counts) UNION ALL SELECT * FROM jsonb_each_text(excluded.event_counts)
-        ) AS both_counts GROUP BY key) AS summed),
+    -- only the delta's few types are visited: each replaced by the stored count plus the delta
+    event_counts = p.event_counts || coalesce((
+        SELECT jsonb_object_agg(key, coalesce((p.event_counts ->> key)::bigint, 0) + value::bigint)
+        FROM jsonb_each_text(excluded.event_counts)), '{}'),
     updated_at = now()
 RETURNING user_fingerprint, total_sessions, days_active
 """
