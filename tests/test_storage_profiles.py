@@ -85,4 +85,6 @@ async def test_a_day_or_session_seen_again_is_not_counted_again(storage):
     await storage.write_batch([later])
     again = await storage.apply_profile_deltas([delta_from_events("v", [later])])
     assert (again["v"].total_sessions, again["v"].days_active) == (2, 2)
-    assert (await storage.load_profiles(["v"]))["v"].total_events == 6
+    profile = (await storage.load_profiles(["v"]))["v"]
+    assert profile.total_events == 6
+    assert profile.event_counts == {"page_view": 3, "service_viewed": 1, "booking_started": 1, "booking_completed": 1}
