@@ -301,7 +301,7 @@ class Supervisor:
         Raises:
             SupervisorGaveUp: restart intensity was exceeded (after stopping the children).
         """
-        self._state = State.STARTING
+        self._begin_run()
         try:
             async with trio.open_nursery() as nursery:
                 try:
@@ -330,6 +330,16 @@ class Supervisor:
             raise self._failure
 
     # -- internals --------------------------------------------------------------------------
+
+    def _begin_run(self) -> None:
+        """Fresh state for a run: a supervisor restarted by its own parent starts its children
+        anew (as OTP does), with no memory of the stop or failure that ended the last run."""
+        self._state = State.STARTING
+        if self._stop_requested.is_set() or self._failure is not None:
+            self._stop_requested = trio.Event()
+            self._failure = None
+            self._restart_times.clear()
+            self._children = [_Child(spec) for spec in self.children]
 
     def _find(self, name: str) -> _Child | None:
         for child in self._children:

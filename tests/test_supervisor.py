@@ -449,3 +449,27 @@ async def test_a_child_ending_during_shutdown_is_not_restarted(autojump_clock):
     assert rec.names() == ["consumer:ended"]
     assert node(sup, "consumer").restarts == 0 and node(sup, "consumer").state is State.STOPPED
     assert state_of(sup, "root") is State.STOPPED
+
+
+async def test_a_nested_supervisor_that_gave_up_is_restarted_fresh_by_its_parent(autojump_clock):
+    rec = Recorder()
+    inner = Supervisor(
+        "inner",
+        [ChildSpec("doomed", crashing_actor("doomed", rec, after=1, times=3))],
+        max_restarts=1,
+        max_seconds=60,
+        backoff_initial=0.1,
+        jitter=0.0,
+    )
+    sup = make_supervisor(inner.as_child(), max_restarts=5, backoff_initial=0.1)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sup.run)
+        await trio.sleep(30)
+        # inner gave up after its 2nd crash; the parent restarted it, and its fresh child crashed
+        # once more, then ran: three crashes in all, and the tree is running again
+        assert rec.names().count("doomed:crash") == 3
+        assert node(sup, "inner").restarts == 1 and node(sup, "inner").state is State.RUNNING
+        assert node(sup, "inner").last_error.type == "SupervisorGaveUp"
+        assert node(sup, "doomed").state is State.RUNNING
+        sup.request_stop()
+    assert node(sup, "inner").state is State.STOPPED
