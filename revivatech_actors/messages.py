@@ -18,7 +18,7 @@ import trio
 from .domain.validation import ValidEvent
 from .ids import new_id
 
-__all__ = ["DeadLetter", "Event", "Outcome", "Status", "Submission"]
+__all__ = ["DUPLICATE", "STORED", "DeadLetter", "Event", "Outcome", "Status", "Submission"]
 
 
 @attrs.frozen(slots=True)
@@ -65,6 +65,11 @@ class Status(enum.Enum):
 class Outcome:
     status: Status
     reason: str | None = None  # why the database refused it, for REJECTED
+
+
+#: The two outcomes without a reason, shared: one per stored event was 1.6 % of the server's time.
+STORED = Outcome(Status.STORED)
+DUPLICATE = Outcome(Status.DUPLICATE)
 
 
 @attrs.define(eq=False, slots=True)

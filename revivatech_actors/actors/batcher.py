@@ -26,7 +26,7 @@ from typing import TypeVar
 import attrs
 import trio
 
-from ..messages import DeadLetter, Event, Outcome, Status, Submission
+from ..messages import STORED, DeadLetter, Event, Outcome, Status, Submission
 from ..storage import Storage, StorageError
 from ..supervisor import Activity
 from ._retry import until_it_succeeds
@@ -236,7 +236,7 @@ class BatcherActor:
             received = await self._with_retry(lambda: self.storage.received_times(list(first)), events)
             for event_id, position in first.items():
                 if received.get(event_id) == events[position].received_at:
-                    outcomes[position] = Outcome(Status.STORED)
+                    outcomes[position] = STORED
         self._maybe_stored.clear()
 
     async def _with_retry(self, operation: Callable[[], Awaitable[T]], events: list[Event]) -> T:

@@ -31,7 +31,7 @@ import attrs
 import trio
 
 from ..domain.profiles import ProfileDelta, ProfileState, Rollups
-from ..messages import DeadLetter, Event, Outcome, Status
+from ..messages import DUPLICATE, STORED, DeadLetter, Event, Outcome, Status
 from ._errors import MigrationError, StorageError, StorageUnavailable
 from .migrations import (
     AppliedMigration,
@@ -502,7 +502,7 @@ class Storage(abc.ABC):
                 return
             stored_set = set(stored)
             for i in indices:
-                outcomes[i] = Outcome(Status.STORED) if i in stored_set else Outcome(Status.DUPLICATE)
+                outcomes[i] = STORED if i in stored_set else DUPLICATE
 
         attempt(list(range(len(events))), dead_letters)
         if refused:
