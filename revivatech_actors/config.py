@@ -217,12 +217,13 @@ class LogSettings:
 
 @attrs.frozen(kw_only=True)
 class IngestSettings:
-    """[ingest]: acknowledgement mode and limits; ``max_body`` is bytes, ``enqueue_timeout`` seconds."""
+    """[ingest]: acknowledgement mode and limits; ``max_body`` is bytes, the timeouts seconds."""
     ack: str = _choice("durable", "accepted")
     max_batch: int = _int(1)
     max_body: int = _int(1024)
     enqueue_timeout: float = _number(0)
     inbox: int = _int(1)  # capacity of the ingest inbox
+    ack_timeout: float = _number(0)  # longest wait for a durable acknowledgement
 
 
 @attrs.frozen(kw_only=True)

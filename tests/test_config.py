@@ -30,7 +30,7 @@ EXPECTED_DEFAULTS = {
     "shutdown": {"timeout": 10.0},
     "faults": {"enabled": False},
     "log": {"level": "info"},
-    "ingest": {"ack": "durable", "max_batch": 500, "max_body": 1048576, "enqueue_timeout": 0.5,
+    "ingest": {"ack": "durable", "max_batch": 500, "max_body": 1048576, "enqueue_timeout": 0.5, "ack_timeout": 30.0,
                "inbox": 10000},
     "batch": {"max_events": 2000, "max_wait": 0.0},
     "broadcast": {"interval": 30.0, "min_interval": 1.0},

@@ -772,3 +772,32 @@ async def test_a_batch_with_unknown_top_level_fields_is_400(sqlite_url):
         answer = await client.post(BATCH, json={"events": [event()], "sent_at": "2025-07-16T10:00:00Z"})
     error = assert_error(answer, 400, "invalid_batch")
     assert error["details"] == [{"field": "sent_at", "message": 'is not a known field; a batch holds only "events"'}]
+
+
+async def test_a_durable_request_gets_503_with_its_ids_after_ack_timeout_and_can_resend_them(postgres_url):
+    """While the database is away an admitted event is held, but its request is not held past
+    `ingest.ack_timeout`: it gets 503 naming the event id, and resending that id after the
+    database is back stores the event once (it is answered duplicate if the held copy won)."""
+    async with proxied_postgres(postgres_url) as (proxy, proxied_url):
+        service = make_service(proxied_url, **{"ingest.ack_timeout": 0.5, "storage.ping_timeout": 0.3})
+        async with Running(service) as client:
+            assert (await client.post(EVENTS, json=event(session_id="warm-up"))).status_code == 200
+            proxy.switch_off()
+            started = time.perf_counter()
+            answer = await client.post(EVENTS, json=event(session_id="held"))
+            waited = time.perf_counter() - started
+            error = assert_error(answer, 503, "not_yet_stored")
+            assert 0.5 <= waited < 2.0
+            assert int(answer.headers["Retry-After"]) >= 1
+            (detail,) = error["details"]
+            held_id = detail["message"]
+            assert detail["field"] == "event_id" and str(uuid.UUID(held_id)) == held_id
+            await proxy.switch_on()
+
+            async def stored():
+                return (await id_counts(postgres_url, [held_id]))[0] == 1
+
+            await wait_until(stored, timeout=10)
+            resent = await client.post(EVENTS, json=event(session_id="held", event_id=held_id))
+            assert resent.status_code == 200 and resent.json()["duplicate"] is True
+    assert await id_counts(postgres_url, [held_id]) == (1, 1)

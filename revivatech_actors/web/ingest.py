@@ -68,7 +68,21 @@ def register_ingest_routes(app: Quart, service: Service) -> None:
             await ingest.submit(submission)
         except Overloaded as exc:
             return error_response(503, "overloaded", f"{exc}; retry later", headers=retry_after)
-        await (submission.done if durable else submission.queued).wait()
+        if durable:
+            with trio.move_on_after(settings.ack_timeout):
+                await submission.done.wait()
+            if not submission.done.is_set():
+                # Still held (the database is away): it will be stored when it is back. The ids
+                # let the client resend safely: a resent event_id is stored once.
+                ids = [event.event_id for event in submission.events]
+                message = (
+                    f"not stored within {settings.ack_timeout:g} s (the database is unavailable); the event(s) "
+                    "are held and will be stored when it returns: resend them with these event_id values"
+                )
+                details = [{"field": "event_id", "message": event_id} for event_id in ids]
+                return error_response(503, "not_yet_stored", message, details=details, headers=retry_after)
+        else:
+            await submission.queued.wait()
         if submission.failure is not None:
             return error_response(500, "internal_error", f"the event pipeline failed: {submission.failure}")
         return None
