@@ -95,17 +95,16 @@ class Submission:
     done: trio.Event = attrs.Factory(trio.Event)
     _unresolved: int = attrs.field(init=False)
 
+    #: What this submission weighs against the ingest budget: events plus dead letters.
+    size: int = attrs.field(init=False)
+
     def __attrs_post_init__(self) -> None:
         self.outcomes = [None] * len(self.incoming)
+        self.size = len(self.incoming) + len(self.dead_letters)
         # the dead letters count as one more thing to resolve: they commit with a batch
         self._unresolved = len(self.incoming) + (1 if self.dead_letters else 0)
         if self._unresolved == 0:
             self.done.set()
-
-    @property
-    def size(self) -> int:
-        """What this submission weighs against the ingest budget: events plus dead letters."""
-        return len(self.incoming) + len(self.dead_letters)
 
     def resolve(self, index: int, outcome: Outcome) -> None:
         """Record the outcome of ``events[index]`` (once); sets ``done`` with the last one."""

@@ -173,6 +173,7 @@ def register_ingest_routes(app: Quart, service: Service) -> None:
                 200 if durable else 202,
             )
         submission = Submission(received_at, valid, letters)
+        del data, items, valid  # the decoded body is not needed while the request waits (GC walks)
         failure = await pass_on(submission)
         if failure is not None:
             return failure
