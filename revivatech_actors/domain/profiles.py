@@ -1,8 +1,8 @@
 """What stored events add to a visitor's profile. Pure: no I/O.
 
 A :class:`ProfileDelta` is what a run of one visitor's events contributes: counters to add, times
-to take the least or greatest of, days and event types to add to sets and maps. Deltas are
-commutative and associative (:meth:`ProfileDelta.merge`), so they can be coalesced in memory,
+to take the least or greatest of, days and event types to add to sets and maps. Applying deltas
+is commutative and associative, so they can be coalesced in memory (:meth:`ProfileDelta.add`),
 written by several instances at once, and applied in any order with the same result.
 """
 
@@ -75,26 +75,6 @@ class ProfileDelta:
             self.bookings_completed += 1
             self.value += event.value or 0.0
             self.last_booking_at = _greatest(self.last_booking_at, moment)
-
-    def merge(self, other: ProfileDelta) -> ProfileDelta:
-        """A new delta holding both (same visitor), in either order; neither is changed."""
-        counts = dict(self.event_counts)
-        for event_type, count in other.event_counts.items():
-            counts[event_type] = counts.get(event_type, 0) + count
-        return ProfileDelta(
-            user_fingerprint=self.user_fingerprint,
-            events=self.events + other.events,
-            page_views=self.page_views + other.page_views,
-            bookings_started=self.bookings_started + other.bookings_started,
-            bookings_completed=self.bookings_completed + other.bookings_completed,
-            value=self.value + other.value,
-            first_seen=_least(self.first_seen, other.first_seen),
-            last_seen=_greatest(self.last_seen, other.last_seen),
-            last_booking_at=_greatest(self.last_booking_at, other.last_booking_at),
-            event_counts=counts,
-            active_days=self.active_days | other.active_days,
-            sessions=self.sessions | other.sessions,
-        )
 
 
 def delta_from_events(user_fingerprint: str, events: Iterable[Event]) -> ProfileDelta:
