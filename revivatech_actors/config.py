@@ -105,6 +105,10 @@ def _number(low: float, *, inclusive: bool = False) -> Any:
                  lambda v: math.isfinite(v) and (v >= low if inclusive else v > low))
 
 
+def _share() -> Any:
+    return _rule("must be a number > 0 and <= 1", lambda v: math.isfinite(v) and 0 < v <= 1)
+
+
 def _choice(*options: str) -> Any:
     return _rule(f"must be one of {', '.join(options)}", lambda v: v in options)
 
@@ -239,6 +243,8 @@ class ProfileSettings:
     idle_timeout: float = _number(0)  # passivate a visitor's actor after this long without events
     max_active: int = _int(1)  # most visitor actors kept active; least recently used go first
     flush_interval: float = _number(0)  # how often pending profile deltas are written
+    max_write_share: float = _share()  # most of the time profile writes may keep storage busy
+    max_touchpoints: int = _int(1)  # touchpoints kept per session journey
 
 
 def _score_threshold() -> Any:
@@ -301,6 +307,8 @@ class ScoringSettings:
     loyal_min_bookings: int = _int(1)
     engaged_min_engagement: float = _score_threshold()
     record_threshold: float = _number(0, inclusive=True)  # points; 0 records every change
+    max_share: float = _share()  # most of one core's time the scorer may take
+    rescore_interval: float = _number(0)  # seconds: idle visitors are rescored this often
 
 
 @attrs.frozen(kw_only=True)

@@ -4,7 +4,10 @@ The tree (start order; stop order is the reverse)::
 
     root (supervisor, one_for_one)
     ├── storage        opens the database, applies migrations, watches its health
-    ├── batcher        group commit of events (stopped after ingest: it writes all it holds)
+    ├── scorer         scores written profiles, records the scores that moved (ml_predictions)
+    ├── profiles       per-visitor profile actors: live profiles, journeys, paced delta writes
+    ├── batcher        group commit of events (stopped after ingest: it writes all it holds;
+    │                  closing its subscriber channel then ends profiles, which writes all it holds)
     ├── ingest         admits submissions (the budget behind 503s), assigns ids, corrects clocks
     ├── loop_monitor   measures event loop lag
     └── web            Hypercorn + Quart-Trio: started last, so nothing is accepted before the
@@ -27,6 +30,8 @@ from . import __version__
 from .actors.batcher import BatcherActor
 from .actors.ingest import EventBudget, IngestActor
 from .actors.loop_monitor import LoopMonitor
+from .actors.profiles import ProfilesActor
+from .actors.scorer import ScorerActor
 from .actors.storage import StorageActor
 from .config import Settings
 from .domain.health import HealthReport, ProbeResult, Readiness, assess_health, assess_readiness
@@ -40,6 +45,10 @@ __all__ = ["HealthSnapshot", "Service", "serve_until_signalled"]
 
 logger = logging.getLogger(__name__)
 
+#: Written-profile lists that may wait for the scorer (it takes them into its own queue at once).
+SCORER_INBOX = 16
+#: Share of ``shutdown.timeout`` the profiles actor may spend writing what it holds when stopping.
+PROFILES_SHUTDOWN_SHARE = 0.7
 #: Share of a child's shutdown deadline that Hypercorn may spend letting open requests finish.
 WEB_GRACE_SHARE = 0.6
 
@@ -67,6 +76,8 @@ class Service:
     loop_monitor: LoopMonitor
     ingest: IngestActor
     batcher: BatcherActor
+    profiles: ProfilesActor
+    scorer: ScorerActor
     redis: RedisConnection | None
     web: WebServer = attrs.field(init=False)
     root: Supervisor = attrs.field(init=False)
@@ -74,11 +85,15 @@ class Service:
 
     @classmethod
     def build(cls, settings: Settings, admin_tokens: tuple[str, ...]) -> Service:
-        storage = open_storage(
-            settings.storage.url,
-            connect_timeout=settings.storage.connect_timeout,
-            ping_timeout=settings.storage.ping_timeout,
-        )
+        def new_storage() -> Storage:
+            # One instance per actor that writes: each has its own connections.
+            return open_storage(
+                settings.storage.url,
+                connect_timeout=settings.storage.connect_timeout,
+                ping_timeout=settings.storage.ping_timeout,
+            )
+
+        storage = new_storage()
         redis = RedisConnection(settings.redis.url, timeout=settings.redis.ping_timeout) if settings.redis.url else None
         budget = EventBudget(settings.ingest.inbox)
         # Bounded like every channel; the budget (events admitted, not yet committed) is the
@@ -86,6 +101,17 @@ class Service:
         to_batcher, batcher_inbox = trio.open_memory_channel(settings.ingest.inbox)
         batcher = BatcherActor(
             storage, batcher_inbox, budget, max_events=settings.batch.max_events, max_wait=settings.batch.max_wait
+        )
+        to_scorer, scorer_inbox = trio.open_memory_channel(SCORER_INBOX)
+        p = settings.profiles
+        scorer = ScorerActor(
+            new_storage(), scorer_inbox, settings.scoring, interval=p.flush_interval,
+            max_share=settings.scoring.max_share, rescore_interval=settings.scoring.rescore_interval,
+        )
+        profiles = ProfilesActor(
+            new_storage(), batcher.subscribe(), reader=new_storage(), scorer=to_scorer, idle_timeout=p.idle_timeout,
+            max_active=p.max_active, flush_interval=p.flush_interval, max_write_share=p.max_write_share,
+            max_touchpoints=p.max_touchpoints,
         )
         service = cls(
             settings=settings,
@@ -95,6 +121,8 @@ class Service:
             loop_monitor=LoopMonitor(),
             ingest=IngestActor(to_batcher, budget, enqueue_timeout=settings.ingest.enqueue_timeout),
             batcher=batcher,
+            profiles=profiles,
+            scorer=scorer,
             redis=redis,
         )
         sup = settings.supervisor
@@ -112,6 +140,16 @@ class Service:
             "root",
             [
                 ChildSpec("storage", service.storage_actor.run, Restart.PERMANENT, timeout, activity=service.storage_actor.activity),
+                ChildSpec(
+                    "scorer", scorer.run, Restart.PERMANENT, timeout,
+                    stop=scorer.request_stop, inbox=scorer_inbox, activity=scorer.activity,
+                ),
+                ChildSpec(
+                    # its last write may hold many visitors: most of the service's deadline
+                    "profiles", profiles.run, Restart.PERMANENT,
+                    max(timeout, settings.shutdown.timeout * PROFILES_SHUTDOWN_SHARE),
+                    stop=profiles.request_stop, inbox=profiles.inbox, activity=profiles.activity,
+                ),
                 ChildSpec(
                     "batcher", service.batcher.run, Restart.PERMANENT, timeout,
                     stop=service.batcher.request_stop, inbox=batcher_inbox, activity=service.batcher.activity,

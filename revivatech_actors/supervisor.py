@@ -173,6 +173,7 @@ class _Child:
     nursery: trio.Nursery | None = None
     restart_times: deque[float] = attrs.Factory(deque)
     done: trio.Event = attrs.Factory(trio.Event)
+    launched: bool = False  # its supervising task began (children after a failed start never do)
 
     def status(self) -> ActorStatus:
         spec = self.spec
@@ -355,6 +356,7 @@ class Supervisor:
         """Run one child, restarting it by its policy, until it is stopped or given up on."""
         spec = child.spec
         reported = False
+        child.launched = True
         try:
             while True:
                 crash: Exception | None = None
@@ -451,6 +453,9 @@ class Supervisor:
         child.stopping = True
         if child.done.is_set():
             logger.info("%s/%s stopped (it had already finished: %s)", self.name, spec.name, child.state.value)
+            return
+        if not child.launched:  # the start ended before reaching it: nothing to stop
+            child.state = State.STOPPED
             return
         began = trio.current_time()
         graceful = spec.stop is not None and child.state is State.RUNNING

@@ -34,7 +34,8 @@ EXPECTED_DEFAULTS = {
                "inbox": 10000},
     "batch": {"max_events": 2000, "max_wait": 0.0},
     "broadcast": {"interval": 30.0, "min_interval": 1.0},
-    "profiles": {"idle_timeout": 300.0, "max_active": 20000, "flush_interval": 1.0},
+    "profiles": {"idle_timeout": 300.0, "max_active": 20000, "flush_interval": 1.0, "max_write_share": 0.25,
+                 "max_touchpoints": 500},
     "scoring": {
         "engagement_sessions_weight": 30.0, "engagement_sessions_cap": 10.0,
         "engagement_pages_per_session_weight": 25.0, "engagement_pages_per_session_cap": 5.0,
@@ -59,6 +60,7 @@ EXPECTED_DEFAULTS = {
         "price_confidence_events": 25.0,
         "churned_after_days": 60, "at_risk_churn": 60.0, "loyal_min_bookings": 2,
         "engaged_min_engagement": 50.0, "record_threshold": 1.0,
+        "max_share": 0.1, "rescore_interval": 3600.0,
     },
     "realtime": {"window": 300},
 }

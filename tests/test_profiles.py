@@ -1,4 +1,4 @@
-"""The profiles actor: activation, ordering, passivation and flushes, on real storage."""
+"""The profiles actor: activation, ordering, passivation, live reads and writes, on real storage."""
 
 from __future__ import annotations
 
@@ -51,29 +51,77 @@ class Rig:
                 await trio.sleep(0.02)
 
 
-def test_a_visitor_actor_applies_events_in_order_and_merges_its_pending_delta():
-    actor = VisitorActor(ProfileState(user_fingerprint="v", total_events=10))
-    actor.receive([visit("v", 0), visit("v", 5, event_type="booking_started")], now=1.0)
-    actor.receive([visit("v", 9, event_type="booking_completed", value=80.0)], now=2.0)
-    live = actor.current()
-    assert (live.total_events, live.bookings_started, live.total_bookings) == (13, 1, 1)
+def test_a_visitor_actor_applies_events_in_order_and_keeps_them_pending_until_written():
+    actor = VisitorActor("v", stored=ProfileState(user_fingerprint="v", total_events=10, total_sessions=1),
+                         known_sessions={"old"}, keys_loaded=True)
+    actor.receive([visit("v", 0, session="old"), visit("v", 5, session="new", event_type="booking_started")], now=1.0)
+    actor.receive([visit("v", 9, session="new", event_type="booking_completed", value=80.0)], now=2.0)
+    live = actor.live()
+    assert (live.total_events, live.bookings_started, live.total_bookings, live.total_value) == (13, 1, 1, 80.0)
+    assert live.total_sessions == 2  # "new" is not known to storage yet: counted; "old" is
     assert live.last_seen == BASE_TIME + timedelta(seconds=9)
-    assert actor.state.total_events == 10  # the state moves only when a flush commits
-    assert actor.pending.events == 3 and actor.pending.value == 80.0
-    assert actor.last_message == 2.0
+    assert actor.stored.total_events == 10  # the stored state moves only when a write commits
+    assert actor.pending.events == 3 and actor.last_message == 2.0
+    delta = actor.begin_write()
+    assert actor.pending is None and actor.inflight is delta and actor.live().total_events == 13
+    actor.receive([visit("v", 10, session="new")], now=3.0)  # arrives while the write is in flight
+    assert actor.live().total_events == 14
+    actor.written(ProfileState(user_fingerprint="v", total_events=13, total_sessions=2))
+    assert actor.inflight is None and "new" in actor.known_sessions
+    assert (actor.live().total_events, actor.live().total_sessions) == (14, 2)
 
 
-async def test_events_reach_the_profile_row_after_a_flush(storage, storage_url):
-    rig = Rig(storage)
+def test_a_write_cut_short_goes_into_the_next_one():
+    actor = VisitorActor("v")
+    actor.receive([visit("v", 0)], now=1.0)
+    actor.begin_write()
+    actor.receive([visit("v", 1), visit("v", 2)], now=2.0)
+    actor.resume()  # as after a crash of the profiles actor during the write
+    assert actor.inflight is None and actor.pending.events == 3
+
+
+async def test_events_reach_the_profile_row_after_a_write(storage, storage_url):
+    to_scorer, from_profiles = trio.open_memory_channel(16)
+    rig = Rig(storage, scorer=to_scorer)
     async with trio.open_nursery() as nursery:
         await nursery.start(rig.actor.run)
         await rig.feed([visit("a", 0), visit("a", 1), visit("b", 2)])
         await rig.settle()
-        assert rig.actor.visitor("a").total_sessions == 1  # taken back from storage after the flush
+        assert (await rig.actor.live_profile("a")).total_sessions == 1
         rig.actor.request_stop()
     rows = dict(query(storage_url, "SELECT user_fingerprint, total_events FROM user_behavior_profiles"))
     assert rows == {"a": 2, "b": 1}
     assert rig.actor.stats.activations == 2
+    written = from_profiles.receive_nowait()  # the scorer hears of every written profile
+    assert {state.user_fingerprint: state.total_events for state in written} == {"a": 2, "b": 1}
+
+
+async def test_insights_see_an_event_before_any_write(storage):
+    rig = Rig(storage, flush_interval=60)  # no write during the test
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rig.actor.run)
+        await rig.feed([visit("fresh", 0, event_type="booking_started")])
+        with trio.fail_after(2):
+            while rig.actor.activity.handled < 1:
+                await trio.sleep(0.01)
+        live = await rig.actor.live_profile("fresh")
+        assert (live.total_events, live.total_sessions, live.days_active, live.bookings_started) == (1, 1, 1, 1)
+        assert await rig.actor.live_profile("nobody") is None
+        assert [j.session_id for j in await rig.actor.live_journeys("fresh")] == ["fresh-s"]
+        rig.actor.request_stop()
+
+
+async def test_one_visitors_events_are_applied_in_order(storage):
+    rig = Rig(storage)
+    events = [visit("ordered", n, event_type=f"step_{n}") for n in range(30)]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rig.actor.run)
+        for n in range(0, 30, 7):
+            await rig.feed(events[n : n + 7])
+        await rig.settle()
+        journeys = await rig.actor.live_journeys("ordered")
+        rig.actor.request_stop()
+    assert [p["type"] for p in journeys[0].touchpoints] == [f"step_{n}" for n in range(30)]
 
 
 async def test_a_passivated_visitor_is_reactivated_from_storage(storage, storage_url):
@@ -83,10 +131,11 @@ async def test_a_passivated_visitor_is_reactivated_from_storage(storage, storage
         await rig.feed([visit("a", 0)])
         await rig.feed([visit("b", 1)])  # a is passivated: only one may be active
         await rig.settle()
-        assert rig.actor.active_count == 1 and rig.actor.visitor("a") is None
-        await rig.feed([visit("a", 2, session="a-s2")])  # reactivated: loaded from storage
+        assert rig.actor.active_count == 1 and rig.actor.actor_of("a") is None
+        assert (await rig.actor.live_profile("a")).total_events == 1  # read from storage
+        await rig.feed([visit("a", 2, session="a-s2")])  # reactivated: its row comes back with the write
         await rig.settle()
-        state = rig.actor.visitor("a")
+        state = await rig.actor.live_profile("a")
         assert (state.total_events, state.total_sessions) == (2, 2)
         rig.actor.request_stop()
     assert rig.actor.stats.passivations >= 2 and rig.actor.stats.activations == 3
@@ -106,8 +155,8 @@ async def test_idle_visitors_are_passivated(storage):
     assert rig.actor.stats.passivations == 1
 
 
-async def test_a_closed_inbox_ends_the_actor_after_a_last_flush(storage, storage_url):
-    rig = Rig(storage, flush_interval=60)  # only the final flush writes
+async def test_a_closed_inbox_ends_the_actor_after_a_last_write(storage, storage_url):
+    rig = Rig(storage, flush_interval=60)  # only the final write
     async with trio.open_nursery() as nursery:
         await nursery.start(rig.actor.run)
         await rig.feed([visit("late", 0), visit("late", 1)])

@@ -117,6 +117,9 @@ def test_public_api_is_pinned():
             "Storage",
             "StorageError",
             "StorageUnavailable",
+            "StoredJourney",
+            "StoredPrediction",
+            "VisitorKeys",
             "open_storage",
         ]
     )

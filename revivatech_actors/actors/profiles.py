@@ -1,29 +1,37 @@
-"""The profiles actor: a router of per-visitor virtual actors.
+"""The profiles actor: a router of per-visitor virtual actors, and their writer.
 
 It receives the events each commit stored (from the batcher's subscriber channel) and hands each
 visitor's events, in order, to that visitor's :class:`VisitorActor`. A visitor actor is
-*activated* on its first message — its profile loaded from storage (one query for every visitor a
-batch activates) — and *passivated* after ``profiles.idle_timeout`` without messages, or when more
-than ``profiles.max_active`` are active (least recently used first). Every
-``profiles.flush_interval`` the pending deltas of all visitors go to storage in one transaction
-(commutative: counts added, times least/greatest), and each visitor takes back the figures
-storage derives (sessions, session time, days active).
+*activated* on its first message and *passivated* after ``profiles.idle_timeout`` without
+messages, or when more than ``profiles.max_active`` are active (least recently used first).
+
+Reads and writes. A visitor's live profile is the stored profile plus the deltas not yet written
+(:meth:`ProfilesActor.live_profile`), so insights reflect an event as soon as this actor has
+handled it — milliseconds after the acknowledgement — whatever the write interval. Storage gets
+the deltas of all visitors in one transaction every ``profiles.flush_interval`` (commutative:
+counts added, times least/greatest, journeys appended), and each write returns the visitor's
+whole stored row; that is how an actor learns its stored state: activation costs no read.
+Writes are paced: a write that took ``d`` seconds is followed by at least
+``d * (1 / max_write_share - 1)`` seconds without one, so under load they space out, coalesce
+more visitors' events each, and keep storage busy at most ``max_write_share`` of the time.
+After each write the written profiles go on to the scorer.
 
 Why virtual actors are objects driven by one task and not a task each: a task per visitor costs a
-channel hop and a scheduler wake-up per event, a fifth of a core at the ingest rates measured in
-docs/performance.md, for no gain — a visitor's events arrive in order from one batch at a time.
-Each visitor's messages are still handled one after another, in order, as by an actor.
+channel hop and a scheduler wake-up per event for no gain — a visitor's events arrive in order, one
+batch at a time, and each visitor's messages are still handled one after another, in order.
 
-What is guaranteed: a visitor's pending delta lives on this object, not in the task, so a crash
-and restart of the actor loses nothing; a delta leaves memory only after its transaction
-committed. A process that dies loses the deltas of at most the last ``flush_interval`` (the events
-themselves are stored); a lost commit reply followed by a retry can add a delta twice.
+What is guaranteed (docs/architecture.md): a visitor's deltas live on its actor object, not in
+a task, so a crash and restart of this actor loses none; a delta leaves memory only after the
+transaction that wrote it committed. A process that dies loses the deltas not yet written (at
+most one write interval; the events themselves are stored); a lost commit reply followed by a
+retry can add a delta twice.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import date
 from typing import TypeVar
@@ -31,164 +39,271 @@ from typing import TypeVar
 import attrs
 import trio
 
-from ..domain.profiles import ProfileDelta, ProfileState, Rollups
+from ..domain.journeys import higher_stage
+from ..domain.profiles import ProfileDelta, ProfileState, journey_rows
+from ..domain.timefmt import iso_datetime
 from ..messages import Event
-from ..storage import Storage, StorageError
+from ..storage import Storage, StorageError, StoredJourney
 from ..supervisor import Activity
 from ._retry import until_it_succeeds
 
-__all__ = ["ProfilesActor", "ProfileStats", "VisitorActor"]
+__all__ = ["ProfileStats", "ProfilesActor", "VisitorActor"]
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+#: Visitors per profile-write transaction: short transactions, steady progress within a shutdown
+#: deadline, and no write that holds PostgreSQL for seconds at a time.
+WRITE_CHUNK = 2000
+
 
 @attrs.define(eq=False)
 class VisitorActor:
-    """One visitor: the profile as of the last flush, and what its events added since."""
+    """One visitor: the profile as storage last returned it, and what its events added since."""
 
-    state: ProfileState
-    pending: ProfileDelta | None = None
+    user_fingerprint: str
+    stored: ProfileState | None = None  # None until a write returns it (or a read loads it)
+    pending: ProfileDelta | None = None  # events not yet in a write
+    inflight: ProfileDelta | None = None  # being written
     last_message: float = 0.0  # trio clock
-    # days and sessions this actor already wrote: not sent again (they would only conflict)
-    known_days: set[date] = attrs.Factory(set)
+    writes: int = 0  # writes begun: tells a read whether one started meanwhile
+    # sessions and days storage already counts (written by this actor, or read): not counted
+    # again in the live profile, and days not sent again
     known_sessions: set[str] = attrs.Factory(set)
+    known_days: set[date] = attrs.Factory(set)
+    keys_loaded: bool = False  # known_* hold every session and day storage had when activated
 
     def receive(self, events: Sequence[Event], now: float) -> None:
         """Add this visitor's ``events`` (in order) to the pending delta."""
         if self.pending is None:
-            self.pending = ProfileDelta(self.state.user_fingerprint)
+            self.pending = ProfileDelta(self.user_fingerprint)
         add = self.pending.add
         for event in events:
             add(event)
         self.last_message = now
 
-    def current(self) -> ProfileState:
-        """The profile as of now: the state plus what is pending (sessions and days active as
-        counted at the last flush)."""
-        if self.pending is None:
-            return self.state
-        live = attrs.evolve(self.state, event_counts=dict(self.state.event_counts))
-        live.apply(self.pending)
+    def begin_write(self) -> ProfileDelta:
+        """Move the pending delta in flight, without the days storage already has."""
+        assert self.pending is not None and self.inflight is None
+        delta, self.pending = self.pending, None
+        delta.active_days -= self.known_days
+        self.inflight = delta
+        self.writes += 1
+        return delta
+
+    def resume(self) -> None:
+        """After a crash cut a write short: put the delta in flight back with the pending one
+        (the write may have committed; then it is added twice — see the module docstring)."""
+        if self.inflight is not None:
+            if self.pending is not None:
+                self.inflight.absorb(self.pending)
+            self.pending, self.inflight = self.inflight, None
+
+    def written(self, stored: ProfileState | None) -> None:
+        """The delta in flight committed; ``stored`` is the row storage returned."""
+        assert self.inflight is not None
+        self.known_days |= self.inflight.active_days
+        self.known_sessions.update(self.inflight.sessions)
+        if stored is not None:
+            self.stored = stored
+        self.inflight = None
+
+    def live(self) -> ProfileState:
+        """The profile as of now: stored plus in flight plus pending. Sessions and days not yet
+        known to storage count as new."""
+        base = self.stored or ProfileState(user_fingerprint=self.user_fingerprint)
+        live = base.plus(self.inflight, self.pending)
+        sessions: set[str] = set()
+        days: set[date] = set()
+        for delta in (self.inflight, self.pending):
+            if delta is not None:
+                sessions.update(delta.sessions)
+                days |= delta.active_days
+        live.total_sessions += len(sessions - self.known_sessions)
+        live.days_active += len(days - self.known_days)
         return live
 
-    def unwritten(self) -> ProfileDelta:
-        """The pending delta without the days and sessions already written."""
-        assert self.pending is not None
-        return attrs.evolve(
-            self.pending,
-            active_days=self.pending.active_days - self.known_days,
-            sessions=self.pending.sessions - self.known_sessions,
-        )
-
-    def written(self, delta: ProfileDelta, rollups: Rollups | None) -> None:
-        """``delta`` is committed: fold it into the state (one task: nothing was added while the
-        write was in flight)."""
-        self.state.apply(delta)
-        if rollups is not None:
-            self.state.set_rollups(rollups)
-        self.known_days |= delta.active_days
-        self.known_sessions |= delta.sessions
-        self.pending = None
+    @property
+    def dirty(self) -> bool:
+        return self.pending is not None or self.inflight is not None
 
 
 @attrs.define
 class ProfileStats:
+    """Counters for operators and the benchmark (``GET /api/analytics/actors``)."""
+
     activations: int = 0
     passivations: int = 0
-    flushes: int = 0
-    failed_flushes: int = 0
+    writes: int = 0
+    failed_writes: int = 0
     profiles_written: int = 0
+    last_write_seconds: float = 0.0
+    last_write_profiles: int = 0
 
 
 @attrs.define(eq=False)
 class ProfilesActor:
+    """Router and writer of the visitors' profiles; see the module docstring.
+
+    ``storage`` is this actor's own (writes never queue behind event writes); ``reader`` serves
+    the insights and journey reads; ``scorer`` hears of every written profile.
+    """
+
     storage: Storage
     inbox: trio.MemoryReceiveChannel[list[Event]]
+    reader: Storage | None = None
+    scorer: trio.MemorySendChannel[list[ProfileState]] | None = None
     idle_timeout: float = 300.0
     max_active: int = 20_000
     flush_interval: float = 1.0
+    max_write_share: float = 0.25
+    max_touchpoints: int = 500
     activity: Activity = attrs.Factory(Activity)
     stats: ProfileStats = attrs.Factory(ProfileStats)
     # least recently used first
     _active: collections.OrderedDict[str, VisitorActor] = attrs.field(init=False, factory=collections.OrderedDict)
-    # passivated with a delta not yet written: kept until the next flush commits it
+    # passivated with a delta not yet written: kept until a write commits it
     _retiring: dict[str, VisitorActor] = attrs.field(init=False, factory=dict)
     _stopping: bool = attrs.field(init=False, default=False)
-    _idle_scope: trio.CancelScope | None = attrs.field(init=False, default=None)
+    _wake_writer: trio.CancelScope | None = attrs.field(init=False, default=None)
+    _write_done: trio.Event = attrs.field(init=False, factory=trio.Event)
 
     @property
     def active_count(self) -> int:
         return len(self._active)
 
-    def visitor(self, user_fingerprint: str) -> ProfileState | None:
-        """The live profile of an active (or passivating) visitor, else None."""
-        actor = self._active.get(user_fingerprint) or self._retiring.get(user_fingerprint)
-        return None if actor is None else actor.current()
+    @property
+    def retiring_count(self) -> int:
+        return len(self._retiring)
+
+    def stats_json(self) -> dict[str, int | float]:
+        s = self.stats
+        return {
+            "active": len(self._active), "maxActive": self.max_active, "retiring": len(self._retiring),
+            "activations": s.activations, "passivations": s.passivations, "writes": s.writes,
+            "failedWrites": s.failed_writes, "profilesWritten": s.profiles_written,
+            "lastWriteSeconds": round(s.last_write_seconds, 3), "lastWriteProfiles": s.last_write_profiles,
+        }
 
     def request_stop(self) -> None:
         """Write what is pending and return (the inbox usually closes first, when the batcher stops)."""
         self._stopping = True
-        if self._idle_scope is not None:
-            self._idle_scope.cancel()
+        self._wake()
+
+    # ------------------------------------------------------------------ reads
+
+    def actor_of(self, user_fingerprint: str) -> VisitorActor | None:
+        return self._active.get(user_fingerprint) or self._retiring.get(user_fingerprint)
+
+    @property
+    def reader_storage(self) -> Storage:
+        return self.reader or self.storage
+
+    async def live_journeys(self, user_fingerprint: str) -> list[StoredJourney]:
+        """The visitor's journeys as stored, with the touchpoints of events not yet written
+        added (in time order; a session not yet stored appears with them)."""
+        for _ in range(3):
+            actor = self.actor_of(user_fingerprint)
+            if actor is None:
+                return await self.reader_storage.load_journeys(user_fingerprint)
+            while actor.inflight is not None:  # stored or not: wait until it is known
+                await self._write_done.wait()
+            writes = actor.writes
+            stored = await self.reader_storage.load_journeys(user_fingerprint)
+            if actor.writes == writes and actor.inflight is None:
+                return _with_pending(stored, actor.pending, self.max_touchpoints)
+        return await self.reader_storage.load_journeys(user_fingerprint)
+
+    async def live_profile(self, user_fingerprint: str) -> ProfileState | None:
+        """The visitor's profile including every event this actor has handled, or None for a
+        visitor storage does not know and no event of which was handled."""
+        reader = self.reader_storage
+        for _ in range(3):  # a write that begins while we read makes the read ambiguous: read again
+            actor = self.actor_of(user_fingerprint)
+            if actor is None:
+                found = await reader.load_profiles([user_fingerprint])
+                return found.get(user_fingerprint)
+            if actor.stored is not None and actor.keys_loaded:
+                return actor.live()
+            while actor.inflight is not None:  # its row arrives with the write
+                await self._write_done.wait()
+            if actor.stored is not None and actor.keys_loaded:
+                return actor.live()
+            writes = actor.writes
+            found = await reader.load_profiles([user_fingerprint]) if actor.stored is None else {}
+            keys = await reader.visitor_keys(user_fingerprint)
+            if actor.writes != writes or actor.inflight is not None:
+                continue  # a write began meanwhile: what was read may or may not include it
+            if actor.stored is None:
+                actor.stored = found.get(user_fingerprint) or ProfileState(user_fingerprint=user_fingerprint)
+            actor.known_sessions |= keys.sessions
+            actor.known_days |= keys.days
+            actor.keys_loaded = True
+            return actor.live()
+        actor = self.actor_of(user_fingerprint)
+        return None if actor is None else actor.live()
+
+    # ------------------------------------------------------------------ the tasks
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        for actor in (*self._active.values(), *self._retiring.values()):
+            actor.resume()  # a write cut short by a crash: its delta goes into the next one
         await self.storage.open()  # its own connections: profile writes never queue behind events
+        if self.reader is not None:
+            await self.reader.open()
         try:
-            task_status.started()
-            await self._run()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._write_periodically)
+                task_status.started()
+                await self._route()
+                self._stopping = True
+                self._wake()
         finally:
             with trio.move_on_after(2) as scope:
                 scope.shield = True
                 await self.storage.close()
+                if self.reader is not None:
+                    await self.reader.close()
 
-    async def _run(self) -> None:
-        next_flush = trio.current_time() + self.flush_interval
-        closed = False
-        while not (closed or self._stopping):
-            batches: list[list[Event]] = []
-            with trio.CancelScope(deadline=next_flush) as self._idle_scope:  # wake up to flush
+    async def _route(self) -> None:
+        next_idle_check = trio.current_time() + min(self.idle_timeout, 1.0)
+        while not self._stopping:
+            with trio.move_on_at(next_idle_check):
                 try:
-                    batches.append(await self.inbox.receive())
+                    events = await self.inbox.receive()
                 except trio.EndOfChannel:
-                    closed = True
-            self._idle_scope = None
-            while True:  # take whatever else waits, in order
-                try:
-                    batches.append(self.inbox.receive_nowait())
-                except (trio.WouldBlock, trio.EndOfChannel):
-                    break
-            for events in batches:
-                await self._handle(events)
-            if trio.current_time() >= next_flush:
-                await self.flush()
+                    return
+                self._handle(events)
+            if trio.current_time() >= next_idle_check:
                 self._passivate_idle()
-                next_flush = trio.current_time() + self.flush_interval
-        await self.flush()
+                next_idle_check = trio.current_time() + min(self.idle_timeout, 1.0)
 
-    async def _handle(self, events: list[Event]) -> None:
+    def _handle(self, events: list[Event]) -> None:
         by_visitor: dict[str, list[Event]] = {}
         for event in events:
-            by_visitor.setdefault(event.user_fingerprint, []).append(event)
-        missing = [fp for fp in by_visitor if fp not in self._active and fp not in self._retiring]
-        loaded = await self._with_retry(lambda: self.storage.load_profiles(missing), "load profiles") if missing else {}
+            visitor_events = by_visitor.get(event.user_fingerprint)
+            if visitor_events is None:
+                by_visitor[event.user_fingerprint] = [event]
+            else:
+                visitor_events.append(event)
         now = trio.current_time()
+        active = self._active
         for fp, visitor_events in by_visitor.items():
-            actor = self._active.pop(fp, None) or self._retiring.pop(fp, None)
+            actor = active.pop(fp, None) or self._retiring.pop(fp, None)
             if actor is None:
-                actor = VisitorActor(loaded.get(fp) or ProfileState(user_fingerprint=fp))
+                actor = VisitorActor(fp)
                 self.stats.activations += 1
-            self._active[fp] = actor  # most recently used
+            active[fp] = actor  # most recently used
             actor.receive(visitor_events, now)
-        while len(self._active) > self.max_active:
-            fp, actor = self._active.popitem(last=False)
+        while len(active) > self.max_active:
+            fp, actor = active.popitem(last=False)
             self._passivate(fp, actor)
         self.activity.record(len(events))
 
     def _passivate(self, fp: str, actor: VisitorActor) -> None:
         self.stats.passivations += 1
-        if actor.pending is not None:
+        if actor.dirty:
             self._retiring[fp] = actor
 
     def _passivate_idle(self) -> None:
@@ -200,21 +315,92 @@ class ProfilesActor:
             del self._active[fp]
             self._passivate(fp, actor)
 
-    async def flush(self) -> None:
-        """Write every pending delta in one transaction, then forget what was passivated."""
+    def _wake(self) -> None:
+        if self._wake_writer is not None:
+            self._wake_writer.cancel()
+
+    async def _write_periodically(self) -> None:
+        next_write = trio.current_time() + self.flush_interval
+        while True:
+            with trio.CancelScope(deadline=next_write) as self._wake_writer:
+                await trio.sleep_forever()
+            self._wake_writer = None
+            stopping = self._stopping
+            started = trio.current_time()
+            took = await self.write()
+            if stopping:
+                while await self.write():  # what arrived while the last write ran
+                    pass
+                return
+            pause = took * (1 / self.max_write_share - 1) if self.max_write_share < 1 else 0.0
+            next_write = max(started + self.flush_interval, trio.current_time() + pause)
+            if self._stopping:  # asked while that write ran: the last writes follow at once
+                next_write = trio.current_time()
+
+    async def write(self) -> float:
+        """Write every pending delta, ``WRITE_CHUNK`` visitors per transaction (each retried
+        until it commits), hand the written profiles to the scorer; return the seconds it took
+        (0 when nothing was pending)."""
         actors = [a for a in (*self._active.values(), *self._retiring.values()) if a.pending is not None]
         if not actors:
-            return
-        deltas = [actor.unwritten() for actor in actors]
-        rollups = await self._with_retry(lambda: self.storage.apply_profile_deltas(deltas), "write profiles")
-        for actor, delta in zip(actors, deltas, strict=True):
-            actor.written(delta, rollups.get(delta.user_fingerprint))
-        self._retiring.clear()
-        self.stats.flushes += 1
+            return 0.0
+        began = time.perf_counter()
+        for start in range(0, len(actors), WRITE_CHUNK):
+            await self._write_chunk(actors[start : start + WRITE_CHUNK])
+        took = time.perf_counter() - began
+        for fp in [fp for fp, actor in self._retiring.items() if not actor.dirty]:
+            del self._retiring[fp]
+        self.stats.writes += 1
+        self.stats.last_write_seconds = took
+        self.stats.last_write_profiles = len(actors)
+        return took
+
+    async def _write_chunk(self, actors: list[VisitorActor]) -> None:
+        deltas = [actor.begin_write() for actor in actors]
+        try:
+            stored = await self._with_retry(
+                lambda: self.storage.apply_profile_deltas(deltas, max_touchpoints=self.max_touchpoints), "write profiles"
+            )
+        except trio.Cancelled:
+            unwritten = sum(a.dirty for a in (*self._active.values(), *self._retiring.values()))
+            logger.error("stopped before %d visitor profile(s) were written: their latest deltas are not in "
+                         "user_behavior_profiles (the events are stored)", unwritten)
+            raise
+        for actor in actors:
+            actor.written(stored.get(actor.user_fingerprint))
+        done, self._write_done = self._write_done, trio.Event()
+        done.set()
         self.stats.profiles_written += len(deltas)
+        if self.scorer is not None and stored:
+            await self.scorer.send(list(stored.values()))
 
     async def _with_retry(self, operation: Callable[[], Awaitable[T]], what: str) -> T:
         def failed(_: StorageError) -> None:
-            self.stats.failed_flushes += 1
+            self.stats.failed_writes += 1
 
         return await until_it_succeeds(operation, logger=logger, what=what, on_failure=failed)
+
+
+def _with_pending(stored: list[StoredJourney], pending: ProfileDelta | None, max_touchpoints: int) -> list[StoredJourney]:
+    if pending is None:
+        return stored
+    journeys = {j.session_id: j for j in stored}
+    for row in journey_rows(pending):
+        points = [{**p, "at": iso_datetime(p["at"])} for p in row["touchpoints"]]
+        old = journeys.get(row["session_id"])
+        if old is None:
+            journeys[row["session_id"]] = StoredJourney(
+                row["session_id"], points[:max_touchpoints], row["stage"], row["first_source"], row["last_source"],
+                row["started_at"], row["last_at"],
+            )
+        else:
+            room = max(0, max_touchpoints - len(old.touchpoints))
+            journeys[row["session_id"]] = attrs.evolve(
+                old,
+                touchpoints=old.touchpoints + points[:room],
+                stage=higher_stage(old.stage, row["stage"]),
+                last_touch_source=row["last_source"] or old.last_touch_source,
+                started_at=min(old.started_at, row["started_at"]),
+                updated_at=max(old.updated_at, row["last_at"]),
+            )
+    return sorted(journeys.values(), key=lambda j: j.started_at)

@@ -3,17 +3,21 @@
 A :class:`ProfileDelta` is what a run of one visitor's events contributes: counters to add, times
 to take the least or greatest of, days and event types to add to sets and maps. Applying deltas
 is commutative and associative, so they can be coalesced in memory (:meth:`ProfileDelta.add`),
-written by several instances at once, and applied in any order with the same result.
+written by several instances at once, and applied in any order with the same result. A delta
+also carries each session's journey (:class:`~.journeys.SessionJourney`): its touchpoints are
+appended and its stage rises, also in any order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from typing import Any
 from datetime import date, datetime
 
 import attrs
 
 from ..messages import Event
+from .journeys import SessionJourney
 from .sessions import PAGE_VIEW_TYPES
 
 __all__ = [
@@ -21,8 +25,8 @@ __all__ = [
     "BOOKING_STARTED_TYPES",
     "ProfileDelta",
     "ProfileState",
-    "Rollups",
     "delta_from_events",
+    "journey_rows",
 ]
 
 #: Event types that count as a booking started / completed (the revenue is the event's value).
@@ -53,7 +57,7 @@ class ProfileDelta:
     last_booking_at: datetime | None = None
     event_counts: dict[str, int] = attrs.Factory(dict)
     active_days: set[date] = attrs.Factory(set)
-    sessions: set[str] = attrs.Factory(set)
+    sessions: dict[str, SessionJourney] = attrs.Factory(dict)  # by session id, in order of appearance
 
     def add(self, event: Event) -> None:
         """Count one more event of this visitor (in place: no copy per event)."""
@@ -62,7 +66,10 @@ class ProfileDelta:
         self.event_counts[event_type] = self.event_counts.get(event_type, 0) + 1
         moment = event.timestamp
         self.active_days.add(moment.date())
-        self.sessions.add(event.session_id)
+        journey = self.sessions.get(event.session_id)
+        if journey is None:
+            journey = self.sessions[event.session_id] = SessionJourney(event.session_id)
+        journey.add(event)
         if self.first_seen is None or moment < self.first_seen:
             self.first_seen = moment
         if self.last_seen is None or moment > self.last_seen:
@@ -76,6 +83,48 @@ class ProfileDelta:
             self.value += event.value or 0.0
             self.last_booking_at = _greatest(self.last_booking_at, moment)
 
+    def absorb(self, other: ProfileDelta) -> None:
+        """Add ``other`` (a later delta of the same visitor) to this one."""
+        self.events += other.events
+        self.page_views += other.page_views
+        self.bookings_started += other.bookings_started
+        self.bookings_completed += other.bookings_completed
+        self.value += other.value
+        self.first_seen = _least(self.first_seen, other.first_seen)
+        self.last_seen = _greatest(self.last_seen, other.last_seen)
+        self.last_booking_at = _greatest(self.last_booking_at, other.last_booking_at)
+        for event_type, count in other.event_counts.items():
+            self.event_counts[event_type] = self.event_counts.get(event_type, 0) + count
+        self.active_days |= other.active_days
+        for session_id, journey in other.sessions.items():
+            mine = self.sessions.get(session_id)
+            if mine is None:
+                self.sessions[session_id] = journey
+            else:
+                mine.absorb(journey)
+
+
+def journey_rows(d: ProfileDelta) -> Iterator[dict[str, Any]]:
+    """One row per session of the delta. A session that started after a booking completed in
+    another of the delta's sessions is ``retention`` unless it booked too (storage does the same
+    against the visitor's stored last booking)."""
+    booked = [j.booked_at for j in d.sessions.values() if j.booked_at is not None]
+    first_booking = min(booked) if booked else None
+    for j in d.sessions.values():
+        stage = j.stage
+        if stage != "booking" and first_booking is not None and j.started_at is not None and first_booking < j.started_at:
+            stage = "retention"
+        yield {
+            "user_fingerprint": d.user_fingerprint, "session_id": j.session_id,
+            "touchpoints": sorted(j.touchpoints, key=_at), "stage": stage, "started_at": j.started_at,
+            "last_at": j.last_at, "first_source": j.first_source, "first_source_at": j.first_source_at,
+            "last_source": j.last_source, "last_source_at": j.last_source_at,
+        }
+
+
+def _at(touchpoint: dict[str, Any]) -> datetime:
+    return touchpoint["at"]
+
 
 def delta_from_events(user_fingerprint: str, events: Iterable[Event]) -> ProfileDelta:
     """What ``events`` (all of ``user_fingerprint``) add to the profile."""
@@ -87,10 +136,14 @@ def delta_from_events(user_fingerprint: str, events: Iterable[Event]) -> Profile
 
 @attrs.define
 class ProfileState:
-    """A visitor's profile as a profile actor holds it: loaded from storage, then kept current by
-    applying deltas. ``total_sessions`` and ``days_active`` come back from storage after each
-    flush (:class:`Rollups`). ``total_session_seconds`` is summed from ``analytics_sessions`` when
-    the profile is loaded (storage keeps it there, per session; not refreshed while active)."""
+    """A visitor's profile as storage holds it (``user_behavior_profiles``), and as a profile
+    actor keeps it current by applying deltas.
+
+    ``total_sessions`` and ``days_active`` count rows of sets storage keeps (a session or a day
+    counts once, whichever instance brought it), so they come from storage, not from deltas.
+    ``total_session_seconds`` is summed from ``analytics_sessions`` when the profile is read.
+    ``scores`` are the values last recorded in ``ml_predictions`` by model type, ``segment`` the
+    last one the scorer stored."""
 
     user_fingerprint: str
     total_events: int = 0
@@ -105,9 +158,12 @@ class ProfileState:
     total_session_seconds: float = 0.0
     days_active: int = 0
     event_counts: dict[str, int] = attrs.Factory(dict)
+    segment: str | None = None
+    scores: dict[str, float] = attrs.Factory(dict)
+    updated_at: datetime | None = None
 
     def apply(self, delta: ProfileDelta) -> None:
-        """Add ``delta``'s counters and times to the state."""
+        """Add ``delta``'s counters and times to the state (sessions and days stay as stored)."""
         self.total_events += delta.events
         self.total_page_views += delta.page_views
         self.bookings_started += delta.bookings_started
@@ -119,16 +175,10 @@ class ProfileState:
         for event_type, count in delta.event_counts.items():
             self.event_counts[event_type] = self.event_counts.get(event_type, 0) + count
 
-    def set_rollups(self, rollups: Rollups) -> None:
-        """Take the counts storage keeps exactly (a day or a session counts once, whichever
-        instance brought it first)."""
-        self.total_sessions = rollups.total_sessions
-        self.days_active = rollups.days_active
-
-
-@attrs.frozen
-class Rollups:
-    """Profile counts storage keeps exactly, returned after each flush."""
-
-    total_sessions: int
-    days_active: int
+    def plus(self, *deltas: ProfileDelta | None) -> ProfileState:
+        """A copy with ``deltas`` applied (this state is left as it is)."""
+        live = attrs.evolve(self, event_counts=dict(self.event_counts), scores=dict(self.scores))
+        for delta in deltas:
+            if delta is not None:
+                live.apply(delta)
+        return live

@@ -50,6 +50,7 @@ __all__ = [
     "ProfileSnapshot",
     "QUOTE_TYPES",
     "SCORED_EVENT_TYPES",
+    "ScoreRecord",
     "SEGMENTS",
     "SERVICE_TYPES",
     "Score",
@@ -399,6 +400,17 @@ _MODELS = {ENGAGEMENT: engagement_score, LEAD: lead_score, CHURN: churn_risk, PR
 def score_all(p: ProfileSnapshot, now: datetime, settings: ScoringSettings) -> dict[str, Score]:
     """Every model's score, keyed by model type, in the order of :data:`MODEL_TYPES`."""
     return {model_type: model(p, now, settings) for model_type, model in _MODELS.items()}
+
+
+@attrs.frozen
+class ScoreRecord:
+    """What the scorer stores for one visitor: a prediction row for each score in ``recorded``
+    (those that moved at least ``record_threshold``), the segment, and when it scored."""
+
+    user_fingerprint: str
+    scored_at: datetime
+    segment: str
+    recorded: tuple[Score, ...]
 
 
 # --- segments and recording ----------------------------------------------------------------------

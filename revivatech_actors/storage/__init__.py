@@ -9,6 +9,9 @@ from ._base import DEFAULT_PING_TIMEOUT as DEFAULT_PING_TIMEOUT
 from ._base import Storage as Storage
 from ._base import open_storage as open_storage
 from ._errors import MigrationError as MigrationError
+from ._records import StoredJourney as StoredJourney
+from ._records import StoredPrediction as StoredPrediction
+from ._records import VisitorKeys as VisitorKeys
 from ._errors import StorageError as StorageError
 from ._errors import StorageUnavailable as StorageUnavailable
 from .migrations import AppliedMigration as AppliedMigration
@@ -23,5 +26,8 @@ __all__ = [
     "Storage",
     "StorageError",
     "StorageUnavailable",
+    "StoredJourney",
+    "StoredPrediction",
+    "VisitorKeys",
     "open_storage",
 ]

@@ -30,9 +30,11 @@ from typing import Any, ClassVar, TypeVar
 import attrs
 import trio
 
-from ..domain.profiles import ProfileDelta, ProfileState, Rollups
+from ..domain.profiles import ProfileDelta, ProfileState
+from ..domain.scoring import ScoreRecord
 from ..messages import DUPLICATE, STORED, DeadLetter, Event, Outcome, Status
 from ._errors import MigrationError, StorageError, StorageUnavailable
+from ._records import StoredJourney, StoredPrediction, VisitorKeys
 from .migrations import (
     AppliedMigration,
     Migration,
@@ -332,13 +334,16 @@ class Storage(abc.ABC):
         lane = self._open_lane(_WRITER)
         return await self._call(lane, lambda conn: self._received_times_blocking(conn, list(event_ids)), abandon=False)
 
-    async def apply_profile_deltas(self, deltas: Sequence[ProfileDelta]) -> dict[str, Rollups]:
-        """Add ``deltas`` (one per visitor) to their profiles in one transaction and return each
-        visitor's figures derived from storage afterwards (sessions, session time, days active).
+    async def apply_profile_deltas(self, deltas: Sequence[ProfileDelta], *,
+                                   max_touchpoints: int = 500) -> dict[str, ProfileState]:
+        """Add ``deltas`` (one per visitor) to their profiles and journeys in one transaction and
+        return each visitor's whole stored profile afterwards.
 
         Guarantees: commutative (counters are added, times take the least / greatest, days and
-        event types are added to sets and maps), so several writers may update one visitor at
-        once and end with exact figures.
+        sessions are rows counted once whichever writer brings them, touchpoints are appended and
+        a session's stage only rises), so several writers may update one visitor at once and end
+        with exact figures. A session stops taking touchpoints once it holds ``max_touchpoints``
+        (its counts and stage still change).
 
         Raises:
             StorageUnavailable: the database cannot be reached (nothing or everything applied:
@@ -347,14 +352,42 @@ class Storage(abc.ABC):
         if not deltas:
             return {}
         lane = self._open_lane(_WRITER)
-        return await self._call(lane, lambda conn: self._apply_profile_deltas_blocking(conn, deltas), abandon=False)
+        return await self._call(
+            lane, lambda conn: self._apply_profile_deltas_blocking(conn, deltas, max_touchpoints), abandon=False
+        )
 
     async def load_profiles(self, user_fingerprints: Sequence[str]) -> dict[str, ProfileState]:
         """The stored profiles of ``user_fingerprints`` (visitors without one are left out)."""
         if not user_fingerprints:
             return {}
-        lane = self._open_lane(_WRITER)
-        return await self._call(lane, lambda conn: self._load_profiles_blocking(conn, list(user_fingerprints)), abandon=False)
+        return await self._on_writer(lambda conn: self._load_profiles_blocking(conn, list(user_fingerprints)))
+
+    async def visitor_keys(self, user_fingerprint: str) -> VisitorKeys:
+        """The sessions and days storage counts for ``user_fingerprint``."""
+        return await self._on_writer(lambda conn: self._visitor_keys_blocking(conn, user_fingerprint))
+
+    async def record_scores(self, records: Sequence[ScoreRecord]) -> None:
+        """In one transaction: a ``ml_predictions`` row per recorded score, and each visitor's
+        segment, recorded score values and ``scored_at`` on its profile."""
+        if not records:
+            return
+        await self._on_writer(lambda conn: self._record_scores_blocking(conn, records))
+
+    async def profiles_to_rescore(self, scored_before: datetime.datetime, limit: int) -> list[ProfileState]:
+        """Up to ``limit`` profiles never scored or last scored before ``scored_before``, the
+        longest-waiting first."""
+        return await self._on_writer(lambda conn: self._profiles_to_rescore_blocking(conn, scored_before, limit))
+
+    async def recent_predictions(self, user_fingerprint: str, limit: int) -> list[StoredPrediction]:
+        """Each model's latest ``limit`` predictions of the visitor, all newest first."""
+        return await self._on_writer(lambda conn: self._recent_predictions_blocking(conn, user_fingerprint, limit))
+
+    async def load_journeys(self, user_fingerprint: str) -> list[StoredJourney]:
+        """The visitor's journeys (one per session) in order of start."""
+        return await self._on_writer(lambda conn: self._load_journeys_blocking(conn, user_fingerprint))
+
+    async def _on_writer(self, fn: Callable[[Any], T]) -> T:
+        return await self._call(self._open_lane(_WRITER), fn, abandon=False)
 
     # ---------------------------------------------------------------- engine hooks (blocking)
 
@@ -425,19 +458,37 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def _received_times_blocking(self, conn: Any, event_ids: list[str]) -> dict[str, datetime.datetime]: ...
 
-    def _apply_profile_deltas_blocking(self, conn: Any, deltas: Sequence[ProfileDelta]) -> dict[str, Rollups]:
+    def _apply_profile_deltas_blocking(self, conn: Any, deltas: Sequence[ProfileDelta],
+                                       max_touchpoints: int) -> dict[str, ProfileState]:
         with self._transaction(conn):
-            return self._upsert_profiles(conn, deltas)
+            return self._upsert_profiles(conn, deltas, max_touchpoints)
 
     @abc.abstractmethod
-    def _upsert_profiles(self, conn: Any, deltas: Sequence[ProfileDelta]) -> dict[str, Rollups]:
-        """Inside a transaction: add the deltas' counters, times and counts by event type to the
-        profiles, their days and sessions to ``visitor_active_days`` and ``visitor_sessions``,
-        counting in ``days_active`` / ``total_sessions`` only the rows that were new; return each
-        visitor's counts afterwards."""
+    def _upsert_profiles(self, conn: Any, deltas: Sequence[ProfileDelta], max_touchpoints: int) -> dict[str, ProfileState]:
+        """Inside a transaction: what ``apply_profile_deltas`` promises."""
 
     @abc.abstractmethod
     def _load_profiles_blocking(self, conn: Any, user_fingerprints: list[str]) -> dict[str, ProfileState]: ...
+
+    @abc.abstractmethod
+    def _visitor_keys_blocking(self, conn: Any, user_fingerprint: str) -> VisitorKeys: ...
+
+    def _record_scores_blocking(self, conn: Any, records: Sequence[ScoreRecord]) -> None:
+        with self._transaction(conn):
+            self._record_scores(conn, records)
+
+    @abc.abstractmethod
+    def _record_scores(self, conn: Any, records: Sequence[ScoreRecord]) -> None:
+        """Inside a transaction: what ``record_scores`` promises."""
+
+    @abc.abstractmethod
+    def _profiles_to_rescore_blocking(self, conn: Any, scored_before: datetime.datetime, limit: int) -> list[ProfileState]: ...
+
+    @abc.abstractmethod
+    def _recent_predictions_blocking(self, conn: Any, user_fingerprint: str, limit: int) -> list[StoredPrediction]: ...
+
+    @abc.abstractmethod
+    def _load_journeys_blocking(self, conn: Any, user_fingerprint: str) -> list[StoredJourney]: ...
 
     @abc.abstractmethod
     def _insert_dead_letters(self, conn: Any, letters: Sequence[DeadLetter]) -> None:

@@ -22,13 +22,24 @@ from typing import Any
 import orjson
 import psycopg
 import psycopg.conninfo
+import psycopg.types.json
 
-from ..domain.profiles import ProfileDelta, ProfileState, Rollups
+from ..domain.journeys import STAGES
+from ..domain.profiles import ProfileDelta, ProfileState, journey_rows
+from ..domain.scoring import MODEL_TYPES, ScoreRecord
 from ..domain.sessions import PAGE_VIEW_TYPES
 from ..messages import DeadLetter, Event
 
 from ._base import Storage, first_line, mask_password
 from ._errors import StorageError, StorageUnavailable
+from ._records import (
+    StoredJourney,
+    StoredPrediction,
+    VisitorKeys,
+    profile_delta_row,
+    score_record_row,
+    stored_scores,
+)
 from .migrations import AppliedMigration, Migration
 
 logger = logging.getLogger(__name__)
@@ -125,23 +136,67 @@ _INSERT_DEAD_LETTER = (
 )
 
 
-#: Profile deltas travel as JSON parameters (binding arrays costs Python time per value).
+#: Profile columns as ``_profile_state`` reads them (``p`` is user_behavior_profiles); session time
+#: is summed from the visitor's sessions, where it grows as each session goes on.
+_PROFILE_COLUMNS = """
+    p.user_fingerprint, p.total_events, p.total_sessions, p.total_page_views, p.bookings_started,
+    p.total_bookings, p.total_value, p.first_seen, p.last_seen, p.last_booking_at,
+    (SELECT coalesce(sum(extract(epoch FROM s.last_activity_at - s.started_at)), 0)::double precision
+     FROM analytics_sessions s WHERE s.user_fingerprint = p.user_fingerprint),
+    p.days_active, p.event_counts, p.segment, p.engagement_score, p.lead_score, p.churn_risk_score,
+    p.price_sensitivity_score, p.updated_at"""
+
+#: Profile deltas and session journeys travel as JSON parameters (binding arrays costs Python time
+#: per value). In one statement: new days and journeys are inserted (a journey row is the visitor's
+#: session: a new row adds one to total_sessions), journeys get their touchpoints appended and
+#: their stage raised, and the profile takes the delta; the whole profile row comes back.
 _UPSERT_PROFILES = """
 WITH d AS (
-    SELECT * FROM jsonb_to_recordset(%s::jsonb) AS d (
+    SELECT * FROM jsonb_to_recordset(%(deltas)s::jsonb) AS d (
         user_fingerprint text, events bigint, page_views bigint, bookings_started bigint,
         bookings_completed bigint, value double precision, first_seen timestamptz, last_seen timestamptz,
-        last_booking_at timestamptz, days jsonb, sessions jsonb, counts jsonb)
+        last_booking_at timestamptz, days jsonb, counts jsonb)
+), j AS (
+    SELECT * FROM jsonb_to_recordset(%(journeys)s::jsonb) AS j (
+        user_fingerprint text, session_id text, touchpoints jsonb, stage text, started_at timestamptz,
+        last_at timestamptz, first_source text, first_source_at timestamptz, last_source text,
+        last_source_at timestamptz)
 ), new_days AS (
     INSERT INTO visitor_active_days (user_fingerprint, day)
     SELECT d.user_fingerprint, x.day::date FROM d, jsonb_array_elements_text(d.days) AS x (day)
     ON CONFLICT DO NOTHING
     RETURNING user_fingerprint
-), new_sessions AS (
-    INSERT INTO visitor_sessions (user_fingerprint, session_id)
-    SELECT d.user_fingerprint, x.session_id FROM d, jsonb_array_elements_text(d.sessions) AS x (session_id)
-    ON CONFLICT DO NOTHING
-    RETURNING user_fingerprint
+), journeys AS (
+    INSERT INTO customer_journeys AS c (user_fingerprint, session_id, touchpoints, stage, first_touch_source,
+                                        first_touch_at, last_touch_source, last_touch_at, started_at, updated_at)
+    SELECT j.user_fingerprint, j.session_id, j.touchpoints,
+           -- a session that started after the visitor's last completed booking is retention
+           CASE WHEN j.stage <> 'booking' AND p0.last_booking_at < least(cj.started_at, j.started_at)
+                THEN 'retention' ELSE j.stage END,
+           j.first_source, j.first_source_at, j.last_source, j.last_source_at, j.started_at, j.last_at
+    FROM j LEFT JOIN user_behavior_profiles p0 USING (user_fingerprint)
+    LEFT JOIN customer_journeys cj ON cj.user_fingerprint = j.user_fingerprint AND cj.session_id = j.session_id
+    ON CONFLICT (user_fingerprint, session_id) DO UPDATE SET
+        touchpoints = CASE
+            WHEN jsonb_array_length(c.touchpoints) >= %(max_touchpoints)s THEN c.touchpoints
+            WHEN jsonb_array_length(c.touchpoints) + jsonb_array_length(excluded.touchpoints) <= %(max_touchpoints)s
+                THEN c.touchpoints || excluded.touchpoints
+            ELSE jsonb_path_query_array(c.touchpoints || excluded.touchpoints, '$[0 to $n]',
+                                        jsonb_build_object('n', %(max_touchpoints)s - 1)) END,
+        stage = CASE WHEN coalesce(array_position(%(stages)s::text[], excluded.stage), 0)
+                          > coalesce(array_position(%(stages)s::text[], c.stage), 0)
+                     THEN excluded.stage ELSE c.stage END,
+        first_touch_source = CASE WHEN c.first_touch_at IS NULL OR excluded.first_touch_at < c.first_touch_at
+                                  THEN coalesce(excluded.first_touch_source, c.first_touch_source)
+                                  ELSE c.first_touch_source END,
+        first_touch_at = least(c.first_touch_at, excluded.first_touch_at),
+        last_touch_source = CASE WHEN c.last_touch_at IS NULL OR excluded.last_touch_at >= c.last_touch_at
+                                 THEN coalesce(excluded.last_touch_source, c.last_touch_source)
+                                 ELSE c.last_touch_source END,
+        last_touch_at = greatest(c.last_touch_at, excluded.last_touch_at),
+        started_at = least(c.started_at, excluded.started_at),
+        updated_at = greatest(c.updated_at, excluded.updated_at)
+    RETURNING user_fingerprint, (xmax = 0) AS inserted
 )
 INSERT INTO user_behavior_profiles AS p (user_fingerprint, total_events, total_page_views, bookings_started,
                                          total_bookings, total_value, first_seen, last_seen, last_booking_at,
@@ -150,7 +205,7 @@ SELECT d.user_fingerprint, d.events, d.page_views, d.bookings_started, d.booking
        d.first_seen, d.last_seen, d.last_booking_at, coalesce(nd.n, 0), coalesce(ns.n, 0), d.counts
 FROM d
 LEFT JOIN (SELECT user_fingerprint, count(*) AS n FROM new_days GROUP BY 1) nd USING (user_fingerprint)
-LEFT JOIN (SELECT user_fingerprint, count(*) AS n FROM new_sessions GROUP BY 1) ns USING (user_fingerprint)
+LEFT JOIN (SELECT user_fingerprint, count(*) AS n FROM journeys WHERE inserted GROUP BY 1) ns USING (user_fingerprint)
 ON CONFLICT (user_fingerprint) DO UPDATE SET
     total_events = p.total_events + excluded.total_events,
     total_page_views = p.total_page_views + excluded.total_page_views,
@@ -167,16 +222,62 @@ ON CONFLICT (user_fingerprint) DO UPDATE SET
         SELECT jsonb_object_agg(key, coalesce((p.event_counts ->> key)::bigint, 0) + value::bigint)
         FROM jsonb_each_text(excluded.event_counts)), '{}'),
     updated_at = now()
-RETURNING user_fingerprint, total_sessions, days_active
+RETURNING""" + _PROFILE_COLUMNS
+
+_LOAD_PROFILES = (
+    "SELECT" + _PROFILE_COLUMNS + " FROM user_behavior_profiles p"
+    " WHERE p.user_fingerprint = ANY(%s::text[])"
+)
+_PROFILES_TO_RESCORE = (
+    "SELECT" + _PROFILE_COLUMNS + " FROM user_behavior_profiles p"
+    " WHERE p.scored_at IS NULL OR p.scored_at < %s ORDER BY p.scored_at NULLS FIRST LIMIT %s"
+)
+#: The scorer's results: a prediction row per model that moved, and the profile's current figures.
+_RECORD_SCORES = """
+WITH r AS (
+    SELECT * FROM jsonb_to_recordset(%s::jsonb) AS r (
+        user_fingerprint text, scored_at timestamptz, segment text, predictions jsonb)
+), predictions AS (
+    INSERT INTO ml_predictions (user_fingerprint, model_type, prediction_value, confidence_score, factors, created_at)
+    SELECT r.user_fingerprint, x.model_type, x.value, x.confidence, x.factors, r.scored_at
+    FROM r, jsonb_to_recordset(r.predictions) AS x (model_type text, value double precision,
+                                                   confidence double precision, factors jsonb)
+    RETURNING user_fingerprint, model_type, prediction_value
+), recorded AS (
+    SELECT user_fingerprint,
+           max(prediction_value) FILTER (WHERE model_type = 'engagement_scoring') AS engagement,
+           max(prediction_value) FILTER (WHERE model_type = 'lead_scoring') AS lead,
+           max(prediction_value) FILTER (WHERE model_type = 'churn_prediction') AS churn,
+           max(prediction_value) FILTER (WHERE model_type = 'price_sensitivity') AS price
+    FROM predictions GROUP BY user_fingerprint
+)
+-- a result older than the one stored (two instances scoring one visitor) changes nothing
+UPDATE user_behavior_profiles AS p SET
+    segment = r.segment,
+    scored_at = greatest(p.scored_at, r.scored_at),
+    engagement_score = coalesce(recorded.engagement, p.engagement_score),
+    lead_score = coalesce(recorded.lead, p.lead_score),
+    churn_risk_score = coalesce(recorded.churn, p.churn_risk_score),
+    price_sensitivity_score = coalesce(recorded.price, p.price_sensitivity_score)
+FROM r LEFT JOIN recorded USING (user_fingerprint)
+WHERE p.user_fingerprint = r.user_fingerprint AND (p.scored_at IS NULL OR p.scored_at <= r.scored_at)
 """
-_LOAD_PROFILES = """
-WITH wanted AS (SELECT jsonb_array_elements_text(%s::jsonb) AS user_fingerprint)
-SELECT p.user_fingerprint, p.total_events, p.total_sessions, p.total_page_views, p.bookings_started,
-       p.total_bookings, p.total_value, p.first_seen, p.last_seen, p.last_booking_at,
-       (SELECT coalesce(sum(extract(epoch FROM s.last_activity_at - s.started_at)), 0)
-        FROM analytics_sessions s WHERE s.user_fingerprint = p.user_fingerprint),
-       p.days_active, p.event_counts
-FROM user_behavior_profiles p JOIN wanted USING (user_fingerprint)
+#: Each model's latest rows, through the (user_fingerprint, model_type, created_at) index.
+_RECENT_PREDICTIONS = """
+SELECT x.model_type, x.prediction_value, x.confidence_score, x.factors, x.created_at
+FROM unnest(%(models)s::text[]) AS m (model_type), LATERAL (
+    SELECT * FROM ml_predictions
+    WHERE user_fingerprint = %(fp)s AND model_type = m.model_type
+    ORDER BY created_at DESC, id DESC LIMIT %(limit)s) AS x
+ORDER BY x.created_at DESC, x.id DESC
+"""
+_LOAD_JOURNEYS = """
+SELECT session_id, touchpoints, stage, first_touch_source, last_touch_source, started_at, updated_at
+FROM customer_journeys WHERE user_fingerprint = %s ORDER BY started_at, id
+"""
+_VISITOR_KEYS = """
+SELECT 'session', session_id FROM customer_journeys WHERE user_fingerprint = %(fp)s
+UNION ALL SELECT 'day', day::text FROM visitor_active_days WHERE user_fingerprint = %(fp)s
 """
 
 
@@ -216,6 +317,7 @@ class PostgresStorage(Storage):
                 _LIBPQ_MIN_CONNECT_TIMEOUT, math.ceil(self.connect_timeout)
             )
         conn = psycopg.connect(self._url, autocommit=True, **options)
+        psycopg.types.json.set_json_loads(orjson.loads, conn)
         if purpose == "writer":
             conn.execute(_CREATE_STAGING)
         return conn
@@ -346,28 +448,51 @@ class PostgresStorage(Storage):
                 ],
             )
 
-    def _upsert_profiles(self, conn: psycopg.Connection[Any], deltas: Sequence[ProfileDelta]) -> dict[str, Rollups]:
-        rows = [
-            {
-                "user_fingerprint": d.user_fingerprint, "events": d.events, "page_views": d.page_views,
-                "bookings_started": d.bookings_started, "bookings_completed": d.bookings_completed, "value": d.value,
-                "first_seen": d.first_seen, "last_seen": d.last_seen, "last_booking_at": d.last_booking_at,
-                "days": sorted(d.active_days), "sessions": sorted(d.sessions), "counts": d.event_counts,
-            }
-            for d in deltas
-        ]
-        result = conn.execute(_UPSERT_PROFILES, (orjson.dumps(rows).decode(),)).fetchall()
-        return {fp: Rollups(int(sessions), int(days)) for fp, sessions, days in result}
+    def _upsert_profiles(self, conn: psycopg.Connection[Any], deltas: Sequence[ProfileDelta],
+                         max_touchpoints: int) -> dict[str, ProfileState]:
+        profiles = orjson.dumps([profile_delta_row(d) for d in deltas]).decode()
+        journeys = orjson.dumps(
+            [{**row, "touchpoints": row["touchpoints"][:max_touchpoints]} for d in deltas for row in journey_rows(d)]
+        ).decode()
+        params = {"deltas": profiles, "journeys": journeys, "max_touchpoints": max_touchpoints, "stages": list(STAGES)}
+        return {row[0]: _profile_state(row) for row in conn.execute(_UPSERT_PROFILES, params).fetchall()}
 
     def _load_profiles_blocking(self, conn: psycopg.Connection[Any], user_fingerprints: list[str]) -> dict[str, ProfileState]:
-        rows = conn.execute(_LOAD_PROFILES, (orjson.dumps(user_fingerprints).decode(),)).fetchall()
+        rows = conn.execute(_LOAD_PROFILES, (user_fingerprints,)).fetchall()
         return {row[0]: _profile_state(row) for row in rows}
+
+    def _profiles_to_rescore_blocking(self, conn: psycopg.Connection[Any], scored_before: dt.datetime,
+                                      limit: int) -> list[ProfileState]:
+        return [_profile_state(row) for row in conn.execute(_PROFILES_TO_RESCORE, (scored_before, limit)).fetchall()]
+
+    def _record_scores(self, conn: psycopg.Connection[Any], records: Sequence[ScoreRecord]) -> None:
+        conn.execute(_RECORD_SCORES, (orjson.dumps([score_record_row(r) for r in records]).decode(),))
+
+    def _recent_predictions_blocking(self, conn: psycopg.Connection[Any], user_fingerprint: str,
+                                     limit: int) -> list[StoredPrediction]:
+        params = {"models": list(MODEL_TYPES), "fp": user_fingerprint, "limit": limit}
+        rows = conn.execute(_RECENT_PREDICTIONS, params).fetchall()
+        return [StoredPrediction(model, value, confidence, factors, created) for model, value, confidence, factors, created in rows]
+
+    def _load_journeys_blocking(self, conn: psycopg.Connection[Any], user_fingerprint: str) -> list[StoredJourney]:
+        rows = conn.execute(_LOAD_JOURNEYS, (user_fingerprint,)).fetchall()
+        return [StoredJourney(sid, touchpoints, stage, first, last, started, updated)
+                for sid, touchpoints, stage, first, last, started, updated in rows]
+
+    def _visitor_keys_blocking(self, conn: psycopg.Connection[Any], user_fingerprint: str) -> VisitorKeys:
+        rows = conn.execute(_VISITOR_KEYS, {"fp": user_fingerprint}).fetchall()
+        return VisitorKeys(
+            sessions=frozenset(key for kind, key in rows if kind == "session"),
+            days=frozenset(dt.date.fromisoformat(key) for kind, key in rows if kind == "day"),
+        )
 
 
 def _profile_state(row: tuple[Any, ...]) -> ProfileState:
-    (fp, events, sessions, page_views, started, bookings, value, first, last, last_booking, seconds, days, counts) = row
+    (fp, events, sessions, page_views, started, bookings, value, first, last, last_booking, seconds, days, counts,
+     segment, engagement, lead, churn, price, updated) = row
     return ProfileState(
         user_fingerprint=fp, total_events=events, total_sessions=sessions, total_page_views=page_views,
         bookings_started=started, total_bookings=bookings, total_value=value, first_seen=first, last_seen=last,
         last_booking_at=last_booking, total_session_seconds=seconds, days_active=days, event_counts=dict(counts),
+        segment=segment, scores=stored_scores(engagement, lead, churn, price), updated_at=updated,
     )

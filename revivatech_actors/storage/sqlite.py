@@ -23,11 +23,14 @@ from typing import Any
 
 import orjson
 
-from ..domain.profiles import ProfileDelta, ProfileState, Rollups
+from ..domain.journeys import higher_stage
+from ..domain.profiles import ProfileDelta, ProfileState, journey_rows
+from ..domain.scoring import CHURN, ENGAGEMENT, LEAD, MODEL_TYPES, PRICE_SENSITIVITY, ScoreRecord
 from ..domain.sessions import aggregate_sessions
 from ..messages import DeadLetter, Event
 from ._base import Storage, first_line
 from ._errors import StorageError, StorageUnavailable
+from ._records import StoredJourney, StoredPrediction, VisitorKeys, score_record_row, stored_scores
 from .migrations import AppliedMigration, Migration
 
 logger = logging.getLogger(__name__)
@@ -123,16 +126,40 @@ ON CONFLICT (user_fingerprint) DO UPDATE SET
             SELECT key, value FROM json_each(p.event_counts) UNION ALL SELECT key, value FROM json_each(excluded.event_counts)
         ) GROUP BY key)),
     updated_at = strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')
-RETURNING total_sessions, days_active
+RETURNING user_fingerprint
 """
 _INSERT_ACTIVE_DAY = "INSERT INTO visitor_active_days (user_fingerprint, day) VALUES (?, ?) ON CONFLICT DO NOTHING"
-_INSERT_VISITOR_SESSION = "INSERT INTO visitor_sessions (user_fingerprint, session_id) VALUES (?, ?) ON CONFLICT DO NOTHING"
+_SELECT_JOURNEY = (
+    "SELECT touchpoints, stage, first_touch_source, first_touch_at, last_touch_source, last_touch_at, started_at, updated_at"
+    " FROM customer_journeys WHERE user_fingerprint = ? AND session_id = ?"
+)
+_UPSERT_JOURNEY = """
+INSERT INTO customer_journeys (user_fingerprint, session_id, touchpoints, stage, first_touch_source, first_touch_at,
+                               last_touch_source, last_touch_at, started_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (user_fingerprint, session_id) DO UPDATE SET
+    touchpoints = excluded.touchpoints, stage = excluded.stage, first_touch_source = excluded.first_touch_source,
+    first_touch_at = excluded.first_touch_at, last_touch_source = excluded.last_touch_source,
+    last_touch_at = excluded.last_touch_at, started_at = excluded.started_at, updated_at = excluded.updated_at
+"""
+_RECORD_SCORE = """
+UPDATE user_behavior_profiles SET
+    segment = ?, scored_at = ?,
+    engagement_score = coalesce(?, engagement_score), lead_score = coalesce(?, lead_score),
+    churn_risk_score = coalesce(?, churn_risk_score), price_sensitivity_score = coalesce(?, price_sensitivity_score)
+WHERE user_fingerprint = ? AND (scored_at IS NULL OR scored_at <= ?)  -- an older result changes nothing
+"""
+_INSERT_PREDICTION = (
+    "INSERT INTO ml_predictions (user_fingerprint, model_type, prediction_value, confidence_score, factors, created_at)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
 _PROFILE_COLUMNS = (
     "p.user_fingerprint, p.total_events, p.total_sessions, p.total_page_views, p.bookings_started, p.total_bookings,"
     " p.total_value, p.first_seen, p.last_seen, p.last_booking_at,"
     " (SELECT coalesce(sum((julianday(s.last_activity_at) - julianday(s.started_at)) * 86400.0), 0.0)"
     "  FROM analytics_sessions s WHERE s.user_fingerprint = p.user_fingerprint),"
-    " p.days_active, p.event_counts"
+    " p.days_active, p.event_counts, p.segment, p.engagement_score, p.lead_score, p.churn_risk_score,"
+    " p.price_sensitivity_score, p.updated_at"
 )
 
 
@@ -410,22 +437,60 @@ class SQLiteStorage(Storage):
             [(d.letter_id, format_timestamp(d.received_at), d.source, orjson.dumps(d.reasons).decode(), d.payload) for d in letters],
         )
 
-    def _upsert_profiles(self, conn: sqlite3.Connection, deltas: Sequence[ProfileDelta]) -> dict[str, Rollups]:
-        rollups = {}
+    def _upsert_profiles(self, conn: sqlite3.Connection, deltas: Sequence[ProfileDelta],
+                         max_touchpoints: int) -> dict[str, ProfileState]:
+        # One writer holds the database (BEGIN IMMEDIATE): journeys are merged here, in Python,
+        # by the same rules PostgreSQL applies in SQL.
         for d in deltas:
             fp = d.user_fingerprint
+            row = conn.execute("SELECT last_booking_at FROM user_behavior_profiles WHERE user_fingerprint = ?", (fp,)).fetchone()
+            booked_at = _optional_datetime(row[0]) if row else None
             new_days = sum(conn.execute(_INSERT_ACTIVE_DAY, (fp, day.isoformat())).rowcount for day in d.active_days)
-            new_sessions = sum(conn.execute(_INSERT_VISITOR_SESSION, (fp, sid)).rowcount for sid in d.sessions)
-            (sessions, days) = conn.execute(
+            new_sessions = sum(self._merge_journey(conn, j, booked_at, max_touchpoints) for j in journey_rows(d))
+            conn.execute(
                 _UPSERT_PROFILE,
                 (
                     fp, d.events, d.page_views, d.bookings_started, d.bookings_completed, d.value,
                     _optional_timestamp(d.first_seen), _optional_timestamp(d.last_seen),
                     _optional_timestamp(d.last_booking_at), new_days, new_sessions, orjson.dumps(d.event_counts).decode(),
                 ),
-            ).fetchone()
-            rollups[fp] = Rollups(int(sessions), int(days))
-        return rollups
+            )
+        return self._load_profiles_blocking(conn, [d.user_fingerprint for d in deltas])
+
+    def _merge_journey(self, conn: sqlite3.Connection, j: dict[str, Any], booked_at: dt.datetime | None,
+                       max_touchpoints: int) -> bool:
+        """Insert or merge one session's journey row; True when the session is new."""
+        fp, sid = j["user_fingerprint"], j["session_id"]
+        started, last_at = j["started_at"], j["last_at"]
+        old = conn.execute(_SELECT_JOURNEY, (fp, sid)).fetchone()
+        first = (j["first_source"], j["first_source_at"])
+        last = (j["last_source"], j["last_source_at"])
+        if old is None:
+            stage = j["stage"]
+            if stage != "booking" and booked_at is not None and booked_at < started:
+                stage = "retention"
+            touchpoints = j["touchpoints"][:max_touchpoints]
+        else:
+            old_points, old_stage, old_first, old_first_at, old_last, old_last_at, old_started, old_updated = old
+            old_started_at = parse_timestamp(old_started)
+            touchpoints = orjson.loads(old_points)
+            if len(touchpoints) < max_touchpoints:
+                touchpoints += orjson.loads(orjson.dumps(j["touchpoints"]))[: max_touchpoints - len(touchpoints)]
+            stage = j["stage"]
+            if stage != "booking" and booked_at is not None and booked_at < min(started, old_started_at):
+                stage = "retention"
+            stage = higher_stage(old_stage, stage)
+            if old_first_at is not None and (first[1] is None or parse_timestamp(old_first_at) <= first[1]):
+                first = (old_first, parse_timestamp(old_first_at))
+            if old_last_at is not None and (last[1] is None or parse_timestamp(old_last_at) > last[1]):
+                last = (old_last, parse_timestamp(old_last_at))
+            started, last_at = min(started, old_started_at), max(last_at, parse_timestamp(old_updated))
+        conn.execute(
+            _UPSERT_JOURNEY,
+            (fp, sid, orjson.dumps(touchpoints).decode(), stage, first[0], _optional_timestamp(first[1]), last[0],
+             _optional_timestamp(last[1]), format_timestamp(started), format_timestamp(last_at)),
+        )
+        return old is None
 
     def _load_profiles_blocking(self, conn: sqlite3.Connection, user_fingerprints: list[str]) -> dict[str, ProfileState]:
         found: dict[str, ProfileState] = {}
@@ -433,12 +498,74 @@ class SQLiteStorage(Storage):
             chunk = user_fingerprints[start : start + _MAX_PARAMETERS]
             marks = ", ".join("?" * len(chunk))
             rows = conn.execute(f"SELECT {_PROFILE_COLUMNS} FROM user_behavior_profiles p WHERE p.user_fingerprint IN ({marks})", chunk)
-            for fp, events, sessions, views, started, bookings, value, first, last, booked, seconds, days, counts in rows:
-                found[fp] = ProfileState(
-                    user_fingerprint=fp, total_events=events, total_sessions=sessions, total_page_views=views,
-                    bookings_started=started, total_bookings=bookings, total_value=value,
-                    first_seen=_optional_datetime(first), last_seen=_optional_datetime(last),
-                    last_booking_at=_optional_datetime(booked), total_session_seconds=seconds, days_active=days,
-                    event_counts=orjson.loads(counts),
-                )
+            found.update((row[0], _profile_state(row)) for row in rows)
         return found
+
+    def _visitor_keys_blocking(self, conn: sqlite3.Connection, user_fingerprint: str) -> VisitorKeys:
+        sessions = conn.execute("SELECT session_id FROM customer_journeys WHERE user_fingerprint = ?", (user_fingerprint,))
+        days = conn.execute("SELECT day FROM visitor_active_days WHERE user_fingerprint = ?", (user_fingerprint,))
+        return VisitorKeys(
+            sessions=frozenset(sid for (sid,) in sessions.fetchall()),
+            days=frozenset(dt.date.fromisoformat(day) for (day,) in days.fetchall()),
+        )
+
+    def _record_scores(self, conn: sqlite3.Connection, records: Sequence[ScoreRecord]) -> None:
+        for r in records:
+            row = score_record_row(r)
+            at = format_timestamp(r.scored_at)
+            values: dict[str, float] = {}
+            for p in row["predictions"]:
+                values[p["model_type"]] = p["value"]
+                conn.execute(
+                    _INSERT_PREDICTION,
+                    (r.user_fingerprint, p["model_type"], p["value"], p["confidence"], orjson.dumps(p["factors"]).decode(), at),
+                )
+            conn.execute(
+                _RECORD_SCORE,
+                (r.segment, at, values.get(ENGAGEMENT), values.get(LEAD), values.get(CHURN), values.get(PRICE_SENSITIVITY),
+                 r.user_fingerprint, at),
+            )
+
+    def _profiles_to_rescore_blocking(self, conn: sqlite3.Connection, scored_before: dt.datetime,
+                                      limit: int) -> list[ProfileState]:
+        rows = conn.execute(
+            f"SELECT {_PROFILE_COLUMNS} FROM user_behavior_profiles p WHERE p.scored_at IS NULL OR p.scored_at < ?"
+            " ORDER BY p.scored_at NULLS FIRST LIMIT ?",
+            (format_timestamp(scored_before), limit),
+        )
+        return [_profile_state(row) for row in rows.fetchall()]
+
+    def _recent_predictions_blocking(self, conn: sqlite3.Connection, user_fingerprint: str,
+                                     limit: int) -> list[StoredPrediction]:
+        rows = []
+        for model_type in MODEL_TYPES:  # each model's latest rows, through its index
+            rows += conn.execute(
+                "SELECT model_type, prediction_value, confidence_score, factors, created_at, id FROM ml_predictions"
+                " WHERE user_fingerprint = ? AND model_type = ? ORDER BY created_at DESC, id DESC LIMIT ?",
+                (user_fingerprint, model_type, limit),
+            ).fetchall()
+        rows.sort(key=lambda row: (row[4], row[5]), reverse=True)
+        return [StoredPrediction(model, value, confidence, orjson.loads(factors), parse_timestamp(created))
+                for model, value, confidence, factors, created, _ in rows]
+
+    def _load_journeys_blocking(self, conn: sqlite3.Connection, user_fingerprint: str) -> list[StoredJourney]:
+        rows = conn.execute(
+            "SELECT session_id, touchpoints, stage, first_touch_source, last_touch_source, started_at, updated_at"
+            " FROM customer_journeys WHERE user_fingerprint = ? ORDER BY started_at, id",
+            (user_fingerprint,),
+        )
+        return [StoredJourney(sid, orjson.loads(points), stage, first, last, parse_timestamp(started), parse_timestamp(updated))
+                for sid, points, stage, first, last, started, updated in rows.fetchall()]
+
+
+def _profile_state(row: tuple[Any, ...]) -> ProfileState:
+    (fp, events, sessions, views, started, bookings, value, first, last, booked, seconds, days, counts,
+     segment, engagement, lead, churn, price, updated) = row
+    return ProfileState(
+        user_fingerprint=fp, total_events=events, total_sessions=sessions, total_page_views=views,
+        bookings_started=started, total_bookings=bookings, total_value=value,
+        first_seen=_optional_datetime(first), last_seen=_optional_datetime(last),
+        last_booking_at=_optional_datetime(booked), total_session_seconds=seconds, days_active=days,
+        event_counts=orjson.loads(counts), segment=segment, scores=stored_scores(engagement, lead, churn, price),
+        updated_at=_optional_datetime(updated),
+    )

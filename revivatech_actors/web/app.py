@@ -12,6 +12,7 @@ from ..supervisor import Activity
 from .auth import AdminAuth
 from .health import register_health_routes
 from .ingest import register_ingest_routes
+from .insights import register_insights_routes
 from .responses import error_response
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ def create_app(service: Service, activity: Activity) -> QuartTrio:
     auth = AdminAuth(service.admin_tokens)
     register_health_routes(app, service, auth)
     register_ingest_routes(app, service)
+    register_insights_routes(app, service, auth)
 
     @app.after_request
     async def count_request(response):

@@ -1,4 +1,5 @@
-"""Ingest routes: ``POST /api/analytics/events`` and ``POST /api/analytics/events/batch``.
+"""Ingest routes: ``POST /api/analytics/events``, ``POST /api/analytics/events/batch`` and
+``POST /api/analytics/track/journey`` (an explicit journey step, stored as an event).
 
 They parse and validate (pure functions), hand a :class:`Submission` to the ingest actor and
 answer once it is committed (``ingest.ack = "durable"``, 200) or queued (``"accepted"``, 202).
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 from datetime import UTC, datetime
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -18,6 +20,7 @@ import trio
 from quart import Quart, request
 
 from ..actors.ingest import Overloaded
+from ..domain.journeys import validate_journey_step
 from ..domain.timefmt import iso_datetime
 from ..domain.validation import FieldError, ValidEvent, truncate_payload, validate_event
 from ..messages import DeadLetter, Status, Submission
@@ -103,17 +106,17 @@ def register_ingest_routes(app: Quart, service: Service) -> None:
             keep([_letter(received_at, [error], body.decode("utf-8", errors="replace"))])
             return received_at, None, error_response(400, "malformed_json", error.message, details=[error.as_dict()])
 
-    @app.post("/api/analytics/events")
-    async def post_event():
+    async def store_one(validate: Callable[[object], ValidEvent | list[FieldError]], what: str):
+        """One event (or journey step): validated by ``validate``, stored, answered."""
         received_at, data, failure = await read_json()
         if failure is not None:
             return failure
-        result = validate_event(data)
+        result = validate(data)
         if not isinstance(result, ValidEvent):
             details = [error.as_dict() for error in result]
             keep([_letter(received_at, result, orjson.dumps(data).decode())])
             named = ", ".join(error.field or "(body)" for error in result)
-            return error_response(400, "invalid_event", f"invalid event: {named}", details=details)
+            return error_response(400, f"invalid_{what.replace(' ', '_')}", f"invalid {what}: {named}", details=details)
         submission = Submission(received_at, [result])
         failure = await pass_on(submission)
         if failure is not None:
@@ -130,6 +133,16 @@ def register_ingest_routes(app: Quart, service: Service) -> None:
             return error_response(400, "rejected", outcome.reason, details=details)
         answer["duplicate"] = outcome.status is Status.DUPLICATE
         return json_response(answer, 200)
+
+    @app.post("/api/analytics/events")
+    async def post_event():
+        return await store_one(validate_event, "event")
+
+    @app.post("/api/analytics/track/journey")
+    async def post_journey_step():
+        # An explicit step is an event of type journey_step: stored, acknowledged and applied
+        # to the visitor's journey exactly like any other event.
+        return await store_one(validate_journey_step, "journey step")
 
     @app.post("/api/analytics/events/batch")
     async def post_batch():

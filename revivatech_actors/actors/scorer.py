@@ -1,0 +1,150 @@
+"""The scorer actor: scores written profiles and records the scores that moved.
+
+It hears of every profile the profiles actor wrote (the whole stored row) and keeps the latest
+state of each visitor waiting to be scored, oldest first. Every ``interval`` it scores waiting
+visitors (engagement, lead, churn risk, price sensitivity and the segment: ``domain.scoring``)
+for at most ``max_share`` of the interval's time, and stores, in one transaction, a
+``ml_predictions`` row for each score that moved at least ``scoring.record_threshold`` points
+since the value last recorded, plus each visitor's segment and ``scored_at``. So a visitor gets at
+most one row per model per write of its profile, in batches, never a row per event; under load
+visitors wait longer (the backlog shows on the actors endpoint) instead of the scorer taking the
+CPU that ingest needs. Insights compute scores on read, so they never wait for this actor.
+
+Churn risk grows while a visitor stays away, with no event to trigger a rescore: when nothing
+waits, the scorer asks storage for profiles last scored more than ``rescore_interval`` ago.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import attrs
+import trio
+
+from ..config import ScoringSettings
+from ..domain.insights import score_record
+from ..domain.profiles import ProfileState
+from ..domain.scoring import ScoreRecord
+from ..storage import Storage, StorageError
+from ..supervisor import Activity
+from ._retry import until_it_succeeds
+
+__all__ = ["ScorerActor", "ScorerStats"]
+
+logger = logging.getLogger(__name__)
+
+#: Seconds of scoring when stopping.
+FINAL_BUDGET = 1.0
+#: Idle profiles fetched per rescoring query.
+RESCORE_BATCH = 1000
+
+
+@attrs.define
+class ScorerStats:
+    scored: int = 0
+    predictions: int = 0
+    rescored_idle: int = 0
+    failed_writes: int = 0
+
+
+@attrs.define(eq=False)
+class ScorerActor:
+    storage: Storage
+    inbox: trio.MemoryReceiveChannel[list[ProfileState]]
+    settings: ScoringSettings
+    interval: float = 1.0
+    max_share: float = 0.1
+    rescore_interval: float = 3600.0
+    #: told the fingerprint of each visitor whose scores were recorded (the broadcaster listens)
+    on_recorded: Callable[[ScoreRecord], None] | None = None
+    activity: Activity = attrs.Factory(Activity)
+    stats: ScorerStats = attrs.Factory(ScorerStats)
+    _waiting: collections.OrderedDict[str, ProfileState] = attrs.field(init=False, factory=collections.OrderedDict)
+    _next_rescore: float = attrs.field(init=False, default=0.0)
+    _stopping: bool = attrs.field(init=False, default=False)
+    _sleep: trio.CancelScope | None = attrs.field(init=False, default=None)
+
+    @property
+    def backlog(self) -> int:
+        """Visitors waiting to be scored."""
+        return len(self._waiting)
+
+    def stats_json(self) -> dict[str, int]:
+        s = self.stats
+        return {"waiting": len(self._waiting), "scored": s.scored, "predictions": s.predictions,
+                "rescoredIdle": s.rescored_idle, "failedWrites": s.failed_writes}
+
+    def request_stop(self) -> None:
+        """Score what fits in ``FINAL_BUDGET`` seconds, store it and return; visitors still
+        waiting are not lost: never scored since their last write, they are idle-rescored later."""
+        self._stopping = True
+        if self._sleep is not None:
+            self._sleep.cancel()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        await self.storage.open()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._receive)
+                task_status.started()
+                while not self._stopping:
+                    with trio.CancelScope(deadline=trio.current_time() + self.interval) as self._sleep:
+                        await trio.sleep_forever()
+                    self._sleep = None
+                    await self.score_waiting(FINAL_BUDGET if self._stopping else None)
+                nursery.cancel_scope.cancel()
+        finally:
+            with trio.move_on_after(2) as scope:
+                scope.shield = True
+                await self.storage.close()
+
+    async def _receive(self) -> None:
+        async for profiles in self.inbox:
+            waiting = self._waiting
+            for state in profiles:
+                waiting[state.user_fingerprint] = state  # keeps its place in line, takes the newest state
+        self._stopping = True
+
+    async def score_waiting(self, budget: float | None = None) -> int:
+        """Score waiting visitors for at most ``budget`` seconds (default ``max_share`` of the
+        interval) and store the results; return how many were scored."""
+        if not self._waiting and trio.current_time() >= self._next_rescore:
+            await self._fetch_idle()
+        deadline = time.perf_counter() + (self.max_share * self.interval if budget is None else budget)
+        now = datetime.now(UTC)
+        records = []
+        waiting = self._waiting
+        while waiting:
+            _, state = waiting.popitem(last=False)
+            records.append(score_record(state, now, self.settings))
+            if time.perf_counter() >= deadline:
+                break
+        if not records:
+            return 0
+        await until_it_succeeds(lambda: self.storage.record_scores(records), logger=logger, what="record scores",
+                                on_failure=self._failed)
+        self.stats.scored += len(records)
+        self.stats.predictions += sum(len(r.recorded) for r in records)
+        self.activity.record(len(records))
+        if self.on_recorded is not None:
+            for record in records:
+                if record.recorded:
+                    self.on_recorded(record)
+        return len(records)
+
+    async def _fetch_idle(self) -> None:
+        before = datetime.now(UTC) - timedelta(seconds=self.rescore_interval)
+        idle = await until_it_succeeds(lambda: self.storage.profiles_to_rescore(before, RESCORE_BATCH), logger=logger,
+                                       what="find idle profiles", on_failure=self._failed)
+        for state in idle:
+            self._waiting.setdefault(state.user_fingerprint, state)
+        self.stats.rescored_idle += len(idle)
+        if len(idle) < RESCORE_BATCH:  # all caught up: look again in a while
+            self._next_rescore = trio.current_time() + min(self.rescore_interval, 60.0)
+
+    def _failed(self, _: StorageError) -> None:
+        self.stats.failed_writes += 1

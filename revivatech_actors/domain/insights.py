@@ -1,0 +1,147 @@
+"""A visitor's insights: scores and segment of a profile, what the scorer records, and the JSON
+documents of ``GET /api/analytics/insights/{fingerprint}`` and ``.../journey/{fingerprint}``.
+Pure: no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from .journeys import visitor_stage
+from .profiles import ProfileState
+from .scoring import (
+    CHURN,
+    ENGAGEMENT,
+    LEAD,
+    MODEL_TYPES,
+    PRICE_SENSITIVITY,
+    ProfileSnapshot,
+    Score,
+    ScoreRecord,
+    changed_enough,
+    score_all,
+    segment,
+)
+from .timefmt import iso_datetime
+
+if TYPE_CHECKING:
+    from ..config import ScoringSettings
+    from ..storage import StoredJourney, StoredPrediction
+
+__all__ = ["evaluate", "insights_document", "journey_document", "score_record", "snapshot"]
+
+
+def snapshot(state: ProfileState) -> ProfileSnapshot:
+    """What the scores read of a profile."""
+    return ProfileSnapshot(
+        total_events=state.total_events, total_sessions=state.total_sessions, total_page_views=state.total_page_views,
+        bookings_started=state.bookings_started, total_bookings=state.total_bookings, total_value=state.total_value,
+        first_seen=state.first_seen, last_seen=state.last_seen, last_booking_at=state.last_booking_at,
+        total_session_seconds=state.total_session_seconds, days_active=state.days_active,
+        event_counts=state.event_counts,
+    )
+
+
+def evaluate(state: ProfileState, now: datetime, settings: ScoringSettings) -> tuple[dict[str, Score], str]:
+    """Every model's score of ``state`` at ``now``, and its segment."""
+    p = snapshot(state)
+    scores = score_all(p, now, settings)
+    return scores, segment(p, scores, now, settings)
+
+
+def score_record(state: ProfileState, now: datetime, settings: ScoringSettings) -> ScoreRecord:
+    """What the scorer stores for ``state``: the scores that moved at least
+    ``settings.record_threshold`` from the values last recorded (``state.scores``)."""
+    scores, seg = evaluate(state, now, settings)
+    moved = tuple(
+        score for model, score in scores.items()
+        if changed_enough(state.scores.get(model), score.value, settings.record_threshold)
+    )
+    return ScoreRecord(user_fingerprint=state.user_fingerprint, scored_at=now, segment=seg, recorded=moved)
+
+
+def _time(moment: datetime | None) -> str | None:
+    return None if moment is None else iso_datetime(moment)
+
+
+def _profile(state: ProfileState, seg: str) -> dict[str, Any]:
+    sessions = max(state.total_sessions, 0)
+    return {
+        "fingerprint": state.user_fingerprint,
+        "totalEvents": state.total_events,
+        "totalSessions": sessions,
+        "totalPageViews": state.total_page_views,
+        "bookingsStarted": state.bookings_started,
+        "totalBookings": state.total_bookings,
+        "totalValue": round(state.total_value, 2),
+        "firstSeen": _time(state.first_seen),
+        "lastSeen": _time(state.last_seen),
+        "lastBookingAt": _time(state.last_booking_at),
+        "segment": seg,
+        "daysActive": state.days_active,
+        "avgSessionSeconds": round(state.total_session_seconds / sessions, 1) if sessions else 0.0,
+        "pagesPerSession": round(state.total_page_views / sessions, 2) if sessions else 0.0,
+        "eventCounts": dict(state.event_counts),
+    }
+
+
+def _factors(score: Score) -> list[dict[str, Any]]:
+    return [{"name": f.name, "value": f.value, "contribution": f.contribution} for f in score.factors]
+
+
+def insights_document(state: ProfileState, predictions: Sequence[StoredPrediction], now: datetime,
+                      settings: ScoringSettings) -> dict[str, Any]:
+    """``data`` of the insights answer: the profile, its scores as of ``now`` (with confidence and
+    factors under ``scoreDetails``) and the recorded predictions."""
+    scores, seg = evaluate(state, now, settings)
+    names = {ENGAGEMENT: "engagement", LEAD: "lead", CHURN: "churnRisk", PRICE_SENSITIVITY: "priceSensitivity"}
+    return {
+        "profile": _profile(state, seg),
+        "scores": {names[model]: scores[model].value for model in MODEL_TYPES},
+        "scoreDetails": {
+            names[model]: {"value": scores[model].value, "confidence": scores[model].confidence,
+                           "factors": _factors(scores[model])}
+            for model in MODEL_TYPES
+        },
+        "predictions": [
+            {"model_type": p.model_type, "prediction_value": p.prediction_value, "confidence_score": p.confidence_score,
+             "factors": p.factors, "created_at": iso_datetime(p.created_at)}
+            for p in predictions
+        ],
+        "computedAt": iso_datetime(now),
+    }
+
+
+def _touchpoint(point: dict[str, Any]) -> dict[str, Any]:
+    at = point.get("at")
+    if isinstance(at, str):
+        at = iso_datetime(datetime.fromisoformat(at))
+    shown = {"type": point.get("type"), "page": point.get("page"), "at": at}
+    if point.get("step"):
+        shown["step"] = True
+    return shown
+
+
+def journey_document(user_fingerprint: str, journeys: Sequence[StoredJourney]) -> dict[str, Any]:
+    """``data`` of the journey answer: sessions in order of start, each with its touchpoints in
+    time order; the first touch (of the first session with a source) and the last touch (of the
+    latest one) and the visitor's current stage."""
+    sessions = []
+    for j in journeys:
+        points = sorted((_touchpoint(p) for p in j.touchpoints), key=lambda p: p["at"] or "")
+        sessions.append({
+            "sessionId": j.session_id, "stage": j.stage, "startedAt": iso_datetime(j.started_at),
+            "lastActivityAt": iso_datetime(j.updated_at), "firstTouch": j.first_touch_source,
+            "lastTouch": j.last_touch_source, "touchpoints": points,
+        })
+    first_touch = next((s["firstTouch"] for s in sessions if s["firstTouch"]), None)
+    last_touch = next((s["lastTouch"] for s in reversed(sessions) if s["lastTouch"]), None)
+    return {
+        "fingerprint": user_fingerprint,
+        "stage": visitor_stage([{"stage": j.stage} for j in journeys]),
+        "firstTouch": first_touch,
+        "lastTouch": last_touch,
+        "totalSessions": len(sessions),
+        "sessions": sessions,
+    }

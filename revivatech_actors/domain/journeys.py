@@ -1,0 +1,207 @@
+"""Customer journeys: each session's ordered touchpoints and the stage it reached. Pure: no I/O.
+
+Stages, lowest to highest (docs/scoring.md, "Journey stages"):
+
+* ``awareness`` — the visitor only looked around (page views, anything not below);
+* ``consideration`` — weighed an offer: a service page, pricing, a discount;
+* ``decision`` — acted on it: a quote request, a contact, a booking started;
+* ``retention`` — came back after a completed booking (a later session without a new booking);
+* ``booking`` — completed a booking in this session.
+
+A session's stage only rises (the highest stage any of its touchpoints reached), so stages merge
+commutatively, like every other profile figure: ``max`` by :data:`STAGES` rank.
+
+An explicit step (``POST /api/analytics/track/journey``) is stored as an event of type
+:data:`JOURNEY_STEP_TYPE` whose ``properties`` carry the ``step`` name and optionally the
+``stage`` the step marks.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import attrs
+
+from ..messages import Event
+from .scoring import CONTACT_TYPES, DISCOUNT_TYPES, PRICING_TYPES, QUOTE_TYPES, SERVICE_TYPES
+from .sessions import utm_source
+from .validation import FieldError, ValidEvent, validate_event
+
+__all__ = [
+    "JOURNEY_STEP_TYPE",
+    "MAX_STEP_LENGTH",
+    "STEP_FIELDS",
+    "STAGES",
+    "SessionJourney",
+    "event_stage",
+    "higher_stage",
+    "touch_source",
+    "touchpoint",
+    "validate_journey_step",
+    "visitor_stage",
+]
+
+STAGES = ("awareness", "consideration", "decision", "retention", "booking")
+_RANK = {stage: rank for rank, stage in enumerate(STAGES)}
+
+#: Event type of an explicit journey step.
+JOURNEY_STEP_TYPE = "journey_step"
+
+_CONSIDERATION_TYPES = frozenset(SERVICE_TYPES + PRICING_TYPES + DISCOUNT_TYPES)
+_DECISION_TYPES = frozenset(QUOTE_TYPES + CONTACT_TYPES + ("booking_started",))
+_BOOKING_TYPES = frozenset({"booking_completed"})
+
+
+def event_stage(event: Event) -> str:
+    """The stage one event shows on its own (``retention`` is never shown by a single event)."""
+    event_type = event.event_type
+    if event_type in _BOOKING_TYPES:
+        return "booking"
+    if event_type in _DECISION_TYPES:
+        return "decision"
+    if event_type in _CONSIDERATION_TYPES:
+        return "consideration"
+    if event_type == JOURNEY_STEP_TYPE:
+        stage = event.properties.get("stage")
+        if isinstance(stage, str) and stage in _RANK:
+            return stage
+    return "awareness"
+
+
+def higher_stage(a: str | None, b: str | None) -> str | None:
+    """The higher of two stages (None is below every stage; unknown names rank lowest)."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a if _RANK.get(a, -1) >= _RANK.get(b, -1) else b
+
+
+def touch_source(event: Event) -> str | None:
+    """Where a touch came from: the page URL's ``utm_source``, else the referrer's host, else None
+    (a direct visit, or a page of the site itself)."""
+    source = utm_source(event.page_url)
+    if source:
+        return source
+    if event.referrer:
+        host = urlsplit(event.referrer).hostname
+        if host and host != (urlsplit(event.page_url).hostname if event.page_url else None):
+            return host[:256]
+    return None
+
+
+def touchpoint(event: Event) -> dict[str, Any]:
+    """One touchpoint as stored in ``customer_journeys.touchpoints``: event type (for an explicit
+    step, the step's name), page and time (a datetime: storage writes it as RFC 3339);
+    ``step: true`` marks an explicit step."""
+    if event.event_type == JOURNEY_STEP_TYPE:
+        return {"type": str(event.properties.get("step")), "page": event.page_url,
+                "at": event.timestamp, "step": True}
+    return {"type": event.event_type, "page": event.page_url, "at": event.timestamp}
+
+
+@attrs.define
+class SessionJourney:
+    """What a run of one session's events adds to its journey (an accumulator, like ProfileDelta)."""
+
+    session_id: str
+    touchpoints: list[dict[str, Any]] = attrs.Factory(list)
+    stage: str = "awareness"
+    started_at: datetime | None = None
+    last_at: datetime | None = None
+    booked_at: datetime | None = None  # earliest completed booking in the session
+    first_source: str | None = None  # of the earliest event with a source
+    first_source_at: datetime | None = None
+    last_source: str | None = None  # of the latest event with a source
+    last_source_at: datetime | None = None
+
+    def add(self, event: Event) -> None:
+        moment = event.timestamp
+        self.touchpoints.append(touchpoint(event))
+        stage = event_stage(event)
+        if stage != "awareness":
+            self.stage = higher_stage(self.stage, stage) or stage
+            if event.event_type in _BOOKING_TYPES and (self.booked_at is None or moment < self.booked_at):
+                self.booked_at = moment
+        if self.started_at is None or moment < self.started_at:
+            self.started_at = moment
+        if self.last_at is None or moment > self.last_at:
+            self.last_at = moment
+        if event.referrer is not None or (event.page_url is not None and "utm_source=" in event.page_url):
+            source = touch_source(event)
+            if source is not None:
+                if self.first_source_at is None or moment < self.first_source_at:
+                    self.first_source, self.first_source_at = source, moment
+                if self.last_source_at is None or moment >= self.last_source_at:
+                    self.last_source, self.last_source_at = source, moment
+
+    def absorb(self, other: SessionJourney) -> None:
+        """Add ``other`` (later events of the same session) to this journey."""
+        self.touchpoints.extend(other.touchpoints)
+        self.stage = higher_stage(self.stage, other.stage) or self.stage
+        if other.booked_at is not None and (self.booked_at is None or other.booked_at < self.booked_at):
+            self.booked_at = other.booked_at
+        for moment in (other.started_at, other.last_at):
+            if moment is not None:
+                if self.started_at is None or moment < self.started_at:
+                    self.started_at = moment
+                if self.last_at is None or moment > self.last_at:
+                    self.last_at = moment
+        if other.first_source_at is not None and (self.first_source_at is None or other.first_source_at < self.first_source_at):
+            self.first_source, self.first_source_at = other.first_source, other.first_source_at
+        if other.last_source_at is not None and (self.last_source_at is None or other.last_source_at >= self.last_source_at):
+            self.last_source, self.last_source_at = other.last_source, other.last_source_at
+
+
+def visitor_stage(sessions: list[dict[str, Any]]) -> str | None:
+    """A visitor's current stage from their sessions (each with ``stage`` and ``started_at``, in
+    order of start): the latest session's stage; a later session of a visitor who completed a
+    booking in an earlier one is ``retention`` unless it reached ``booking`` itself."""
+    if not sessions:
+        return None
+    booked_before = any(s.get("stage") == "booking" for s in sessions[:-1])
+    latest = sessions[-1].get("stage") or "awareness"
+    if booked_before and latest != "booking":
+        return "retention"
+    return latest
+
+
+#: Fields of an explicit journey step (``POST /api/analytics/track/journey``).
+STEP_FIELDS = frozenset(
+    {"user_fingerprint", "session_id", "step", "stage", "event_id", "timestamp", "sent_at", "page_url", "referrer",
+     "value", "properties"}
+)
+#: Longest step name, in characters.
+MAX_STEP_LENGTH = 64
+
+
+def validate_journey_step(data: object) -> ValidEvent | list[FieldError]:
+    """Check an explicit journey step and turn it into the event that records it (type
+    :data:`JOURNEY_STEP_TYPE`, ``properties.step`` and ``properties.stage``); or every rule it breaks.
+    Event fields follow the event rules (``validate_event``)."""
+    if not isinstance(data, dict):
+        return validate_event(data)
+    errors: list[FieldError] = []
+    step = data.get("step")
+    if not isinstance(step, str) or not step.strip():
+        errors.append(FieldError("step", "is required: the name of the step, a non-empty string"))
+    elif len(step) > MAX_STEP_LENGTH:
+        errors.append(FieldError("step", f"must be at most {MAX_STEP_LENGTH} characters"))
+    stage = data.get("stage")
+    if stage is not None and (not isinstance(stage, str) or stage not in _RANK):
+        errors.append(FieldError("stage", f"must be one of {', '.join(STAGES)}"))
+    errors += [FieldError(str(name), "is not a known field of a journey step") for name in data if name not in STEP_FIELDS]
+    properties = data.get("properties")
+    event = {key: value for key, value in data.items() if key in STEP_FIELDS and key not in ("step", "stage")}
+    event["event_type"] = JOURNEY_STEP_TYPE
+    if isinstance(properties, dict) or properties is None:
+        extra = {"step": step.strip() if isinstance(step, str) else step}
+        if stage is not None:
+            extra["stage"] = stage
+        event["properties"] = {**(properties or {}), **extra}
+    result = validate_event(event)
+    if isinstance(result, ValidEvent):
+        return errors or result
+    return errors + [error for error in result if error.field not in ("step", "stage")]

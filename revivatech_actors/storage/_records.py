@@ -1,0 +1,85 @@
+"""What the profile tables hold, as the storage interface takes and returns it; shared by engines.
+
+Write rows (``profile_delta_row``, ``journey_rows``, ``score_record_row``) are plain dicts that
+each engine serialises with orjson (datetimes become RFC 3339), so both engines write the same
+figures from the same code.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+import attrs
+
+from ..domain.profiles import ProfileDelta, journey_rows
+from ..domain.scoring import CHURN, ENGAGEMENT, LEAD, PRICE_SENSITIVITY, ScoreRecord
+
+__all__ = [
+    "StoredJourney",
+    "StoredPrediction",
+    "VisitorKeys",
+    "profile_delta_row",
+    "score_record_row",
+    "stored_scores",
+]
+
+
+@attrs.frozen
+class StoredPrediction:
+    """One ``ml_predictions`` row."""
+
+    model_type: str
+    prediction_value: float
+    confidence_score: float | None
+    factors: list[dict[str, Any]]
+    created_at: datetime
+
+
+@attrs.frozen
+class StoredJourney:
+    """One ``customer_journeys`` row: a visitor's session, its touchpoints as stored (``at`` is
+    RFC 3339 text), its stage and where its first and last touches came from."""
+
+    session_id: str
+    touchpoints: list[dict[str, Any]]
+    stage: str | None
+    first_touch_source: str | None
+    last_touch_source: str | None
+    started_at: datetime
+    updated_at: datetime
+
+
+@attrs.frozen
+class VisitorKeys:
+    """The sessions and days storage already counts for a visitor."""
+
+    sessions: frozenset[str]
+    days: frozenset[date]
+
+
+def stored_scores(engagement: float | None, lead: float | None, churn: float | None,
+                  price: float | None) -> dict[str, float]:
+    """The profile's score columns as ``ProfileState.scores`` (models never recorded left out)."""
+    values = {ENGAGEMENT: engagement, LEAD: lead, CHURN: churn, PRICE_SENSITIVITY: price}
+    return {model: float(value) for model, value in values.items() if value is not None}
+
+
+def profile_delta_row(d: ProfileDelta) -> dict[str, Any]:
+    return {
+        "user_fingerprint": d.user_fingerprint, "events": d.events, "page_views": d.page_views,
+        "bookings_started": d.bookings_started, "bookings_completed": d.bookings_completed, "value": d.value,
+        "first_seen": d.first_seen, "last_seen": d.last_seen, "last_booking_at": d.last_booking_at,
+        "days": sorted(d.active_days), "counts": d.event_counts,
+    }
+
+
+def score_record_row(r: ScoreRecord) -> dict[str, Any]:
+    return {
+        "user_fingerprint": r.user_fingerprint, "scored_at": r.scored_at, "segment": r.segment,
+        "predictions": [
+            {"model_type": s.model_type, "value": s.value, "confidence": s.confidence,
+             "factors": [{"name": f.name, "value": f.value, "contribution": f.contribution} for f in s.factors]}
+            for s in r.recorded
+        ],
+    }

@@ -1,0 +1,95 @@
+"""The scorer actor: records the scores that moved, within its time budget; rescores idle visitors."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import trio
+
+from revivatech_actors.actors.scorer import ScorerActor
+from revivatech_actors.config import load_settings
+from revivatech_actors.domain.profiles import delta_from_events
+from revivatech_actors.domain.scoring import CHURN, MODEL_TYPES
+from revivatech_actors.storage import open_storage
+from revivatech_actors.storage.sqlite import format_timestamp
+
+from .helpers import make_event, query
+
+SETTINGS = load_settings(None, {}, {}).scoring
+
+
+@pytest.fixture
+async def storage(storage_url):
+    async with open_storage(storage_url) as storage:
+        await storage.migrate()
+        yield storage
+
+
+async def written(storage, visitor: str, *, days_ago: float = 0, events: int = 1):
+    """Store ``events`` page views of ``visitor`` and return its profile as a write returns it."""
+    moment = datetime.now(UTC) - timedelta(days=days_ago)
+    batch = [make_event(n, user_fingerprint=visitor, session_id=f"{visitor}-s", timestamp=moment) for n in range(events)]
+    return (await storage.apply_profile_deltas([delta_from_events(visitor, batch)]))[visitor]
+
+
+def scorer(storage, **options) -> tuple[ScorerActor, trio.MemorySendChannel]:
+    send, receive = trio.open_memory_channel(16)
+    return ScorerActor(storage, receive, SETTINGS, **options), send
+
+
+async def test_a_first_score_records_every_model_then_only_moves(storage, storage_url):
+    actor, _ = scorer(storage)
+    state = await written(storage, "v1")
+    actor._waiting["v1"] = state
+    assert await actor.score_waiting(budget=1.0) == 1
+    rows = query(storage_url, "SELECT model_type FROM ml_predictions WHERE user_fingerprint = 'v1'")
+    assert sorted(model for (model,) in rows) == sorted(MODEL_TYPES)
+    stored = (await storage.load_profiles(["v1"]))["v1"]
+    assert set(stored.scores) == set(MODEL_TYPES) and stored.segment == "new"
+    actor._waiting["v1"] = stored  # nothing changed since: nothing new is recorded
+    await actor.score_waiting(budget=1.0)
+    assert len(query(storage_url, "SELECT 1 FROM ml_predictions WHERE user_fingerprint = 'v1'")) == 4
+    assert actor.stats.scored == 2 and actor.stats.predictions == 4
+
+
+async def test_the_budget_bounds_one_cycle_and_the_rest_waits_in_order(storage):
+    actor, _ = scorer(storage)
+    for n in range(50):
+        actor._waiting[f"w{n}"] = await written(storage, f"w{n}")
+    assert await actor.score_waiting(budget=0.0) == 1  # at least one per cycle, however small the budget
+    assert actor.backlog == 49 and next(iter(actor._waiting)) == "w1"  # oldest first
+    assert await actor.score_waiting(budget=5.0) == 49 and actor.backlog == 0
+
+
+async def test_written_profiles_reach_the_scorer_and_are_recorded(storage, storage_url):
+    actor, send = scorer(storage, interval=0.05)
+    recorded = []
+    actor.on_recorded = recorded.append
+    async with trio.open_nursery() as nursery:
+        await nursery.start(actor.run)
+        await send.send([await written(storage, "live")])
+        with trio.fail_after(3):
+            while not recorded:
+                await trio.sleep(0.02)
+        actor.request_stop()
+    assert recorded[0].user_fingerprint == "live" and len(recorded[0].recorded) == 4
+    assert query(storage_url, "SELECT count(*) FROM ml_predictions WHERE user_fingerprint = 'live'") == [(4,)]
+
+
+async def test_churn_risk_of_an_idle_visitor_is_recomputed_without_new_events(storage, storage_url):
+    actor, _ = scorer(storage, rescore_interval=0.001)
+    state = await written(storage, "away", days_ago=1, events=3)
+    actor._waiting["away"] = state
+    await actor.score_waiting(budget=1.0)
+    first = (await storage.load_profiles(["away"]))["away"].scores[CHURN]
+    # months later, as storage sees it: move the visit back in time instead of waiting
+    old = datetime.now(UTC) - timedelta(days=90)
+    value = format_timestamp(old) if storage_url.startswith("sqlite") else old
+    query(storage_url, "UPDATE user_behavior_profiles SET last_seen = %s, first_seen = %s RETURNING 1", (value, value))
+    await trio.sleep(0.01)
+    await actor.score_waiting(budget=1.0)  # nothing waits: it asks storage for idle profiles
+    assert actor.stats.rescored_idle >= 1
+    later = (await storage.load_profiles(["away"]))["away"]
+    assert later.scores[CHURN] > first + 10
+    assert later.segment == "churned"
