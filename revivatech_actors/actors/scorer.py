@@ -37,6 +37,8 @@ __all__ = ["ScorerActor", "ScorerStats"]
 
 logger = logging.getLogger(__name__)
 
+#: Longest stretch of scoring between two yields to the event loop, in seconds.
+SLICE = 0.002
 #: Seconds of scoring when stopping.
 FINAL_BUDGET = 1.0
 #: Idle profiles fetched per rescoring query.
@@ -118,11 +120,16 @@ class ScorerActor:
         now = datetime.now(UTC)
         records = []
         waiting = self._waiting
+        next_yield = time.perf_counter() + SLICE
         while waiting:
             _, state = waiting.popitem(last=False)
             records.append(score_record(state, now, self.settings))
-            if time.perf_counter() >= deadline:
+            clock = time.perf_counter()
+            if clock >= deadline:
                 break
+            if clock >= next_yield:  # let requests through: a cycle must not stall the event loop
+                await trio.lowlevel.checkpoint()
+                next_yield = time.perf_counter() + SLICE
         if not records:
             return 0
         await until_it_succeeds(lambda: self.storage.record_scores(records), logger=logger, what="record scores",
