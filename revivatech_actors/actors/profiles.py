@@ -259,7 +259,13 @@ class ProfilesActor:
                 await self._route()
                 self._stopping = True
                 self._wake()
+            while await self.write():  # whatever was routed after the writer's last write
+                pass
         finally:
+            unwritten = sum(a.dirty for a in (*self._active.values(), *self._retiring.values()))
+            if unwritten and self._stopping:
+                logger.error("stopped before %d visitor profile(s) were written: their latest deltas are not in "
+                             "user_behavior_profiles (the events are stored)", unwritten)
             with trio.move_on_after(2) as scope:
                 scope.shield = True
                 await self.storage.close()
@@ -278,6 +284,11 @@ class ProfilesActor:
             if trio.current_time() >= next_idle_check:
                 self._passivate_idle()
                 next_idle_check = trio.current_time() + min(self.idle_timeout, 1.0)
+        while True:  # asked to stop: what the batcher already handed over still counts
+            try:
+                self._handle(self.inbox.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel):
+                return
 
     def _handle(self, events: list[Event]) -> None:
         by_visitor: dict[str, list[Event]] = {}
@@ -357,15 +368,9 @@ class ProfilesActor:
 
     async def _write_chunk(self, actors: list[VisitorActor]) -> None:
         deltas = [actor.begin_write() for actor in actors]
-        try:
-            stored = await self._with_retry(
-                lambda: self.storage.apply_profile_deltas(deltas, max_touchpoints=self.max_touchpoints), "write profiles"
-            )
-        except trio.Cancelled:
-            unwritten = sum(a.dirty for a in (*self._active.values(), *self._retiring.values()))
-            logger.error("stopped before %d visitor profile(s) were written: their latest deltas are not in "
-                         "user_behavior_profiles (the events are stored)", unwritten)
-            raise
+        stored = await self._with_retry(
+            lambda: self.storage.apply_profile_deltas(deltas, max_touchpoints=self.max_touchpoints), "write profiles"
+        )
         for actor in actors:
             actor.written(stored.get(actor.user_fingerprint))
         done, self._write_done = self._write_done, trio.Event()
