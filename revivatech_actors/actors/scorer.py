@@ -61,7 +61,7 @@ class ScorerActor:
     interval: float = 1.0
     max_share: float = 0.1
     rescore_interval: float = 3600.0
-    #: told the fingerprint of each visitor whose scores were recorded (the broadcaster listens)
+    #: told of each visitor whose scores were recorded (a hook for the live feed; unset for now)
     on_recorded: Callable[[ScoreRecord], None] | None = None
     activity: Activity = attrs.Factory(Activity)
     stats: ScorerStats = attrs.Factory(ScorerStats)
@@ -81,8 +81,8 @@ class ScorerActor:
                 "rescoredIdle": s.rescored_idle, "failedWrites": s.failed_writes}
 
     def request_stop(self) -> None:
-        """Score what fits in ``FINAL_BUDGET`` seconds, store it and return; visitors still
-        waiting are not lost: never scored since their last write, they are idle-rescored later."""
+        """Score what fits in ``FINAL_BUDGET`` seconds, store it and return. Visitors still waiting
+        are scored again by the idle rescoring, within ``rescore_interval`` of their last score."""
         self._stopping = True
         if self._sleep is not None:
             self._sleep.cancel()
@@ -98,6 +98,9 @@ class ScorerActor:
                         await trio.sleep_forever()
                     self._sleep = None
                     await self.score_waiting(FINAL_BUDGET if self._stopping else None)
+                if self._waiting:
+                    logger.warning("stopping with %d visitor(s) not scored since their last profile write; the idle "
+                                   "rescoring picks them up within scoring.rescore_interval", len(self._waiting))
                 nursery.cancel_scope.cancel()
         finally:
             with trio.move_on_after(2) as scope:
@@ -114,7 +117,7 @@ class ScorerActor:
     async def score_waiting(self, budget: float | None = None) -> int:
         """Score waiting visitors for at most ``budget`` seconds (default ``max_share`` of the
         interval) and store the results; return how many were scored."""
-        if not self._waiting and trio.current_time() >= self._next_rescore:
+        if not self._waiting and not self._stopping and trio.current_time() >= self._next_rescore:
             await self._fetch_idle()
         deadline = time.perf_counter() + (self.max_share * self.interval if budget is None else budget)
         now = datetime.now(UTC)

@@ -55,7 +55,8 @@ _BOOKING_TYPES = frozenset({"booking_completed"})
 
 
 def event_stage(event: Event) -> str:
-    """The stage one event shows on its own (``retention`` is never shown by a single event)."""
+    """The stage one event shows on its own. Only an explicit journey step may name
+    ``retention``; otherwise it comes from the visitor's history (a session after a booking)."""
     event_type = event.event_type
     if event_type in _BOOKING_TYPES:
         return "booking"
@@ -187,7 +188,7 @@ def validate_journey_step(data: object) -> ValidEvent | list[FieldError]:
     step = data.get("step")
     if not isinstance(step, str) or not step.strip():
         errors.append(FieldError("step", "is required: the name of the step, a non-empty string"))
-    elif len(step) > MAX_STEP_LENGTH:
+    elif len(step.strip()) > MAX_STEP_LENGTH:
         errors.append(FieldError("step", f"must be at most {MAX_STEP_LENGTH} characters"))
     stage = data.get("stage")
     if stage is not None and (not isinstance(stage, str) or stage not in _RANK):

@@ -240,8 +240,10 @@ WITH r AS (
 ), predictions AS (
     INSERT INTO ml_predictions (user_fingerprint, model_type, prediction_value, confidence_score, factors, created_at)
     SELECT r.user_fingerprint, x.model_type, x.value, x.confidence, x.factors, r.scored_at
-    FROM r, jsonb_to_recordset(r.predictions) AS x (model_type text, value double precision,
-                                                   confidence double precision, factors jsonb)
+    FROM r JOIN user_behavior_profiles p0 ON p0.user_fingerprint = r.user_fingerprint
+            AND (p0.scored_at IS NULL OR p0.scored_at <= r.scored_at),
+         jsonb_to_recordset(r.predictions) AS x (model_type text, value double precision,
+                                                 confidence double precision, factors jsonb)
     RETURNING user_fingerprint, model_type, prediction_value
 ), recorded AS (
     SELECT user_fingerprint,

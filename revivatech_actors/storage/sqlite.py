@@ -513,6 +513,11 @@ class SQLiteStorage(Storage):
         for r in records:
             row = score_record_row(r)
             at = format_timestamp(r.scored_at)
+            newer = conn.execute(
+                "SELECT 1 FROM user_behavior_profiles WHERE user_fingerprint = ? AND scored_at > ?", (r.user_fingerprint, at)
+            ).fetchone()
+            if newer is not None:  # an older result (two instances scoring one visitor) changes nothing
+                continue
             values: dict[str, float] = {}
             for p in row["predictions"]:
                 values[p["model_type"]] = p["value"]

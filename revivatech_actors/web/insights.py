@@ -5,13 +5,16 @@ profile and storage for the recorded predictions and journeys; the documents are
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
-from quart import Quart, request
+import trio
+from quart import Quart, Response, request
 
 from ..domain.insights import insights_document, journey_document
 from ..domain.validation import MAX_ID_LENGTH
+from ..storage import StorageError
 from .auth import AdminAuth, admin_only
 from .responses import error_response, json_response
 
@@ -19,6 +22,11 @@ if TYPE_CHECKING:
     from ..service import Service
 
 __all__ = ["register_insights_routes"]
+
+#: Seconds a visitor read may take before the answer is 503.
+READ_TIMEOUT = 5.0
+_RETRY_AFTER = {"Retry-After": "5"}
+T = TypeVar("T")
 
 #: Most predictions per model an insights answer may list (``?history=``).
 MAX_HISTORY = 100
@@ -35,6 +43,20 @@ def _unknown(fingerprint: str):
     return error_response(404, "unknown_visitor", f"no events were stored for the visitor {fingerprint!r}")
 
 
+async def _within_deadline(read: Callable[[], Awaitable[T]]) -> T | Response:
+    """``await read()``, or a 503 when storage is unavailable or the read (which may wait for a
+    profile write in flight) takes longer than ``READ_TIMEOUT``."""
+    try:
+        with trio.move_on_after(READ_TIMEOUT):
+            return await read()
+    except StorageError as exc:
+        return error_response(503, "storage_unavailable", f"the visitor's data cannot be read now: {exc}",
+                              headers=_RETRY_AFTER)
+    return error_response(503, "storage_unavailable",
+                          f"the visitor's data could not be read within {READ_TIMEOUT:g} s (storage is slow or away)",
+                          headers=_RETRY_AFTER)
+
+
 def register_insights_routes(app: Quart, service: Service, auth: AdminAuth) -> None:
     profiles = service.profiles
     scoring = service.settings.scoring
@@ -49,10 +71,16 @@ def register_insights_routes(app: Quart, service: Service, auth: AdminAuth) -> N
         if not raw.isdigit() or not 1 <= int(raw) <= MAX_HISTORY:
             message = f"history must be an integer between 1 and {MAX_HISTORY} (predictions per model), got {raw!r}"
             return error_response(400, "invalid_parameter", message, details=[{"field": "history", "message": message}])
-        profile = await profiles.live_profile(fingerprint)
-        if profile is None:
-            return _unknown(fingerprint)
-        predictions = await profiles.reader_storage.recent_predictions(fingerprint, int(raw))
+        async def read():
+            profile = await profiles.live_profile(fingerprint)
+            if profile is None:
+                return None
+            return profile, await profiles.reader_storage.recent_predictions(fingerprint, int(raw))
+
+        found = await _within_deadline(read)
+        if not isinstance(found, tuple):
+            return found if found is not None else _unknown(fingerprint)
+        profile, predictions = found
         data = insights_document(profile, predictions, datetime.now(UTC), scoring)
         return json_response({"success": True, "data": data})
 
@@ -62,7 +90,9 @@ def register_insights_routes(app: Quart, service: Service, auth: AdminAuth) -> N
         bad = _bad_fingerprint(fingerprint)
         if bad is not None:
             return bad
-        journeys = await profiles.live_journeys(fingerprint)
+        journeys = await _within_deadline(lambda: profiles.live_journeys(fingerprint))
+        if not isinstance(journeys, list):
+            return journeys
         if not journeys:
             return _unknown(fingerprint)
         return json_response({"success": True, "data": journey_document(fingerprint, journeys)})
