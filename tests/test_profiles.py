@@ -183,3 +183,19 @@ async def test_two_instances_updating_one_visitor_give_exact_counts(postgres_url
     row = query(postgres_url, "SELECT total_events, total_page_views, total_sessions FROM user_behavior_profiles")
     assert row == [(200, 200, 4)]
     assert delta_from_events("shared", events).events == 200
+
+
+async def test_a_large_batch_is_handled_whole_even_when_the_idle_check_falls_due(storage):
+    """Handling yields between slices of visitors; the idle check's deadline must not cut a
+    batch short (it once did: the rest of the batch was lost)."""
+    rig = Rig(storage, flush_interval=60, idle_timeout=0.0001)
+    events = [visit(f"many-{n}", n) for n in range(1000)]  # 1,000 visitors: five slices
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rig.actor.run)
+        await rig.send.send(events)  # straight to the actor: storage is not needed for this
+        with trio.fail_after(3):
+            while rig.actor.activity.handled < len(events):
+                await trio.sleep(0.01)
+        rig.actor.request_stop()
+    assert rig.actor.stats.activations == 1000
+    assert rig.actor.stats.profiles_written == 1000

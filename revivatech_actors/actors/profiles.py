@@ -278,11 +278,13 @@ class ProfilesActor:
     async def _route(self) -> None:
         next_idle_check = trio.current_time() + min(self.idle_timeout, 1.0)
         while not self._stopping:
-            with trio.move_on_at(next_idle_check):
+            events = None
+            with trio.move_on_at(next_idle_check):  # only the wait: handling must never be cut short
                 try:
                     events = await self.inbox.receive()
                 except trio.EndOfChannel:
                     return
+            if events is not None:
                 await self._handle_in_slices(events)
             if trio.current_time() >= next_idle_check:
                 self._passivate_idle()
