@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 #: Written-profile lists that may wait for the scorer (it takes them into its own queue at once).
 SCORER_INBOX = 16
 #: Share of ``shutdown.timeout`` the profiles actor may spend writing what it holds when stopping.
-PROFILES_SHUTDOWN_SHARE = 0.7
+PROFILES_SHUTDOWN_SHARE = 0.8
 #: Share of a child's shutdown deadline that Hypercorn may spend letting open requests finish.
 WEB_GRACE_SHARE = 0.6
 

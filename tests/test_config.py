@@ -27,7 +27,7 @@ EXPECTED_DEFAULTS = {
     "auth": {"admin_tokens": []},
     "supervisor": {"max_restarts": 5, "max_seconds": 30.0, "backoff_initial": 0.1, "backoff_max": 5.0,
                    "child_shutdown_timeout": 5.0},
-    "shutdown": {"timeout": 10.0},
+    "shutdown": {"timeout": 30.0},
     "faults": {"enabled": False},
     "log": {"level": "info"},
     "ingest": {"ack": "durable", "max_batch": 500, "max_body": 1048576, "enqueue_timeout": 0.5, "ack_timeout": 30.0,

@@ -61,12 +61,12 @@ def test_a_visitor_actor_applies_events_in_order_and_keeps_them_pending_until_wr
     assert live.total_sessions == 2  # "new" is not known to storage yet: counted; "old" is
     assert live.last_seen == BASE_TIME + timedelta(seconds=9)
     assert actor.stored.total_events == 10  # the stored state moves only when a write commits
-    assert actor.pending.events == 3 and actor.last_message == 2.0
-    delta = actor.begin_write()
-    assert actor.pending is None and actor.inflight is delta and actor.live().total_events == 13
+    assert len(actor.pending) == 3 and actor.last_message == 2.0
+    in_flight = actor.begin_write()
+    assert actor.pending is None and actor.inflight is in_flight and actor.live().total_events == 13
     actor.receive([visit("v", 10, session="new")], now=3.0)  # arrives while the write is in flight
     assert actor.live().total_events == 14
-    actor.written(ProfileState(user_fingerprint="v", total_events=13, total_sessions=2))
+    actor.written(delta_from_events("v", in_flight), ProfileState(user_fingerprint="v", total_events=13, total_sessions=2))
     assert actor.inflight is None and "new" in actor.known_sessions
     assert (actor.live().total_events, actor.live().total_sessions) == (14, 2)
 
@@ -77,7 +77,7 @@ def test_a_write_cut_short_goes_into_the_next_one():
     actor.begin_write()
     actor.receive([visit("v", 1), visit("v", 2)], now=2.0)
     actor.resume()  # as after a crash of the profiles actor during the write
-    assert actor.inflight is None and actor.pending.events == 3
+    assert actor.inflight is None and [e.timestamp for e in actor.pending] == [visit("v", n).timestamp for n in range(3)]
 
 
 async def test_events_reach_the_profile_row_after_a_write(storage, storage_url):

@@ -41,7 +41,7 @@ import attrs
 import trio
 
 from ..domain.journeys import higher_stage
-from ..domain.profiles import ProfileDelta, ProfileState, journey_rows
+from ..domain.profiles import ProfileDelta, ProfileState, Touch, delta_from_events, journey_rows, touch_of
 from ..domain.timefmt import iso_datetime
 from ..messages import Event
 from ..storage import Storage, StorageError, StoredJourney
@@ -67,8 +67,10 @@ class VisitorActor:
 
     user_fingerprint: str
     stored: ProfileState | None = None  # None until a write returns it (or a read loads it)
-    pending: ProfileDelta | None = None  # events not yet in a write
-    inflight: ProfileDelta | None = None  # being written
+    # The events themselves, in order: turning them into a delta is left to the writer's thread
+    # (and to reads), off the event loop that serves requests.
+    pending: list[Touch] | None = None  # not yet in a write
+    inflight: list[Touch] | None = None  # being written
     last_message: float = 0.0  # trio clock
     writes: int = 0  # writes begun: tells a read whether one started meanwhile
     # sessions and days storage already counts (written by this actor, or read): not counted
@@ -78,53 +80,53 @@ class VisitorActor:
     keys_loaded: bool = False  # known_* hold every session and day storage had when activated
 
     def receive(self, events: Sequence[Event], now: float) -> None:
-        """Add this visitor's ``events`` (in order) to the pending delta."""
+        """Add this visitor's ``events`` (in order) to the pending ones."""
+        touches = [touch_of(event) for event in events]
         if self.pending is None:
-            self.pending = ProfileDelta(self.user_fingerprint)
-        add = self.pending.add
-        for event in events:
-            add(event)
+            self.pending = touches
+        else:
+            self.pending.extend(touches)
         self.last_message = now
 
-    def begin_write(self) -> ProfileDelta:
-        """Move the pending delta in flight, without the days storage already has."""
+    def begin_write(self) -> list[Touch]:
+        """Move the pending events in flight and return them."""
         assert self.pending is not None and self.inflight is None
-        delta, self.pending = self.pending, None
-        delta.active_days -= self.known_days
-        self.inflight = delta
+        self.inflight, self.pending = self.pending, None
         self.writes += 1
-        return delta
+        return self.inflight
 
     def resume(self) -> None:
-        """After a crash cut a write short: put the delta in flight back with the pending one
-        (the write may have committed; then it is added twice — see the module docstring)."""
+        """After a crash cut a write short: put the events in flight back before the pending
+        ones (the write may have committed; then they count twice — see the module docstring)."""
         if self.inflight is not None:
-            if self.pending is not None:
-                self.inflight.absorb(self.pending)
-            self.pending, self.inflight = self.inflight, None
+            self.pending = self.inflight + (self.pending or [])
+            self.inflight = None
 
-    def written(self, stored: ProfileState | None) -> None:
-        """The delta in flight committed; ``stored`` is the row storage returned."""
+    def written(self, delta: ProfileDelta, stored: ProfileState | None) -> None:
+        """The events in flight committed as ``delta``; ``stored`` is the row storage returned."""
         assert self.inflight is not None
-        self.known_days |= self.inflight.active_days
-        self.known_sessions.update(self.inflight.sessions)
+        self.known_days |= delta.active_days
+        self.known_sessions.update(delta.sessions)
         if stored is not None:
             self.stored = stored
         self.inflight = None
+
+    def unwritten(self) -> ProfileDelta | None:
+        """What the events in flight and pending add, as one delta (None without any)."""
+        if self.inflight is None and self.pending is None:
+            return None
+        return delta_from_events(self.user_fingerprint, (*(self.inflight or ()), *(self.pending or ())))
 
     def live(self) -> ProfileState:
         """The profile as of now: stored plus in flight plus pending. Sessions and days not yet
         known to storage count as new."""
         base = self.stored or ProfileState(user_fingerprint=self.user_fingerprint)
-        live = base.plus(self.inflight, self.pending)
-        sessions: set[str] = set()
-        days: set[date] = set()
-        for delta in (self.inflight, self.pending):
-            if delta is not None:
-                sessions.update(delta.sessions)
-                days |= delta.active_days
-        live.total_sessions += len(sessions - self.known_sessions)
-        live.days_active += len(days - self.known_days)
+        delta = self.unwritten()
+        if delta is None:
+            return base.plus()
+        live = base.plus(delta)
+        live.total_sessions += len(delta.sessions.keys() - self.known_sessions)
+        live.days_active += len(delta.active_days - self.known_days)
         return live
 
     @property
@@ -215,7 +217,8 @@ class ProfilesActor:
             writes = actor.writes
             stored = await self.reader_storage.load_journeys(user_fingerprint)
             if actor.writes == writes and actor.inflight is None:
-                return _with_pending(stored, actor.pending, self.max_touchpoints)
+                pending = delta_from_events(user_fingerprint, actor.pending) if actor.pending else None
+                return _with_pending(stored, pending, self.max_touchpoints)
         return await self.reader_storage.load_journeys(user_fingerprint)
 
     async def live_profile(self, user_fingerprint: str) -> ProfileState | None:
@@ -382,7 +385,9 @@ class ProfilesActor:
         return took
 
     async def _write_chunk(self, actors: list[VisitorActor]) -> float:
-        deltas = [actor.begin_write() for actor in actors]
+        actors.sort(key=_fingerprint)  # row locks in one order, as the scorer takes them
+        work = [(actor.user_fingerprint, actor.begin_write(), frozenset(actor.known_days)) for actor in actors]
+        deltas = await trio.to_thread.run_sync(_deltas_of, work)
         took = 0.0
 
         async def attempt() -> dict[str, ProfileState]:
@@ -393,8 +398,8 @@ class ProfilesActor:
             return result
 
         stored = await self._with_retry(attempt, "write profiles")
-        for actor in actors:
-            actor.written(stored.get(actor.user_fingerprint))
+        for actor, delta in zip(actors, deltas, strict=True):
+            actor.written(delta, stored.get(actor.user_fingerprint))
         done, self._write_done = self._write_done, trio.Event()
         done.set()
         self.stats.profiles_written += len(deltas)
@@ -443,3 +448,18 @@ def _by_visitor(events: list[Event]) -> dict[str, list[Event]]:
         else:
             visitor_events.append(event)
     return grouped
+
+
+def _deltas_of(work: list[tuple[str, list[Touch], frozenset[date]]]) -> list[ProfileDelta]:
+    """Each visitor's events as a delta, without the days storage already has (runs in a worker
+    thread: it touches only what it is given)."""
+    deltas = []
+    for fp, events, known_days in work:
+        delta = delta_from_events(fp, events)
+        delta.active_days -= known_days
+        deltas.append(delta)
+    return deltas
+
+
+def _fingerprint(actor: VisitorActor) -> str:
+    return actor.user_fingerprint

@@ -135,6 +135,7 @@ class ScorerActor:
                 next_yield = time.perf_counter() + SLICE
         if not records:
             return 0
+        records.sort(key=_fingerprint)  # row locks in one order, as the profile writes take them
         await until_it_succeeds(lambda: self.storage.record_scores(records), logger=logger, what="record scores",
                                 on_failure=self._failed)
         self.stats.scored += len(records)
@@ -158,3 +159,7 @@ class ScorerActor:
 
     def _failed(self, _: StorageError) -> None:
         self.stats.failed_writes += 1
+
+
+def _fingerprint(record: ScoreRecord) -> str:
+    return record.user_fingerprint

@@ -19,18 +19,18 @@ An explicit step (``POST /api/analytics/track/journey``) is stored as an event o
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import attrs
 
-from ..messages import Event
 from .scoring import CONTACT_TYPES, DISCOUNT_TYPES, PRICING_TYPES, QUOTE_TYPES, SERVICE_TYPES
 from .sessions import utm_source
 from .validation import FieldError, ValidEvent, validate_event
 
 __all__ = [
     "JOURNEY_STEP_TYPE",
+    "EventFields",
     "MAX_STEP_LENGTH",
     "STEP_FIELDS",
     "STAGES",
@@ -43,6 +43,26 @@ __all__ = [
     "visitor_stage",
 ]
 
+class EventFields(Protocol):
+    """What journeys read of an event: a stored :class:`~..messages.Event`, or the slimmer
+    ``domain.profiles.Touch`` a profile actor keeps until it writes."""
+
+    @property
+    def event_type(self) -> str: ...
+    @property
+    def session_id(self) -> str: ...
+    @property
+    def timestamp(self) -> datetime: ...
+    @property
+    def page_url(self) -> str | None: ...
+    @property
+    def referrer(self) -> str | None: ...
+    @property
+    def value(self) -> float | None: ...
+    @property
+    def properties(self) -> dict[str, Any]: ...
+
+
 STAGES = ("awareness", "consideration", "decision", "retention", "booking")
 _RANK = {stage: rank for rank, stage in enumerate(STAGES)}
 
@@ -54,7 +74,7 @@ _DECISION_TYPES = frozenset(QUOTE_TYPES + CONTACT_TYPES + ("booking_started",))
 _BOOKING_TYPES = frozenset({"booking_completed"})
 
 
-def event_stage(event: Event) -> str:
+def event_stage(event: EventFields) -> str:
     """The stage one event shows on its own. Only an explicit journey step may name
     ``retention``; otherwise it comes from the visitor's history (a session after a booking)."""
     event_type = event.event_type
@@ -80,7 +100,7 @@ def higher_stage(a: str | None, b: str | None) -> str | None:
     return a if _RANK.get(a, -1) >= _RANK.get(b, -1) else b
 
 
-def touch_source(event: Event) -> str | None:
+def touch_source(event: EventFields) -> str | None:
     """Where a touch came from: the page URL's ``utm_source``, else the referrer's host, else None
     (a direct visit, or a page of the site itself)."""
     source = utm_source(event.page_url)
@@ -93,7 +113,7 @@ def touch_source(event: Event) -> str | None:
     return None
 
 
-def touchpoint(event: Event) -> dict[str, Any]:
+def touchpoint(event: EventFields) -> dict[str, Any]:
     """One touchpoint as stored in ``customer_journeys.touchpoints``: event type (for an explicit
     step, the step's name), page and time (a datetime: storage writes it as RFC 3339);
     ``step: true`` marks an explicit step."""
@@ -118,7 +138,7 @@ class SessionJourney:
     last_source: str | None = None  # of the latest event with a source
     last_source_at: datetime | None = None
 
-    def add(self, event: Event) -> None:
+    def add(self, event: EventFields) -> None:
         moment = event.timestamp
         self.touchpoints.append(touchpoint(event))
         stage = event_stage(event)

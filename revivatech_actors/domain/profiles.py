@@ -11,13 +11,13 @@ appended and its stage rises, also in any order.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 from datetime import date, datetime
 
 import attrs
 
 from ..messages import Event
-from .journeys import SessionJourney
+from .journeys import JOURNEY_STEP_TYPE, EventFields, SessionJourney
 from .sessions import PAGE_VIEW_TYPES
 
 __all__ = [
@@ -25,8 +25,10 @@ __all__ = [
     "BOOKING_STARTED_TYPES",
     "ProfileDelta",
     "ProfileState",
+    "Touch",
     "delta_from_events",
     "journey_rows",
+    "touch_of",
 ]
 
 #: Event types that count as a booking started / completed (the revenue is the event's value).
@@ -59,7 +61,7 @@ class ProfileDelta:
     active_days: set[date] = attrs.Factory(set)
     sessions: dict[str, SessionJourney] = attrs.Factory(dict)  # by session id, in order of appearance
 
-    def add(self, event: Event) -> None:
+    def add(self, event: EventFields) -> None:
         """Count one more event of this visitor (in place: no copy per event)."""
         self.events += 1
         event_type = event.event_type
@@ -126,7 +128,29 @@ def _at(touchpoint: dict[str, Any]) -> datetime:
     return touchpoint["at"]
 
 
-def delta_from_events(user_fingerprint: str, events: Iterable[Event]) -> ProfileDelta:
+class Touch(NamedTuple):
+    """What a profile and a journey need of one event: the rest (ids, receipt time, most
+    properties) is left behind, so a visitor's unwritten events cost ~100 bytes each, not ~900."""
+
+    event_type: str
+    session_id: str
+    timestamp: datetime
+    page_url: str | None
+    referrer: str | None
+    value: float | None
+    properties: dict[str, Any]  # only a journey step's (its step and stage); else empty
+
+
+_NO_PROPERTIES: dict[str, Any] = {}
+
+
+def touch_of(event: Event) -> Touch:
+    """The :class:`Touch` of a stored event."""
+    return Touch(event.event_type, event.session_id, event.timestamp, event.page_url, event.referrer, event.value,
+                 event.properties if event.event_type == JOURNEY_STEP_TYPE else _NO_PROPERTIES)
+
+
+def delta_from_events(user_fingerprint: str, events: Iterable[EventFields]) -> ProfileDelta:
     """What ``events`` (all of ``user_fingerprint``) add to the profile."""
     delta = ProfileDelta(user_fingerprint)
     for event in events:
