@@ -60,7 +60,7 @@ EXPECTED_DEFAULTS = {
         "price_confidence_events": 25.0,
         "churned_after_days": 60, "at_risk_churn": 60.0, "loyal_min_bookings": 2,
         "engaged_min_engagement": 50.0, "record_threshold": 1.0,
-        "max_share": 0.1, "rescore_interval": 3600.0,
+        "max_share": 0.05, "rescore_interval": 3600.0,
     },
     "realtime": {"window": 300},
 }
