@@ -245,6 +245,7 @@ class ProfileSettings:
     flush_interval: float = _number(0)  # how often pending profile deltas are written
     max_write_share: float = _share()  # most of the time profile writes may keep storage busy
     max_touchpoints: int = _int(1)  # touchpoints kept per session journey
+    max_unwritten_events: int = _int(1)  # past it, a write starts at once whatever the pacing
 
 
 def _score_threshold() -> Any:

@@ -111,7 +111,7 @@ class Service:
         profiles = ProfilesActor(
             new_storage(), batcher.subscribe(), reader=new_storage(), scorer=to_scorer, idle_timeout=p.idle_timeout,
             max_active=p.max_active, flush_interval=p.flush_interval, max_write_share=p.max_write_share,
-            max_touchpoints=p.max_touchpoints,
+            max_touchpoints=p.max_touchpoints, max_unwritten_events=p.max_unwritten_events,
         )
         service = cls(
             settings=settings,

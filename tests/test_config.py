@@ -34,8 +34,8 @@ EXPECTED_DEFAULTS = {
                "inbox": 10000},
     "batch": {"max_events": 2000, "max_wait": 0.0},
     "broadcast": {"interval": 30.0, "min_interval": 1.0},
-    "profiles": {"idle_timeout": 300.0, "max_active": 20000, "flush_interval": 1.0, "max_write_share": 0.25,
-                 "max_touchpoints": 500},
+    "profiles": {"idle_timeout": 300.0, "max_active": 20000, "flush_interval": 1.0, "max_write_share": 0.1,
+                 "max_touchpoints": 500, "max_unwritten_events": 1000000},
     "scoring": {
         "engagement_sessions_weight": 30.0, "engagement_sessions_cap": 10.0,
         "engagement_pages_per_session_weight": 25.0, "engagement_pages_per_session_cap": 5.0,

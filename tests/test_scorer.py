@@ -93,3 +93,18 @@ async def test_churn_risk_of_an_idle_visitor_is_recomputed_without_new_events(st
     later = (await storage.load_profiles(["away"]))["away"]
     assert later.scores[CHURN] > first + 10
     assert later.segment == "churned"
+
+
+async def test_written_fingerprints_are_read_when_their_turn_comes(storage, storage_url):
+    actor, send = scorer(storage, interval=0.05)
+    for n in range(250):  # more than one read chunk
+        await written(storage, f"fp{n}")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(actor.run)
+        await send.send([f"fp{n}" for n in range(250)] + ["fp0"])  # fp0 twice: scored once
+        with trio.fail_after(5):
+            while actor.stats.scored < 250:
+                await trio.sleep(0.02)
+        actor.request_stop()
+    assert actor.stats.scored == 250
+    assert query(storage_url, "SELECT count(DISTINCT user_fingerprint) FROM ml_predictions") == [(250,)]

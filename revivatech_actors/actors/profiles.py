@@ -9,13 +9,13 @@ Reads and writes. A visitor's live profile is the stored profile plus the deltas
 (:meth:`ProfilesActor.live_profile`), so insights reflect an event as soon as this actor has
 handled it — milliseconds after the acknowledgement — whatever the write interval. Storage gets
 the deltas of all visitors every ``profiles.flush_interval``, ``WRITE_CHUNK`` visitors per
-transaction (commutative: counts added, times least/greatest, journeys appended), and each write
-returns the visitor's whole stored row; that is how an actor learns its stored state:
-activation costs no read.
+transaction (commutative: counts added, times least/greatest, journeys appended). Writes read
+nothing back: an actor reads its stored row only when someone asks for the visitor's live
+profile (once after each write), so neither activation nor a write costs a read.
 Writes are paced: a write that took ``d`` seconds is followed by at least
 ``d * (1 / max_write_share - 1)`` seconds without one, so under load they space out, coalesce
 more visitors' events each, and keep storage busy at most ``max_write_share`` of the time.
-After each write the written profiles go on to the scorer.
+After each write the written visitors' fingerprints go on to the scorer.
 
 Why virtual actors are objects driven by one task and not a task each: a task per visitor costs a
 channel hop and a scheduler wake-up per event for no gain — a visitor's events arrive in order, one
@@ -103,12 +103,12 @@ class VisitorActor:
             self.inflight = None
 
     def written(self, delta: ProfileDelta, stored: ProfileState | None) -> None:
-        """The events in flight committed as ``delta``; ``stored`` is the row storage returned."""
+        """The events in flight committed as ``delta``; ``stored`` is the row storage returned,
+        or None when it returned none: the row is then read again when someone asks."""
         assert self.inflight is not None
         self.known_days |= delta.active_days
         self.known_sessions.update(delta.sessions)
-        if stored is not None:
-            self.stored = stored
+        self.stored = stored
         self.inflight = None
 
     def unwritten(self) -> ProfileDelta | None:
@@ -158,12 +158,13 @@ class ProfilesActor:
     storage: Storage
     inbox: trio.MemoryReceiveChannel[list[Event]]
     reader: Storage | None = None
-    scorer: trio.MemorySendChannel[list[ProfileState]] | None = None
+    scorer: trio.MemorySendChannel[list[str]] | None = None
     idle_timeout: float = 300.0
     max_active: int = 20_000
     flush_interval: float = 1.0
     max_write_share: float = 0.25
     max_touchpoints: int = 500
+    max_unwritten_events: int = 1_000_000
     activity: Activity = attrs.Factory(Activity)
     stats: ProfileStats = attrs.Factory(ProfileStats)
     # least recently used first
@@ -173,6 +174,7 @@ class ProfilesActor:
     _stopping: bool = attrs.field(init=False, default=False)
     _wake_writer: trio.CancelScope | None = attrs.field(init=False, default=None)
     _write_done: trio.Event = attrs.field(init=False, factory=trio.Event)
+    _unwritten_events: int = attrs.field(init=False, default=0)  # handled, not yet in a write
 
     @property
     def active_count(self) -> int:
@@ -254,7 +256,9 @@ class ProfilesActor:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         for actor in (*self._active.values(), *self._retiring.values()):
-            actor.resume()  # a write cut short by a crash: its delta goes into the next one
+            if actor.inflight is not None:  # a write cut short by a crash: its events go into the next one
+                self._unwritten_events += len(actor.inflight)
+                actor.resume()
         await self.storage.open()  # its own connections: profile writes never queue behind events
         if self.reader is not None:
             await self.reader.open()
@@ -327,9 +331,12 @@ class ProfilesActor:
                     self.stats.activations += 1
             active[fp] = actor  # most recently used
             actor.receive(visitor_events, now)
+            self._unwritten_events += len(visitor_events)
         while len(active) > self.max_active:
             fp, actor = active.popitem(last=False)
             self._passivate(fp, actor)
+        if self._unwritten_events > self.max_unwritten_events:
+            self._wake()  # memory first: write now, whatever the pacing says
 
     def _passivate(self, fp: str, actor: VisitorActor) -> None:
         self.stats.passivations += 1
@@ -387,24 +394,26 @@ class ProfilesActor:
     async def _write_chunk(self, actors: list[VisitorActor]) -> float:
         actors.sort(key=_fingerprint)  # row locks in one order, as the scorer takes them
         work = [(actor.user_fingerprint, actor.begin_write(), frozenset(actor.known_days)) for actor in actors]
+        self._unwritten_events -= sum(len(touches) for _, touches, _ in work)
         deltas = await trio.to_thread.run_sync(_deltas_of, work)
         took = 0.0
 
         async def attempt() -> dict[str, ProfileState]:
             nonlocal took
             began = time.perf_counter()
-            result = await self.storage.apply_profile_deltas(deltas, max_touchpoints=self.max_touchpoints)
+            result = await self.storage.apply_profile_deltas(deltas, max_touchpoints=self.max_touchpoints,
+                                                             return_rows=False)
             took = time.perf_counter() - began
             return result
 
         stored = await self._with_retry(attempt, "write profiles")
         for actor, delta in zip(actors, deltas, strict=True):
-            actor.written(delta, stored.get(actor.user_fingerprint))
+            actor.written(delta, stored.get(actor.user_fingerprint))  # no row: read again when asked
         done, self._write_done = self._write_done, trio.Event()
         done.set()
         self.stats.profiles_written += len(deltas)
-        if self.scorer is not None and stored:
-            await self.scorer.send(list(stored.values()))
+        if self.scorer is not None:
+            await self.scorer.send([actor.user_fingerprint for actor in actors])
         return took
 
     async def _with_retry(self, operation: Callable[[], Awaitable[T]], what: str) -> T:

@@ -1,7 +1,8 @@
 """The scorer actor: scores written profiles and records the scores that moved.
 
-It hears of every profile the profiles actor wrote (the whole stored row) and keeps the latest
-state of each visitor waiting to be scored, oldest first. Every ``interval`` it scores waiting
+It hears of every visitor the profiles actor wrote and keeps them waiting to be scored, oldest
+first; their stored rows are read, ``LOAD_CHUNK`` at a time, when their turn comes (so a visitor
+written many times while waiting is read once). Every ``interval`` it scores waiting
 visitors (engagement, lead, churn risk, price sensitivity and the segment: ``domain.scoring``)
 for at most ``max_share`` of the interval's time, and stores, in one transaction, a
 ``ml_predictions`` row for each score that moved at least ``scoring.record_threshold`` points
@@ -41,6 +42,8 @@ logger = logging.getLogger(__name__)
 SLICE = 0.002
 #: Seconds of scoring when stopping.
 FINAL_BUDGET = 1.0
+#: Waiting visitors whose rows are read in one query.
+LOAD_CHUNK = 100
 #: Idle profiles fetched per rescoring query.
 RESCORE_BATCH = 1000
 
@@ -56,7 +59,7 @@ class ScorerStats:
 @attrs.define(eq=False)
 class ScorerActor:
     storage: Storage
-    inbox: trio.MemoryReceiveChannel[list[ProfileState]]
+    inbox: trio.MemoryReceiveChannel[list[str] | list[ProfileState]]
     settings: ScoringSettings
     interval: float = 1.0
     max_share: float = 0.1
@@ -65,7 +68,8 @@ class ScorerActor:
     on_recorded: Callable[[ScoreRecord], None] | None = None
     activity: Activity = attrs.Factory(Activity)
     stats: ScorerStats = attrs.Factory(ScorerStats)
-    _waiting: collections.OrderedDict[str, ProfileState] = attrs.field(init=False, factory=collections.OrderedDict)
+    # visitor → its row when known (idle rescoring reads it), else None: read when its turn comes
+    _waiting: collections.OrderedDict[str, ProfileState | None] = attrs.field(init=False, factory=collections.OrderedDict)
     _next_rescore: float = attrs.field(init=False, default=0.0)
     _stopping: bool = attrs.field(init=False, default=False)
     _sleep: trio.CancelScope | None = attrs.field(init=False, default=None)
@@ -108,10 +112,13 @@ class ScorerActor:
                 await self.storage.close()
 
     async def _receive(self) -> None:
-        async for profiles in self.inbox:
+        async for written in self.inbox:
             waiting = self._waiting
-            for state in profiles:
-                waiting[state.user_fingerprint] = state  # keeps its place in line, takes the newest state
+            for item in written:  # a written visitor's fingerprint, or its stored row
+                if isinstance(item, str):
+                    waiting[item] = None  # keeps its place in line; its row is read when its turn comes
+                else:
+                    waiting[item.user_fingerprint] = item
         self._stopping = True
 
     async def score_waiting(self, budget: float | None = None) -> int:
@@ -121,18 +128,24 @@ class ScorerActor:
             await self._fetch_idle()
         deadline = time.perf_counter() + (self.max_share * self.interval if budget is None else budget)
         now = datetime.now(UTC)
-        records = []
+        records: list[ScoreRecord] = []
         waiting = self._waiting
         next_yield = time.perf_counter() + SLICE
-        while waiting:
-            _, state = waiting.popitem(last=False)
-            records.append(score_record(state, now, self.settings))
-            clock = time.perf_counter()
-            if clock >= deadline:
-                break
-            if clock >= next_yield:  # let requests through: a cycle must not stall the event loop
-                await trio.lowlevel.checkpoint()
-                next_yield = time.perf_counter() + SLICE
+        while waiting and time.perf_counter() < deadline or (waiting and not records):
+            turn = [waiting.popitem(last=False) for _ in range(min(LOAD_CHUNK, len(waiting)))]
+            unread = [fp for fp, state in turn if state is None]
+            read = await self._read(unread) if unread else {}
+            for index, (fp, state) in enumerate(turn):
+                state = state or read.get(fp)
+                if state is not None:
+                    records.append(score_record(state, now, self.settings))
+                clock = time.perf_counter()
+                if clock >= deadline:
+                    self._put_back(turn[index + 1 :])
+                    break
+                if clock >= next_yield:  # let requests through: a cycle must not stall the event loop
+                    await trio.lowlevel.checkpoint()
+                    next_yield = time.perf_counter() + SLICE
         if not records:
             return 0
         records.sort(key=_fingerprint)  # row locks in one order, as the profile writes take them
@@ -146,6 +159,18 @@ class ScorerActor:
                 if record.recorded:
                     self.on_recorded(record)
         return len(records)
+
+    async def _read(self, fingerprints: list[str]) -> dict[str, ProfileState]:
+        return await until_it_succeeds(lambda: self.storage.load_profiles(fingerprints), logger=logger,
+                                       what="read profiles to score", on_failure=self._failed)
+
+    def _put_back(self, rest: list[tuple[str, ProfileState | None]]) -> None:
+        """Put visitors not reached back at the head of the line, in order (unless a newer write
+        already queued them again)."""
+        for fp, state in reversed(rest):
+            if fp not in self._waiting:
+                self._waiting[fp] = state
+                self._waiting.move_to_end(fp, last=False)
 
     async def _fetch_idle(self) -> None:
         before = datetime.now(UTC) - timedelta(seconds=self.rescore_interval)

@@ -11,6 +11,7 @@ appended and its stage rises, also in any order.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from sys import intern
 from typing import Any, NamedTuple
 from datetime import date, datetime
 
@@ -145,9 +146,13 @@ _NO_PROPERTIES: dict[str, Any] = {}
 
 
 def touch_of(event: Event) -> Touch:
-    """The :class:`Touch` of a stored event."""
-    return Touch(event.event_type, event.session_id, event.timestamp, event.page_url, event.referrer, event.value,
-                 event.properties if event.event_type == JOURNEY_STEP_TYPE else _NO_PROPERTIES)
+    """The :class:`Touch` of a stored event. Its strings are interned: a visitor's touches share
+    one copy of a session id, an event type or a page (they repeat), which halves their memory."""
+    page = event.page_url
+    return Touch(
+        intern(event.event_type), intern(event.session_id), event.timestamp, None if page is None else intern(page),
+        event.referrer, event.value, event.properties if event.event_type == JOURNEY_STEP_TYPE else _NO_PROPERTIES,
+    )
 
 
 def delta_from_events(user_fingerprint: str, events: Iterable[EventFields]) -> ProfileDelta:

@@ -224,6 +224,8 @@ ON CONFLICT (user_fingerprint) DO UPDATE SET
     updated_at = now()
 RETURNING""" + _PROFILE_COLUMNS
 
+_UPSERT_PROFILES_ONLY = _UPSERT_PROFILES[: _UPSERT_PROFILES.rindex("RETURNING")]
+
 _LOAD_PROFILES = (
     "SELECT" + _PROFILE_COLUMNS + " FROM user_behavior_profiles p"
     " WHERE p.user_fingerprint = ANY(%s::text[])"
@@ -451,12 +453,15 @@ class PostgresStorage(Storage):
             )
 
     def _upsert_profiles(self, conn: psycopg.Connection[Any], deltas: Sequence[ProfileDelta],
-                         max_touchpoints: int) -> dict[str, ProfileState]:
+                         max_touchpoints: int, return_rows: bool) -> dict[str, ProfileState]:
         profiles = orjson.dumps([profile_delta_row(d) for d in deltas]).decode()
         journeys = orjson.dumps(
             [{**row, "touchpoints": row["touchpoints"][:max_touchpoints]} for d in deltas for row in journey_rows(d)]
         ).decode()
         params = {"deltas": profiles, "journeys": journeys, "max_touchpoints": max_touchpoints, "stages": list(STAGES)}
+        if not return_rows:
+            conn.execute(_UPSERT_PROFILES_ONLY, params)
+            return {}
         return {row[0]: _profile_state(row) for row in conn.execute(_UPSERT_PROFILES, params).fetchall()}
 
     def _load_profiles_blocking(self, conn: psycopg.Connection[Any], user_fingerprints: list[str]) -> dict[str, ProfileState]:

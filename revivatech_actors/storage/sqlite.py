@@ -438,7 +438,7 @@ class SQLiteStorage(Storage):
         )
 
     def _upsert_profiles(self, conn: sqlite3.Connection, deltas: Sequence[ProfileDelta],
-                         max_touchpoints: int) -> dict[str, ProfileState]:
+                         max_touchpoints: int, return_rows: bool) -> dict[str, ProfileState]:
         # One writer holds the database (BEGIN IMMEDIATE): journeys are merged here, in Python,
         # by the same rules PostgreSQL applies in SQL.
         for d in deltas:
@@ -455,7 +455,7 @@ class SQLiteStorage(Storage):
                     _optional_timestamp(d.last_booking_at), new_days, new_sessions, orjson.dumps(d.event_counts).decode(),
                 ),
             )
-        return self._load_profiles_blocking(conn, [d.user_fingerprint for d in deltas])
+        return self._load_profiles_blocking(conn, [d.user_fingerprint for d in deltas]) if return_rows else {}
 
     def _merge_journey(self, conn: sqlite3.Connection, j: dict[str, Any], booked_at: dt.datetime | None,
                        max_touchpoints: int) -> bool:
