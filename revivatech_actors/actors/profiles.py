@@ -12,9 +12,11 @@ the deltas of all visitors every ``profiles.flush_interval``, ``WRITE_CHUNK`` vi
 transaction (commutative: counts added, times least/greatest, journeys appended). Writes read
 nothing back: an actor reads its stored row only when someone asks for the visitor's live
 profile (once after each write), so neither activation nor a write costs a read.
-Writes are paced: a write that took ``d`` seconds is followed by at least
-``d * (1 / max_write_share - 1)`` seconds without one, so under load they space out, coalesce
-more visitors' events each, and keep storage busy at most ``max_write_share`` of the time.
+Writes are paced (``_write_due``): one starts when its expected cost — the visitors waiting,
+at what the last write cost per visitor — is at most ``max_write_share`` of the time since the
+last write ended plus that cost. Under load writes space out, coalesce more events each, and keep
+storage busy at most ``max_write_share`` of the time; ``max_unwritten_events`` bounds the memory
+that costs (past it a write starts at once).
 After each write the written visitors' fingerprints go on to the scorer.
 
 Why virtual actors are objects driven by one task and not a task each: a task per visitor costs a
@@ -175,6 +177,8 @@ class ProfilesActor:
     _wake_writer: trio.CancelScope | None = attrs.field(init=False, default=None)
     _write_done: trio.Event = attrs.field(init=False, factory=trio.Event)
     _unwritten_events: int = attrs.field(init=False, default=0)  # handled, not yet in a write
+    _unwritten_visitors: int = attrs.field(init=False, default=0)  # with pending events
+    _seconds_per_visitor: float = attrs.field(init=False, default=0.0)  # what the last write cost
 
     @property
     def active_count(self) -> int:
@@ -258,6 +262,8 @@ class ProfilesActor:
         for actor in (*self._active.values(), *self._retiring.values()):
             if actor.inflight is not None:  # a write cut short by a crash: its events go into the next one
                 self._unwritten_events += len(actor.inflight)
+                if actor.pending is None:
+                    self._unwritten_visitors += 1
                 actor.resume()
         await self.storage.open()  # its own connections: profile writes never queue behind events
         if self.reader is not None:
@@ -330,6 +336,8 @@ class ProfilesActor:
                     actor = VisitorActor(fp)
                     self.stats.activations += 1
             active[fp] = actor  # most recently used
+            if actor.pending is None:
+                self._unwritten_visitors += 1
             actor.receive(visitor_events, now)
             self._unwritten_events += len(visitor_events)
         while len(active) > self.max_active:
@@ -357,22 +365,36 @@ class ProfilesActor:
             self._wake_writer.cancel()
 
     async def _write_periodically(self) -> None:
-        next_write = trio.current_time() + self.flush_interval
+        idle_since = trio.current_time()  # end of the last write
+        next_check = idle_since + self.flush_interval
         while True:
-            with trio.CancelScope(deadline=next_write) as self._wake_writer:
+            with trio.CancelScope(deadline=next_check) as self._wake_writer:
                 await trio.sleep_forever()
             self._wake_writer = None
+            now = trio.current_time()
+            next_check = now + self.flush_interval
+            if not (self._stopping or self._unwritten_events > self.max_unwritten_events or self._write_due(now - idle_since)):
+                continue
             stopping = self._stopping
-            started = trio.current_time()
-            took = await self.write()
+            await self.write()
             if stopping:
                 while await self.write():  # what arrived while the last write ran
                     pass
                 return
-            pause = took * (1 / self.max_write_share - 1) if self.max_write_share < 1 else 0.0
-            next_write = max(started + self.flush_interval, trio.current_time() + pause)
+            idle_since = trio.current_time()
+            next_check = idle_since + self.flush_interval
             if self._stopping:  # asked while that write ran: the last writes follow at once
-                next_write = trio.current_time()
+                next_check = idle_since
+
+    def _write_due(self, idle: float) -> bool:
+        """Pacing: a write is due when what it would cost (the visitors waiting, at what the last
+        write cost per visitor) is at most ``max_write_share`` of the time it would end, counted
+        from the last write's end: storage then spends at most that share on profile writes,
+        whatever the load. Under a flood writes come rarely and coalesce many events each."""
+        if self._unwritten_visitors == 0:
+            return False
+        cost = self._unwritten_visitors * self._seconds_per_visitor
+        return cost <= self.max_write_share * (idle + cost)
 
     async def write(self) -> float:
         """Write every pending delta, ``WRITE_CHUNK`` visitors per transaction (each retried
@@ -384,6 +406,7 @@ class ProfilesActor:
         took = 0.0  # time of the attempts that committed: waiting out an outage is not storage work
         for start in range(0, len(actors), WRITE_CHUNK):
             took += await self._write_chunk(actors[start : start + WRITE_CHUNK])
+        self._seconds_per_visitor = took / len(actors)
         for fp in [fp for fp, actor in self._retiring.items() if not actor.dirty]:
             del self._retiring[fp]
         self.stats.writes += 1
@@ -395,6 +418,7 @@ class ProfilesActor:
         actors.sort(key=_fingerprint)  # row locks in one order, as the scorer takes them
         work = [(actor.user_fingerprint, actor.begin_write(), frozenset(actor.known_days)) for actor in actors]
         self._unwritten_events -= sum(len(touches) for _, touches, _ in work)
+        self._unwritten_visitors -= len(work)
         deltas = await trio.to_thread.run_sync(_deltas_of, work)
         took = 0.0
 
