@@ -45,7 +45,7 @@ __all__ = ["HealthSnapshot", "Service", "serve_until_signalled"]
 
 logger = logging.getLogger(__name__)
 
-#: Written-profile lists that may wait for the scorer (it takes them into its own queue at once).
+#: Lists of written visitors' fingerprints that may wait for the scorer (it takes them into its own queue at once).
 SCORER_INBOX = 16
 #: Share of ``shutdown.timeout`` the profiles actor may spend writing what it holds when stopping.
 PROFILES_SHUTDOWN_SHARE = 0.8

@@ -27,7 +27,8 @@ What is guaranteed (docs/architecture.md): a visitor's deltas live on its actor 
 a task, so a crash and restart of this actor loses none; a delta leaves memory only after the
 transaction that wrote it committed. A process that dies loses the deltas not yet written (those
 of the last write interval — longer under load, when writes are paced, or while storage is away;
-the events themselves are stored); a lost commit reply followed by a retry can add a delta twice.
+the events themselves are stored; ``max_unwritten_events`` bounds how many, give or take the events
+handled while a write runs); a lost commit reply followed by a retry can add a delta twice.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ class VisitorActor:
     """One visitor: the profile as storage last returned it, and what its events added since."""
 
     user_fingerprint: str
-    stored: ProfileState | None = None  # None until a write returns it (or a read loads it)
+    stored: ProfileState | None = None  # as last read; None until read, and again after each write
     # The events themselves, in order: turning them into a delta is left to the writer's thread
     # (and to reads), off the event loop that serves requests.
     pending: list[Touch] | None = None  # not yet in a write
@@ -164,7 +165,7 @@ class ProfilesActor:
     idle_timeout: float = 300.0
     max_active: int = 20_000
     flush_interval: float = 1.0
-    max_write_share: float = 0.25
+    max_write_share: float = 0.1
     max_touchpoints: int = 500
     max_unwritten_events: int = 1_000_000
     activity: Activity = attrs.Factory(Activity)
@@ -238,20 +239,21 @@ class ProfilesActor:
                 return found.get(user_fingerprint)
             if actor.stored is not None and actor.keys_loaded:
                 return actor.live()
-            while actor.inflight is not None:  # its row arrives with the write
+            while actor.inflight is not None:  # the row read must include the write, or not, surely
                 await self._write_done.wait()
             if actor.stored is not None and actor.keys_loaded:
                 return actor.live()
             writes = actor.writes
             found = await reader.load_profiles([user_fingerprint]) if actor.stored is None else {}
-            keys = await reader.visitor_keys(user_fingerprint)
+            keys = await reader.visitor_keys(user_fingerprint) if not actor.keys_loaded else None
             if actor.writes != writes or actor.inflight is not None:
                 continue  # a write began meanwhile: what was read may or may not include it
             if actor.stored is None:
                 actor.stored = found.get(user_fingerprint) or ProfileState(user_fingerprint=user_fingerprint)
-            actor.known_sessions |= keys.sessions
-            actor.known_days |= keys.days
-            actor.keys_loaded = True
+            if keys is not None:
+                actor.known_sessions |= keys.sessions
+                actor.known_days |= keys.days
+                actor.keys_loaded = True
             return actor.live()
         actor = self.actor_of(user_fingerprint)
         return None if actor is None else actor.live()
@@ -398,7 +400,7 @@ class ProfilesActor:
 
     async def write(self) -> float:
         """Write every pending delta, ``WRITE_CHUNK`` visitors per transaction (each retried
-        until it commits), hand the written profiles to the scorer; return the seconds it took
+        until it commits), hand the written visitors' fingerprints to the scorer; return the seconds it took
         (0 when nothing was pending)."""
         actors = [a for a in (*self._active.values(), *self._retiring.values()) if a.pending is not None]
         if not actors:

@@ -62,7 +62,7 @@ class ScorerActor:
     inbox: trio.MemoryReceiveChannel[list[str] | list[ProfileState]]
     settings: ScoringSettings
     interval: float = 1.0
-    max_share: float = 0.1
+    max_share: float = 0.05
     rescore_interval: float = 3600.0
     #: told of each visitor whose scores were recorded (a hook for the live feed; unset for now)
     on_recorded: Callable[[ScoreRecord], None] | None = None
@@ -134,9 +134,10 @@ class ScorerActor:
         while waiting and time.perf_counter() < deadline or (waiting and not records):
             turn = [waiting.popitem(last=False) for _ in range(min(LOAD_CHUNK, len(waiting)))]
             unread = [fp for fp, state in turn if state is None]
-            read = await self._read(unread) if unread else {}
+            if unread:
+                read = await self._read(unread)
+                turn = [(fp, state or read.get(fp)) for fp, state in turn]  # put back read, if put back
             for index, (fp, state) in enumerate(turn):
-                state = state or read.get(fp)
                 if state is not None:
                     records.append(score_record(state, now, self.settings))
                 clock = time.perf_counter()
