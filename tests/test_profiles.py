@@ -211,3 +211,20 @@ async def test_too_many_unwritten_events_start_a_write_whatever_the_pacing(stora
                 await trio.sleep(0.01)
         assert query(storage_url, "SELECT total_events FROM user_behavior_profiles") == [(11,)]
         rig.actor.request_stop()
+
+
+@pytest.mark.parametrize(
+    ("waiting", "seconds_per_visitor", "idle", "due"),
+    [
+        (0, 0.001, 100.0, False),  # nothing to write
+        (1, 0.0, 0.0, True),  # cost unknown yet: write every interval
+        (500, 60e-6, 1.0, True),  # 30 ms of work after 1 s: within 10 %
+        (95_000, 100e-6, 1.0, False),  # 9.5 s of work: wait...
+        (95_000, 100e-6, 85.5, True),  # ... until it is 10 % of the time since the last write
+    ],
+)
+def test_writes_are_paced_by_their_expected_cost(waiting, seconds_per_visitor, idle, due):
+    actor = ProfilesActor(None, None, max_write_share=0.1)
+    actor._unwritten_visitors = waiting
+    actor._seconds_per_visitor = seconds_per_visitor
+    assert actor._write_due(idle) is due

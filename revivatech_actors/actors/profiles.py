@@ -60,6 +60,8 @@ T = TypeVar("T")
 #: Visitors per profile-write transaction: short transactions, steady progress within a shutdown
 #: deadline, and no write that holds PostgreSQL for seconds at a time.
 WRITE_CHUNK = 2000
+#: Fewest visitors in a write whose time sets the per-visitor cost the pacing expects.
+COSTED_WRITE = 200
 #: Visitors handled between two yields to the event loop (about 2 ms of work).
 SLICE_VISITORS = 200
 
@@ -408,7 +410,8 @@ class ProfilesActor:
         took = 0.0  # time of the attempts that committed: waiting out an outage is not storage work
         for start in range(0, len(actors), WRITE_CHUNK):
             took += await self._write_chunk(actors[start : start + WRITE_CHUNK])
-        self._seconds_per_visitor = took / len(actors)
+        if len(actors) >= COSTED_WRITE:  # a smaller write measures its fixed overhead more than its rows
+            self._seconds_per_visitor = took / len(actors)
         for fp in [fp for fp, actor in self._retiring.items() if not actor.dirty]:
             del self._retiring[fp]
         self.stats.writes += 1
