@@ -9,7 +9,7 @@ Reads and writes. A visitor's live profile is the stored profile plus the deltas
 (:meth:`ProfilesActor.live_profile`), so insights reflect an event as soon as this actor has
 handled it — milliseconds after the acknowledgement — whatever the write interval. Storage gets
 the deltas of all visitors every ``profiles.flush_interval``, ``WRITE_CHUNK`` visitors per
-transaction (commutative: counts added, times least/greatest, journeys appended). Writes read
+transaction with rests between them (commutative: counts added, times least/greatest, journeys appended). Writes read
 nothing back: an actor reads its stored row only when someone asks for the visitor's live
 profile (once after each write), so neither activation nor a write costs a read.
 Writes are paced (``_write_due``): one starts when its expected cost — the visitors waiting,
@@ -57,9 +57,12 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: Visitors per profile-write transaction: short transactions, steady progress within a shutdown
-#: deadline, and no write that holds PostgreSQL for seconds at a time.
-WRITE_CHUNK = 2000
+#: Visitors per profile-write transaction, with a rest after each (see ``write``): storage is
+#: never busy with profiles for long at a time, so event commits are not held up.
+WRITE_CHUNK = 50
+#: Visitors per transaction when stopping or over ``max_unwritten_events``: no rests, fewer
+#: transactions, done sooner.
+URGENT_WRITE_CHUNK = 2000
 #: Fewest visitors in a write whose time sets the per-visitor cost the pacing expects.
 COSTED_WRITE = 200
 #: Visitors handled between two yields to the event loop (about 2 ms of work).
@@ -390,6 +393,11 @@ class ProfilesActor:
             if self._stopping:  # asked while that write ran: the last writes follow at once
                 next_check = idle_since
 
+    @property
+    def _urgent(self) -> bool:
+        """Stopping, or over the memory bound: write as fast as storage allows."""
+        return self._stopping or self._unwritten_events > self.max_unwritten_events
+
     def _write_due(self, idle: float) -> bool:
         """Pacing: a write is due when what it would cost (the visitors waiting, at what the last
         write cost per visitor) is at most ``max_write_share`` of the time it would end, counted
@@ -408,8 +416,15 @@ class ProfilesActor:
         if not actors:
             return 0.0
         took = 0.0  # time of the attempts that committed: waiting out an outage is not storage work
-        for start in range(0, len(actors), WRITE_CHUNK):
-            took += await self._write_chunk(actors[start : start + WRITE_CHUNK])
+        chunk = URGENT_WRITE_CHUNK if self._urgent else WRITE_CHUNK
+        for start in range(0, len(actors), chunk):
+            if start and not self._urgent:
+                # Spread the write: storage busy with it for a burst would hold up event commits
+                # (and so acknowledgements) as long; in short chunks with rests between them it
+                # stays within max_write_share all along.
+                await trio.sleep(chunk_took * (1 / self.max_write_share - 1))
+            chunk_took = await self._write_chunk(actors[start : start + chunk])
+            took += chunk_took
         if len(actors) >= COSTED_WRITE:  # a smaller write measures its fixed overhead more than its rows
             self._seconds_per_visitor = took / len(actors)
         for fp in [fp for fp, actor in self._retiring.items() if not actor.dirty]:

@@ -43,7 +43,7 @@ SLICE = 0.002
 #: Seconds of scoring when stopping.
 FINAL_BUDGET = 1.0
 #: Waiting visitors whose rows are read in one query.
-LOAD_CHUNK = 100
+LOAD_CHUNK = 50
 #: Idle profiles fetched per rescoring query.
 RESCORE_BATCH = 1000
 
@@ -123,20 +123,23 @@ class ScorerActor:
 
     async def score_waiting(self, budget: float | None = None) -> int:
         """Score waiting visitors for at most ``budget`` seconds (default ``max_share`` of the
-        interval) and store the results; return how many were scored."""
+        interval), ``LOAD_CHUNK`` at a time: read their rows, score, store the results; return
+        how many were scored. Small transactions keep storage from being busy with scores for
+        long at a time (event commits would wait behind them)."""
         if not self._waiting and not self._stopping and trio.current_time() >= self._next_rescore:
             await self._fetch_idle()
         deadline = time.perf_counter() + (self.max_share * self.interval if budget is None else budget)
         now = datetime.now(UTC)
-        records: list[ScoreRecord] = []
         waiting = self._waiting
-        next_yield = time.perf_counter() + SLICE
-        while waiting and time.perf_counter() < deadline or (waiting and not records):
+        scored = 0
+        while waiting and (time.perf_counter() < deadline or not scored):
             turn = [waiting.popitem(last=False) for _ in range(min(LOAD_CHUNK, len(waiting)))]
             unread = [fp for fp, state in turn if state is None]
             if unread:
                 read = await self._read(unread)
                 turn = [(fp, state or read.get(fp)) for fp, state in turn]  # put back read, if put back
+            records: list[ScoreRecord] = []
+            next_yield = time.perf_counter() + SLICE
             for index, (fp, state) in enumerate(turn):
                 if state is not None:
                     records.append(score_record(state, now, self.settings))
@@ -147,8 +150,13 @@ class ScorerActor:
                 if clock >= next_yield:  # let requests through: a cycle must not stall the event loop
                     await trio.lowlevel.checkpoint()
                     next_yield = time.perf_counter() + SLICE
+            await self._record(records)
+            scored += len(records)
+        return scored
+
+    async def _record(self, records: list[ScoreRecord]) -> None:
         if not records:
-            return 0
+            return
         records.sort(key=_fingerprint)  # row locks in one order, as the profile writes take them
         await until_it_succeeds(lambda: self.storage.record_scores(records), logger=logger, what="record scores",
                                 on_failure=self._failed)
@@ -159,7 +167,6 @@ class ScorerActor:
             for record in records:
                 if record.recorded:
                     self.on_recorded(record)
-        return len(records)
 
     async def _read(self, fingerprints: list[str]) -> dict[str, ProfileState]:
         return await until_it_succeeds(lambda: self.storage.load_profiles(fingerprints), logger=logger,
