@@ -278,59 +278,6 @@ def test_a_single_sourced_event_is_both_first_and_last_source():
         "duckduckgo.com", at(4), "duckduckgo.com", at(4))
 
 
-# --- SessionJourney.absorb -----------------------------------------------------------------------
-
-ABSORB_EVENTS = [
-    ev(10, "page_view", referrer="https://google.com/"),
-    ev(2, "pricing_viewed", referrer="https://bing.com/"),
-    ev(25, "quote_requested"),
-    step(18, name="picked_device", stage="consideration", page_url=f"{SITE}/x?utm_source=mail"),
-    ev(40, "page_view", referrer=f"{SITE}/home"),
-    ev(33, "booking_completed", value=80.0),
-    ev(1, "page_view"),
-]
-
-
-@pytest.mark.parametrize("split", range(len(ABSORB_EVENTS) + 1))
-def test_absorb_equals_one_journey_of_all_events(split):
-    whole = journey_of(ABSORB_EVENTS)
-    first, later = SessionJourney("s1"), SessionJourney("s1")
-    for e in ABSORB_EVENTS[:split]:
-        first.add(e)
-    for e in ABSORB_EVENTS[split:]:
-        later.add(e)
-    first.absorb(later)
-    assert first == whole
-    assert [p["type"] for p in first.touchpoints] == [
-        "page_view", "pricing_viewed", "quote_requested", "picked_device", "page_view", "booking_completed",
-        "page_view"]
-    assert (first.stage, first.started_at, first.last_at) == ("booking", at(1), at(40))
-    assert (first.first_source, first.last_source) == ("bing.com", "mail")
-
-
-def test_absorb_an_empty_journey_changes_nothing():
-    j = journey_of(ABSORB_EVENTS)
-    before = attrs.evolve(j, touchpoints=list(j.touchpoints))
-    j.absorb(SessionJourney("s1"))
-    assert j == before
-
-
-def test_absorb_into_an_empty_journey_takes_the_other():
-    other = journey_of(ABSORB_EVENTS)
-    j = SessionJourney("s1")
-    j.absorb(other)
-    assert j == other
-
-
-def test_absorb_keeps_the_higher_stage_of_either_side():
-    high, low = journey_of([ev(0, "booking_completed")]), journey_of([ev(5, "pricing_viewed")])
-    high.absorb(low)
-    assert high.stage == "booking"
-    low2, high2 = journey_of([ev(5, "pricing_viewed")]), journey_of([ev(0, "contact_clicked")])
-    low2.absorb(high2)
-    assert low2.stage == "decision"
-
-
 # --- visitor_stage -------------------------------------------------------------------------------
 
 
@@ -555,51 +502,6 @@ def test_active_days_follow_the_events_utc_date():
     late = datetime(2026, 3, 1, 23, 59, 59, tzinfo=UTC)
     d = delta_from_events("v1", [make_event(0, timestamp=late), make_event(1, timestamp=late + timedelta(seconds=2))])
     assert d.active_days == {date(2026, 3, 1), date(2026, 3, 2)}
-
-
-# --- ProfileDelta.absorb -------------------------------------------------------------------------
-
-DELTA_FIELDS = [f.name for f in attrs.fields(ProfileDelta)]
-
-
-@pytest.mark.parametrize("split", range(len(VISIT) + 1))
-def test_absorb_equals_one_delta_of_all_events(split):
-    whole = delta_from_events("v1", VISIT)
-    merged = delta_from_events("v1", VISIT[:split])
-    merged.absorb(delta_from_events("v1", VISIT[split:]))
-    for name in DELTA_FIELDS:
-        if name == "value":
-            assert merged.value == pytest.approx(whole.value)
-        else:
-            assert getattr(merged, name) == getattr(whole, name), name
-
-
-@pytest.mark.parametrize("parts", [3, 4, len(VISIT)])
-def test_absorb_many_deltas_in_turn(parts):
-    whole = delta_from_events("v1", VISIT)
-    chunks = [VISIT[i::parts] for i in range(parts)]  # interleaved: every session in several deltas
-    ordered = [e for chunk in chunks for e in chunk]
-    merged = delta_from_events("v1", chunks[0])
-    for chunk in chunks[1:]:
-        merged.absorb(delta_from_events("v1", chunk))
-    expected = delta_from_events("v1", ordered)
-    assert merged == expected
-    # the same figures as in arrival order, except touchpoint order within a session
-    for name in ("events", "page_views", "bookings_started", "bookings_completed", "first_seen", "last_seen",
-                 "last_booking_at", "event_counts", "active_days"):
-        assert getattr(merged, name) == getattr(whole, name), name
-    assert merged.value == pytest.approx(whole.value)
-    for session_id, journey in whole.sessions.items():
-        mine = merged.sessions[session_id]
-        assert (mine.stage, mine.started_at, mine.last_at, mine.first_source, mine.last_source) == (
-            journey.stage, journey.started_at, journey.last_at, journey.first_source, journey.last_source)
-        assert sorted(p["at"] for p in mine.touchpoints) == sorted(p["at"] for p in journey.touchpoints)
-
-
-def test_absorb_an_empty_delta_changes_nothing():
-    d = delta_from_events("v1", VISIT)
-    d.absorb(ProfileDelta("v1"))
-    assert d == delta_from_events("v1", VISIT)
 
 
 # --- journey_rows --------------------------------------------------------------------------------

@@ -190,10 +190,6 @@ class ProfilesActor:
     def active_count(self) -> int:
         return len(self._active)
 
-    @property
-    def retiring_count(self) -> int:
-        return len(self._retiring)
-
     def stats_json(self) -> dict[str, int | float]:
         s = self.stats
         return {

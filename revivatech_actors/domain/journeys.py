@@ -158,22 +158,6 @@ class SessionJourney:
                 if self.last_source_at is None or moment >= self.last_source_at:
                     self.last_source, self.last_source_at = source, moment
 
-    def absorb(self, other: SessionJourney) -> None:
-        """Add ``other`` (later events of the same session) to this journey."""
-        self.touchpoints.extend(other.touchpoints)
-        self.stage = higher_stage(self.stage, other.stage) or self.stage
-        if other.booked_at is not None and (self.booked_at is None or other.booked_at < self.booked_at):
-            self.booked_at = other.booked_at
-        for moment in (other.started_at, other.last_at):
-            if moment is not None:
-                if self.started_at is None or moment < self.started_at:
-                    self.started_at = moment
-                if self.last_at is None or moment > self.last_at:
-                    self.last_at = moment
-        if other.first_source_at is not None and (self.first_source_at is None or other.first_source_at < self.first_source_at):
-            self.first_source, self.first_source_at = other.first_source, other.first_source_at
-        if other.last_source_at is not None and (self.last_source_at is None or other.last_source_at >= self.last_source_at):
-            self.last_source, self.last_source_at = other.last_source, other.last_source_at
 
 
 def visitor_stage(sessions: list[dict[str, Any]]) -> str | None:

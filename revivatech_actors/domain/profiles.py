@@ -86,26 +86,6 @@ class ProfileDelta:
             self.value += event.value or 0.0
             self.last_booking_at = _greatest(self.last_booking_at, moment)
 
-    def absorb(self, other: ProfileDelta) -> None:
-        """Add ``other`` (a later delta of the same visitor) to this one."""
-        self.events += other.events
-        self.page_views += other.page_views
-        self.bookings_started += other.bookings_started
-        self.bookings_completed += other.bookings_completed
-        self.value += other.value
-        self.first_seen = _least(self.first_seen, other.first_seen)
-        self.last_seen = _greatest(self.last_seen, other.last_seen)
-        self.last_booking_at = _greatest(self.last_booking_at, other.last_booking_at)
-        for event_type, count in other.event_counts.items():
-            self.event_counts[event_type] = self.event_counts.get(event_type, 0) + count
-        self.active_days |= other.active_days
-        for session_id, journey in other.sessions.items():
-            mine = self.sessions.get(session_id)
-            if mine is None:
-                self.sessions[session_id] = journey
-            else:
-                mine.absorb(journey)
-
 
 def journey_rows(d: ProfileDelta) -> Iterator[dict[str, Any]]:
     """One row per session of the delta. A session that started after a booking completed in
