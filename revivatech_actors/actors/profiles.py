@@ -50,6 +50,7 @@ from ..messages import Event
 from ..storage import Storage, StorageError, StoredJourney
 from ..supervisor import Activity
 from ._retry import until_it_succeeds
+from .storage import close_storages
 
 __all__ = ["ProfileStats", "ProfilesActor", "VisitorActor"]
 
@@ -285,11 +286,7 @@ class ProfilesActor:
             if unwritten and self._stopping:
                 logger.error("stopped before %d visitor profile(s) were written: their latest deltas are not in "
                              "user_behavior_profiles (the events are stored)", unwritten)
-            with trio.move_on_after(2) as scope:
-                scope.shield = True
-                await self.storage.close()
-                if self.reader is not None:
-                    await self.reader.close()
+            await close_storages(self.storage, *([self.reader] if self.reader is not None else []))
 
     async def _route(self) -> None:
         next_idle_check = trio.current_time() + min(self.idle_timeout, 1.0)

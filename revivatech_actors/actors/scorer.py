@@ -33,6 +33,7 @@ from ..domain.scoring import ScoreRecord
 from ..storage import Storage, StorageError
 from ..supervisor import Activity
 from ._retry import until_it_succeeds
+from .storage import close_storages
 
 __all__ = ["ScorerActor", "ScorerStats"]
 
@@ -107,9 +108,7 @@ class ScorerActor:
                                    "rescoring picks them up within scoring.rescore_interval", len(self._waiting))
                 nursery.cancel_scope.cancel()
         finally:
-            with trio.move_on_after(2) as scope:
-                scope.shield = True
-                await self.storage.close()
+            await close_storages(self.storage)
 
     async def _receive(self) -> None:
         async for written in self.inbox:

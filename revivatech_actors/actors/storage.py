@@ -18,12 +18,21 @@ from ..domain.health import ProbeResult
 from ..storage import Storage, StorageError
 from ..supervisor import Activity
 
-__all__ = ["StorageActor"]
+__all__ = ["StorageActor", "close_storages"]
 
 logger = logging.getLogger(__name__)
 
 #: Closing a connection is quick unless the network is gone; never let it hold up shutdown longer.
 CLOSE_TIMEOUT = 2.0
+
+
+async def close_storages(*storages: Storage) -> None:
+    """Close ``storages`` when an actor ends, even one being cancelled, within ``CLOSE_TIMEOUT``
+    seconds in all (a connection that does not close in time is left to its thread)."""
+    with trio.move_on_after(CLOSE_TIMEOUT) as scope:
+        scope.shield = True
+        for storage in storages:
+            await storage.close()
 
 
 @attrs.define(eq=False)
@@ -46,9 +55,7 @@ class StorageActor:
                 await trio.sleep(self.health_interval)
                 await self.check()
         finally:
-            with trio.move_on_after(CLOSE_TIMEOUT) as scope:
-                scope.shield = True
-                await self.storage.close()
+            await close_storages(self.storage)
 
     async def recent_probe(self) -> ProbeResult:
         """The last answer if it is at most ``health_interval`` old (the actor refreshes it that
