@@ -54,8 +54,9 @@ class Rig:
 def test_a_visitor_actor_applies_events_in_order_and_keeps_them_pending_until_written():
     actor = VisitorActor("v", stored=ProfileState(user_fingerprint="v", total_events=10, total_sessions=1),
                          known_sessions={"old"}, keys_loaded=True)
-    actor.receive([visit("v", 0, session="old"), visit("v", 5, session="new", event_type="booking_started")], now=1.0)
-    actor.receive([visit("v", 9, session="new", event_type="booking_completed", value=80.0)], now=2.0)
+    assert actor.receive(visit("v", 0, session="old"), now=1.0) is True  # the first pending event
+    assert actor.receive(visit("v", 5, session="new", event_type="booking_started"), now=1.0) is False
+    actor.receive(visit("v", 9, session="new", event_type="booking_completed", value=80.0), now=2.0)
     live = actor.live()
     assert (live.total_events, live.bookings_started, live.total_bookings, live.total_value) == (13, 1, 1, 80.0)
     assert live.total_sessions == 2  # "new" is not known to storage yet: counted; "old" is
@@ -64,7 +65,7 @@ def test_a_visitor_actor_applies_events_in_order_and_keeps_them_pending_until_wr
     assert len(actor.pending) == 3 and actor.last_message == 2.0
     in_flight = actor.begin_write()
     assert actor.pending is None and actor.inflight is in_flight and actor.live().total_events == 13
-    actor.receive([visit("v", 10, session="new")], now=3.0)  # arrives while the write is in flight
+    assert actor.receive(visit("v", 10, session="new"), now=3.0) is True  # arrives while the write is in flight
     assert actor.live().total_events == 14
     actor.written(delta_from_events("v", in_flight), ProfileState(user_fingerprint="v", total_events=13, total_sessions=2))
     assert actor.inflight is None and "new" in actor.known_sessions
@@ -73,9 +74,10 @@ def test_a_visitor_actor_applies_events_in_order_and_keeps_them_pending_until_wr
 
 def test_a_write_cut_short_goes_into_the_next_one():
     actor = VisitorActor("v")
-    actor.receive([visit("v", 0)], now=1.0)
+    actor.receive(visit("v", 0), now=1.0)
     actor.begin_write()
-    actor.receive([visit("v", 1), visit("v", 2)], now=2.0)
+    actor.receive(visit("v", 1), now=2.0)
+    actor.receive(visit("v", 2), now=2.0)
     actor.resume()  # as after a crash of the profiles actor during the write
     assert actor.inflight is None and [e.timestamp for e in actor.pending] == [visit("v", n).timestamp for n in range(3)]
 
