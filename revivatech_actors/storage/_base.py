@@ -23,7 +23,7 @@ import uuid
 import logging
 import threading
 import urllib.parse
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from importlib.resources.abc import Traversable
 from typing import Any, ClassVar, TypeVar
 
@@ -34,7 +34,7 @@ from ..domain.profiles import ProfileDelta, ProfileState
 from ..domain.scoring import ScoreRecord
 from ..messages import DUPLICATE, STORED, DeadLetter, Event, Outcome, Status
 from ._errors import MigrationError, StorageError, StorageUnavailable
-from ._records import StoredJourney, StoredPrediction, VisitorKeys
+from ._records import RealtimeSeed, StoredJourney, StoredPrediction, VisitorKeys
 from .migrations import (
     AppliedMigration,
     Migration,
@@ -388,6 +388,15 @@ class Storage(abc.ABC):
         """The visitor's journeys (one per session) in order of start."""
         return await self._on_writer(lambda conn: self._load_journeys_blocking(conn, user_fingerprint))
 
+    async def realtime_seed(self, since: datetime.datetime, *, page_types: Iterable[str],
+                            conversion_types: Iterable[str]) -> RealtimeSeed:
+        """The events stamped at or after ``since`` (the realtime window), counted per bucket:
+        all events, page views (``page_types``) and conversions (``conversion_types``), page
+        views per page URL, and each visitor's and session's newest bucket. Uses the
+        event-time index; costs one row per bucket, page, visitor and session of the window."""
+        pages, conversions = sorted(page_types), sorted(conversion_types)
+        return await self._on_writer(lambda conn: self._realtime_seed_blocking(conn, since, pages, conversions))
+
     async def _on_writer(self, fn: Callable[[Any], T]) -> T:
         return await self._call(self._open_lane(_WRITER), fn, abandon=False)
 
@@ -492,6 +501,10 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def _load_journeys_blocking(self, conn: Any, user_fingerprint: str) -> list[StoredJourney]: ...
+
+    @abc.abstractmethod
+    def _realtime_seed_blocking(self, conn: Any, since: datetime.datetime, page_types: list[str],
+                                conversion_types: list[str]) -> RealtimeSeed: ...
 
     @abc.abstractmethod
     def _insert_dead_letters(self, conn: Any, letters: Sequence[DeadLetter]) -> None:

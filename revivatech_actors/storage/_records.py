@@ -16,6 +16,7 @@ from ..domain.profiles import ProfileDelta, journey_rows
 from ..domain.scoring import CHURN, ENGAGEMENT, LEAD, PRICE_SENSITIVITY, ScoreRecord
 
 __all__ = [
+    "RealtimeSeed",
     "StoredJourney",
     "StoredPrediction",
     "VisitorKeys",
@@ -23,6 +24,18 @@ __all__ = [
     "score_record_row",
     "stored_scores",
 ]
+
+
+@attrs.frozen
+class RealtimeSeed:
+    """The stored events of the realtime window, counted per bucket of
+    ``domain.realtime.BUCKET_SECONDS`` (bucket = epoch seconds // BUCKET_SECONDS): what the
+    metrics actor starts from, so a restart does not zero the dashboard."""
+
+    bucket_counts: list[tuple[int, int, int, int]]  # (bucket, events, page views, conversions)
+    page_views: list[tuple[int, str, int]]  # (bucket, page URL, views)
+    users: dict[str, int]  # visitor -> newest bucket with an event
+    sessions: dict[str, int]  # session -> newest bucket with an event
 
 
 @attrs.frozen

@@ -26,6 +26,7 @@ import psycopg.types.json
 
 from ..domain.journeys import STAGES
 from ..domain.profiles import ProfileDelta, ProfileState, journey_rows
+from ..domain.realtime import BUCKET_SECONDS
 from ..domain.scoring import MODEL_TYPES, ScoreRecord
 from ..domain.sessions import PAGE_VIEW_TYPES
 from ..messages import DeadLetter, Event
@@ -33,6 +34,7 @@ from ..messages import DeadLetter, Event
 from ._base import Storage, first_line, mask_password
 from ._errors import StorageError, StorageUnavailable
 from ._records import (
+    RealtimeSeed,
     StoredJourney,
     StoredPrediction,
     VisitorKeys,
@@ -275,6 +277,18 @@ FROM unnest(%(models)s::text[]) AS m (model_type), LATERAL (
     ORDER BY created_at DESC, id DESC LIMIT %(limit)s) AS x
 ORDER BY x.created_at DESC, x.id DESC
 """
+#: The realtime window's events per bucket (``domain.realtime``), through the event-time index.
+_REALTIME_BUCKET = "floor(extract(epoch FROM event_timestamp) / %(bucket)s)::bigint"
+_REALTIME_COUNTS = f"""
+SELECT {_REALTIME_BUCKET}, count(*), count(*) FILTER (WHERE event_type = ANY(%(pages)s)),
+       count(*) FILTER (WHERE event_type = ANY(%(conversions)s))
+FROM analytics_events WHERE event_timestamp >= %(since)s GROUP BY 1"""
+_REALTIME_PAGES = f"""
+SELECT {_REALTIME_BUCKET}, page_url, count(*) FROM analytics_events
+WHERE event_timestamp >= %(since)s AND event_type = ANY(%(pages)s) AND page_url IS NOT NULL GROUP BY 1, 2"""
+_REALTIME_NEWEST = """
+SELECT {key}, floor(extract(epoch FROM max(event_timestamp)) / %(bucket)s)::bigint
+FROM analytics_events WHERE event_timestamp >= %(since)s GROUP BY 1"""
 _LOAD_JOURNEYS = """
 SELECT session_id, touchpoints, stage, first_touch_source, last_touch_source, started_at, updated_at
 FROM customer_journeys WHERE user_fingerprint = %s ORDER BY started_at, id
@@ -485,6 +499,16 @@ class PostgresStorage(Storage):
         rows = conn.execute(_LOAD_JOURNEYS, (user_fingerprint,)).fetchall()
         return [StoredJourney(sid, touchpoints, stage, first, last, started, updated)
                 for sid, touchpoints, stage, first, last, started, updated in rows]
+
+    def _realtime_seed_blocking(self, conn: psycopg.Connection[Any], since: dt.datetime, page_types: list[str],
+                                conversion_types: list[str]) -> RealtimeSeed:
+        params = {"since": since, "bucket": BUCKET_SECONDS, "pages": page_types, "conversions": conversion_types}
+        with conn.transaction():  # one snapshot for the four answers
+            counts = conn.execute(_REALTIME_COUNTS, params).fetchall()
+            pages = conn.execute(_REALTIME_PAGES, params).fetchall()
+            users = conn.execute(_REALTIME_NEWEST.format(key="user_fingerprint"), params).fetchall()
+            sessions = conn.execute(_REALTIME_NEWEST.format(key="session_id"), params).fetchall()
+        return RealtimeSeed([tuple(row) for row in counts], [tuple(row) for row in pages], dict(users), dict(sessions))
 
     def _visitor_keys_blocking(self, conn: psycopg.Connection[Any], user_fingerprint: str) -> VisitorKeys:
         rows = conn.execute(_VISITOR_KEYS, {"fp": user_fingerprint}).fetchall()

@@ -25,12 +25,13 @@ import orjson
 
 from ..domain.journeys import higher_stage
 from ..domain.profiles import ProfileDelta, ProfileState, journey_rows
+from ..domain.realtime import BUCKET_SECONDS
 from ..domain.scoring import CHURN, ENGAGEMENT, LEAD, MODEL_TYPES, PRICE_SENSITIVITY, ScoreRecord
 from ..domain.sessions import aggregate_sessions
 from ..messages import DeadLetter, Event
 from ._base import Storage, first_line
 from ._errors import StorageError, StorageUnavailable
-from ._records import StoredJourney, StoredPrediction, VisitorKeys, score_record_row, stored_scores
+from ._records import RealtimeSeed, StoredJourney, StoredPrediction, VisitorKeys, score_record_row, stored_scores
 from .migrations import AppliedMigration, Migration
 
 logger = logging.getLogger(__name__)
@@ -553,6 +554,34 @@ class SQLiteStorage(Storage):
         return [StoredPrediction(model, value, confidence, orjson.loads(factors), parse_timestamp(created))
                 for model, value, confidence, factors, created, _ in rows]
 
+    def _realtime_seed_blocking(self, conn: sqlite3.Connection, since: dt.datetime, page_types: list[str],
+                                conversion_types: list[str]) -> RealtimeSeed:
+        bucket = f"(CAST(strftime('%s', substr(event_timestamp, 1, 19)) AS INTEGER) / {int(BUCKET_SECONDS)})"
+        pages = ", ".join("?" * len(page_types)) or "NULL"
+        conversions = ", ".join("?" * len(conversion_types)) or "NULL"
+        since_text = format_timestamp(since)
+        with _read_snapshot(conn):  # one snapshot for the four answers
+            counts = conn.execute(
+                f"SELECT {bucket}, count(*), count(*) FILTER (WHERE event_type IN ({pages})),"
+                f" count(*) FILTER (WHERE event_type IN ({conversions}))"
+                " FROM analytics_events WHERE event_timestamp >= ? GROUP BY 1",
+                (*page_types, *conversion_types, since_text),
+            ).fetchall()
+            page_views = conn.execute(
+                f"SELECT {bucket}, page_url, count(*) FROM analytics_events WHERE event_timestamp >= ?"
+                f" AND event_type IN ({pages}) AND page_url IS NOT NULL GROUP BY 1, 2",
+                (since_text, *page_types),
+            ).fetchall()
+            newest = {}
+            for key in ("user_fingerprint", "session_id"):
+                newest[key] = dict(conn.execute(
+                    f"SELECT {key}, CAST(strftime('%s', substr(max(event_timestamp), 1, 19)) AS INTEGER)"
+                    f" / {int(BUCKET_SECONDS)} FROM analytics_events WHERE event_timestamp >= ? GROUP BY 1",
+                    (since_text,),
+                ).fetchall())
+        return RealtimeSeed([tuple(r) for r in counts], [tuple(r) for r in page_views],
+                            newest["user_fingerprint"], newest["session_id"])
+
     def _load_journeys_blocking(self, conn: sqlite3.Connection, user_fingerprint: str) -> list[StoredJourney]:
         rows = conn.execute(
             "SELECT session_id, touchpoints, stage, first_touch_source, last_touch_source, started_at, updated_at"
@@ -561,6 +590,17 @@ class SQLiteStorage(Storage):
         )
         return [StoredJourney(sid, orjson.loads(points), stage, first, last, parse_timestamp(started), parse_timestamp(updated))
                 for sid, points, stage, first, last, started, updated in rows.fetchall()]
+
+
+@contextlib.contextmanager
+def _read_snapshot(conn: sqlite3.Connection) -> Iterator[None]:
+    """A read transaction: its statements see one state of the database, and take no write lock."""
+    conn.execute("BEGIN DEFERRED")
+    try:
+        yield
+    finally:
+        if conn.in_transaction:
+            conn.execute("COMMIT")
 
 
 def _profile_state(row: tuple[Any, ...]) -> ProfileState:

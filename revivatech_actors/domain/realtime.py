@@ -1,0 +1,225 @@
+"""The realtime window (pure: no I/O, no event loop; every method takes the time it is asked at).
+
+What ``GET /api/analytics/realtime`` reports: over the last ``window`` seconds, the distinct
+visitors and sessions with an event, the events, page views and conversions, the most viewed
+pages, and the service's own HTTP performance. Time is cut into buckets of
+``BUCKET_SECONDS``; the window is the bucket ``now`` falls in and the ones before it, so
+``window`` seconds and up to one bucket more. An event counts in the bucket of its
+(clock-corrected) timestamp; one older than the window is not realtime activity and is left out,
+one from the future counts as now.
+
+Distinct counts are exact and cost O(1) per event: each visitor (session) is remembered with the
+newest bucket it was seen in, and each bucket lists who had it as newest; when a bucket leaves
+the window, those of its list still newest there are forgotten. Memory: one entry per visitor
+and session in the window, plus one list slot per visitor and bucket it was active in.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+from collections.abc import Iterable, Mapping
+
+import attrs
+
+__all__ = ["BUCKET_SECONDS", "Bucket", "RealtimeFigures", "RealtimeWindow", "ServiceUptime", "bucket_of"]
+
+#: Width of a bucket of the window, in seconds.
+BUCKET_SECONDS = 10
+
+
+def bucket_of(epoch_seconds: float) -> int:
+    """The number of the bucket that holds this time (seconds since the epoch)."""
+    return math.floor(epoch_seconds / BUCKET_SECONDS)
+
+
+@attrs.define(eq=False, slots=True)
+class Bucket:
+    """The counts of one bucket."""
+
+    number: int
+    events: int = 0
+    page_views: int = 0
+    conversions: int = 0
+    pages: collections.Counter[str] = attrs.Factory(collections.Counter)  # page URL -> page views
+    requests: int = 0
+    request_seconds: float = 0.0
+    server_errors: int = 0
+    # who had this as their newest bucket when it was set (some may have moved on since)
+    users: list[str] = attrs.Factory(list)
+    sessions: list[str] = attrs.Factory(list)
+
+
+@attrs.frozen
+class RealtimeFigures:
+    """The window's figures at one moment. ``avg_response_ms`` and ``error_rate`` are None
+    when no request was answered in the window."""
+
+    window_seconds: int
+    active_users: int
+    active_sessions: int
+    events: int
+    page_views: int
+    conversions: int
+    top_pages: tuple[tuple[str, int], ...]  # (page URL, views), most viewed first
+    requests: int
+    avg_response_ms: float | None
+    error_rate: float | None
+
+
+@attrs.define(eq=False)
+class RealtimeWindow:
+    """Counts of the last ``window`` seconds; see the module docstring."""
+
+    window: int
+    page_types: frozenset[str]
+    conversion_types: frozenset[str]
+    top_pages: int = 10
+    _buckets: collections.deque[Bucket] = attrs.field(init=False, factory=collections.deque)  # oldest first
+    _user_bucket: dict[str, int] = attrs.field(init=False, factory=dict)
+    _session_bucket: dict[str, int] = attrs.field(init=False, factory=dict)
+
+    @property
+    def bucket_count(self) -> int:
+        """Buckets in the window: enough that it always spans at least ``window`` seconds back
+        (the newest bucket is still filling)."""
+        return math.ceil(self.window / BUCKET_SECONDS) + 1
+
+    def start(self, now: float) -> float:
+        """When the window's oldest bucket begins (seconds since the epoch): what to read from
+        storage to rebuild the window at ``now``."""
+        return float((bucket_of(now) - self.bucket_count + 1) * BUCKET_SECONDS)
+
+    def _bucket(self, number: int, now_bucket: int) -> Bucket | None:
+        """The bucket ``number`` (made if new); None if it is outside the window."""
+        self._expire(now_bucket)
+        number = min(number, now_bucket)
+        if number <= now_bucket - self.bucket_count:
+            return None
+        buckets = self._buckets
+        if not buckets or number > buckets[-1].number:
+            bucket = Bucket(number)
+            buckets.append(bucket)
+            return bucket
+        for bucket in reversed(buckets):  # a late event: its bucket is near the end
+            if bucket.number == number:
+                return bucket
+            if bucket.number < number:
+                break
+        bucket = Bucket(number)  # a gap in the middle (no event in it yet): keep the order
+        index = next(i for i, b in enumerate(buckets) if b.number > number)
+        buckets.insert(index, bucket)
+        return bucket
+
+    def _expire(self, now_bucket: int) -> None:
+        oldest = now_bucket - self.bucket_count + 1
+        buckets = self._buckets
+        while buckets and buckets[0].number < oldest:
+            gone = buckets.popleft()
+            for seen, members in ((self._user_bucket, gone.users), (self._session_bucket, gone.sessions)):
+                for key in members:
+                    if seen.get(key) == gone.number:
+                        del seen[key]
+
+    def add_event(self, user: str, session: str, event_type: str, page_url: str | None,
+                  event_time: float, now: float) -> None:
+        """Count one stored event (``event_time`` and ``now`` in seconds since the epoch)."""
+        bucket = self._bucket(bucket_of(event_time), bucket_of(now))
+        if bucket is None:
+            return
+        bucket.events += 1
+        if event_type in self.page_types:
+            bucket.page_views += 1
+            if page_url:
+                bucket.pages[page_url] += 1
+        if event_type in self.conversion_types:
+            bucket.conversions += 1
+        number = bucket.number
+        if self._user_bucket.get(user, number - 1) < number:
+            self._user_bucket[user] = number
+            bucket.users.append(user)
+        if self._session_bucket.get(session, number - 1) < number:
+            self._session_bucket[session] = number
+            bucket.sessions.append(session)
+
+    def add_request(self, seconds: float, status: int, now: float) -> None:
+        """Count one answered HTTP request that took ``seconds``."""
+        now_bucket = bucket_of(now)
+        bucket = self._bucket(now_bucket, now_bucket)
+        assert bucket is not None
+        bucket.requests += 1
+        bucket.request_seconds += seconds
+        if status >= 500:
+            bucket.server_errors += 1
+
+    def restore(self, bucket_counts: Iterable[tuple[int, int, int, int]],
+                page_views: Iterable[tuple[int, str, int]], users: Mapping[str, int],
+                sessions: Mapping[str, int], now: float) -> None:
+        """Seed the window from storage (at start): per bucket ``(bucket, events, page views,
+        conversions)``; ``(bucket, page URL, views)``; each visitor's and session's newest bucket."""
+        now_bucket = bucket_of(now)
+        for number, events, views, conversions in bucket_counts:
+            bucket = self._bucket(number, now_bucket)
+            if bucket is not None:
+                bucket.events += events
+                bucket.page_views += views
+                bucket.conversions += conversions
+        for number, page, views in page_views:
+            bucket = self._bucket(number, now_bucket)
+            if bucket is not None:
+                bucket.pages[page] += views
+        for seen, members, attribute in ((self._user_bucket, users, "users"),
+                                         (self._session_bucket, sessions, "sessions")):
+            for key, number in members.items():
+                bucket = self._bucket(number, now_bucket)
+                if bucket is not None and seen.get(key, bucket.number - 1) < bucket.number:
+                    seen[key] = bucket.number
+                    getattr(bucket, attribute).append(key)
+
+    def figures(self, now: float) -> RealtimeFigures:
+        """The figures of the window that ends at ``now``."""
+        self._expire(bucket_of(now))
+        buckets = self._buckets
+        pages: collections.Counter[str] = collections.Counter()
+        for bucket in buckets:
+            pages.update(bucket.pages)
+        requests = sum(b.requests for b in buckets)
+        top = sorted(pages.items(), key=lambda item: (-item[1], item[0]))[: self.top_pages]
+        return RealtimeFigures(
+            window_seconds=self.window,
+            active_users=len(self._user_bucket),
+            active_sessions=len(self._session_bucket),
+            events=sum(b.events for b in buckets),
+            page_views=sum(b.page_views for b in buckets),
+            conversions=sum(b.conversions for b in buckets),
+            top_pages=tuple(top),
+            requests=requests,
+            avg_response_ms=1000 * sum(b.request_seconds for b in buckets) / requests if requests else None,
+            error_rate=sum(b.server_errors for b in buckets) / requests if requests else None,
+        )
+
+
+@attrs.define
+class ServiceUptime:
+    """Share of time the service was ready since it started, from periodic observations: the
+    time up to an observation counts as ready when the observation (and the one before) was."""
+
+    started: float
+    ready_seconds: float = 0.0
+    _last: float | None = None
+    _last_ready: bool = False
+
+    def observe(self, ready: bool, now: float) -> None:
+        if self._last is not None and ready and self._last_ready:
+            self.ready_seconds += now - self._last
+        elif self._last is not None and (ready or self._last_ready):
+            self.ready_seconds += (now - self._last) / 2  # changed in between: half of it, on average
+        self._last, self._last_ready = now, ready
+
+    def percent(self, now: float) -> float:
+        """Percent of the time since start that the service was ready (100 before any interval
+        was observed, if it is ready then; else 0)."""
+        observed = (self._last or self.started) - self.started
+        if observed <= 0:
+            return 100.0 if self._last_ready else 0.0
+        return min(100.0, 100 * self.ready_seconds / observed)
