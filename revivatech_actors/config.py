@@ -152,6 +152,13 @@ def _tokens_problem(tokens: tuple[str, ...]) -> str | None:
             f"{len(tokens)} is shorter (tokens are never printed)")
 
 
+def _names_problem(names: tuple[str, ...]) -> str | None:
+    if not names:
+        return "must name at least one event type"
+    long = [name for name in names if len(name) > 100]
+    return f"an event type is at most 100 characters, got {long[0]!r}" if long else None
+
+
 @attrs.frozen(kw_only=True)
 class WebSettings:
     """[web]: where the HTTP / WebSocket server listens."""
@@ -322,8 +329,12 @@ class BroadcastSettings:
 
 @attrs.frozen(kw_only=True)
 class RealtimeSettings:
-    """[realtime]: sliding window of the real-time metrics, in seconds."""
-    window: int = _int(1)
+    """[realtime]: sliding window of the real-time metrics (seconds), the event types that count
+    as conversions, and how many top pages to list."""
+    window: int = _int(10, 86400)
+    conversion_types: tuple[str, ...] = attrs.field(
+        validator=_Check(_names_problem, _TYPE_RULES[_TOKENS]))
+    top_pages: int = _int(1, 100)
 
 
 @attrs.frozen(kw_only=True)

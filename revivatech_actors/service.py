@@ -6,6 +6,7 @@ The tree (start order; stop order is the reverse)::
     ├── storage        opens the database, applies migrations, watches its health
     ├── scorer         scores written profiles, records the scores that moved (ml_predictions)
     ├── profiles       per-visitor profile actors: live profiles, journeys, paced delta writes
+    ├── metrics        the realtime window: stored events, HTTP timings, uptime
     ├── batcher        group commit of events (stopped after ingest: it writes all it holds;
     │                  closing its subscriber channel then ends profiles, which writes all it holds)
     ├── ingest         admits submissions (the budget behind 503s), assigns ids, corrects clocks
@@ -30,11 +31,13 @@ from . import __version__
 from .actors.batcher import BatcherActor
 from .actors.ingest import EventBudget, IngestActor
 from .actors.loop_monitor import LoopMonitor
+from .actors.metrics import MetricsActor
 from .actors.profiles import ProfilesActor
 from .actors.scorer import ScorerActor
 from .actors.storage import StorageActor
 from .config import Settings
 from .domain.health import HealthReport, ProbeResult, Readiness, assess_health, assess_readiness
+from .domain.sessions import PAGE_VIEW_TYPES
 from .shared_state.redis import RedisConnection
 from .storage import Storage, open_storage
 from .supervisor import Activity, ActorStatus, ChildSpec, Restart, Supervisor, SupervisorGaveUp
@@ -78,6 +81,7 @@ class Service:
     batcher: BatcherActor
     profiles: ProfilesActor
     scorer: ScorerActor
+    metrics: MetricsActor
     redis: RedisConnection | None
     web: WebServer = attrs.field(init=False)
     root: Supervisor = attrs.field(init=False)
@@ -113,6 +117,11 @@ class Service:
             max_active=p.max_active, flush_interval=p.flush_interval, max_write_share=p.max_write_share,
             max_touchpoints=p.max_touchpoints, max_unwritten_events=p.max_unwritten_events,
         )
+        rt = settings.realtime
+        metrics = MetricsActor(
+            storage, batcher.subscribe(), rt.window, PAGE_VIEW_TYPES, frozenset(rt.conversion_types),
+            top_pages=rt.top_pages,
+        )
         service = cls(
             settings=settings,
             admin_tokens=admin_tokens,
@@ -123,8 +132,15 @@ class Service:
             batcher=batcher,
             profiles=profiles,
             scorer=scorer,
+            metrics=metrics,
             redis=redis,
         )
+        metrics.started_at = service.started_at
+
+        async def is_ready() -> bool:
+            return (await service.readiness()).ready
+
+        metrics.is_ready = is_ready
         sup = settings.supervisor
         web_activity = Activity()
         service.web = WebServer(
@@ -150,6 +166,7 @@ class Service:
                     max(timeout, settings.shutdown.timeout * PROFILES_SHUTDOWN_SHARE),
                     stop=profiles.request_stop, inbox=profiles.inbox, activity=profiles.activity,
                 ),
+                ChildSpec("metrics", metrics.run, Restart.PERMANENT, timeout, inbox=metrics.inbox, activity=metrics.activity),
                 ChildSpec(
                     "batcher", service.batcher.run, Restart.PERMANENT, timeout,
                     stop=service.batcher.request_stop, inbox=batcher_inbox, activity=service.batcher.activity,

@@ -62,7 +62,7 @@ EXPECTED_DEFAULTS = {
         "engaged_min_engagement": 50.0, "record_threshold": 1.0,
         "max_share": 0.05, "rescore_interval": 3600.0,
     },
-    "realtime": {"window": 300},
+    "realtime": {"window": 300, "conversion_types": ["booking_completed"], "top_pages": 10},
 }
 
 

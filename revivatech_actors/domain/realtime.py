@@ -19,10 +19,22 @@ from __future__ import annotations
 import collections
 import math
 from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
 
 import attrs
 
-__all__ = ["BUCKET_SECONDS", "Bucket", "RealtimeFigures", "RealtimeWindow", "ServiceUptime", "bucket_of"]
+from .timefmt import iso_datetime
+
+__all__ = [
+    "BUCKET_SECONDS",
+    "Bucket",
+    "RealtimeFigures",
+    "RealtimeWindow",
+    "ServiceUptime",
+    "bucket_of",
+    "realtime_document",
+]
 
 #: Width of a bucket of the window, in seconds.
 BUCKET_SECONDS = 10
@@ -223,3 +235,28 @@ class ServiceUptime:
         if observed <= 0:
             return 100.0 if self._last_ready else 0.0
         return min(100.0, 100 * self.ready_seconds / observed)
+
+
+def realtime_document(figures: RealtimeFigures, uptime_percent: float, now: datetime) -> dict[str, Any]:
+    """The ``data`` of ``GET /api/analytics/realtime`` (and of a ``realtime_metrics`` message):
+    the original service's shape, every figure a JSON number. ``avgResponseTime`` is in
+    milliseconds and ``errorRate`` a share of 1 (both 0 when no request was answered in the
+    window); ``uptime`` is a percentage."""
+    return {
+        "timestamp": iso_datetime(now),
+        "windowSeconds": figures.window_seconds,
+        "overview": {
+            "active_users": figures.active_users,
+            "active_sessions": figures.active_sessions,
+            "total_events": figures.events,
+            "page_views": figures.page_views,
+            "conversions": figures.conversions,
+        },
+        "topPages": [{"page_url": page, "views": views} for page, views in figures.top_pages],
+        "performance": {
+            "avgResponseTime": round(figures.avg_response_ms or 0.0, 3),
+            "errorRate": round(figures.error_rate or 0.0, 6),
+            "uptime": round(uptime_percent, 3),
+            "requests": figures.requests,
+        },
+    }

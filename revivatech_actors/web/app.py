@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING
 
+from quart import g
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
@@ -13,6 +15,7 @@ from .auth import AdminAuth
 from .health import register_health_routes
 from .ingest import register_ingest_routes
 from .insights import register_insights_routes
+from .realtime import register_realtime_routes
 from .responses import error_response
 
 if TYPE_CHECKING:
@@ -26,17 +29,27 @@ _ERROR_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_l
 
 
 def create_app(service: Service, activity: Activity) -> QuartTrio:
-    """The app; every answered request counts in ``activity`` (the web actor's status record)."""
+    """The app; every answered request counts in ``activity`` (the web actor's status record)
+    and, with the time it took and its status, in the realtime window's performance figures."""
     app = QuartTrio("revivatech_actors")
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
     auth = AdminAuth(service.admin_tokens)
     register_health_routes(app, service, auth)
     register_ingest_routes(app, service)
     register_insights_routes(app, service, auth)
+    register_realtime_routes(app, service, auth)
+    metrics = service.metrics
+
+    @app.before_request
+    async def note_start():
+        g.started = time.perf_counter()
 
     @app.after_request
     async def count_request(response):
         activity.record()
+        started = getattr(g, "started", None)
+        if started is not None:
+            metrics.record_request(time.perf_counter() - started, response.status_code)
         return response
 
     @app.errorhandler(HTTPException)

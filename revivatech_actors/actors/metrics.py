@@ -1,0 +1,142 @@
+"""The metrics actor: keeps the realtime window (``domain.realtime``) for
+``GET /api/analytics/realtime`` and the WebSocket's ``realtime_metrics``.
+
+It hears every stored event from the batcher (after commit, so it counts only what is stored),
+every answered HTTP request from the web layer (``record_request``, a plain call: counting costs
+less than a message), and watches readiness once a second for the uptime figure. At start it
+rebuilds the window from the stored events of the window's span, so a restart of the actor or of
+the process does not zero the dashboard.
+
+Listeners (the broadcaster) wait on :meth:`wait_for_change`: it returns once events have been
+counted since the version they last saw.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime
+
+import attrs
+import trio
+
+from ..domain.realtime import RealtimeFigures, RealtimeWindow, ServiceUptime
+from ..messages import Event
+from ..storage import Storage, StorageError
+from ..supervisor import Activity
+
+__all__ = ["MetricsActor"]
+
+logger = logging.getLogger(__name__)
+
+#: Seconds between two readiness observations (the uptime figure's resolution).
+READINESS_INTERVAL = 1.0
+#: Events counted between two yields to the event loop.
+SLICE_EVENTS = 1000
+#: Seconds the rebuild from storage may take before the actor starts with what it has.
+RESTORE_TIMEOUT = 30.0
+
+
+@attrs.define(eq=False)
+class MetricsActor:
+    """See the module docstring. ``clock`` gives seconds since the epoch (tests replace it)."""
+
+    storage: Storage
+    inbox: trio.MemoryReceiveChannel[list[Event]]
+    window_seconds: int
+    page_types: frozenset[str]
+    conversion_types: frozenset[str]
+    top_pages: int = 10
+    is_ready: Callable[[], Awaitable[bool]] | None = None
+    started_at: float = attrs.Factory(time.time)
+    clock: Callable[[], float] = time.time
+    activity: Activity = attrs.Factory(Activity)
+    version: int = attrs.field(init=False, default=0)  # grows with each batch of events counted
+    window: RealtimeWindow = attrs.field(init=False)
+    uptime: ServiceUptime = attrs.field(init=False)
+    _changed: trio.Event = attrs.field(init=False, factory=trio.Event)
+
+    def __attrs_post_init__(self) -> None:
+        self.window = self._new_window()
+        self.uptime = ServiceUptime(started=self.started_at)
+
+    def _new_window(self) -> RealtimeWindow:
+        return RealtimeWindow(self.window_seconds, page_types=self.page_types,
+                              conversion_types=self.conversion_types, top_pages=self.top_pages)
+
+    # ------------------------------------------------------------------ what the web layer calls
+
+    def figures(self) -> RealtimeFigures:
+        return self.window.figures(self.clock())
+
+    async def uptime_percent(self) -> float:
+        """Percent of the time since start the service was ready, up to now (readiness is
+        observed again for the answer, so a young process is not reported by its start-up alone)."""
+        if self.is_ready is not None:
+            self.uptime.observe(await self.is_ready(), self.clock())
+        return self.uptime.percent(self.clock())
+
+    def record_request(self, seconds: float, status: int) -> None:
+        """Count one answered HTTP request (its handling time and status)."""
+        self.window.add_request(seconds, status, self.clock())
+
+    async def wait_for_change(self, seen_version: int) -> int:
+        """Return the current version once it differs from ``seen_version``."""
+        while self.version == seen_version:
+            await self._changed.wait()
+        return self.version
+
+    # ------------------------------------------------------------------ the actor
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        self.window = self._new_window()  # a restarted actor rebuilds from storage, not on top of it
+        await self._restore()
+        async with trio.open_nursery() as nursery:
+            if self.is_ready is not None:
+                nursery.start_soon(self._observe_readiness)
+            task_status.started()
+            await self._count_events()
+            nursery.cancel_scope.cancel()
+
+    async def _restore(self) -> None:
+        now = self.clock()
+        since = datetime.fromtimestamp(self.window.start(now), UTC)
+        try:
+            with trio.fail_after(RESTORE_TIMEOUT):
+                seed = await self.storage.realtime_seed(since, page_types=self.page_types,
+                                                        conversion_types=self.conversion_types)
+        except (StorageError, trio.TooSlowError) as exc:
+            logger.warning("realtime window starts empty: the stored events since %s could not be read (%s)",
+                           since.isoformat(), exc or "timed out")
+            return
+        self.window.restore(seed.bucket_counts, seed.page_views, seed.users, seed.sessions, now=self.clock())
+        logger.info("realtime window rebuilt from storage: %d visitor(s), %d event(s) since %s",
+                    len(seed.users), sum(row[1] for row in seed.bucket_counts), since.isoformat())
+
+    async def _count_events(self) -> None:
+        while True:
+            try:
+                events = await self.inbox.receive()
+            except trio.EndOfChannel:
+                return
+            for start in range(0, len(events), SLICE_EVENTS):
+                if start:
+                    await trio.lowlevel.checkpoint()
+                self._count(events[start : start + SLICE_EVENTS])
+            self.activity.record(len(events))
+            self.version += 1
+            changed, self._changed = self._changed, trio.Event()
+            changed.set()
+
+    def _count(self, events: Iterable[Event]) -> None:
+        add = self.window.add_event
+        now = self.clock()
+        for e in events:
+            add(e.user_fingerprint, e.session_id, e.event_type, e.page_url, e.timestamp.timestamp(), now)
+
+    async def _observe_readiness(self) -> None:
+        assert self.is_ready is not None
+        while True:
+            self.uptime.observe(await self.is_ready(), self.clock())
+            await trio.sleep(READINESS_INTERVAL)

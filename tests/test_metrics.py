@@ -1,0 +1,102 @@
+"""The metrics actor: rebuilt from stored events at start, counts what the batcher hands over,
+HTTP timings, uptime, and change notification. Real storage (both engines), a fake clock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import trio
+
+from revivatech_actors.actors.metrics import MetricsActor
+from revivatech_actors.storage import open_storage
+
+from .helpers import make_event
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+@pytest.fixture
+async def storage(storage_url):
+    async with open_storage(storage_url) as storage:
+        await storage.migrate()
+        yield storage
+
+
+class Clock:
+    def __init__(self, at: datetime) -> None:
+        self.now = at.timestamp()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def actor(storage, inbox, clock, **fields) -> MetricsActor:
+    return MetricsActor(storage, inbox, 300, frozenset({"page_view"}), frozenset({"booking_completed"}),
+                        clock=clock, started_at=clock.now, **fields)
+
+
+def visit(n: int, user: str, event_type: str = "page_view", ago: float = 0.0, page: str | None = "/home"):
+    return make_event(n, user_fingerprint=user, session_id=f"{user}-s", event_type=event_type, page_url=page,
+                      timestamp=NOW - timedelta(seconds=ago), received_at=NOW)
+
+
+async def test_starts_from_the_stored_window_then_counts_what_the_batcher_hands_over(storage):
+    await storage.write_batch([visit(0, "u1", ago=30), visit(1, "u2", "booking_completed", ago=200),
+                               visit(2, "old", ago=3600)])
+    send, receive = trio.open_memory_channel(4)
+    clock = Clock(NOW)
+    metrics = actor(storage, receive, clock)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(metrics.run)
+        f = metrics.figures()
+        assert (f.active_users, f.events, f.page_views, f.conversions) == (2, 2, 1, 1)
+
+        seen = metrics.version
+        await send.send([visit(3, "u3"), visit(4, "u1", page="/prices")])
+        with trio.fail_after(2):
+            assert await metrics.wait_for_change(seen) == seen + 1
+        f = metrics.figures()
+        assert (f.active_users, f.active_sessions, f.events, f.page_views) == (3, 3, 4, 3)
+        assert f.top_pages == (("/home", 2), ("/prices", 1))
+
+        clock.now += 400  # everything leaves the window
+        f = metrics.figures()
+        assert (f.active_users, f.events, f.top_pages) == (0, 0, ())
+        await send.aclose()  # the batcher stopped: the actor ends
+    assert metrics.activity.handled == 2
+
+
+async def test_http_timings_and_uptime(storage):
+    _, receive = trio.open_memory_channel(1)
+    clock = Clock(NOW)
+    ready = [False]
+
+    async def is_ready() -> bool:
+        return ready[0]
+
+    metrics = actor(storage, receive, clock, is_ready=is_ready)
+    metrics.record_request(0.004, 200)
+    metrics.record_request(0.012, 500)
+    f = metrics.figures()
+    assert (f.requests, f.avg_response_ms, f.error_rate) == (2, pytest.approx(8.0), 0.5)
+    metrics.uptime.observe(False, clock.now)
+    ready[0] = True
+    clock.now += 10
+    metrics.uptime.observe(True, clock.now)
+    clock.now += 10
+    assert await metrics.uptime_percent() == pytest.approx(100 * 15 / 20)  # observed again: ready
+
+
+async def test_a_storage_that_cannot_be_read_leaves_the_window_empty_not_the_actor_down(closed_port_url):
+    storage = open_storage(closed_port_url, connect_timeout=0.5)
+    send, receive = trio.open_memory_channel(1)
+    metrics = actor(storage, receive, Clock(NOW))
+    async with trio.open_nursery() as nursery:
+        with trio.fail_after(10):
+            await nursery.start(metrics.run)
+        await send.send([visit(0, "u1")])
+        with trio.fail_after(2):
+            await metrics.wait_for_change(0)
+        assert metrics.figures().active_users == 1
+        await send.aclose()
