@@ -159,6 +159,12 @@ def _names_problem(names: tuple[str, ...]) -> str | None:
     return f"an event type is at most 100 characters, got {long[0]!r}" if long else None
 
 
+def _funnel_steps_problem(steps: tuple[str, ...]) -> str | None:
+    if not 1 <= len(steps) <= 10:
+        return f"must name 1 to 10 event types, got {len(steps)}"
+    return _names_problem(steps)
+
+
 @attrs.frozen(kw_only=True)
 class WebSettings:
     """[web]: where the HTTP / WebSocket server listens."""
@@ -183,6 +189,7 @@ class RedisSettings:
     url: str = attrs.field(validator=_Check(_redis_url_problem, "must be a redis://, rediss:// "
                            "or unix:// URL, or empty"), metadata={"url": True})
     ping_timeout: float = _number(0)
+    key_prefix: str = _rule("must be 1 to 100 characters", lambda v: 0 < len(v) <= 100)
 
 
 @attrs.frozen(kw_only=True)
@@ -338,6 +345,17 @@ class RealtimeSettings:
 
 
 @attrs.frozen(kw_only=True)
+class FunnelSettings:
+    """[funnel]: the default steps, conversion window (seconds), entry range (seconds back from
+    now), how long an answer is cached and how long a computation may take."""
+    steps: tuple[str, ...] = attrs.field(validator=_Check(_funnel_steps_problem, _TYPE_RULES[_TOKENS]))
+    window: float = _number(0)
+    range: float = _number(0)
+    cache_ttl: float = _number(0, inclusive=True)
+    timeout: float = _number(0)
+
+
+@attrs.frozen(kw_only=True)
 class Settings:
     """All settings; one field per TOML section, named as the section."""
 
@@ -355,6 +373,7 @@ class Settings:
     scoring: ScoringSettings
     broadcast: BroadcastSettings
     realtime: RealtimeSettings
+    funnel: FunnelSettings
 
 
 def env_var_name(section: str, key: str) -> str:

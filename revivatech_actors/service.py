@@ -38,6 +38,7 @@ from .actors.storage import StorageActor
 from .config import Settings
 from .domain.health import HealthReport, ProbeResult, Readiness, assess_health, assess_readiness
 from .domain.sessions import PAGE_VIEW_TYPES
+from .shared_state.cache import AnswerCache, LocalCache, RedisCache
 from .shared_state.redis import RedisConnection
 from .storage import Storage, open_storage
 from .supervisor import Activity, ActorStatus, ChildSpec, Restart, Supervisor, SupervisorGaveUp
@@ -83,6 +84,7 @@ class Service:
     scorer: ScorerActor
     metrics: MetricsActor
     redis: RedisConnection | None
+    answer_cache: AnswerCache
     web: WebServer = attrs.field(init=False)
     root: Supervisor = attrs.field(init=False)
     started_at: float = attrs.field(init=False, factory=time.time)
@@ -134,6 +136,8 @@ class Service:
             scorer=scorer,
             metrics=metrics,
             redis=redis,
+            answer_cache=(RedisCache(redis, settings.redis.key_prefix + "cache:") if redis is not None
+                          else LocalCache()),
         )
         metrics.started_at = service.started_at
 

@@ -23,7 +23,7 @@ EXPECTED_DEFAULTS = {
     "web": {"host": "127.0.0.1", "port": 3011, "access_log": False},
     "storage": {"url": "sqlite:///revivatech.db", "connect_timeout": 5.0, "ping_timeout": 1.0,
                 "health_interval": 2.0},
-    "redis": {"url": "", "ping_timeout": 1.0},
+    "redis": {"url": "", "ping_timeout": 1.0, "key_prefix": "revivatech:"},
     "auth": {"admin_tokens": []},
     "supervisor": {"max_restarts": 5, "max_seconds": 30.0, "backoff_initial": 0.1, "backoff_max": 5.0,
                    "child_shutdown_timeout": 5.0},
@@ -63,6 +63,8 @@ EXPECTED_DEFAULTS = {
         "max_share": 0.05, "rescore_interval": 3600.0,
     },
     "realtime": {"window": 300, "conversion_types": ["booking_completed"], "top_pages": 10},
+    "funnel": {"steps": ["page_view", "service_viewed", "booking_started", "booking_completed"], "window": 86400.0,
+               "range": 2592000.0, "cache_ttl": 30.0, "timeout": 30.0},
 }
 
 

@@ -8,6 +8,8 @@ back is picked up without a restart.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import redis
 import trio
@@ -15,6 +17,8 @@ import trio
 from ..domain.health import ProbeResult
 
 __all__ = ["RedisConnection"]
+
+T = TypeVar("T")
 
 
 class RedisConnection:
@@ -37,6 +41,11 @@ class RedisConnection:
             return ProbeResult(ok=False, error=f"no answer within {self._timeout:g} s", checked_at=time.time())
         latency = (time.perf_counter() - started) * 1000
         return ProbeResult(ok=True, latency_ms=round(latency, 3), checked_at=time.time())
+
+    async def call(self, fn: Callable[[redis.Redis], T]) -> T:
+        """``fn(client)`` in a worker thread (batch several commands in one pipeline per call:
+        each call costs a thread hop). Raises redis.RedisError / OSError; bounded by the timeout."""
+        return await trio.to_thread.run_sync(fn, self._client, limiter=self._limiter, abandon_on_cancel=True)
 
     def close(self) -> None:
         self._client.close()

@@ -30,6 +30,7 @@ from typing import Any, ClassVar, TypeVar
 import attrs
 import trio
 
+from ..domain.funnel import FunnelQuery, FunnelStep
 from ..domain.profiles import ProfileDelta, ProfileState
 from ..domain.scoring import ScoreRecord
 from ..messages import DUPLICATE, STORED, DeadLetter, Event, Outcome, Status
@@ -397,6 +398,11 @@ class Storage(abc.ABC):
         pages, conversions = sorted(page_types), sorted(conversion_types)
         return await self._on_writer(lambda conn: self._realtime_seed_blocking(conn, since, pages, conversions))
 
+    async def funnel(self, query: FunnelQuery) -> list[FunnelStep]:
+        """Count ``query``'s funnel (``domain.funnel`` defines who reaches each step): one
+        :class:`FunnelStep` per step, in order. One statement, values passed as parameters."""
+        return await self._on_writer(lambda conn: self._funnel_blocking(conn, query))
+
     async def _on_writer(self, fn: Callable[[Any], T]) -> T:
         return await self._call(self._open_lane(_WRITER), fn, abandon=False)
 
@@ -501,6 +507,9 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def _load_journeys_blocking(self, conn: Any, user_fingerprint: str) -> list[StoredJourney]: ...
+
+    @abc.abstractmethod
+    def _funnel_blocking(self, conn: Any, query: FunnelQuery) -> list[FunnelStep]: ...
 
     @abc.abstractmethod
     def _realtime_seed_blocking(self, conn: Any, since: datetime.datetime, page_types: list[str],

@@ -24,6 +24,7 @@ import psycopg
 import psycopg.conninfo
 import psycopg.types.json
 
+from ..domain.funnel import FunnelQuery, FunnelStep
 from ..domain.journeys import STAGES
 from ..domain.profiles import ProfileDelta, ProfileState, journey_rows
 from ..domain.realtime import BUCKET_SECONDS
@@ -289,6 +290,33 @@ WHERE event_timestamp >= %(since)s AND event_type = ANY(%(pages)s) AND page_url 
 _REALTIME_NEWEST = """
 SELECT {key}, floor(extract(epoch FROM max(event_timestamp)) / %(bucket)s)::bigint
 FROM analytics_events WHERE event_timestamp >= %(since)s GROUP BY 1"""
+
+
+def _funnel_sql(steps: int) -> str:
+    """The funnel of ``steps`` steps (``domain.funnel``) as one statement: the step count shapes
+    the text, every value is a parameter. Each later step is the visitor's first matching event
+    after the previous one, found through the (user_fingerprint, event_timestamp) index."""
+    ctes = ["""s1 AS (
+    SELECT DISTINCT ON (user_fingerprint) user_fingerprint AS fp, event_timestamp AS t1, event_timestamp AS t,
+           event_id AS id, NULL::double precision AS gap
+    FROM analytics_events
+    WHERE event_type = %(step1)s AND event_timestamp >= %(start)s AND event_timestamp < %(end)s
+    ORDER BY user_fingerprint, event_timestamp, event_id)"""]
+    for k in range(2, steps + 1):
+        ctes.append(f"""s{k} AS (
+    SELECT p.fp, p.t1, x.event_timestamp AS t, x.event_id AS id, extract(epoch FROM x.event_timestamp - p.t)::double precision AS gap
+    FROM s{k - 1} p CROSS JOIN LATERAL (
+        SELECT e.event_timestamp, e.event_id FROM analytics_events e
+        WHERE e.user_fingerprint = p.fp AND e.event_type = %(step{k})s AND e.event_timestamp >= p.t
+          AND (e.event_timestamp, e.event_id) > (p.t, p.id)
+          AND e.event_timestamp <= p.t1 + make_interval(secs => %(window)s)
+          AND e.event_timestamp <= p.t + make_interval(secs => %(window{k})s)
+        ORDER BY e.event_timestamp, e.event_id LIMIT 1) AS x)""")
+    figures = [f"(SELECT count(*) FROM s{k}), (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY gap) FROM s{k})"
+               for k in range(1, steps + 1)]
+    return "WITH " + ",\n".join(ctes) + "\nSELECT " + ",\n       ".join(figures)
+
+
 _LOAD_JOURNEYS = """
 SELECT session_id, touchpoints, stage, first_touch_source, last_touch_source, started_at, updated_at
 FROM customer_journeys WHERE user_fingerprint = %s ORDER BY started_at, id
@@ -499,6 +527,17 @@ class PostgresStorage(Storage):
         rows = conn.execute(_LOAD_JOURNEYS, (user_fingerprint,)).fetchall()
         return [StoredJourney(sid, touchpoints, stage, first, last, started, updated)
                 for sid, touchpoints, stage, first, last, started, updated in rows]
+
+    def _funnel_blocking(self, conn: psycopg.Connection[Any], query: FunnelQuery) -> list[FunnelStep]:
+        params: dict[str, Any] = {"start": query.start, "end": query.end, "window": query.window}
+        for k, step in enumerate(query.steps, 1):
+            params[f"step{k}"] = step
+            if k > 1:
+                params[f"window{k}"] = query.step_windows[k - 2] if query.step_windows else query.window
+        with conn.transaction():
+            row = conn.execute(_funnel_sql(len(query.steps)), params).fetchone()
+        assert row is not None
+        return [FunnelStep(row[2 * i], row[2 * i + 1]) for i in range(len(query.steps))]
 
     def _realtime_seed_blocking(self, conn: psycopg.Connection[Any], since: dt.datetime, page_types: list[str],
                                 conversion_types: list[str]) -> RealtimeSeed:

@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from ..domain.funnel import FunnelQuery, FunnelStep
 from ..domain.journeys import higher_stage
 from ..domain.profiles import ProfileDelta, ProfileState, journey_rows
 from ..domain.realtime import BUCKET_SECONDS
@@ -554,6 +555,17 @@ class SQLiteStorage(Storage):
         return [StoredPrediction(model, value, confidence, orjson.loads(factors), parse_timestamp(created))
                 for model, value, confidence, factors, created, _ in rows]
 
+    def _funnel_blocking(self, conn: sqlite3.Connection, query: FunnelQuery) -> list[FunnelStep]:
+        params: dict[str, Any] = {"start": format_timestamp(query.start), "end": format_timestamp(query.end),
+                                  "window": query.window}
+        for k, step in enumerate(query.steps, 1):
+            params[f"step{k}"] = step
+            if k > 1:
+                params[f"window{k}"] = query.step_windows[k - 2] if query.step_windows else query.window
+        with _read_snapshot(conn):
+            row = conn.execute(_funnel_sql(len(query.steps)), params).fetchone()
+        return [FunnelStep(row[2 * i], row[2 * i + 1]) for i in range(len(query.steps))]
+
     def _realtime_seed_blocking(self, conn: sqlite3.Connection, since: dt.datetime, page_types: list[str],
                                 conversion_types: list[str]) -> RealtimeSeed:
         bucket = f"(CAST(strftime('%s', substr(event_timestamp, 1, 19)) AS INTEGER) / {int(BUCKET_SECONDS)})"
@@ -590,6 +602,38 @@ class SQLiteStorage(Storage):
         )
         return [StoredJourney(sid, orjson.loads(points), stage, first, last, parse_timestamp(started), parse_timestamp(updated))
                 for sid, points, stage, first, last, started, updated in rows.fetchall()]
+
+
+def _funnel_sql(steps: int) -> str:
+    """The funnel of ``steps`` steps (``domain.funnel``) as one statement, as on PostgreSQL but
+    in SQLite's terms: a correlated subquery finds each later step's event, and its time and id
+    travel as one text ('<timestamp> <id>'; timestamps are fixed width). SQLite computes with
+    times to the millisecond, so a step within half a millisecond past its window still counts."""
+    ctes = ["""s1 AS (
+    SELECT fp, t AS t1, t, id, NULL AS gap FROM (
+        SELECT user_fingerprint AS fp, event_timestamp AS t, event_id AS id,
+               row_number() OVER (PARTITION BY user_fingerprint ORDER BY event_timestamp, event_id) AS rn
+        FROM analytics_events
+        WHERE event_type = :step1 AND event_timestamp >= :start AND event_timestamp < :end)
+    WHERE rn = 1)"""]
+    for k in range(2, steps + 1):
+        ctes.append(f"""h{k} AS (
+    SELECT p.fp, p.t1, p.t AS previous, (
+        SELECT e.event_timestamp || ' ' || e.event_id FROM analytics_events e
+        WHERE e.user_fingerprint = p.fp AND e.event_type = :step{k} AND e.event_timestamp >= p.t
+          AND (e.event_timestamp, e.event_id) > (p.t, p.id)
+          AND (julianday(e.event_timestamp) - julianday(p.t1)) * 86400.0 <= :window + 0.0005
+          AND (julianday(e.event_timestamp) - julianday(p.t)) * 86400.0 <= :window{k} + 0.0005
+        ORDER BY e.event_timestamp, e.event_id LIMIT 1) AS hit
+    FROM s{k - 1} p),
+s{k} AS (
+    SELECT fp, t1, substr(hit, 1, instr(hit, ' ') - 1) AS t, substr(hit, instr(hit, ' ') + 1) AS id,
+           round((julianday(substr(hit, 1, instr(hit, ' ') - 1)) - julianday(previous)) * 86400.0, 3) AS gap
+    FROM h{k} WHERE hit IS NOT NULL)""")
+    figures = [f"""(SELECT count(*) FROM s{k}), (SELECT avg(gap) FROM (
+        SELECT gap, row_number() OVER (ORDER BY gap) AS rn, count(*) OVER () AS n FROM s{k} WHERE gap IS NOT NULL)
+        WHERE rn IN ((n + 1) / 2, (n + 2) / 2))""" for k in range(1, steps + 1)]
+    return "WITH " + ",\n".join(ctes) + "\nSELECT " + ",\n       ".join(figures)
 
 
 @contextlib.contextmanager

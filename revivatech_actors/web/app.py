@@ -14,6 +14,7 @@ from ..supervisor import Activity
 from .auth import AdminAuth
 from .health import register_health_routes
 from .ingest import register_ingest_routes
+from .funnel import register_funnel_routes
 from .insights import register_insights_routes
 from .realtime import register_realtime_routes
 from .responses import error_response
@@ -38,6 +39,7 @@ def create_app(service: Service, activity: Activity) -> QuartTrio:
     register_ingest_routes(app, service)
     register_insights_routes(app, service, auth)
     register_realtime_routes(app, service, auth)
+    register_funnel_routes(app, service, auth, service.answer_cache)
     metrics = service.metrics
 
     @app.before_request

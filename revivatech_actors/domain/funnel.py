@@ -1,0 +1,149 @@
+"""The conversion funnel: its query parameters and its answer (pure; storage counts the visitors).
+
+A visitor *enters* the funnel with their first event of the first step stamped in ``[from, to)``.
+They *reach* step k (k > 1) with their first event of that step's type that comes after the event
+that made them reach step k-1 — events ordered by time, then by event id, so steps posted
+together in one batch keep their order and a repeated step needs another event — and that is
+at most ``window`` after their entry and, with ``windows``, at most ``windows[k-2]`` after the
+previous step. Later steps may fall after ``to``: the range selects who enters. For each step the
+answer gives the visitors who reached it, the conversion from the previous step and from the
+first (shares of 1), and the median seconds from the previous step.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import attrs
+
+from .timefmt import iso_datetime
+
+__all__ = [
+    "MAX_STEPS",
+    "FunnelQuery",
+    "FunnelStep",
+    "ParameterError",
+    "funnel_document",
+    "parse_duration",
+    "parse_funnel_query",
+]
+
+#: Most steps a funnel may have.
+MAX_STEPS = 10
+#: Longest event type a step may name (as validation allows for events).
+MAX_STEP_LENGTH = 100
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+class ParameterError(ValueError):
+    """A query parameter is missing a rule: ``parameter`` names it, the message says why."""
+
+    def __init__(self, parameter: str, message: str) -> None:
+        super().__init__(f"{parameter}: {message}")
+        self.parameter = parameter
+        self.message = message
+
+
+@attrs.frozen
+class FunnelQuery:
+    steps: tuple[str, ...]
+    start: datetime  # entries from (inclusive)
+    end: datetime  # entries until (exclusive)
+    window: float  # seconds from entering to each later step
+    step_windows: tuple[float, ...] | None  # seconds from the previous step, one per later step
+
+    def cache_key(self) -> str:
+        windows = ",".join(f"{w:g}" for w in self.step_windows) if self.step_windows else ""
+        return "|".join([",".join(self.steps), self.start.isoformat(), self.end.isoformat(), f"{self.window:g}", windows])
+
+
+@attrs.frozen
+class FunnelStep:
+    """What storage counts for one step."""
+
+    visitors: int
+    median_seconds_from_previous: float | None  # None for the first step, or when nobody reached it
+
+
+def parse_duration(text: str, parameter: str) -> float:
+    """``"90"``, ``"90s"``, ``"30m"``, ``"1.5h"``, ``"7d"``, ``"2w"`` → seconds (> 0)."""
+    match = _DURATION.match(text)
+    if match is None:
+        raise ParameterError(parameter, f"must be a duration such as 90s, 30m, 1h, 7d or a number of seconds, got {text!r}")
+    seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds <= 0:
+        raise ParameterError(parameter, f"must be longer than 0 seconds, got {text!r}")
+    return seconds
+
+
+def _parse_time(text: str, parameter: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ParameterError(parameter, f"must be an RFC 3339 time such as 2026-11-01T00:00:00Z, got {text!r}") from None
+    if moment.tzinfo is None:
+        raise ParameterError(parameter, f"must say its time zone (e.g. a trailing Z), got {text!r}")
+    return moment.astimezone(UTC)
+
+
+def parse_funnel_query(args: Mapping[str, str], *, default_steps: Sequence[str], default_window: float,
+                       default_range: float, now: datetime) -> FunnelQuery:
+    """The funnel asked for by the query string ``args``; raises ParameterError naming the first
+    bad parameter. Unknown parameters are refused too (a typo should not go unnoticed)."""
+    unknown = sorted(set(args) - {"steps", "from", "to", "window", "windows"})
+    if unknown:
+        raise ParameterError(unknown[0], "unknown parameter; the funnel takes steps, from, to, window and windows")
+    raw_steps = args.get("steps")
+    if raw_steps is None:
+        steps = tuple(default_steps)
+    else:
+        steps = tuple(part.strip() for part in raw_steps.split(","))
+        if not raw_steps.strip() or any(not s for s in steps):
+            raise ParameterError("steps", f"must be event types separated by commas, without empty ones, got {raw_steps!r}")
+    if len(steps) > MAX_STEPS:
+        raise ParameterError("steps", f"at most {MAX_STEPS} steps, got {len(steps)}")
+    long = [s for s in steps if len(s) > MAX_STEP_LENGTH]
+    if long:
+        raise ParameterError("steps", f"an event type is at most {MAX_STEP_LENGTH} characters, got one of {len(long[0])}")
+    end = _parse_time(args["to"], "to") if "to" in args else now
+    start = _parse_time(args["from"], "from") if "from" in args else end - timedelta(seconds=default_range)
+    if start >= end:
+        raise ParameterError("from", f"must be before to ({iso_datetime(end)}), got {iso_datetime(start)}")
+    window = parse_duration(args["window"], "window") if "window" in args else default_window
+    step_windows = None
+    if "windows" in args:
+        step_windows = tuple(parse_duration(part, "windows") for part in args["windows"].split(","))
+        if len(step_windows) != len(steps) - 1:
+            raise ParameterError("windows", f"needs one duration per step after the first ({len(steps) - 1}), "
+                                            f"got {len(step_windows)}")
+    return FunnelQuery(steps, start, end, window, step_windows)
+
+
+def funnel_document(query: FunnelQuery, counted: Sequence[FunnelStep], *, computed_at: datetime,
+                    cached: bool) -> dict[str, Any]:
+    """The ``data`` of ``GET /api/analytics/funnel``."""
+    first = counted[0].visitors if counted else 0
+    steps = []
+    for index, (name, step) in enumerate(zip(query.steps, counted, strict=True)):
+        previous = counted[index - 1].visitors if index else step.visitors
+        steps.append({
+            "step": name,
+            "count": step.visitors,
+            "conversionFromPrevious": round(step.visitors / previous, 6) if previous else 0.0,
+            "conversionFromFirst": round(step.visitors / first, 6) if first else 0.0,
+            "medianSecondsFromPrevious": (None if step.median_seconds_from_previous is None
+                                          else round(step.median_seconds_from_previous, 3)),
+        })
+    return {
+        "steps": steps,
+        "from": iso_datetime(query.start),
+        "to": iso_datetime(query.end),
+        "windowSeconds": query.window,
+        "stepWindowsSeconds": list(query.step_windows) if query.step_windows else None,
+        "computedAt": iso_datetime(computed_at),
+        "cached": cached,
+    }

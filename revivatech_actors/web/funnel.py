@@ -1,0 +1,66 @@
+"""``GET /api/analytics/funnel`` (admin): parameters parsed by ``domain.funnel`` (a bad one is a
+400 naming it), counted by storage in one parameterised statement, the answer cached for
+``funnel.cache_ttl`` seconds (in Redis when configured, shared by every instance)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import orjson
+import trio
+from quart import Quart, request
+
+from ..domain.funnel import ParameterError, funnel_document, parse_funnel_query
+from ..shared_state.cache import AnswerCache
+from ..storage import StorageError
+from .auth import AdminAuth, admin_only
+from .responses import error_response, json_response
+
+if TYPE_CHECKING:
+    from ..service import Service
+
+__all__ = ["register_funnel_routes"]
+
+_RETRY_AFTER = {"Retry-After": "5"}
+
+
+def register_funnel_routes(app: Quart, service: Service, auth: AdminAuth, cache: AnswerCache) -> None:
+    settings = service.settings.funnel
+
+    @app.get("/api/analytics/funnel")
+    @admin_only(auth)
+    async def funnel():
+        now = datetime.now(UTC)
+        try:
+            query = parse_funnel_query(request.args.to_dict(), default_steps=settings.steps,
+                                       default_window=settings.window, default_range=settings.range, now=now)
+        except ParameterError as exc:
+            return error_response(400, "invalid_parameter", str(exc),
+                                  details=[{"field": exc.parameter, "message": exc.message}])
+        # Without from/to the range moves with the clock: cache it by what was asked, not by the instant.
+        key = "funnel:" + ("|".join(f"{k}={v}" for k, v in sorted(request.args.items()))
+                           if "to" not in request.args else query.cache_key())
+        if settings.cache_ttl > 0:
+            cached = await cache.get(key)
+            if cached is not None:
+                data = orjson.loads(cached)
+                data["cached"] = True
+                return json_response({"success": True, "data": data})
+        storage = service.profiles.reader_storage
+        try:
+            with trio.move_on_after(settings.timeout) as deadline:
+                counted = await storage.funnel(query)
+        except StorageError as exc:
+            return error_response(503, "storage_unavailable", f"the funnel cannot be computed now: {exc}",
+                                  headers=_RETRY_AFTER)
+        if deadline.cancelled_caught:
+            return error_response(503, "funnel_timeout",
+                                  f"the funnel took longer than funnel.timeout = {settings.timeout:g} s",
+                                  headers=_RETRY_AFTER)
+        data = funnel_document(query, counted, computed_at=now, cached=False)
+        if settings.cache_ttl > 0:
+            await cache.put(key, orjson.dumps(data), settings.cache_ttl)
+        return json_response({"success": True, "data": data})
+
+
