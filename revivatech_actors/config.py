@@ -328,10 +328,14 @@ class ScoringSettings:
 
 @attrs.frozen(kw_only=True)
 class BroadcastSettings:
-    """[broadcast]: seconds between periodic WebSocket broadcasts, and the least time between
-    change-driven ones."""
+    """[broadcast]: seconds between periodic WebSocket broadcasts, the least time between
+    change-driven ones, the client cap, the protocol ping interval, and how long one send may
+    stay stuck before the client is closed with 1013."""
     interval: float = _number(0)
     min_interval: float = _number(0)
+    max_clients: int = _int(1)
+    ping_interval: float = _number(0)
+    stuck_timeout: float = _number(0)
 
 
 @attrs.frozen(kw_only=True)

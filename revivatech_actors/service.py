@@ -11,10 +11,11 @@ The tree (start order; stop order is the reverse)::
     │                  closing its subscriber channel then ends profiles, which writes all it holds)
     ├── ingest         admits submissions (the budget behind 503s), assigns ids, corrects clocks
     ├── loop_monitor   measures event loop lag
-    └── web            Hypercorn + Quart-Trio: started last, so nothing is accepted before the
-                       actors behind it are ready, and stopped first, so nothing new arrives
-                       while they stop; its open requests still get their answers, since
-                       ingest and batcher stop after it
+    ├── web            Hypercorn + Quart-Trio: started after the actors behind it are ready,
+                       stopped before them, so nothing new arrives while they stop; its open
+                       requests still get their answers, since ingest and batcher stop after it
+    └── broadcaster    the live feed's subscriptions and outboxes: stopped first, closing every
+                       WebSocket with 1001, so open feeds do not hold up the web server's stop
 """
 
 from __future__ import annotations
@@ -23,12 +24,14 @@ import logging
 import os
 import signal
 import time
+from datetime import UTC, datetime
 
 import attrs
 import trio
 
 from . import __version__
 from .actors.batcher import BatcherActor
+from .actors.broadcaster import BroadcasterActor
 from .actors.ingest import EventBudget, IngestActor
 from .actors.loop_monitor import LoopMonitor
 from .actors.metrics import MetricsActor
@@ -37,6 +40,7 @@ from .actors.scorer import ScorerActor
 from .actors.storage import StorageActor
 from .config import Settings
 from .domain.health import HealthReport, ProbeResult, Readiness, assess_health, assess_readiness
+from .domain.realtime import realtime_document
 from .domain.sessions import PAGE_VIEW_TYPES
 from .shared_state.cache import AnswerCache, LocalCache, RedisCache
 from .shared_state.redis import RedisConnection
@@ -83,6 +87,7 @@ class Service:
     profiles: ProfilesActor
     scorer: ScorerActor
     metrics: MetricsActor
+    broadcaster: BroadcasterActor
     redis: RedisConnection | None
     answer_cache: AnswerCache
     web: WebServer = attrs.field(init=False)
@@ -124,6 +129,16 @@ class Service:
             storage, batcher.subscribe(), rt.window, PAGE_VIEW_TYPES, frozenset(rt.conversion_types),
             top_pages=rt.top_pages,
         )
+        async def realtime_data() -> dict:
+            return realtime_document(metrics.figures(), await metrics.uptime_percent(), datetime.now(UTC))
+
+        async def insights_data(fingerprint: str) -> dict | None:
+            return await profiles.insights(fingerprint, history=1, scoring=settings.scoring, now=datetime.now(UTC))
+
+        b = settings.broadcast
+        broadcaster = BroadcasterActor(realtime_data, metrics.wait_for_change, insights_data, interval=b.interval,
+                                       min_interval=b.min_interval, max_clients=b.max_clients)
+        scorer.on_recorded = lambda record: broadcaster.scores_recorded(record.user_fingerprint)
         service = cls(
             settings=settings,
             admin_tokens=admin_tokens,
@@ -135,6 +150,7 @@ class Service:
             profiles=profiles,
             scorer=scorer,
             metrics=metrics,
+            broadcaster=broadcaster,
             redis=redis,
             answer_cache=(RedisCache(redis, settings.redis.key_prefix + "cache:") if redis is not None
                           else LocalCache()),
@@ -154,6 +170,7 @@ class Service:
             port=settings.web.port,
             graceful_timeout=sup.child_shutdown_timeout * WEB_GRACE_SHARE,
             access_log=settings.web.access_log,
+            websocket_ping_interval=b.ping_interval,
         )
         timeout = sup.child_shutdown_timeout
         service.root = Supervisor(
@@ -181,6 +198,7 @@ class Service:
                 ),
                 ChildSpec("loop_monitor", service.loop_monitor.run, Restart.PERMANENT, timeout, activity=service.loop_monitor.activity),
                 ChildSpec("web", service.web.run, Restart.PERMANENT, timeout, stop=service.web.request_stop, activity=service.web.activity),
+                ChildSpec("broadcaster", broadcaster.run, Restart.PERMANENT, timeout, activity=broadcaster.activity),
             ],
             max_restarts=sup.max_restarts,
             max_seconds=sup.max_seconds,

@@ -33,7 +33,8 @@ EXPECTED_DEFAULTS = {
     "ingest": {"ack": "durable", "max_batch": 500, "max_body": 1048576, "enqueue_timeout": 0.5, "ack_timeout": 30.0,
                "inbox": 10000},
     "batch": {"max_events": 2000, "max_wait": 0.0},
-    "broadcast": {"interval": 30.0, "min_interval": 1.0},
+    "broadcast": {"interval": 30.0, "min_interval": 1.0, "max_clients": 10000, "ping_interval": 20.0,
+                  "stuck_timeout": 10.0},
     "profiles": {"idle_timeout": 300.0, "max_active": 20000, "flush_interval": 1.0, "max_write_share": 0.1,
                  "max_touchpoints": 500, "max_unwritten_events": 1000000},
     "scoring": {

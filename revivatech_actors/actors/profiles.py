@@ -37,12 +37,14 @@ import collections
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import date
-from typing import TypeVar
+from datetime import date, datetime
+from typing import Any, TypeVar
 
 import attrs
 import trio
 
+from ..config import ScoringSettings
+from ..domain.insights import insights_document
 from ..domain.journeys import higher_stage
 from ..domain.profiles import ProfileDelta, ProfileState, Touch, delta_from_events, journey_rows, touch_of
 from ..domain.timefmt import iso_datetime
@@ -215,6 +217,16 @@ class ProfilesActor:
     @property
     def reader_storage(self) -> Storage:
         return self.reader or self.storage
+
+    async def insights(self, user_fingerprint: str, *, history: int, scoring: ScoringSettings,
+                       now: datetime) -> dict[str, Any] | None:
+        """The visitor's insights document (``domain.insights``): the live profile, scores
+        computed now, and each model's latest ``history`` predictions; None for an unknown visitor."""
+        profile = await self.live_profile(user_fingerprint)
+        if profile is None:
+            return None
+        predictions = await self.reader_storage.recent_predictions(user_fingerprint, history)
+        return insights_document(profile, predictions, now, scoring)
 
     async def live_journeys(self, user_fingerprint: str) -> list[StoredJourney]:
         """The visitor's journeys as stored, with the touchpoints of events not yet written

@@ -16,6 +16,7 @@ from .health import register_health_routes
 from .ingest import register_ingest_routes
 from .funnel import register_funnel_routes
 from .insights import register_insights_routes
+from .live import register_live_routes
 from .realtime import register_realtime_routes
 from .responses import error_response
 
@@ -40,6 +41,7 @@ def create_app(service: Service, activity: Activity) -> QuartTrio:
     register_insights_routes(app, service, auth)
     register_realtime_routes(app, service, auth)
     register_funnel_routes(app, service, auth, service.answer_cache)
+    register_live_routes(app, service, auth)
     metrics = service.metrics
 
     @app.before_request

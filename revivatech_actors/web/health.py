@@ -100,7 +100,8 @@ def register_health_routes(app: Quart, service: Service, auth: AdminAuth) -> Non
     @app.get("/api/analytics/actors")
     @admin_only(auth)
     async def actors():
-        stats = {"profiles": service.profiles.stats_json(), "scorer": service.scorer.stats_json()}
+        stats = {"profiles": service.profiles.stats_json(), "scorer": service.scorer.stats_json(),
+                 "broadcaster": service.broadcaster.stats_json()}
         return json_response({"success": True, "data": actor_status_json(service.actor_tree()), "stats": stats})
 
     if service.settings.faults.enabled:

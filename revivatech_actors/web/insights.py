@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, TypeVar
 import trio
 from quart import Quart, Response, request
 
-from ..domain.insights import insights_document, journey_document
+from ..domain.insights import journey_document
 from ..domain.validation import MAX_ID_LENGTH
 from ..storage import StorageError
 from .auth import AdminAuth, admin_only
@@ -71,17 +71,10 @@ def register_insights_routes(app: Quart, service: Service, auth: AdminAuth) -> N
         if not raw.isdigit() or not 1 <= int(raw) <= MAX_HISTORY:
             message = f"history must be an integer between 1 and {MAX_HISTORY} (predictions per model), got {raw!r}"
             return error_response(400, "invalid_parameter", message, details=[{"field": "history", "message": message}])
-        async def read():
-            profile = await profiles.live_profile(fingerprint)
-            if profile is None:
-                return None
-            return profile, await profiles.reader_storage.recent_predictions(fingerprint, int(raw))
-
-        found = await _within_deadline(read)
-        if not isinstance(found, tuple):
-            return found if found is not None else _unknown(fingerprint)
-        profile, predictions = found
-        data = insights_document(profile, predictions, datetime.now(UTC), scoring)
+        data = await _within_deadline(
+            lambda: profiles.insights(fingerprint, history=int(raw), scoring=scoring, now=datetime.now(UTC)))
+        if not isinstance(data, dict):
+            return data if data is not None else _unknown(fingerprint)
         return json_response({"success": True, "data": data})
 
     @app.get("/api/analytics/journey/<path:fingerprint>")

@@ -24,6 +24,8 @@ logger = logging.getLogger(__name__)
 
 #: Pending connections the kernel queues while the loop is busy; Hypercorn's 100 drops bursts.
 BACKLOG = 2048
+#: Largest WebSocket message a client may send (the protocol's messages are tiny).
+WEBSOCKET_MAX_MESSAGE = 64 * 1024
 
 
 def _bind_address(host: str, port: int) -> str:
@@ -37,6 +39,9 @@ class WebServer:
     port: int
     graceful_timeout: float = 3.0
     access_log: bool = False
+    #: Seconds between WebSocket pings; a peer that sends nothing (not even the pong) for twice
+    #: as long, plus a margin, is disconnected (Hypercorn's read timeout).
+    websocket_ping_interval: float | None = None
     activity: Activity = attrs.Factory(Activity)
     bound: list[str] = attrs.field(init=False, factory=list)
     _shutdown: trio.Event = attrs.field(init=False, factory=trio.Event)
@@ -53,6 +58,10 @@ class WebServer:
         config.graceful_timeout = self.graceful_timeout
         config.accesslog = logging.getLogger("revivatech_actors.access") if self.access_log else None
         config.errorlog = logging.getLogger("hypercorn.error")
+        config.websocket_max_message_size = WEBSOCKET_MAX_MESSAGE
+        if self.websocket_ping_interval is not None:
+            config.websocket_ping_interval = self.websocket_ping_interval
+            config.read_timeout = int(2 * self.websocket_ping_interval + 5)
         async with trio.open_nursery() as nursery:
             self.bound = await nursery.start(
                 lambda task_status: serve(self.app, config, shutdown_trigger=self._shutdown.wait, task_status=task_status)

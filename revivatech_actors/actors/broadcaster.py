@@ -1,0 +1,263 @@
+"""The broadcaster: owns the live feed's subscriptions and fills each client's outbox.
+
+Every WebSocket client has a :class:`ClientFeed`: a small bounded outbox that its connection's
+writer task empties. The outbox keeps only the *latest* realtime snapshot and the latest
+insights of each visitor the client follows (an older one not yet sent is replaced), plus a few
+replies (``pong``, ``error``); so a slow client gets the newest state when it catches up, and
+never makes the broadcaster, or any other client, wait. A client whose replies overflow, or
+whose connection stays stuck on one send, is closed with 1013 by its writer.
+
+``realtime_metrics`` goes to realtime subscribers every ``interval`` seconds, and soon after
+the metrics change — at most once per ``min_interval``. Each snapshot is encoded once for all.
+``user_insights`` goes to a visitor's subscribers when its scores are recorded (the scorer's
+hook), read once per visitor for all of them. Without subscribers nothing is built.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import attrs
+import orjson
+import trio
+
+from ..ids import new_id
+from ..supervisor import Activity
+
+__all__ = ["BroadcasterActor", "ClientFeed", "TooManyClients"]
+
+logger = logging.getLogger(__name__)
+
+#: Replies (pong, error) a client may have waiting; one more and it is closed as stuck.
+MAX_REPLIES = 32
+#: WebSocket close codes.
+GOING_AWAY = 1001
+TRY_AGAIN_LATER = 1013
+
+
+class TooManyClients(Exception):
+    """``max_clients`` are connected; the new one is refused."""
+
+
+def encode(message: dict[str, Any]) -> str:
+    return orjson.dumps(message).decode()
+
+
+@attrs.define(eq=False)
+class ClientFeed:
+    """One WebSocket client's subscriptions and outbox (see the module docstring)."""
+
+    client_id: str
+    realtime: bool = False
+    fingerprints: set[str] = attrs.Factory(set)
+    _replies: collections.deque[str] = attrs.field(init=False, factory=collections.deque)
+    _snapshot: str | None = attrs.field(init=False, default=None)  # latest realtime_metrics not yet sent
+    _insights: dict[str, str] = attrs.field(init=False, factory=dict)  # fingerprint -> latest user_insights
+    _wake: trio.Event = attrs.field(init=False, factory=trio.Event)
+    close_code: int | None = attrs.field(init=False, default=None)  # set: the writer closes with it
+    close_reason: str = attrs.field(init=False, default="")
+    replaced: int = attrs.field(init=False, default=0)  # messages replaced by newer ones before being sent
+
+    def reply(self, message: dict[str, Any]) -> None:
+        if len(self._replies) >= MAX_REPLIES:
+            self.close(TRY_AGAIN_LATER, "too many replies waiting: the client does not read")
+            return
+        self._replies.append(encode(message))
+        self._wake.set()
+
+    def put_snapshot(self, encoded: str) -> None:
+        if self._snapshot is not None:
+            self.replaced += 1
+        self._snapshot = encoded
+        self._wake.set()
+
+    def put_insights(self, fingerprint: str, encoded: str) -> None:
+        if self._insights.pop(fingerprint, None) is not None:
+            self.replaced += 1
+        self._insights[fingerprint] = encoded
+        self._wake.set()
+
+    def close(self, code: int, reason: str) -> None:
+        if self.close_code is None:
+            self.close_code, self.close_reason = code, reason
+        self._wake.set()
+
+    def drop_insights(self, fingerprint: str) -> None:
+        self._insights.pop(fingerprint, None)
+
+    async def next_message(self) -> str | None:
+        """The next message to send (replies first, then the snapshot, then insights), waiting
+        for one; None once the feed is to be closed (``close_code``)."""
+        while True:
+            if self.close_code is not None:
+                return None
+            if self._replies:
+                return self._replies.popleft()
+            if self._snapshot is not None:
+                snapshot, self._snapshot = self._snapshot, None
+                return snapshot
+            if self._insights:
+                fingerprint = next(iter(self._insights))
+                return self._insights.pop(fingerprint)
+            self._wake = trio.Event()
+            await self._wake.wait()
+
+
+@attrs.define(eq=False)
+class BroadcasterActor:
+    """See the module docstring. ``realtime_data`` builds a realtime snapshot's ``data``;
+    ``wait_for_change(version)`` returns once the metrics moved past ``version``;
+    ``insights_data(fingerprint)`` reads a visitor's insights (None: unknown visitor)."""
+
+    realtime_data: Callable[[], Awaitable[dict[str, Any]]]
+    wait_for_change: Callable[[int], Awaitable[int]]
+    insights_data: Callable[[str], Awaitable[dict[str, Any] | None]]
+    interval: float = 30.0
+    min_interval: float = 1.0
+    max_clients: int = 10_000
+    activity: Activity = attrs.Factory(Activity)
+    clients: dict[str, ClientFeed] = attrs.field(init=False, factory=dict)
+    _followers: dict[str, set[ClientFeed]] = attrs.field(init=False, factory=dict)  # fingerprint -> feeds
+    _changed_visitors: set[str] = attrs.field(init=False, factory=set)
+    _visitors_changed: trio.Event = attrs.field(init=False, factory=trio.Event)
+    _realtime_requested: trio.Event = attrs.field(init=False, factory=trio.Event)
+    _last_snapshot: str | None = attrs.field(init=False, default=None)
+    _last_snapshot_at: float = attrs.field(init=False, default=float("-inf"))
+    snapshots_sent: int = attrs.field(init=False, default=0)
+    _running: bool = attrs.field(init=False, default=False)
+
+    # ------------------------------------------------------------------ clients (web layer)
+
+    def connect(self) -> ClientFeed:
+        """A feed for a new client; raises TooManyClients past ``max_clients``."""
+        if not self._running:
+            msg = "the live feed is not running (the service is starting or stopping)"
+            raise TooManyClients(msg)
+        if len(self.clients) >= self.max_clients:
+            msg = f"{len(self.clients)} clients are connected, the most broadcast.max_clients allows"
+            raise TooManyClients(msg)
+        feed = ClientFeed(new_id())
+        self.clients[feed.client_id] = feed
+        return feed
+
+    def disconnect(self, feed: ClientFeed) -> None:
+        self.clients.pop(feed.client_id, None)
+        for fingerprint in list(feed.fingerprints):
+            self.unfollow(feed, fingerprint)
+
+    def subscribe_realtime(self, feed: ClientFeed) -> None:
+        """Subscribe ``feed`` to realtime_metrics; it gets the current snapshot at once."""
+        feed.realtime = True
+        now = time.monotonic()
+        if self._last_snapshot is not None and now - self._last_snapshot_at < self.min_interval:
+            feed.put_snapshot(self._last_snapshot)  # fresh enough: no need to build one for it
+        else:
+            self._realtime_requested.set()  # the next snapshot, built now, reaches it too
+
+    def unsubscribe_realtime(self, feed: ClientFeed) -> None:
+        feed.realtime = False
+
+    def follow(self, feed: ClientFeed, fingerprint: str) -> None:
+        feed.fingerprints.add(fingerprint)
+        self._followers.setdefault(fingerprint, set()).add(feed)
+
+    def unfollow(self, feed: ClientFeed, fingerprint: str) -> None:
+        feed.fingerprints.discard(fingerprint)
+        feed.drop_insights(fingerprint)
+        followers = self._followers.get(fingerprint)
+        if followers is not None:
+            followers.discard(feed)
+            if not followers:
+                del self._followers[fingerprint]
+
+    # ------------------------------------------------------------------ changes (other actors)
+
+    def scores_recorded(self, fingerprint: str) -> None:
+        """The scorer recorded new scores of ``fingerprint``: its followers get its insights."""
+        if fingerprint in self._followers:
+            self._changed_visitors.add(fingerprint)
+            self._visitors_changed.set()
+
+    # ------------------------------------------------------------------ the actor
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        self._running = True
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._broadcast_realtime)
+                nursery.start_soon(self._send_insights)
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            self._running = False
+            for feed in list(self.clients.values()):
+                feed.close(GOING_AWAY, "the service is stopping")
+
+    async def _broadcast_realtime(self) -> None:
+        version = -1
+        next_periodic = time.monotonic() + self.interval
+        while True:
+            with trio.move_on_at(trio.current_time() + max(0.0, next_periodic - time.monotonic())):
+                async with trio.open_nursery() as waiters:
+                    async def change() -> None:
+                        nonlocal version
+                        version = await self.wait_for_change(version)
+                        waiters.cancel_scope.cancel()
+
+                    async def first_snapshot() -> None:
+                        await self._realtime_requested.wait()
+                        waiters.cancel_scope.cancel()
+
+                    waiters.start_soon(change)
+                    waiters.start_soon(first_snapshot)
+            # throttle: at most one snapshot per min_interval
+            wait = self._last_snapshot_at + self.min_interval - time.monotonic()
+            if wait > 0:
+                await trio.sleep(wait)
+            self._realtime_requested = trio.Event()
+            await self._snapshot_to_all()
+            next_periodic = self._last_snapshot_at + self.interval
+
+    async def _snapshot_to_all(self) -> None:
+        subscribers = [feed for feed in self.clients.values() if feed.realtime]
+        if not subscribers:
+            return  # nobody to tell: build nothing
+        data = await self.realtime_data()
+        encoded = encode({"type": "realtime_metrics", "data": data})
+        self._last_snapshot, self._last_snapshot_at = encoded, time.monotonic()
+        sent = 0
+        for feed in self.clients.values():  # who subscribed while the data was built counts too
+            if feed.realtime:
+                feed.put_snapshot(encoded)
+                sent += 1
+        self.snapshots_sent += sent
+        self.activity.record(sent)
+
+    async def _send_insights(self) -> None:
+        while True:
+            await self._visitors_changed.wait()
+            self._visitors_changed = trio.Event()
+            changed, self._changed_visitors = self._changed_visitors, set()
+            for fingerprint in changed:
+                if fingerprint not in self._followers:
+                    continue
+                data = await self.insights_data(fingerprint)
+                if data is None:
+                    continue
+                encoded = encode({"type": "user_insights", "data": data})
+                for feed in list(self._followers.get(fingerprint, ())):
+                    feed.put_insights(fingerprint, encoded)
+                self.activity.record()
+
+    def stats_json(self) -> dict[str, int]:
+        return {
+            "clients": len(self.clients),
+            "maxClients": self.max_clients,
+            "realtimeSubscribers": sum(1 for feed in self.clients.values() if feed.realtime),
+            "followedVisitors": len(self._followers),
+            "snapshotsSent": self.snapshots_sent,
+        }

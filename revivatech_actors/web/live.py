@@ -1,0 +1,139 @@
+"""``WS /api/analytics/ws``: the live feed (DESIGN.md section 4), translated to the broadcaster.
+
+Admin only (``Authorization: Bearer`` or ``?token=``), refused before the upgrade with 401; past
+``broadcast.max_clients`` refused with 503 and Retry-After. Each connection runs two tasks in its
+own nursery: the reader turns client messages into subscriptions (a bad message gets an
+``error`` message, the connection stays), the writer sends what the broadcaster put in the
+client's outbox. A send that stays stuck ``broadcast.stuck_timeout`` seconds closes the
+connection with 1013; the broadcaster and the other clients never wait for it.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import trio
+from quart import Quart, websocket
+
+from ..actors.broadcaster import TRY_AGAIN_LATER, ClientFeed, TooManyClients, encode
+from ..domain.validation import MAX_ID_LENGTH
+from ..storage import StorageError
+from .auth import AdminAuth
+from .responses import error_response
+
+if TYPE_CHECKING:
+    from ..service import Service
+
+__all__ = ["register_live_routes"]
+
+logger = logging.getLogger(__name__)
+
+#: Seconds the first insights of a followed visitor may take to read.
+READ_TIMEOUT = 5.0
+#: Seconds a closing handshake may take before the connection is just dropped.
+CLOSE_TIMEOUT = 1.0
+_CHANNELS = ("realtime", "user_insights")
+
+
+def _error(code: str, message: str) -> dict[str, Any]:
+    return {"type": "error", "error": code, "message": message}
+
+
+def register_live_routes(app: Quart, service: Service, auth: AdminAuth) -> None:
+    broadcaster = service.broadcaster
+    stuck_timeout = service.settings.broadcast.stuck_timeout
+
+    async def send_first_insights(feed: ClientFeed, fingerprint: str) -> None:
+        try:
+            with trio.move_on_after(READ_TIMEOUT):
+                data = await broadcaster.insights_data(fingerprint)
+                if data is None:
+                    feed.reply(_error("unknown_visitor", f"no events were stored for the visitor {fingerprint!r} "
+                                                         "yet; its insights follow when its scores are recorded"))
+                elif fingerprint in feed.fingerprints:
+                    feed.put_insights(fingerprint, encode({"type": "user_insights", "data": data}))
+                return
+        except StorageError as exc:
+            feed.reply(_error("storage_unavailable", f"the visitor's insights cannot be read now: {exc}"))
+            return
+        feed.reply(_error("storage_unavailable", f"the visitor's insights could not be read within {READ_TIMEOUT:g} s"))
+
+    async def handle(feed: ClientFeed, raw: str | bytes) -> None:
+        try:
+            message = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            feed.reply(_error("invalid_json", "a message must be a JSON object"))
+            return
+        kind = message.get("type") if isinstance(message, dict) else None
+        if kind == "ping":
+            feed.reply({"type": "pong"})
+        elif kind == "subscribe_realtime":
+            broadcaster.subscribe_realtime(feed)
+        elif kind in ("subscribe_user_insights", "unsubscribe") and not isinstance(message.get("fingerprint"), (str, type(None))):
+            feed.reply(_error("invalid_message", "fingerprint must be a string"))
+        elif kind == "subscribe_user_insights":
+            fingerprint = message.get("fingerprint")
+            if not fingerprint or len(fingerprint) > MAX_ID_LENGTH:
+                feed.reply(_error("invalid_message", f"subscribe_user_insights needs a fingerprint of 1 to "
+                                                     f"{MAX_ID_LENGTH} characters"))
+                return
+            broadcaster.follow(feed, fingerprint)
+            await send_first_insights(feed, fingerprint)
+        elif kind == "unsubscribe":
+            channel = message.get("channel")
+            if channel == "realtime":
+                broadcaster.unsubscribe_realtime(feed)
+            elif channel == "user_insights":
+                fingerprint = message.get("fingerprint")
+                for followed in [fingerprint] if fingerprint else list(feed.fingerprints):
+                    broadcaster.unfollow(feed, followed)
+            else:
+                feed.reply(_error("invalid_message", f"unsubscribe needs channel {' or '.join(_CHANNELS)}, got {channel!r}"))
+        else:
+            feed.reply(_error("unknown_type", "type must be subscribe_realtime, subscribe_user_insights, "
+                                              f"unsubscribe or ping, got {kind!r}"))
+
+    async def read_messages(feed: ClientFeed) -> None:
+        while True:
+            await handle(feed, await websocket.receive())
+
+    async def write_messages(feed: ClientFeed) -> None:
+        while True:
+            message = await feed.next_message()
+            if message is None:
+                break
+            with trio.move_on_after(stuck_timeout) as send:
+                await websocket.send(message)
+            if send.cancelled_caught:
+                logger.warning("live feed client %s stuck for %g s on one send: closed with %d",
+                               feed.client_id, stuck_timeout, TRY_AGAIN_LATER)
+                feed.close(TRY_AGAIN_LATER, "the client does not read fast enough")
+        with trio.move_on_after(CLOSE_TIMEOUT):
+            await websocket.close(feed.close_code or 1000, feed.close_reason)
+
+    @app.websocket("/api/analytics/ws")
+    async def live():
+        presented = AdminAuth.bearer(websocket.headers.get("Authorization")) or websocket.args.get("token")
+        if not auth.accepts(presented):
+            reason = "missing" if not presented else "invalid"
+            return error_response(401, "unauthorized", f"{reason} admin token: send Authorization: Bearer <token> "
+                                                       "or ?token=<token>")
+        try:
+            feed = broadcaster.connect()
+        except TooManyClients as exc:
+            return error_response(503, "too_many_clients", str(exc), headers={"Retry-After": "5"})
+        try:
+            await websocket.accept()
+            await websocket.send(encode({"type": "connection_established", "clientId": feed.client_id,
+                                         "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds")
+                                         .replace("+00:00", "Z")}))
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(read_messages, feed)
+                await write_messages(feed)
+                nursery.cancel_scope.cancel()
+        finally:
+            broadcaster.disconnect(feed)
+        return None
