@@ -198,29 +198,28 @@ class BroadcasterActor:
                 feed.close(GOING_AWAY, "the service is stopping")
 
     async def _broadcast_realtime(self) -> None:
-        version = -1
-        next_periodic = time.monotonic() + self.interval
+        version = -1  # of the metrics, as last seen
         while True:
-            with trio.move_on_at(trio.current_time() + max(0.0, next_periodic - time.monotonic())):
+            cycle_began = time.monotonic()
+            # until the metrics change, a client subscribes, or the periodic interval is up
+            with trio.move_on_after(self.interval):
                 async with trio.open_nursery() as waiters:
                     async def change() -> None:
                         nonlocal version
                         version = await self.wait_for_change(version)
                         waiters.cancel_scope.cancel()
 
-                    async def first_snapshot() -> None:
+                    async def subscription() -> None:
                         await self._realtime_requested.wait()
                         waiters.cancel_scope.cancel()
 
                     waiters.start_soon(change)
-                    waiters.start_soon(first_snapshot)
-            # throttle: at most one snapshot per min_interval
-            wait = self._last_snapshot_at + self.min_interval - time.monotonic()
-            if wait > 0:
+                    waiters.start_soon(subscription)
+            wait = max(self._last_snapshot_at + self.min_interval, cycle_began + 0.001) - time.monotonic()
+            if wait > 0:  # throttle: at most one snapshot per min_interval (and no busy loop)
                 await trio.sleep(wait)
             self._realtime_requested = trio.Event()
             await self._snapshot_to_all()
-            next_periodic = self._last_snapshot_at + self.interval
 
     async def _snapshot_to_all(self) -> None:
         subscribers = [feed for feed in self.clients.values() if feed.realtime]

@@ -5,7 +5,8 @@ Admin only (``Authorization: Bearer`` or ``?token=``), refused before the upgrad
 own nursery: the reader turns client messages into subscriptions (a bad message gets an
 ``error`` message, the connection stays), the writer sends what the broadcaster put in the
 client's outbox. A send that stays stuck ``broadcast.stuck_timeout`` seconds closes the
-connection with 1013; the broadcaster and the other clients never wait for it.
+connection (code 1013 for the record; a peer whose buffers are full cannot be sent a close
+frame, so its TCP connection is closed); the broadcaster and the other clients never wait for it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from ..domain.validation import MAX_ID_LENGTH
 from ..storage import StorageError
 from .auth import AdminAuth
 from .responses import error_response
+from .server import abort_connection
 
 if TYPE_CHECKING:
     from ..service import Service
@@ -100,19 +102,29 @@ def register_live_routes(app: Quart, service: Service, auth: AdminAuth) -> None:
         while True:
             await handle(feed, await websocket.receive())
 
-    async def write_messages(feed: ClientFeed) -> None:
+    async def write_messages(feed: ClientFeed, sending: list[float | None]) -> None:
         while True:
             message = await feed.next_message()
             if message is None:
                 break
-            with trio.move_on_after(stuck_timeout) as send:
-                await websocket.send(message)
-            if send.cancelled_caught:
-                logger.warning("live feed client %s stuck for %g s on one send: closed with %d",
-                               feed.client_id, stuck_timeout, TRY_AGAIN_LATER)
-                feed.close(TRY_AGAIN_LATER, "the client does not read fast enough")
+            sending[0] = trio.current_time()
+            await websocket.send(message)
+            sending[0] = None
         with trio.move_on_after(CLOSE_TIMEOUT):
             await websocket.close(feed.close_code or 1000, feed.close_reason)
+
+    async def watch_for_stuck_sends(feed: ClientFeed, sending: list[float | None]) -> None:
+        # The server shields each write from cancellation: a send to a peer that stopped
+        # reading cannot be timed out, only its connection closed under it.
+        while True:
+            await trio.sleep(stuck_timeout / 4)
+            began = sending[0]
+            if began is not None and trio.current_time() - began > stuck_timeout:
+                logger.warning("live feed client %s stuck for %g s on one send: closed (%d)",
+                               feed.client_id, stuck_timeout, TRY_AGAIN_LATER)
+                feed.close(TRY_AGAIN_LATER, "the client does not read fast enough")
+                await abort_connection(websocket.scope.get("client"))
+                return
 
     @app.websocket("/api/analytics/ws")
     async def live():
@@ -126,13 +138,19 @@ def register_live_routes(app: Quart, service: Service, auth: AdminAuth) -> None:
         except TooManyClients as exc:
             return error_response(503, "too_many_clients", str(exc), headers={"Retry-After": "5"})
         try:
-            await websocket.accept()
+            try:
+                await websocket.accept()
+            except Exception as exc:  # a client that broke the handshake: its connection ends, nothing else
+                logger.warning("live feed handshake failed: %r", exc)
+                return None
             await websocket.send(encode({"type": "connection_established", "clientId": feed.client_id,
                                          "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds")
                                          .replace("+00:00", "Z")}))
+            sending: list[float | None] = [None]  # when the send under way began
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(read_messages, feed)
-                await write_messages(feed)
+                nursery.start_soon(watch_for_stuck_sends, feed, sending)
+                await write_messages(feed, sending)
                 nursery.cancel_scope.cancel()
         finally:
             broadcaster.disconnect(feed)

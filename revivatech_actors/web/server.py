@@ -14,11 +14,13 @@ import attrs
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
+from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.utils import parse_socket_addr
 from quart_trio import QuartTrio
 
 from ..supervisor import Activity
 
-__all__ = ["WebServer"]
+__all__ = ["WebServer", "abort_connection"]
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +28,57 @@ logger = logging.getLogger(__name__)
 BACKLOG = 2048
 #: Largest WebSocket message a client may send (the protocol's messages are tiny).
 WEBSOCKET_MAX_MESSAGE = 64 * 1024
+
+
+#: Open connections by peer address (the ASGI scope's ``client``), for :func:`abort_connection`.
+_OPEN_CONNECTIONS: dict[tuple[str, int], TCPServer] = {}
+
+
+def _watch_connections() -> None:
+    """Wrap Hypercorn's per-connection task so that (1) an error inside one connection ends that
+    connection, not the server, and (2) a connection can be aborted by its peer address.
+
+    (1): Hypercorn 0.18 lets an exception escape a connection's task (e.g. h11's
+    LocalProtocolError when a WebSocket client sends a frame before the handshake's answer), and
+    it then stops the whole server with every other connection on it. (2): Hypercorn shields
+    each socket write from cancellation, so a peer that stops reading blocks its sender for
+    good; closing the socket is the only way to free it (:func:`abort_connection`).
+    Applied once, at import.
+    """
+    if getattr(TCPServer.run, "_watched", False):
+        return
+    run_connection = TCPServer.run
+
+    async def run(self: TCPServer) -> None:
+        try:
+            key = parse_socket_addr(self.stream.socket.family, self.stream.socket.getpeername())
+        except OSError:
+            key = None
+        if key is not None:
+            _OPEN_CONNECTIONS[key] = self
+        try:
+            await run_connection(self)
+        except* Exception as group:  # the connection is closed by now (TCPServer.run's finally)
+            logger.warning("a connection failed and was closed: %r", group.exceptions[0])
+        finally:
+            if key is not None and _OPEN_CONNECTIONS.get(key) is self:
+                del _OPEN_CONNECTIONS[key]
+
+    run._watched = True  # type: ignore[attr-defined]
+    TCPServer.run = run  # type: ignore[method-assign]
+
+
+async def abort_connection(client: tuple[str, int] | list | None) -> bool:
+    """Close the TCP connection of the peer ``client`` (the ASGI scope's ``client``) at once,
+    whatever is being written to it; False if there is no such connection."""
+    connection = _OPEN_CONNECTIONS.get(tuple(client)) if client else None
+    if connection is None:
+        return False
+    await connection.stream.aclose()
+    return True
+
+
+_watch_connections()
 
 
 def _bind_address(host: str, port: int) -> str:

@@ -1,0 +1,217 @@
+"""``WS /api/analytics/ws`` through the real ``serve`` process with a real WebSocket client
+(trio-websocket): the protocol of DESIGN.md section 4, admin only, the client cap, 1001 at
+shutdown, and a client that stops reading neither delays the others nor stays connected."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import socket
+import time
+import uuid
+
+import httpx
+import pytest
+import trio
+from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
+
+from .conftest import ADMIN_TOKEN, service_env
+
+pytestmark = pytest.mark.e2e
+
+
+def start(serve, **settings: str):
+    defaults = {"REVIVATECH_AUTH_ADMIN_TOKENS": ADMIN_TOKEN, "REVIVATECH_PROFILES_FLUSH_INTERVAL": "0.2",
+                "REVIVATECH_BROADCAST_MIN_INTERVAL": "0.1"}
+    return serve(env=service_env(**{**defaults, **settings}))
+
+
+def ws_url(server, token: str | None = ADMIN_TOKEN) -> str:
+    url = server.base_url.replace("http://", "ws://") + "/api/analytics/ws"
+    return f"{url}?token={token}" if token else url
+
+
+async def next_of(ws, kind: str, timeout: float = 5.0) -> dict:
+    """The next message of type ``kind`` (others are skipped)."""
+    with trio.fail_after(timeout):
+        while True:
+            message = json.loads(await ws.get_message())
+            if message["type"] == kind:
+                return message
+
+
+async def post(server, *events: dict) -> None:
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=5) as client:
+        answer = await client.post("/api/analytics/events/batch", json={"events": list(events)})
+        assert answer.status_code == 200, answer.text
+
+
+async def test_the_protocol(serve):
+    server = start(serve)
+    fp = f"fp-{uuid.uuid4().hex[:12]}"
+    await post(server, {"user_fingerprint": fp, "session_id": "s1", "event_type": "page_view", "page_url": "https://x.example/"})
+    async with open_websocket_url(ws_url(server)) as ws:
+        hello = json.loads(await ws.get_message())
+        assert hello["type"] == "connection_established" and hello["clientId"]
+
+        await ws.send_message(json.dumps({"type": "subscribe_realtime"}))
+        first = await next_of(ws, "realtime_metrics", timeout=2)
+        assert first["data"]["overview"]["total_events"] == 1
+        assert {"active_users", "active_sessions", "page_views", "conversions"} <= first["data"]["overview"].keys()
+
+        await post(server, {"user_fingerprint": fp, "session_id": "s1", "event_type": "booking_started"})
+        with trio.fail_after(3):
+            while (await next_of(ws, "realtime_metrics"))["data"]["overview"]["total_events"] != 2:
+                pass
+
+        await ws.send_message(json.dumps({"type": "ping"}))
+        assert await next_of(ws, "pong", timeout=2) == {"type": "pong"}
+        for bad in ["not json", json.dumps([1]), json.dumps({"type": "dance"}),
+                    json.dumps({"type": "subscribe_user_insights"}), json.dumps({"type": "unsubscribe", "channel": "x"})]:
+            await ws.send_message(bad)
+            error = await next_of(ws, "error", timeout=2)
+            assert error["error"] and error["message"]
+        await ws.send_message(json.dumps({"type": "ping"}))  # still connected
+        await next_of(ws, "pong", timeout=2)
+
+        await ws.send_message(json.dumps({"type": "subscribe_user_insights", "fingerprint": fp}))
+        insights = await next_of(ws, "user_insights", timeout=3)
+        assert insights["data"]["profile"]["fingerprint"] == fp
+        assert insights["data"]["profile"]["totalEvents"] == 2
+        assert set(insights["data"]["scores"]) == {"engagement", "lead", "churnRisk", "priceSensitivity"}
+
+        # a booking moves the scores: the scorer records them, and the follower hears of it
+        await post(server, {"user_fingerprint": fp, "session_id": "s1", "event_type": "booking_completed", "value": 120})
+        with trio.fail_after(10):
+            while (await next_of(ws, "user_insights"))["data"]["profile"]["totalBookings"] != 1:
+                pass
+
+        await ws.send_message(json.dumps({"type": "unsubscribe", "channel": "realtime"}))
+        await ws.send_message(json.dumps({"type": "unsubscribe", "channel": "user_insights", "fingerprint": fp}))
+        await ws.send_message(json.dumps({"type": "ping"}))
+        await next_of(ws, "pong", timeout=2)
+        await post(server, {"user_fingerprint": fp, "session_id": "s1", "event_type": "page_view"})
+        with trio.move_on_after(1.0):
+            message = json.loads(await ws.get_message())
+            pytest.fail(f"unsubscribed, yet received {message}")
+
+
+async def test_admin_token_header_or_query_and_the_client_cap(serve):
+    server = start(serve, REVIVATECH_BROADCAST_MAX_CLIENTS="2")
+    for url in (ws_url(server, None), ws_url(server, "wrong-token-0123456789")):
+        with pytest.raises(ConnectionRejected) as rejected:
+            async with open_websocket_url(url):
+                pass
+        assert rejected.value.status_code == 401
+    headers = [("Authorization", f"Bearer {ADMIN_TOKEN}")]
+    async with open_websocket_url(ws_url(server, None), extra_headers=headers) as first, \
+            open_websocket_url(ws_url(server)) as second:
+        for ws in (first, second):
+            assert json.loads(await ws.get_message())["type"] == "connection_established"
+        with pytest.raises(ConnectionRejected) as rejected:
+            async with open_websocket_url(ws_url(server)):
+                pass
+        assert rejected.value.status_code == 503
+        assert json.loads(rejected.value.body)["error"] == "too_many_clients"
+    with trio.fail_after(5):  # the two left: room again
+        while True:
+            try:
+                async with open_websocket_url(ws_url(server)) as ws:
+                    assert json.loads(await ws.get_message())["type"] == "connection_established"
+                    break
+            except ConnectionRejected:
+                await trio.sleep(0.05)
+
+
+async def test_shutdown_closes_clients_with_1001(serve):
+    server = start(serve)
+    async with open_websocket_url(ws_url(server)) as ws:
+        await ws.get_message()
+        await ws.send_message(json.dumps({"type": "subscribe_realtime"}))
+        await next_of(ws, "realtime_metrics")
+        server.signal(signal.SIGTERM)
+        with pytest.raises(ConnectionClosed) as closed, trio.fail_after(5):
+            while True:
+                await ws.get_message()
+        assert closed.value.reason.code == 1001
+    assert server.wait_exit() == 0, server.output()
+
+
+def _raw_websocket(port: int, *, wait_for_handshake: bool = True) -> socket.socket:
+    """A client that completes the handshake, subscribes to realtime, and then never reads.
+    Without ``wait_for_handshake`` it sends its frame before the server's answer (a protocol
+    violation some clients commit)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall((f"GET /api/analytics/ws?token={ADMIN_TOKEN} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    if wait_for_handshake:
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += sock.recv(1)  # byte by byte: nothing after the handshake is read
+        assert answer.startswith(b"HTTP/1.1 101"), answer
+    payload = json.dumps({"type": "subscribe_realtime"}).encode()
+    mask = os.urandom(4)
+    sock.sendall(bytes([0x81, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+    return sock
+
+
+async def test_a_client_breaking_the_handshake_affects_no_other_connection(serve):
+    server = start(serve)
+    async with open_websocket_url(ws_url(server)) as ws:
+        await ws.get_message()
+        bad = _raw_websocket(server.port, wait_for_handshake=False)
+        try:
+            await trio.sleep(0.3)
+            await ws.send_message(json.dumps({"type": "ping"}))
+            assert await next_of(ws, "pong", timeout=2) == {"type": "pong"}
+        finally:
+            bad.close()
+    assert "root/web crashed" not in server.output()
+
+
+async def test_a_client_that_stops_reading_delays_nobody_and_is_closed_with_1013(serve):
+    server = start(serve, REVIVATECH_BROADCAST_MIN_INTERVAL="0.01", REVIVATECH_BROADCAST_STUCK_TIMEOUT="1",
+                   REVIVATECH_REALTIME_TOP_PAGES="100")
+    stuck = _raw_websocket(server.port)
+    big_page = "https://x.example/" + "p" * 1500  # large snapshots (100 such pages) fill the buffers sooner
+    gaps = []
+    try:
+        async with open_websocket_url(ws_url(server)) as ws, trio.open_nursery() as nursery:
+            await ws.get_message()
+            await ws.send_message(json.dumps({"type": "subscribe_realtime"}))
+            await next_of(ws, "realtime_metrics")
+
+            async def load() -> None:
+                n = 0
+                while True:
+                    n += 1
+                    await post(server, *[{"user_fingerprint": f"u{n}-{i}", "session_id": f"s{n}-{i}",
+                                          "event_type": "page_view", "page_url": f"{big_page}{n}-{i}"} for i in range(10)])
+                    await trio.sleep(0.02)
+
+            nursery.start_soon(load)
+            last = time.monotonic()
+            deadline = last + 12
+            closed_stuck = False
+            while time.monotonic() < deadline:
+                await next_of(ws, "realtime_metrics", timeout=2)
+                now = time.monotonic()
+                gaps.append(now - last)
+                last = now
+                async with httpx.AsyncClient(base_url=server.base_url, timeout=5) as client:
+                    stats = (await client.get("/api/analytics/actors",
+                                              headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})).json()["stats"]
+                if stats["broadcaster"]["clients"] == 1:
+                    closed_stuck = True
+                    break
+            nursery.cancel_scope.cancel()
+        assert closed_stuck, f"the stuck client was not closed; {server.output()[-2000:]}"
+        assert max(gaps) < 1.0, gaps  # the reading client kept getting updates meanwhile
+        assert "stuck for 1 s on one send: closed (1013)" in server.output()
+    finally:
+        stuck.close()
