@@ -40,9 +40,9 @@ from .actors.scorer import ScorerActor
 from .actors.storage import StorageActor
 from .config import Settings
 from .domain.health import HealthReport, ProbeResult, Readiness, assess_health, assess_readiness
-from .domain.realtime import realtime_document
 from .domain.sessions import PAGE_VIEW_TYPES
 from .shared_state.cache import AnswerCache, LocalCache, RedisCache
+from .shared_state.realtime import RedisRealtime
 from .shared_state.redis import RedisConnection
 from .storage import Storage, open_storage
 from .supervisor import Activity, ActorStatus, ChildSpec, Restart, Supervisor, SupervisorGaveUp
@@ -125,19 +125,22 @@ class Service:
             max_touchpoints=p.max_touchpoints, max_unwritten_events=p.max_unwritten_events,
         )
         rt = settings.realtime
+        shared = None
+        if redis is not None:  # the realtime window and the live feed's changes, shared by instances
+            shared = RedisRealtime(redis, settings.redis.url, settings.redis.key_prefix, window=rt.window,
+                                   page_types=PAGE_VIEW_TYPES, conversion_types=frozenset(rt.conversion_types),
+                                   top_pages=rt.top_pages)
         metrics = MetricsActor(
             storage, batcher.subscribe(), rt.window, PAGE_VIEW_TYPES, frozenset(rt.conversion_types),
-            top_pages=rt.top_pages,
+            top_pages=rt.top_pages, shared=shared,
         )
-        async def realtime_data() -> dict:
-            return realtime_document(metrics.figures(), await metrics.uptime_percent(), datetime.now(UTC))
 
         async def insights_data(fingerprint: str) -> dict | None:
             return await profiles.insights(fingerprint, history=1, scoring=settings.scoring, now=datetime.now(UTC))
 
         b = settings.broadcast
-        broadcaster = BroadcasterActor(realtime_data, metrics.wait_for_change, insights_data, interval=b.interval,
-                                       min_interval=b.min_interval, max_clients=b.max_clients)
+        broadcaster = BroadcasterActor(metrics.document, metrics.wait_for_change, insights_data, interval=b.interval,
+                                       min_interval=b.min_interval, max_clients=b.max_clients, shared=shared)
         scorer.on_recorded = lambda record: broadcaster.scores_recorded(record.user_fingerprint)
         service = cls(
             settings=settings,

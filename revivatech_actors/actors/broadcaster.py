@@ -11,6 +11,11 @@ whose connection stays stuck on one send, is closed with 1013 by its writer.
 the metrics change — at most once per ``min_interval``. Each snapshot is encoded once for all.
 ``user_insights`` goes to a visitor's subscribers when its scores are recorded (the scorer's
 hook), read once per visitor for all of them. Without subscribers nothing is built.
+
+With Redis (``shared``), changes cross instances on pub/sub: the metrics actor's additions to
+the shared window announce themselves, and a recorded score is published instead of handled
+here, so that every instance — this one included — hears of it the same way. While Redis
+cannot be reached, recorded scores are handled here only.
 """
 
 from __future__ import annotations
@@ -23,9 +28,11 @@ from typing import Any
 
 import attrs
 import orjson
+import redis
 import trio
 
 from ..ids import new_id
+from ..shared_state.realtime import RedisRealtime
 from ..supervisor import Activity
 
 __all__ = ["BroadcasterActor", "ClientFeed", "TooManyClients"]
@@ -119,12 +126,16 @@ class BroadcasterActor:
     interval: float = 30.0
     min_interval: float = 1.0
     max_clients: int = 10_000
+    shared: RedisRealtime | None = None
     activity: Activity = attrs.Factory(Activity)
     clients: dict[str, ClientFeed] = attrs.field(init=False, factory=dict)
     _followers: dict[str, set[ClientFeed]] = attrs.field(init=False, factory=dict)  # fingerprint -> feeds
     _changed_visitors: set[str] = attrs.field(init=False, factory=set)
     _visitors_changed: trio.Event = attrs.field(init=False, factory=trio.Event)
     _realtime_requested: trio.Event = attrs.field(init=False, factory=trio.Event)
+    _remote_change: trio.Event = attrs.field(init=False, factory=trio.Event)  # another instance counted events
+    _to_publish: set[str] = attrs.field(init=False, factory=set)
+    _publish_wanted: trio.Event = attrs.field(init=False, factory=trio.Event)
     _last_snapshot: str | None = attrs.field(init=False, default=None)
     _last_snapshot_at: float = attrs.field(init=False, default=float("-inf"))
     snapshots_sent: int = attrs.field(init=False, default=0)
@@ -177,10 +188,21 @@ class BroadcasterActor:
     # ------------------------------------------------------------------ changes (other actors)
 
     def scores_recorded(self, fingerprint: str) -> None:
-        """The scorer recorded new scores of ``fingerprint``: its followers get its insights."""
+        """The scorer recorded new scores of ``fingerprint``: its followers, on every instance,
+        get its insights."""
+        if self.shared is not None and self._running:
+            self._to_publish.add(fingerprint)
+            self._publish_wanted.set()
+        else:
+            self._insights_changed(fingerprint)
+
+    def _insights_changed(self, fingerprint: str) -> None:
         if fingerprint in self._followers:
             self._changed_visitors.add(fingerprint)
             self._visitors_changed.set()
+
+    def _window_changed_elsewhere(self) -> None:
+        self._remote_change.set()
 
     # ------------------------------------------------------------------ the actor
 
@@ -190,6 +212,9 @@ class BroadcasterActor:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._broadcast_realtime)
                 nursery.start_soon(self._send_insights)
+                if self.shared is not None:
+                    nursery.start_soon(self.shared.listen, self._window_changed_elsewhere, self._insights_changed)
+                    nursery.start_soon(self._publish_insights)
                 task_status.started()
                 await trio.sleep_forever()
         finally:
@@ -213,12 +238,18 @@ class BroadcasterActor:
                         await self._realtime_requested.wait()
                         waiters.cancel_scope.cancel()
 
+                    async def elsewhere() -> None:
+                        await self._remote_change.wait()
+                        waiters.cancel_scope.cancel()
+
                     waiters.start_soon(change)
                     waiters.start_soon(subscription)
+                    waiters.start_soon(elsewhere)
             wait = max(self._last_snapshot_at + self.min_interval, cycle_began + 0.001) - time.monotonic()
             if wait > 0:  # throttle: at most one snapshot per min_interval (and no busy loop)
                 await trio.sleep(wait)
             self._realtime_requested = trio.Event()
+            self._remote_change = trio.Event()
             await self._snapshot_to_all()
 
     async def _snapshot_to_all(self) -> None:
@@ -251,6 +282,20 @@ class BroadcasterActor:
                 for feed in list(self._followers.get(fingerprint, ())):
                     feed.put_insights(fingerprint, encoded)
                 self.activity.record()
+
+    async def _publish_insights(self) -> None:
+        assert self.shared is not None
+        while True:
+            await self._publish_wanted.wait()
+            self._publish_wanted = trio.Event()
+            fingerprints, self._to_publish = self._to_publish, set()
+            for fingerprint in fingerprints:
+                try:
+                    await self.shared.publish_insights(fingerprint)
+                except (redis.RedisError, OSError) as exc:
+                    logger.warning("Redis unreachable, the insights of %s go to this instance's clients only: %s",
+                                   fingerprint, exc)
+                    self._insights_changed(fingerprint)
 
     def stats_json(self) -> dict[str, int]:
         return {

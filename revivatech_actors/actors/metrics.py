@@ -9,20 +9,30 @@ the process does not zero the dashboard.
 
 Listeners (the broadcaster) wait on :meth:`wait_for_change`: it returns once events have been
 counted since the version they last saw.
+
+With Redis (``shared``), the figures are the shared window's (``shared_state.realtime``), the
+same on every instance: each batch of events is added there in one pipeline, and answered
+requests once a second. This instance's own window is kept as well; while Redis cannot be
+reached the figures come from it (``source`` says which), and what happened meanwhile is missing
+from the shared window.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import attrs
+import redis
 import trio
 
-from ..domain.realtime import RealtimeFigures, RealtimeWindow, ServiceUptime
+from ..domain.realtime import RealtimeFigures, RealtimeWindow, ServiceUptime, bucket_of, realtime_document
 from ..messages import Event
+from ..shared_state.realtime import RedisRealtime
 from ..storage import Storage, StorageError
 from ..supervisor import Activity
 
@@ -36,6 +46,9 @@ READINESS_INTERVAL = 1.0
 SLICE_EVENTS = 1000
 #: Seconds the rebuild from storage may take before the actor starts with what it has.
 RESTORE_TIMEOUT = 30.0
+#: Seconds between two additions of answered requests to the shared window.
+REQUESTS_FLUSH_INTERVAL = 1.0
+_REDIS_ERRORS = (redis.RedisError, OSError)
 
 
 @attrs.define(eq=False)
@@ -49,6 +62,7 @@ class MetricsActor:
     conversion_types: frozenset[str]
     top_pages: int = 10
     is_ready: Callable[[], Awaitable[bool]] | None = None
+    shared: RedisRealtime | None = None
     started_at: float = attrs.Factory(time.time)
     clock: Callable[[], float] = time.time
     activity: Activity = attrs.Factory(Activity)
@@ -56,6 +70,8 @@ class MetricsActor:
     window: RealtimeWindow = attrs.field(init=False)
     uptime: ServiceUptime = attrs.field(init=False)
     _changed: trio.Event = attrs.field(init=False, factory=trio.Event)
+    shared_ok: bool = attrs.field(init=False, default=True)  # the last call to Redis succeeded
+    _requests: dict[int, list] = attrs.field(init=False, factory=lambda: collections.defaultdict(lambda: [0, 0.0, 0]))
 
     def __attrs_post_init__(self) -> None:
         self.window = self._new_window()
@@ -67,8 +83,28 @@ class MetricsActor:
 
     # ------------------------------------------------------------------ what the web layer calls
 
-    def figures(self) -> RealtimeFigures:
-        return self.window.figures(self.clock())
+    async def figures(self) -> tuple[RealtimeFigures, str]:
+        """The window's figures now, and where they come from: ``redis`` (every instance's) or
+        ``local`` (this instance's: no Redis configured, or Redis unreachable)."""
+        if self.shared is not None:
+            try:
+                figures = await self.shared.figures(self.clock())
+            except _REDIS_ERRORS as exc:
+                self._shared_failed("read", exc)
+            else:
+                self.shared_ok = True
+                return figures, "redis"
+        return self.window.figures(self.clock()), "local"
+
+    async def document(self) -> dict[str, Any]:
+        """The realtime document (``domain.realtime.realtime_document``) as of now."""
+        figures, source = await self.figures()
+        return realtime_document(figures, await self.uptime_percent(), datetime.now(UTC), source)
+
+    def _shared_failed(self, what: str, exc: BaseException) -> None:
+        if self.shared_ok:
+            logger.warning("Redis unreachable (%s): realtime figures are this instance's until it is back: %s", what, exc)
+        self.shared_ok = False
 
     async def uptime_percent(self) -> float:
         """Percent of the time since start the service was ready, up to now (readiness is
@@ -79,7 +115,13 @@ class MetricsActor:
 
     def record_request(self, seconds: float, status: int) -> None:
         """Count one answered HTTP request (its handling time and status)."""
-        self.window.add_request(seconds, status, self.clock())
+        now = self.clock()
+        self.window.add_request(seconds, status, now)
+        if self.shared is not None:
+            pending = self._requests[bucket_of(now)]
+            pending[0] += 1
+            pending[1] += seconds
+            pending[2] += status >= 500
 
     async def wait_for_change(self, seen_version: int) -> int:
         """Return the current version once it differs from ``seen_version``."""
@@ -95,6 +137,8 @@ class MetricsActor:
         async with trio.open_nursery() as nursery:
             if self.is_ready is not None:
                 nursery.start_soon(self._observe_readiness)
+            if self.shared is not None:
+                nursery.start_soon(self._flush_requests)
             task_status.started()
             await self._count_events()
             nursery.cancel_scope.cancel()
@@ -111,6 +155,13 @@ class MetricsActor:
                            since.isoformat(), exc or "timed out")
             return
         self.window.restore(seed.bucket_counts, seed.page_views, seed.users, seed.sessions, now=self.clock())
+        if self.shared is not None:
+            try:
+                if await self.shared.claim_seed(now):
+                    await self.shared.restore(seed, now)
+                    logger.info("the shared realtime window in Redis was empty: rebuilt it from storage")
+            except _REDIS_ERRORS as exc:
+                self._shared_failed("rebuild", exc)
         logger.info("realtime window rebuilt from storage: %d visitor(s), %d event(s) since %s",
                     len(seed.users), sum(row[1] for row in seed.bucket_counts), since.isoformat())
 
@@ -124,16 +175,34 @@ class MetricsActor:
                 if start:
                     await trio.lowlevel.checkpoint()
                 self._count(events[start : start + SLICE_EVENTS])
+            if self.shared is not None:
+                rows = [(e.user_fingerprint, e.session_id, e.event_type, e.page_url, e.timestamp.timestamp())
+                        for e in events]
+                try:
+                    await self.shared.add_events(rows, self.clock())
+                    self.shared_ok = True
+                except _REDIS_ERRORS as exc:
+                    self._shared_failed("count events", exc)
             self.activity.record(len(events))
             self.version += 1
             changed, self._changed = self._changed, trio.Event()
             changed.set()
 
-    def _count(self, events: Iterable[Event]) -> None:
+    def _count(self, events: list[Event]) -> None:
         add = self.window.add_event
         now = self.clock()
         for e in events:
             add(e.user_fingerprint, e.session_id, e.event_type, e.page_url, e.timestamp.timestamp(), now)
+
+    async def _flush_requests(self) -> None:
+        assert self.shared is not None
+        while True:
+            await trio.sleep(REQUESTS_FLUSH_INTERVAL)
+            pending, self._requests = self._requests, collections.defaultdict(lambda: [0, 0.0, 0])
+            try:
+                await self.shared.add_requests({b: (n, secs, errors) for b, (n, secs, errors) in pending.items()})
+            except _REDIS_ERRORS as exc:
+                self._shared_failed("count requests", exc)
 
     async def _observe_readiness(self) -> None:
         assert self.is_ready is not None

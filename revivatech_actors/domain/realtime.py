@@ -237,14 +237,17 @@ class ServiceUptime:
         return min(100.0, 100 * self.ready_seconds / observed)
 
 
-def realtime_document(figures: RealtimeFigures, uptime_percent: float, now: datetime) -> dict[str, Any]:
+def realtime_document(figures: RealtimeFigures, uptime_percent: float, now: datetime,
+                      source: str = "local") -> dict[str, Any]:
     """The ``data`` of ``GET /api/analytics/realtime`` (and of a ``realtime_metrics`` message):
     the original service's shape, every figure a JSON number. ``avgResponseTime`` is in
     milliseconds and ``errorRate`` a share of 1 (both 0 when no request was answered in the
-    window); ``uptime`` is a percentage."""
+    window); ``uptime`` is a percentage (this instance's). ``source`` is ``redis`` when the
+    figures are every instance's, ``local`` when they are this instance's alone."""
     return {
         "timestamp": iso_datetime(now),
         "windowSeconds": figures.window_seconds,
+        "source": source,
         "overview": {
             "active_users": figures.active_users,
             "active_sessions": figures.active_sessions,

@@ -3,12 +3,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from quart import Quart
 
-from ..domain.realtime import realtime_document
 from .auth import AdminAuth, admin_only
 from .responses import json_response
 
@@ -24,5 +22,5 @@ def register_realtime_routes(app: Quart, service: Service, auth: AdminAuth) -> N
     @app.get("/api/analytics/realtime")
     @admin_only(auth)
     async def realtime():
-        data = realtime_document(metrics.figures(), await metrics.uptime_percent(), datetime.now(UTC))
+        data = await metrics.document()
         return json_response({"success": True, "data": data})
