@@ -422,7 +422,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``bench`` options, for ``python -m revivatech_actors.bench`` and the CLI subcommand."""
     add = parser.add_argument
     add("--url", default="http://127.0.0.1:3011", help="server base URL (default: %(default)s)")
-    add("--mode", choices=("single", "batch"), default="single", help="one event or a batch per request")
+    add("--mode", choices=("single", "batch", "ws"), default="single",
+        help="one event or a batch per request; ws: WebSocket fan-out while batches are posted at --rate events/s")
     add("--connections", type=int, default=50, help="keep-alive connections (default: %(default)s)")
     add("--duration", type=float, default=10.0, help="measured seconds (default: %(default)s)")
     add("--rate", type=float, default=0.0, help="total requests/s, paced open-loop; 0 = as fast as possible")
@@ -432,6 +433,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="admin token sent as Bearer (default: $REVIVATECH_BENCH_TOKEN)")
     add("--warmup", type=float, default=1.0, help="seconds before measuring, not counted (default: %(default)s)")
     add("--processes", type=int, default=1, help="client processes, connections shared out (default: %(default)s)")
+    add("--clients", type=int, default=1000, help="ws mode: WebSocket clients subscribed to realtime (default: %(default)s)")
+    add("--ws-url", default=None, help="ws mode: server the clients connect to (default: --url; another instance's "
+                                       "URL measures the way across instances)")
     add("--json", action="store_true", help="print the figures as one JSON object")
     add("--quiet", action="store_true", help="no progress lines")
 
@@ -523,8 +527,37 @@ def _table(d: dict) -> str:
     return "\n".join(f"{name:<15} {value}" for name, value in rows)
 
 
+def _run_ws(args: argparse.Namespace) -> int:
+    from .bench_ws import WsBenchConfig, run_ws_bench
+
+    if not args.token:
+        print("bench: --mode ws needs the admin token (--token or REVIVATECH_BENCH_TOKEN)", file=sys.stderr)
+        return 1
+    config = WsBenchConfig(url=args.url.rstrip("/"), ws_url=(args.ws_url or args.url).rstrip("/"),
+                           clients=max(1, args.clients), rate=args.rate or 5000.0, batch_size=max(1, args.batch_size),
+                           duration=args.duration, users=max(1, args.users), token=args.token,
+                           processes=max(1, args.processes))
+    try:
+        figures = run_ws_bench(config)
+    except (BenchError, OSError) as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    if figures["updates_received"] == 0:
+        print(f"bench: no client received an update ({figures})", file=sys.stderr)
+        return 1
+    if args.json:
+        print(orjson.dumps(figures).decode())
+    else:
+        for name, value in figures.items():
+            shown = "  ".join(f"{k} {v}" for k, v in value.items()) if isinstance(value, dict) else value
+            print(f"{name:<26} {shown}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark from parsed arguments; print the figures; return the exit code."""
+    if args.mode == "ws":
+        return _run_ws(args)
     config = BenchConfig(url=args.url, mode=args.mode, connections=max(1, args.connections),
                          duration=args.duration, rate=args.rate, batch_size=max(1, args.batch_size),
                          users=max(1, args.users), token=args.token or None, warmup=max(0.0, args.warmup),

@@ -215,3 +215,23 @@ async def test_a_client_that_stops_reading_delays_nobody_and_is_closed_with_1013
         assert "stuck for 1 s on one send: closed (1013)" in server.output()
     finally:
         stuck.close()
+
+
+def test_the_fan_out_benchmark_measures_update_delays(serve):
+    """``revivatech-actors bench --mode ws`` against a real server: every client connects and
+    receives updates while the load is posted, and the delays are plausible."""
+    import subprocess
+    import sys
+
+    server = start(serve, REVIVATECH_BROADCAST_MIN_INTERVAL="0.2")
+    result = subprocess.run(
+        [sys.executable, "-m", "revivatech_actors", "bench", "--url", server.base_url, "--mode", "ws",
+         "--clients", "20", "--rate", "500", "--batch-size", "50", "--duration", "3", "--token", ADMIN_TOKEN, "--json"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert figures["connected"] == 20 and figures["failed_to_connect"] == 0
+    assert figures["events"] >= 1000
+    assert figures["updates_per_client_per_s"] >= 2  # about one per 0.2 s
+    assert 0 < figures["delay_ms"]["p50"] < 1000 and figures["delay_ms"]["max"] < 2000
