@@ -148,3 +148,24 @@ def test_uptime_of_a_service_ready_from_its_first_observation_at_start_is_100():
     assert up.percent(T0) == 100.0
     up.observe(True, T0 + 5)
     assert up.percent(T0 + 5) == 100.0
+
+
+def test_adding_a_batch_counts_as_adding_each_event():
+    from datetime import UTC, datetime
+
+    from .helpers import make_event
+
+    now = T0 + 100
+    events = [make_event(n, user_fingerprint=f"u{n % 4}", session_id=f"s{n % 6}",
+                         event_type=("page_view", "booking_completed", "click")[n % 3],
+                         page_url=None if n % 5 == 0 else f"/p{n % 3}",
+                         timestamp=datetime.fromtimestamp(T0 + (n * 7) % 130 - 20, UTC))  # late, old and future ones too
+              for n in range(60)]
+    one_by_one, batched = window(60), window(60)
+    for e in events:
+        one_by_one.add_event(e.user_fingerprint, e.session_id, e.event_type, e.page_url, e.timestamp.timestamp(), now)
+    batched.add_events(events[:25], now)
+    batched.add_events(events[25:], now)
+    for at in (now, now + 30, now + 65):
+        assert batched.figures(at) == one_by_one.figures(at)
+    assert one_by_one.figures(now).events > 0

@@ -189,10 +189,7 @@ class MetricsActor:
             changed.set()
 
     def _count(self, events: list[Event]) -> None:
-        add = self.window.add_event
-        now = self.clock()
-        for e in events:
-            add(e.user_fingerprint, e.session_id, e.event_type, e.page_url, e.timestamp.timestamp(), now)
+        self.window.add_events(events, self.clock())
 
     async def _flush_requests(self) -> None:
         assert self.shared is not None
