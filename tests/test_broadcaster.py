@@ -15,7 +15,7 @@ from revivatech_actors.actors.broadcaster import (
     TRY_AGAIN_LATER,
     BroadcasterActor,
     ClientFeed,
-    TooManyClients,
+    ClientRefused,
 )
 
 
@@ -142,13 +142,15 @@ async def test_insights_are_read_once_per_visitor_for_all_followers():
 
 async def test_the_client_cap_and_1001_for_everyone_at_stop():
     b = broadcaster(Metrics(), max_clients=2)
-    with pytest.raises(TooManyClients):
+    with pytest.raises(ClientRefused) as refused:
         b.connect()  # not running yet
+    assert refused.value.error == "not_running"
     async with trio.open_nursery() as nursery:
         await nursery.start(b.run)
         feeds = [b.connect(), b.connect()]
-        with pytest.raises(TooManyClients, match="2 clients are connected"):
+        with pytest.raises(ClientRefused, match="2 clients are connected") as refused:
             b.connect()
+        assert refused.value.error == "too_many_clients"
         b.disconnect(feeds.pop())
         feeds.append(b.connect())
         nursery.cancel_scope.cancel()

@@ -70,7 +70,7 @@ async def test_changes_and_insights_reach_listeners(shared):
         nursery.start_soon(shared.listen, lambda: changes.append(1), insights.append)
         await trio.sleep(0.3)  # subscribed
         await shared.add_events([("u", "s", "page_view", "/", time.time())], time.time())
-        await shared.publish_insights("fp-1")
+        await shared.publish_insights(["fp-1"])
         with trio.fail_after(3):
             while not (changes and insights):
                 await trio.sleep(0.02)

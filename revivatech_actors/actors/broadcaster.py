@@ -33,21 +33,29 @@ import trio
 
 from ..ids import new_id
 from ..shared_state.realtime import RedisRealtime
+from ..storage import StorageError
 from ..supervisor import Activity
 
-__all__ = ["BroadcasterActor", "ClientFeed", "TooManyClients"]
+__all__ = ["BroadcasterActor", "ClientFeed", "ClientRefused"]
 
 logger = logging.getLogger(__name__)
 
 #: Replies (pong, error) a client may have waiting; one more and it is closed as stuck.
 MAX_REPLIES = 32
+#: Seconds the insights of one visitor may take to read before they are skipped.
+INSIGHTS_READ_TIMEOUT = 5.0
 #: WebSocket close codes.
 GOING_AWAY = 1001
 TRY_AGAIN_LATER = 1013
 
 
-class TooManyClients(Exception):
-    """``max_clients`` are connected; the new one is refused."""
+class ClientRefused(Exception):
+    """A new client is refused: ``error`` is ``too_many_clients`` (``max_clients`` are connected)
+    or ``not_running`` (the service is starting or stopping)."""
+
+    def __init__(self, error: str, message: str) -> None:
+        super().__init__(message)
+        self.error = error
 
 
 def encode(message: dict[str, Any]) -> str:
@@ -144,13 +152,12 @@ class BroadcasterActor:
     # ------------------------------------------------------------------ clients (web layer)
 
     def connect(self) -> ClientFeed:
-        """A feed for a new client; raises TooManyClients past ``max_clients``."""
+        """A feed for a new client; raises ClientRefused past ``max_clients`` or while not running."""
         if not self._running:
-            msg = "the live feed is not running (the service is starting or stopping)"
-            raise TooManyClients(msg)
+            raise ClientRefused("not_running", "the live feed is not running (the service is starting or stopping)")
         if len(self.clients) >= self.max_clients:
-            msg = f"{len(self.clients)} clients are connected, the most broadcast.max_clients allows"
-            raise TooManyClients(msg)
+            raise ClientRefused("too_many_clients",
+                                f"{len(self.clients)} clients are connected, the most broadcast.max_clients allows")
         feed = ClientFeed(new_id())
         self.clients[feed.client_id] = feed
         return feed
@@ -275,7 +282,13 @@ class BroadcasterActor:
             for fingerprint in changed:
                 if fingerprint not in self._followers:
                     continue
-                data = await self.insights_data(fingerprint)
+                data = None  # unknown visitor, or a read that took too long: nothing to send
+                try:
+                    with trio.move_on_after(INSIGHTS_READ_TIMEOUT):
+                        data = await self.insights_data(fingerprint)
+                except StorageError as exc:  # its followers get the next change; the others go on
+                    logger.warning("insights of %s not sent: storage unavailable: %s", fingerprint, exc)
+                    continue
                 if data is None:
                     continue
                 encoded = encode({"type": "user_insights", "data": data})
@@ -289,12 +302,12 @@ class BroadcasterActor:
             await self._publish_wanted.wait()
             self._publish_wanted = trio.Event()
             fingerprints, self._to_publish = self._to_publish, set()
-            for fingerprint in fingerprints:
-                try:
-                    await self.shared.publish_insights(fingerprint)
-                except (redis.RedisError, OSError) as exc:
-                    logger.warning("Redis unreachable, the insights of %s go to this instance's clients only: %s",
-                                   fingerprint, exc)
+            try:
+                await self.shared.publish_insights(fingerprints)
+            except (redis.RedisError, OSError) as exc:
+                logger.warning("Redis unreachable: recorded insights of %d visitor(s) go to this instance's "
+                               "clients only: %s", len(fingerprints), exc)
+                for fingerprint in fingerprints:
                     self._insights_changed(fingerprint)
 
     def stats_json(self) -> dict[str, int]:

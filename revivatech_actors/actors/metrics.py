@@ -48,6 +48,9 @@ SLICE_EVENTS = 1000
 RESTORE_TIMEOUT = 30.0
 #: Seconds between two additions of answered requests to the shared window.
 REQUESTS_FLUSH_INTERVAL = 1.0
+#: Seconds without calls to Redis after one failed: a Redis that hangs must not slow the counting
+#: of every batch (and through it the batcher) by a timeout each.
+REDIS_RETRY_AFTER = 5.0
 _REDIS_ERRORS = (redis.RedisError, OSError)
 
 
@@ -71,6 +74,7 @@ class MetricsActor:
     uptime: ServiceUptime = attrs.field(init=False)
     _changed: trio.Event = attrs.field(init=False, factory=trio.Event)
     shared_ok: bool = attrs.field(init=False, default=True)  # the last call to Redis succeeded
+    _shared_retry_at: float = attrs.field(init=False, default=0.0)  # trio clock: no Redis call before
     _requests: dict[int, list] = attrs.field(init=False, factory=lambda: collections.defaultdict(lambda: [0, 0.0, 0]))
 
     def __attrs_post_init__(self) -> None:
@@ -86,7 +90,8 @@ class MetricsActor:
     async def figures(self) -> tuple[RealtimeFigures, str]:
         """The window's figures now, and where they come from: ``redis`` (every instance's) or
         ``local`` (this instance's: no Redis configured, or Redis unreachable)."""
-        if self.shared is not None:
+        if self._use_shared():
+            assert self.shared is not None
             try:
                 figures = await self.shared.figures(self.clock())
             except _REDIS_ERRORS as exc:
@@ -101,10 +106,14 @@ class MetricsActor:
         figures, source = await self.figures()
         return realtime_document(figures, await self.uptime_percent(), datetime.now(UTC), source)
 
+    def _use_shared(self) -> bool:
+        return self.shared is not None and trio.current_time() >= self._shared_retry_at
+
     def _shared_failed(self, what: str, exc: BaseException) -> None:
         if self.shared_ok:
             logger.warning("Redis unreachable (%s): realtime figures are this instance's until it is back: %s", what, exc)
         self.shared_ok = False
+        self._shared_retry_at = trio.current_time() + REDIS_RETRY_AFTER
 
     async def uptime_percent(self) -> float:
         """Percent of the time since start the service was ready, up to now (readiness is
@@ -175,7 +184,8 @@ class MetricsActor:
                 if start:
                     await trio.lowlevel.checkpoint()
                 self._count(events[start : start + SLICE_EVENTS])
-            if self.shared is not None:
+            if self._use_shared():
+                assert self.shared is not None
                 rows = [(e.user_fingerprint, e.session_id, e.event_type, e.page_url, e.timestamp.timestamp())
                         for e in events]
                 try:
@@ -196,6 +206,8 @@ class MetricsActor:
         while True:
             await trio.sleep(REQUESTS_FLUSH_INTERVAL)
             pending, self._requests = self._requests, collections.defaultdict(lambda: [0, 0.0, 0])
+            if not self._use_shared():
+                continue
             try:
                 await self.shared.add_requests({b: (n, secs, errors) for b, (n, secs, errors) in pending.items()})
             except _REDIS_ERRORS as exc:

@@ -123,16 +123,19 @@ class Touch(NamedTuple):
 
 
 _NO_PROPERTIES: dict[str, Any] = {}
+#: Builds a Touch from a tuple without the Python-level ``__new__`` NamedTuple adds (one per stored event).
+_new_touch = tuple.__new__
 
 
 def touch_of(event: Event) -> Touch:
     """The :class:`Touch` of a stored event. Its strings are interned: a visitor's touches share
     one copy of a session id, an event type or a page (they repeat), which halves their memory."""
     page = event.page_url
-    return Touch(
-        intern(event.event_type), intern(event.session_id), event.timestamp, None if page is None else intern(page),
-        event.referrer, event.value, event.properties if event.event_type == JOURNEY_STEP_TYPE else _NO_PROPERTIES,
-    )
+    event_type = event.event_type
+    return _new_touch(Touch, (
+        intern(event_type), intern(event.session_id), event.timestamp, None if page is None else intern(page),
+        event.referrer, event.value, event.properties if event_type == JOURNEY_STEP_TYPE else _NO_PROPERTIES,
+    ))
 
 
 def delta_from_events(user_fingerprint: str, events: Iterable[EventFields]) -> ProfileDelta:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import collections
 import math
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import attrs
@@ -164,13 +164,15 @@ class RealtimeWindow:
         oldest = now_bucket - self.bucket_count + 1
         page_types, conversion_types = self.page_types, self.conversion_types
         user_bucket, session_bucket = self._user_bucket, self._session_bucket
+        # comparing datetimes is cheaper than converting each to seconds
+        current_from = datetime.fromtimestamp(now_bucket * BUCKET_SECONDS, UTC)
         for event in events:
-            number = math.floor(event.timestamp.timestamp() / BUCKET_SECONDS)
-            if number >= now_bucket:
+            if event.timestamp >= current_from:
                 bucket, number = current, now_bucket
-            elif number < oldest:
-                continue
             else:
+                number = math.floor(event.timestamp.timestamp() / BUCKET_SECONDS)
+                if number < oldest:
+                    continue
                 bucket = self._bucket(number, now_bucket)  # type: ignore[assignment]
             bucket.events += 1
             event_type = event.event_type

@@ -23,6 +23,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+import uuid
 from collections.abc import Callable, Iterable
 
 import redis
@@ -131,8 +132,17 @@ class RedisRealtime:
 
         await self._connection.call(write)
 
-    async def publish_insights(self, fingerprint: str) -> None:
-        await self._connection.call(lambda client: client.publish(self._prefix + INSIGHTS, fingerprint.encode()))
+    async def publish_insights(self, fingerprints: Iterable[str]) -> None:
+        """Announce the visitors whose scores were recorded (one pipeline)."""
+        channel = self._prefix + INSIGHTS
+
+        def publish(client: redis.Redis) -> None:
+            pipe = client.pipeline(transaction=False)
+            for fingerprint in fingerprints:
+                pipe.publish(channel, fingerprint.encode())
+            pipe.execute()
+
+        await self._connection.call(publish)
 
     # ------------------------------------------------------------------ reads
 
@@ -140,13 +150,14 @@ class RedisRealtime:
         buckets = self._buckets(now)
 
         def read(client: redis.Redis) -> list:
-            scratch = f"{self._prefix}rt:scratch:{threading.get_ident()}"
+            scratch = f"{self._prefix}rt:scratch:{uuid.uuid4().hex}"  # instances read at the same time
             pipe = client.pipeline(transaction=False)
             pipe.pfcount(*[self._key("u", b) for b in buckets])
             pipe.pfcount(*[self._key("s", b) for b in buckets])
             for b in buckets:
                 pipe.hgetall(self._key("c", b))
             pipe.zunionstore(scratch, [self._key("p", b) for b in buckets])
+            pipe.expire(scratch, 60)  # gone even if the delete below never runs
             pipe.zrange(scratch, 0, self.top_pages - 1, desc=True, withscores=True)
             pipe.delete(scratch)
             return pipe.execute()

@@ -19,7 +19,7 @@ import orjson
 import trio
 from quart import Quart, websocket
 
-from ..actors.broadcaster import TRY_AGAIN_LATER, ClientFeed, TooManyClients, encode
+from ..actors.broadcaster import TRY_AGAIN_LATER, ClientFeed, ClientRefused, encode
 from ..domain.validation import MAX_ID_LENGTH
 from ..storage import StorageError
 from .auth import AdminAuth
@@ -135,8 +135,8 @@ def register_live_routes(app: Quart, service: Service, auth: AdminAuth) -> None:
                                                        "or ?token=<token>")
         try:
             feed = broadcaster.connect()
-        except TooManyClients as exc:
-            return error_response(503, "too_many_clients", str(exc), headers={"Retry-After": "5"})
+        except ClientRefused as exc:
+            return error_response(503, exc.error, str(exc), headers={"Retry-After": "5"})
         try:
             try:
                 await websocket.accept()
