@@ -3,6 +3,7 @@ HTTP timings, uptime, and change notification. Real storage (both engines), a fa
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -100,3 +101,51 @@ async def test_a_storage_that_cannot_be_read_leaves_the_window_empty_not_the_act
             await metrics.wait_for_change(0)
         assert (await metrics.figures())[0].active_users == 1
         await send.aclose()
+
+
+async def test_redis_away_and_back_figures_fall_back_to_this_instance_then_are_shared_again(
+        storage, redis_url, redis_prefix, monkeypatch):
+    """Through a TCP proxy that cuts Redis: the figures come from the local window meanwhile
+    (``source`` says so), nothing raises, and once Redis is back (after the retry pause) events
+    are counted in the shared window again, without a restart."""
+    from revivatech_actors.actors import metrics as metrics_module
+    from revivatech_actors.shared_state.realtime import RedisRealtime
+    from revivatech_actors.shared_state.redis import RedisConnection
+
+    from .tcp_proxy import TcpProxy
+
+    monkeypatch.setattr(metrics_module, "REDIS_RETRY_AFTER", 0.5)
+    send, receive = trio.open_memory_channel(4)
+    async with trio.open_nursery() as nursery:
+        proxy = TcpProxy("127.0.0.1", 6379)
+        port = await nursery.start(proxy.run)
+        url = f"redis://127.0.0.1:{port}/0"
+        connection = RedisConnection(url, timeout=0.5)
+        shared = RedisRealtime(connection, url, redis_prefix, window=300, page_types=frozenset({"page_view"}),
+                               conversion_types=frozenset({"booking_completed"}))
+        metrics = actor(storage, receive, Clock(NOW), shared=shared)
+        metrics.clock = time.time
+        await nursery.start(metrics.run)
+
+        async def counted(n_events: int) -> None:
+            seen = metrics.version
+            await send.send([visit(n, f"v{n}") for n in range(n_events)])
+            with trio.fail_after(5):
+                await metrics.wait_for_change(seen)
+
+        await counted(2)
+        figures, source = await metrics.figures()
+        assert (source, figures.events) == ("redis", 2)
+
+        proxy.switch_off()
+        await counted(3)  # counted locally only: the shared window misses them
+        figures, source = await metrics.figures()
+        assert (source, figures.events) == ("local", 5)
+
+        await proxy.switch_on()
+        await trio.sleep(0.6)  # the retry pause
+        await counted(1)
+        figures, source = await metrics.figures()
+        assert (source, figures.events) == ("redis", 3)  # 2 before, 1 after the outage
+        nursery.cancel_scope.cancel()
+    connection.close()

@@ -160,6 +160,28 @@ def _raw_websocket(port: int, *, wait_for_handshake: bool = True) -> socket.sock
     return sock
 
 
+async def test_a_peer_that_stops_answering_pings_is_disconnected(serve):
+    """Protocol pings every second (``broadcast.ping_interval``); a client that reads them but
+    never answers (nor sends anything) is disconnected after twice that plus 5 s."""
+    server = start(serve, REVIVATECH_BROADCAST_PING_INTERVAL="1")
+    silent = _raw_websocket(server.port)
+    silent.setblocking(False)
+    started = time.monotonic()
+    try:
+        with trio.fail_after(15):
+            while True:
+                await trio.lowlevel.wait_readable(silent)
+                try:
+                    data = silent.recv(65536)
+                except BlockingIOError:
+                    continue
+                if not data:
+                    break  # the server closed the connection
+        assert 6 <= time.monotonic() - started <= 12
+    finally:
+        silent.close()
+
+
 async def test_a_client_breaking_the_handshake_affects_no_other_connection(serve):
     server = start(serve)
     async with open_websocket_url(ws_url(server)) as ws:
