@@ -97,7 +97,7 @@ class MetricsActor:
             except _REDIS_ERRORS as exc:
                 self._shared_failed("read", exc)
             else:
-                self.shared_ok = True
+                self._shared_worked()
                 return figures, "redis"
         return self.window.figures(self.clock()), "local"
 
@@ -108,6 +108,11 @@ class MetricsActor:
 
     def _use_shared(self) -> bool:
         return self.shared is not None and trio.current_time() >= self._shared_retry_at
+
+    def _shared_worked(self) -> None:
+        if not self.shared_ok:
+            logger.info("Redis reachable again: realtime figures are shared by every instance again")
+        self.shared_ok = True
 
     def _shared_failed(self, what: str, exc: BaseException) -> None:
         if self.shared_ok:
@@ -190,7 +195,7 @@ class MetricsActor:
                         for e in events]
                 try:
                     await self.shared.add_events(rows, self.clock())
-                    self.shared_ok = True
+                    self._shared_worked()
                 except _REDIS_ERRORS as exc:
                     self._shared_failed("count events", exc)
             self.activity.record(len(events))
