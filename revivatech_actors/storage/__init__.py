@@ -9,6 +9,7 @@ from ._base import DEFAULT_PING_TIMEOUT as DEFAULT_PING_TIMEOUT
 from ._base import Storage as Storage
 from ._base import open_storage as open_storage
 from ._errors import MigrationError as MigrationError
+from ._errors import QueryTimeout as QueryTimeout
 from ._records import RealtimeSeed as RealtimeSeed
 from ._records import StoredJourney as StoredJourney
 from ._records import StoredPrediction as StoredPrediction
@@ -24,6 +25,7 @@ __all__ = [
     "AppliedMigration",
     "Migration",
     "MigrationError",
+    "QueryTimeout",
     "RealtimeSeed",
     "Storage",
     "StorageError",

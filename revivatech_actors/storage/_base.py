@@ -398,10 +398,16 @@ class Storage(abc.ABC):
         pages, conversions = sorted(page_types), sorted(conversion_types)
         return await self._on_writer(lambda conn: self._realtime_seed_blocking(conn, since, pages, conversions))
 
-    async def funnel(self, query: FunnelQuery) -> list[FunnelStep]:
+    async def funnel(self, query: FunnelQuery, *, timeout: float) -> list[FunnelStep]:
         """Count ``query``'s funnel (``domain.funnel`` defines who reaches each step): one
-        :class:`FunnelStep` per step, in order. One statement, values passed as parameters."""
-        return await self._on_writer(lambda conn: self._funnel_blocking(conn, query))
+        :class:`FunnelStep` per step, in order. One statement, values passed as parameters; its
+        cost grows with the events of the steps' types in the range, not with their square.
+
+        Raises:
+            QueryTimeout: the database spent ``timeout`` seconds on it and cancelled it (the
+                call's thread is not left running).
+        """
+        return await self._on_writer(lambda conn: self._funnel_blocking(conn, query, timeout))
 
     async def _on_writer(self, fn: Callable[[Any], T]) -> T:
         return await self._call(self._open_lane(_WRITER), fn, abandon=False)
@@ -509,7 +515,7 @@ class Storage(abc.ABC):
     def _load_journeys_blocking(self, conn: Any, user_fingerprint: str) -> list[StoredJourney]: ...
 
     @abc.abstractmethod
-    def _funnel_blocking(self, conn: Any, query: FunnelQuery) -> list[FunnelStep]: ...
+    def _funnel_blocking(self, conn: Any, query: FunnelQuery, timeout: float) -> list[FunnelStep]: ...
 
     @abc.abstractmethod
     def _realtime_seed_blocking(self, conn: Any, since: datetime.datetime, page_types: list[str],
@@ -670,6 +676,8 @@ class Storage(abc.ABC):
                     return fn(conn)
                 except self._driver_errors as exc:
                     raise self._translate_error(exc) from exc
+                except StorageError:  # raised on purpose by fn, after the driver's error was handled
+                    raise
                 except BaseException:
                     # Not the driver's error: the connection may be stuck mid-protocol (a COPY
                     # or pipeline left open). Never reuse it; the next call reconnects.

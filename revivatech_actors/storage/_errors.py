@@ -19,3 +19,7 @@ class MigrationError(StorageError):
 
     The message names the file concerned. Not worth retrying: a person must look.
     """
+
+
+class QueryTimeout(StorageError):
+    """A query ran out of the time it was given and was cancelled by the database."""

@@ -33,7 +33,7 @@ from ..domain.sessions import PAGE_VIEW_TYPES
 from ..messages import DeadLetter, Event
 
 from ._base import Storage, first_line, mask_password
-from ._errors import StorageError, StorageUnavailable
+from ._errors import QueryTimeout, StorageError, StorageUnavailable
 from ._records import (
     RealtimeSeed,
     StoredJourney,
@@ -294,24 +294,23 @@ FROM analytics_events WHERE event_timestamp >= %(since)s GROUP BY 1"""
 
 def _funnel_sql(steps: int) -> str:
     """The funnel of ``steps`` steps (``domain.funnel``) as one statement: the step count shapes
-    the text, every value is a parameter. Each later step is the visitor's first matching event
-    after the previous one, found through the (user_fingerprint, event_timestamp) index."""
-    ctes = ["""s1 AS (
-    SELECT DISTINCT ON (user_fingerprint) user_fingerprint AS fp, event_timestamp AS t1, event_timestamp AS t,
-           event_id AS id, NULL::double precision AS gap
-    FROM analytics_events
-    WHERE event_type = %(step1)s AND event_timestamp >= %(start)s AND event_timestamp < %(end)s
-    ORDER BY user_fingerprint, event_timestamp, event_id)"""]
+    the text, every value is a parameter. The events of the steps' types in the range (plus the
+    window) are read once; each step keeps, per visitor, the first matching event after the
+    previous step's (hash joins on the visitor, DISTINCT ON): linear in those events, whatever
+    the planner knows of the tables."""
+    ctes = ["""e AS MATERIALIZED (
+    SELECT user_fingerprint AS fp, event_type, event_timestamp AS t, event_id AS id FROM analytics_events
+    WHERE event_type = ANY(%(types)s) AND event_timestamp >= %(start)s AND event_timestamp <= %(horizon)s)""",
+            """s1 AS (
+    SELECT DISTINCT ON (fp) fp, t AS t1, t, id, NULL::double precision AS gap
+    FROM e WHERE event_type = %(step1)s AND t < %(end)s
+    ORDER BY fp, t, id)"""]
     for k in range(2, steps + 1):
         ctes.append(f"""s{k} AS (
-    SELECT p.fp, p.t1, x.event_timestamp AS t, x.event_id AS id, extract(epoch FROM x.event_timestamp - p.t)::double precision AS gap
-    FROM s{k - 1} p CROSS JOIN LATERAL (
-        SELECT e.event_timestamp, e.event_id FROM analytics_events e
-        WHERE e.user_fingerprint = p.fp AND e.event_type = %(step{k})s AND e.event_timestamp >= p.t
-          AND (e.event_timestamp, e.event_id) > (p.t, p.id)
-          AND e.event_timestamp <= p.t1 + make_interval(secs => %(window)s)
-          AND e.event_timestamp <= p.t + make_interval(secs => %(window{k})s)
-        ORDER BY e.event_timestamp, e.event_id LIMIT 1) AS x)""")
+    SELECT DISTINCT ON (p.fp) p.fp, p.t1, x.t, x.id, extract(epoch FROM x.t - p.t)::double precision AS gap
+    FROM s{k - 1} p JOIN e x ON x.fp = p.fp AND x.event_type = %(step{k})s AND (x.t, x.id) > (p.t, p.id)
+        AND x.t <= p.t1 + make_interval(secs => %(window)s) AND x.t <= p.t + make_interval(secs => %(window{k})s)
+    ORDER BY p.fp, x.t, x.id)""")
     figures = [f"(SELECT count(*) FROM s{k}), (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY gap) FROM s{k})"
                for k in range(1, steps + 1)]
     return "WITH " + ",\n".join(ctes) + "\nSELECT " + ",\n       ".join(figures)
@@ -528,14 +527,19 @@ class PostgresStorage(Storage):
         return [StoredJourney(sid, touchpoints, stage, first, last, started, updated)
                 for sid, touchpoints, stage, first, last, started, updated in rows]
 
-    def _funnel_blocking(self, conn: psycopg.Connection[Any], query: FunnelQuery) -> list[FunnelStep]:
-        params: dict[str, Any] = {"start": query.start, "end": query.end, "window": query.window}
-        for k, step in enumerate(query.steps, 1):
-            params[f"step{k}"] = step
-            if k > 1:
-                params[f"window{k}"] = query.step_windows[k - 2] if query.step_windows else query.window
-        with conn.transaction():
-            row = conn.execute(_funnel_sql(len(query.steps)), params).fetchone()
+    def _funnel_blocking(self, conn: psycopg.Connection[Any], query: FunnelQuery, timeout: float) -> list[FunnelStep]:
+        params = _funnel_params(query)
+        try:
+            with conn.transaction():
+                conn.execute("SELECT set_config('statement_timeout', %s, true)", (f"{max(1, round(timeout * 1000))}ms",))
+                # Joins on the visitor by hash, never nested loops: without fresh statistics
+                # (autovacuum off, a table just loaded) the planner guesses a few rows and a
+                # nested loop over the events turns the funnel quadratic.
+                conn.execute("SELECT set_config('enable_nestloop', 'off', true)")
+                row = conn.execute(_funnel_sql(len(query.steps)), params).fetchone()
+        except psycopg.errors.QueryCanceled as exc:
+            msg = f"{self._where()}: the funnel took longer than {timeout:g} s and was cancelled"
+            raise QueryTimeout(msg) from exc
         assert row is not None
         return [FunnelStep(row[2 * i], row[2 * i + 1]) for i in range(len(query.steps))]
 
@@ -555,6 +559,18 @@ class PostgresStorage(Storage):
             sessions=frozenset(key for kind, key in rows if kind == "session"),
             days=frozenset(dt.date.fromisoformat(key) for kind, key in rows if kind == "day"),
         )
+
+
+def _funnel_params(query: FunnelQuery) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "types": sorted(set(query.steps)), "start": query.start, "end": query.end,
+        "horizon": query.end + dt.timedelta(seconds=query.window), "window": query.window,
+    }
+    for k, step in enumerate(query.steps, 1):
+        params[f"step{k}"] = step
+        if k > 1:
+            params[f"window{k}"] = query.step_windows[k - 2] if query.step_windows else query.window
+    return params
 
 
 def _profile_state(row: tuple[Any, ...]) -> ProfileState:

@@ -17,6 +17,7 @@ import datetime as dt
 import logging
 import pathlib
 import sqlite3
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -31,7 +32,7 @@ from ..domain.scoring import CHURN, ENGAGEMENT, LEAD, MODEL_TYPES, PRICE_SENSITI
 from ..domain.sessions import aggregate_sessions
 from ..messages import DeadLetter, Event
 from ._base import Storage, first_line
-from ._errors import StorageError, StorageUnavailable
+from ._errors import QueryTimeout, StorageError, StorageUnavailable
 from ._records import RealtimeSeed, StoredJourney, StoredPrediction, VisitorKeys, score_record_row, stored_scores
 from .migrations import AppliedMigration, Migration
 
@@ -555,15 +556,29 @@ class SQLiteStorage(Storage):
         return [StoredPrediction(model, value, confidence, orjson.loads(factors), parse_timestamp(created))
                 for model, value, confidence, factors, created, _ in rows]
 
-    def _funnel_blocking(self, conn: sqlite3.Connection, query: FunnelQuery) -> list[FunnelStep]:
-        params: dict[str, Any] = {"start": format_timestamp(query.start), "end": format_timestamp(query.end),
-                                  "window": query.window}
+    def _funnel_blocking(self, conn: sqlite3.Connection, query: FunnelQuery, timeout: float) -> list[FunnelStep]:
+        types = sorted(set(query.steps))
+        params: dict[str, Any] = {
+            "start": format_timestamp(query.start), "end": format_timestamp(query.end),
+            "horizon": format_timestamp(query.end + dt.timedelta(seconds=query.window)), "window": query.window,
+            **{f"type{i}": kind for i, kind in enumerate(types)},
+        }
         for k, step in enumerate(query.steps, 1):
             params[f"step{k}"] = step
             if k > 1:
                 params[f"window{k}"] = query.step_windows[k - 2] if query.step_windows else query.window
-        with _read_snapshot(conn):
-            row = conn.execute(_funnel_sql(len(query.steps)), params).fetchone()
+        deadline = time.monotonic() + timeout
+        conn.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)  # true: interrupt
+        try:
+            with _read_snapshot(conn):
+                row = conn.execute(_funnel_sql(len(query.steps), len(types)), params).fetchone()
+        except sqlite3.OperationalError as exc:
+            if time.monotonic() <= deadline:
+                raise
+            msg = f"{self._where()}: the funnel took longer than {timeout:g} s and was cancelled"
+            raise QueryTimeout(msg) from exc
+        finally:
+            conn.set_progress_handler(None, 0)
         return [FunnelStep(row[2 * i], row[2 * i + 1]) for i in range(len(query.steps))]
 
     def _realtime_seed_blocking(self, conn: sqlite3.Connection, since: dt.datetime, page_types: list[str],
@@ -604,32 +619,29 @@ class SQLiteStorage(Storage):
                 for sid, points, stage, first, last, started, updated in rows.fetchall()]
 
 
-def _funnel_sql(steps: int) -> str:
+def _funnel_sql(steps: int, types: int) -> str:
     """The funnel of ``steps`` steps (``domain.funnel``) as one statement, as on PostgreSQL but
-    in SQLite's terms: a correlated subquery finds each later step's event, and its time and id
-    travel as one text ('<timestamp> <id>'; timestamps are fixed width). SQLite computes with
-    times to the millisecond, so a step within half a millisecond past its window still counts."""
-    ctes = ["""s1 AS (
+    in SQLite's terms (``row_number()`` for DISTINCT ON, a window-function median). SQLite
+    computes with times to the millisecond, so a step within half a millisecond past its window
+    still counts."""
+    ctes = [f"""e AS MATERIALIZED (
+    SELECT user_fingerprint AS fp, event_type, event_timestamp AS t, event_id AS id FROM analytics_events
+    WHERE event_type IN ({", ".join(f":type{i}" for i in range(types))})
+      AND event_timestamp >= :start AND event_timestamp <= :horizon)""",
+            """s1 AS (
     SELECT fp, t AS t1, t, id, NULL AS gap FROM (
-        SELECT user_fingerprint AS fp, event_timestamp AS t, event_id AS id,
-               row_number() OVER (PARTITION BY user_fingerprint ORDER BY event_timestamp, event_id) AS rn
-        FROM analytics_events
-        WHERE event_type = :step1 AND event_timestamp >= :start AND event_timestamp < :end)
+        SELECT fp, t, id, row_number() OVER (PARTITION BY fp ORDER BY t, id) AS rn
+        FROM e WHERE event_type = :step1 AND t < :end)
     WHERE rn = 1)"""]
     for k in range(2, steps + 1):
-        ctes.append(f"""h{k} AS (
-    SELECT p.fp, p.t1, p.t AS previous, (
-        SELECT e.event_timestamp || ' ' || e.event_id FROM analytics_events e
-        WHERE e.user_fingerprint = p.fp AND e.event_type = :step{k} AND e.event_timestamp >= p.t
-          AND (e.event_timestamp, e.event_id) > (p.t, p.id)
-          AND (julianday(e.event_timestamp) - julianday(p.t1)) * 86400.0 <= :window + 0.0005
-          AND (julianday(e.event_timestamp) - julianday(p.t)) * 86400.0 <= :window{k} + 0.0005
-        ORDER BY e.event_timestamp, e.event_id LIMIT 1) AS hit
-    FROM s{k - 1} p),
-s{k} AS (
-    SELECT fp, t1, substr(hit, 1, instr(hit, ' ') - 1) AS t, substr(hit, instr(hit, ' ') + 1) AS id,
-           round((julianday(substr(hit, 1, instr(hit, ' ') - 1)) - julianday(previous)) * 86400.0, 3) AS gap
-    FROM h{k} WHERE hit IS NOT NULL)""")
+        ctes.append(f"""s{k} AS (
+    SELECT fp, t1, t, id, gap FROM (
+        SELECT p.fp, p.t1, x.t, x.id, round((julianday(x.t) - julianday(p.t)) * 86400.0, 3) AS gap,
+               row_number() OVER (PARTITION BY p.fp ORDER BY x.t, x.id) AS rn
+        FROM s{k - 1} p JOIN e x ON x.fp = p.fp AND x.event_type = :step{k} AND (x.t, x.id) > (p.t, p.id)
+            AND (julianday(x.t) - julianday(p.t1)) * 86400.0 <= :window + 0.0005
+            AND (julianday(x.t) - julianday(p.t)) * 86400.0 <= :window{k} + 0.0005)
+    WHERE rn = 1)""")
     figures = [f"""(SELECT count(*) FROM s{k}), (SELECT avg(gap) FROM (
         SELECT gap, row_number() OVER (ORDER BY gap) AS rn, count(*) OVER () AS n FROM s{k} WHERE gap IS NOT NULL)
         WHERE rn IN ((n + 1) / 2, (n + 2) / 2))""" for k in range(1, steps + 1)]

@@ -8,12 +8,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import orjson
-import trio
 from quart import Quart, request
 
 from ..domain.funnel import ParameterError, funnel_document, parse_funnel_query
 from ..shared_state.cache import AnswerCache
-from ..storage import StorageError
+from ..storage import QueryTimeout, StorageError
 from .auth import AdminAuth, admin_only
 from .responses import error_response, json_response
 
@@ -49,14 +48,13 @@ def register_funnel_routes(app: Quart, service: Service, auth: AdminAuth, cache:
                 return json_response({"success": True, "data": data})
         storage = service.profiles.reader_storage
         try:
-            with trio.move_on_after(settings.timeout) as deadline:
-                counted = await storage.funnel(query)
+            counted = await storage.funnel(query, timeout=settings.timeout)
+        except QueryTimeout:
+            return error_response(503, "funnel_timeout",
+                                  f"the funnel took longer than funnel.timeout = {settings.timeout:g} s; "
+                                  "narrow from/to or the steps", headers=_RETRY_AFTER)
         except StorageError as exc:
             return error_response(503, "storage_unavailable", f"the funnel cannot be computed now: {exc}",
-                                  headers=_RETRY_AFTER)
-        if deadline.cancelled_caught:
-            return error_response(503, "funnel_timeout",
-                                  f"the funnel took longer than funnel.timeout = {settings.timeout:g} s",
                                   headers=_RETRY_AFTER)
         data = funnel_document(query, counted, computed_at=now, cached=False)
         if settings.cache_ttl > 0:
