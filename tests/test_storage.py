@@ -114,6 +114,7 @@ def test_public_api_is_pinned():
             "AppliedMigration",
             "Migration",
             "MigrationError",
+            "QueryTimeout",
             "RealtimeSeed",
             "Storage",
             "StorageError",
