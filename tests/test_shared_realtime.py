@@ -4,6 +4,7 @@ in-process window for the same events, request figures, one seeding instance, an
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 import pytest
 import trio
@@ -12,6 +13,8 @@ from revivatech_actors.domain.realtime import RealtimeWindow, bucket_of
 from revivatech_actors.shared_state.realtime import RedisRealtime
 from revivatech_actors.shared_state.redis import RedisConnection
 from revivatech_actors.storage import RealtimeSeed
+
+from .helpers import make_event
 
 PAGES = frozenset({"page_view"})
 CONVERSIONS = frozenset({"booking_completed"})
@@ -22,6 +25,11 @@ def shared(redis_url, redis_prefix):
     connection = RedisConnection(redis_url)
     yield RedisRealtime(connection, redis_url, redis_prefix, window=60, page_types=PAGES, conversion_types=CONVERSIONS)
     connection.close()
+
+
+def stored_event(user: str, session: str, event_type: str, page: str | None, at: float):
+    return make_event(0, user_fingerprint=user, session_id=session, event_type=event_type, page_url=page,
+                      timestamp=datetime.fromtimestamp(at, UTC))
 
 
 def local() -> RealtimeWindow:
@@ -36,8 +44,9 @@ async def test_the_shared_window_reports_what_the_local_one_does(shared):
     window = local()
     for user, session, kind, page, at in events:
         window.add_event(user, session, kind, page, at, now)
-    await shared.add_events(events[:150], now)
-    await shared.add_events(events[150:], now)  # two instances, or two batches: added up
+    stored = [stored_event(*fields) for fields in events]
+    await shared.add_events(stored[:150], now)
+    await shared.add_events(stored[150:], now)  # two instances, or two batches: added up
     expected, got = window.figures(now), await shared.figures(now)
     assert (got.events, got.page_views, got.conversions, got.top_pages) == (
         expected.events, expected.page_views, expected.conversions, expected.top_pages)
@@ -69,7 +78,7 @@ async def test_changes_and_insights_reach_listeners(shared):
     async with trio.open_nursery() as nursery:
         nursery.start_soon(shared.listen, lambda: changes.append(1), insights.append)
         await trio.sleep(0.3)  # subscribed
-        await shared.add_events([("u", "s", "page_view", "/", time.time())], time.time())
+        await shared.add_events([stored_event("u", "s", "page_view", "/", time.time())], time.time())
         await shared.publish_insights(["fp-1"])
         with trio.fail_after(3):
             while not (changes and insights):

@@ -191,10 +191,8 @@ class MetricsActor:
                 self._count(events[start : start + SLICE_EVENTS])
             if self._use_shared():
                 assert self.shared is not None
-                rows = [(e.user_fingerprint, e.session_id, e.event_type, e.page_url, e.timestamp.timestamp())
-                        for e in events]
                 try:
-                    await self.shared.add_events(rows, self.clock())
+                    await self.shared.add_events(events, self.clock())
                     self._shared_worked()
                 except _REDIS_ERRORS as exc:
                     self._shared_failed("count events", exc)

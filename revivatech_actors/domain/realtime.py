@@ -20,7 +20,7 @@ import collections
 import math
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import attrs
 
@@ -35,6 +35,7 @@ __all__ = [
     "ServiceUptime",
     "bucket_of",
     "realtime_document",
+    "window_buckets",
 ]
 
 #: Width of a bucket of the window, in seconds.
@@ -44,6 +45,22 @@ BUCKET_SECONDS = 10
 def bucket_of(epoch_seconds: float) -> int:
     """The number of the bucket that holds this time (seconds since the epoch)."""
     return math.floor(epoch_seconds / BUCKET_SECONDS)
+
+
+def window_buckets(window: int) -> int:
+    """Buckets in a window of ``window`` seconds: enough that it always spans at least that long
+    back (the newest bucket is still filling)."""
+    return math.ceil(window / BUCKET_SECONDS) + 1
+
+
+class _StoredEvent(NamedTuple):
+    """The fields of an event the window reads, for :meth:`RealtimeWindow.add_event`."""
+
+    user_fingerprint: str
+    session_id: str
+    event_type: str
+    page_url: str | None
+    timestamp: datetime
 
 
 @attrs.define(eq=False, slots=True)
@@ -94,9 +111,7 @@ class RealtimeWindow:
 
     @property
     def bucket_count(self) -> int:
-        """Buckets in the window: enough that it always spans at least ``window`` seconds back
-        (the newest bucket is still filling)."""
-        return math.ceil(self.window / BUCKET_SECONDS) + 1
+        return window_buckets(self.window)
 
     def start(self, now: float) -> float:
         """When the window's oldest bucket begins (seconds since the epoch): what to read from
@@ -137,27 +152,13 @@ class RealtimeWindow:
     def add_event(self, user: str, session: str, event_type: str, page_url: str | None,
                   event_time: float, now: float) -> None:
         """Count one stored event (``event_time`` and ``now`` in seconds since the epoch)."""
-        bucket = self._bucket(bucket_of(event_time), bucket_of(now))
-        if bucket is None:
-            return
-        bucket.events += 1
-        if event_type in self.page_types:
-            bucket.page_views += 1
-            if page_url:
-                bucket.pages[page_url] += 1
-        if event_type in self.conversion_types:
-            bucket.conversions += 1
-        number = bucket.number
-        if self._user_bucket.get(user, number - 1) < number:
-            self._user_bucket[user] = number
-            bucket.users.append(user)
-        if self._session_bucket.get(session, number - 1) < number:
-            self._session_bucket[session] = number
-            bucket.sessions.append(session)
+        stamp = datetime.fromtimestamp(event_time, UTC)
+        self.add_events([_StoredEvent(user, session, event_type, page_url, stamp)], now)
 
     def add_events(self, events: Iterable[EventFields], now: float) -> None:
-        """Count stored events, as :meth:`add_event` does for each (the metrics actor's hot
-        path: the bucket of now is found once, and most events fall in it)."""
+        """Count stored events (the metrics actor's hot path: the bucket of now is found once,
+        and most events fall in it). An event older than the window is left out; one from the
+        future counts as now."""
         now_bucket = bucket_of(now)
         current = self._bucket(now_bucket, now_bucket)
         assert current is not None

@@ -29,7 +29,8 @@ from collections.abc import Callable, Iterable
 import redis
 import trio
 
-from ..domain.realtime import BUCKET_SECONDS, RealtimeFigures, bucket_of
+from ..domain.journeys import EventFields
+from ..domain.realtime import BUCKET_SECONDS, RealtimeFigures, bucket_of, window_buckets
 from ..storage import RealtimeSeed
 from .redis import RedisConnection
 
@@ -59,7 +60,7 @@ class RedisRealtime:
         self.page_types = page_types
         self.conversion_types = conversion_types
         self.top_pages = top_pages
-        self.bucket_count = -(-window // BUCKET_SECONDS) + 1  # as RealtimeWindow.bucket_count
+        self.bucket_count = window_buckets(window)
         self._ttl = (self.bucket_count + 2) * BUCKET_SECONDS
 
     def _key(self, kind: str, bucket: int) -> str:
@@ -71,26 +72,27 @@ class RedisRealtime:
 
     # ------------------------------------------------------------------ writes
 
-    async def add_events(self, events: Iterable[tuple[str, str, str, str | None, float]], now: float) -> None:
-        """Count stored events ``(visitor, session, type, page URL, time)`` in one pipeline."""
+    async def add_events(self, events: Iterable[EventFields], now: float) -> None:
+        """Count stored events in one pipeline."""
         newest = bucket_of(now)
         oldest = newest - self.bucket_count + 1
         users: dict[int, set[str]] = collections.defaultdict(set)
         sessions: dict[int, set[str]] = collections.defaultdict(set)
         counts: dict[int, collections.Counter[str]] = collections.defaultdict(collections.Counter)
         pages: dict[int, collections.Counter[str]] = collections.defaultdict(collections.Counter)
-        for user, session, event_type, page, at in events:
-            bucket = min(bucket_of(at), newest)
+        for event in events:
+            bucket = min(bucket_of(event.timestamp.timestamp()), newest)
             if bucket < oldest:
                 continue
-            users[bucket].add(user)
-            sessions[bucket].add(session)
+            users[bucket].add(event.user_fingerprint)
+            sessions[bucket].add(event.session_id)
             count = counts[bucket]
             count["events"] += 1
+            event_type = event.event_type
             if event_type in self.page_types:
                 count["page_views"] += 1
-                if page:
-                    pages[bucket][page] += 1
+                if event.page_url:
+                    pages[bucket][event.page_url] += 1
             if event_type in self.conversion_types:
                 count["conversions"] += 1
         if not counts:

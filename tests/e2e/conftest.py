@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import time
 
 import httpx
 import pytest
+import trio
 
 from ..conftest import free_port
 
@@ -84,3 +86,18 @@ def serve(tmp_path):
     yield start
     for process in started:
         process.stop()
+
+
+def ws_url(server: ServeProcess, token: str | None = ADMIN_TOKEN) -> str:
+    """The live feed's URL on ``server``, with ``?token=`` unless ``token`` is None."""
+    url = server.base_url.replace("http://", "ws://") + "/api/analytics/ws"
+    return f"{url}?token={token}" if token else url
+
+
+async def next_of(ws, kind: str, timeout: float = 5.0) -> dict:
+    """The next live-feed message of type ``kind`` on ``ws`` (others are skipped)."""
+    with trio.fail_after(timeout):
+        while True:
+            message = json.loads(await ws.get_message())
+            if message["type"] == kind:
+                return message

@@ -17,7 +17,7 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
 
-from .conftest import ADMIN_TOKEN, service_env
+from .conftest import ADMIN_TOKEN, next_of, service_env, ws_url
 
 pytestmark = pytest.mark.e2e
 
@@ -26,20 +26,6 @@ def start(serve, **settings: str):
     defaults = {"REVIVATECH_AUTH_ADMIN_TOKENS": ADMIN_TOKEN, "REVIVATECH_PROFILES_FLUSH_INTERVAL": "0.2",
                 "REVIVATECH_BROADCAST_MIN_INTERVAL": "0.1"}
     return serve(env=service_env(**{**defaults, **settings}))
-
-
-def ws_url(server, token: str | None = ADMIN_TOKEN) -> str:
-    url = server.base_url.replace("http://", "ws://") + "/api/analytics/ws"
-    return f"{url}?token={token}" if token else url
-
-
-async def next_of(ws, kind: str, timeout: float = 5.0) -> dict:
-    """The next message of type ``kind`` (others are skipped)."""
-    with trio.fail_after(timeout):
-        while True:
-            message = json.loads(await ws.get_message())
-            if message["type"] == kind:
-                return message
 
 
 async def post(server, *events: dict) -> None:

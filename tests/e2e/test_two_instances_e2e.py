@@ -13,7 +13,7 @@ import pytest
 import trio
 from trio_websocket import open_websocket_url
 
-from .conftest import ADMIN_TOKEN, service_env
+from .conftest import ADMIN_TOKEN, next_of, service_env, ws_url
 
 pytestmark = pytest.mark.e2e
 
@@ -27,20 +27,11 @@ def instance(serve, postgres_url: str, redis_url: str, prefix: str):
         REVIVATECH_PROFILES_FLUSH_INTERVAL="0.2"))
 
 
-async def next_of(ws, kind: str, timeout: float = 5.0) -> dict:
-    with trio.fail_after(timeout):
-        while True:
-            message = json.loads(await ws.get_message())
-            if message["type"] == kind:
-                return message
-
-
 async def test_an_event_posted_to_one_instance_reaches_the_other(serve, postgres_url, redis_url, redis_prefix):
     a = instance(serve, postgres_url, redis_url, redis_prefix)
     b = instance(serve, postgres_url, redis_url, redis_prefix)
     fp = f"fp-{uuid.uuid4().hex[:10]}"
-    url_b = b.base_url.replace("http://", "ws://") + f"/api/analytics/ws?token={ADMIN_TOKEN}"
-    async with open_websocket_url(url_b) as ws, httpx.AsyncClient(timeout=5) as http:
+    async with open_websocket_url(ws_url(b)) as ws, httpx.AsyncClient(timeout=5) as http:
         await ws.get_message()
         await ws.send_message(json.dumps({"type": "subscribe_realtime"}))
         first = await next_of(ws, "realtime_metrics")
