@@ -27,7 +27,7 @@ from revivatech_actors.domain.scoring import (
 )
 from revivatech_actors.storage import open_storage
 
-from .helpers import BASE_TIME, make_event
+from .helpers import BASE_TIME, make_event, query
 
 DAY = timedelta(days=1)
 
@@ -258,6 +258,8 @@ async def test_two_storages_writing_one_visitor_at_once_give_exact_figures(stora
             assert profile.event_counts == {"page_view": 9, "service_viewed": 1, "booking_started": 1,
                                             "booking_completed": 1}
             assert profile.total_session_seconds == pytest.approx(4 * 60)
+            assert query(storage_url, "SELECT sum(event_count), sum(page_views) FROM analytics_sessions"
+                                      " WHERE user_fingerprint = %s", (fp,)) == [(12, 9)], fp
             assert profile in returned[fp]  # the writer that committed last saw the final row
             keys = await two.visitor_keys(fp)
             assert keys.sessions == {f"{fp}-s{n}" for n in range(1, 5)}
@@ -271,6 +273,49 @@ async def test_two_storages_writing_one_visitor_at_once_give_exact_figures(stora
             for j in journeys:
                 assert sorted(touch_times(j)) == by_session[j.session_id]
                 assert (j.started_at, j.updated_at) == (by_session[j.session_id][0], by_session[j.session_id][-1])
+
+
+# ------------------------------------------------------------------------------- sessions
+
+
+def session_rows(storage_url, session_id):
+    return query(
+        storage_url,
+        "SELECT session_id, user_fingerprint, event_count, page_views, entry_page, exit_page, referrer, utm_source"
+        " FROM analytics_sessions WHERE session_id = %s",
+        (session_id,),
+    )
+
+
+@pytest.mark.parametrize("order", ["in order", "later first"])
+async def test_session_rows_come_with_the_profile_write_in_any_order(storage, storage_url, order):
+    early = [
+        event("u", "s-1", 0, page_url="https://x.example/landing?utm_source=news", referrer="https://news.example/"),
+        event("u", "s-1", 30, "service_viewed", page_url="https://x.example/services"),
+    ]
+    late = [event("u", "s-1", 600, page_url="https://x.example/book")]
+    await storage.write_batch(early + late)
+    assert session_rows(storage_url, "s-1") == []  # the events' commit leaves sessions to the profile writes
+    for part in ([early, late] if order == "in order" else [late, early]):
+        await storage.apply_profile_deltas([delta_from_events("u", part)])
+    assert session_rows(storage_url, "s-1") == [
+        ("s-1", "u", 3, 2, "https://x.example/landing?utm_source=news", "https://x.example/book",
+         "https://news.example/", "news")]
+    profile = (await storage.load_profiles(["u"]))["u"]
+    assert profile.total_session_seconds == pytest.approx(600)
+
+
+async def test_a_session_id_sent_by_two_visitors_is_one_row(storage, storage_url):
+    """analytics_sessions is keyed by session id alone: two visitors of one write sharing an id
+    (a client reusing ids) make one row holding both, created by the earlier visitor."""
+    one = [event("a", "shared", 10, page_url="https://x.example/a")]
+    two = [event("b", "shared", 5, page_url="https://x.example/b"), event("b", "shared", 20, page_url="https://x.example/c")]
+    await storage.write_batch(one + two)
+    await storage.apply_profile_deltas([delta_from_events("a", one), delta_from_events("b", two)])
+    assert session_rows(storage_url, "shared") == [
+        ("shared", "b", 3, 3, "https://x.example/b", "https://x.example/c", None, None)]
+    profiles = await storage.load_profiles(["a", "b"])
+    assert (profiles["a"].total_sessions, profiles["b"].total_sessions) == (1, 1)  # a session each, in their journeys
 
 
 # ------------------------------------------------------------------------------- journeys

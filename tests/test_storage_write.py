@@ -59,7 +59,6 @@ async def test_replayed_ids_are_duplicates_and_stored_once(storage, storage_url,
         Status.DUPLICATE, Status.STORED, Status.DUPLICATE]
     assert statuses(await storage.write_batch(events))[:3] == [Status.DUPLICATE] * 3
     assert query(storage_url, "SELECT count(*) FROM analytics_events") == [(size + 1,)]
-    assert query(storage_url, "SELECT sum(event_count) FROM analytics_sessions") == [(size + 1,)]
 
 
 async def test_a_repeat_inside_one_batch_is_stored_once(storage, storage_url):
@@ -69,29 +68,13 @@ async def test_a_repeat_inside_one_batch_is_stored_once(storage, storage_url):
     assert query(storage_url, "SELECT count(*) FROM analytics_events") == [(2,)]
 
 
-async def test_sessions_are_aggregated_commutatively(storage, storage_url):
-    def session_row():
-        return query(
-            storage_url,
-            "SELECT user_fingerprint, event_count, page_views, entry_page, exit_page, referrer, utm_source"
-            " FROM analytics_sessions WHERE session_id = %s",
-            ("s-1",),
-        )
-
-    early = [
-        make_event(0, session_id="s-1", user_fingerprint="u", page_url="https://x.example/landing?utm_source=news",
-                   referrer="https://news.example/"),
-        make_event(1, session_id="s-1", user_fingerprint="u", event_type="service_viewed", page_url="https://x.example/services"),
-    ]
-    late = [make_event(10, session_id="s-1", user_fingerprint="u", page_url="https://x.example/book")]
-    # the later batch arrives first: the row must come out the same
-    await storage.write_batch(late)
-    await storage.write_batch(early)
-    assert session_row() == [
-        ("u", 3, 2, "https://x.example/landing?utm_source=news", "https://x.example/book", "https://news.example/", "news")]
-    # duplicates add nothing
-    await storage.write_batch(early)
-    assert session_row()[0][1:3] == (3, 2)
+@pytest.mark.parametrize("size", [5, ONE_STATEMENT_MAX_EVENTS * 2])
+async def test_the_events_commit_writes_no_session_rows(storage, storage_url, size):
+    """Session rows are the profile writer's (test_storage_profiles.py): the events' own commit
+    stays one insert."""
+    await storage.write_batch([make_event(n) for n in range(size)])
+    assert query(storage_url, "SELECT count(*) FROM analytics_events") == [(size,)]
+    assert query(storage_url, "SELECT count(*) FROM analytics_sessions") == [(0,)]
 
 
 async def test_dead_letters_are_committed_with_the_batch(storage, storage_url):

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import attrs
 
 from .scoring import CONTACT_TYPES, DISCOUNT_TYPES, PRICING_TYPES, QUOTE_TYPES, SERVICE_TYPES
-from .sessions import utm_source
+from .sessions import PAGE_VIEW_TYPES, utm_source
 from .validation import FieldError, ValidEvent, validate_event
 
 __all__ = [
@@ -137,10 +137,19 @@ class SessionJourney:
     first_source_at: datetime | None = None
     last_source: str | None = None  # of the latest event with a source
     last_source_at: datetime | None = None
+    # what the session's analytics_sessions row takes (domain.sessions.SessionDelta)
+    event_count: int = 0
+    page_views: int = 0
+    entry_page: str | None = None  # page of the earliest event
+    entry_referrer: str | None = None  # referrer of the earliest event
+    exit_page: str | None = None  # page of the latest event (of equal times, the last handled)
 
     def add(self, event: EventFields) -> None:
         moment = event.timestamp
         self.touchpoints.append(touchpoint(event))
+        self.event_count += 1
+        if event.event_type in PAGE_VIEW_TYPES:
+            self.page_views += 1
         stage = event_stage(event)
         if stage != "awareness":
             self.stage = higher_stage(self.stage, stage) or stage
@@ -148,8 +157,10 @@ class SessionJourney:
                 self.booked_at = moment
         if self.started_at is None or moment < self.started_at:
             self.started_at = moment
-        if self.last_at is None or moment > self.last_at:
+            self.entry_page, self.entry_referrer = event.page_url, event.referrer
+        if self.last_at is None or moment >= self.last_at:
             self.last_at = moment
+            self.exit_page = event.page_url
         if event.referrer is not None or (event.page_url is not None and "utm_source=" in event.page_url):
             source = touch_source(event)
             if source is not None:

@@ -19,7 +19,7 @@ import attrs
 
 from ..messages import Event
 from .journeys import JOURNEY_STEP_TYPE, EventFields, SessionJourney
-from .sessions import PAGE_VIEW_TYPES
+from .sessions import PAGE_VIEW_TYPES, SessionDelta, session_deltas
 
 __all__ = [
     "BOOKING_COMPLETED_TYPES",
@@ -29,6 +29,7 @@ __all__ = [
     "Touch",
     "delta_from_events",
     "journey_rows",
+    "sessions_of",
     "touch_of",
 ]
 
@@ -103,6 +104,11 @@ def journey_rows(d: ProfileDelta) -> Iterator[dict[str, Any]]:
             "last_at": j.last_at, "first_source": j.first_source, "first_source_at": j.first_source_at,
             "last_source": j.last_source, "last_source_at": j.last_source_at,
         }
+
+
+def sessions_of(deltas: Iterable[ProfileDelta]) -> list[SessionDelta]:
+    """What ``deltas`` add to the ``analytics_sessions`` rows: one delta per session id."""
+    return session_deltas((d.user_fingerprint, j) for d in deltas for j in d.sessions.values())
 
 
 def _at(touchpoint: dict[str, Any]) -> datetime:

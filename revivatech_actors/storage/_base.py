@@ -305,8 +305,8 @@ class Storage(abc.ABC):
         Guarantees:
             * idempotent on ``event_id``: an event whose id is already stored (or appears earlier
               in the same batch) is not stored again and comes back ``DUPLICATE``;
-            * every event reported ``STORED`` or ``DUPLICATE`` is committed, together with the
-              session rows it updates and with ``dead_letters``;
+            * every event reported ``STORED`` or ``DUPLICATE`` is committed, together with
+              ``dead_letters`` (and nothing else: session rows come with the profile writes);
             * a row the database refuses (an encoding or constraint error) does not sink the
               batch: the batch is bisected until the refusing rows are isolated, those come back
               ``REJECTED`` with the database's reason and are committed as dead letters
@@ -337,7 +337,8 @@ class Storage(abc.ABC):
 
     async def apply_profile_deltas(self, deltas: Sequence[ProfileDelta], *, max_touchpoints: int = 500,
                                    return_rows: bool = True) -> dict[str, ProfileState]:
-        """Add ``deltas`` (one per visitor) to their profiles and journeys in one transaction and
+        """Add ``deltas`` (one per visitor) to their profiles, journeys and sessions
+        (``analytics_sessions``, as ``domain.sessions`` defines the deltas) in one transaction and
         return each visitor's whole stored profile afterwards (nothing with ``return_rows=False``:
         reading the rows back costs about a fifth of the write).
 
@@ -467,10 +468,9 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def _store_events(self, conn: Any, events: Sequence[Event]) -> set[str]:
         """Inside a transaction: insert ``events`` in order, skipping ids already stored (and
-        repeats within ``events``), add what the inserted ones bring to their sessions'
-        ``analytics_sessions`` rows (commutative deltas, as ``domain.sessions`` defines them),
-        and return the ids actually inserted. Raise one of ``_row_errors`` when the database
-        refuses a row."""
+        repeats within ``events``), and return the ids actually inserted. Raise one of
+        ``_row_errors`` when the database refuses a row. Nothing else is written with them:
+        sessions, profiles and journeys come with the profile writes (``apply_profile_deltas``)."""
 
     def _store_in_one_statement(self, conn: Any, events: Sequence[Event]) -> set[str] | None:
         """Outside any transaction: store ``events`` as ``_store_events`` does, in one atomic

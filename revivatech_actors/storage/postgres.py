@@ -19,6 +19,7 @@ import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import attrs
 import orjson
 import psycopg
 import psycopg.conninfo
@@ -26,10 +27,9 @@ import psycopg.types.json
 
 from ..domain.funnel import FunnelQuery, FunnelStep
 from ..domain.journeys import STAGES
-from ..domain.profiles import ProfileDelta, ProfileState, journey_rows
+from ..domain.profiles import ProfileDelta, ProfileState, journey_rows, sessions_of
 from ..domain.realtime import BUCKET_SECONDS
 from ..domain.scoring import MODEL_TYPES, ScoreRecord
-from ..domain.sessions import PAGE_VIEW_TYPES
 from ..messages import DeadLetter, Event
 
 from ._base import Storage, first_line, mask_password
@@ -84,41 +84,17 @@ _COPY_STAGING = (
 _STAGING_TYPES = [
     "int4", "text", "text", "text", "text", "timestamptz", "timestamptz", "timestamptz", "text", "text", "float8", "text",
 ]
-#: One statement inserts the staged events (skipping stored ids) and adds what the inserted ones
-#: bring to their sessions: the same deltas as ``domain.sessions.aggregate_sessions`` computes for
-#: SQLite, here in SQL so a flush costs one round trip less and no Python per session.
-_STORE_EVENTS_TEMPLATE = f"""
-WITH inserted AS (
-    INSERT INTO analytics_events (event_id, user_fingerprint, session_id, event_type, event_timestamp,
-                                  received_at, sent_at, page_url, referrer, value, properties)
-    SELECT event_id::uuid, user_fingerprint, session_id, event_type, event_timestamp,
-           received_at, sent_at, page_url, referrer, value, properties::jsonb
-    FROM {{source}} ORDER BY seq
-    ON CONFLICT (event_id) DO NOTHING
-    RETURNING event_id, user_fingerprint, session_id, event_type, event_timestamp, page_url, referrer
-), sessions AS (
-    INSERT INTO analytics_sessions AS s (session_id, user_fingerprint, started_at, last_activity_at,
-                                         event_count, page_views, entry_page, exit_page, referrer, utm_source)
-    SELECT session_id,
-           (array_agg(user_fingerprint ORDER BY event_timestamp))[1],
-           min(event_timestamp), max(event_timestamp), count(*),
-           count(*) FILTER (WHERE event_type IN ({", ".join(f"'{t}'" for t in sorted(PAGE_VIEW_TYPES))})),
-           (array_agg(page_url ORDER BY event_timestamp))[1],
-           (array_agg(page_url ORDER BY event_timestamp DESC))[1],
-           (array_agg(referrer ORDER BY event_timestamp))[1],
-           left(substring((array_agg(page_url ORDER BY event_timestamp))[1] FROM '[?&]utm_source=([^&#]*)'), 256)
-    FROM inserted GROUP BY session_id
-    ON CONFLICT (session_id) DO UPDATE SET
-        event_count = s.event_count + excluded.event_count,
-        page_views = s.page_views + excluded.page_views,
-        entry_page = CASE WHEN excluded.started_at < s.started_at THEN excluded.entry_page ELSE s.entry_page END,
-        exit_page = CASE WHEN excluded.last_activity_at >= s.last_activity_at THEN excluded.exit_page ELSE s.exit_page END,
-        referrer = CASE WHEN excluded.started_at < s.started_at THEN excluded.referrer ELSE s.referrer END,
-        utm_source = CASE WHEN excluded.started_at < s.started_at THEN excluded.utm_source ELSE s.utm_source END,
-        started_at = least(s.started_at, excluded.started_at),
-        last_activity_at = greatest(s.last_activity_at, excluded.last_activity_at)
-)
-SELECT event_id::text FROM inserted
+#: One statement inserts the staged events, skipping stored ids, and says which went in. Nothing
+#: else is written in the events' commit: sessions, profiles and journeys are the profile
+#: writer's (``_UPSERT_PROFILES``), coalesced over many events each, off the acknowledgement's path.
+_STORE_EVENTS_TEMPLATE = """
+INSERT INTO analytics_events (event_id, user_fingerprint, session_id, event_type, event_timestamp,
+                              received_at, sent_at, page_url, referrer, value, properties)
+SELECT event_id::uuid, user_fingerprint, session_id, event_type, event_timestamp,
+       received_at, sent_at, page_url, referrer, value, properties::jsonb
+FROM {source} ORDER BY seq
+ON CONFLICT (event_id) DO NOTHING
+RETURNING event_id::text
 """
 _STORE_EVENTS = _STORE_EVENTS_TEMPLATE.replace("{source}", "staging_events")
 #: Small batches skip COPY: the events travel as one JSON parameter, unpacked by PostgreSQL, and
@@ -149,10 +125,12 @@ _PROFILE_COLUMNS = """
     p.days_active, p.event_counts, p.segment, p.engagement_score, p.lead_score, p.churn_risk_score,
     p.price_sensitivity_score, p.updated_at"""
 
-#: Profile deltas and session journeys travel as JSON parameters (binding arrays costs Python time
-#: per value). In one statement: new days and journeys are inserted (a journey row is the visitor's
-#: session: a new row adds one to total_sessions), journeys get their touchpoints appended and
-#: their stage raised, and the profile takes the delta; the whole profile row comes back.
+#: Profile deltas, session journeys and session rows travel as JSON parameters (binding arrays
+#: costs Python time per value). In one statement: new days and journeys are inserted (a journey
+#: row is the visitor's session: a new row adds one to total_sessions), journeys get their
+#: touchpoints appended and their stage raised, session rows their counts and times, and the
+#: profile takes the delta. Session rows are taken in session id order, so two writers lock
+#: them in one order.
 _UPSERT_PROFILES = """
 WITH d AS (
     SELECT * FROM jsonb_to_recordset(%(deltas)s::jsonb) AS d (
@@ -169,6 +147,22 @@ WITH d AS (
     SELECT d.user_fingerprint, x.day::date FROM d, jsonb_array_elements_text(d.days) AS x (day)
     ON CONFLICT DO NOTHING
     RETURNING user_fingerprint
+), sessions AS (
+    INSERT INTO analytics_sessions AS s (session_id, user_fingerprint, started_at, last_activity_at,
+                                         event_count, page_views, entry_page, exit_page, referrer, utm_source)
+    SELECT * FROM jsonb_to_recordset(%(sessions)s::jsonb) AS x (
+        session_id text, user_fingerprint text, started_at timestamptz, last_activity_at timestamptz,
+        event_count bigint, page_views bigint, entry_page text, exit_page text, referrer text, utm_source text)
+    ORDER BY session_id
+    ON CONFLICT (session_id) DO UPDATE SET
+        event_count = s.event_count + excluded.event_count,
+        page_views = s.page_views + excluded.page_views,
+        entry_page = CASE WHEN excluded.started_at < s.started_at THEN excluded.entry_page ELSE s.entry_page END,
+        exit_page = CASE WHEN excluded.last_activity_at >= s.last_activity_at THEN excluded.exit_page ELSE s.exit_page END,
+        referrer = CASE WHEN excluded.started_at < s.started_at THEN excluded.referrer ELSE s.referrer END,
+        utm_source = CASE WHEN excluded.started_at < s.started_at THEN excluded.utm_source ELSE s.utm_source END,
+        started_at = least(s.started_at, excluded.started_at),
+        last_activity_at = greatest(s.last_activity_at, excluded.last_activity_at)
 ), journeys AS (
     INSERT INTO customer_journeys AS c (user_fingerprint, session_id, touchpoints, stage, first_touch_source,
                                         first_touch_at, last_touch_source, last_touch_at, started_at, updated_at)
@@ -225,9 +219,7 @@ ON CONFLICT (user_fingerprint) DO UPDATE SET
         SELECT jsonb_object_agg(key, coalesce((p.event_counts ->> key)::bigint, 0) + value::bigint)
         FROM jsonb_each_text(excluded.event_counts)), '{}'),
     updated_at = now()
-RETURNING""" + _PROFILE_COLUMNS
-
-_UPSERT_PROFILES_ONLY = _UPSERT_PROFILES[: _UPSERT_PROFILES.rindex("RETURNING")]
+"""
 
 _LOAD_PROFILES = (
     "SELECT" + _PROFILE_COLUMNS + " FROM user_behavior_profiles p"
@@ -499,11 +491,12 @@ class PostgresStorage(Storage):
         journeys = orjson.dumps(
             [{**row, "touchpoints": row["touchpoints"][:max_touchpoints]} for d in deltas for row in journey_rows(d)]
         ).decode()
-        params = {"deltas": profiles, "journeys": journeys, "max_touchpoints": max_touchpoints, "stages": list(STAGES)}
-        if not return_rows:
-            conn.execute(_UPSERT_PROFILES_ONLY, params)
-            return {}
-        return {row[0]: _profile_state(row) for row in conn.execute(_UPSERT_PROFILES, params).fetchall()}
+        sessions = orjson.dumps([attrs.asdict(row) for row in sessions_of(deltas)]).decode()
+        conn.execute(_UPSERT_PROFILES, {"deltas": profiles, "journeys": journeys, "sessions": sessions,
+                                        "max_touchpoints": max_touchpoints, "stages": list(STAGES)})
+        # Read after the statement, not RETURNING from it: its session time sums the session rows
+        # the statement itself updated, which its own subqueries would not see.
+        return self._load_profiles_blocking(conn, [d.user_fingerprint for d in deltas]) if return_rows else {}
 
     def _load_profiles_blocking(self, conn: psycopg.Connection[Any], user_fingerprints: list[str]) -> dict[str, ProfileState]:
         rows = conn.execute(_LOAD_PROFILES, (user_fingerprints,)).fetchall()

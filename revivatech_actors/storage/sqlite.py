@@ -26,10 +26,9 @@ import orjson
 
 from ..domain.funnel import FunnelQuery, FunnelStep
 from ..domain.journeys import higher_stage
-from ..domain.profiles import ProfileDelta, ProfileState, journey_rows
+from ..domain.profiles import ProfileDelta, ProfileState, journey_rows, sessions_of
 from ..domain.realtime import BUCKET_SECONDS
 from ..domain.scoring import CHURN, ENGAGEMENT, LEAD, MODEL_TYPES, PRICE_SENSITIVITY, ScoreRecord
-from ..domain.sessions import aggregate_sessions
 from ..messages import DeadLetter, Event
 from ._base import Storage, first_line
 from ._errors import QueryTimeout, StorageError, StorageUnavailable
@@ -404,26 +403,9 @@ class SQLiteStorage(Storage):
             ],
         )
         try:
-            inserted = {event_id for (event_id,) in conn.execute(_INSERT_FROM_STAGING).fetchall()}
+            return {event_id for (event_id,) in conn.execute(_INSERT_FROM_STAGING).fetchall()}
         finally:
             conn.execute("DELETE FROM temp.staging_events")
-        seen: set[str] = set()
-        fresh = []
-        for event in events:  # first occurrence of each inserted id: the one that went in
-            if event.event_id in inserted and event.event_id not in seen:
-                seen.add(event.event_id)
-                fresh.append(event)
-        conn.executemany(
-            _UPSERT_SESSION,
-            [
-                (
-                    d.session_id, d.user_fingerprint, format_timestamp(d.started_at), format_timestamp(d.last_activity_at),
-                    d.event_count, d.page_views, d.entry_page, d.exit_page, d.referrer, d.utm_source,
-                )
-                for d in aggregate_sessions(fresh)
-            ],
-        )
-        return inserted
 
     def _received_times_blocking(self, conn: sqlite3.Connection, event_ids: list[str]) -> dict[str, dt.datetime]:
         found: dict[str, dt.datetime] = {}
@@ -458,6 +440,16 @@ class SQLiteStorage(Storage):
                     _optional_timestamp(d.last_booking_at), new_days, new_sessions, orjson.dumps(d.event_counts).decode(),
                 ),
             )
+        conn.executemany(
+            _UPSERT_SESSION,
+            [
+                (
+                    d.session_id, d.user_fingerprint, format_timestamp(d.started_at), format_timestamp(d.last_activity_at),
+                    d.event_count, d.page_views, d.entry_page, d.exit_page, d.referrer, d.utm_source,
+                )
+                for d in sessions_of(deltas)
+            ],
+        )
         return self._load_profiles_blocking(conn, [d.user_fingerprint for d in deltas]) if return_rows else {}
 
     def _merge_journey(self, conn: sqlite3.Connection, j: dict[str, Any], booked_at: dt.datetime | None,
