@@ -53,7 +53,7 @@ class Rig:
 
 def test_a_visitor_actor_applies_events_in_order_and_keeps_them_pending_until_written():
     actor = VisitorActor("v", stored=ProfileState(user_fingerprint="v", total_events=10, total_sessions=1),
-                         known_sessions={"old"}, keys_loaded=True)
+                         known_sessions=("old",), keys_loaded=True)
     assert actor.receive(visit("v", 0, session="old"), now=1.0) is True  # the first pending event
     assert actor.receive(visit("v", 5, session="new", event_type="booking_started"), now=1.0) is False
     actor.receive(visit("v", 9, session="new", event_type="booking_completed", value=80.0), now=2.0)
