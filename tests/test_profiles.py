@@ -212,6 +212,12 @@ async def test_too_many_unwritten_events_start_a_write_whatever_the_pacing(stora
             while rig.actor.stats.writes < 1:
                 await trio.sleep(0.01)
         assert query(storage_url, "SELECT total_events FROM user_behavior_profiles") == [(11,)]
+        assert rig.actor.stats_json()["unwrittenEvents"] == 0  # what operators watch
+        await rig.feed([visit("busy", 20), visit("other", 21)])
+        with trio.fail_after(3):
+            while rig.actor.activity.handled < rig.fed:
+                await trio.sleep(0.01)
+        assert (rig.actor.stats_json()["unwrittenEvents"], rig.actor.stats_json()["maxUnwrittenEvents"]) == (2, 10)
         rig.actor.request_stop()
 
 

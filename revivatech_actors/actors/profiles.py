@@ -208,6 +208,7 @@ class ProfilesActor:
             "activations": s.activations, "passivations": s.passivations, "writes": s.writes,
             "failedWrites": s.failed_writes, "profilesWritten": s.profiles_written,
             "lastWriteSeconds": round(s.last_write_seconds, 3), "lastWriteProfiles": s.last_write_profiles,
+            "unwrittenEvents": self._unwritten_events, "maxUnwrittenEvents": self.max_unwritten_events,
         }
 
     def request_stop(self) -> None:
