@@ -511,6 +511,30 @@ def factor_dicts(score):
     return [{"name": f.name, "value": f.value, "contribution": f.contribution} for f in score.factors]
 
 
+async def test_a_scoring_is_read_whole_or_not_at_all(storage, storage_url):
+    # Each record stores four predictions in one transaction; a reader on another connection
+    # must never see some of them without the others (the e2e insights test once did on SQLite).
+    now = BASE_TIME + DAY
+    scores = tuple(Score(model, 10.0, 0.5, ()) for model in MODEL_TYPES)
+    visitors = [f"race-{i}" for i in range(150)]
+    for fp in visitors:
+        await apply(storage, fp, [event(fp, f"{fp}-s", 0)])
+    seen: list[int] = []
+    written = 0
+
+    async def read_while_written(reader):
+        while written < len(visitors):
+            seen.append(len(await reader.recent_predictions(visitors[written], 1)))
+            await trio.sleep(0)
+
+    async with open_storage(storage_url) as reader, trio.open_nursery() as nursery:
+        nursery.start_soon(read_while_written, reader)
+        for fp in visitors:
+            await storage.record_scores([ScoreRecord(fp, now, "new", scores)])
+            written += 1
+    assert seen and set(seen) <= {0, 4}, sorted(set(seen))
+
+
 async def test_recorded_scores_are_predictions_and_profile_columns(storage, scoring):
     events = visitor_events()
     await apply(storage, "v", events)

@@ -497,11 +497,14 @@ class SQLiteStorage(Storage):
         return found
 
     def _visitor_keys_blocking(self, conn: sqlite3.Connection, user_fingerprint: str) -> VisitorKeys:
-        sessions = conn.execute("SELECT session_id FROM customer_journeys WHERE user_fingerprint = ?", (user_fingerprint,))
-        days = conn.execute("SELECT day FROM visitor_active_days WHERE user_fingerprint = ?", (user_fingerprint,))
+        with _read_snapshot(conn):  # sessions and days as of one write
+            sessions = conn.execute("SELECT session_id FROM customer_journeys WHERE user_fingerprint = ?",
+                                    (user_fingerprint,)).fetchall()
+            days = conn.execute("SELECT day FROM visitor_active_days WHERE user_fingerprint = ?",
+                                (user_fingerprint,)).fetchall()
         return VisitorKeys(
-            sessions=frozenset(sid for (sid,) in sessions.fetchall()),
-            days=frozenset(dt.date.fromisoformat(day) for (day,) in days.fetchall()),
+            sessions=frozenset(sid for (sid,) in sessions),
+            days=frozenset(dt.date.fromisoformat(day) for (day,) in days),
         )
 
     def _record_scores(self, conn: sqlite3.Connection, records: Sequence[ScoreRecord]) -> None:
@@ -538,12 +541,15 @@ class SQLiteStorage(Storage):
     def _recent_predictions_blocking(self, conn: sqlite3.Connection, user_fingerprint: str,
                                      limit: int) -> list[StoredPrediction]:
         rows = []
-        for model_type in MODEL_TYPES:  # each model's latest rows, through its index
-            rows += conn.execute(
-                "SELECT model_type, prediction_value, confidence_score, factors, created_at, id FROM ml_predictions"
-                " WHERE user_fingerprint = ? AND model_type = ? ORDER BY created_at DESC, id DESC LIMIT ?",
-                (user_fingerprint, model_type, limit),
-            ).fetchall()
+        # One snapshot: a scorer commit between two models' reads would show one scoring's
+        # predictions without another model's.
+        with _read_snapshot(conn):
+            for model_type in MODEL_TYPES:  # each model's latest rows, through its index
+                rows += conn.execute(
+                    "SELECT model_type, prediction_value, confidence_score, factors, created_at, id FROM ml_predictions"
+                    " WHERE user_fingerprint = ? AND model_type = ? ORDER BY created_at DESC, id DESC LIMIT ?",
+                    (user_fingerprint, model_type, limit),
+                ).fetchall()
         rows.sort(key=lambda row: (row[4], row[5]), reverse=True)
         return [StoredPrediction(model, value, confidence, orjson.loads(factors), parse_timestamp(created))
                 for model, value, confidence, factors, created, _ in rows]
