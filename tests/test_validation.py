@@ -94,6 +94,16 @@ def test_minimal_event_gets_defaults():
     )
 
 
+def test_repeated_strings_are_one_object():
+    # What keeps many events (the realtime window, visitor actors) holds one copy of each
+    # visitor, session, type and page, not one per event.
+    body = orjson.dumps({**BASE, "page_url": "https://shop.example/p/1"})
+    first, second = valid(orjson.loads(body)), valid(orjson.loads(body))
+    for field in ("user_fingerprint", "session_id", "event_type", "page_url"):
+        assert getattr(first, field) == getattr(second, field)
+        assert getattr(first, field) is getattr(second, field), field
+
+
 def test_full_event_is_canonicalised():
     result = valid(
         {

@@ -134,8 +134,9 @@ _new_touch = tuple.__new__
 
 
 def touch_of(event: Event) -> Touch:
-    """The :class:`Touch` of a stored event. Its strings are interned: a visitor's touches share
-    one copy of a session id, an event type or a page (they repeat), which halves their memory."""
+    """The :class:`Touch` of a stored event. Its strings are interned (validation interns those
+    of ingested events; this call is then a lookup): a visitor's touches share one copy of a
+    session id, an event type or a page (they repeat), which halves their memory."""
     page = event.page_url
     event_type = event.event_type
     return _new_touch(Touch, (
