@@ -20,7 +20,6 @@ import trio
 import trio.testing
 
 from revivatech_actors.actors.batcher import BatcherActor
-from revivatech_actors.storage.postgres import ONE_STATEMENT_MAX_EVENTS
 from revivatech_actors.actors.ingest import EventBudget, IngestActor, Overloaded
 from revivatech_actors.domain.validation import ValidEvent, validate_event
 from revivatech_actors.messages import DeadLetter, Event, Status, Submission
@@ -124,11 +123,13 @@ async def storage(storage_url):
 
 class PgProxy:
     """Forwards a local port to PostgreSQL. ``go_down()`` closes every proxied connection and
-    refuses new ones until ``come_back()``; ``lose_next_commit_ack()`` drops the connections at
-    the moment the server acknowledges the next COMMIT, without passing the answer on."""
+    refuses new ones until ``come_back()``; ``lose_next_ack(tag)`` drops the connections at the
+    moment the server completes the next command ``tag`` names, without passing the answer on."""
 
-    # CommandComplete for COMMIT: 'C', int32 length 4 + len("COMMIT\0"), "COMMIT\0"
+    # CommandComplete: 'C', int32 length (4 + the tag with its NUL), the tag
     COMMIT_COMPLETE = b"C\x00\x00\x00\x0bCOMMIT\x00"
+    #: the one-statement store of events that all went in (it names none it did not insert)
+    STORE_COMPLETE = b"C\x00\x00\x00\x0dSELECT 0\x00"
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
@@ -137,7 +138,7 @@ class PgProxy:
         self.accepted = 0
         self.refused = 0
         self.acks_lost = 0
-        self._lose_commit_ack = False
+        self._lose_ack: bytes | None = None
         self._scopes: set[trio.CancelScope] = set()
 
     async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -154,8 +155,8 @@ class PgProxy:
     def come_back(self) -> None:
         self.up = True
 
-    def lose_next_commit_ack(self) -> None:
-        self._lose_commit_ack = True
+    def lose_next_ack(self, tag: bytes) -> None:
+        self._lose_ack = tag
 
     def _drop_all(self) -> None:
         for scope in list(self._scopes):
@@ -184,8 +185,8 @@ class PgProxy:
     async def _pump(self, source, sink, pair_scope: trio.CancelScope, from_server: bool) -> None:
         try:
             while data := await source.receive_some(65536):
-                if from_server and self._lose_commit_ack and self.COMMIT_COMPLETE in data:
-                    self._lose_commit_ack = False
+                if from_server and self._lose_ack is not None and self._lose_ack in data:
+                    self._lose_ack = None
                     self.acks_lost += 1
                     self._drop_all()
                     return
@@ -449,17 +450,20 @@ async def test_events_are_held_while_postgres_is_unreachable(proxied_postgres, p
     assert count(postgres_url) == 13
 
 
-async def test_a_commit_whose_acknowledgement_was_lost_counts_as_stored(proxied_postgres, postgres_url):
+@pytest.mark.parametrize("path", ["one statement", "transaction"])
+async def test_a_commit_whose_acknowledgement_was_lost_counts_as_stored(proxied_postgres, postgres_url, path):
     """The flush committed but the connection broke before the client heard it: the retry finds
-    the ids stored, and the batcher reports them stored (its own attempt), once each. (More
-    events than the one-statement path takes, so the write has an explicit COMMIT to lose.)"""
+    the ids stored, and the batcher reports them stored (its own attempt), once each. Events
+    alone are one autocommitted statement; with a dead letter the write is a transaction (COPY,
+    then an explicit COMMIT to lose)."""
     proxy, storage = proxied_postgres
     rig = Rig(storage)
     feed = rig.batcher.subscribe()
-    size = ONE_STATEMENT_MAX_EVENTS + 6
-    submission = submission_of(events(size))
+    size = 70
+    with_letter = path == "transaction"
+    submission = submission_of(events(size), [letter(1)] if with_letter else [])
     async with rig.running() as batcher:
-        proxy.lose_next_commit_ack()
+        proxy.lose_next_ack(PgProxy.COMMIT_COMPLETE if with_letter else PgProxy.STORE_COMPLETE)
         await rig.submit(submission)
         await wait_done(submission, timeout=4)
         assert proxy.acks_lost == 1

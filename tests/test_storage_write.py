@@ -11,7 +11,6 @@ import pytest
 
 from revivatech_actors.messages import DeadLetter, Status
 from revivatech_actors.storage import StorageUnavailable, open_storage
-from revivatech_actors.storage.postgres import ONE_STATEMENT_MAX_EVENTS
 
 from .helpers import BASE_TIME, make_event, query
 
@@ -50,29 +49,48 @@ async def test_events_are_stored_with_every_field(storage, storage_url):
     assert properties == {"device": "iPhone 15", "nested": {"a": [1, 2]}}
 
 
-@pytest.mark.parametrize("size", [5, ONE_STATEMENT_MAX_EVENTS * 2])
-async def test_replayed_ids_are_duplicates_and_stored_once(storage, storage_url, size):
+def a_letter(n: int = 0) -> DeadLetter:
+    return DeadLetter(received_at=BASE_TIME, source="validation", reasons=({"field": "", "message": "x"},),
+                      payload=f'{{"n": {n}}}')
+
+
+# PostgreSQL writes events alone in one statement, and events with dead letters in a
+# transaction (COPY, then the insert): every store test runs both ways.
+WAYS = pytest.mark.parametrize("with_letters", [False, True], ids=["events alone", "with dead letters"])
+
+
+@WAYS
+@pytest.mark.parametrize("size", [5, 150])
+async def test_replayed_ids_are_duplicates_and_stored_once(storage, storage_url, size, with_letters):
+    letters = iter(range(100))
+
+    def write(events):
+        return storage.write_batch(events, [a_letter(next(letters))] if with_letters else [])
+
     events = [make_event(n) for n in range(size)]
-    assert statuses(await storage.write_batch(events)) == [Status.STORED] * size
+    assert statuses(await write(events)) == [Status.STORED] * size
     fresh = make_event(10_000)
-    assert statuses(await storage.write_batch([events[2], fresh, events[4]])) == [
-        Status.DUPLICATE, Status.STORED, Status.DUPLICATE]
-    assert statuses(await storage.write_batch(events))[:3] == [Status.DUPLICATE] * 3
-    assert query(storage_url, "SELECT count(*) FROM analytics_events") == [(size + 1,)]
+    assert statuses(await write([events[2], fresh, events[4]])) == [Status.DUPLICATE, Status.STORED, Status.DUPLICATE]
+    assert statuses(await write([fresh, events[4], fresh, make_event(10_001)])) == [
+        Status.DUPLICATE, Status.DUPLICATE, Status.DUPLICATE, Status.STORED]
+    assert statuses(await write(events)) == [Status.DUPLICATE] * size
+    assert query(storage_url, "SELECT count(*) FROM analytics_events") == [(size + 2,)]
 
 
-async def test_a_repeat_inside_one_batch_is_stored_once(storage, storage_url):
+@WAYS
+async def test_a_repeat_inside_one_batch_is_stored_once(storage, storage_url, with_letters):
     event = make_event(1)
-    outcomes = await storage.write_batch([event, make_event(2), event])
+    outcomes = await storage.write_batch([event, make_event(2), event], [a_letter()] if with_letters else [])
     assert statuses(outcomes) == [Status.STORED, Status.STORED, Status.DUPLICATE]
     assert query(storage_url, "SELECT count(*) FROM analytics_events") == [(2,)]
 
 
-@pytest.mark.parametrize("size", [5, ONE_STATEMENT_MAX_EVENTS * 2])
-async def test_the_events_commit_writes_no_session_rows(storage, storage_url, size):
+@WAYS
+async def test_the_events_commit_writes_no_session_rows(storage, storage_url, with_letters):
     """Session rows are the profile writer's (test_storage_profiles.py): the events' own commit
     stays one insert."""
-    await storage.write_batch([make_event(n) for n in range(size)])
+    size = 150
+    await storage.write_batch([make_event(n) for n in range(size)], [a_letter()] if with_letters else [])
     assert query(storage_url, "SELECT count(*) FROM analytics_events") == [(size,)]
     assert query(storage_url, "SELECT count(*) FROM analytics_sessions") == [(0,)]
 
@@ -105,22 +123,23 @@ def unstorable(storage) -> str:
     return "bad\x00fingerprint" if storage.engine == "postgresql" else "bad\ud800fingerprint"
 
 
-# Both sizes: PostgreSQL writes small batches in one statement and large ones through COPY.
-@pytest.mark.parametrize("size", [40, ONE_STATEMENT_MAX_EVENTS * 3])
-async def test_refused_rows_are_isolated_and_the_rest_is_committed(storage, storage_url, size):
+@WAYS
+@pytest.mark.parametrize("size", [40, 200])
+async def test_refused_rows_are_isolated_and_the_rest_is_committed(storage, storage_url, size, with_letters):
     bad = unstorable(storage)
     events = [make_event(n) for n in range(size)]
     bad_positions = [3, 17, 18, size - 1]
     for n in bad_positions:
         events[n] = make_event(n, user_fingerprint=bad)
-    outcomes = await storage.write_batch(events)
+    outcomes = await storage.write_batch(events, [a_letter()] if with_letters else [])
     rejected = [n for n, outcome in enumerate(outcomes) if outcome.status is Status.REJECTED]
     assert rejected == bad_positions
     assert all(outcomes[n].reason.startswith("refused by the database") for n in rejected)
     assert statuses(outcomes).count(Status.STORED) == size - 4
     assert query(storage_url, "SELECT count(*) FROM analytics_events") == [(size - 4,)]
-    letters = query(storage_url, "SELECT source, payload FROM rejected_events ORDER BY id")
-    assert [source for source, _ in letters] == ["database"] * 4
+    letters = query(storage_url, "SELECT source, payload FROM rejected_events WHERE source = 'database' ORDER BY id")
+    assert len(letters) == 4
+    assert query(storage_url, "SELECT count(*) FROM rejected_events WHERE source = 'validation'") == [(int(with_letters),)]
     assert {json.loads(payload)["event_id"] for _, payload in letters} == {events[n].event_id for n in rejected}
 
 

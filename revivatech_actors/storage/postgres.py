@@ -84,31 +84,39 @@ _COPY_STAGING = (
 _STAGING_TYPES = [
     "int4", "text", "text", "text", "text", "timestamptz", "timestamptz", "timestamptz", "text", "text", "float8", "text",
 ]
-#: One statement inserts the staged events, skipping stored ids, and says which went in. Nothing
-#: else is written in the events' commit: sessions, profiles and journeys are the profile
-#: writer's (``_UPSERT_PROFILES``), coalesced over many events each, off the acknowledgement's path.
+#: One statement inserts the staged events, skipping stored ids, and names the ids it did *not*
+#: insert (stored before): usually none, so the answer is one empty result instead of a row per
+#: event, and the scan that finds them is skipped when every event went in (the one-time filter
+#: on the count). Each answer the writer thread waits for is a wait for the GIL as well, behind
+#: the event loop's thread: small answers are what keep a flush short under load
+#: (docs/performance.md). Nothing else is written in the events' commit: sessions, profiles and
+#: journeys are the profile writer's (``_UPSERT_PROFILES``), coalesced, off the acknowledgement's path.
 _STORE_EVENTS_TEMPLATE = """
-INSERT INTO analytics_events (event_id, user_fingerprint, session_id, event_type, event_timestamp,
-                              received_at, sent_at, page_url, referrer, value, properties)
-SELECT event_id::uuid, user_fingerprint, session_id, event_type, event_timestamp,
-       received_at, sent_at, page_url, referrer, value, properties::jsonb
-FROM {source} ORDER BY seq
-ON CONFLICT (event_id) DO NOTHING
-RETURNING event_id::text
+WITH staged AS MATERIALIZED (SELECT * FROM {source}),
+inserted AS (
+    INSERT INTO analytics_events (event_id, user_fingerprint, session_id, event_type, event_timestamp,
+                                  received_at, sent_at, page_url, referrer, value, properties)
+    SELECT event_id::uuid, user_fingerprint, session_id, event_type, event_timestamp,
+           received_at, sent_at, page_url, referrer, value, properties::jsonb
+    FROM staged ORDER BY seq
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING event_id
+)
+SELECT DISTINCT event_id FROM staged
+WHERE (SELECT count(*) FROM inserted) < %(count)s AND event_id::uuid NOT IN (SELECT event_id FROM inserted)
 """
 _STORE_EVENTS = _STORE_EVENTS_TEMPLATE.replace("{source}", "staging_events")
-#: Small batches skip COPY: the events travel as one JSON parameter, unpacked by PostgreSQL, and
-#: the whole write is one statement (atomic on its own), so a flush is one round trip instead
-#: of four (BEGIN, COPY, INSERT, COMMIT). It made single-event ingest measurably faster.
+#: Batches without dead letters skip COPY: the events travel as one JSON parameter, unpacked by
+#: PostgreSQL, and the whole write is one statement (atomic on its own), so a flush is one round
+#: trip instead of four (BEGIN, COPY, INSERT, COMMIT): under load each round trip back into Python
+#: waits for the GIL (a 1,600-event flush beside a busy thread: ~95 ms with COPY, ~50 ms this way;
+#: tests/bench/flush_gil.py).
 _STORE_EVENTS_JSON = _STORE_EVENTS_TEMPLATE.replace(
     "{source}",
-    "jsonb_to_recordset(%s::jsonb) AS staging_events (seq integer, event_id text, user_fingerprint text,"
+    "jsonb_to_recordset(%(events)s::jsonb) AS staging_events (seq integer, event_id text, user_fingerprint text,"
     " session_id text, event_type text, event_timestamp timestamptz, received_at timestamptz,"
     " sent_at timestamptz, page_url text, referrer text, value double precision, properties jsonb)",
 )
-#: Largest batch written with _STORE_EVENTS_JSON; larger ones go through COPY, which costs
-#: PostgreSQL less per row.
-ONE_STATEMENT_MAX_EVENTS = 64
 _INSERT_DEAD_LETTER = (
     "INSERT INTO rejected_events (letter_id, received_at, source, reasons, payload)"
     " VALUES (%s, %s, %s, %s::jsonb, %s) ON CONFLICT (letter_id) DO NOTHING"
@@ -449,12 +457,10 @@ class PostgresStorage(Storage):
                     )
             # The staging rows vanish at commit or rollback (ON COMMIT DELETE ROWS), and every
             # attempt, bisected ones included, is a transaction of its own.
-            cursor.execute(_STORE_EVENTS)
-            return {event_id for (event_id,) in cursor.fetchall()}
+            cursor.execute(_STORE_EVENTS, {"count": len(events)})
+            return _inserted(events, cursor.fetchall())
 
     def _store_in_one_statement(self, conn: psycopg.Connection[Any], events: Sequence[Event]) -> set[str] | None:
-        if len(events) > ONE_STATEMENT_MAX_EVENTS:
-            return None
         batch = orjson.dumps(
             [
                 {
@@ -466,7 +472,7 @@ class PostgresStorage(Storage):
                 for seq, e in enumerate(events)
             ]
         ).decode()
-        return {event_id for (event_id,) in conn.execute(_STORE_EVENTS_JSON, (batch,)).fetchall()}
+        return _inserted(events, conn.execute(_STORE_EVENTS_JSON, {"events": batch, "count": len(events)}).fetchall())
 
     def _received_times_blocking(self, conn: psycopg.Connection[Any], event_ids: list[str]) -> dict[str, dt.datetime]:
         rows = conn.execute(
@@ -564,6 +570,12 @@ def _funnel_params(query: FunnelQuery) -> dict[str, Any]:
         if k > 1:
             params[f"window{k}"] = query.step_windows[k - 2] if query.step_windows else query.window
     return params
+
+
+def _inserted(events: Sequence[Event], not_inserted: list[tuple[str]]) -> set[str]:
+    """The ids of ``events`` a store statement inserted, from the ids it says it did not."""
+    ids = {e.event_id for e in events}
+    return ids.difference(event_id for (event_id,) in not_inserted) if not_inserted else ids
 
 
 def _profile_state(row: tuple[Any, ...]) -> ProfileState:
