@@ -475,7 +475,8 @@ class Storage(abc.ABC):
     def _store_in_one_statement(self, conn: Any, events: Sequence[Event]) -> set[str] | None:
         """Outside any transaction: store ``events`` as ``_store_events`` does, in one atomic
         statement, and return the ids inserted; or None (the default) to have ``_store_events``
-        run inside a transaction instead. For small batches one statement saves round trips."""
+        run inside a transaction instead. Called only for a batch without dead letters; one
+        statement saves the round trips of BEGIN, COPY and COMMIT."""
         return None
 
     @abc.abstractmethod
