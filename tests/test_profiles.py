@@ -9,7 +9,7 @@ import attrs
 import pytest
 import trio
 
-from revivatech_actors.actors.profiles import ProfilesActor, VisitorActor
+from revivatech_actors.actors.profiles import CHUNK_EVENTS, ProfilesActor, VisitorActor, _chunks
 from revivatech_actors.domain.profiles import ProfileState, delta_from_events
 from revivatech_actors.storage import open_storage
 
@@ -80,6 +80,26 @@ def test_a_write_cut_short_goes_into_the_next_one():
     actor.receive(visit("v", 2), now=2.0)
     actor.resume()  # as after a crash of the profiles actor during the write
     assert actor.inflight is None and [e.timestamp for e in actor.pending] == [visit("v", n).timestamp for n in range(3)]
+
+
+def test_write_chunks_are_bounded_by_visitors_and_by_events():
+    def visitor(n: int, events: int) -> VisitorActor:
+        actor = VisitorActor(f"v{n}")
+        for i in range(events):
+            actor.receive(make_event(i, user_fingerprint=actor.user_fingerprint), now=0.0)
+        return actor
+
+    def sizes(actors, visitors):
+        return [[len(a.pending) for a in chunk] for chunk in _chunks(actors, visitors)]
+
+    few = [visitor(n, 2) for n in range(7)]
+    assert sizes(few, 3) == [[2, 2, 2], [2, 2, 2], [2]]
+    big = CHUNK_EVENTS // 2
+    many = [visitor(0, big), visitor(1, big), visitor(2, 1), visitor(3, CHUNK_EVENTS + 5), visitor(4, 1)]
+    # at most CHUNK_EVENTS a chunk; a visitor with more than that is a chunk of its own
+    assert sizes(many, 2000) == [[big, big], [1], [CHUNK_EVENTS + 5], [1]]
+    assert [a.user_fingerprint for chunk in _chunks(many, 2000) for a in chunk] == ["v0", "v1", "v2", "v3", "v4"]
+    assert list(_chunks([], 50)) == []
 
 
 async def test_events_reach_the_profile_row_after_a_write(storage, storage_url):
