@@ -41,6 +41,7 @@ from ._records import (
     VisitorKeys,
     profile_delta_row,
     score_record_row,
+    session_merge_sql,
     stored_scores,
 )
 from .migrations import AppliedMigration, Migration
@@ -162,15 +163,7 @@ WITH d AS (
         session_id text, user_fingerprint text, started_at timestamptz, last_activity_at timestamptz,
         event_count bigint, page_views bigint, entry_page text, exit_page text, referrer text, utm_source text)
     ORDER BY session_id
-    ON CONFLICT (session_id) DO UPDATE SET
-        event_count = s.event_count + excluded.event_count,
-        page_views = s.page_views + excluded.page_views,
-        entry_page = CASE WHEN excluded.started_at < s.started_at THEN excluded.entry_page ELSE s.entry_page END,
-        exit_page = CASE WHEN excluded.last_activity_at >= s.last_activity_at THEN excluded.exit_page ELSE s.exit_page END,
-        referrer = CASE WHEN excluded.started_at < s.started_at THEN excluded.referrer ELSE s.referrer END,
-        utm_source = CASE WHEN excluded.started_at < s.started_at THEN excluded.utm_source ELSE s.utm_source END,
-        started_at = least(s.started_at, excluded.started_at),
-        last_activity_at = greatest(s.last_activity_at, excluded.last_activity_at)
+    """ + session_merge_sql("least", "greatest") + """
 ), journeys AS (
     INSERT INTO customer_journeys AS c (user_fingerprint, session_id, touchpoints, stage, first_touch_source,
                                         first_touch_at, last_touch_source, last_touch_at, started_at, updated_at)

@@ -32,7 +32,15 @@ from ..domain.scoring import CHURN, ENGAGEMENT, LEAD, MODEL_TYPES, PRICE_SENSITI
 from ..messages import DeadLetter, Event
 from ._base import Storage, first_line
 from ._errors import QueryTimeout, StorageError, StorageUnavailable
-from ._records import RealtimeSeed, StoredJourney, StoredPrediction, VisitorKeys, score_record_row, stored_scores
+from ._records import (
+    RealtimeSeed,
+    StoredJourney,
+    StoredPrediction,
+    VisitorKeys,
+    score_record_row,
+    session_merge_sql,
+    stored_scores,
+)
 from .migrations import AppliedMigration, Migration
 
 logger = logging.getLogger(__name__)
@@ -89,16 +97,7 @@ _UPSERT_SESSION = """
 INSERT INTO analytics_sessions AS s (session_id, user_fingerprint, started_at, last_activity_at,
                                      event_count, page_views, entry_page, exit_page, referrer, utm_source)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (session_id) DO UPDATE SET
-    event_count = s.event_count + excluded.event_count,
-    page_views = s.page_views + excluded.page_views,
-    entry_page = CASE WHEN excluded.started_at < s.started_at THEN excluded.entry_page ELSE s.entry_page END,
-    exit_page = CASE WHEN excluded.last_activity_at >= s.last_activity_at THEN excluded.exit_page ELSE s.exit_page END,
-    referrer = CASE WHEN excluded.started_at < s.started_at THEN excluded.referrer ELSE s.referrer END,
-    utm_source = CASE WHEN excluded.started_at < s.started_at THEN excluded.utm_source ELSE s.utm_source END,
-    started_at = min(s.started_at, excluded.started_at),
-    last_activity_at = max(s.last_activity_at, excluded.last_activity_at)
-"""
+""" + session_merge_sql("min", "max")
 #: Bound parameters per statement (SQLite's limit is 32766 since 3.32; stay far below it).
 _MAX_PARAMETERS = 500
 _INSERT_DEAD_LETTER = (
