@@ -10,7 +10,7 @@ import attrs
 import pytest
 
 from revivatech_actors.messages import DeadLetter, Status
-from revivatech_actors.storage import StorageUnavailable, open_storage
+from revivatech_actors.storage import StorageError, StorageUnavailable, open_storage
 
 from .helpers import BASE_TIME, make_event, query
 
@@ -162,3 +162,65 @@ async def test_writing_to_a_closed_storage_is_unavailable(storage_url):
     storage = open_storage(storage_url)
     with pytest.raises(StorageUnavailable):
         await storage.write_batch([make_event(1)])
+
+
+# --- PostgreSQL: events alone are written from the event loop (non-blocking libpq) -----------
+
+async def test_a_batch_larger_than_the_socket_buffers_is_stored_whole(postgres_url):
+    # ~2.5 MB of JSON: sending it waits for the socket to drain many times over.
+    events = [make_event(n, properties={"blob": "x" * 1200}) for n in range(2000)]
+    async with open_storage(postgres_url) as storage:
+        await storage.migrate()
+        assert statuses(await storage.write_batch(events)) == [Status.STORED] * 2000
+    assert query(postgres_url, "SELECT count(*), min(length(properties->>'blob')) FROM analytics_events") == [(2000, 1200)]
+
+
+async def test_a_write_cancelled_mid_statement_leaves_storage_usable_and_stores_once(postgres_url):
+    import psycopg
+    import trio
+
+    first, second = make_event(1), make_event(2)
+    async with open_storage(postgres_url) as storage:
+        await storage.migrate()
+        await storage.write_batch([make_event(0)])  # connected
+        blocker = psycopg.connect(postgres_url)
+        blocker.execute("LOCK TABLE analytics_events IN SHARE MODE")  # inserts wait for it
+
+        async def release_later() -> None:
+            await trio.sleep(3)
+            await trio.to_thread.run_sync(blocker.rollback)
+
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(release_later)
+                began = trio.current_time()
+                with trio.move_on_after(0.5) as scope:
+                    await storage.write_batch([first])
+                waited = trio.current_time() - began
+        finally:
+            blocker.close()
+        assert scope.cancelled_caught and waited < 2  # returned at its deadline, not when the lock went
+        # The cancelled statement's connection was closed: the next write reconnects, and the
+        # cancelled event, written again, is in the table once however its statement ended.
+        assert statuses(await storage.write_batch([second])) == [Status.STORED]
+        assert statuses(await storage.write_batch([first]))[0] in (Status.STORED, Status.DUPLICATE)
+    assert query(postgres_url, "SELECT count(*), count(DISTINCT event_id) FROM analytics_events") == [(3, 3)]
+
+
+def alter(url: str, sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql)
+
+
+async def test_a_statement_error_that_is_not_about_rows_is_a_storage_error(postgres_url):
+    async with open_storage(postgres_url) as storage:
+        await storage.migrate()
+        await storage.write_batch([make_event(0)])
+        alter(postgres_url, "ALTER TABLE analytics_events RENAME TO analytics_events_gone")
+        with pytest.raises(StorageError, match="analytics_events") as caught:
+            await storage.write_batch([make_event(1)])
+        assert not isinstance(caught.value, StorageUnavailable)
+        alter(postgres_url, "ALTER TABLE analytics_events_gone RENAME TO analytics_events")
+        assert statuses(await storage.write_batch([make_event(1)])) == [Status.STORED]  # the connection was kept

@@ -79,6 +79,22 @@ class _Lane:
         return f"<_Lane {self.purpose} {state} connected={self.conn is not None}>"
 
 
+def outcomes_of(events: Sequence[Event], indices: Iterable[int], inserted: set[str]) -> list[Outcome]:
+    """The outcome of each of ``events[i]`` for ``i`` in ``indices``, given the ids a store
+    inserted: STORED for the first of them with an inserted id, DUPLICATE for the rest (stored
+    before, or repeated within the batch)."""
+    outcomes = []
+    first: set[str] = set()
+    for i in indices:
+        event_id = events[i].event_id
+        if event_id in inserted and event_id not in first:
+            first.add(event_id)
+            outcomes.append(STORED)
+        else:
+            outcomes.append(DUPLICATE)
+    return outcomes
+
+
 def mask_password(url: str) -> str:
     """``url`` with the password (userinfo or ``password=`` query parameter) replaced by ``***``.
 
@@ -322,6 +338,10 @@ class Storage(abc.ABC):
         if not events and not dead_letters:
             return []
         lane = self._open_lane(_WRITER)
+        if not dead_letters:
+            inserted = await self._store_on_loop(lane, events)
+            if inserted is not None:
+                return outcomes_of(events, range(len(events)), inserted)
         return await self._call(lane, lambda conn: self._write_batch_blocking(conn, events, dead_letters), abandon=False)
 
     async def received_times(self, event_ids: Sequence[str]) -> dict[str, datetime.datetime]:
@@ -472,6 +492,42 @@ class Storage(abc.ABC):
         ``_row_errors`` when the database refuses a row. Nothing else is written with them:
         sessions, profiles and journeys come with the profile writes (``apply_profile_deltas``)."""
 
+    async def _store_on_loop(self, lane: _Lane, events: Sequence[Event]) -> set[str] | None:
+        """Store ``events`` as ``_store_in_one_statement`` does, from the event loop itself
+        (non-blocking I/O, no worker thread), and return the ids inserted; or None (the default)
+        to leave the batch to the worker thread, which also isolates rows the database refuses.
+        An engine that can, does so only while it holds ``lane`` (``_claim_lane``)."""
+        return None
+
+    def _claim_lane(self, lane: _Lane) -> Any:
+        """``lane``'s connection, marked busy for the caller on the event loop, or None when a
+        thread holds it, it is retired, or it is not connected yet. Release with ``_release_lane``."""
+        try:
+            lane.limiter.acquire_nowait()  # no checkpoint: the caller runs on at once
+        except trio.WouldBlock:
+            return None
+        with lane.lock:
+            conn = lane.conn
+            if lane.retired or lane.busy or conn is None or not self._is_usable(conn):
+                conn = None
+            else:
+                lane.busy = True
+        if conn is None:
+            lane.limiter.release()
+        return conn
+
+    async def _release_lane(self, lane: _Lane, *, broken: bool) -> None:
+        """Undo ``_claim_lane``. With ``broken`` (the connection is dead, or left mid-protocol by
+        a cancellation) or a lane retired meanwhile, the connection is closed; the next call
+        reconnects."""
+        with lane.lock:
+            lane.busy = False
+            stale, lane.conn = (lane.conn, None) if broken or lane.retired else (None, lane.conn)
+        lane.limiter.release()
+        if stale is not None:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(self._close_quietly, stale)
+
     def _store_in_one_statement(self, conn: Any, events: Sequence[Event]) -> set[str] | None:
         """Outside any transaction: store ``events`` as ``_store_events`` does, in one atomic
         statement, and return the ids inserted; or None (the default) to have ``_store_events``
@@ -560,10 +616,6 @@ class Storage(abc.ABC):
                 single = self._store_in_one_statement(conn, chunk) if chunk and not letters else None
                 with contextlib.nullcontext() if single is not None else self._transaction(conn):
                     inserted = single if single is not None else (self._store_events(conn, chunk) if chunk else set())
-                    first_of: dict[str, int] = {}
-                    for i in indices:
-                        first_of.setdefault(events[i].event_id, i)
-                    stored = [i for i in indices if events[i].event_id in inserted and first_of[events[i].event_id] == i]
                     if letters:
                         self._insert_dead_letters(conn, letters)
             except self._row_errors as exc:
@@ -583,9 +635,8 @@ class Storage(abc.ABC):
                     outcomes[index] = Outcome(Status.REJECTED, reason)
                     refused.append(refused_event_letter(events[index], reason))
                 return
-            stored_set = set(stored)
-            for i in indices:
-                outcomes[i] = STORED if i in stored_set else DUPLICATE
+            for i, outcome in zip(indices, outcomes_of(events, indices, inserted), strict=True):
+                outcomes[i] = outcome
 
         attempt(list(range(len(events))), dead_letters)
         if refused:

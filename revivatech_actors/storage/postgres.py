@@ -1,8 +1,11 @@
 """PostgreSQL storage through psycopg 3's *blocking* API in worker threads.
 
-psycopg's async API does not run under trio (it needs an asyncio loop), so every call goes through
-``trio.to_thread.run_sync`` with one ``CapacityLimiter(1)`` per connection (see ``_base``). This is
-the only module of the project that imports psycopg.
+psycopg's async API does not run under trio (it needs an asyncio loop), so calls go through
+``trio.to_thread.run_sync`` with one ``CapacityLimiter(1)`` per connection (see ``_base``). One
+exception, the hot path: a batch of events without dead letters is one statement, sent and awaited
+on the event loop itself through libpq's non-blocking API (``_execute_on_loop``): under load a
+thread hop costs several milliseconds of waiting for the GIL each way (docs/performance.md). This
+is the only module of the project that imports psycopg.
 
 Connections run in autocommit mode; transactions are explicit (``conn.transaction()``), so no
 session is ever left "idle in transaction" after a read.
@@ -23,7 +26,10 @@ import attrs
 import orjson
 import psycopg
 import psycopg.conninfo
+import psycopg.errors
+import psycopg.pq
 import psycopg.types.json
+import trio
 
 from ..domain.funnel import FunnelQuery, FunnelStep
 from ..domain.journeys import STAGES
@@ -118,6 +124,8 @@ _STORE_EVENTS_JSON = _STORE_EVENTS_TEMPLATE.replace(
     " session_id text, event_type text, event_timestamp timestamptz, received_at timestamptz,"
     " sent_at timestamptz, page_url text, referrer text, value double precision, properties jsonb)",
 )
+#: The same statement for ``_execute_on_loop``, in libpq's own placeholders.
+_STORE_EVENTS_ON_LOOP = _STORE_EVENTS_JSON.replace("%(events)s", "$1").replace("%(count)s", "$2").encode()
 _INSERT_DEAD_LETTER = (
     "INSERT INTO rejected_events (letter_id, received_at, source, reasons, payload)"
     " VALUES (%s, %s, %s, %s::jsonb, %s) ON CONFLICT (letter_id) DO NOTHING"
@@ -454,18 +462,30 @@ class PostgresStorage(Storage):
             return _inserted(events, cursor.fetchall())
 
     def _store_in_one_statement(self, conn: psycopg.Connection[Any], events: Sequence[Event]) -> set[str] | None:
-        batch = orjson.dumps(
-            [
-                {
-                    "seq": seq, "event_id": e.event_id, "user_fingerprint": e.user_fingerprint, "session_id": e.session_id,
-                    "event_type": e.event_type, "event_timestamp": e.timestamp, "received_at": e.received_at,
-                    "sent_at": e.sent_at, "page_url": e.page_url, "referrer": e.referrer, "value": e.value,
-                    "properties": e.properties,
-                }
-                for seq, e in enumerate(events)
-            ]
-        ).decode()
-        return _inserted(events, conn.execute(_STORE_EVENTS_JSON, {"events": batch, "count": len(events)}).fetchall())
+        params = {"events": _events_json(events).decode(), "count": len(events)}
+        return _inserted(events, conn.execute(_STORE_EVENTS_JSON, params).fetchall())
+
+    async def _store_on_loop(self, lane: Any, events: Sequence[Event]) -> set[str] | None:
+        conn = self._claim_lane(lane)
+        if conn is None:
+            return None
+        broken = True  # until the exchange is over: a cancellation leaves the connection mid-protocol
+        try:
+            params = [_events_json(events), str(len(events)).encode()]
+            try:
+                result = await _execute_on_loop(conn.pgconn, _STORE_EVENTS_ON_LOOP, params)
+            except psycopg.Error as exc:  # the connection failed: nothing is known of the commit
+                raise self._translate_error(exc) from exc
+            broken = False
+            if result.status != psycopg.pq.ExecStatus.TUPLES_OK:
+                error = psycopg.errors.error_from_result(result, encoding=conn.info.encoding)
+                if isinstance(error, self._row_errors):
+                    return None  # rolled back: the worker thread's path isolates the refused rows
+                raise self._translate_error(error) from error
+            not_inserted = [(result.get_value(row, 0).decode(),) for row in range(result.ntuples)]
+            return _inserted(events, not_inserted)
+        finally:
+            await self._release_lane(lane, broken=broken)
 
     def _received_times_blocking(self, conn: psycopg.Connection[Any], event_ids: list[str]) -> dict[str, dt.datetime]:
         rows = conn.execute(
@@ -563,6 +583,43 @@ def _funnel_params(query: FunnelQuery) -> dict[str, Any]:
         if k > 1:
             params[f"window{k}"] = query.step_windows[k - 2] if query.step_windows else query.window
     return params
+
+
+def _events_json(events: Sequence[Event]) -> bytes:
+    """``events`` as the JSON array ``_STORE_EVENTS_JSON`` unpacks, ``seq`` keeping their order."""
+    return orjson.dumps(
+        [
+            {
+                "seq": seq, "event_id": e.event_id, "user_fingerprint": e.user_fingerprint, "session_id": e.session_id,
+                "event_type": e.event_type, "event_timestamp": e.timestamp, "received_at": e.received_at,
+                "sent_at": e.sent_at, "page_url": e.page_url, "referrer": e.referrer, "value": e.value,
+                "properties": e.properties,
+            }
+            for seq, e in enumerate(events)
+        ]
+    )
+
+
+async def _execute_on_loop(pgconn: psycopg.pq.abc.PGconn, query: bytes, params: list[bytes]) -> psycopg.pq.abc.PGresult:
+    """Run one statement (text parameters, text results) on ``pgconn`` — in non-blocking mode,
+    as psycopg keeps its connections — waiting for its socket on the trio loop, and return its
+    result. Raises psycopg.OperationalError when the connection fails; cancellation leaves the
+    connection mid-protocol (close it)."""
+    pgconn.send_query_params(query, params)
+    fd = pgconn.socket
+    while pgconn.flush():  # 1: part of the query is still to be sent
+        await trio.lowlevel.wait_writable(fd)
+    result = None
+    while True:
+        pgconn.consume_input()
+        while pgconn.is_busy():
+            await trio.lowlevel.wait_readable(fd)
+            pgconn.consume_input()
+        last = pgconn.get_result()
+        if last is None:  # ready for the next query
+            assert result is not None
+            return result
+        result = last
 
 
 def _inserted(events: Sequence[Event], not_inserted: list[tuple[str]]) -> set[str]:

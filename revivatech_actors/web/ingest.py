@@ -33,10 +33,12 @@ __all__ = ["register_ingest_routes"]
 
 logger = logging.getLogger(__name__)
 
-#: Validating a batch yields to the event loop every this many events. Every task runnable in a
-#: scheduler round runs one step, so a 500-event batch validated in one step holds every other
-#: request (health checks too) for ~2.5 ms; under a flood of batches those steps add up.
-YIELD_EVERY = 25
+#: Validating a batch yields to the event loop every this many events (~1 ms of work), so the
+#: largest batch never holds other requests (health checks too) for long. Not more often: under
+#: load each yield waits a whole scheduler round (~5 ms, every runnable task's step), and yielding
+#: every 25 events made a 100-event batch's validation take ~7 ms instead of ~0.5
+#: (docs/performance.md).
+YIELD_EVERY = 250
 
 
 def _letter(received_at: datetime, errors: list[FieldError], payload: str) -> DeadLetter:
