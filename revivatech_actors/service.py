@@ -197,7 +197,7 @@ class Service:
                 ),
                 ChildSpec(
                     "ingest", service.ingest.run, Restart.PERMANENT, timeout,
-                    stop=service.ingest.request_stop, inbox=service.ingest.inbox, activity=service.ingest.activity,
+                    stop=service.ingest.request_stop, activity=service.ingest.activity,  # no inbox: admission runs in the request
                 ),
                 ChildSpec("loop_monitor", service.loop_monitor.run, Restart.PERMANENT, timeout, activity=service.loop_monitor.activity),
                 ChildSpec("web", service.web.run, Restart.PERMANENT, timeout, stop=service.web.request_stop, activity=service.web.activity),

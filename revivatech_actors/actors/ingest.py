@@ -107,90 +107,99 @@ class RecentIds:
 
 @attrs.define(eq=False)
 class IngestActor:
-    """Admits submissions (:meth:`submit`) and forwards them, converted, to ``downstream``."""
+    """Admits submissions (:meth:`submit`) and forwards them, converted, to ``downstream``.
+
+    Admission and conversion run in the caller's task, as part of :meth:`submit`: a hop through
+    an inbox of its own would cost every request one more scheduler round (~5 ms under load,
+    docs/performance.md) for no isolation gained — the conversion is pure and cannot block. The
+    budget bounds what is admitted and not yet committed, and every submission weighs at least one
+    event, so ``downstream`` (as large as the budget in the service) always has room.
+    :meth:`run` is the actor's lifetime: it ends after :meth:`request_stop`, closing
+    ``downstream`` so the batcher writes what it holds and stops.
+    """
 
     downstream: trio.MemorySendChannel[Submission]
     budget: EventBudget
     enqueue_timeout: float = 0.5
     activity: Activity = attrs.Factory(Activity)
     recent_ids: RecentIds = attrs.Factory(RecentIds)
-    _send: trio.MemorySendChannel[Submission] = attrs.field(init=False)
-    inbox: trio.MemoryReceiveChannel[Submission] = attrs.field(init=False)
-
-    def __attrs_post_init__(self) -> None:
-        # Never the limit itself (the budget is), but bounded all the same: every submission
-        # weighs at least one event, so the budget admits at most ``capacity`` of them.
-        self._send, self.inbox = trio.open_memory_channel(self.budget.capacity)
+    _stopping: trio.Event = attrs.field(init=False, factory=trio.Event)
 
     async def submit(self, submission: Submission) -> None:
-        """Queue ``submission`` for storage, waiting at most ``enqueue_timeout`` for room.
+        """Admit ``submission`` (waiting at most ``enqueue_timeout`` for room in the budget),
+        convert it and hand it to the batcher.
 
         Raises:
             Overloaded: no room in time, or the service is shutting down.
         """
-        if self.budget.try_acquire(submission.size):  # the usual case: no timer needed
-            self._queue(submission)
-            return
-        with trio.move_on_after(self.enqueue_timeout):
-            await self.budget.acquire(submission.size)
-            self._queue(submission)
-            return
-        raise Overloaded(f"ingest is full: no room for {submission.size} event(s) within {self.enqueue_timeout:g} s")
+        if self._stopping.is_set():
+            raise Overloaded("the service is shutting down")
+        if not self.budget.try_acquire(submission.size):  # the usual case needs no timer
+            with trio.move_on_after(self.enqueue_timeout) as waiting:
+                await self.budget.acquire(submission.size)
+            if waiting.cancelled_caught:
+                raise Overloaded(
+                    f"ingest is full: no room for {submission.size} event(s) within {self.enqueue_timeout:g} s"
+                )
+        try:
+            self._forward(submission)
+        except trio.WouldBlock:  # only with a downstream smaller than the budget
+            try:
+                await self.downstream.send(submission)
+            except BaseException:
+                self._refused(submission)
+                raise
+            self._forwarded(submission)
 
     def offer(self, submission: Submission) -> bool:
-        """Queue ``submission`` only if there is room right now; False if there is not."""
-        if not self.budget.try_acquire(submission.size):
+        """Admit and forward ``submission`` only if there is room right now; False if there is not."""
+        if self._stopping.is_set() or not self.budget.try_acquire(submission.size):
             return False
         try:
-            self._queue(submission)
-        except Overloaded:
+            self._forward(submission)
+        except (Overloaded, trio.WouldBlock):
+            self._refused(submission)
             return False
         return True
 
-    def _queue(self, submission: Submission) -> None:
+    def _forward(self, submission: Submission) -> None:
+        """Convert the admitted ``submission`` and hand it on without waiting. Raises
+        trio.WouldBlock when ``downstream`` is full (the caller decides), Overloaded when it is
+        closed (the budget then given back)."""
         try:
-            self._send.send_nowait(submission)
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            self.budget.release(submission.size)
-            raise Overloaded("the service is shutting down") from None
-
-    def request_stop(self) -> None:
-        """Refuse new submissions; :meth:`run` forwards what is queued, then returns."""
-        self._send.close()
-
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
-        while True:
-            try:
-                submission = await self.inbox.receive()
-            except trio.EndOfChannel:
-                break
-            await self._forward(submission)
-            # Drain what else waits in one go: one scheduler round per submission would fall
-            # behind many concurrent producers (see STACK-NOTES.md).
-            while True:
-                try:
-                    submission = self.inbox.receive_nowait()
-                except (trio.WouldBlock, trio.EndOfChannel):
-                    break
-                await self._forward(submission)
-        # Stopped: the batcher finishes what it holds and stops when it sees the end.
-        await self.downstream.aclose()
-
-    async def _forward(self, submission: Submission) -> None:
-        try:
+            if self._stopping.is_set():  # stopped while this one waited for room
+                raise Overloaded("the service is shutting down")
             submission.events = self._convert(submission)
             # Not needed any more: fewer live objects for the garbage collector to walk while
             # the events wait for their commit (its pauses are what health sees under a flood).
             submission.incoming = []
-            await self.downstream.send(submission)
-        except BaseException as exc:
-            # Never leave a request waiting for a submission nobody holds any more.
-            submission.fail(f"ingest stopped while holding it ({type(exc).__name__})")
-            self.budget.release(submission.size)
+            self.downstream.send_nowait(submission)
+        except trio.WouldBlock:
             raise
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            self._refused(submission)
+            raise Overloaded("the service is shutting down") from None
+        except BaseException:
+            self._refused(submission)
+            raise
+        self._forwarded(submission)
+
+    def _forwarded(self, submission: Submission) -> None:
         submission.queued.set()
         self.activity.record(len(submission.events))
+
+    def _refused(self, submission: Submission) -> None:
+        self.budget.release(submission.size)
+
+    def request_stop(self) -> None:
+        """Refuse new submissions; :meth:`run` then closes the way to the batcher."""
+        self._stopping.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        await self._stopping.wait()
+        # Stopped: the batcher finishes what it holds and stops when it sees the end.
+        await self.downstream.aclose()
 
     def _convert(self, submission: Submission) -> list[Event]:
         received_at = submission.received_at
