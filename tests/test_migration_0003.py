@@ -99,12 +99,12 @@ async def test_visitor_sessions_become_journeys(storage_url, up_to_0002):
 
     before = datetime.now(UTC) - timedelta(seconds=5)  # the database clock is not ours
     async with open_storage(storage_url) as storage:
-        assert [m.version for m in await storage.migrate()] == [3]
+        assert [m.version for m in await storage.migrate()][0] == 3  # and what came after it
         after = datetime.now(UTC) + timedelta(seconds=5)
         tables = await storage.table_names()
         assert "visitor_sessions" not in tables
         assert "customer_journeys" in tables
-        assert [m.version for m in await storage.applied_migrations()] == [1, 2, 3]
+        assert [m.version for m in await storage.applied_migrations()][:3] == [1, 2, 3]
 
         journeys = {j.session_id: j for j in await storage.load_journeys("m")}
         assert set(journeys) == {"m-s1", "m-s2", "m-orphan"}
@@ -148,7 +148,7 @@ async def test_0003_on_an_empty_0002_database(storage_url, up_to_0002):
     async with open_storage(storage_url, migrations_dir=up_to_0002) as old:
         await old.migrate()
     async with open_storage(storage_url) as storage:
-        assert [m.version for m in await storage.migrate()] == [3]
+        assert [m.version for m in await storage.migrate()][0] == 3  # and what came after it
         assert "visitor_sessions" not in await storage.table_names()
         assert await storage.load_journeys("anyone") == []
         assert await storage.migrate() == []
