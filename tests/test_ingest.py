@@ -427,3 +427,33 @@ async def test_stop_while_idle_ends_run(pipe):
         assert await downstream.receive() is submission
         with pytest.raises(trio.EndOfChannel):
             await downstream.receive()
+
+
+async def test_a_full_downstream_makes_submit_wait_and_a_closed_one_refuse():
+    # In the service the batcher's inbox is as large as the budget, so this never happens there;
+    # with a smaller channel, submit waits for room instead of dropping anything.
+    send, receive = trio.open_memory_channel(1)
+    budget = EventBudget(50)
+    actor = IngestActor(send, budget)
+    first, second = Submission(RECEIVED_AT, [valid()]), Submission(RECEIVED_AT, [valid(), valid()])
+    await actor.submit(first)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(actor.submit, second)
+        await trio.testing.wait_all_tasks_blocked()
+        assert not second.queued.is_set() and budget.used == 3  # admitted, waiting for the channel
+        assert await receive.receive() is first
+        assert await receive.receive() is second
+    assert second.queued.is_set()
+    third = Submission(RECEIVED_AT, [valid()])
+    await actor.submit(third)  # fills the channel again
+    blocked = Submission(RECEIVED_AT, [valid()])
+    async with trio.open_nursery() as nursery:
+
+        async def refused() -> None:
+            with pytest.raises(Overloaded, match="shutting down"):
+                await actor.submit(blocked)
+
+        nursery.start_soon(refused)
+        await trio.testing.wait_all_tasks_blocked()
+        await receive.aclose()  # the batcher is gone
+    assert budget.used == 4  # first, second and third are held until committed; the refused one gave its room back

@@ -146,6 +146,9 @@ class IngestActor:
         except trio.WouldBlock:  # only with a downstream smaller than the budget
             try:
                 await self.downstream.send(submission)
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                self._refused(submission)
+                raise Overloaded("the service is shutting down") from None
             except BaseException:
                 self._refused(submission)
                 raise
