@@ -457,3 +457,14 @@ async def test_a_full_downstream_makes_submit_wait_and_a_closed_one_refuse():
         await trio.testing.wait_all_tasks_blocked()
         await receive.aclose()  # the batcher is gone
     assert budget.used == 4  # first, second and third are held until committed; the refused one gave its room back
+
+
+def test_offer_to_a_closed_downstream_is_refused_and_gives_its_room_back_once():
+    send, receive = trio.open_memory_channel(10)
+    receive.close()  # the batcher is gone
+    budget = EventBudget(50)
+    actor = IngestActor(send, budget)
+    assert actor.offer(Submission(RECEIVED_AT, [valid(), valid()])) is False
+    assert budget.used == 0
+    assert budget.try_acquire(50)  # all of it is there, no more
+    assert not budget.try_acquire(1)

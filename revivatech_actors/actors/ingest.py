@@ -15,7 +15,9 @@ For each submission, ingest turns the validated client events into :class:`Event
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
+from collections.abc import Iterator
 
 import attrs
 import trio
@@ -141,58 +143,52 @@ class IngestActor:
                 raise Overloaded(
                     f"ingest is full: no room for {submission.size} event(s) within {self.enqueue_timeout:g} s"
                 )
-        try:
-            self._forward(submission)
-        except trio.WouldBlock:  # only with a downstream smaller than the budget
+        with self._giving_back_on_failure(submission):
+            self._prepare(submission)
             try:
+                self.downstream.send_nowait(submission)
+            except trio.WouldBlock:  # only with a downstream smaller than the budget
                 await self.downstream.send(submission)
-            except (trio.ClosedResourceError, trio.BrokenResourceError):
-                self._refused(submission)
-                raise Overloaded("the service is shutting down") from None
-            except BaseException:
-                self._refused(submission)
-                raise
-            self._forwarded(submission)
+        self._forwarded(submission)
 
     def offer(self, submission: Submission) -> bool:
         """Admit and forward ``submission`` only if there is room right now; False if there is not."""
         if self._stopping.is_set() or not self.budget.try_acquire(submission.size):
             return False
         try:
-            self._forward(submission)
+            with self._giving_back_on_failure(submission):
+                self._prepare(submission)
+                self.downstream.send_nowait(submission)
         except (Overloaded, trio.WouldBlock):
-            self._refused(submission)
             return False
+        self._forwarded(submission)
         return True
 
-    def _forward(self, submission: Submission) -> None:
-        """Convert the admitted ``submission`` and hand it on without waiting. Raises
-        trio.WouldBlock when ``downstream`` is full (the caller decides), Overloaded when it is
-        closed (the budget then given back)."""
+    @contextlib.contextmanager
+    def _giving_back_on_failure(self, submission: Submission) -> Iterator[None]:
+        """Around handing on an admitted ``submission``: whatever fails gives its budget back
+        (once), and a closed downstream is Overloaded."""
         try:
-            if self._stopping.is_set():  # stopped while this one waited for room
-                raise Overloaded("the service is shutting down")
-            submission.events = self._convert(submission)
-            # Not needed any more: fewer live objects for the garbage collector to walk while
-            # the events wait for their commit (its pauses are what health sees under a flood).
-            submission.incoming = []
-            self.downstream.send_nowait(submission)
-        except trio.WouldBlock:
-            raise
+            yield
         except (trio.ClosedResourceError, trio.BrokenResourceError):
-            self._refused(submission)
+            self.budget.release(submission.size)
             raise Overloaded("the service is shutting down") from None
         except BaseException:
-            self._refused(submission)
+            self.budget.release(submission.size)
             raise
-        self._forwarded(submission)
+
+    def _prepare(self, submission: Submission) -> None:
+        """Convert the admitted ``submission``, unless the service began stopping meanwhile."""
+        if self._stopping.is_set():  # stopped while this one waited for room
+            raise Overloaded("the service is shutting down")
+        submission.events = self._convert(submission)
+        # Not needed any more: fewer live objects for the garbage collector to walk while the
+        # events wait for their commit (its pauses are what health sees under a flood).
+        submission.incoming = []
 
     def _forwarded(self, submission: Submission) -> None:
         submission.queued.set()
         self.activity.record(len(submission.events))
-
-    def _refused(self, submission: Submission) -> None:
-        self.budget.release(submission.size)
 
     def request_stop(self) -> None:
         """Refuse new submissions; :meth:`run` then closes the way to the batcher."""
