@@ -176,12 +176,18 @@ WITH d AS (
     INSERT INTO customer_journeys AS c (user_fingerprint, session_id, touchpoints, stage, first_touch_source,
                                         first_touch_at, last_touch_source, last_touch_at, started_at, updated_at)
     SELECT j.user_fingerprint, j.session_id, j.touchpoints,
-           -- a session that started after the visitor's last completed booking is retention
-           CASE WHEN j.stage <> 'booking' AND p0.last_booking_at < least(cj.started_at, j.started_at)
+           -- A session that started after the visitor's last completed booking is retention.
+           -- Subqueries, not joins: the planner, guessing 100 rows for jsonb_to_recordset,
+           -- would hash-join whole tables, a cost that grows with every visitor stored.
+           CASE WHEN j.stage <> 'booking' AND EXISTS (
+                    SELECT FROM user_behavior_profiles p0
+                    WHERE p0.user_fingerprint = j.user_fingerprint AND p0.last_booking_at IS NOT NULL
+                      AND p0.last_booking_at < least(j.started_at, (
+                          SELECT cj.started_at FROM customer_journeys cj
+                          WHERE cj.user_fingerprint = j.user_fingerprint AND cj.session_id = j.session_id)))
                 THEN 'retention' ELSE j.stage END,
            j.first_source, j.first_source_at, j.last_source, j.last_source_at, j.started_at, j.last_at
-    FROM j LEFT JOIN user_behavior_profiles p0 USING (user_fingerprint)
-    LEFT JOIN customer_journeys cj ON cj.user_fingerprint = j.user_fingerprint AND cj.session_id = j.session_id
+    FROM j
     ON CONFLICT (user_fingerprint, session_id) DO UPDATE SET
         touchpoints = CASE
             WHEN jsonb_array_length(c.touchpoints) >= %(max_touchpoints)s THEN c.touchpoints
