@@ -245,17 +245,24 @@ _PROFILES_TO_RESCORE = (
     " WHERE p.scored_at IS NULL OR p.scored_at < %s ORDER BY p.scored_at NULLS FIRST LIMIT %s"
 )
 #: The scorer's results: a prediction row per model that moved, and the profile's current figures.
+#: A result older than the one stored (two instances scoring one visitor) changes nothing. Each
+#: result finds its profile by key (a subquery, then ON CONFLICT), never by a join: the planner,
+#: guessing 100 rows for jsonb_to_recordset and working from statistics that lag a growing table,
+#: would hash-join the whole profiles table, a cost that grows with every visitor stored.
 _RECORD_SCORES = """
 WITH r AS (
     SELECT * FROM jsonb_to_recordset(%s::jsonb) AS r (
         user_fingerprint text, scored_at timestamptz, segment text, predictions jsonb)
+), fresh AS (  -- one result per visitor, the newest: ON CONFLICT may touch a row only once
+    SELECT DISTINCT ON (user_fingerprint) * FROM r
+    WHERE (SELECT p0.scored_at IS NULL OR p0.scored_at <= r.scored_at
+           FROM user_behavior_profiles p0 WHERE p0.user_fingerprint = r.user_fingerprint)
+    ORDER BY user_fingerprint, scored_at DESC
 ), predictions AS (
     INSERT INTO ml_predictions (user_fingerprint, model_type, prediction_value, confidence_score, factors, created_at)
-    SELECT r.user_fingerprint, x.model_type, x.value, x.confidence, x.factors, r.scored_at
-    FROM r JOIN user_behavior_profiles p0 ON p0.user_fingerprint = r.user_fingerprint
-            AND (p0.scored_at IS NULL OR p0.scored_at <= r.scored_at),
-         jsonb_to_recordset(r.predictions) AS x (model_type text, value double precision,
-                                                 confidence double precision, factors jsonb)
+    SELECT f.user_fingerprint, x.model_type, x.value, x.confidence, x.factors, f.scored_at
+    FROM fresh f, jsonb_to_recordset(f.predictions) AS x (model_type text, value double precision,
+                                                          confidence double precision, factors jsonb)
     RETURNING user_fingerprint, model_type, prediction_value
 ), recorded AS (
     SELECT user_fingerprint,
@@ -265,16 +272,19 @@ WITH r AS (
            max(prediction_value) FILTER (WHERE model_type = 'price_sensitivity') AS price
     FROM predictions GROUP BY user_fingerprint
 )
--- a result older than the one stored (two instances scoring one visitor) changes nothing
-UPDATE user_behavior_profiles AS p SET
-    segment = r.segment,
-    scored_at = greatest(p.scored_at, r.scored_at),
-    engagement_score = coalesce(recorded.engagement, p.engagement_score),
-    lead_score = coalesce(recorded.lead, p.lead_score),
-    churn_risk_score = coalesce(recorded.churn, p.churn_risk_score),
-    price_sensitivity_score = coalesce(recorded.price, p.price_sensitivity_score)
-FROM r LEFT JOIN recorded USING (user_fingerprint)
-WHERE p.user_fingerprint = r.user_fingerprint AND (p.scored_at IS NULL OR p.scored_at <= r.scored_at)
+-- fresh holds only stored visitors, so this inserts nothing: ON CONFLICT is the update by key
+INSERT INTO user_behavior_profiles AS p (user_fingerprint, segment, scored_at, engagement_score, lead_score,
+                                         churn_risk_score, price_sensitivity_score)
+SELECT f.user_fingerprint, f.segment, f.scored_at, recorded.engagement, recorded.lead, recorded.churn, recorded.price
+FROM fresh f LEFT JOIN recorded USING (user_fingerprint)
+ON CONFLICT (user_fingerprint) DO UPDATE SET
+    segment = excluded.segment,
+    scored_at = greatest(p.scored_at, excluded.scored_at),
+    engagement_score = coalesce(excluded.engagement_score, p.engagement_score),
+    lead_score = coalesce(excluded.lead_score, p.lead_score),
+    churn_risk_score = coalesce(excluded.churn_risk_score, p.churn_risk_score),
+    price_sensitivity_score = coalesce(excluded.price_sensitivity_score, p.price_sensitivity_score)
+WHERE p.scored_at IS NULL OR p.scored_at <= excluded.scored_at
 """
 #: Each model's latest rows, through the (user_fingerprint, model_type, created_at) index.
 _RECENT_PREDICTIONS = """

@@ -510,10 +510,12 @@ class SQLiteStorage(Storage):
         for r in records:
             row = score_record_row(r)
             at = format_timestamp(r.scored_at)
-            newer = conn.execute(
-                "SELECT 1 FROM user_behavior_profiles WHERE user_fingerprint = ? AND scored_at > ?", (r.user_fingerprint, at)
+            stored = conn.execute(
+                "SELECT scored_at FROM user_behavior_profiles WHERE user_fingerprint = ?", (r.user_fingerprint,)
             ).fetchone()
-            if newer is not None:  # an older result (two instances scoring one visitor) changes nothing
+            if stored is None:  # no profile: nothing to score
+                continue
+            if stored[0] is not None and stored[0] > at:  # an older result (two instances scoring one visitor)
                 continue
             values: dict[str, float] = {}
             for p in row["predictions"]:
