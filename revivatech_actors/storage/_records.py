@@ -1,6 +1,6 @@
 """What the profile tables hold, as the storage interface takes and returns it; shared by engines.
 
-Write rows (``profile_delta_row``, ``journey_rows``, ``score_record_row``) are plain dicts that
+Write rows (``profile_delta_row``, ``journey_rows``, ``session_delta_row``, ``score_record_row``) are plain dicts that
 each engine serialises with orjson (datetimes become RFC 3339), so both engines write the same
 figures from the same code.
 """
@@ -13,6 +13,7 @@ from typing import Any
 import attrs
 
 from ..domain.profiles import ProfileDelta, journey_rows
+from ..domain.sessions import SessionDelta
 from ..domain.scoring import CHURN, ENGAGEMENT, LEAD, PRICE_SENSITIVITY, ScoreRecord
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "VisitorKeys",
     "profile_delta_row",
     "score_record_row",
+    "session_delta_row",
     "session_merge_sql",
     "stored_scores",
 ]
@@ -100,6 +102,15 @@ def profile_delta_row(d: ProfileDelta) -> dict[str, Any]:
         "bookings_started": d.bookings_started, "bookings_completed": d.bookings_completed, "value": d.value,
         "first_seen": d.first_seen, "last_seen": d.last_seen, "last_booking_at": d.last_booking_at,
         "days": sorted(d.active_days), "counts": d.event_counts,
+    }
+
+
+def session_delta_row(s: SessionDelta) -> dict[str, Any]:
+    # by hand, not attrs.asdict: this runs for every session of every profile write
+    return {
+        "session_id": s.session_id, "user_fingerprint": s.user_fingerprint, "started_at": s.started_at,
+        "last_activity_at": s.last_activity_at, "event_count": s.event_count, "page_views": s.page_views,
+        "entry_page": s.entry_page, "exit_page": s.exit_page, "referrer": s.referrer, "utm_source": s.utm_source,
     }
 
 

@@ -22,7 +22,6 @@ import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import attrs
 import orjson
 import psycopg
 import psycopg.conninfo
@@ -47,6 +46,7 @@ from ._records import (
     VisitorKeys,
     profile_delta_row,
     score_record_row,
+    session_delta_row,
     session_merge_sql,
     stored_scores,
 )
@@ -523,11 +523,12 @@ class PostgresStorage(Storage):
     def _upsert_profiles(self, conn: psycopg.Connection[Any], deltas: Sequence[ProfileDelta],
                          max_touchpoints: int, return_rows: bool) -> dict[str, ProfileState]:
         profiles = orjson.dumps([profile_delta_row(d) for d in deltas]).decode()
-        journeys = orjson.dumps(
-            [{**row, "touchpoints": row["touchpoints"][:max_touchpoints]} for d in deltas for row in journey_rows(d)]
-        ).decode()
-        sessions = orjson.dumps([attrs.asdict(row) for row in sessions_of(deltas)]).decode()
-        conn.execute(_UPSERT_PROFILES, {"deltas": profiles, "journeys": journeys, "sessions": sessions,
+        journeys = [row for d in deltas for row in journey_rows(d)]
+        for row in journeys:
+            if len(row["touchpoints"]) > max_touchpoints:
+                row["touchpoints"] = row["touchpoints"][:max_touchpoints]
+        sessions = orjson.dumps([session_delta_row(row) for row in sessions_of(deltas)]).decode()
+        conn.execute(_UPSERT_PROFILES, {"deltas": profiles, "journeys": orjson.dumps(journeys).decode(), "sessions": sessions,
                                         "max_touchpoints": max_touchpoints, "stages": list(STAGES)})
         # Read after the statement, not RETURNING from it: its session time sums the session rows
         # the statement itself updated, which its own subqueries would not see.
