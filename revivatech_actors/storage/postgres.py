@@ -146,8 +146,9 @@ _PROFILE_COLUMNS = """
 #: costs Python time per value). In one statement: new days and journeys are inserted (a journey
 #: row is the visitor's session: a new row adds one to total_sessions), journeys get their
 #: touchpoints appended and their stage raised, session rows their counts and times, and the
-#: profile takes the delta. Session rows are taken in session id order, so two writers lock
-#: them in one order.
+#: profile takes the delta. Each table's rows are taken in key order (sessions by id, journeys
+#: by visitor and session, profiles by visitor), so two writers, and a writer and the scorer,
+#: lock them in one order and do not deadlock.
 _UPSERT_PROFILES = """
 WITH d AS (
     SELECT * FROM jsonb_to_recordset(%(deltas)s::jsonb) AS d (
@@ -187,7 +188,7 @@ WITH d AS (
                           WHERE cj.user_fingerprint = j.user_fingerprint AND cj.session_id = j.session_id)))
                 THEN 'retention' ELSE j.stage END,
            j.first_source, j.first_source_at, j.last_source, j.last_source_at, j.started_at, j.last_at
-    FROM j
+    FROM j ORDER BY j.user_fingerprint, j.session_id
     ON CONFLICT (user_fingerprint, session_id) DO UPDATE SET
         touchpoints = CASE
             WHEN jsonb_array_length(c.touchpoints) >= %(max_touchpoints)s THEN c.touchpoints
@@ -218,6 +219,7 @@ SELECT d.user_fingerprint, d.events, d.page_views, d.bookings_started, d.booking
 FROM d
 LEFT JOIN (SELECT user_fingerprint, count(*) AS n FROM new_days GROUP BY 1) nd USING (user_fingerprint)
 LEFT JOIN (SELECT user_fingerprint, count(*) AS n FROM journeys WHERE inserted GROUP BY 1) ns USING (user_fingerprint)
+ORDER BY d.user_fingerprint  -- profile rows locked in key order, as the scorer's records lock them
 ON CONFLICT (user_fingerprint) DO UPDATE SET
     total_events = p.total_events + excluded.total_events,
     total_page_views = p.total_page_views + excluded.total_page_views,
@@ -277,6 +279,7 @@ INSERT INTO user_behavior_profiles AS p (user_fingerprint, segment, scored_at, e
                                          churn_risk_score, price_sensitivity_score)
 SELECT f.user_fingerprint, f.segment, f.scored_at, recorded.engagement, recorded.lead, recorded.churn, recorded.price
 FROM fresh f LEFT JOIN recorded USING (user_fingerprint)
+ORDER BY f.user_fingerprint  -- rows locked in key order, as profile writes lock them: no deadlock
 ON CONFLICT (user_fingerprint) DO UPDATE SET
     segment = excluded.segment,
     scored_at = greatest(p.scored_at, excluded.scored_at),
