@@ -599,6 +599,7 @@ async def test_recorded_scores_are_predictions_and_profile_columns(storage, scor
     state = await apply(storage, "v", [event("v", "v-s3", 3 * 86400)])
     assert (state.segment, state.scores[ENGAGEMENT], state.total_sessions) == ("engaged", 50.0, 3)
 
+
 async def test_an_older_result_and_an_unknown_visitors_result_change_nothing(storage):
     """Two instances scoring one visitor: the result computed later wins, whichever arrives last;
     a result for a visitor with no profile stores neither a prediction nor a profile."""
@@ -615,7 +616,6 @@ async def test_an_older_result_and_an_unknown_visitors_result_change_nothing(sto
     assert [p.prediction_value for p in await storage.recent_predictions("v", 10)] == [60.0]
     assert await storage.load_profiles(["ghost"]) == {}
     assert await storage.recent_predictions("ghost", 10) == []
-
 
 
 async def test_profiles_to_rescore_never_scored_first_then_oldest(storage):

@@ -1,8 +1,8 @@
 """What the profile tables hold, as the storage interface takes and returns it; shared by engines.
 
-Write rows (``profile_delta_row``, ``journey_rows``, ``session_delta_row``, ``score_record_row``) are plain dicts that
-each engine serialises with orjson (datetimes become RFC 3339), so both engines write the same
-figures from the same code.
+Write rows (``profile_delta_row``, ``journey_rows``, ``session_delta_row``, ``score_record_row``)
+are plain dicts that each engine serialises with orjson (datetimes become RFC 3339), so both
+engines write the same figures from the same code.
 """
 
 from __future__ import annotations

@@ -531,8 +531,9 @@ class PostgresStorage(Storage):
             if len(row["touchpoints"]) > max_touchpoints:
                 row["touchpoints"] = row["touchpoints"][:max_touchpoints]
         sessions = orjson.dumps([session_delta_row(row) for row in sessions_of(deltas)]).decode()
-        conn.execute(_UPSERT_PROFILES, {"deltas": profiles, "journeys": orjson.dumps(journeys).decode(), "sessions": sessions,
-                                        "max_touchpoints": max_touchpoints, "stages": list(STAGES)})
+        conn.execute(_UPSERT_PROFILES, {"deltas": profiles, "journeys": orjson.dumps(journeys).decode(),
+                                        "sessions": sessions, "max_touchpoints": max_touchpoints,
+                                        "stages": list(STAGES)})
         # Read after the statement, not RETURNING from it: its session time sums the session rows
         # the statement itself updated, which its own subqueries would not see.
         return self._load_profiles_blocking(conn, [d.user_fingerprint for d in deltas]) if return_rows else {}
