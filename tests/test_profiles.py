@@ -6,10 +6,11 @@ import uuid
 from datetime import timedelta
 
 import attrs
+import psycopg
 import pytest
 import trio
 
-from revivatech_actors.actors.profiles import CHUNK_EVENTS, ProfilesActor, VisitorActor, _chunks
+from revivatech_actors.actors.profiles import CHUNK_EVENTS, URGENT_WRITE_CHUNK, ProfilesActor, VisitorActor, _chunks
 from revivatech_actors.domain.profiles import ProfileState, delta_from_events
 from revivatech_actors.storage import open_storage
 
@@ -240,6 +241,42 @@ async def test_too_many_unwritten_events_start_a_write_whatever_the_pacing(stora
         assert (rig.actor.stats_json()["unwrittenEvents"], rig.actor.stats_json()["maxUnwrittenEvents"]) == (2, 10)
         rig.actor.request_stop()
 
+
+
+async def test_the_last_write_of_a_stop_runs_on_two_connections(postgres_url):
+    """From the stop on, chunks go to ``storage`` and ``stop_writer`` at once: with the first
+    chunk held up by a row lock, the second still commits; then every profile is exact."""
+    visitors = ["a-locked", *(f"v{n:04d}" for n in range(URGENT_WRITE_CHUNK + 10))]  # two chunks
+    async with open_storage(postgres_url) as storage, open_storage(postgres_url) as stop_writer:
+        await storage.migrate()
+        await storage.write_batch([visit("a-locked", 0)])
+        first = Rig(storage)
+        async with trio.open_nursery() as nursery:  # a stored profile row for the lock to hold
+            await nursery.start(first.actor.run)
+            await first.send.send([visit("a-locked", 0)])
+            await first.send.aclose()
+        rig = Rig(storage, stop_writer=stop_writer, flush_interval=60)  # only the stop's write
+        events = [visit(fp, 1) for fp in visitors]
+        with psycopg.connect(postgres_url) as lock:
+            lock.execute("SELECT 1 FROM user_behavior_profiles WHERE user_fingerprint = 'a-locked' FOR UPDATE")
+            async with trio.open_nursery() as nursery:
+                await nursery.start(rig.actor.run)
+                await rig.feed(events)
+                with trio.fail_after(5):
+                    while rig.actor.activity.handled < rig.fed:
+                        await trio.sleep(0.01)
+                await rig.send.aclose()  # the stop: one write of two chunks, the first blocked
+                try:
+                    with trio.fail_after(5):
+                        while query(postgres_url, "SELECT count(*) FROM user_behavior_profiles")[0][0] < 12:
+                            await trio.sleep(0.05)
+                    rows = query(postgres_url, "SELECT total_events FROM user_behavior_profiles "
+                                               "WHERE user_fingerprint = 'a-locked'")
+                    assert rows == [(1,)]  # the first chunk still waits for the lock
+                finally:
+                    lock.rollback()  # also when the test fails: the write in its thread can end
+    rows = query(postgres_url, "SELECT count(*), sum(total_events) FROM user_behavior_profiles")
+    assert rows == [(len(visitors), len(visitors) + 1)]
 
 @pytest.mark.parametrize(
     ("waiting", "seconds_per_visitor", "idle", "due"),

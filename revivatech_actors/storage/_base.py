@@ -141,6 +141,9 @@ class Storage(abc.ABC):
     engine: ClassVar[str]
     #: Folder of migrations under ``revivatech_actors._sql``.
     migrations_folder: ClassVar[str]
+    #: Whether writes from several instances (connections) to this engine run at once rather
+    #: than waiting for one another; the profiles actor's last write at a stop uses a second one.
+    parallel_writes: ClassVar[bool] = False
     #: Exceptions of the driver, translated to StorageError by ``_translate_error``.
     _driver_errors: ClassVar[tuple[type[Exception], ...]]
     #: Errors meaning "the database refuses these rows" (not "the database is unreachable"):

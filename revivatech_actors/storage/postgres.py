@@ -351,6 +351,7 @@ class PostgresStorage(Storage):
 
     engine = "postgresql"
     migrations_folder = "postgres"
+    parallel_writes = True
     _driver_errors = (psycopg.Error,)
     # DataError covers what psycopg refuses client-side too (e.g. a NUL character in text).
     _row_errors = (psycopg.DataError, psycopg.IntegrityError)
