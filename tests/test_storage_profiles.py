@@ -601,21 +601,30 @@ async def test_recorded_scores_are_predictions_and_profile_columns(storage, scor
 
 
 async def test_an_older_result_and_an_unknown_visitors_result_change_nothing(storage):
-    """Two instances scoring one visitor: the result computed later wins, whichever arrives last;
-    a result for a visitor with no profile stores neither a prediction nor a profile."""
+    """Two instances scoring one visitor: the result computed later wins, whichever arrives last
+    (across calls or within one); a result for a visitor with no profile stores neither a
+    prediction nor a profile."""
     await apply(storage, "v", [event("v", "v-s1", 0)])
+    await apply(storage, "w", [event("w", "w-s1", 0)])
     now = BASE_TIME + DAY
     newer = Score(ENGAGEMENT, 60.0, 0.5, (Factor("sessions", 1.0, 60.0),))
     older = attrs.evolve(newer, value=10.0)
     await storage.record_scores([ScoreRecord("v", now, "engaged", (newer,))])
     await storage.record_scores([ScoreRecord("v", now - timedelta(minutes=5), "churned", (older,)),
                                  ScoreRecord("ghost", now, "new", (newer,))])
+    # two results for one visitor in one call: only the newer counts, whichever comes first
+    later = now + timedelta(minutes=5)
+    await storage.record_scores([ScoreRecord("w", later, "engaged", (newer,)),
+                                 ScoreRecord("w", now, "churned", (older,))])
 
     profile = (await storage.load_profiles(["v"]))["v"]
     assert (profile.segment, profile.scores) == ("engaged", {ENGAGEMENT: 60.0})
     assert [p.prediction_value for p in await storage.recent_predictions("v", 10)] == [60.0]
     assert await storage.load_profiles(["ghost"]) == {}
     assert await storage.recent_predictions("ghost", 10) == []
+    profile = (await storage.load_profiles(["w"]))["w"]
+    assert (profile.segment, profile.scores) == ("engaged", {ENGAGEMENT: 60.0})
+    assert [p.prediction_value for p in await storage.recent_predictions("w", 10)] == [60.0]
 
 
 async def test_profiles_to_rescore_never_scored_first_then_oldest(storage):

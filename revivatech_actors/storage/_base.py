@@ -395,9 +395,16 @@ class Storage(abc.ABC):
 
     async def record_scores(self, records: Sequence[ScoreRecord]) -> None:
         """In one transaction: a ``ml_predictions`` row per recorded score, and each visitor's
-        segment, recorded score values and ``scored_at`` on its profile."""
-        if not records:
+        segment, recorded score values and ``scored_at`` on its profile. A result older than the
+        one stored changes nothing; of several for one visitor, only the newest counts."""
+        newest: dict[str, ScoreRecord] = {}
+        for record in records:
+            kept = newest.get(record.user_fingerprint)
+            if kept is None or record.scored_at >= kept.scored_at:
+                newest[record.user_fingerprint] = record
+        if not newest:
             return
+        records = list(newest.values())
         await self._on_writer(lambda conn: self._record_scores_blocking(conn, records))
 
     async def profiles_to_rescore(self, scored_before: datetime.datetime, limit: int) -> list[ProfileState]:

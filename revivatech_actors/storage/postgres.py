@@ -255,11 +255,10 @@ _RECORD_SCORES = """
 WITH r AS (
     SELECT * FROM jsonb_to_recordset(%s::jsonb) AS r (
         user_fingerprint text, scored_at timestamptz, segment text, predictions jsonb)
-), fresh AS (  -- one result per visitor, the newest: ON CONFLICT may touch a row only once
-    SELECT DISTINCT ON (user_fingerprint) * FROM r
+), fresh AS (  -- one result per visitor (Storage.record_scores keeps the newest)
+    SELECT * FROM r
     WHERE (SELECT p0.scored_at IS NULL OR p0.scored_at <= r.scored_at
            FROM user_behavior_profiles p0 WHERE p0.user_fingerprint = r.user_fingerprint)
-    ORDER BY user_fingerprint, scored_at DESC
 ), predictions AS (
     INSERT INTO ml_predictions (user_fingerprint, model_type, prediction_value, confidence_score, factors, created_at)
     SELECT f.user_fingerprint, x.model_type, x.value, x.confidence, x.factors, f.scored_at
