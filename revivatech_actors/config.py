@@ -19,6 +19,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import attrs
 
+from .domain.addresses import KEEP_MODES, parse_networks
+
 __all__ = [
     "AuthSettings", "BatchSettings", "BroadcastSettings", "ConfigError", "FaultSettings",
     "IngestSettings", "LogSettings", "ProfileSettings", "RealtimeSettings", "RedisSettings", "ScoringSettings",
@@ -152,6 +154,14 @@ def _tokens_problem(tokens: tuple[str, ...]) -> str | None:
             f"{len(tokens)} is shorter (tokens are never printed)")
 
 
+def _networks_problem(entries: tuple[str, ...]) -> str | None:
+    try:
+        parse_networks(entries)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 def _names_problem(names: tuple[str, ...]) -> str | None:
     if not names:
         return "must name at least one event type"
@@ -171,6 +181,9 @@ class WebSettings:
     host: str = _rule("must be a non-empty string", lambda v: bool(v.strip()))
     port: int = _int(1, 65535)
     access_log: bool  # log one line per request
+    #: Reverse proxies whose X-Forwarded-For is believed (addresses or CIDRs).
+    trusted_proxies: tuple[str, ...] = attrs.field(
+        validator=_Check(_networks_problem, "must be a list of IP addresses or CIDR networks"))
 
 
 @attrs.frozen(kw_only=True)
@@ -242,6 +255,7 @@ class IngestSettings:
     enqueue_timeout: float = _number(0)
     inbox: int = _int(1)  # capacity of the ingest inbox
     ack_timeout: float = _number(0)  # longest wait for a durable acknowledgement
+    client_ip: str = _choice(*KEEP_MODES)  # how much of the client's address each event keeps
 
 
 @attrs.frozen(kw_only=True)

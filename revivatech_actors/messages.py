@@ -9,14 +9,15 @@ fills in each event's :class:`Outcome` → web answers → the stored events go 
 from __future__ import annotations
 
 import enum
+import uuid
 from datetime import datetime
 from typing import Any
 
 import attrs
+import orjson
 import trio
 
-from .domain.validation import ValidEvent
-from .ids import new_id
+from .domain.validation import EventDetails, ValidEvent
 
 __all__ = ["DUPLICATE", "STORED", "DeadLetter", "Event", "Outcome", "Status", "Submission"]
 
@@ -37,6 +38,10 @@ class Event:
     referrer: str | None = None
     value: float | None = None
     properties: dict[str, Any] = attrs.field(factory=dict)
+    client_id: str | None = None  # the client's id as sent, when it is not event_id itself
+    details: EventDetails | None = None
+    user_agent: str | None = None  # of the request that brought the event
+    ip_address: str | None = None  # of the client, as ingest.client_ip says to keep it
 
 
 @attrs.frozen(slots=True)
@@ -51,8 +56,18 @@ class DeadLetter:
     source: str
     reasons: tuple[dict[str, str], ...]
     payload: str
-    #: Idempotency key: a retried write after a lost commit reply stores the letter once.
-    letter_id: str = attrs.field(factory=new_id)
+    #: Derived from the content (source, reasons, payload): a client that resends the same refused
+    #: input, or a retried write after a lost commit reply, is kept once (its repeats counted).
+    letter_id: str = attrs.field(
+        default=attrs.Factory(lambda self: _letter_id(self.source, self.reasons, self.payload), takes_self=True))
+
+
+#: Namespace of dead letters' content-derived ids.
+_LETTER_NAMESPACE = uuid.UUID("0b7f5a3e-9a7c-5d1e-8f0a-6c2b4d9e1f35")
+
+
+def _letter_id(source: str, reasons: tuple[dict[str, str], ...], payload: str) -> str:
+    return str(uuid.uuid5(_LETTER_NAMESPACE, orjson.dumps([source, reasons, payload]).decode()))
 
 
 class Status(enum.Enum):
@@ -87,6 +102,8 @@ class Submission:
     received_at: datetime
     incoming: list[ValidEvent]
     dead_letters: list[DeadLetter] = attrs.Factory(list)
+    user_agent: str | None = None  # the request's User-Agent, kept with each event
+    ip_address: str | None = None  # the client's address as ingest.client_ip keeps it, or None
     events: list[Event] = attrs.Factory(list)
     outcomes: list[Outcome | None] = attrs.field(init=False)
     seen_before: set[int] = attrs.Factory(set)

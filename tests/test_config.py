@@ -20,7 +20,7 @@ TOKEN_A = "tok-aaaaaaaaaaaaaaaa"  # 20 characters
 TOKEN_B = "tok-bbbbbbbbbbbbbbbbbbbb"  # 24 characters
 
 EXPECTED_DEFAULTS = {
-    "web": {"host": "127.0.0.1", "port": 3011, "access_log": False},
+    "web": {"host": "127.0.0.1", "port": 3011, "access_log": False, "trusted_proxies": []},
     "storage": {"url": "sqlite:///revivatech.db", "connect_timeout": 5.0, "ping_timeout": 1.0,
                 "health_interval": 2.0},
     "redis": {"url": "", "ping_timeout": 1.0, "key_prefix": "revivatech:"},
@@ -31,7 +31,7 @@ EXPECTED_DEFAULTS = {
     "faults": {"enabled": False},
     "log": {"level": "info"},
     "ingest": {"ack": "durable", "max_batch": 500, "max_body": 1048576, "enqueue_timeout": 0.5, "ack_timeout": 30.0,
-               "inbox": 10000},
+               "inbox": 10000, "client_ip": "anonymized"},
     "batch": {"max_events": 2000, "max_wait": 0.0},
     "broadcast": {"interval": 30.0, "min_interval": 1.0, "max_clients": 10000, "ping_interval": 20.0,
                   "stuck_timeout": 10.0},
@@ -225,7 +225,7 @@ def test_unknown_key_in_file(tmp_path):
     path = write(tmp_path, "[web]\nprot = 1\n")
     err = config_error(config_file=path)
     assert err.key == "web.prot"
-    assert str(err) == f"web.prot: unknown setting (known in [web]: host, port, access_log) (from {path})"
+    assert str(err) == f"web.prot: unknown setting (known in [web]: host, port, access_log, trusted_proxies) (from {path})"
 
 
 def test_key_outside_a_section(tmp_path):
@@ -419,3 +419,30 @@ def test_environ_defaults_to_os_environ(monkeypatch):
 def test_url_errors_never_quote_the_password(url):
     err = config_error(environ={"REVIVATECH_STORAGE_URL": url})
     assert err.key == "storage.url" and "s3cret" not in str(err)
+
+
+# --- client addresses ----------------------------------------------------------------------------
+
+
+def test_trusted_proxies_take_addresses_and_cidrs_from_a_file_or_the_environment(tmp_path):
+    path = write(tmp_path, '[web]\ntrusted_proxies = ["127.0.0.1", "10.0.0.0/8", "::1"]\n')
+    assert load(config_file=path).web.trusted_proxies == ("127.0.0.1", "10.0.0.0/8", "::1")
+    settings = load(environ={"REVIVATECH_WEB_TRUSTED_PROXIES": "192.0.2.1, 2001:db8::/32"})
+    assert settings.web.trusted_proxies == ("192.0.2.1", "2001:db8::/32")
+
+
+def test_a_trusted_proxy_that_is_not_an_address_is_named():
+    with pytest.raises(ConfigError) as info:
+        load(environ={"REVIVATECH_WEB_TRUSTED_PROXIES": "10.0.0.1, proxy.local"})
+    assert str(info.value) == ("web.trusted_proxies: 'proxy.local' is not an IP address or CIDR network "
+                               "(from REVIVATECH_WEB_TRUSTED_PROXIES)")
+
+
+@pytest.mark.parametrize("mode", ["anonymized", "full", "none"])
+def test_client_ip_modes(mode):
+    assert load(environ={"REVIVATECH_INGEST_CLIENT_IP": mode}).ingest.client_ip == mode
+
+
+def test_an_unknown_client_ip_mode_is_refused():
+    with pytest.raises(ConfigError, match="ingest.client_ip: must be one of anonymized, full, none"):
+        load(environ={"REVIVATECH_INGEST_CLIENT_IP": "hashed"})

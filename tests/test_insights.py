@@ -326,7 +326,7 @@ def point(kind: str, at: str | None, page: str | None = "https://revivatech.exam
 def test_journey_document_of_no_sessions():
     assert journey_document("fp", []) == {
         "fingerprint": "fp", "stage": None, "firstTouch": None, "lastTouch": None, "totalSessions": 0,
-        "sessions": [],
+        "sessions": [], "journey": [], "totalSteps": 0,
     }
 
 
@@ -344,12 +344,39 @@ def test_journey_document_session_fields():
         "sessionId": "s1", "stage": "decision", "startedAt": "2026-01-02T03:00:00.000Z",
         "lastActivityAt": "2026-01-02T03:30:00.000Z", "firstTouch": "google.com", "lastTouch": "news",
         "touchpoints": [
-            {"type": "page_view", "page": "https://revivatech.example/", "at": "2026-01-02T03:04:05.123Z"},
-            {"type": "checkout", "page": "https://revivatech.example/", "at": "2026-01-02T03:05:00.000Z", "step": True},
-            {"type": "quote_requested", "page": "https://revivatech.example/quote", "at": "2026-01-02T03:10:00.500Z"},
+            {"type": "page_view", "page": "https://revivatech.example/", "at": "2026-01-02T03:04:05.123Z",
+             "timeSpentSeconds": 54.877},
+            {"type": "checkout", "page": "https://revivatech.example/", "at": "2026-01-02T03:05:00.000Z", "step": True,
+             "timeSpentSeconds": 300.5},
+            {"type": "quote_requested", "page": "https://revivatech.example/quote", "at": "2026-01-02T03:10:00.500Z",
+             "timeSpentSeconds": None},
         ],
     }]
+    assert doc["totalSteps"] == 3
+    assert [(s["touchpoint"], s["sequence_number"], s["journey_stage"]) for s in doc["journey"]] == [
+        ("quote_requested", 3, "decision"), ("checkout", 2, None), ("page_view", 1, "awareness")]
     json.dumps(doc, allow_nan=False)
+
+
+def test_journey_document_shows_a_steps_own_time_and_stage_and_honours_limit():
+    j = journey("s1", "awareness", touchpoints=[
+        point("page_view", "2026-01-02T03:00:00+00:00"),
+        point("booking_form", "2026-01-02T03:01:00+00:00", step=True, stage="conversion", time_spent_seconds=12.5,
+              entry_method="search", content_consumed={"pages": 2}),
+        point("page_view", "2026-01-02T03:05:00+00:00"),
+    ])
+    doc = journey_document("fp", [j], limit=2)
+    step = doc["sessions"][0]["touchpoints"][1]
+    assert step == {"type": "booking_form", "page": "https://revivatech.example/", "at": "2026-01-02T03:01:00.000Z",
+                    "step": True, "stage": "conversion", "time_spent_seconds": 12.5, "entry_method": "search",
+                    "content_consumed": {"pages": 2}, "timeSpentSeconds": 12.5}
+    assert doc["totalSteps"] == 2
+    assert doc["journey"][1] == {
+        "journey_stage": "conversion", "touchpoint": "booking_form", "sequence_number": 2, "time_spent_seconds": 12.5,
+        "entry_method": "search", "traffic_source": None, "content_consumed": {"pages": 2}, "actions_taken": None,
+        "stage_entered_at": "2026-01-02T03:01:00.000Z", "session_id": "s1", "page_url": "https://revivatech.example/",
+        "explicit": True,
+    }
 
 
 @pytest.mark.parametrize(
@@ -386,8 +413,9 @@ def test_journey_touchpoint_step_flag_only_when_set_and_extra_keys_dropped():
     ])
     points = journey_document("fp", [j])["sessions"][0]["touchpoints"]
     assert points == [
-        {"type": "x", "page": "https://revivatech.example/", "at": "2026-01-02T03:00:00.000Z"},
-        {"type": "y", "page": "https://revivatech.example/", "at": "2026-01-02T03:01:00.000Z", "step": True},
+        {"type": "x", "page": "https://revivatech.example/", "at": "2026-01-02T03:00:00.000Z", "timeSpentSeconds": 60.0},
+        {"type": "y", "page": "https://revivatech.example/", "at": "2026-01-02T03:01:00.000Z", "step": True,
+         "timeSpentSeconds": None},
     ]
 
 

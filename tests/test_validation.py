@@ -13,14 +13,17 @@ import orjson
 import pytest
 
 from revivatech_actors.domain.validation import (
+    ID_NAMESPACE,
     KNOWN_FIELDS,
     MAX_EVENT_TYPE_LENGTH,
     MAX_ID_LENGTH,
     MAX_PROPERTIES_BYTES,
     MAX_PROPERTIES_DEPTH,
     MAX_URL_LENGTH,
+    EventDetails,
     FieldError,
     ValidEvent,
+    client_event_uuid,
     correct_clock_skew,
     truncate_payload,
     validate_event,
@@ -29,14 +32,17 @@ from revivatech_actors.domain.validation import (
 BASE = {"user_fingerprint": "fp_1", "session_id": "sess_1", "event_type": "page_view"}
 
 EVENT_TYPE_MESSAGE = "must be 1 to 64 characters of A-Z a-z 0-9 _ . : -"
-UUID_MESSAGE = "must be a UUID like 123e4567-e89b-12d3-a456-426614174000 (8-4-4-4-12 hex digits)"
 TIME_SHAPE = "must be an RFC 3339 date-time, e.g. 2025-07-16T10:55:03.268Z"
 TIME_NAIVE = "must include a time zone offset (RFC 3339)"
-TIME_NOT_STRING = "must be an RFC 3339 string"
+TIME_NOT_STRING = "must be an RFC 3339 string or a number of epoch milliseconds"
+TIME_AMBIGUOUS = ("is a number below 10^11: epoch seconds and milliseconds cannot be told apart there; "
+                  "send epoch milliseconds or an RFC 3339 string")
+TIME_MILLIS_RANGE = "must be epoch milliseconds between the years 1973 and 9999"
+CLIENT_ID = "must be a UUID or a string of 1 to 128 characters"
 TIME_INVALID = "is not a valid date and time"
 TIME_RANGE = "must be between the years 1970 and 9999 (UTC)"
 NUMBER = "must be a finite number"
-UNKNOWN = "is not a known field; put custom data in properties"
+KEPT_UNKNOWN = "is not a known field; kept in properties"
 
 
 def event(**fields):
@@ -226,24 +232,66 @@ def test_event_id_random_uuids_round_trip():
 @pytest.mark.parametrize(
     "value",
     [
-        "{123e4567-e89b-12d3-a456-426614174000}",  # uuid.UUID accepts braces
+        "{123e4567-e89b-12d3-a456-426614174000}",  # uuid.UUID accepts braces: not canonical here
         "urn:uuid:123e4567-e89b-12d3-a456-426614174000",  # ... and the URN form
         "123e4567e89b12d3a456426614174000",  # ... and no hyphens
         "123e4567-e89b-12d3-a456-42661417400",  # 35 characters
-        "123e4567-e89b-12d3-a456-4266141740000",  # 37 characters
-        "123e4567-e89b-12d3a-456-426614174000",  # hyphen in the wrong place
-        "123e4567-e89b-12d3-a456-42661417400g",  # not hex
         "123e4567-e89b-12d3-a456-4266141740_0",  # int(..., 16), and so uuid.UUID, accepts "_"
         "123e4567-e89b-12d3-a456-42661417400٣",  # ... and non-ASCII digits
-        " 23e4567-e89b-12d3-a456-426614174000",  # ... and spaces
-        "+23e4567-e89b-12d3-a456-426614174000",  # ... and a sign
+        "1764686400000_k3j5h6g7f8d9s",  # the RevivaTech tracker's ids
+        "x",
+        "x" * 128,
+    ],
+)
+def test_an_event_id_that_is_not_a_uuid_maps_to_its_uuid5_and_is_echoed(value):
+    result = valid(event(event_id=value))
+    assert result.client_id == value
+    assert result.event_id == str(uuid.uuid5(uuid.uuid5(ID_NAMESPACE, BASE["user_fingerprint"]), value))
+    assert result.event_id == client_event_uuid(BASE["user_fingerprint"], value)
+    assert valid(event(event_id=value)).event_id == result.event_id  # a replay is a duplicate
+    other = valid(event(event_id=value, user_fingerprint="someone else"))
+    assert other.event_id != result.event_id  # equal ids of two visitors do not collide
+
+
+def test_an_integer_id_is_its_decimal_text():
+    result = valid(event(id=123))
+    assert result.client_id == "123"
+    assert result.event_id == client_event_uuid(BASE["user_fingerprint"], "123")
+
+
+def test_id_is_the_event_id_when_event_id_is_absent():
+    uuid_text = "123E4567-E89B-12D3-A456-426614174000"
+    result = valid(event(id=uuid_text))
+    assert (result.event_id, result.client_id) == (uuid_text.lower(), uuid_text)
+    assert result.warnings == ()
+    assert valid(event(id="abc")).client_id == "abc"
+
+
+def test_event_id_wins_over_id_and_id_is_kept_in_properties():
+    result = valid(event(event_id="123e4567-e89b-12d3-a456-426614174000", id="abc"))
+    assert result.event_id == "123e4567-e89b-12d3-a456-426614174000"
+    assert result.client_id is None
+    assert result.properties == {"id": "abc"}
+    assert [w.field for w in result.warnings] == ["id"]
+    same = valid(event(event_id="abc", id="abc"))
+    assert (same.client_id, same.properties, same.warnings) == ("abc", {}, ())
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
         "",
-        123,
+        " ",
+        "x" * 129,
+        12.5,
+        True,
         ["123e4567-e89b-12d3-a456-426614174000"],
+        {"id": 1},
     ],
 )
 def test_event_id_refused(value):
-    assert errors(event(event_id=value)) == [("event_id", UUID_MESSAGE)]
+    assert errors(event(event_id=value)) == [("event_id", CLIENT_ID)]
+    assert errors(event(id=value)) == [("id", CLIENT_ID)]
 
 
 # --- timestamp, sent_at -------------------------------------------------------------------------
@@ -313,8 +361,10 @@ def test_time_accepted_and_normalised_to_utc(field, value, expected):
         ("0000-01-01T00:00:00Z", TIME_RANGE),
         ("1970-01-01T00:30:00+01:00", TIME_RANGE),
         ("9999-12-31T23:00:00-05:00", TIME_RANGE),
-        (1752663303, TIME_NOT_STRING),
-        (1752663303.268, TIME_NOT_STRING),
+        (1752663303, TIME_AMBIGUOUS),
+        (1752663303.268, TIME_AMBIGUOUS),
+        (-1, TIME_AMBIGUOUS),
+        (10**16, TIME_MILLIS_RANGE),
         (True, TIME_NOT_STRING),
         ({"seconds": 1}, TIME_NOT_STRING),
     ],
@@ -323,7 +373,7 @@ def test_time_accepted_and_normalised_to_utc(field, value, expected):
         "+02", "+0200", "offset seconds", "comma fraction", "empty fraction", "space before Z", "X separator",
         "RFC 2822", "garbage", "empty", "arabic digit", "month 13", "Feb 29 2025", "hour 24",
         "leap second", "offset 24h", "letter in day", "1969", "year 0", "1969 in UTC", "year 10000 in UTC",
-        "int", "float", "bool", "object",
+        "epoch seconds", "float seconds", "negative", "year 318857", "bool", "object",
     ],
 )  # fmt: skip
 def test_time_refused(field, value, message):
@@ -462,13 +512,130 @@ def test_multibyte_characters_count_as_bytes():
 # --- unknown fields and several errors at once ---------------------------------------------------
 
 
-def test_unknown_field():
-    assert errors(event(userId="u1")) == [("userId", UNKNOWN)]
+def test_an_unknown_field_is_kept_in_properties_with_a_warning():
+    result = valid(event(userId="u1", properties={"a": 1}))
+    assert result.properties == {"a": 1, "userId": "u1"}
+    assert result.warnings == (FieldError("userId", KEPT_UNKNOWN),)
 
 
-def test_unknown_fields_come_last_in_the_order_sent():
-    data = {"zeta": 1, **BASE, "timestamp": 5, "alpha": 2}
-    assert errors(data) == [("timestamp", TIME_NOT_STRING), ("zeta", UNKNOWN), ("alpha", UNKNOWN)]
+def test_unknown_fields_are_warned_in_the_order_sent():
+    result = valid({"zeta": 1, **BASE, "alpha": {"x": [1]}})
+    assert [w.field for w in result.warnings] == ["zeta", "alpha"]
+    assert result.properties == {"zeta": 1, "alpha": {"x": [1]}}
+
+
+def test_an_unknown_field_whose_name_properties_holds_otherwise_is_refused():
+    assert errors(event(colour="red", properties={"colour": "blue"})) == [
+        ("colour", "cannot be kept in properties: properties already has a different value under that name")]
+    assert valid(event(colour="red", properties={"colour": "red"})).properties == {"colour": "red"}
+
+
+def test_unknown_fields_count_against_the_properties_limits():
+    assert errors(event(blob="x" * MAX_PROPERTIES_BYTES))[0][0] == "properties"
+    deep: dict = {}
+    level = deep
+    for _ in range(MAX_PROPERTIES_DEPTH):
+        level["d"] = {}
+        level = level["d"]
+    assert errors(event(nested=deep)) == [("properties", f"is nested deeper than {MAX_PROPERTIES_DEPTH} levels")]
+
+
+# --- what trackers send beside the core fields ----------------------------------------------------
+
+#: An event as the RevivaTech tracker builds it (every field it sends).
+TRACKER_EVENT = {
+    "id": "1764686400000_k3j5h6g7f8d9s",
+    "user_fingerprint": "fp_1",
+    "session_id": "sess_1",
+    "event_type": "page_view",
+    "event_name": "Page View",
+    "event_data": {"page_title": "Home", "page_load_time": 812},
+    "page_url": "https://revivatech.co.uk/?utm_source=google",
+    "referrer_url": "https://www.google.com/",
+    "timestamp": 1764686400000,
+    "device_type": "desktop",
+    "browser": "Chrome",
+    "os": "Linux x86_64",
+    "screen_resolution": "1920x1080",
+    "viewport_size": "1280x720",
+    "time_on_page": 1520,
+    "time_since_last_event": 310.5,
+    "utm_source": "google",
+    "utm_medium": "cpc",
+    "utm_campaign": "winter",
+    "utm_term": "screen repair",
+    "utm_content": "ad-1",
+    "user_id": "customer-42",
+}
+
+
+def test_the_trackers_event_is_taken_whole_without_warnings():
+    result = valid(TRACKER_EVENT)
+    assert result.warnings == ()
+    assert result.client_id == TRACKER_EVENT["id"]
+    assert result.event_id == client_event_uuid("fp_1", TRACKER_EVENT["id"])
+    assert result.timestamp == datetime(2025, 12, 2, 14, 40, tzinfo=UTC)
+    assert result.referrer == "https://www.google.com/"
+    assert result.properties == {"page_title": "Home", "page_load_time": 812}
+    assert result.details == EventDetails(
+        event_name="Page View", user_id="customer-42", utm_source="google", utm_medium="cpc", utm_campaign="winter",
+        utm_term="screen repair", utm_content="ad-1", device_type="desktop", browser="Chrome", os="Linux x86_64",
+        screen_resolution="1920x1080", viewport_size="1280x720", time_on_page=1520.0, time_since_last_event=310.5,
+    )
+
+
+def test_epoch_milliseconds_keep_their_fraction():
+    assert valid(event(timestamp=1764686400123.5)).timestamp == datetime(2025, 12, 2, 14, 40, 0, 123500, tzinfo=UTC)
+    assert valid(event(sent_at=100_000_000_000)).sent_at == datetime(1973, 3, 3, 9, 46, 40, tzinfo=UTC)
+
+
+def test_core_only_events_have_no_details():
+    result = valid(event())
+    assert (result.details, result.client_id, result.warnings) == (None, None, ())
+
+
+def test_event_data_and_metadata_merge_into_properties():
+    result = valid(event(properties={"a": 1}, event_data={"b": 2}, metadata={"c": 3, "a": 1}))
+    assert result.properties == {"a": 1, "b": 2, "c": 3}
+    assert result.warnings == ()
+
+
+def test_custom_data_that_disagrees_is_kept_whole_under_its_name():
+    result = valid(event(properties={"a": 1}, metadata={"a": 2, "b": 3}))
+    assert result.properties == {"a": 1, "metadata": {"a": 2, "b": 3}}
+    assert [w.field for w in result.warnings] == ["metadata"]
+
+
+@pytest.mark.parametrize("field", ["event_data", "metadata"])
+def test_custom_data_that_is_not_an_object_is_kept_under_its_name(field):
+    result = valid(event(**{field: "text"}))
+    assert result.properties == {field: "text"}
+    assert result.warnings == (FieldError(field, "is not a JSON object; kept in properties"),)
+    assert valid(event(**{field: None})).properties == {}
+
+
+def test_referrer_url_is_the_referrer_and_referrer_wins():
+    assert valid(event(referrer_url="https://a.example/")).referrer == "https://a.example/"
+    both = valid(event(referrer="https://a.example/", referrer_url="https://b.example/"))
+    assert both.referrer == "https://a.example/"
+    assert both.properties == {"referrer_url": "https://b.example/"}
+    assert [w.field for w in both.warnings] == ["referrer_url"]
+    assert errors(event(referrer_url=5)) == [("referrer", "must be a string")]
+
+
+def test_a_detail_of_the_wrong_type_is_kept_in_properties():
+    result = valid(event(browser=["Chrome"], time_on_page="12s"))
+    assert result.details is None
+    assert result.properties == {"browser": ["Chrome"], "time_on_page": "12s"}
+    assert [w.field for w in result.warnings] == ["browser", "time_on_page"]
+
+
+def test_a_detail_too_long_is_refused():
+    assert errors(event(event_name="n" * 257)) == [("event_name", "must be at most 256 characters (got 257)")]
+
+
+def test_null_details_are_absent():
+    assert valid(event(browser=None, time_on_page=None)).details is None
 
 
 def test_every_error_reported_in_field_order():
@@ -479,7 +646,7 @@ def test_every_error_reported_in_field_order():
         "page_url": 5,
         "sent_at": "2025-07-16T10:55:03",
         "timestamp": "nope",
-        "event_id": "not-a-uuid",
+        "event_id": "",
         "event_type": "bad type",
         "session_id": "   ",
         "extra": None,
@@ -488,14 +655,13 @@ def test_every_error_reported_in_field_order():
         ("user_fingerprint", "is required"),
         ("session_id", "must not be blank"),
         ("event_type", EVENT_TYPE_MESSAGE),
-        ("event_id", UUID_MESSAGE),
+        ("event_id", CLIENT_ID),
         ("timestamp", TIME_SHAPE),
         ("sent_at", TIME_NAIVE),
         ("page_url", "must be a string"),
         ("referrer", "must be at most 2048 characters (got 2049)"),
         ("value", NUMBER),
         ("properties", "must be a JSON object"),
-        ("extra", UNKNOWN),
     ]
 
 
@@ -508,10 +674,10 @@ def test_empty_object_names_each_required_field():
 
 
 def test_errors_serialise_for_the_api():
-    result = validate_event(event(event_type="", colour="red"))
+    result = validate_event(event(event_type="", user_fingerprint=5))
     assert [error.as_dict() for error in result] == [
+        {"field": "user_fingerprint", "message": "must be a string"},
         {"field": "event_type", "message": EVENT_TYPE_MESSAGE},
-        {"field": "colour", "message": UNKNOWN},
     ]
 
 

@@ -202,6 +202,7 @@ class IngestActor:
 
     def _convert(self, submission: Submission) -> list[Event]:
         received_at = submission.received_at
+        user_agent, ip_address = submission.user_agent, submission.ip_address
         fresh_ids = iter(new_event_ids(sum(valid.event_id is None for valid in submission.incoming)))
         events = []
         for index, valid in enumerate(submission.incoming):
@@ -224,6 +225,10 @@ class IngestActor:
                     referrer=valid.referrer,
                     value=valid.value,
                     properties=valid.properties,
+                    client_id=valid.client_id,
+                    details=valid.details,
+                    user_agent=user_agent,
+                    ip_address=ip_address,
                 )
             )
         return events

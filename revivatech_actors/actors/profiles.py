@@ -46,7 +46,7 @@ import trio
 
 from ..config import ScoringSettings
 from ..domain.insights import insights_document
-from ..domain.journeys import higher_stage
+from ..domain.journeys import JOURNEY_STEP_TYPE, higher_stage
 from ..domain.profiles import ProfileDelta, ProfileState, Touch, delta_from_events, journey_rows, touch_of
 from ..domain.timefmt import iso_datetime
 from ..messages import Event
@@ -78,6 +78,9 @@ CHUNK_EVENTS = 20_000
 COSTED_WRITE = 200
 #: Events handled between two yields to the event loop (about 1 ms of work).
 SLICE_EVENTS = 500
+#: Latest explicit journey steps remembered as handled: enough for every step request waiting
+#: for its number (a step's answer waits at most a second).
+HANDLED_STEPS_KEPT = 10_000
 
 
 @attrs.define(eq=False)
@@ -205,6 +208,9 @@ class ProfilesActor:
     _unwritten_events: int = attrs.field(init=False, default=0)  # handled, not yet in a write
     _unwritten_visitors: int = attrs.field(init=False, default=0)  # with pending events
     _seconds_per_visitor: float = attrs.field(init=False, default=0.0)  # what the last write cost
+    # the latest explicit journey steps handled (event ids), for journey_step_number
+    _handled_steps: collections.OrderedDict[str, None] = attrs.field(init=False, factory=collections.OrderedDict)
+    _progress: trio.lowlevel.ParkingLot = attrs.field(init=False, factory=trio.lowlevel.ParkingLot)
 
     @property
     def active_count(self) -> int:
@@ -259,6 +265,16 @@ class ProfilesActor:
                 pending = delta_from_events(user_fingerprint, actor.pending) if actor.pending else None
                 return _with_pending(stored, pending, self.max_touchpoints)
         return await self.reader_storage.load_journeys(user_fingerprint)
+
+    async def journey_step_number(self, user_fingerprint: str, event_id: str, *, timeout: float = 1.0) -> int:
+        """How many explicit journey steps the visitor has once the stored step ``event_id`` is
+        handled (waiting for it at most ``timeout`` seconds): that step's ordinal, unless another
+        step of the visitor's was handled meanwhile."""
+        with trio.move_on_after(timeout):
+            while event_id not in self._handled_steps:
+                await self._progress.park()
+        profile = await self.live_profile(user_fingerprint)
+        return 0 if profile is None else profile.event_counts.get(JOURNEY_STEP_TYPE, 0)
 
     async def live_profile(self, user_fingerprint: str) -> ProfileState | None:
         """The visitor's profile including every event this actor has handled, or None for a
@@ -343,7 +359,12 @@ class ProfilesActor:
     def _handle(self, events: list[Event]) -> None:
         """Hand ``events`` (one stored batch, in order) to their visitors' actors."""
         self._apply(events)
+        self._handled(events)
+
+    def _handled(self, events: list[Event]) -> None:
         self.activity.record(len(events))
+        if self._progress.statistics().tasks_waiting:
+            self._progress.unpark_all()
 
     async def _handle_in_slices(self, events: list[Event]) -> None:
         """As :meth:`_handle`, yielding to the event loop every ``SLICE_EVENTS`` events: a
@@ -353,7 +374,7 @@ class ProfilesActor:
             if start:
                 await trio.lowlevel.checkpoint()
             self._apply(events[start : start + SLICE_EVENTS])
-        self.activity.record(len(events))
+        self._handled(events)
 
     def _apply(self, events: list[Event]) -> None:
         # One pass, event by event (the hot path of the service: ~2 µs per event): under many
@@ -375,6 +396,8 @@ class ProfilesActor:
                 active[fp] = actor
             if actor.receive(event, now):
                 new_visitors += 1
+            if event.event_type == JOURNEY_STEP_TYPE:
+                self._note_step(event.event_id)
         self._unwritten_visitors += new_visitors
         self._unwritten_events += len(events)
         while len(active) > self.max_active:
@@ -382,6 +405,12 @@ class ProfilesActor:
             self._passivate(fp, actor)
         if self._unwritten_events > self.max_unwritten_events:
             self._wake()  # memory first: write now, whatever the pacing says
+
+    def _note_step(self, event_id: str) -> None:
+        steps = self._handled_steps
+        steps[event_id] = None
+        if len(steps) > HANDLED_STEPS_KEPT:
+            steps.popitem(last=False)
 
     def _passivate(self, fp: str, actor: VisitorActor) -> None:
         self.stats.passivations += 1

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from .journeys import visitor_stage
+from .journeys import type_stage, visitor_stage
 from .profiles import ProfileState
 from .scoring import (
     CHURN,
@@ -120,21 +120,48 @@ def _touchpoint(point: dict[str, Any]) -> dict[str, Any]:
     shown = {"type": point.get("type"), "page": point.get("page"), "at": at}
     if point.get("step"):
         shown["step"] = True
+        for name in _STEP_FIELDS:
+            if point.get(name) is not None:
+                shown[name] = point[name]
     return shown
 
 
-def journey_document(user_fingerprint: str, journeys: Sequence[StoredJourney]) -> dict[str, Any]:
+#: What a step's touchpoint may carry besides its name (what the original stored per step).
+_STEP_FIELDS = ("stage", "time_spent_seconds", "entry_method", "traffic_source", "content_consumed", "actions_taken")
+
+
+def _with_time_spent(points: list[dict[str, Any]]) -> None:
+    """Add ``timeSpentSeconds`` to a session's touchpoints (in time order): what an explicit step
+    said it took, else the time until the session's next touchpoint; None for the last one."""
+    for k, point in enumerate(points):
+        spent = point.get("time_spent_seconds")
+        if spent is None and k + 1 < len(points) and point["at"] and points[k + 1]["at"]:
+            gap = datetime.fromisoformat(points[k + 1]["at"]) - datetime.fromisoformat(point["at"])
+            spent = round(gap.total_seconds(), 3)
+        point["timeSpentSeconds"] = spent
+
+
+def journey_document(user_fingerprint: str, journeys: Sequence[StoredJourney], *, limit: int = 50) -> dict[str, Any]:
     """``data`` of the journey answer: sessions in order of start, each with its touchpoints in
-    time order; the first touch (of the first session with a source) and the last touch (of the
-    latest one) and the visitor's current stage."""
+    time order (each with the time spent on it); the first touch (of the first session with a
+    source) and the last touch (of the latest one) and the visitor's current stage. ``journey``
+    lists the newest ``limit`` touchpoints of all sessions, newest first, under the original
+    service's names (``sequence_number`` 1 is the visitor's first touchpoint), and ``totalSteps``
+    counts them. An unknown visitor has no sessions and an empty journey."""
     sessions = []
+    steps = []
     for j in journeys:
         points = sorted((_touchpoint(p) for p in j.touchpoints), key=lambda p: p["at"] or "")
+        _with_time_spent(points)
         sessions.append({
             "sessionId": j.session_id, "stage": j.stage, "startedAt": iso_datetime(j.started_at),
             "lastActivityAt": iso_datetime(j.updated_at), "firstTouch": j.first_touch_source,
             "lastTouch": j.last_touch_source, "touchpoints": points,
         })
+        steps.extend((point, j.session_id) for point in points)
+    steps.sort(key=lambda item: item[0]["at"] or "")
+    journey = [_original_step(point, session_id, number) for number, (point, session_id) in enumerate(steps, 1)]
+    journey = journey[::-1][:limit]
     first_touch = next((s["firstTouch"] for s in sessions if s["firstTouch"]), None)
     last_touch = next((s["lastTouch"] for s in reversed(sessions) if s["lastTouch"]), None)
     return {
@@ -144,4 +171,24 @@ def journey_document(user_fingerprint: str, journeys: Sequence[StoredJourney]) -
         "lastTouch": last_touch,
         "totalSessions": len(sessions),
         "sessions": sessions,
+        "journey": journey,
+        "totalSteps": len(journey),
+    }
+
+
+def _original_step(point: dict[str, Any], session_id: str, number: int) -> dict[str, Any]:
+    """One touchpoint as a row of the original service's journey (its column names)."""
+    return {
+        "journey_stage": point.get("stage") if point.get("step") else type_stage(point["type"] or ""),
+        "touchpoint": point["type"],
+        "sequence_number": number,
+        "time_spent_seconds": point["timeSpentSeconds"],
+        "entry_method": point.get("entry_method"),
+        "traffic_source": point.get("traffic_source"),
+        "content_consumed": point.get("content_consumed"),
+        "actions_taken": point.get("actions_taken"),
+        "stage_entered_at": point["at"],
+        "session_id": session_id,
+        "page_url": point["page"],
+        "explicit": bool(point.get("step")),
     }

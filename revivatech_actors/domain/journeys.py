@@ -18,6 +18,7 @@ An explicit step (``POST /api/analytics/track/journey``) is stored as an event o
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -32,13 +33,15 @@ __all__ = [
     "JOURNEY_STEP_TYPE",
     "EventFields",
     "MAX_STEP_LENGTH",
-    "STEP_FIELDS",
+    "STEP_ALIASES",
+    "STEP_PROPERTIES",
     "STAGES",
     "SessionJourney",
     "event_stage",
     "higher_stage",
     "touch_source",
     "touchpoint",
+    "type_stage",
     "validate_journey_step",
     "visitor_stage",
 ]
@@ -76,18 +79,23 @@ _BOOKING_TYPES = frozenset({"booking_completed"})
 
 def event_stage(event: EventFields) -> str:
     """The stage one event shows on its own. Only an explicit journey step may name
-    ``retention``; otherwise it comes from the visitor's history (a session after a booking)."""
+    ``retention``; otherwise it comes from the visitor's history (a session after a booking).
+    A step's stage that is not one of :data:`STAGES` is kept as sent but ranks as awareness."""
     event_type = event.event_type
+    if event_type == JOURNEY_STEP_TYPE:
+        stage = event.properties.get("stage")
+        return stage if isinstance(stage, str) and stage in _RANK else "awareness"
+    return type_stage(event_type)
+
+
+def type_stage(event_type: str) -> str:
+    """The stage an event of ``event_type`` (not an explicit step) shows on its own."""
     if event_type in _BOOKING_TYPES:
         return "booking"
     if event_type in _DECISION_TYPES:
         return "decision"
     if event_type in _CONSIDERATION_TYPES:
         return "consideration"
-    if event_type == JOURNEY_STEP_TYPE:
-        stage = event.properties.get("stage")
-        if isinstance(stage, str) and stage in _RANK:
-            return stage
     return "awareness"
 
 
@@ -118,9 +126,18 @@ def touchpoint(event: EventFields) -> dict[str, Any]:
     step, the step's name), page and time (a datetime: storage writes it as RFC 3339);
     ``step: true`` marks an explicit step."""
     if event.event_type == JOURNEY_STEP_TYPE:
-        return {"type": str(event.properties.get("step")), "page": event.page_url,
-                "at": event.timestamp, "step": True}
+        properties = event.properties
+        point = {"type": str(properties.get("step")), "page": event.page_url, "at": event.timestamp, "step": True}
+        for name in _STEP_TOUCHPOINT_FIELDS:
+            if properties.get(name) is not None:
+                point[name] = properties[name]
+        return point
     return {"type": event.event_type, "page": event.page_url, "at": event.timestamp}
+
+
+#: What a step's touchpoint keeps of its properties besides its name (the original's columns).
+_STEP_TOUCHPOINT_FIELDS = ("stage", "time_spent_seconds", "entry_method", "traffic_source", "content_consumed",
+                           "actions_taken")
 
 
 @attrs.define
@@ -184,40 +201,70 @@ def visitor_stage(sessions: list[dict[str, Any]]) -> str | None:
     return latest
 
 
-#: Fields of an explicit journey step (``POST /api/analytics/track/journey``).
-STEP_FIELDS = frozenset(
-    {"user_fingerprint", "session_id", "step", "stage", "event_id", "timestamp", "sent_at", "page_url", "referrer",
-     "value", "properties"}
-)
-#: Longest step name, in characters.
+#: Names of a journey step's fields under the original service's API: alias -> field.
+STEP_ALIASES = {"touchpoint": "step", "journey_stage": "stage"}
+#: What else a journey step may carry, kept in the event's properties: name -> kind.
+STEP_PROPERTIES = {
+    "time_spent_seconds": "number", "event_type": "text", "entry_method": "text", "traffic_source": "text",
+    "content_consumed": "object", "actions_taken": "object",
+}
+#: Longest step or stage name, in characters.
 MAX_STEP_LENGTH = 64
+_STEP_REQUIRED = "is required (or touchpoint): the name of the step, a non-empty string"
+_STAGE_TEXT = "must be a non-empty string (a name of STAGES ranks; any other is kept as sent)"
+_KINDS = {"number": "a finite number", "text": f"a string of at most {MAX_STEP_LENGTH * 4} characters",
+          "object": "a JSON object"}
 
 
 def validate_journey_step(data: object) -> ValidEvent | list[FieldError]:
     """Check an explicit journey step and turn it into the event that records it (type
-    :data:`JOURNEY_STEP_TYPE`, ``properties.step`` and ``properties.stage``); or every rule it breaks.
-    Event fields follow the event rules (``validate_event``)."""
+    :data:`JOURNEY_STEP_TYPE`; ``properties`` carry ``step``, ``stage`` and the fields of
+    :data:`STEP_PROPERTIES`); or every rule it breaks. ``touchpoint`` and ``journey_stage`` are the
+    original service's names of ``step`` and ``stage``. A stage is kept as sent; only the names of
+    :data:`STAGES` rank (see :func:`event_stage`). Every other field follows the event rules
+    (``validate_event``): detail fields are columns, unknown ones are kept with a warning."""
     if not isinstance(data, dict):
         return validate_event(data)
     errors: list[FieldError] = []
-    step = data.get("step")
-    if not isinstance(step, str) or not step.strip():
-        errors.append(FieldError("step", "is required: the name of the step, a non-empty string"))
-    elif len(step.strip()) > MAX_STEP_LENGTH:
-        errors.append(FieldError("step", f"must be at most {MAX_STEP_LENGTH} characters"))
-    stage = data.get("stage")
-    if stage is not None and (not isinstance(stage, str) or stage not in _RANK):
-        errors.append(FieldError("stage", f"must be one of {', '.join(STAGES)}"))
-    errors += [FieldError(str(name), "is not a known field of a journey step") for name in data if name not in STEP_FIELDS]
-    properties = data.get("properties")
-    event = {key: value for key, value in data.items() if key in STEP_FIELDS and key not in ("step", "stage")}
-    event["event_type"] = JOURNEY_STEP_TYPE
+    fields = dict(data)
+    for alias, field in STEP_ALIASES.items():
+        if alias in fields:
+            value = fields.pop(alias)
+            if fields.get(field) is None:
+                fields[field] = value
+            elif value is not None and value != fields[field]:
+                errors.append(FieldError(alias, f"differs from {field}, sent too; send one of them"))
+    named = {}
+    for field, alias in (("step", "touchpoint"), ("stage", "journey_stage")):
+        value = fields.pop(field, None)
+        shown = alias if alias in data and data.get(field) is None else field
+        if value is None and field == "stage":
+            continue
+        if not isinstance(value, str) or not value.strip():
+            errors.append(FieldError(shown, _STEP_REQUIRED if field == "step" else _STAGE_TEXT))
+        elif len(value.strip()) > MAX_STEP_LENGTH:
+            errors.append(FieldError(shown, f"must be at most {MAX_STEP_LENGTH} characters"))
+        else:
+            named[field] = value.strip()
+    for name, kind in STEP_PROPERTIES.items():
+        value = fields.pop(name, None)
+        if value is None:
+            continue
+        if kind == "number":
+            ok = type(value) in (int, float) and math.isfinite(value) and value >= 0
+        elif kind == "text":
+            ok = isinstance(value, str) and len(value) <= MAX_STEP_LENGTH * 4
+        else:
+            ok = isinstance(value, dict)
+        if ok:
+            named[name] = value
+        else:
+            errors.append(FieldError(name, f"must be {_KINDS[kind]}" + (" >= 0" if kind == "number" else "")))
+    properties = fields.get("properties")
+    fields["event_type"] = JOURNEY_STEP_TYPE
     if isinstance(properties, dict) or properties is None:
-        extra = {"step": step.strip() if isinstance(step, str) else step}
-        if stage is not None:
-            extra["stage"] = stage
-        event["properties"] = {**(properties or {}), **extra}
-    result = validate_event(event)
+        fields["properties"] = {**(properties or {}), **named}
+    result = validate_event(fields)
     if isinstance(result, ValidEvent):
         return errors or result
-    return errors + [error for error in result if error.field not in ("step", "stage")]
+    return errors + result

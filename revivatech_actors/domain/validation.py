@@ -3,10 +3,14 @@
 :func:`validate_event` turns a decoded JSON body into a :class:`ValidEvent`, or into the list of
 every rule it breaks (:class:`FieldError`, in field order, then unknown fields), so that a client
 learns about all of its mistakes from one answer. Nothing the client sent is silently dropped:
-unknown top-level fields are refused, custom data belongs in ``properties``.
+a field it does not know is kept with the event's custom data (``properties``) and named in a
+warning; the fields trackers commonly send (the original RevivaTech tracker's ``id``,
+``event_name``, ``event_data``, ``referrer_url``, UTM and device fields...) are taken under their
+names (:data:`DETAIL_FIELDS`, :data:`ALIASES`).
 
 This runs for every event that arrives, so it is written for speed: no regex except the one for
-``event_type``, no helper objects built per call, the error list only made when there is an error.
+``event_type``, no helper objects built per call, the error list only made when there is an error,
+and an event of only the core fields (:data:`KNOWN_FIELDS`) never looks at the others.
 
 :func:`correct_clock_skew` is the Segment rule ingest applies to a valid event's times, and
 :func:`truncate_payload` bounds what a dead letter keeps of the offending input.
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import math
 import re
+import uuid
 from datetime import UTC, datetime
 from sys import intern
 from typing import Any
@@ -24,14 +29,21 @@ import attrs
 import orjson
 
 __all__ = [
+    "ALIASES",
+    "DETAIL_FIELDS",
+    "EventDetails",
     "FieldError",
+    "ID_NAMESPACE",
     "KNOWN_FIELDS",
+    "MAX_CLIENT_ID_LENGTH",
+    "MAX_DETAIL_LENGTH",
     "MAX_EVENT_TYPE_LENGTH",
     "MAX_ID_LENGTH",
     "MAX_PROPERTIES_BYTES",
     "MAX_PROPERTIES_DEPTH",
     "MAX_URL_LENGTH",
     "ValidEvent",
+    "client_event_uuid",
     "correct_clock_skew",
     "truncate_payload",
     "validate_event",
@@ -47,7 +59,16 @@ MAX_URL_LENGTH = 2048
 MAX_PROPERTIES_BYTES = 32 * 1024
 #: Deepest ``properties`` nesting: the object itself is level 1, every object or list inside one more.
 MAX_PROPERTIES_DEPTH = 5
-#: The top-level fields an event may have; any other one is an error.
+#: Longest client event id (``id`` or ``event_id``) that is not a UUID, in characters.
+MAX_CLIENT_ID_LENGTH = 128
+#: Longest text of a detail field (:data:`DETAIL_FIELDS`), in characters.
+MAX_DETAIL_LENGTH = 256
+#: Epoch times below this are refused: seconds and milliseconds cannot be told apart below it
+#: (10^11 ms is 1973-03-03, 10^11 s is the year 5138).
+MIN_EPOCH_MILLIS = 10**11
+#: Namespace of the UUIDv5 a client event id that is not a UUID maps to (:func:`client_event_uuid`).
+ID_NAMESPACE = uuid.UUID("7d1c7f0e-3a52-5b7e-9a53-2f6f1b0c4e1d")
+#: The core fields of an event. An event of only these takes the fast path.
 KNOWN_FIELDS = frozenset(
     {
         "user_fingerprint",
@@ -62,6 +83,29 @@ KNOWN_FIELDS = frozenset(
         "properties",
     }
 )
+#: Tracker fields stored as columns of their own (``EventDetails``): name -> kind, where "text"
+#: is a string of at most :data:`MAX_DETAIL_LENGTH` characters and "number" a finite number.
+DETAIL_FIELDS = {
+    "event_name": "text",
+    "user_id": "text",
+    "utm_source": "text",
+    "utm_medium": "text",
+    "utm_campaign": "text",
+    "utm_term": "text",
+    "utm_content": "text",
+    "device_type": "text",
+    "browser": "text",
+    "os": "text",
+    "screen_resolution": "text",
+    "viewport_size": "text",
+    "time_on_page": "number",
+    "time_since_last_event": "number",
+}
+#: Other names trackers use for a core field: alias -> field. When both are sent, the field wins
+#: and the alias's value is kept in ``properties`` under the alias's name.
+ALIASES = {"id": "event_id", "referrer_url": "referrer"}
+#: Other names of custom data: their objects are merged into ``properties``.
+_CUSTOM_DATA = ("event_data", "metadata")
 
 
 @attrs.frozen(slots=True)
@@ -73,6 +117,28 @@ class FieldError:
 
     def as_dict(self) -> dict[str, str]:
         return {"field": self.field, "message": self.message}
+
+
+@attrs.frozen(slots=True)
+class EventDetails:
+    """The tracker fields of :data:`DETAIL_FIELDS` one event carried (absent ones None).
+    ``time_on_page`` and ``time_since_last_event`` are as sent (milliseconds, from the
+    RevivaTech tracker)."""
+
+    event_name: str | None = None
+    user_id: str | None = None
+    utm_source: str | None = None
+    utm_medium: str | None = None
+    utm_campaign: str | None = None
+    utm_term: str | None = None
+    utm_content: str | None = None
+    device_type: str | None = None
+    browser: str | None = None
+    os: str | None = None
+    screen_resolution: str | None = None
+    viewport_size: str | None = None
+    time_on_page: float | None = None
+    time_since_last_event: float | None = None
 
 
 @attrs.frozen(slots=True)
@@ -89,6 +155,12 @@ class ValidEvent:
     referrer: str | None
     value: float | None
     properties: dict[str, Any]  # {} when absent
+    #: The event id exactly as the client sent it (``event_id``, else ``id``), when it sent one:
+    #: what the answer's ``eventId`` echoes. ``event_id`` is its UUID (:func:`client_event_uuid`).
+    client_id: str | None = None
+    details: EventDetails | None = None  # None when no detail field was sent
+    #: Fields kept in a way the client may not expect (an unknown field kept in properties...).
+    warnings: tuple[FieldError, ...] = ()
 
 
 # --- messages (module constants: the same text every time, built once) ---------------------------
@@ -99,8 +171,12 @@ _NOT_STRING = "must be a string"
 _BLANK = "must not be blank"
 _ID_LENGTH = f"must be 1 to {MAX_ID_LENGTH} characters"
 _EVENT_TYPE = f"must be 1 to {MAX_EVENT_TYPE_LENGTH} characters of A-Z a-z 0-9 _ . : -"
-_UUID = "must be a UUID like 123e4567-e89b-12d3-a456-426614174000 (8-4-4-4-12 hex digits)"
-_TIME_NOT_STRING = "must be an RFC 3339 string"
+_TIME_NOT_STRING = "must be an RFC 3339 string or a number of epoch milliseconds"
+_TIME_AMBIGUOUS = ("is a number below 10^11: epoch seconds and milliseconds cannot be told apart there; "
+                   "send epoch milliseconds or an RFC 3339 string")
+_TIME_MILLIS_RANGE = "must be epoch milliseconds between the years 1973 and 9999"
+_CLIENT_ID = f"must be a UUID or a string of 1 to {MAX_CLIENT_ID_LENGTH} characters"
+_DETAIL_LENGTH = f"must be at most {MAX_DETAIL_LENGTH} characters"
 _TIME_SHAPE = "must be an RFC 3339 date-time, e.g. 2025-07-16T10:55:03.268Z"
 _TIME_NAIVE = "must include a time zone offset (RFC 3339)"
 _TIME_INVALID = "is not a valid date and time"
@@ -109,7 +185,8 @@ _URL_LENGTH = f"must be at most {MAX_URL_LENGTH} characters"
 _NUMBER = "must be a finite number"
 _PROPS_OBJECT = "must be a JSON object"
 _PROPS_DEPTH = f"is nested deeper than {MAX_PROPERTIES_DEPTH} levels"
-_UNKNOWN = "is not a known field; put custom data in properties"
+_KEPT_UNKNOWN = "is not a known field; kept in properties"
+_TAKEN = "cannot be kept in properties: properties already has a different value under that name"
 
 _EVENT_TYPE_RE = re.compile(rf"[A-Za-z0-9_.:\-]{{1,{MAX_EVENT_TYPE_LENGTH}}}")
 _EVENT_TYPE_MATCH = _EVENT_TYPE_RE.fullmatch
@@ -129,8 +206,14 @@ def validate_event(data: object) -> ValidEvent | list[FieldError]:
     """Check one decoded JSON event; the canonical :class:`ValidEvent`, or every rule it breaks."""
     if not isinstance(data, dict):
         return [FieldError("", _NOT_OBJECT)]
-    get = data.get
     errors: list[FieldError] | None = None
+    details: EventDetails | None = None
+    kept: dict[str, Any] | None = None
+    warnings: list[FieldError] | None = None
+    id_field = "event_id"
+    if not KNOWN_FIELDS.issuperset(data):  # more than the core fields: sort them out first
+        data, id_field, details, kept, warnings, errors = _extended(data)
+    get = data.get
 
     # user_fingerprint, session_id: required strings of 1..128 characters, not only whitespace
     fingerprint = get("user_fingerprint")
@@ -149,8 +232,9 @@ def validate_event(data: object) -> ValidEvent | list[FieldError]:
     elif _EVENT_TYPE_MATCH(event_type) is None:
         errors = _add(errors, "event_type", _EVENT_TYPE)
 
-    # event_id: optional canonical UUID, stored lower-case
+    # event_id (or id): optional; a UUID is stored lower-case, any other id as its UUIDv5
     event_id = get("event_id")
+    client_id = None
     if event_id is not None:
         if (
             type(event_id) is str
@@ -158,11 +242,21 @@ def validate_event(data: object) -> ValidEvent | list[FieldError]:
             and event_id[8] == event_id[13] == event_id[18] == event_id[23] == "-"
             and _HEX_DIGITS.issuperset(event_id.replace("-", ""))
         ):
-            event_id = event_id.lower()
+            canonical = event_id.lower()
+            if canonical != event_id:
+                client_id = event_id
+            event_id = canonical
         else:
-            errors = _add(errors, "event_id", _UUID)
+            if type(event_id) is int:
+                event_id = str(event_id)
+            if type(event_id) is str and 0 < len(event_id) <= MAX_CLIENT_ID_LENGTH and not event_id.isspace():
+                client_id = event_id
+                if type(fingerprint) is str:
+                    event_id = client_event_uuid(fingerprint, client_id)
+            else:
+                errors = _add(errors, id_field, _CLIENT_ID)
 
-    # timestamp, sent_at: optional RFC 3339 date-times with an offset, normalised to UTC
+    # timestamp, sent_at: optional RFC 3339 date-times with an offset, or epoch milliseconds; in UTC
     timestamp = get("timestamp")
     if timestamp is not None:
         timestamp = _parse_time(timestamp)
@@ -191,24 +285,23 @@ def validate_event(data: object) -> ValidEvent | list[FieldError]:
     # value: optional finite number (not a bool), stored as float
     value = get("value")
     if value is not None:
-        kind = type(value)
-        if kind is float or (kind is not bool and isinstance(value, (int, float))):
-            try:
-                value = float(value)
-            except OverflowError:  # an int beyond float range
-                value = math.inf
-            if not math.isfinite(value):
-                errors = _add(errors, "value", _NUMBER)
-        else:
+        value = _finite(value)
+        if value is None:
             errors = _add(errors, "value", _NUMBER)
 
-    # properties: optional JSON object, at most 32 KB encoded and 5 levels deep
+    # properties: optional JSON object (with what _extended keeps), at most 32 KB encoded, 5 levels deep
     properties = get("properties")
     if properties is None:
         properties = {}
     elif not isinstance(properties, dict):
         errors = _add(errors, "properties", _PROPS_OBJECT)
-    else:
+    if kept and isinstance(properties, dict):
+        properties = dict(properties)
+        for name, kept_value in kept.items():
+            if properties.get(name, kept_value) != kept_value:
+                errors = _add(errors, name, _TAKEN)
+            properties[name] = kept_value
+    if properties and isinstance(properties, dict):
         too_deep = _too_deep(properties, 1)
         if too_deep:
             errors = _add(errors, "properties", _PROPS_DEPTH)
@@ -223,12 +316,6 @@ def validate_event(data: object) -> ValidEvent | list[FieldError]:
                     errors, "properties", f"is larger than {MAX_PROPERTIES_BYTES} bytes when encoded (got {size})"
                 )
 
-    # unknown top-level fields, each named, in the order the client sent them
-    if not KNOWN_FIELDS.issuperset(data):
-        for name in data:
-            if name not in KNOWN_FIELDS:
-                errors = _add(errors, name if type(name) is str else str(name), _UNKNOWN)
-
     if errors is not None:
         return errors
     # Interned: the same visitor, session, type or page arrives in many events, and what keeps
@@ -238,7 +325,98 @@ def validate_event(data: object) -> ValidEvent | list[FieldError]:
     return ValidEvent(
         intern(fingerprint), intern(session_id), intern(event_type), event_id, timestamp, sent_at,
         None if page_url is None else intern(page_url), referrer, value, properties,
+        client_id, details, () if warnings is None else tuple(warnings),
     )
+
+
+def client_event_uuid(user_fingerprint: str, client_id: str) -> str:
+    """The UUID stored for a client event id that is not a UUID: UUIDv5 of ``client_id`` in the
+    namespace UUIDv5(:data:`ID_NAMESPACE`, ``user_fingerprint``). The same visitor's replay of an
+    id maps to the same UUID (so it is a duplicate); two visitors' equal ids do not collide."""
+    return str(uuid.uuid5(uuid.uuid5(ID_NAMESPACE, user_fingerprint), client_id))
+
+
+def _extended(data: dict[Any, Any]) -> tuple[
+    dict[Any, Any], str, EventDetails | None, dict[str, Any] | None, list[FieldError] | None, list[FieldError] | None
+]:
+    """Sort out an event with fields beyond the core ones: (the core fields, aliases resolved;
+    the name the event id came under; the detail fields; what to keep in properties by name;
+    warnings; errors). Custom data (``event_data``, ``metadata``) is merged into the kept names."""
+    core: dict[Any, Any] = {}
+    detail_values: dict[str, Any] = {}
+    kept: dict[str, Any] = {}
+    warnings: list[FieldError] = []
+    errors: list[FieldError] | None = None
+    custom: list[tuple[str, dict[str, Any]]] = []
+    for name, value in data.items():
+        if name in KNOWN_FIELDS:
+            core[name] = value
+        elif name in ALIASES:
+            pass  # below, once the field it stands for is known
+        elif name in DETAIL_FIELDS:
+            if value is None:
+                continue
+            if DETAIL_FIELDS[name] == "number":
+                number = _finite(value)
+                if number is None:
+                    kept[name] = value
+                    warnings.append(FieldError(name, "is not a finite number; kept in properties"))
+                else:
+                    detail_values[name] = number
+            elif type(value) is not str:
+                kept[name] = value
+                warnings.append(FieldError(name, "is not a string; kept in properties"))
+            elif len(value) > MAX_DETAIL_LENGTH:
+                errors = _add(errors, name, f"{_DETAIL_LENGTH} (got {len(value)})")
+            else:
+                detail_values[name] = intern(value) if len(value) <= 32 else value
+        elif name in _CUSTOM_DATA:
+            if type(value) is dict:
+                custom.append((name, value))
+            elif value is not None:
+                kept[name] = value
+                warnings.append(FieldError(name, "is not a JSON object; kept in properties"))
+        else:
+            name = name if type(name) is str else str(name)
+            kept[name] = value
+            warnings.append(FieldError(name, _KEPT_UNKNOWN))
+    id_field = "event_id"
+    for alias, field in ALIASES.items():
+        value = data.get(alias)
+        if value is None:
+            continue
+        if core.get(field) is None:
+            core[field] = value
+            if field == "event_id":
+                id_field = alias
+        elif core[field] != value:
+            kept[alias] = value
+            warnings.append(FieldError(alias, f"{field} was sent too and is used; {alias} kept in properties"))
+    if custom:
+        merged = dict(core["properties"]) if isinstance(core.get("properties"), dict) else {}
+        for name, values in custom:
+            if any(merged.get(key, item) != item for key, item in values.items()):
+                kept[name] = values
+                warnings.append(FieldError(name, "has keys that other custom data holds with other values; "
+                                                 f"kept whole in properties.{name}"))
+            else:
+                merged.update(values)
+        if isinstance(core.get("properties", {}), dict):
+            core["properties"] = merged
+    details = EventDetails(**detail_values) if detail_values else None
+    return core, id_field, details, kept or None, warnings or None, errors
+
+
+def _finite(value: object) -> float | None:
+    """``value`` as a finite float when it is a finite number (not a bool), else None."""
+    kind = type(value)
+    if kind is float or (kind is not bool and isinstance(value, (int, float))):
+        try:
+            number = float(value)  # type: ignore[arg-type]
+        except OverflowError:  # an int beyond float range
+            return None
+        return number if math.isfinite(number) else None
+    return None
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -276,9 +454,12 @@ def _parse_time(value: object) -> datetime | str:
     offsets, ``,`` before fractions). Here the separators and the zone are checked by hand and
     ``fromisoformat``, whose parser takes only ASCII digits between them, checks the digits.
     """
-    if type(value) is not str:
+    kind = type(value)
+    if kind is int or kind is float:
+        return _from_millis(value)  # type: ignore[arg-type]
+    if kind is not str:
         return _TIME_NOT_STRING
-    s: str = value
+    s: str = value  # type: ignore[assignment]
     # YYYY-MM-DD(T|t| )HH:MM:SS[.fraction](Z|z|+HH:MM|-HH:MM)
     if not (
         len(s) >= 19
@@ -326,6 +507,18 @@ def _parse_time(value: object) -> datetime | str:
     if moment < _EPOCH:  # 1970-01-01T00:30:00+01:00 is in 1969 in UTC
         return _TIME_RANGE
     return moment
+
+
+def _from_millis(millis: float) -> datetime | str:
+    """An aware UTC datetime from epoch milliseconds, or the message saying what is wrong."""
+    if not math.isfinite(millis):
+        return _TIME_MILLIS_RANGE
+    if millis < MIN_EPOCH_MILLIS:
+        return _TIME_AMBIGUOUS
+    try:
+        return datetime.fromtimestamp(millis / 1000, UTC)
+    except (OverflowError, ValueError, OSError):  # past the year 9999
+        return _TIME_MILLIS_RANGE
 
 
 def _too_deep(container: dict[Any, Any] | list[Any] | tuple[Any, ...], level: int) -> bool:

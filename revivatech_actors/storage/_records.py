@@ -13,20 +13,50 @@ from typing import Any
 import attrs
 
 from ..domain.profiles import ProfileDelta, journey_rows
+from ..domain.validation import DETAIL_FIELDS
+from ..messages import Event
 from ..domain.sessions import SessionDelta
 from ..domain.scoring import CHURN, ENGAGEMENT, LEAD, PRICE_SENSITIVITY, ScoreRecord
 
 __all__ = [
+    "EVENT_EXTRA_COLUMNS",
     "RealtimeSeed",
     "StoredJourney",
     "StoredPrediction",
     "VisitorKeys",
+    "event_extra_items",
+    "event_extra_values",
     "profile_delta_row",
     "score_record_row",
     "session_delta_row",
     "session_merge_sql",
     "stored_scores",
 ]
+
+
+#: The analytics_events columns beside the core ones (migration 0005), in the order
+#: :func:`event_extra_values` gives them: the client's own id, the tracker's detail fields, and
+#: what the request said of the client.
+EVENT_EXTRA_COLUMNS = ("client_event_id", *DETAIL_FIELDS, "user_agent", "ip_address")
+_NO_DETAILS = (None,) * len(DETAIL_FIELDS)
+
+
+def event_extra_values(e: Event) -> tuple[Any, ...]:
+    """``e``'s values of :data:`EVENT_EXTRA_COLUMNS`, None where absent."""
+    details = _NO_DETAILS if e.details is None else attrs.astuple(e.details)
+    return (e.client_id, *details, e.user_agent, e.ip_address)
+
+
+def event_extra_items(e: Event) -> dict[str, Any]:
+    """``e``'s present values of :data:`EVENT_EXTRA_COLUMNS`, by column (usually few or none)."""
+    items = {} if e.details is None else {k: v for k, v in attrs.asdict(e.details).items() if v is not None}
+    if e.client_id is not None:
+        items["client_event_id"] = e.client_id
+    if e.user_agent is not None:
+        items["user_agent"] = e.user_agent
+    if e.ip_address is not None:
+        items["ip_address"] = e.ip_address
+    return items
 
 
 def session_merge_sql(least: str, greatest: str) -> str:

@@ -40,10 +40,13 @@ from ..messages import DeadLetter, Event
 from ._base import Storage, first_line, mask_password
 from ._errors import QueryTimeout, StorageError, StorageUnavailable
 from ._records import (
+    EVENT_EXTRA_COLUMNS,
     RealtimeSeed,
     StoredJourney,
     StoredPrediction,
     VisitorKeys,
+    event_extra_items,
+    event_extra_values,
     profile_delta_row,
     score_record_row,
     session_delta_row,
@@ -74,6 +77,11 @@ _KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10
 #: 57P operator intervention (admin/crash shutdown, cannot connect now).
 _UNAVAILABLE_SQLSTATES = ("08", "53", "57P")
 
+#: The extra columns (``EVENT_EXTRA_COLUMNS``) with their types, staged as they are stored.
+_EXTRA_TYPES = {"time_on_page": "float8", "time_since_last_event": "float8"}
+_EXTRA_DECLARATIONS = ", ".join(f"{c} {_EXTRA_TYPES.get(c, 'text')}" for c in EVENT_EXTRA_COLUMNS)
+_EXTRA_LIST = ", ".join(EVENT_EXTRA_COLUMNS)
+
 #: Per-connection staging table for COPY: binary COPY is the fastest way in (~300k rows/s here),
 #: and INSERT ... SELECT from it can then skip duplicates with ON CONFLICT and say which rows went
 #: in. Ids and JSON are staged as text and cast once in the INSERT.
@@ -81,15 +89,16 @@ _CREATE_STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS staging_events (
     seq integer, event_id text, user_fingerprint text, session_id text, event_type text,
     event_timestamp timestamptz, received_at timestamptz, sent_at timestamptz,
-    page_url text, referrer text, value double precision, properties text
+    page_url text, referrer text, value double precision, properties text, {extra}
 ) ON COMMIT DELETE ROWS
-"""
+""".format(extra=_EXTRA_DECLARATIONS)
 _COPY_STAGING = (
     "COPY staging_events (seq, event_id, user_fingerprint, session_id, event_type, event_timestamp,"
-    " received_at, sent_at, page_url, referrer, value, properties) FROM STDIN (FORMAT BINARY)"
+    f" received_at, sent_at, page_url, referrer, value, properties, {_EXTRA_LIST}) FROM STDIN (FORMAT BINARY)"
 )
 _STAGING_TYPES = [
     "int4", "text", "text", "text", "text", "timestamptz", "timestamptz", "timestamptz", "text", "text", "float8", "text",
+    *(_EXTRA_TYPES.get(c, "text") for c in EVENT_EXTRA_COLUMNS),
 ]
 #: One statement inserts the staged events, skipping stored ids, and names the ids it did *not*
 #: insert (stored before): usually none, so the answer is one empty result instead of a row per
@@ -102,9 +111,9 @@ _STORE_EVENTS_TEMPLATE = """
 WITH staged AS MATERIALIZED (SELECT * FROM {source}),
 inserted AS (
     INSERT INTO analytics_events (event_id, user_fingerprint, session_id, event_type, event_timestamp,
-                                  received_at, sent_at, page_url, referrer, value, properties)
+                                  received_at, sent_at, page_url, referrer, value, properties, {extra})
     SELECT event_id::uuid, user_fingerprint, session_id, event_type, event_timestamp,
-           received_at, sent_at, page_url, referrer, value, properties::jsonb
+           received_at, sent_at, page_url, referrer, value, properties::jsonb, {extra_cast}
     FROM staged ORDER BY seq
     ON CONFLICT (event_id) DO NOTHING
     RETURNING event_id
@@ -112,6 +121,8 @@ inserted AS (
 SELECT DISTINCT event_id FROM staged
 WHERE (SELECT count(*) FROM inserted) < %(count)s AND event_id::uuid NOT IN (SELECT event_id FROM inserted)
 """
+_STORE_EVENTS_TEMPLATE = _STORE_EVENTS_TEMPLATE.replace("{extra}", _EXTRA_LIST).replace(
+    "{extra_cast}", _EXTRA_LIST.replace("ip_address", "ip_address::inet"))
 _STORE_EVENTS = _STORE_EVENTS_TEMPLATE.replace("{source}", "staging_events")
 #: Batches without dead letters skip COPY: the events travel as one JSON parameter, unpacked by
 #: PostgreSQL, and the whole write is one statement (atomic on its own), so a flush is one round
@@ -122,13 +133,16 @@ _STORE_EVENTS_JSON = _STORE_EVENTS_TEMPLATE.replace(
     "{source}",
     "jsonb_to_recordset(%(events)s::jsonb) AS staging_events (seq integer, event_id text, user_fingerprint text,"
     " session_id text, event_type text, event_timestamp timestamptz, received_at timestamptz,"
-    " sent_at timestamptz, page_url text, referrer text, value double precision, properties jsonb)",
+    f" sent_at timestamptz, page_url text, referrer text, value double precision, properties jsonb, {_EXTRA_DECLARATIONS})",
 )
 #: The same statement for ``_execute_on_loop``, in libpq's own placeholders.
 _STORE_EVENTS_ON_LOOP = _STORE_EVENTS_JSON.replace("%(events)s", "$1").replace("%(count)s", "$2").encode()
 _INSERT_DEAD_LETTER = (
     "INSERT INTO rejected_events (letter_id, received_at, source, reasons, payload)"
-    " VALUES (%s, %s, %s, %s::jsonb, %s) ON CONFLICT (letter_id) DO NOTHING"
+    " VALUES (%s, %s, %s, %s::jsonb, %s) ON CONFLICT (letter_id) DO UPDATE SET"
+    " times_received = rejected_events.times_received + 1,"
+    " last_received_at = greatest(coalesce(rejected_events.last_received_at, rejected_events.received_at),"
+    " excluded.received_at)"
 )
 
 
@@ -473,6 +487,7 @@ class PostgresStorage(Storage):
                         (
                             seq, e.event_id, e.user_fingerprint, e.session_id, e.event_type, e.timestamp,
                             e.received_at, e.sent_at, e.page_url, e.referrer, e.value, orjson.dumps(e.properties).decode(),
+                            *event_extra_values(e),
                         )
                     )
             # The staging rows vanish at commit or rollback (ON COMMIT DELETE ROWS), and every
@@ -608,17 +623,18 @@ def _funnel_params(query: FunnelQuery) -> dict[str, Any]:
 
 def _events_json(events: Sequence[Event]) -> bytes:
     """``events`` as the JSON array ``_STORE_EVENTS_JSON`` unpacks, ``seq`` keeping their order."""
-    return orjson.dumps(
-        [
-            {
-                "seq": seq, "event_id": e.event_id, "user_fingerprint": e.user_fingerprint, "session_id": e.session_id,
-                "event_type": e.event_type, "event_timestamp": e.timestamp, "received_at": e.received_at,
-                "sent_at": e.sent_at, "page_url": e.page_url, "referrer": e.referrer, "value": e.value,
-                "properties": e.properties,
-            }
-            for seq, e in enumerate(events)
-        ]
-    )
+    rows = []
+    for seq, e in enumerate(events):
+        row = {
+            "seq": seq, "event_id": e.event_id, "user_fingerprint": e.user_fingerprint, "session_id": e.session_id,
+            "event_type": e.event_type, "event_timestamp": e.timestamp, "received_at": e.received_at,
+            "sent_at": e.sent_at, "page_url": e.page_url, "referrer": e.referrer, "value": e.value,
+            "properties": e.properties,
+        }
+        if e.details is not None or e.client_id is not None or e.user_agent is not None or e.ip_address is not None:
+            row.update(event_extra_items(e))  # absent keys unpack as NULL
+        rows.append(row)
+    return orjson.dumps(rows)
 
 
 async def _execute_on_loop(pgconn: psycopg.pq.abc.PGconn, query: bytes, params: list[bytes]) -> psycopg.pq.abc.PGresult:

@@ -33,10 +33,12 @@ from ..messages import DeadLetter, Event
 from ._base import Storage, first_line
 from ._errors import QueryTimeout, StorageError, StorageUnavailable
 from ._records import (
+    EVENT_EXTRA_COLUMNS,
     RealtimeSeed,
     StoredJourney,
     StoredPrediction,
     VisitorKeys,
+    event_extra_values,
     score_record_row,
     session_merge_sql,
     stored_scores,
@@ -73,6 +75,8 @@ _UNAVAILABLE_ERRORS = (
 
 _MEMORY = ":memory:"
 
+_EXTRA_LIST = ", ".join(EVENT_EXTRA_COLUMNS)
+
 #: Per-connection staging table: one executemany in, then one INSERT ... SELECT that skips stored
 #: ids and says (RETURNING) which rows went in. ``WHERE true`` is SQLite's required disambiguation
 #: between a SELECT's join clause and the upsert's ON CONFLICT.
@@ -80,15 +84,15 @@ _CREATE_STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS staging_events (
     seq INTEGER, event_id TEXT, user_fingerprint TEXT, session_id TEXT, event_type TEXT,
     event_timestamp TEXT, received_at TEXT, sent_at TEXT, page_url TEXT, referrer TEXT,
-    value REAL, properties TEXT
+    value REAL, properties TEXT, {extra}
 )
-"""
-_INSERT_STAGING = "INSERT INTO temp.staging_events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-_INSERT_FROM_STAGING = """
+""".format(extra=_EXTRA_LIST)
+_INSERT_STAGING = f"INSERT INTO temp.staging_events VALUES ({', '.join('?' * (12 + len(EVENT_EXTRA_COLUMNS)))})"
+_INSERT_FROM_STAGING = f"""
 INSERT INTO analytics_events (event_id, user_fingerprint, session_id, event_type, event_timestamp,
-                              received_at, sent_at, page_url, referrer, value, properties)
+                              received_at, sent_at, page_url, referrer, value, properties, {_EXTRA_LIST})
 SELECT event_id, user_fingerprint, session_id, event_type, event_timestamp,
-       received_at, sent_at, page_url, referrer, value, properties
+       received_at, sent_at, page_url, referrer, value, properties, {_EXTRA_LIST}
 FROM temp.staging_events WHERE true ORDER BY seq
 ON CONFLICT (event_id) DO NOTHING
 RETURNING event_id
@@ -102,7 +106,8 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 _MAX_PARAMETERS = 500
 _INSERT_DEAD_LETTER = (
     "INSERT INTO rejected_events (letter_id, received_at, source, reasons, payload)"
-    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (letter_id) DO NOTHING"
+    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (letter_id) DO UPDATE SET times_received = times_received + 1,"
+    " last_received_at = max(coalesce(last_received_at, received_at), excluded.received_at)"
 )
 
 
@@ -396,7 +401,7 @@ class SQLiteStorage(Storage):
                 (
                     seq, e.event_id, e.user_fingerprint, e.session_id, e.event_type, format_timestamp(e.timestamp),
                     format_timestamp(e.received_at), _optional_timestamp(e.sent_at), e.page_url, e.referrer, e.value,
-                    orjson.dumps(e.properties).decode(),
+                    orjson.dumps(e.properties).decode(), *event_extra_values(e),
                 )
                 for seq, e in enumerate(events)
             ],

@@ -4,7 +4,9 @@
 They parse and validate (pure functions), hand a :class:`Submission` to the ingest actor and
 answer once it is committed (``ingest.ack = "durable"``, 200) or queued (``"accepted"``, 202).
 Nothing here talks to the database. What fails validation is answered with every bad field named
-and goes on to the dead-letter table all the same.
+and goes on to the dead-letter table all the same; a batch of which nothing was kept is a 400.
+JSON is taken as ``application/json`` (or ``+json``) and as ``text/plain``, which is what
+``navigator.sendBeacon`` sends a string as.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 from datetime import UTC, datetime
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -20,10 +22,11 @@ import trio
 from quart import Quart, request
 
 from ..actors.ingest import Overloaded
+from ..domain.addresses import client_address, kept_address, parse_networks
 from ..domain.journeys import validate_journey_step
 from ..domain.timefmt import iso_datetime
 from ..domain.validation import FieldError, ValidEvent, truncate_payload, validate_event
-from ..messages import DeadLetter, Status, Submission
+from ..messages import DeadLetter, Event, Status, Submission
 from .responses import error_response, json_response
 
 if TYPE_CHECKING:
@@ -50,8 +53,19 @@ def _letter(received_at: datetime, errors: list[FieldError], payload: str) -> De
     )
 
 
+#: Longest User-Agent kept with an event, in characters.
+MAX_USER_AGENT_LENGTH = 1024
+
+
 def _is_json(mimetype: str) -> bool:
-    return mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json"))
+    return (mimetype in ("application/json", "text/plain")
+            or (mimetype.startswith("application/") and mimetype.endswith("+json")))
+
+
+def _warned(answer: dict[str, Any], warnings: tuple[FieldError, ...]) -> dict[str, Any]:
+    if warnings:
+        answer["warnings"] = [warning.as_dict() for warning in warnings]
+    return answer
 
 
 def register_ingest_routes(app: Quart, service: Service) -> None:
@@ -60,12 +74,22 @@ def register_ingest_routes(app: Quart, service: Service) -> None:
     ingest = service.ingest
     retry_after = {"Retry-After": str(max(1, math.ceil(settings.enqueue_timeout)))}
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body
+    proxies = parse_networks(service.settings.web.trusted_proxies)
+    keep_ip = settings.client_ip
 
     def keep(letters: list[DeadLetter]) -> None:
         """Queue dead letters without waiting: a refused request is answered at once, whatever
         the database is doing. With no room (an overloaded service) they are only logged."""
         if not ingest.offer(Submission(letters[0].received_at, [], letters)):
             logger.warning("%d dead letter(s) not kept, ingest is full: %s", len(letters), [d.reasons for d in letters])
+
+    def submission(received_at: datetime, valid: list[ValidEvent], letters: list[DeadLetter] | None = None) -> Submission:
+        """The request's events, with what the request says of its client."""
+        agent = request.headers.get("User-Agent")
+        address = client_address(request.remote_addr, request.headers.get("X-Forwarded-For"), proxies)
+        return Submission(received_at, valid, letters or [],
+                          user_agent=agent[:MAX_USER_AGENT_LENGTH] if agent else None,
+                          ip_address=kept_address(address, keep_ip))
 
     async def pass_on(submission: Submission):
         """Queue and wait (commit or queue, by ack mode). An error response, or None when done."""
@@ -79,7 +103,7 @@ def register_ingest_routes(app: Quart, service: Service) -> None:
             if not submission.done.is_set():
                 # Still held (the database is away): it will be stored when it is back. The ids
                 # let the client resend safely: a resent event_id is stored once.
-                ids = [event.event_id for event in submission.events]
+                ids = [event.client_id or event.event_id for event in submission.events]
                 message = (
                     f"not stored within {settings.ack_timeout:g} s (the database is unavailable); the event(s) "
                     "are held and will be stored when it returns: resend them with these event_id values"
@@ -97,7 +121,7 @@ def register_ingest_routes(app: Quart, service: Service) -> None:
         received_at = datetime.now(UTC)
         if not _is_json(request.mimetype):
             shown = request.mimetype or "none"
-            message = f"send the events as JSON (Content-Type: application/json), not {shown}"
+            message = f"send the events as JSON (Content-Type: application/json or text/plain), not {shown}"
             return received_at, None, error_response(415, "unsupported_media_type", message)
         body = await request.get_data(cache=False)  # over ingest.max_body: 413 from Quart
         try:
@@ -108,8 +132,10 @@ def register_ingest_routes(app: Quart, service: Service) -> None:
             keep([_letter(received_at, [error], body.decode("utf-8", errors="replace"))])
             return received_at, None, error_response(400, "malformed_json", error.message, details=[error.as_dict()])
 
-    async def store_one(validate: Callable[[object], ValidEvent | list[FieldError]], what: str):
-        """One event (or journey step): validated by ``validate``, stored, answered."""
+    async def store_one(validate: Callable[[object], ValidEvent | list[FieldError]], what: str,
+                        extra: Callable[[Event], Awaitable[dict[str, Any]]] | None = None):
+        """One event (or journey step): validated by ``validate``, stored, answered; ``extra``
+        adds to a kept event's answer."""
         received_at, data, failure = await read_json()
         if failure is not None:
             return failure
@@ -119,32 +145,42 @@ def register_ingest_routes(app: Quart, service: Service) -> None:
             keep([_letter(received_at, result, orjson.dumps(data).decode())])
             named = ", ".join(error.field or "(body)" for error in result)
             return error_response(400, f"invalid_{what.replace(' ', '_')}", f"invalid {what}: {named}", details=details)
-        submission = Submission(received_at, [result])
-        failure = await pass_on(submission)
+        warnings = result.warnings
+        pending = submission(received_at, [result])
+        failure = await pass_on(pending)
         if failure is not None:
             return failure
-        event = submission.events[0]
-        answer = {"success": True, "eventId": event.event_id, "timestamp": iso_datetime(event.timestamp)}
+        event = pending.events[0]
+        answer = {"success": True, "eventId": event.client_id or event.event_id,
+                  "timestamp": iso_datetime(event.timestamp)}
         if not durable:
-            answer["duplicate"] = 0 in submission.seen_before
+            answer["duplicate"] = 0 in pending.seen_before
             answer["status"] = "accepted"
-            return json_response(answer, 202)
-        outcome = submission.outcomes[0]
+            return json_response(_warned(answer, warnings), 202)
+        outcome = pending.outcomes[0]
         if outcome.status is Status.REJECTED:
             details = [{"field": "", "message": outcome.reason}]
             return error_response(400, "rejected", outcome.reason, details=details)
         answer["duplicate"] = outcome.status is Status.DUPLICATE
-        return json_response(answer, 200)
+        if extra is not None:
+            answer.update(await extra(event))
+        return json_response(_warned(answer, warnings), 200)
 
     @app.post("/api/analytics/events")
     async def post_event():
         return await store_one(validate_event, "event")
 
+    async def step_answer(event: Event) -> dict[str, Any]:
+        """What the original answered a journey step with: the stored event's id, and the
+        step's ordinal among the visitor's explicit steps as its profile counts them."""
+        number = await service.profiles.journey_step_number(event.user_fingerprint, event.event_id)
+        return {"journeyId": event.event_id, "sequenceNumber": number}
+
     @app.post("/api/analytics/track/journey")
     async def post_journey_step():
         # An explicit step is an event of type journey_step: stored, acknowledged and applied
         # to the visitor's journey exactly like any other event.
-        return await store_one(validate_journey_step, "journey step")
+        return await store_one(validate_journey_step, "journey step", step_answer)
 
     @app.post("/api/analytics/events/batch")
     async def post_batch():
@@ -169,6 +205,7 @@ def register_ingest_routes(app: Quart, service: Service) -> None:
         results: list[dict[str, Any]] = [{}] * len(items)
         valid: list[ValidEvent] = []
         valid_index: list[int] = []  # position in the batch of each valid event
+        warned: dict[int, tuple[FieldError, ...]] = {}  # by position in the batch
         letters: list[DeadLetter] = []
         for index, item in enumerate(items):
             if index and index % YIELD_EVERY == 0:
@@ -177,41 +214,46 @@ def register_ingest_routes(app: Quart, service: Service) -> None:
             if isinstance(result, ValidEvent):
                 valid.append(result)
                 valid_index.append(index)
+                if result.warnings:
+                    warned[index] = result.warnings
             else:
                 errors = [error.as_dict() for error in result]
                 results[index] = {"index": index, "status": "rejected", "errors": errors}
                 letters.append(_letter(received_at, result, orjson.dumps(item).decode()))
         if not valid:  # nothing to store: answer now, keep the dead letters on the side
             keep(letters)
-            return json_response(
-                {"success": True, "accepted": 0, "duplicates": 0, "rejected": len(letters), "results": results},
-                200 if durable else 202,
-            )
-        submission = Submission(received_at, valid, letters)
+            return _batch_answer(results, 0, 0, len(letters))
+        pending = submission(received_at, valid, letters)
         del data, items, valid  # the decoded body is not needed while the request waits (GC walks)
-        failure = await pass_on(submission)
+        failure = await pass_on(pending)
         if failure is not None:
             return failure
 
         counts = {"stored": 0, "duplicate": 0, "rejected": len(letters), "accepted": 0}
         for position, index in enumerate(valid_index):
-            event_id = submission.events[position].event_id
+            event = pending.events[position]
             if durable:
-                outcome = submission.outcomes[position]
+                outcome = pending.outcomes[position]
                 status = outcome.status.value
-                result = {"index": index, "status": status, "eventId": event_id}
-                if outcome.status is Status.REJECTED:
-                    result["errors"] = [{"field": "", "message": outcome.reason}]
             else:
-                status = "duplicate" if position in submission.seen_before else "accepted"
-                result = {"index": index, "status": status, "eventId": event_id}
+                status = "duplicate" if position in pending.seen_before else "accepted"
+            result = {"index": index, "status": status, "eventId": event.client_id or event.event_id}
+            if durable and outcome.status is Status.REJECTED:
+                result["errors"] = [{"field": "", "message": outcome.reason}]
+            elif index in warned:
+                _warned(result, warned[index])
             counts[status] += 1
             results[index] = result
-        answer = {
-            "success": True,
-            "accepted": counts["stored"] if durable else counts["accepted"],
-            "duplicates": counts["duplicate"],
-            "rejected": counts["rejected"],
-            "results": results,
-        }
+        return _batch_answer(results, counts["stored"] if durable else counts["accepted"], counts["duplicate"],
+                             counts["rejected"])
+
+    def _batch_answer(results: list[dict[str, Any]], accepted: int, duplicates: int, rejected: int):
+        """The batch's answer: ``success`` only when something was kept (stored, a duplicate of
+        what is stored, or queued); otherwise 400, with each event's reasons in ``results``."""
+        answer = {"success": accepted + duplicates > 0, "accepted": accepted, "duplicates": duplicates,
+                  "rejected": rejected, "results": results}
+        if not answer["success"]:
+            answer["error"] = "nothing_stored"
+            answer["message"] = f"none of the {len(results)} event(s) was kept: see each one's errors in results"
+            return json_response(answer, 400)
         return json_response(answer, 200 if durable else 202)

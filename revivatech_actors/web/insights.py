@@ -30,6 +30,9 @@ T = TypeVar("T")
 
 #: Most predictions per model an insights answer may list (``?history=``).
 MAX_HISTORY = 100
+#: Journey steps listed when the request gives no ``?limit=`` (the original service's default), and the most.
+DEFAULT_JOURNEY_LIMIT = 50
+MAX_JOURNEY_LIMIT = 1000
 
 
 def _bad_fingerprint(fingerprint: str):
@@ -83,9 +86,12 @@ def register_insights_routes(app: Quart, service: Service, auth: AdminAuth) -> N
         bad = _bad_fingerprint(fingerprint)
         if bad is not None:
             return bad
+        raw = request.args.get("limit", str(DEFAULT_JOURNEY_LIMIT))
+        if not raw.isdigit() or not 1 <= int(raw) <= MAX_JOURNEY_LIMIT:
+            message = f"limit must be an integer between 1 and {MAX_JOURNEY_LIMIT} (journey steps), got {raw!r}"
+            return error_response(400, "invalid_parameter", message, details=[{"field": "limit", "message": message}])
         journeys = await _within_deadline(lambda: profiles.live_journeys(fingerprint))
         if not isinstance(journeys, list):
             return journeys
-        if not journeys:
-            return _unknown(fingerprint)
-        return json_response({"success": True, "data": journey_document(fingerprint, journeys)})
+        # An unknown visitor has an empty journey (200), as in the original service.
+        return json_response({"success": True, "data": journey_document(fingerprint, journeys, limit=int(raw))})
