@@ -43,6 +43,14 @@ class Event:
     user_agent: str | None = None  # of the request that brought the event
     ip_address: str | None = None  # of the client, as ingest.client_ip says to keep it
 
+    @property
+    def user_id(self) -> str | None:
+        return None if self.details is None else self.details.user_id
+
+    @property
+    def device_type(self) -> str | None:
+        return None if self.details is None else self.details.device_type
+
 
 @attrs.frozen(slots=True)
 class DeadLetter:

@@ -25,6 +25,7 @@ from revivatech_actors.domain.scoring import (
     Score,
     ScoreRecord,
 )
+from revivatech_actors.domain.validation import EventDetails
 from revivatech_actors.storage import open_storage
 
 from .helpers import BASE_TIME, make_event, query
@@ -165,6 +166,28 @@ async def test_deltas_are_commutative(storage):
     assert (results[0].total_events, results[0].days_active, results[0].total_sessions) == (5, 2, 2)
     assert journeys[0] == journeys[1]
     assert [(sid, stage) for sid, stage, *_ in journeys[0]] == [("v-s1", "decision"), ("v-s2", "booking")]
+
+
+@pytest.mark.parametrize("order", [(0, 1, 2), (2, 1, 0), (1, 2, 0)])
+async def test_devices_add_up_and_the_latest_user_id_wins_in_any_order_of_writes(storage, order):
+    """device_counts merge by adding; customer_id is the user_id of the latest event that had
+    one, on equal times the greater id, whatever order the writes come in."""
+    fp = f"ident-{''.join(map(str, order))}"
+    parts = [
+        [event(fp, "s1", 0, details=EventDetails(device_type="mobile", user_id="u-1")),
+         event(fp, "s1", 10, details=EventDetails(device_type="mobile"))],
+        [event(fp, "s2", 500, details=EventDetails(device_type="desktop", user_id="u-2")),
+         event(fp, "s2", 500, details=EventDetails(user_id="u-0"))],  # same time: "u-2" > "u-0"
+        [event(fp, "s1", 20)],  # nothing of either
+    ]
+    for index in order:
+        await storage.write_batch(parts[index])
+        await storage.apply_profile_deltas([delta_from_events(fp, parts[index])])
+    profile = (await storage.load_profiles([fp]))[fp]
+    assert profile.device_counts == {"mobile": 2, "desktop": 1}
+    assert (profile.customer_id, profile.customer_id_at) == ("u-2", BASE_TIME + timedelta(seconds=500))
+    live = delta_from_events(fp, [e for part in parts for e in part])
+    assert (live.customer_id, live.device_counts) == ("u-2", {"mobile": 2, "desktop": 1})
 
 
 async def test_a_day_or_session_seen_again_is_not_counted_again(storage):

@@ -46,6 +46,21 @@ def _greatest(a: datetime | None, b: datetime | None) -> datetime | None:
     return b if a is None else a if b is None else max(a, b)
 
 
+def _later_id(a: str | None, a_at: datetime | None, b: str | None, b_at: datetime | None) -> tuple[str | None, datetime | None]:
+    """Of two (customer id, time) pairs, the later; on equal times the greater id, so the
+    result does not depend on the order of merging (storage applies the same rule)."""
+    if b_at is None:
+        return a, a_at
+    if a_at is None or b_at > a_at or (b_at == a_at and (b or "") > (a or "")):
+        return b, b_at
+    return a, a_at
+
+
+def _add_counts(counts: dict[str, int], more: dict[str, int]) -> None:
+    for key, count in more.items():
+        counts[key] = counts.get(key, 0) + count
+
+
 @attrs.define
 class ProfileDelta:
     """What a run of one visitor's events adds to the profile; an accumulator (:meth:`add`)."""
@@ -62,6 +77,9 @@ class ProfileDelta:
     event_counts: dict[str, int] = attrs.Factory(dict)
     active_days: set[date] = attrs.Factory(set)
     sessions: dict[str, SessionJourney] = attrs.Factory(dict)  # by session id, in order of appearance
+    device_counts: dict[str, int] = attrs.Factory(dict)  # events per device_type
+    customer_id: str | None = None  # the user_id of the latest event with one
+    customer_id_at: datetime | None = None
 
     def add(self, event: EventFields) -> None:
         """Count one more event of this visitor (in place: no copy per event)."""
@@ -78,6 +96,12 @@ class ProfileDelta:
             self.first_seen = moment
         if self.last_seen is None or moment > self.last_seen:
             self.last_seen = moment
+        device = event.device_type
+        if device is not None:
+            self.device_counts[device] = self.device_counts.get(device, 0) + 1
+        if event.user_id is not None:
+            self.customer_id, self.customer_id_at = _later_id(
+                self.customer_id, self.customer_id_at, event.user_id, moment)
         if event_type in PAGE_VIEW_TYPES:
             self.page_views += 1
         elif event_type in BOOKING_STARTED_TYPES:
@@ -126,6 +150,8 @@ class Touch(NamedTuple):
     referrer: str | None
     value: float | None
     properties: dict[str, Any]  # only a journey step's (its step and stage); else empty
+    device_type: str | None
+    user_id: str | None
 
 
 _NO_PROPERTIES: dict[str, Any] = {}
@@ -139,9 +165,11 @@ def touch_of(event: Event) -> Touch:
     session id, an event type or a page (they repeat), which halves their memory."""
     page = event.page_url
     event_type = event.event_type
+    details = event.details
     return _new_touch(Touch, (
         intern(event_type), intern(event.session_id), event.timestamp, None if page is None else intern(page),
         event.referrer, event.value, event.properties if event_type == JOURNEY_STEP_TYPE else _NO_PROPERTIES,
+        None if details is None else details.device_type, None if details is None else details.user_id,
     ))
 
 
@@ -180,6 +208,9 @@ class ProfileState:
     segment: str | None = None
     scores: dict[str, float] = attrs.Factory(dict)
     updated_at: datetime | None = None
+    device_counts: dict[str, int] = attrs.Factory(dict)  # events per device_type
+    customer_id: str | None = None  # the user_id of the latest event with one
+    customer_id_at: datetime | None = None
 
     def apply(self, delta: ProfileDelta) -> None:
         """Add ``delta``'s counters and times to the state (sessions and days stay as stored)."""
@@ -191,12 +222,15 @@ class ProfileState:
         self.first_seen = _least(self.first_seen, delta.first_seen)
         self.last_seen = _greatest(self.last_seen, delta.last_seen)
         self.last_booking_at = _greatest(self.last_booking_at, delta.last_booking_at)
-        for event_type, count in delta.event_counts.items():
-            self.event_counts[event_type] = self.event_counts.get(event_type, 0) + count
+        _add_counts(self.event_counts, delta.event_counts)
+        _add_counts(self.device_counts, delta.device_counts)
+        self.customer_id, self.customer_id_at = _later_id(
+            self.customer_id, self.customer_id_at, delta.customer_id, delta.customer_id_at)
 
     def plus(self, *deltas: ProfileDelta | None) -> ProfileState:
         """A copy with ``deltas`` applied (this state is left as it is)."""
-        live = attrs.evolve(self, event_counts=dict(self.event_counts), scores=dict(self.scores))
+        live = attrs.evolve(self, event_counts=dict(self.event_counts), scores=dict(self.scores),
+                            device_counts=dict(self.device_counts))
         for delta in deltas:
             if delta is not None:
                 live.apply(delta)

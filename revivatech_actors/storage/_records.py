@@ -131,7 +131,8 @@ def profile_delta_row(d: ProfileDelta) -> dict[str, Any]:
         "user_fingerprint": d.user_fingerprint, "events": d.events, "page_views": d.page_views,
         "bookings_started": d.bookings_started, "bookings_completed": d.bookings_completed, "value": d.value,
         "first_seen": d.first_seen, "last_seen": d.last_seen, "last_booking_at": d.last_booking_at,
-        "days": sorted(d.active_days), "counts": d.event_counts,
+        "days": sorted(d.active_days), "counts": d.event_counts, "devices": d.device_counts,
+        "customer_id": d.customer_id, "customer_id_at": d.customer_id_at,
     }
 
 

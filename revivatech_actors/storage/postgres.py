@@ -154,7 +154,7 @@ _PROFILE_COLUMNS = """
     (SELECT coalesce(sum(extract(epoch FROM s.last_activity_at - s.started_at)), 0)::double precision
      FROM analytics_sessions s WHERE s.user_fingerprint = p.user_fingerprint),
     p.days_active, p.event_counts, p.segment, p.engagement_score, p.lead_score, p.churn_risk_score,
-    p.price_sensitivity_score, p.updated_at"""
+    p.price_sensitivity_score, p.updated_at, p.device_counts, p.customer_id, p.customer_id_at"""
 
 #: Profile deltas, session journeys and session rows travel as JSON parameters (binding arrays
 #: costs Python time per value). In one statement: new days and journeys are inserted (a journey
@@ -168,7 +168,8 @@ WITH d AS (
     SELECT * FROM jsonb_to_recordset(%(deltas)s::jsonb) AS d (
         user_fingerprint text, events bigint, page_views bigint, bookings_started bigint,
         bookings_completed bigint, value double precision, first_seen timestamptz, last_seen timestamptz,
-        last_booking_at timestamptz, days jsonb, counts jsonb)
+        last_booking_at timestamptz, days jsonb, counts jsonb, devices jsonb, customer_id text,
+        customer_id_at timestamptz)
 ), j AS (
     SELECT * FROM jsonb_to_recordset(%(journeys)s::jsonb) AS j (
         user_fingerprint text, session_id text, touchpoints jsonb, stage text, started_at timestamptz,
@@ -227,9 +228,11 @@ WITH d AS (
 )
 INSERT INTO user_behavior_profiles AS p (user_fingerprint, total_events, total_page_views, bookings_started,
                                          total_bookings, total_value, first_seen, last_seen, last_booking_at,
-                                         days_active, total_sessions, event_counts)
+                                         days_active, total_sessions, event_counts, device_counts, customer_id,
+                                         customer_id_at)
 SELECT d.user_fingerprint, d.events, d.page_views, d.bookings_started, d.bookings_completed, d.value,
-       d.first_seen, d.last_seen, d.last_booking_at, coalesce(nd.n, 0), coalesce(ns.n, 0), d.counts
+       d.first_seen, d.last_seen, d.last_booking_at, coalesce(nd.n, 0), coalesce(ns.n, 0), d.counts, d.devices,
+       d.customer_id, d.customer_id_at
 FROM d
 LEFT JOIN (SELECT user_fingerprint, count(*) AS n FROM new_days GROUP BY 1) nd USING (user_fingerprint)
 LEFT JOIN (SELECT user_fingerprint, count(*) AS n FROM journeys WHERE inserted GROUP BY 1) ns USING (user_fingerprint)
@@ -249,6 +252,15 @@ ON CONFLICT (user_fingerprint) DO UPDATE SET
     event_counts = p.event_counts || coalesce((
         SELECT jsonb_object_agg(key, coalesce((p.event_counts ->> key)::bigint, 0) + value::bigint)
         FROM jsonb_each_text(excluded.event_counts)), '{}'),
+    device_counts = p.device_counts || coalesce((
+        SELECT jsonb_object_agg(key, coalesce((p.device_counts ->> key)::bigint, 0) + value::bigint)
+        FROM jsonb_each_text(excluded.device_counts)), '{}'),
+    -- the later event's user_id; on equal times the greater id (domain.profiles._later_id)
+    customer_id = CASE WHEN excluded.customer_id_at IS NOT NULL AND (p.customer_id_at IS NULL
+                            OR excluded.customer_id_at > p.customer_id_at
+                            OR (excluded.customer_id_at = p.customer_id_at AND excluded.customer_id > p.customer_id))
+                       THEN excluded.customer_id ELSE p.customer_id END,
+    customer_id_at = greatest(p.customer_id_at, excluded.customer_id_at),
     updated_at = now()
 """
 
@@ -667,10 +679,11 @@ def _inserted(events: Sequence[Event], not_inserted: list[tuple[str]]) -> set[st
 
 def _profile_state(row: tuple[Any, ...]) -> ProfileState:
     (fp, events, sessions, page_views, started, bookings, value, first, last, last_booking, seconds, days, counts,
-     segment, engagement, lead, churn, price, updated) = row
+     segment, engagement, lead, churn, price, updated, devices, customer_id, customer_id_at) = row
     return ProfileState(
         user_fingerprint=fp, total_events=events, total_sessions=sessions, total_page_views=page_views,
         bookings_started=started, total_bookings=bookings, total_value=value, first_seen=first, last_seen=last,
         last_booking_at=last_booking, total_session_seconds=seconds, days_active=days, event_counts=dict(counts),
         segment=segment, scores=stored_scores(engagement, lead, churn, price), updated_at=updated,
+        device_counts=dict(devices), customer_id=customer_id, customer_id_at=customer_id_at,
     )

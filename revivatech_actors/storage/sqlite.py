@@ -114,8 +114,9 @@ _INSERT_DEAD_LETTER = (
 _UPSERT_PROFILE = """
 INSERT INTO user_behavior_profiles AS p (user_fingerprint, total_events, total_page_views, bookings_started,
                                          total_bookings, total_value, first_seen, last_seen, last_booking_at,
-                                         days_active, total_sessions, event_counts)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                         days_active, total_sessions, event_counts, device_counts, customer_id,
+                                         customer_id_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (user_fingerprint) DO UPDATE SET
     total_events = p.total_events + excluded.total_events,
     total_page_views = p.total_page_views + excluded.total_page_views,
@@ -131,6 +132,16 @@ ON CONFLICT (user_fingerprint) DO UPDATE SET
         SELECT key, sum(value) AS total FROM (
             SELECT key, value FROM json_each(p.event_counts) UNION ALL SELECT key, value FROM json_each(excluded.event_counts)
         ) GROUP BY key)),
+    device_counts = (SELECT coalesce(json_group_object(key, total), '{}') FROM (
+        SELECT key, sum(value) AS total FROM (
+            SELECT key, value FROM json_each(p.device_counts) UNION ALL SELECT key, value FROM json_each(excluded.device_counts)
+        ) GROUP BY key)),
+    -- the later event's user_id; on equal times the greater id (domain.profiles._later_id)
+    customer_id = CASE WHEN excluded.customer_id_at IS NOT NULL AND (p.customer_id_at IS NULL
+                            OR excluded.customer_id_at > p.customer_id_at
+                            OR (excluded.customer_id_at = p.customer_id_at AND excluded.customer_id > p.customer_id))
+                       THEN excluded.customer_id ELSE p.customer_id END,
+    customer_id_at = coalesce(max(p.customer_id_at, excluded.customer_id_at), p.customer_id_at, excluded.customer_id_at),
     updated_at = strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')
 RETURNING user_fingerprint
 """
@@ -165,7 +176,7 @@ _PROFILE_COLUMNS = (
     " (SELECT coalesce(sum((julianday(s.last_activity_at) - julianday(s.started_at)) * 86400.0), 0.0)"
     "  FROM analytics_sessions s WHERE s.user_fingerprint = p.user_fingerprint),"
     " p.days_active, p.event_counts, p.segment, p.engagement_score, p.lead_score, p.churn_risk_score,"
-    " p.price_sensitivity_score, p.updated_at"
+    " p.price_sensitivity_score, p.updated_at, p.device_counts, p.customer_id, p.customer_id_at"
 )
 
 
@@ -442,6 +453,7 @@ class SQLiteStorage(Storage):
                     fp, d.events, d.page_views, d.bookings_started, d.bookings_completed, d.value,
                     _optional_timestamp(d.first_seen), _optional_timestamp(d.last_seen),
                     _optional_timestamp(d.last_booking_at), new_days, new_sessions, orjson.dumps(d.event_counts).decode(),
+                    orjson.dumps(d.device_counts).decode(), d.customer_id, _optional_timestamp(d.customer_id_at),
                 ),
             )
         conn.executemany(
@@ -665,12 +677,13 @@ def _read_snapshot(conn: sqlite3.Connection) -> Iterator[None]:
 
 def _profile_state(row: tuple[Any, ...]) -> ProfileState:
     (fp, events, sessions, views, started, bookings, value, first, last, booked, seconds, days, counts,
-     segment, engagement, lead, churn, price, updated) = row
+     segment, engagement, lead, churn, price, updated, devices, customer_id, customer_id_at) = row
     return ProfileState(
         user_fingerprint=fp, total_events=events, total_sessions=sessions, total_page_views=views,
         bookings_started=started, total_bookings=bookings, total_value=value,
         first_seen=_optional_datetime(first), last_seen=_optional_datetime(last),
         last_booking_at=_optional_datetime(booked), total_session_seconds=seconds, days_active=days,
         event_counts=orjson.loads(counts), segment=segment, scores=stored_scores(engagement, lead, churn, price),
-        updated_at=_optional_datetime(updated),
+        updated_at=_optional_datetime(updated), device_counts=orjson.loads(devices), customer_id=customer_id,
+        customer_id_at=_optional_datetime(customer_id_at),
     )
