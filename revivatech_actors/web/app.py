@@ -35,7 +35,9 @@ def create_app(service: Service, activity: Activity) -> QuartTrio:
     and, with the time it took and its status, in the realtime window's performance figures."""
     app = QuartTrio("revivatech_actors")
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
-    auth = AdminAuth(service.admin_tokens)
+    settings = service.settings
+    auth = AdminAuth(service.admin_tokens, jwt_secret=settings.auth.jwt_secret,
+                     jwt_roles=settings.auth.jwt_admin_roles, allowed_origins=settings.cors.allowed_origins)
     register_health_routes(app, service, auth)
     register_ingest_routes(app, service)
     register_insights_routes(app, service, auth)
