@@ -12,6 +12,7 @@ from werkzeug.exceptions import HTTPException
 
 from ..supervisor import Activity
 from .auth import AdminAuth
+from .cors import register_cors
 from .health import register_health_routes
 from .ingest import register_ingest_routes
 from .funnel import register_funnel_routes
@@ -45,6 +46,7 @@ def create_app(service: Service, activity: Activity) -> QuartTrio:
     register_funnel_routes(app, service, auth, service.answer_cache)
     register_live_routes(app, service, auth)
     metrics = service.metrics
+    register_cors(app, settings.cors)
 
     @app.before_request
     async def note_start():
