@@ -148,10 +148,46 @@ async def test_the_client_cap_and_1001_for_everyone_at_stop():
     async with trio.open_nursery() as nursery:
         await nursery.start(b.run)
         feeds = [b.connect(), b.connect()]
-        with pytest.raises(ClientRefused, match="2 clients are connected") as refused:
+        with pytest.raises(ClientRefused, match="2 admin clients are connected") as refused:
             b.connect()
         assert refused.value.error == "too_many_clients"
         b.disconnect(feeds.pop())
         feeds.append(b.connect())
         nursery.cancel_scope.cancel()
     assert [f.close_code for f in feeds] == [GOING_AWAY, GOING_AWAY]
+
+
+async def test_public_clients_have_their_own_cap_and_never_take_admin_places():
+    b = broadcaster(Metrics(), max_clients=1, max_public_clients=2)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(b.run)
+        visitors = [b.connect(public=True), b.connect(public=True)]
+        with pytest.raises(ClientRefused, match="max_public_clients") as refused:
+            b.connect(public=True)
+        assert refused.value.error == "too_many_clients"
+        admin = b.connect()  # the visitors took none of the admins' places
+        with pytest.raises(ClientRefused, match="max_clients"):
+            b.connect()
+        assert (b.stats_json()["clients"], b.stats_json()["publicClients"]) == (3, 2)
+        b.disconnect(visitors.pop())
+        b.disconnect(visitors[0])
+        b.disconnect(visitors[0])  # twice: counted once
+        assert b.public_clients == 0
+        visitors.append(b.connect(public=True))
+        assert admin.public is False and visitors[-1].public is True
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_public_client_may_follow_realtime_but_never_a_visitor():
+    metrics = Metrics()
+    b = broadcaster(metrics)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(b.run)
+        feed = b.connect(public=True)
+        with pytest.raises(PermissionError):
+            b.follow(feed, "v")
+        assert feed.fingerprints == set()
+        b.subscribe_realtime(feed)
+        with trio.fail_after(2):
+            assert '"realtime_metrics"' in await feed.next_message()
+        nursery.cancel_scope.cancel()
