@@ -29,12 +29,11 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 import trio
-from quart import Quart, websocket
+from quart import Quart, Response, websocket
 
 from ..actors.broadcaster import TRY_AGAIN_LATER, ClientFeed, ClientRefused, encode
 from ..domain.validation import MAX_ID_LENGTH
 from ..storage import StorageError
-from ..domain.credentials import Verdict
 from .auth import AdminAuth, denied
 from .responses import error_response
 from .server import abort_connection
@@ -63,19 +62,20 @@ def register_live_routes(app: Quart, service: Service, auth: AdminAuth) -> None:
     stuck_timeout = service.settings.broadcast.stuck_timeout
     public_realtime = service.settings.broadcast.public_realtime
 
-    def admission() -> tuple[bool, Verdict | None, str | None]:
-        """(public, refusal verdict or None, cross-origin refusal message or None) of the upgrade."""
+    def admission() -> Response | bool:
+        """The refusal of the upgrade, else whether the connection is public (see the module docstring)."""
         found = AdminAuth.credential(websocket.headers, websocket.cookies, websocket.args)
         if found.source == "cookie" and not auth.trusts_origin(websocket.headers.get("Origin"),
                                                                 websocket.headers.get("Host")):
-            return False, None, ("the token cookie is not accepted from this page's origin (not the service's own "
-                                 "nor in cors.allowed_origins); " + _HINT)
+            return error_response(403, "cross_origin", "the token cookie is not accepted from this page's origin "
+                                                       "(neither the service's own nor in cors.allowed_origins); "
+                                                       + _HINT)
         verdict = auth.judge(found.token)
         if verdict.is_admin:
-            return False, None, None
+            return False
         if public_realtime and found.source in ("none", "cookie"):
-            return True, None, None
-        return False, verdict, None
+            return True  # no credential, or an ambient one that is no admin's (a logged-in customer)
+        return denied(verdict, hint=_HINT)
 
     async def send_first_insights(feed: ClientFeed, fingerprint: str) -> None:
         try:
@@ -161,11 +161,9 @@ def register_live_routes(app: Quart, service: Service, auth: AdminAuth) -> None:
 
     @app.websocket("/api/analytics/ws")
     async def live():
-        public, refusal, cross_origin = admission()
-        if cross_origin is not None:
-            return error_response(403, "cross_origin", cross_origin)
-        if refusal is not None:
-            return denied(refusal, hint=_HINT)
+        public = admission()
+        if not isinstance(public, bool):
+            return public
         try:
             feed = broadcaster.connect(public=public)
         except ClientRefused as exc:
