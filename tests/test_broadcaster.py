@@ -4,6 +4,7 @@ read once per visitor for all its followers, and 1001 for everyone when it stops
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -57,6 +58,7 @@ class Metrics:
     def __init__(self) -> None:
         self.version = 0
         self.built = 0
+        self.top_pages: list[dict] = []
         self._changed = trio.Event()
 
     def change(self) -> None:
@@ -71,7 +73,7 @@ class Metrics:
 
     async def data(self) -> dict:
         self.built += 1
-        return {"version": self.version}
+        return {"version": self.version, "topPages": self.top_pages}
 
 
 def broadcaster(metrics: Metrics, reads: list[str] | None = None, **settings) -> BroadcasterActor:
@@ -180,6 +182,8 @@ async def test_public_clients_have_their_own_cap_and_never_take_admin_places():
 
 async def test_a_public_client_may_follow_realtime_but_never_a_visitor():
     metrics = Metrics()
+    metrics.top_pages = [{"page_url": "https://x.example/book?ref=visitor-1", "views": 1},
+                         {"page_url": "https://x.example/book", "views": 1}]
     b = broadcaster(metrics)
     async with trio.open_nursery() as nursery:
         await nursery.start(b.run)
@@ -187,7 +191,14 @@ async def test_a_public_client_may_follow_realtime_but_never_a_visitor():
         with pytest.raises(PermissionError):
             b.follow(feed, "v")
         assert feed.fingerprints == set()
+        admin = b.connect()
         b.subscribe_realtime(feed)
+        b.subscribe_realtime(admin)
         with trio.fail_after(2):
-            assert '"realtime_metrics"' in await feed.next_message()
+            public_message, admin_message = await feed.next_message(), await admin.next_message()
+        assert json.loads(public_message)["data"]["topPages"] == [{"page_url": "https://x.example/book", "views": 2}]
+        assert json.loads(admin_message)["data"]["topPages"][0]["page_url"] == "https://x.example/book?ref=visitor-1"
+        late = b.connect(public=True)  # within min_interval: the last public snapshot, not the admins'
+        b.subscribe_realtime(late)
+        assert await late.next_message() == public_message
         nursery.cancel_scope.cancel()

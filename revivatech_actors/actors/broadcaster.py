@@ -13,7 +13,8 @@ the metrics change — at most once per ``min_interval``. Each snapshot is encod
 hook), read once per visitor for all of them. Without subscribers nothing is built.
 
 A *public* client (a tokenless WebSocket under ``broadcast.public_realtime``) may follow the
-realtime aggregates and never a visitor; public clients have their own cap
+realtime aggregates (top pages without query strings: :func:`public_realtime_document`) and never
+a visitor; public clients have their own cap
 (``max_public_clients``), so visitors' tabs never take the admins' places (``max_clients``).
 
 With Redis (``shared``), changes cross instances on pub/sub: the metrics actor's additions to
@@ -35,6 +36,7 @@ import orjson
 import redis
 import trio
 
+from ..domain.realtime import public_realtime_document
 from ..ids import new_id
 from ..shared_state.realtime import RedisRealtime
 from ..storage import StorageError
@@ -153,6 +155,7 @@ class BroadcasterActor:
     _to_publish: set[str] = attrs.field(init=False, factory=set)
     _publish_wanted: trio.Event = attrs.field(init=False, factory=trio.Event)
     _last_snapshot: str | None = attrs.field(init=False, default=None)
+    _last_public_snapshot: str | None = attrs.field(init=False, default=None)  # of the same data
     _last_snapshot_at: float = attrs.field(init=False, default=float("-inf"))
     snapshots_sent: int = attrs.field(init=False, default=0)
     _running: bool = attrs.field(init=False, default=False)
@@ -185,8 +188,9 @@ class BroadcasterActor:
         """Subscribe ``feed`` to realtime_metrics; it gets the current snapshot at once."""
         feed.realtime = True
         now = time.monotonic()
-        if self._last_snapshot is not None and now - self._last_snapshot_at < self.min_interval:
-            feed.put_snapshot(self._last_snapshot)  # fresh enough: no need to build one for it
+        last = self._last_public_snapshot if feed.public else self._last_snapshot
+        if last is not None and now - self._last_snapshot_at < self.min_interval:
+            feed.put_snapshot(last)  # fresh enough: no need to build one for it
         else:
             self._realtime_requested.set()  # the next snapshot, built now, reaches it too
 
@@ -283,12 +287,20 @@ class BroadcasterActor:
             return  # nobody to tell: build nothing
         data = await self.realtime_data()
         encoded = encode({"type": "realtime_metrics", "data": data})
-        self._last_snapshot, self._last_snapshot_at = encoded, time.monotonic()
+        public_encoded = None  # built once, and only when a public client subscribed
         sent = 0
         for feed in self.clients.values():  # who subscribed while the data was built counts too
-            if feed.realtime:
+            if not feed.realtime:
+                continue
+            if feed.public:
+                if public_encoded is None:
+                    public_encoded = encode({"type": "realtime_metrics", "data": public_realtime_document(data)})
+                feed.put_snapshot(public_encoded)
+            else:
                 feed.put_snapshot(encoded)
-                sent += 1
+            sent += 1
+        self._last_snapshot, self._last_public_snapshot = encoded, public_encoded
+        self._last_snapshot_at = time.monotonic()
         self.snapshots_sent += sent
         self.activity.record(sent)
 

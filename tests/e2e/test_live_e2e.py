@@ -159,7 +159,8 @@ async def test_public_realtime_for_tokenless_clients_with_their_own_cap(serve):
                    REVIVATECH_BROADCAST_MAX_CLIENTS="1", REVIVATECH_AUTH_JWT_SECRET=JWT_SECRET,
                    REVIVATECH_CORS_ALLOWED_ORIGINS=ADMIN_UI)
     fp = f"fp-{uuid.uuid4().hex[:12]}"
-    await post(server, {"user_fingerprint": fp, "session_id": "s1", "event_type": "page_view", "page_url": "https://x.example/"})
+    await post(server, {"user_fingerprint": fp, "session_id": "s1", "event_type": "page_view",
+                        "page_url": "https://x.example/booking?email=someone%40example.com"})
     # as analyticsWebSocketService.ts does: no token, subscribe_realtime after connection_established
     async with open_websocket_url(ws_url(server, None), extra_headers=[("Origin", "https://shop.example")]) as visitor, \
             open_websocket_url(ws_url(server, None), extra_headers=[("Cookie", f"token={jwt_of('CUSTOMER')}"),
@@ -170,6 +171,8 @@ async def test_public_realtime_for_tokenless_clients_with_their_own_cap(serve):
             await ws.send_message(json.dumps({"type": "subscribe_realtime"}))
             realtime = await next_of(ws, "realtime_metrics", timeout=3)
             assert realtime["data"]["overview"]["total_events"] == 1
+            # aggregates only: a page's query string may carry a visitor's data
+            assert realtime["data"]["topPages"] == [{"page_url": "https://x.example/booking", "views": 1}]
         await visitor.send_message(json.dumps({"type": "subscribe_user_insights", "fingerprint": fp}))
         error = await next_of(visitor, "error", timeout=2)
         assert error["error"] == "admin_only" and error["message"]
