@@ -22,7 +22,7 @@ import attrs
 from .domain.addresses import KEEP_MODES, parse_networks
 
 __all__ = [
-    "AuthSettings", "BatchSettings", "BroadcastSettings", "ConfigError", "FaultSettings",
+    "AuthSettings", "BatchSettings", "BroadcastSettings", "ConfigError", "CorsSettings", "FaultSettings",
     "IngestSettings", "LogSettings", "ProfileSettings", "RealtimeSettings", "RedisSettings", "ScoringSettings",
     "Settings",
     "ShutdownSettings", "StorageSettings", "SupervisorSettings", "WebSettings",
@@ -44,6 +44,8 @@ OVERRIDE_SOURCE = "override"
 MASK = "***"
 # Shorter admin tokens are guessable.
 MIN_TOKEN_LENGTH = 16
+# An HS256 key shorter than the hash (RFC 7518 section 3.2) can be brute-forced from any JWT it signed.
+MIN_JWT_SECRET_LENGTH = 32
 # Spellings accepted for booleans in environment variables (case-insensitive).
 _TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
 _FALSE_WORDS = frozenset({"false", "0", "no", "off"})
@@ -162,6 +164,36 @@ def _networks_problem(entries: tuple[str, ...]) -> str | None:
     return None
 
 
+def _jwt_secret_problem(secret: str) -> str | None:
+    if secret and len(secret.encode()) < MIN_JWT_SECRET_LENGTH:
+        return (f"must be empty (JWTs off) or at least {MIN_JWT_SECRET_LENGTH} bytes (RFC 7518 section 3.2); "
+                "the secret is never printed")
+    return None
+
+
+def _roles_problem(roles: tuple[str, ...]) -> str | None:
+    if not roles:
+        return "must name at least one role"
+    bad = [role for role in roles if not 0 < len(role) <= 100]
+    return f"a role is 1 to 100 characters, got {bad[0]!r}" if bad else None
+
+
+# An origin as browsers send it: scheme://host[:port], nothing after.
+_ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[^/?#\s]+", re.IGNORECASE)
+
+
+def _origins_problem(origins: tuple[str, ...], *, wildcard: bool) -> str | None:
+    for origin in origins:
+        if origin == "*":
+            if not wildcard:
+                return '"*" is not allowed here: these origins may send credentials; list each origin'
+            continue
+        if not _ORIGIN.fullmatch(origin):
+            hint = f" (no path: {origin.rstrip('/')!r})" if _ORIGIN.fullmatch(origin.rstrip("/")) else ""
+            return f"an origin is scheme://host[:port], got {origin!r}{hint}"
+    return None
+
+
 def _names_problem(names: tuple[str, ...]) -> str | None:
     if not names:
         return "must name at least one event type"
@@ -210,6 +242,21 @@ class AuthSettings:
     """[auth]: admin bearer tokens (secret; never logged or printed)."""
     admin_tokens: tuple[str, ...] = attrs.field(
         validator=_Check(_tokens_problem, _TYPE_RULES[_TOKENS]), metadata={"secret": True})
+    jwt_secret: str = attrs.field(validator=_Check(_jwt_secret_problem, "must be a string"), metadata={"secret": True})
+    jwt_admin_roles: tuple[str, ...] = attrs.field(validator=_Check(_roles_problem, _TYPE_RULES[_TOKENS]))
+
+
+@attrs.frozen(kw_only=True)
+class CorsSettings:
+    """[cors]: origins a browser may call from; ``ingest_origins`` for the ingest routes (never
+    with credentials), ``allowed_origins`` for the others and for credentialed requests;
+    ``max_age`` is seconds a preflight may be cached."""
+    ingest_origins: tuple[str, ...] = attrs.field(
+        validator=_Check(lambda v: _origins_problem(v, wildcard=True), _TYPE_RULES[_TOKENS]))
+    allowed_origins: tuple[str, ...] = attrs.field(
+        validator=_Check(lambda v: _origins_problem(v, wildcard=False), _TYPE_RULES[_TOKENS]))
+    allow_credentials: bool
+    max_age: int = _int(0, 86400)
 
 
 @attrs.frozen(kw_only=True)
@@ -343,11 +390,13 @@ class ScoringSettings:
 @attrs.frozen(kw_only=True)
 class BroadcastSettings:
     """[broadcast]: seconds between periodic WebSocket broadcasts, the least time between
-    change-driven ones, the client cap, the protocol ping interval, and how long one send may
-    stay stuck before the client is closed with 1013."""
+    change-driven ones, the caps of admin and of tokenless (public) clients, the protocol ping
+    interval, and how long one send may stay stuck before the client is closed with 1013."""
     interval: float = _number(0)
     min_interval: float = _number(0)
     max_clients: int = _int(1)
+    public_realtime: bool  # tokenless clients may follow the realtime aggregates, never a visitor
+    max_public_clients: int = _int(0)
     ping_interval: float = _number(0)
     stuck_timeout: float = _number(0)
 
@@ -381,6 +430,7 @@ class Settings:
     storage: StorageSettings
     redis: RedisSettings
     auth: AuthSettings
+    cors: CorsSettings
     supervisor: SupervisorSettings
     shutdown: ShutdownSettings
     faults: FaultSettings
@@ -540,7 +590,8 @@ def settings_as_dict(settings: Settings, *, mask_secrets: bool = True) -> dict[s
             value = getattr(group, key)
             value = list(value) if isinstance(value, tuple) else value
             if mask_secrets and field.metadata.get("secret"):
-                value = [MASK] * len(value) if isinstance(value, list) else MASK
+                # an empty secret stays visible as empty: the operator sees it is off
+                value = [MASK] * len(value) if isinstance(value, list) else (MASK if value else value)
             elif mask_secrets and field.metadata.get("url") and value:
                 value = _mask_url(value)
             table[key] = value

@@ -141,7 +141,8 @@ class Service:
 
         b = settings.broadcast
         broadcaster = BroadcasterActor(metrics.document, metrics.wait_for_change, insights_data, interval=b.interval,
-                                       min_interval=b.min_interval, max_clients=b.max_clients, shared=shared)
+                                       min_interval=b.min_interval, max_clients=b.max_clients,
+                                       max_public_clients=b.max_public_clients, shared=shared)
         scorer.on_recorded = lambda record: broadcaster.scores_recorded(record.user_fingerprint)
         service = cls(
             settings=settings,

@@ -4,6 +4,7 @@ read once per visitor for all its followers, and 1001 for everyone when it stops
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -57,6 +58,7 @@ class Metrics:
     def __init__(self) -> None:
         self.version = 0
         self.built = 0
+        self.top_pages: list[dict] = []
         self._changed = trio.Event()
 
     def change(self) -> None:
@@ -71,7 +73,7 @@ class Metrics:
 
     async def data(self) -> dict:
         self.built += 1
-        return {"version": self.version}
+        return {"version": self.version, "topPages": self.top_pages}
 
 
 def broadcaster(metrics: Metrics, reads: list[str] | None = None, **settings) -> BroadcasterActor:
@@ -148,10 +150,55 @@ async def test_the_client_cap_and_1001_for_everyone_at_stop():
     async with trio.open_nursery() as nursery:
         await nursery.start(b.run)
         feeds = [b.connect(), b.connect()]
-        with pytest.raises(ClientRefused, match="2 clients are connected") as refused:
+        with pytest.raises(ClientRefused, match="2 admin clients are connected") as refused:
             b.connect()
         assert refused.value.error == "too_many_clients"
         b.disconnect(feeds.pop())
         feeds.append(b.connect())
         nursery.cancel_scope.cancel()
     assert [f.close_code for f in feeds] == [GOING_AWAY, GOING_AWAY]
+
+
+async def test_public_clients_have_their_own_cap_and_never_take_admin_places():
+    b = broadcaster(Metrics(), max_clients=1, max_public_clients=2)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(b.run)
+        visitors = [b.connect(public=True), b.connect(public=True)]
+        with pytest.raises(ClientRefused, match="max_public_clients") as refused:
+            b.connect(public=True)
+        assert refused.value.error == "too_many_clients"
+        admin = b.connect()  # the visitors took none of the admins' places
+        with pytest.raises(ClientRefused, match="max_clients"):
+            b.connect()
+        assert (b.stats_json()["clients"], b.stats_json()["publicClients"]) == (3, 2)
+        b.disconnect(visitors.pop())
+        b.disconnect(visitors[0])
+        b.disconnect(visitors[0])  # twice: counted once
+        assert b.public_clients == 0
+        visitors.append(b.connect(public=True))
+        assert admin.public is False and visitors[-1].public is True
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_public_client_may_follow_realtime_but_never_a_visitor():
+    metrics = Metrics()
+    metrics.top_pages = [{"page_url": "https://x.example/book?ref=visitor-1", "views": 1},
+                         {"page_url": "https://x.example/book", "views": 1}]
+    b = broadcaster(metrics)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(b.run)
+        feed = b.connect(public=True)
+        with pytest.raises(PermissionError):
+            b.follow(feed, "v")
+        assert feed.fingerprints == set()
+        admin = b.connect()
+        b.subscribe_realtime(feed)
+        b.subscribe_realtime(admin)
+        with trio.fail_after(2):
+            public_message, admin_message = await feed.next_message(), await admin.next_message()
+        assert json.loads(public_message)["data"]["topPages"] == [{"page_url": "https://x.example/book", "views": 2}]
+        assert json.loads(admin_message)["data"]["topPages"][0]["page_url"] == "https://x.example/book?ref=visitor-1"
+        late = b.connect(public=True)  # within min_interval: the last public snapshot, not the admins'
+        b.subscribe_realtime(late)
+        assert await late.next_message() == public_message
+        nursery.cancel_scope.cancel()

@@ -24,7 +24,8 @@ EXPECTED_DEFAULTS = {
     "storage": {"url": "sqlite:///revivatech.db", "connect_timeout": 5.0, "ping_timeout": 1.0,
                 "health_interval": 2.0},
     "redis": {"url": "", "ping_timeout": 1.0, "key_prefix": "revivatech:"},
-    "auth": {"admin_tokens": []},
+    "auth": {"admin_tokens": [], "jwt_secret": "", "jwt_admin_roles": ["ADMIN", "SUPER_ADMIN"]},
+    "cors": {"ingest_origins": ["*"], "allowed_origins": [], "allow_credentials": True, "max_age": 600},
     "supervisor": {"max_restarts": 5, "max_seconds": 30.0, "backoff_initial": 0.1, "backoff_max": 5.0,
                    "child_shutdown_timeout": 5.0},
     "shutdown": {"timeout": 30.0},
@@ -33,8 +34,8 @@ EXPECTED_DEFAULTS = {
     "ingest": {"ack": "durable", "max_batch": 500, "max_body": 1048576, "enqueue_timeout": 0.5, "ack_timeout": 30.0,
                "inbox": 10000, "client_ip": "anonymized"},
     "batch": {"max_events": 2000, "max_wait": 0.0},
-    "broadcast": {"interval": 30.0, "min_interval": 1.0, "max_clients": 10000, "ping_interval": 20.0,
-                  "stuck_timeout": 10.0},
+    "broadcast": {"interval": 30.0, "min_interval": 1.0, "max_clients": 10000, "public_realtime": False,
+                  "max_public_clients": 1000, "ping_interval": 20.0, "stuck_timeout": 10.0},
     "profiles": {"idle_timeout": 300.0, "max_active": 20000, "flush_interval": 1.0, "max_write_share": 0.1,
                  "max_touchpoints": 500, "max_unwritten_events": 500000},
     "scoring": {
@@ -338,6 +339,74 @@ def test_short_admin_token_is_refused_without_printing_it(tmp_path):
     assert short not in str(err) and TOKEN_A not in str(err)
     err = config_error(config_file=write(tmp_path, f'[auth]\nadmin_tokens = ["{short}"]\n'))
     assert err.key == "auth.admin_tokens" and short not in str(err)
+
+
+JWT_SECRET = "jwt-secret-of-the-main-app-0123456789"  # 36 bytes
+
+
+def test_jwt_settings_from_env_and_file(tmp_path):
+    settings = load(environ={"REVIVATECH_AUTH_JWT_SECRET": JWT_SECRET,
+                             "REVIVATECH_AUTH_JWT_ADMIN_ROLES": "ADMIN, OWNER"})
+    assert (settings.auth.jwt_secret, settings.auth.jwt_admin_roles) == (JWT_SECRET, ("ADMIN", "OWNER"))
+    path = write(tmp_path, f'[auth]\njwt_secret = "{JWT_SECRET}"\njwt_admin_roles = ["SUPER_ADMIN"]\n')
+    assert load(config_file=path).auth.jwt_admin_roles == ("SUPER_ADMIN",)
+
+
+def test_short_jwt_secret_is_refused_without_printing_it(tmp_path):
+    short = "main-app-secret"
+    err = config_error(environ={"REVIVATECH_AUTH_JWT_SECRET": short})
+    assert err.key == "auth.jwt_secret" and "at least 32 bytes" in err.problem and short not in str(err)
+    err = config_error(config_file=write(tmp_path, "[auth]\njwt_secret = 12345\n"))
+    assert err.key == "auth.jwt_secret" and "12345" not in str(err)
+
+
+def test_jwt_admin_roles_may_not_be_empty():
+    err = config_error(environ={"REVIVATECH_AUTH_JWT_ADMIN_ROLES": " , "})
+    assert (err.key, err.problem) == ("auth.jwt_admin_roles", "must name at least one role")
+
+
+def test_cors_origins_from_env_and_file(tmp_path):
+    settings = load(environ={"REVIVATECH_CORS_ALLOWED_ORIGINS": "http://localhost:3010, https://admin.example.com",
+                             "REVIVATECH_CORS_INGEST_ORIGINS": "https://shop.example.com",
+                             "REVIVATECH_CORS_ALLOW_CREDENTIALS": "false", "REVIVATECH_CORS_MAX_AGE": "0"})
+    cors = settings.cors
+    assert cors.allowed_origins == ("http://localhost:3010", "https://admin.example.com")
+    assert cors.ingest_origins == ("https://shop.example.com",)
+    assert (cors.allow_credentials, cors.max_age) == (False, 0)
+    path = write(tmp_path, '[cors]\ningest_origins = []\nallowed_origins = ["http://127.0.0.1:8080"]\n')
+    assert load(config_file=path).cors.ingest_origins == ()
+    assert load(config_file=path).cors.allowed_origins == ("http://127.0.0.1:8080",)
+
+
+@pytest.mark.parametrize(
+    ("env", "key", "problem"),
+    [
+        ({"REVIVATECH_CORS_ALLOWED_ORIGINS": "*"}, "cors.allowed_origins",
+         '"*" is not allowed here: these origins may send credentials; list each origin'),
+        ({"REVIVATECH_CORS_ALLOWED_ORIGINS": "http://localhost:3010/"}, "cors.allowed_origins",
+         "an origin is scheme://host[:port], got 'http://localhost:3010/' (no path: 'http://localhost:3010')"),
+        ({"REVIVATECH_CORS_INGEST_ORIGINS": "example.com"}, "cors.ingest_origins",
+         "an origin is scheme://host[:port], got 'example.com'"),
+        ({"REVIVATECH_CORS_INGEST_ORIGINS": "https://x.example/path"}, "cors.ingest_origins",
+         "an origin is scheme://host[:port], got 'https://x.example/path'"),
+        ({"REVIVATECH_CORS_MAX_AGE": "86401"}, "cors.max_age", "must be an integer between 0 and 86400, got 86401"),
+        ({"REVIVATECH_CORS_ALLOW_CREDENTIALS": "maybe"}, "cors.allow_credentials", "must be true or false, got 'maybe'"),
+        ({"REVIVATECH_BROADCAST_MAX_PUBLIC_CLIENTS": "-1"}, "broadcast.max_public_clients",
+         "must be an integer >= 0, got -1"),
+        ({"REVIVATECH_BROADCAST_PUBLIC_REALTIME": "sometimes"}, "broadcast.public_realtime",
+         "must be true or false, got 'sometimes'"),
+    ],
+)
+def test_impossible_cors_and_broadcast_values(env, key, problem):
+    err = config_error(environ=env)
+    assert (err.key, err.problem) == (key, problem)
+
+
+def test_jwt_secret_is_masked_when_set_and_shown_empty_when_off():
+    assert settings_as_dict(load())["auth"]["jwt_secret"] == ""
+    shown = settings_as_dict(load(environ={"REVIVATECH_AUTH_JWT_SECRET": JWT_SECRET}))
+    assert shown["auth"]["jwt_secret"] == "***"
+    assert JWT_SECRET not in render_toml(shown)
 
 
 def test_bad_value_in_file_is_reported_even_if_env_overrides_it(tmp_path):

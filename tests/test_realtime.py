@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from revivatech_actors.domain.realtime import BUCKET_SECONDS, RealtimeWindow, ServiceUptime, bucket_of
+from revivatech_actors.domain.realtime import (
+    BUCKET_SECONDS,
+    RealtimeWindow,
+    ServiceUptime,
+    bucket_of,
+    public_realtime_document,
+)
 
 T0 = 1_800_000_000.0  # a bucket boundary: 1_800_000_000 / 10 is whole
 
@@ -169,3 +175,15 @@ def test_adding_a_batch_counts_as_adding_each_event():
     for at in (now, now + 30, now + 65):
         assert batched.figures(at) == one_by_one.figures(at)
     assert one_by_one.figures(now).events > 0
+
+
+def test_the_public_document_strips_query_and_fragment_from_top_pages_and_merges_them():
+    data = {"overview": {"total_events": 9}, "topPages": [
+        {"page_url": "https://x.example/book?email=someone%40example.com", "views": 3},
+        {"page_url": "https://x.example/", "views": 3},
+        {"page_url": "https://x.example/book#step-2", "views": 2},
+        {"page_url": "https://x.example/book", "views": 1}]}
+    public = public_realtime_document(data)
+    assert public["topPages"] == [{"page_url": "https://x.example/book", "views": 6},
+                                  {"page_url": "https://x.example/", "views": 3}]
+    assert public["overview"] == data["overview"] and data["topPages"][0]["views"] == 3  # the input is untouched

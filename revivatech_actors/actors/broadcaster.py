@@ -12,6 +12,11 @@ the metrics change — at most once per ``min_interval``. Each snapshot is encod
 ``user_insights`` goes to a visitor's subscribers when its scores are recorded (the scorer's
 hook), read once per visitor for all of them. Without subscribers nothing is built.
 
+A *public* client (a tokenless WebSocket under ``broadcast.public_realtime``) may follow the
+realtime aggregates (top pages without query strings: :func:`public_realtime_document`) and never
+a visitor; public clients have their own cap
+(``max_public_clients``), so visitors' tabs never take the admins' places (``max_clients``).
+
 With Redis (``shared``), changes cross instances on pub/sub: the metrics actor's additions to
 the shared window announce themselves, and a recorded score is published instead of handled
 here, so that every instance — this one included — hears of it the same way. While Redis
@@ -31,6 +36,7 @@ import orjson
 import redis
 import trio
 
+from ..domain.realtime import public_realtime_document
 from ..ids import new_id
 from ..shared_state.realtime import RedisRealtime
 from ..storage import StorageError
@@ -50,8 +56,9 @@ TRY_AGAIN_LATER = 1013
 
 
 class ClientRefused(Exception):
-    """A new client is refused: ``error`` is ``too_many_clients`` (``max_clients`` are connected)
-    or ``not_running`` (the service is starting or stopping)."""
+    """A new client is refused: ``error`` is ``too_many_clients`` (``max_clients`` admin clients,
+    or ``max_public_clients`` public ones, are connected) or ``not_running`` (the service is
+    starting or stopping)."""
 
     def __init__(self, error: str, message: str) -> None:
         super().__init__(message)
@@ -67,6 +74,7 @@ class ClientFeed:
     """One WebSocket client's subscriptions and outbox (see the module docstring)."""
 
     client_id: str
+    public: bool = False  # tokenless: realtime aggregates only, never a visitor
     realtime: bool = False
     fingerprints: set[str] = attrs.Factory(set)
     _replies: collections.deque[str] = attrs.field(init=False, factory=collections.deque)
@@ -134,9 +142,11 @@ class BroadcasterActor:
     interval: float = 30.0
     min_interval: float = 1.0
     max_clients: int = 10_000
+    max_public_clients: int = 1_000
     shared: RedisRealtime | None = None
     activity: Activity = attrs.Factory(Activity)
     clients: dict[str, ClientFeed] = attrs.field(init=False, factory=dict)
+    public_clients: int = attrs.field(init=False, default=0)  # how many of ``clients`` are public
     _followers: dict[str, set[ClientFeed]] = attrs.field(init=False, factory=dict)  # fingerprint -> feeds
     _changed_visitors: set[str] = attrs.field(init=False, factory=set)
     _visitors_changed: trio.Event = attrs.field(init=False, factory=trio.Event)
@@ -145,25 +155,32 @@ class BroadcasterActor:
     _to_publish: set[str] = attrs.field(init=False, factory=set)
     _publish_wanted: trio.Event = attrs.field(init=False, factory=trio.Event)
     _last_snapshot: str | None = attrs.field(init=False, default=None)
+    _last_public_snapshot: str | None = attrs.field(init=False, default=None)  # of the same data
     _last_snapshot_at: float = attrs.field(init=False, default=float("-inf"))
     snapshots_sent: int = attrs.field(init=False, default=0)
     _running: bool = attrs.field(init=False, default=False)
 
     # ------------------------------------------------------------------ clients (web layer)
 
-    def connect(self) -> ClientFeed:
-        """A feed for a new client; raises ClientRefused past ``max_clients`` or while not running."""
+    def connect(self, *, public: bool = False) -> ClientFeed:
+        """A feed for a new admin client (``public``: a tokenless one); raises ClientRefused past
+        its cap (``max_clients`` or ``max_public_clients``) or while not running."""
         if not self._running:
             raise ClientRefused("not_running", "the live feed is not running (the service is starting or stopping)")
-        if len(self.clients) >= self.max_clients:
-            raise ClientRefused("too_many_clients",
-                                f"{len(self.clients)} clients are connected, the most broadcast.max_clients allows")
-        feed = ClientFeed(new_id())
+        if public and self.public_clients >= self.max_public_clients:
+            raise ClientRefused("too_many_clients", f"{self.public_clients} clients without a token are connected, "
+                                                    "the most broadcast.max_public_clients allows")
+        if not public and len(self.clients) - self.public_clients >= self.max_clients:
+            raise ClientRefused("too_many_clients", f"{len(self.clients) - self.public_clients} admin clients are "
+                                                    "connected, the most broadcast.max_clients allows")
+        feed = ClientFeed(new_id(), public=public)
         self.clients[feed.client_id] = feed
+        self.public_clients += public
         return feed
 
     def disconnect(self, feed: ClientFeed) -> None:
-        self.clients.pop(feed.client_id, None)
+        if self.clients.pop(feed.client_id, None) is not None:
+            self.public_clients -= feed.public
         for fingerprint in list(feed.fingerprints):
             self.unfollow(feed, fingerprint)
 
@@ -171,8 +188,9 @@ class BroadcasterActor:
         """Subscribe ``feed`` to realtime_metrics; it gets the current snapshot at once."""
         feed.realtime = True
         now = time.monotonic()
-        if self._last_snapshot is not None and now - self._last_snapshot_at < self.min_interval:
-            feed.put_snapshot(self._last_snapshot)  # fresh enough: no need to build one for it
+        last = self._last_public_snapshot if feed.public else self._last_snapshot
+        if last is not None and now - self._last_snapshot_at < self.min_interval:
+            feed.put_snapshot(last)  # fresh enough: no need to build one for it
         else:
             self._realtime_requested.set()  # the next snapshot, built now, reaches it too
 
@@ -180,6 +198,10 @@ class BroadcasterActor:
         feed.realtime = False
 
     def follow(self, feed: ClientFeed, fingerprint: str) -> None:
+        """``feed`` gets ``fingerprint``'s insights; raises PermissionError for a public feed."""
+        if feed.public:
+            msg = "a client without an admin credential may not follow a visitor"
+            raise PermissionError(msg)
         feed.fingerprints.add(fingerprint)
         self._followers.setdefault(fingerprint, set()).add(feed)
 
@@ -265,12 +287,20 @@ class BroadcasterActor:
             return  # nobody to tell: build nothing
         data = await self.realtime_data()
         encoded = encode({"type": "realtime_metrics", "data": data})
-        self._last_snapshot, self._last_snapshot_at = encoded, time.monotonic()
+        public_encoded = None  # built once, and only when a public client subscribed
         sent = 0
         for feed in self.clients.values():  # who subscribed while the data was built counts too
-            if feed.realtime:
+            if not feed.realtime:
+                continue
+            if feed.public:
+                if public_encoded is None:
+                    public_encoded = encode({"type": "realtime_metrics", "data": public_realtime_document(data)})
+                feed.put_snapshot(public_encoded)
+            else:
                 feed.put_snapshot(encoded)
-                sent += 1
+            sent += 1
+        self._last_snapshot, self._last_public_snapshot = encoded, public_encoded
+        self._last_snapshot_at = time.monotonic()
         self.snapshots_sent += sent
         self.activity.record(sent)
 
@@ -291,7 +321,7 @@ class BroadcasterActor:
                     continue
                 if data is None:
                     continue
-                encoded = encode({"type": "user_insights", "data": data})
+                encoded = encode({"type": "user_insights", "fingerprint": fingerprint, "data": data})
                 for feed in list(self._followers.get(fingerprint, ())):
                     feed.put_insights(fingerprint, encoded)
                 self.activity.record()
@@ -314,6 +344,8 @@ class BroadcasterActor:
         return {
             "clients": len(self.clients),
             "maxClients": self.max_clients,
+            "publicClients": self.public_clients,
+            "maxPublicClients": self.max_public_clients,
             "realtimeSubscribers": sum(1 for feed in self.clients.values() if feed.realtime),
             "followedVisitors": len(self._followers),
             "snapshotsSent": self.snapshots_sent,

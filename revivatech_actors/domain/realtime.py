@@ -34,6 +34,7 @@ __all__ = [
     "RealtimeWindow",
     "ServiceUptime",
     "bucket_of",
+    "public_realtime_document",
     "realtime_document",
     "window_buckets",
 ]
@@ -301,3 +302,14 @@ def realtime_document(figures: RealtimeFigures, uptime_percent: float, now: date
             "requests": figures.requests,
         },
     }
+
+
+def public_realtime_document(data: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` of :func:`realtime_document` as tokenless clients get it: top pages without
+    their query and fragment (a URL as a tracker sent it may carry a visitor's e-mail or a
+    booking reference), pages that differ only there merged. The counts stay as they are."""
+    views: collections.Counter[str] = collections.Counter()
+    for page in data["topPages"]:
+        views[page["page_url"].partition("#")[0].partition("?")[0]] += page["views"]
+    top = sorted(views.items(), key=lambda item: (-item[1], item[0]))
+    return {**data, "topPages": [{"page_url": page, "views": count} for page, count in top]}

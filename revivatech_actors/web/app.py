@@ -12,6 +12,7 @@ from werkzeug.exceptions import HTTPException
 
 from ..supervisor import Activity
 from .auth import AdminAuth
+from .cors import register_cors
 from .health import register_health_routes
 from .ingest import register_ingest_routes
 from .funnel import register_funnel_routes
@@ -35,7 +36,9 @@ def create_app(service: Service, activity: Activity) -> QuartTrio:
     and, with the time it took and its status, in the realtime window's performance figures."""
     app = QuartTrio("revivatech_actors")
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
-    auth = AdminAuth(service.admin_tokens)
+    settings = service.settings
+    auth = AdminAuth(service.admin_tokens, jwt_secret=settings.auth.jwt_secret,
+                     jwt_roles=settings.auth.jwt_admin_roles, allowed_origins=settings.cors.allowed_origins)
     register_health_routes(app, service, auth)
     register_ingest_routes(app, service)
     register_insights_routes(app, service, auth)
@@ -43,6 +46,7 @@ def create_app(service: Service, activity: Activity) -> QuartTrio:
     register_funnel_routes(app, service, auth, service.answer_cache)
     register_live_routes(app, service, auth)
     metrics = service.metrics
+    register_cors(app, settings.cors)
 
     @app.before_request
     async def note_start():

@@ -67,7 +67,7 @@ def register_health_routes(app: Quart, service: Service, auth: AdminAuth) -> Non
     @app.get("/api/analytics/health")
     async def health():
         snapshot = await service.health()
-        detailed = auth.accepts(AdminAuth.bearer(request.headers.get("Authorization")))
+        detailed = auth.judge_http(request.headers, request.cookies).is_admin
         report = snapshot.report
         summary = report.actors
         payload = {

@@ -1,12 +1,24 @@
 """``WS /api/analytics/ws``: the live feed (DESIGN.md section 4), translated to the broadcaster.
 
-Admin only (``Authorization: Bearer`` or ``?token=``), refused before the upgrade with 401; past
-``broadcast.max_clients`` refused with 503 and Retry-After. Each connection runs two tasks in its
-own nursery: the reader turns client messages into subscriptions (a bad message gets an
-``error`` message, the connection stays), the writer sends what the broadcaster put in the
-client's outbox. A send that stays stuck ``broadcast.stuck_timeout`` seconds closes the
-connection (code 1013 for the record; a peer whose buffers are full cannot be sent a close
-frame, so its TCP connection is closed); the broadcaster and the other clients never wait for it.
+Who may connect is decided before the upgrade, cheaply and without a log line per refusal:
+
+* an admin credential (``Authorization: Bearer``, ``?token=`` or the ``token`` cookie; a static
+  token or an admin JWT, see :mod:`.auth`) gets the whole feed;
+* a credential from the cookie counts only when the upgrade's ``Origin`` is the service's own or
+  in ``cors.allowed_origins``: otherwise 403, so a foreign page cannot ride a browser's cookie
+  (cross-site WebSocket hijacking);
+* with ``broadcast.public_realtime``, a connection without a credential, or whose cookie is no
+  admin credential (a visitor logged in to the main app), is *public*: it may follow the realtime
+  aggregates, and ``subscribe_user_insights`` gets an ``error`` (the connection stays);
+* otherwise 401 (no or a bad credential) or 403 (a JWT of another role).
+
+Past ``broadcast.max_clients`` admin clients, or ``broadcast.max_public_clients`` public ones,
+a connection is refused with 503 and Retry-After. Each connection runs two tasks in its own
+nursery: the reader turns client messages into subscriptions (a bad message gets an ``error``
+message, the connection stays), the writer sends what the broadcaster put in the client's outbox.
+A send that stays stuck ``broadcast.stuck_timeout`` seconds closes the connection (code 1013 for
+the record; a peer whose buffers are full cannot be sent a close frame, so its TCP connection is
+closed); the broadcaster and the other clients never wait for it.
 """
 
 from __future__ import annotations
@@ -17,12 +29,12 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 import trio
-from quart import Quart, websocket
+from quart import Quart, Response, websocket
 
 from ..actors.broadcaster import TRY_AGAIN_LATER, ClientFeed, ClientRefused, encode
 from ..domain.validation import MAX_ID_LENGTH
 from ..storage import StorageError
-from .auth import AdminAuth
+from .auth import AdminAuth, denied
 from .responses import error_response
 from .server import abort_connection
 
@@ -38,6 +50,7 @@ READ_TIMEOUT = 5.0
 #: Seconds a closing handshake may take before the connection is just dropped.
 CLOSE_TIMEOUT = 1.0
 _CHANNELS = ("realtime", "user_insights")
+_HINT = "send Authorization: Bearer <token> or ?token=<token>"
 
 
 def _error(code: str, message: str) -> dict[str, Any]:
@@ -47,6 +60,22 @@ def _error(code: str, message: str) -> dict[str, Any]:
 def register_live_routes(app: Quart, service: Service, auth: AdminAuth) -> None:
     broadcaster = service.broadcaster
     stuck_timeout = service.settings.broadcast.stuck_timeout
+    public_realtime = service.settings.broadcast.public_realtime
+
+    def admission() -> Response | bool:
+        """The refusal of the upgrade, else whether the connection is public (see the module docstring)."""
+        found = AdminAuth.credential(websocket.headers, websocket.cookies, websocket.args)
+        if found.source == "cookie" and not auth.trusts_origin(websocket.headers.get("Origin"),
+                                                                websocket.headers.get("Host")):
+            return error_response(403, "cross_origin", "the token cookie is not accepted from this page's origin "
+                                                       "(neither the service's own nor in cors.allowed_origins); "
+                                                       + _HINT)
+        verdict = auth.judge(found.token)
+        if verdict.is_admin:
+            return False
+        if public_realtime and found.source in ("none", "cookie"):
+            return True  # no credential, or an ambient one that is no admin's (a logged-in customer)
+        return denied(verdict, hint=_HINT)
 
     async def send_first_insights(feed: ClientFeed, fingerprint: str) -> None:
         try:
@@ -56,7 +85,8 @@ def register_live_routes(app: Quart, service: Service, auth: AdminAuth) -> None:
                     feed.reply(_error("unknown_visitor", f"no events were stored for the visitor {fingerprint!r} "
                                                          "yet; its insights follow when its scores are recorded"))
                 elif fingerprint in feed.fingerprints:
-                    feed.put_insights(fingerprint, encode({"type": "user_insights", "data": data}))
+                    feed.put_insights(fingerprint, encode({"type": "user_insights", "fingerprint": fingerprint,
+                                                           "data": data}))
                 return
         except StorageError as exc:
             feed.reply(_error("storage_unavailable", f"the visitor's insights cannot be read now: {exc}"))
@@ -76,6 +106,9 @@ def register_live_routes(app: Quart, service: Service, auth: AdminAuth) -> None:
             broadcaster.subscribe_realtime(feed)
         elif kind in ("subscribe_user_insights", "unsubscribe") and not isinstance(message.get("fingerprint"), (str, type(None))):
             feed.reply(_error("invalid_message", "fingerprint must be a string"))
+        elif kind == "subscribe_user_insights" and feed.public:
+            feed.reply(_error("admin_only", "following a visitor's insights needs an admin credential "
+                                            f"({_HINT}); this connection may follow realtime metrics only"))
         elif kind == "subscribe_user_insights":
             fingerprint = message.get("fingerprint")
             if not fingerprint or len(fingerprint) > MAX_ID_LENGTH:
@@ -128,13 +161,11 @@ def register_live_routes(app: Quart, service: Service, auth: AdminAuth) -> None:
 
     @app.websocket("/api/analytics/ws")
     async def live():
-        presented = AdminAuth.bearer(websocket.headers.get("Authorization")) or websocket.args.get("token")
-        if not auth.accepts(presented):
-            reason = "missing" if not presented else "invalid"
-            return error_response(401, "unauthorized", f"{reason} admin token: send Authorization: Bearer <token> "
-                                                       "or ?token=<token>")
+        public = admission()
+        if not isinstance(public, bool):
+            return public
         try:
-            feed = broadcaster.connect()
+            feed = broadcaster.connect(public=public)
         except ClientRefused as exc:
             return error_response(503, exc.error, str(exc), headers={"Retry-After": "5"})
         try:
@@ -144,6 +175,7 @@ def register_live_routes(app: Quart, service: Service, auth: AdminAuth) -> None:
                 logger.warning("live feed handshake failed: %r", exc)
                 return None
             await websocket.send(encode({"type": "connection_established", "clientId": feed.client_id,
+                                         "access": "public" if feed.public else "admin",
                                          "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds")
                                          .replace("+00:00", "Z")}))
             sending: list[float | None] = [None]  # when the send under way began

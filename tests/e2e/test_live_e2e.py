@@ -1,6 +1,8 @@
 """``WS /api/analytics/ws`` through the real ``serve`` process with a real WebSocket client
-(trio-websocket): the protocol of DESIGN.md section 4, admin only, the client cap, 1001 at
-shutdown, and a client that stops reading neither delays the others nor stays connected."""
+(trio-websocket): the protocol of DESIGN.md section 4, admin only, the main app's JWTs, the
+``token`` cookie only from a trusted page, tokenless public realtime and its own cap, the client
+cap, 1001 at shutdown, and a client that stops reading neither delays the others nor stays
+connected."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import time
 import uuid
 
 import httpx
+import jwt
 import pytest
 import trio
 from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
@@ -64,7 +67,7 @@ async def test_the_protocol(serve):
 
         await ws.send_message(json.dumps({"type": "subscribe_user_insights", "fingerprint": fp}))
         insights = await next_of(ws, "user_insights", timeout=3)
-        assert insights["data"]["profile"]["fingerprint"] == fp
+        assert insights["fingerprint"] == insights["data"]["profile"]["fingerprint"] == fp
         assert insights["data"]["profile"]["totalEvents"] == 2
         assert set(insights["data"]["scores"]) == {"engagement", "lead", "churnRisk", "priceSensitivity"}
 
@@ -109,6 +112,99 @@ async def test_admin_token_header_or_query_and_the_client_cap(serve):
                     break
             except ConnectionRejected:
                 await trio.sleep(0.05)
+
+
+JWT_SECRET = "main-app-jwt-secret-0123456789abcdef"
+ADMIN_UI = "http://localhost:3010"
+
+
+def jwt_of(role: str = "ADMIN", *, exp: int = 900) -> str:
+    return jwt.encode({"userId": "u1", "role": role, "exp": int(time.time()) + exp}, JWT_SECRET, algorithm="HS256")
+
+
+async def refused_status(url: str, headers: list[tuple[str, str]] = ()) -> int:
+    with pytest.raises(ConnectionRejected) as rejected:
+        async with open_websocket_url(url, extra_headers=list(headers)):
+            pass
+    return rejected.value.status_code
+
+
+async def access_of(url: str, headers: list[tuple[str, str]] = ()) -> str:
+    async with open_websocket_url(url, extra_headers=list(headers)) as ws:
+        hello = json.loads(await ws.get_message())
+        assert hello["type"] == "connection_established"
+        return hello["access"]
+
+
+async def test_jwts_and_the_cookie_only_from_a_trusted_page(serve):
+    server = start(serve, REVIVATECH_AUTH_JWT_SECRET=JWT_SECRET, REVIVATECH_CORS_ALLOWED_ORIGINS=ADMIN_UI)
+    url = ws_url(server, None)
+    cookie = ("Cookie", f"token={jwt_of()}")
+    assert await access_of(url, [("Authorization", f"Bearer {jwt_of()}")]) == "admin"
+    assert await access_of(ws_url(server, jwt_of("SUPER_ADMIN"))) == "admin"
+    assert await access_of(url, [cookie, ("Origin", ADMIN_UI)]) == "admin"
+    assert await access_of(url, [cookie, ("Origin", server.base_url)]) == "admin"  # the service's own page
+    assert await access_of(ws_url(server), [("Origin", "https://evil.example")]) == "admin"  # explicit: any page
+    # a cookie from a foreign page, or with no page named, would be cross-site WebSocket hijacking
+    assert await refused_status(url, [cookie, ("Origin", "https://evil.example")]) == 403
+    assert await refused_status(url, [cookie]) == 403
+    assert await refused_status(url, [("Authorization", f"Bearer {jwt_of('CUSTOMER')}")]) == 403
+    assert await refused_status(url, [("Cookie", f"token={jwt_of('CUSTOMER')}"), ("Origin", ADMIN_UI)]) == 403
+    assert await refused_status(ws_url(server, jwt_of(exp=-5))) == 401
+    assert await refused_status(url) == 401  # public_realtime is off by default
+
+
+async def test_public_realtime_for_tokenless_clients_with_their_own_cap(serve):
+    server = start(serve, REVIVATECH_BROADCAST_PUBLIC_REALTIME="true", REVIVATECH_BROADCAST_MAX_PUBLIC_CLIENTS="2",
+                   REVIVATECH_BROADCAST_MAX_CLIENTS="1", REVIVATECH_AUTH_JWT_SECRET=JWT_SECRET,
+                   REVIVATECH_CORS_ALLOWED_ORIGINS=ADMIN_UI)
+    fp = f"fp-{uuid.uuid4().hex[:12]}"
+    await post(server, {"user_fingerprint": fp, "session_id": "s1", "event_type": "page_view",
+                        "page_url": "https://x.example/booking?email=someone%40example.com"})
+    # as analyticsWebSocketService.ts does: no token, subscribe_realtime after connection_established
+    async with open_websocket_url(ws_url(server, None), extra_headers=[("Origin", "https://shop.example")]) as visitor, \
+            open_websocket_url(ws_url(server, None), extra_headers=[("Cookie", f"token={jwt_of('CUSTOMER')}"),
+                                                                   ("Origin", ADMIN_UI)]) as customer:
+        for ws in (visitor, customer):  # a logged-in customer's cookie is no admin credential: public too
+            hello = json.loads(await ws.get_message())
+            assert (hello["type"], hello["access"]) == ("connection_established", "public")
+            await ws.send_message(json.dumps({"type": "subscribe_realtime"}))
+            realtime = await next_of(ws, "realtime_metrics", timeout=3)
+            assert realtime["data"]["overview"]["total_events"] == 1
+            # aggregates only: a page's query string may carry a visitor's data
+            assert realtime["data"]["topPages"] == [{"page_url": "https://x.example/booking", "views": 1}]
+        await visitor.send_message(json.dumps({"type": "subscribe_user_insights", "fingerprint": fp}))
+        error = await next_of(visitor, "error", timeout=2)
+        assert error["error"] == "admin_only" and error["message"]
+        await visitor.send_message(json.dumps({"type": "ping"}))  # the connection stays
+        await next_of(visitor, "pong", timeout=2)
+        # the public cap is full; an explicit bad token is refused, not made public
+        assert await refused_status(ws_url(server, None)) == 503
+        assert await refused_status(ws_url(server, "wrong-token-0123456789")) == 401
+        # the visitors took none of the admins' places
+        async with open_websocket_url(ws_url(server)) as admin:
+            hello = json.loads(await admin.get_message())
+            assert hello["access"] == "admin"
+            await admin.send_message(json.dumps({"type": "subscribe_user_insights", "fingerprint": fp}))
+            insights = await next_of(admin, "user_insights", timeout=3)
+            assert insights["fingerprint"] == fp
+            assert await refused_status(ws_url(server)) == 503  # max_clients = 1
+        with trio.move_on_after(0.5):  # the visitor never hears of the visitor followed by the admin
+            while True:
+                message = json.loads(await visitor.get_message())
+                assert message["type"] != "user_insights", message
+
+
+async def test_refused_upgrades_log_nothing_each(serve):
+    server = start(serve, REVIVATECH_AUTH_JWT_SECRET=JWT_SECRET)
+    before = len(server.output().splitlines())
+    for _ in range(20):
+        assert await refused_status(ws_url(server, None)) == 401
+        assert await refused_status(ws_url(server, jwt_of("CUSTOMER"))) == 403
+    await trio.sleep(0.2)
+    output = server.output()
+    assert len(output.splitlines()) - before < 5, output
+    assert JWT_SECRET not in output
 
 
 async def test_shutdown_closes_clients_with_1001(serve):
