@@ -23,6 +23,7 @@ from .domain.addresses import KEEP_MODES, parse_networks
 
 __all__ = [
     "AuthSettings", "BatchSettings", "BroadcastSettings", "ConfigError", "CorsSettings", "FaultSettings",
+    "FunnelSettings",
     "IngestSettings", "LogSettings", "ProfileSettings", "RealtimeSettings", "RedisSettings", "ScoringSettings",
     "Settings",
     "ShutdownSettings", "StorageSettings", "SupervisorSettings", "WebSettings",
@@ -50,11 +51,18 @@ MIN_JWT_SECRET_LENGTH = 32
 _TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
 _FALSE_WORDS = frozenset({"false", "0", "no", "off"})
 _TOKENS = tuple[str, ...]
+# Named funnels: (name, steps) pairs in the order written (a tuple, so settings stay hashable).
+_NAMED_STEPS = tuple[tuple[str, tuple[str, ...]], ...]
 # What a value of each field type looks like, for fields whose validator says nothing better.
 _TYPE_RULES = {
     int: "must be an integer", float: "must be a number", bool: "must be true or false",
     str: "must be a string", _TOKENS: "must be a list of strings or one comma-separated string",
+    _NAMED_STEPS: "must be a table of funnel name = list of event types (in the environment, a JSON object)",
 }
+# A named funnel's name (GET /api/analytics/funnel?funnel_name=...).
+_FUNNEL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# Most named funnels: the dashboard computes each of them.
+MAX_NAMED_FUNNELS = 20
 
 
 class ConfigError(Exception):
@@ -205,6 +213,31 @@ def _funnel_steps_problem(steps: tuple[str, ...]) -> str | None:
     if not 1 <= len(steps) <= 10:
         return f"must name 1 to 10 event types, got {len(steps)}"
     return _names_problem(steps)
+
+
+def _named_funnels_problem(named: _NAMED_STEPS) -> str | None:
+    if len(named) > MAX_NAMED_FUNNELS:
+        return f"at most {MAX_NAMED_FUNNELS} named funnels, got {len(named)}"
+    for name, steps in named:
+        if not _FUNNEL_NAME.fullmatch(name):
+            return f"a funnel name is 1 to 64 letters, digits, _ or -, got {name!r}"
+        problem = _funnel_steps_problem(steps)
+        if problem is not None:
+            return f"funnel {name!r} {problem}"
+    return None
+
+
+def _named_steps(value: Any) -> _NAMED_STEPS:
+    """A TOML table (or parsed JSON object) of name -> list of strings as ``_NAMED_STEPS``;
+    raises TypeError for anything else."""
+    if not isinstance(value, dict):
+        raise TypeError(value)
+    named = []
+    for name, steps in value.items():
+        if not isinstance(steps, list | tuple) or not all(type(step) is str for step in steps):
+            raise TypeError(value)
+        named.append((name, tuple(steps)))
+    return tuple(named)
 
 
 @attrs.frozen(kw_only=True)
@@ -420,6 +453,11 @@ class FunnelSettings:
     range: float = _number(0)
     cache_ttl: float = _number(0, inclusive=True)
     timeout: float = _number(0)
+    named: _NAMED_STEPS = attrs.field(validator=_Check(_named_funnels_problem, _TYPE_RULES[_NAMED_STEPS]))
+
+    def named_steps(self) -> dict[str, tuple[str, ...]]:
+        """The named funnels (``?funnel_name=``): name -> steps, in the order configured."""
+        return dict(self.named)
 
 
 @attrs.frozen(kw_only=True)
@@ -466,6 +504,8 @@ def _from_text(text: str, kind: Any) -> Any:
         return word in _TRUE_WORDS
     if kind == _TOKENS:
         return _split(text)
+    if kind == _NAMED_STEPS:
+        return _named_steps(json.loads(text))  # a JSONDecodeError is a ValueError
     return text if kind is str else kind(text.strip())
 
 
@@ -477,6 +517,8 @@ def _from_value(value: Any, kind: Any) -> Any:
         return _split(value)
     if kind == _TOKENS and isinstance(value, list) and all(type(v) is str for v in value):
         return tuple(value)
+    if kind == _NAMED_STEPS:
+        return _named_steps(value)
     if type(value) is not kind:
         raise TypeError(value)
     return value
@@ -588,6 +630,8 @@ def settings_as_dict(settings: Settings, *, mask_secrets: bool = True) -> dict[s
         group, table = getattr(settings, section), {}
         for key, field in fields.items():
             value = getattr(group, key)
+            if field.type == _NAMED_STEPS:
+                value = {name: list(steps) for name, steps in value}
             value = list(value) if isinstance(value, tuple) else value
             if mask_secrets and field.metadata.get("secret"):
                 # an empty secret stays visible as empty: the operator sees it is off
@@ -611,6 +655,8 @@ def _toml_value(value: Any) -> str:
         return json.dumps(value)  # JSON string escapes (ASCII only) are valid TOML basic strings
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    if isinstance(value, Mapping):  # an inline table: one line, as TOML 1.0 requires
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
     raise TypeError(f"cannot render {type(value).__name__} as TOML")
 
 

@@ -66,7 +66,8 @@ EXPECTED_DEFAULTS = {
     },
     "realtime": {"window": 300, "conversion_types": ["booking_completed"], "top_pages": 10},
     "funnel": {"steps": ["page_view", "service_viewed", "booking_started", "booking_completed"], "window": 86400.0,
-               "range": 2592000.0, "cache_ttl": 30.0, "timeout": 30.0},
+               "range": 2592000.0, "cache_ttl": 30.0, "timeout": 30.0,
+               "named": {"booking": ["page_view", "service_viewed", "booking_started", "booking_completed"]}},
 }
 
 
@@ -515,3 +516,52 @@ def test_client_ip_modes(mode):
 def test_an_unknown_client_ip_mode_is_refused():
     with pytest.raises(ConfigError, match="ingest.client_ip: must be one of anonymized, full, none"):
         load(environ={"REVIVATECH_INGEST_CLIENT_IP": "hashed"})
+
+
+# --- funnel.named: a table of name -> steps ---------------------------------------------------
+
+
+def test_named_funnels_from_a_file_in_order(tmp_path):
+    path = write(tmp_path, '[funnel.named]\nquote = ["service_viewed", "quote_requested"]\nbooking = ["page_view"]\n')
+    funnel = load(config_file=path).funnel
+    assert funnel.named_steps() == {"quote": ("service_viewed", "quote_requested"), "booking": ("page_view",)}
+    assert list(funnel.named_steps()) == ["quote", "booking"]
+    inline = write(tmp_path, '[funnel]\nnamed = {}\n')
+    assert load(config_file=inline).funnel.named_steps() == {}
+
+
+def test_named_funnels_from_the_environment_as_json():
+    funnel = load(environ={"REVIVATECH_FUNNEL_NAMED": '{"b": ["x", "y"], "a": ["z"]}'}).funnel
+    assert funnel.named == (("b", ("x", "y")), ("a", ("z",)))
+    hash(funnel)  # settings stay hashable
+
+
+@pytest.mark.parametrize(("toml", "problem"), [
+    ('[funnel]\nnamed = ["booking"]', "must be a table of funnel name = list of event types"),
+    ('[funnel.named]\nbooking = "page_view"', "must be a table of funnel name = list of event types"),
+    ('[funnel.named]\nbooking = [1, 2]', "must be a table of funnel name = list of event types"),
+    ('[funnel.named]\nbooking = []', "funnel 'booking' must name 1 to 10 event types, got 0"),
+    ('[funnel.named]\nbooking = ["a","b","c","d","e","f","g","h","i","j","k"]',
+     "funnel 'booking' must name 1 to 10 event types, got 11"),
+    ('[funnel.named]\n"two words" = ["a"]', "a funnel name is 1 to 64 letters, digits, _ or -, got 'two words'"),
+    ('[funnel.named]\n"" = ["a"]', "a funnel name is 1 to 64 letters, digits, _ or -, got ''"),
+    (f'[funnel.named]\nx = ["{"e" * 101}"]', "funnel 'x' an event type is at most 100 characters"),
+    ("[funnel.named]\n" + "".join(f"f{i} = [\"a\"]\n" for i in range(21)), "at most 20 named funnels, got 21"),
+])
+def test_bad_named_funnels_are_refused(tmp_path, toml, problem):
+    err = config_error(config_file=write(tmp_path, toml + "\n"))
+    assert err.key == "funnel.named" and err.problem.startswith(problem)
+
+
+@pytest.mark.parametrize("text", ["booking", '["a"]', '{"a": "b"}', '{"a": [1]}', "{"])
+def test_bad_named_funnels_in_the_environment(text):
+    err = config_error(environ={"REVIVATECH_FUNNEL_NAMED": text})
+    assert (err.key, err.source) == ("funnel.named", "REVIVATECH_FUNNEL_NAMED")
+    assert err.problem.startswith("must be a table of funnel name = list of event types (in the environment, a JSON object)")
+
+
+def test_named_funnels_render_as_an_inline_table_and_load_back(tmp_path):
+    original = load(environ={"REVIVATECH_FUNNEL_NAMED": '{"q": ["a", "b"], "r-2": ["c"]}'})
+    text = render_toml(settings_as_dict(original, mask_secrets=False))
+    assert 'named = {q = ["a", "b"], r-2 = ["c"]}' in text
+    assert load(config_file=write(tmp_path, text)) == original

@@ -12,7 +12,17 @@ import attrs
 import pytest
 
 from revivatech_actors.config import load_settings
-from revivatech_actors.domain.insights import evaluate, insights_document, journey_document, score_record, snapshot
+from revivatech_actors.domain.insights import (
+    behavior,
+    conversion_probability,
+    evaluate,
+    insights_document,
+    journey_document,
+    journey_summary,
+    latest_session,
+    score_record,
+    snapshot,
+)
 from revivatech_actors.domain.profiles import ProfileState
 from revivatech_actors.domain.scoring import (
     CHURN,
@@ -220,7 +230,7 @@ def is_number(value) -> bool:
 
 def test_insights_document_shape():
     doc = insights_document(rich_state(), PREDICTIONS, NOW, SETTINGS)
-    assert list(doc) == ["profile", "scores", "scoreDetails", "predictions", "computedAt"]
+    assert list(doc) == ["profile", "scores", "behavior", "journey", "scoreDetails", "predictions", "computedAt"]
     assert doc["computedAt"] == "2026-11-10T12:00:00.000Z"
     json.dumps(doc, allow_nan=False)  # JSON-ready as it is
 
@@ -265,6 +275,7 @@ def test_insights_profile_of_an_empty_state():
         "fingerprint": "fp-0", "totalEvents": 0, "totalSessions": 0, "totalPageViews": 0, "bookingsStarted": 0,
         "totalBookings": 0, "totalValue": 0.0, "firstSeen": None, "lastSeen": None, "lastBookingAt": None,
         "segment": "new", "daysActive": 0, "avgSessionSeconds": 0.0, "pagesPerSession": 0.0, "eventCounts": {},
+        "sessionId": None, "customerId": None,
     }
 
 
@@ -277,11 +288,13 @@ def test_insights_profile_with_negative_sessions_shows_zero():
 def test_insights_scores(state):
     doc = insights_document(state, [], NOW, SETTINGS)
     scores, _ = evaluate(state, NOW, SETTINGS)
-    assert list(doc["scores"]) == ["engagement", "lead", "churnRisk", "priceSensitivity"]
-    assert doc["scores"] == {SCORE_NAMES[m]: scores[m].value for m in MODEL_TYPES}
+    assert list(doc["scores"]) == ["engagement", "lead", "churnRisk", "priceSensitivity", "conversionProbability"]
+    assert doc["scores"] == {**{SCORE_NAMES[m]: scores[m].value for m in MODEL_TYPES},
+                             "conversionProbability": round(scores[LEAD].value / 100, 4)}
     for value in doc["scores"].values():
         assert is_number(value) and 0 <= value <= 100
-    assert list(doc["scoreDetails"]) == list(doc["scores"])
+    assert 0 <= doc["scores"]["conversionProbability"] <= 1
+    assert list(doc["scoreDetails"]) == list(doc["scores"])[:4]
     for model in MODEL_TYPES:
         detail = doc["scoreDetails"][SCORE_NAMES[model]]
         assert detail["value"] == scores[model].value == doc["scores"][SCORE_NAMES[model]]
@@ -485,3 +498,87 @@ def test_journey_document_times_in_other_zones():
     session = journey_document("fp", [j])["sessions"][0]
     assert (session["startedAt"], session["lastActivityAt"]) == ("2026-01-02T03:00:00.000Z", "2026-01-02T03:15:30.250Z")
     assert session["touchpoints"] == []
+
+
+# --- the original's behavior, journey, sessionId, customerId, conversionProbability ------------
+
+
+def session(session_id, stage="awareness", *, start="2026-11-01T10:00:00+00:00", minutes=30, kinds=()):
+    started = datetime.fromisoformat(start)
+    points = [point(kind, start) for kind in kinds]
+    return StoredJourney(session_id, points, stage, None, None, started, started + timedelta(minutes=minutes))
+
+
+@pytest.mark.parametrize(("lead", "share"), [(0.0, 0.0), (37.46, 0.3746), (100.0, 1.0), (123.0, 1.0), (-1.0, 0.0)])
+def test_conversion_probability_is_the_lead_score_as_a_share(lead, share):
+    assert conversion_probability(lead) == share
+
+
+def test_latest_session_is_the_one_of_the_latest_activity():
+    assert latest_session([]) is None
+    early_long = session("s1", start="2026-11-01T10:00:00+00:00", minutes=600)  # active until 20:00
+    later_short = session("s2", start="2026-11-01T12:00:00+00:00", minutes=5)
+    assert latest_session([early_long, later_short]) == "s1"
+    tie = session("s3", start="2026-11-01T19:00:00+00:00", minutes=60)  # also until 20:00, started later
+    assert latest_session([early_long, tie, later_short]) == "s3"
+
+
+def test_behavior_averages_and_single_page_sessions():
+    state = rich_state()  # 4 sessions, 14 page views, 1000 s of sessions
+    journeys = [
+        session("a", kinds=["page_view"]),  # bounced
+        session("b", kinds=["page_view", "scroll", "click"]),  # one page: bounced
+        session("c", kinds=["page_view", "pageview", "booking_started"]),  # two pages
+        session("d", kinds=["journey_step"]),  # no page view: not counted
+    ]
+    shown = behavior(state, journeys, max_touchpoints=500)
+    assert shown == {"avgSessionDuration": 250.0, "pagesPerSession": 3.5, "bounceRate": 0.6667, "preferredDevice": None}
+    devices = attrs.evolve(state, device_counts={"mobile": 3, "desktop": 5, "tablet": 5})
+    assert behavior(devices, journeys, max_touchpoints=500)["preferredDevice"] == "desktop"  # ties: alphabetical
+
+
+def test_a_session_cut_at_max_touchpoints_is_not_a_bounce():
+    cut = session("a", kinds=["page_view"] + ["scroll"] * 4)
+    assert behavior(rich_state(), [cut], max_touchpoints=5)["bounceRate"] == 0.0
+    assert behavior(rich_state(), [cut], max_touchpoints=6)["bounceRate"] == 1.0
+
+
+def test_an_explicit_step_named_page_view_is_not_a_page_view():
+    step = StoredJourney("s", [point("page_view", None, step=True)], "awareness", None, None, NOW, NOW)
+    assert behavior(rich_state(), [step], max_touchpoints=500)["bounceRate"] is None
+
+
+def test_behavior_without_sessions():
+    assert behavior(ProfileState("fp"), [], max_touchpoints=500) == {
+        "avgSessionDuration": 0.0, "pagesPerSession": 0.0, "bounceRate": None, "preferredDevice": None}
+
+
+def test_journey_summary_stages_most_recent_first():
+    journeys = [
+        session("s1", "decision", start="2026-11-01T10:00:00+00:00"),
+        session("s2", "booking", start="2026-11-02T10:00:00+00:00"),
+        session("s3", "awareness", start="2026-11-03T10:00:00+00:00"),
+        session("s4", "decision", start="2026-11-04T10:00:00+00:00"),
+        session("s5", None, start="2026-11-05T10:00:00+00:00"),
+    ]
+    summary = journey_summary(journeys)
+    assert summary["currentStage"] == "retention"  # a session after a booking, as GET /journey says
+    assert summary["stages"] == [
+        {"journey_stage": "awareness", "visits": 2, "lastActivityAt": "2026-11-05T10:30:00.000Z"},
+        {"journey_stage": "decision", "visits": 2, "lastActivityAt": "2026-11-04T10:30:00.000Z"},
+        {"journey_stage": "booking", "visits": 1, "lastActivityAt": "2026-11-02T10:30:00.000Z"},
+    ]
+    assert journey_summary([]) == {"currentStage": "unknown", "stages": []}
+
+
+def test_insights_document_carries_the_originals_fields():
+    journeys = [session("s1", "decision", kinds=["page_view", "page_view"]),
+                session("s2", "consideration", start="2026-11-02T10:00:00+00:00", kinds=["page_view"])]
+    state = attrs.evolve(rich_state(), customer_id="user-42")
+    doc = insights_document(state, [], NOW, SETTINGS, journeys=journeys)
+    assert (doc["profile"]["sessionId"], doc["profile"]["customerId"]) == ("s2", "user-42")
+    assert doc["behavior"]["bounceRate"] == 0.5 and doc["behavior"]["preferredDevice"] is None
+    assert doc["journey"]["currentStage"] == "consideration"
+    assert [s["journey_stage"] for s in doc["journey"]["stages"]] == ["consideration", "decision"]
+    assert doc["scores"]["conversionProbability"] == round(doc["scores"]["lead"] / 100, 4)
+    json.dumps(doc, allow_nan=False)

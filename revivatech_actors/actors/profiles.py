@@ -248,7 +248,9 @@ class ProfilesActor:
         if profile is None:
             return None
         predictions = await self.reader_storage.recent_predictions(user_fingerprint, history)
-        return insights_document(profile, predictions, now, scoring)
+        journeys = await self.live_journeys(user_fingerprint)  # behavior and journey come from the sessions
+        return insights_document(profile, predictions, now, scoring, journeys=journeys,
+                                 max_touchpoints=self.max_touchpoints)
 
     async def live_journeys(self, user_fingerprint: str) -> list[StoredJourney]:
         """The visitor's journeys as stored, with the touchpoints of events not yet written

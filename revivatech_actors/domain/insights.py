@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from .journeys import type_stage, visitor_stage
 from .profiles import ProfileState
+from .sessions import PAGE_VIEW_TYPES
 from .scoring import (
     CHURN,
     ENGAGEMENT,
@@ -29,7 +30,20 @@ if TYPE_CHECKING:
     from ..config import ScoringSettings
     from ..storage import StoredJourney, StoredPrediction
 
-__all__ = ["evaluate", "insights_document", "journey_document", "score_record", "snapshot"]
+__all__ = [
+    "behavior",
+    "conversion_probability",
+    "evaluate",
+    "insights_document",
+    "journey_document",
+    "journey_summary",
+    "latest_session",
+    "score_record",
+    "snapshot",
+]
+
+#: Stage shown when a visitor has no journey (as the original answered).
+UNKNOWN_STAGE = "unknown"
 
 
 def snapshot(state: ProfileState) -> ProfileSnapshot:
@@ -90,15 +104,92 @@ def _factors(score: Score) -> list[dict[str, Any]]:
     return [{"name": f.name, "value": f.value, "contribution": f.contribution} for f in score.factors]
 
 
+def conversion_probability(lead: float) -> float:
+    """``scores.conversionProbability``: the lead score (0..100) as a share (0..1), four decimals.
+    Not a calibrated probability: a ranking of how close a visitor looks to booking
+    (docs/scoring.md, "conversionProbability")."""
+    return round(min(max(lead, 0.0), 100.0) / 100.0, 4)
+
+
+def latest_session(journeys: Sequence[StoredJourney]) -> str | None:
+    """The session of the visitor's latest activity (of equal times, the later started)."""
+    if not journeys:
+        return None
+    return max(journeys, key=lambda j: (j.updated_at, j.started_at)).session_id
+
+
+def _page_views(journey: StoredJourney) -> int:
+    return sum(1 for point in journey.touchpoints if point.get("type") in PAGE_VIEW_TYPES and not point.get("step"))
+
+
+def behavior(state: ProfileState, journeys: Sequence[StoredJourney], *, max_touchpoints: int) -> dict[str, Any]:
+    """The original's ``behavior``: average session length (seconds), page views per session,
+    bounce rate and preferred device.
+
+    ``bounceRate`` is the share (0..1) of the visitor's sessions with a page view that had exactly
+    one (single-page sessions), counted from the sessions' touchpoints; a session holding
+    ``max_touchpoints`` of them (its list was cut) counts as not bounced. None without a session
+    with a page view. ``preferredDevice`` is the ``device_type`` most of the visitor's events
+    carried (of equal counts, the first in alphabetical order); None when none carried one.
+    """
+    sessions = max(state.total_sessions, 0)
+    viewed = bounced = 0
+    for journey in journeys:
+        views = _page_views(journey)
+        if views:
+            viewed += 1
+            bounced += views == 1 and len(journey.touchpoints) < max_touchpoints
+    return {
+        "avgSessionDuration": round(state.total_session_seconds / sessions, 1) if sessions else 0.0,
+        "pagesPerSession": round(state.total_page_views / sessions, 2) if sessions else 0.0,
+        "bounceRate": round(bounced / viewed, 4) if viewed else None,
+        "preferredDevice": preferred_device(state.device_counts),
+    }
+
+
+def preferred_device(device_counts: dict[str, int]) -> str | None:
+    """The device type with the most events; ties go to the first in alphabetical order."""
+    if not device_counts:
+        return None
+    return min(device_counts.items(), key=lambda item: (-item[1], item[0]))[0]
+
+
+def journey_summary(journeys: Sequence[StoredJourney]) -> dict[str, Any]:
+    """The original's ``journey``: ``currentStage`` (as ``GET /journey`` shows it, ``"unknown"``
+    without a session) and ``stages``: each stage the visitor's sessions reached, with
+    ``journey_stage``, the sessions at it (``visits``) and the latest activity at it
+    (``lastActivityAt``), the most recent first."""
+    by_stage: dict[str, tuple[int, datetime]] = {}
+    for j in journeys:
+        stage = j.stage or "awareness"
+        visits, last = by_stage.get(stage, (0, j.updated_at))
+        by_stage[stage] = (visits + 1, max(last, j.updated_at))
+    ordered = sorted(by_stage.items(), key=lambda item: item[1][1], reverse=True)
+    return {
+        "currentStage": visitor_stage([{"stage": j.stage} for j in journeys]) or UNKNOWN_STAGE,
+        "stages": [{"journey_stage": stage, "visits": visits, "lastActivityAt": iso_datetime(last)}
+                   for stage, (visits, last) in ordered],
+    }
+
+
 def insights_document(state: ProfileState, predictions: Sequence[StoredPrediction], now: datetime,
-                      settings: ScoringSettings) -> dict[str, Any]:
+                      settings: ScoringSettings, *, journeys: Sequence[StoredJourney] = (),
+                      max_touchpoints: int = 500) -> dict[str, Any]:
     """``data`` of the insights answer: the profile, its scores as of ``now`` (with confidence and
-    factors under ``scoreDetails``) and the recorded predictions."""
+    factors under ``scoreDetails``), the recorded predictions, and the original's ``behavior`` and
+    ``journey`` from the visitor's ``journeys`` (in order of start, as storage lists them).
+    ``profile.customerId`` is the ``user_id`` of the visitor's latest event that carried one."""
     scores, seg = evaluate(state, now, settings)
     names = {ENGAGEMENT: "engagement", LEAD: "lead", CHURN: "churnRisk", PRICE_SENSITIVITY: "priceSensitivity"}
+    profile = _profile(state, seg)
+    profile["sessionId"] = latest_session(journeys)
+    profile["customerId"] = state.customer_id
     return {
-        "profile": _profile(state, seg),
-        "scores": {names[model]: scores[model].value for model in MODEL_TYPES},
+        "profile": profile,
+        "scores": {**{names[model]: scores[model].value for model in MODEL_TYPES},
+                   "conversionProbability": conversion_probability(scores[LEAD].value)},
+        "behavior": behavior(state, journeys, max_touchpoints=max_touchpoints),
+        "journey": journey_summary(journeys),
         "scoreDetails": {
             names[model]: {"value": scores[model].value, "confidence": scores[model].confidence,
                            "factors": _factors(scores[model])}

@@ -14,6 +14,10 @@ from ._records import RealtimeSeed as RealtimeSeed
 from ._records import StoredJourney as StoredJourney
 from ._records import StoredPrediction as StoredPrediction
 from ._records import VisitorKeys as VisitorKeys
+from ._reports import BookingEvent as BookingEvent
+from ._reports import DailyRevenue as DailyRevenue
+from ._reports import ProfilesPage as ProfilesPage
+from ._reports import VisitorCounts as VisitorCounts
 from ._errors import StorageError as StorageError
 from ._errors import StorageUnavailable as StorageUnavailable
 from .migrations import AppliedMigration as AppliedMigration
@@ -23,8 +27,11 @@ __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_PING_TIMEOUT",
     "AppliedMigration",
+    "BookingEvent",
+    "DailyRevenue",
     "Migration",
     "MigrationError",
+    "ProfilesPage",
     "QueryTimeout",
     "RealtimeSeed",
     "Storage",
@@ -32,6 +39,7 @@ __all__ = [
     "StorageUnavailable",
     "StoredJourney",
     "StoredPrediction",
+    "VisitorCounts",
     "VisitorKeys",
     "open_storage",
 ]

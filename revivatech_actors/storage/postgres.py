@@ -53,6 +53,7 @@ from ._records import (
     session_merge_sql,
     stored_scores,
 )
+from ._reports import BookingEvent, DailyRevenue, ProfilesPage, VisitorCounts
 from .migrations import AppliedMigration, Migration
 
 logger = logging.getLogger(__name__)
@@ -361,6 +362,33 @@ def _funnel_sql(steps: int) -> str:
     return "WITH " + ",\n".join(ctes) + "\nSELECT " + ",\n       ".join(figures)
 
 
+#: Admin reports. The page and the top visitors are chosen in a subquery, so the session time of
+#: _PROFILE_COLUMNS is summed for the rows shown only.
+_PROFILES_PAGE = (
+    "SELECT" + _PROFILE_COLUMNS + " FROM (SELECT * FROM user_behavior_profiles"
+    " ORDER BY last_seen DESC NULLS LAST, user_fingerprint LIMIT %(limit)s OFFSET %(offset)s) p"
+    " ORDER BY p.last_seen DESC NULLS LAST, p.user_fingerprint"
+)
+_TOP_PROFILES = (
+    "SELECT" + _PROFILE_COLUMNS + " FROM (SELECT * FROM user_behavior_profiles WHERE last_seen >= %(since)s"
+    " ORDER BY engagement_score DESC NULLS LAST, last_seen DESC, user_fingerprint LIMIT %(limit)s) p"
+    " ORDER BY p.engagement_score DESC NULLS LAST, p.last_seen DESC, p.user_fingerprint"
+)
+_VISITOR_COUNTS = """
+SELECT count(*) FILTER (WHERE last_seen >= %(since)s), count(*) FILTER (WHERE first_seen >= %(since)s)
+FROM user_behavior_profiles"""
+_REVENUE_BY_DAY = """
+SELECT (event_timestamp AT TIME ZONE 'UTC')::date, coalesce(sum(value), 0)::double precision, count(*)
+FROM analytics_events
+WHERE event_type = ANY(%(types)s) AND event_timestamp >= %(since)s AND event_timestamp < %(until)s
+GROUP BY 1 ORDER BY 1"""
+_BOOKING_EVENTS = """
+SELECT user_fingerprint, event_type, event_timestamp, value FROM (
+    SELECT * FROM analytics_events
+    WHERE event_type = ANY(%(types)s) AND event_timestamp >= %(since)s AND event_timestamp < %(until)s
+    ORDER BY event_timestamp DESC, event_id DESC LIMIT %(limit)s) e
+ORDER BY event_timestamp, event_id"""
+
 _LOAD_JOURNEYS = """
 SELECT session_id, touchpoints, stage, first_touch_source, last_touch_source, started_at, updated_at
 FROM customer_journeys WHERE user_fingerprint = %s ORDER BY started_at, id
@@ -619,6 +647,29 @@ class PostgresStorage(Storage):
             sessions=frozenset(key for kind, key in rows if kind == "session"),
             days=frozenset(dt.date.fromisoformat(key) for kind, key in rows if kind == "day"),
         )
+
+    def _profiles_page_blocking(self, conn: psycopg.Connection[Any], offset: int, limit: int) -> ProfilesPage:
+        with conn.transaction():  # the count and the page of one snapshot
+            (total,) = conn.execute("SELECT count(*) FROM user_behavior_profiles").fetchone()
+            rows = conn.execute(_PROFILES_PAGE, {"offset": offset, "limit": limit}).fetchall()
+        return ProfilesPage(total, [_profile_state(row) for row in rows])
+
+    def _top_profiles_blocking(self, conn: psycopg.Connection[Any], since: dt.datetime, limit: int) -> list[ProfileState]:
+        return [_profile_state(row) for row in conn.execute(_TOP_PROFILES, {"since": since, "limit": limit}).fetchall()]
+
+    def _visitor_counts_blocking(self, conn: psycopg.Connection[Any], since: dt.datetime) -> VisitorCounts:
+        active, new = conn.execute(_VISITOR_COUNTS, {"since": since}).fetchone()
+        return VisitorCounts(active, new)
+
+    def _revenue_by_day_blocking(self, conn: psycopg.Connection[Any], since: dt.datetime, until: dt.datetime,
+                                 types: list[str]) -> list[DailyRevenue]:
+        rows = conn.execute(_REVENUE_BY_DAY, {"types": types, "since": since, "until": until}).fetchall()
+        return [DailyRevenue(day, revenue, orders) for day, revenue, orders in rows]
+
+    def _booking_events_blocking(self, conn: psycopg.Connection[Any], since: dt.datetime, until: dt.datetime,
+                                 types: list[str], limit: int) -> list[BookingEvent]:
+        params = {"types": types, "since": since, "until": until, "limit": limit}
+        return [BookingEvent(*row) for row in conn.execute(_BOOKING_EVENTS, params).fetchall()]
 
 
 def _funnel_params(query: FunnelQuery) -> dict[str, Any]:

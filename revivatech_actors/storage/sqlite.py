@@ -43,6 +43,7 @@ from ._records import (
     session_merge_sql,
     stored_scores,
 )
+from ._reports import BookingEvent, DailyRevenue, ProfilesPage, VisitorCounts
 from .migrations import AppliedMigration, Migration
 
 logger = logging.getLogger(__name__)
@@ -633,6 +634,62 @@ class SQLiteStorage(Storage):
         )
         return [StoredJourney(sid, orjson.loads(points), stage, first, last, parse_timestamp(started), parse_timestamp(updated))
                 for sid, points, stage, first, last, started, updated in rows.fetchall()]
+
+    # Admin reports: the page and the top visitors are chosen in a subquery, so the session time
+    # of _PROFILE_COLUMNS is summed for the rows shown only. Stored times are fixed-width UTC text,
+    # so comparing the text compares the times, and its first 10 characters are the UTC day.
+
+    def _profiles_page_blocking(self, conn: sqlite3.Connection, offset: int, limit: int) -> ProfilesPage:
+        order = "ORDER BY {p}last_seen IS NULL, {p}last_seen DESC, {p}user_fingerprint"
+        with _read_snapshot(conn):  # the count and the page of one snapshot
+            (total,) = conn.execute("SELECT count(*) FROM user_behavior_profiles").fetchone()
+            rows = conn.execute(
+                f"SELECT {_PROFILE_COLUMNS} FROM (SELECT * FROM user_behavior_profiles {order.format(p='')}"
+                f" LIMIT ? OFFSET ?) p {order.format(p='p.')}",
+                (limit, offset),
+            ).fetchall()
+        return ProfilesPage(total, [_profile_state(row) for row in rows])
+
+    def _top_profiles_blocking(self, conn: sqlite3.Connection, since: dt.datetime, limit: int) -> list[ProfileState]:
+        order = ("ORDER BY {p}engagement_score IS NULL, {p}engagement_score DESC, {p}last_seen DESC,"
+                 " {p}user_fingerprint")
+        rows = conn.execute(
+            f"SELECT {_PROFILE_COLUMNS} FROM (SELECT * FROM user_behavior_profiles WHERE last_seen >= ?"
+            f" {order.format(p='')} LIMIT ?) p {order.format(p='p.')}",
+            (format_timestamp(since), limit),
+        )
+        return [_profile_state(row) for row in rows.fetchall()]
+
+    def _visitor_counts_blocking(self, conn: sqlite3.Connection, since: dt.datetime) -> VisitorCounts:
+        at = format_timestamp(since)
+        active, new = conn.execute(
+            "SELECT count(*) FILTER (WHERE last_seen >= ?), count(*) FILTER (WHERE first_seen >= ?)"
+            " FROM user_behavior_profiles",
+            (at, at),
+        ).fetchone()
+        return VisitorCounts(active, new)
+
+    def _revenue_by_day_blocking(self, conn: sqlite3.Connection, since: dt.datetime, until: dt.datetime,
+                                 types: list[str]) -> list[DailyRevenue]:
+        marks = ", ".join("?" * len(types)) or "NULL"
+        rows = conn.execute(
+            "SELECT substr(event_timestamp, 1, 10), coalesce(sum(value), 0.0), count(*) FROM analytics_events"
+            f" WHERE event_type IN ({marks}) AND event_timestamp >= ? AND event_timestamp < ? GROUP BY 1 ORDER BY 1",
+            (*types, format_timestamp(since), format_timestamp(until)),
+        ).fetchall()
+        return [DailyRevenue(dt.date.fromisoformat(day), float(revenue), orders) for day, revenue, orders in rows]
+
+    def _booking_events_blocking(self, conn: sqlite3.Connection, since: dt.datetime, until: dt.datetime,
+                                 types: list[str], limit: int) -> list[BookingEvent]:
+        marks = ", ".join("?" * len(types)) or "NULL"
+        rows = conn.execute(
+            "SELECT user_fingerprint, event_type, event_timestamp, value FROM ("
+            " SELECT * FROM analytics_events"
+            f" WHERE event_type IN ({marks}) AND event_timestamp >= ? AND event_timestamp < ?"
+            " ORDER BY event_timestamp DESC, event_id DESC LIMIT ?) ORDER BY event_timestamp, event_id",
+            (*types, format_timestamp(since), format_timestamp(until), limit),
+        ).fetchall()
+        return [BookingEvent(fp, kind, parse_timestamp(at), value) for fp, kind, at, value in rows]
 
 
 def _funnel_sql(steps: int, types: int) -> str:

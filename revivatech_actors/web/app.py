@@ -19,6 +19,7 @@ from .funnel import register_funnel_routes
 from .insights import register_insights_routes
 from .live import register_live_routes
 from .realtime import register_realtime_routes
+from .reports import register_report_routes
 from .responses import error_response
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ def create_app(service: Service, activity: Activity) -> QuartTrio:
     register_realtime_routes(app, service, auth)
     register_funnel_routes(app, service, auth, service.answer_cache)
     register_live_routes(app, service, auth)
+    register_report_routes(app, service, auth)
     metrics = service.metrics
     register_cors(app, settings.cors)
 

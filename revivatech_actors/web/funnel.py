@@ -26,6 +26,7 @@ _RETRY_AFTER = {"Retry-After": "5"}
 
 def register_funnel_routes(app: Quart, service: Service, auth: AdminAuth, cache: AnswerCache) -> None:
     settings = service.settings.funnel
+    named = settings.named_steps()
 
     @app.get("/api/analytics/funnel")
     @admin_only(auth)
@@ -33,7 +34,8 @@ def register_funnel_routes(app: Quart, service: Service, auth: AdminAuth, cache:
         now = datetime.now(UTC)
         try:
             query = parse_funnel_query(request.args.to_dict(), default_steps=settings.steps,
-                                       default_window=settings.window, default_range=settings.range, now=now)
+                                       default_window=settings.window, default_range=settings.range, now=now,
+                                       named=named)
         except ParameterError as exc:
             return error_response(400, "invalid_parameter", str(exc),
                                   details=[{"field": exc.parameter, "message": exc.message}])

@@ -25,7 +25,7 @@ EVENTS = "/api/analytics/events"
 BATCH = "/api/analytics/events/batch"
 STEP = "/api/analytics/track/journey"
 MODEL_TYPES = {"engagement_scoring", "lead_scoring", "churn_prediction", "price_sensitivity"}
-SCORE_KEYS = {"engagement", "lead", "churnRisk", "priceSensitivity"}
+SCORE_KEYS = {"engagement", "lead", "churnRisk", "priceSensitivity", "conversionProbability"}
 SITE = "https://revivatech.example"
 REFERRER = "https://www.search-engine.example/search?q=iphone+screen+repair"
 REFERRER_HOST = "www.search-engine.example"
@@ -92,6 +92,13 @@ def test_insights_reflect_an_event_at_once_and_predictions_follow(serve, storage
         assert set(scores) == SCORE_KEYS
         for key, value in scores.items():
             assert is_number(value) and 0 <= value <= 100, (key, value)
+        assert 0 <= scores["conversionProbability"] <= 1
+        # the original's fields, from the live profile and its one session
+        assert (profile["sessionId"], profile["customerId"]) == ("s-1", None)
+        assert data["behavior"] == {"avgSessionDuration": 0.0, "pagesPerSession": 0.0, "bounceRate": None,
+                                    "preferredDevice": None}
+        assert data["journey"]["currentStage"] == "decision"
+        assert [s["journey_stage"] for s in data["journey"]["stages"]] == ["decision"]
         assert isinstance(data["predictions"], list)
 
         # The scorer records predictions once per profile write (every 0.2 s here).

@@ -69,7 +69,7 @@ async def test_the_protocol(serve):
         insights = await next_of(ws, "user_insights", timeout=3)
         assert insights["fingerprint"] == insights["data"]["profile"]["fingerprint"] == fp
         assert insights["data"]["profile"]["totalEvents"] == 2
-        assert set(insights["data"]["scores"]) == {"engagement", "lead", "churnRisk", "priceSensitivity"}
+        assert set(insights["data"]["scores"]) == {"engagement", "lead", "churnRisk", "priceSensitivity", "conversionProbability"}
 
         # a booking moves the scores: the scorer records them, and the follower hears of it
         await post(server, {"user_fingerprint": fp, "session_id": "s1", "event_type": "booking_completed", "value": 120})
