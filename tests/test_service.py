@@ -85,6 +85,9 @@ async def test_health_liveness_and_readiness_on_each_engine(storage_url):
         assert isinstance(body["checks"]["database"]["latencyMs"], float)
         assert body["uptimeSeconds"] >= 0 and body["timestamp"].endswith("Z")
 
+        root = await client.get("/health")  # where the original server answered it
+        assert root.status_code == 200 and root.json()["status"] == "healthy"
+
         assert (await client.get("/healthz")).json() == {"status": "alive"}
         ready = await client.get("/readyz")
         assert ready.status_code == 200 and ready.json() == {"ready": True, "reasons": []}

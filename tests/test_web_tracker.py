@@ -68,6 +68,7 @@ async def test_the_trackers_batch_is_stored_field_for_field(storage_url):
         assert answer.status_code == 200, answer.text
         body = answer.json()
         assert body["success"] is True and body["accepted"] == 10
+        assert (body["processed"], body["failed"]) == (10, 0)  # the original's names
         assert [r["status"] for r in body["results"]] == ["stored"] * 10
         assert [r["eventId"] for r in body["results"]] == [e["id"] for e in events]  # the ids it sent
         assert all("warnings" not in r for r in body["results"])
@@ -137,6 +138,7 @@ async def test_a_batch_of_which_nothing_is_kept_is_400_and_its_repeats_are_kept_
             assert answer.status_code == 400, answer.text
             body = answer.json()
             assert body["success"] is False and body["accepted"] == 0 and body["rejected"] == 1
+            assert (body["processed"], body["failed"]) == (0, 1)
             assert body["error"] == "nothing_stored"
             assert [e["field"] for e in body["results"][0]["errors"]] == ["session_id", "timestamp"]
     assert await db(storage_url, "SELECT times_received FROM rejected_events") == [(3,)]

@@ -282,11 +282,13 @@ def realtime_document(figures: RealtimeFigures, uptime_percent: float, now: date
     the original service's shape, every figure a JSON number. ``avgResponseTime`` is in
     milliseconds and ``errorRate`` a share of 1 (both 0 when no request was answered in the
     window); ``uptime`` is a percentage (this instance's). ``source`` is ``redis`` when the
-    figures are every instance's, ``local`` when they are this instance's alone."""
+    figures are every instance's, ``local`` when they are this instance's alone.
+    ``activeSessions`` repeats ``overview.active_sessions`` where the original admin page reads it."""
     return {
         "timestamp": iso_datetime(now),
         "windowSeconds": figures.window_seconds,
         "source": source,
+        "activeSessions": figures.active_sessions,
         "overview": {
             "active_users": figures.active_users,
             "active_sessions": figures.active_sessions,

@@ -65,6 +65,7 @@ def register_health_routes(app: Quart, service: Service, auth: AdminAuth) -> Non
         return json_response(payload, 200 if readiness.ready else 503)
 
     @app.get("/api/analytics/health")
+    @app.get("/health")  # where the original service answered it (its API client reads `status`)
     async def health():
         snapshot = await service.health()
         detailed = auth.judge_http(request.headers, request.cookies).is_admin

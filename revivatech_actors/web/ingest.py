@@ -251,7 +251,8 @@ def register_ingest_routes(app: Quart, service: Service) -> None:
         """The batch's answer: ``success`` only when something was kept (stored, a duplicate of
         what is stored, or queued); otherwise 400, with each event's reasons in ``results``."""
         answer = {"success": accepted + duplicates > 0, "accepted": accepted, "duplicates": duplicates,
-                  "rejected": rejected, "results": results}
+                  "rejected": rejected, "processed": accepted + duplicates, "failed": rejected,
+                  "results": results}
         if not answer["success"]:
             answer["error"] = "nothing_stored"
             answer["message"] = f"none of the {len(results)} event(s) was kept: see each one's errors in results"
