@@ -336,7 +336,8 @@ class _Run:
 
     def summary(self) -> str:
         state = self.state
-        status = "complete" if self.complete else "interrupted: run the same command again to resume"
+        status = ("complete" if self.complete else
+                  f"{'failed' if self.failure else 'interrupted'}: run the same command again to resume")
         runs = f" ({state.runs} runs)" if state.runs > 1 else ""
         lines = [f"import-original {status}{runs}",
                  f"  from {self.source.url_for_display}",
@@ -353,7 +354,7 @@ class _Run:
         seconds = time.monotonic() - self.started
         rate = self.done / seconds if seconds > 0 else 0.0
         lines.append(f"  this run: {self.done:,} rows in {seconds:.1f} s ({rate:,.0f} rows/s)")
-        if not self.complete:
+        if not self.complete and self.state_path.exists():
             lines.append(f"  checkpoint: {self.state_path}")
         return "\n".join(lines)
 
@@ -463,7 +464,10 @@ async def _run_pipeline(run: _Run, signals: Any) -> int:
                     service.request_stop()  # in order: the batcher writes all, then profiles do
             outer.cancel_scope.cancel()
     except* SupervisorGaveUp as group:
-        run.failure = f"the service gave up: {group.exceptions[0]}"
+        gave_up: BaseException = group
+        while isinstance(gave_up, BaseExceptionGroup):
+            gave_up = gave_up.exceptions[0]
+        run.failure = str(gave_up)
     run.complete = run.complete and not run.stopping and run.failure is None
     run.draw(final=True)
     if run.failure is not None:
