@@ -51,6 +51,7 @@ from .domain.original import (
     EVENT_COLUMNS,
     EVENTS_TABLE,
     JOURNEY_COLUMNS,
+    JOURNEYS_TABLE,
     TABLES,
     ImportedRow,
     TableCounts,
@@ -82,7 +83,7 @@ REDRAW_INTERVAL = 0.2
 LINE_INTERVAL = 5.0
 #: Version of the state file's layout.
 STATE_VERSION = 1
-_COLUMNS = {EVENTS_TABLE: EVENT_COLUMNS, "customer_journeys": JOURNEY_COLUMNS}
+_COLUMNS = {EVENTS_TABLE: EVENT_COLUMNS, JOURNEYS_TABLE: JOURNEY_COLUMNS}
 
 
 class ImportFailed(Exception):
@@ -118,9 +119,13 @@ class ImportState:
     positions: dict[str, Position] = attrs.Factory(dict)
     counts: dict[str, TableCounts] = attrs.Factory(lambda: {table: TableCounts() for table in TABLES})
     runs: int = 0
+    #: False while a run is going on: found False, the last run was killed before its stop wrote
+    #: the profile deltas it held (see the module docstring).
+    stopped_cleanly: bool = True
 
     def as_json(self) -> dict[str, Any]:
         return {"version": STATE_VERSION, "source": self.source, "destination": self.destination, "runs": self.runs,
+                "stopped_cleanly": self.stopped_cleanly,
                 "positions": {t: p.as_json() for t, p in self.positions.items()},
                 "counts": {t: c.as_json() for t, c in self.counts.items()}}
 
@@ -134,6 +139,7 @@ class ImportState:
                 raise ValueError(f"version {data.get('version')!r}, expected {STATE_VERSION}")
             return cls(
                 source=data["source"], destination=data["destination"], runs=int(data.get("runs", 0)),
+                stopped_cleanly=bool(data.get("stopped_cleanly", True)),
                 positions={t: Position.from_json(p) for t, p in data.get("positions", {}).items()},
                 counts={t: TableCounts.from_json(data.get("counts", {}).get(t, {})) for t in TABLES},
             )
@@ -294,6 +300,7 @@ class _Run:
                         return
                 self._count(chunk)
                 self.state.positions.update(chunk.positions)
+                self.state.stopped_cleanly = False
                 await trio.to_thread.run_sync(self.state.save, self.state_path)
                 self.done += len(chunk.rows)
 
@@ -424,6 +431,10 @@ async def run_import(settings: Settings, options: ImportOptions, *, out: TextIO 
                        done_before=done_before)
             if resumed:
                 print(f"resuming from {state_path}: {done_before:,} rows done, {remaining:,} to go", file=err)
+                if not state.stopped_cleanly:
+                    print("warning: the last run was killed before it stopped: the rows it stored after its last "
+                          "checkpoint come back as duplicates, and their part in the profiles may be missing "
+                          "(docs/operations.md)", file=err)
             code = await _run_pipeline(run, signals)
         except SourceError as exc:
             print(f"revivatech-actors: import-original: reading the source failed: {exc}", file=err)
@@ -432,6 +443,9 @@ async def run_import(settings: Settings, options: ImportOptions, *, out: TextIO 
             await source.close()
     if run.complete and code == 0:
         state_path.unlink(missing_ok=True)  # done: the next run checks everything again
+    elif state_path.exists():  # the service stopped in order: every profile delta is written
+        state.stopped_cleanly = True
+        await trio.to_thread.run_sync(state.save, state_path)
     print(run.summary(), file=out, flush=True)
     return code
 

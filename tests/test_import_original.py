@@ -248,7 +248,8 @@ def insert_history(url: str, bulk: int = 0) -> None:
                 event_data, page_url, ip_address, created_at)
                 SELECT (1764000000000 + g)::text || '_bulk', 'bulk-' || (g %% 400), 'bulk-s-' || (g / 40),
                        CASE WHEN g %% 9 = 0 THEN 'service_view' ELSE 'page_view' END, 'bulk', '{}',
-                       'https://revivatech.co.uk/p/' || (g %% 30), ('192.0.2.' || (g %% 250))::inet, %s + g * interval '1 s'
+                       'https://revivatech.co.uk/p/' || (g %% 30), ('192.0.2.' || (g %% 250))::inet,
+                       %s + g * interval '1 s'
                 FROM generate_series(1, %s) g""", [BASE.replace(day=2), bulk])
             conn.execute("""INSERT INTO customer_journeys (user_fingerprint, session_id, journey_stage, touchpoint,
                 sequence_number, stage_entered_at, created_at)
@@ -421,6 +422,7 @@ def _interrupted(tmp_path: Path, destination: str, source: str, signum: int) -> 
     code, out, err = run_import(work, destination, source, "--chunk-size", "200", "--state", "state.json")
     assert code == 0, out + err
     assert "resuming from state.json" in err
+    assert ("warning: the last run was killed" in err) == (signum == signal.SIGKILL)
     assert "(2 runs)" in out
     counts = summary_counts(out)
     assert sum(c[0] for c in counts.values()) == 8 + 3 + BULK + BULK // 25
