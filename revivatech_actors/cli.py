@@ -1,4 +1,4 @@
-"""The ``revivatech-actors`` command: serve · migrate · check-config · bench."""
+"""The ``revivatech-actors`` command: serve · migrate · check-config · bench · import-original."""
 
 from __future__ import annotations
 
@@ -21,6 +21,9 @@ logger = logging.getLogger("revivatech_actors")
 
 #: Exit code for a configuration that cannot be used (as documented in DESIGN.md section 6).
 EXIT_CONFIG = 2
+#: Rows per chunk of import-original (importer.DEFAULT_CHUNK_SIZE; not imported from there, which
+#: would load the whole service for every command).
+IMPORT_CHUNK_SIZE = 2000
 #: Generation thresholds of the cyclic garbage collector while serving (see _serve).
 GC_THRESHOLDS = (100_000, 50, 10)
 
@@ -54,6 +57,29 @@ def _parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="load a running server over HTTP and report events/s and latency")
     add_bench_arguments(bench)
+
+    imported = commands.add_parser(
+        "import-original",
+        help="store the original RevivaTech service's history (analytics_events, customer_journeys) as events",
+        description="Read the original service's analytics_events and customer_journeys from its PostgreSQL "
+                    "database and store them in storage.url through this service's pipeline, with their original "
+                    "times and ids. Idempotent; an interrupted run is resumed by running it again.",
+    )
+    _add_config_argument(imported)
+    imported.add_argument("--from", dest="source", required=True, metavar="POSTGRESQL_URL",
+                          help="the original's database, postgresql://user@host:5432/db (a password may come from "
+                               "PGPASSWORD or ~/.pgpass instead of the URL)")
+    imported.add_argument("--chunk-size", type=int, default=IMPORT_CHUNK_SIZE, metavar="ROWS",
+                          help=f"rows read and checkpointed at a time (default {IMPORT_CHUNK_SIZE})")
+    imported.add_argument("--state", metavar="FILE",
+                          help="checkpoint file (default: revivatech-import-<hash of the two URLs>.json here)")
+    imported.add_argument("--restart", action="store_true",
+                          help="ignore the checkpoint of an interrupted run and read from the first row")
+    imported.add_argument("--source-timezone", default="UTC", metavar="ZONE",
+                          help="time zone the original wrote its TIMESTAMP WITHOUT TIME ZONE columns in "
+                               "(IANA name, default UTC)")
+    imported.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    imported.add_argument("--verbose", action="store_true", help="log at log.level (default: warnings only)")
     return parser
 
 
@@ -111,6 +137,38 @@ def _migrate(settings: Settings) -> int:
     return trio.run(run)
 
 
+def _import_original(settings: Settings, args: argparse.Namespace) -> int:
+    from pathlib import Path
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from .importer import ImportFailed, ImportOptions, run_import
+
+    def refuse(message: str) -> int:
+        print(f"revivatech-actors: import-original: {message}", file=sys.stderr)
+        return EXIT_CONFIG
+
+    if not args.source.startswith(("postgresql://", "postgres://")):
+        return refuse("--from must be a postgresql:// URL of the original service's database")
+    if args.chunk_size < 1:
+        return refuse(f"--chunk-size must be at least 1, got {args.chunk_size}")
+    try:
+        zone = ZoneInfo(args.source_timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return refuse(f"--source-timezone: unknown time zone {args.source_timezone!r}")
+    options = ImportOptions(
+        source_url=args.source, chunk_size=args.chunk_size, state_path=Path(args.state) if args.state else None,
+        restart=args.restart, zone=zone, progress=not args.no_progress,
+    )
+    gc.set_threshold(*GC_THRESHOLDS)  # as serve: many short-lived objects, freed by reference counting
+    try:
+        return trio.run(run_import, settings, options)
+    except ImportFailed as exc:
+        return refuse(str(exc))
+    except KeyboardInterrupt:  # before the import's own signal handling was in place
+        print("revivatech-actors: import-original: interrupted", file=sys.stderr)
+        return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "bench":
@@ -126,6 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check-config":
         print(render_toml(settings_as_dict(settings, mask_secrets=True)), end="")
         return 0
+    if args.command == "import-original":
+        # The progress bar is the import's feedback; the actors' info lines would break it up.
+        verbose = args.verbose or settings.log.level in ("warning", "error")
+        _configure_logging(settings.log.level if verbose else "warning")
+        return _import_original(settings, args)
     _configure_logging(settings.log.level)
     if args.command == "migrate":
         return _migrate(settings)

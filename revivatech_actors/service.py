@@ -90,12 +90,14 @@ class Service:
     broadcaster: BroadcasterActor
     redis: RedisConnection | None
     answer_cache: AnswerCache
-    web: WebServer = attrs.field(init=False)
+    web: WebServer | None = attrs.field(init=False)  # None when built without it (web=False)
     root: Supervisor = attrs.field(init=False)
     started_at: float = attrs.field(init=False, factory=time.time)
 
     @classmethod
-    def build(cls, settings: Settings, admin_tokens: tuple[str, ...]) -> Service:
+    def build(cls, settings: Settings, admin_tokens: tuple[str, ...], *, web: bool = True) -> Service:
+        """The service of ``settings``. ``web=False`` leaves the web server out of the tree (no
+        port is listened on): for the pipeline run in-process, as ``import-original`` does."""
         def new_storage() -> Storage:
             # One instance per actor that writes: each has its own connections.
             return open_storage(
@@ -176,7 +178,7 @@ class Service:
             graceful_timeout=sup.child_shutdown_timeout * WEB_GRACE_SHARE,
             access_log=settings.web.access_log,
             websocket_ping_interval=b.ping_interval,
-        )
+        ) if web else None
         timeout = sup.child_shutdown_timeout
         service.root = Supervisor(
             "root",
@@ -202,7 +204,8 @@ class Service:
                     stop=service.ingest.request_stop, activity=service.ingest.activity,  # no inbox: admission runs in the request
                 ),
                 ChildSpec("loop_monitor", service.loop_monitor.run, Restart.PERMANENT, timeout, activity=service.loop_monitor.activity),
-                ChildSpec("web", service.web.run, Restart.PERMANENT, timeout, stop=service.web.request_stop, activity=service.web.activity),
+                *([ChildSpec("web", service.web.run, Restart.PERMANENT, timeout, stop=service.web.request_stop,
+                             activity=service.web.activity)] if service.web is not None else []),
                 ChildSpec("broadcaster", broadcaster.run, Restart.PERMANENT, timeout, activity=broadcaster.activity),
             ],
             max_restarts=sup.max_restarts,

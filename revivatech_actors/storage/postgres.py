@@ -5,7 +5,8 @@ psycopg's async API does not run under trio (it needs an asyncio loop), so calls
 exception, the hot path: a batch of events without dead letters is one statement, sent and awaited
 on the event loop itself through libpq's non-blocking API (``_execute_on_loop``): under load a
 thread hop costs several milliseconds of waiting for the GIL each way (docs/performance.md). This
-is the only module of the project that imports psycopg.
+is the only module of the project that imports psycopg, beside ``original.py`` (the original
+service's tables, read by ``import-original``).
 
 Connections run in autocommit mode; transactions are explicit (``conn.transaction()``), so no
 session is ever left "idle in transaction" after a read.
