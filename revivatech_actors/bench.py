@@ -31,6 +31,7 @@ import os
 import queue as queue_module
 import random
 import sys
+import time
 from array import array
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
@@ -40,9 +41,9 @@ import orjson
 import trio
 
 __all__ = [
-    "BenchConfig", "BenchError", "Client", "Figures", "ProtocolError", "Response", "add_arguments",
+    "PAYLOADS", "BenchConfig", "BenchError", "Client", "Figures", "ProtocolError", "Response", "add_arguments",
     "batch_body", "encode_request", "event_json", "latency_summary", "percentile", "read_response",
-    "run", "run_load", "single_body",
+    "run", "run_load", "single_body", "tracker_event_json",
 ]
 
 SUCCESS = frozenset({200, 202})
@@ -81,12 +82,35 @@ def event_json(rng: random.Random, users: int) -> str:
     )
 
 
-def single_body(rng: random.Random, users: int) -> bytes:
-    return event_json(rng, users).encode()
+def tracker_event_json(rng: random.Random, users: int) -> str:
+    """One event as the RevivaTech frontend's tracker sends it: its own id, epoch milliseconds,
+    event_name, event_data, referrer_url, UTM and device fields."""
+    user = rng.randrange(users)
+    millis = time.time_ns() // 1_000_000
+    return (
+        f'{{"id":"{millis}_{rng.getrandbits(64):x}","user_fingerprint":"bench-user-{user}",'
+        f'"session_id":"bench-session-{user}-{rng.randrange(SESSIONS_PER_USER)}",'
+        f'"event_type":"{rng.choice(EVENT_TYPES)}","event_name":"Bench Event",'
+        f'"event_data":{{"bench":true,"element_selector":"#cta"}},'
+        f'"page_url":"https://revivatech.example/{rng.choice(PAGES)}?utm_source=google",'
+        f'"referrer_url":"https://www.google.com/","timestamp":{millis},"device_type":"mobile",'
+        f'"browser":"Chrome","os":"Linux armv8l","screen_resolution":"412x915","viewport_size":"412x839",'
+        f'"time_on_page":{rng.randrange(60_000)},"time_since_last_event":{rng.randrange(5_000)},'
+        f'"utm_source":"google","utm_medium":"cpc","utm_campaign":"bench"}}'
+    )
 
 
-def batch_body(rng: random.Random, users: int, batch_size: int) -> bytes:
-    return ('{"events":[' + ",".join([event_json(rng, users) for _ in range(batch_size)]) + "]}").encode()
+#: Event bodies by ``--payload``: the core fields only, or what the original tracker sends.
+PAYLOADS = {"core": event_json, "tracker": tracker_event_json}
+
+
+def single_body(rng: random.Random, users: int, payload: str = "core") -> bytes:
+    return PAYLOADS[payload](rng, users).encode()
+
+
+def batch_body(rng: random.Random, users: int, batch_size: int, payload: str = "core") -> bytes:
+    make = PAYLOADS[payload]
+    return ('{"events":[' + ",".join([make(rng, users) for _ in range(batch_size)]) + "]}").encode()
 
 
 def encode_request(method: str, host: str, path: str, body: bytes, token: str | None = None) -> bytes:
@@ -308,6 +332,7 @@ class BenchConfig:
     token: str | None = None
     warmup: float = 1.0
     processes: int = 1
+    payload: str = "core"  # a key of PAYLOADS
 
     def target(self) -> tuple[str, int, str, str]:
         """(host, port, Host header, request path) of the configured mode."""
@@ -383,9 +408,9 @@ async def run_load(config: BenchConfig, progress: Callable[[Tick], None] | None 
                 else:
                     t0 = trio.current_time()
                 if config.mode == "batch":
-                    body = batch_body(rng, config.users, config.batch_size)
+                    body = batch_body(rng, config.users, config.batch_size, config.payload)
                 else:
-                    body = single_body(rng, config.users)
+                    body = single_body(rng, config.users, config.payload)
                 payload = encode_request("POST", host_header, path, body, config.token)
                 try:
                     response = await client.request(payload)
@@ -429,6 +454,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--rate", type=float, default=0.0, help="total requests/s, paced open-loop; 0 = as fast as possible")
     add("--batch-size", type=int, default=100, help="events per batch request (default: %(default)s)")
     add("--users", type=int, default=10_000, help="distinct user fingerprints (default: %(default)s)")
+    add("--payload", choices=tuple(PAYLOADS), default="core",
+        help="events of the core fields, or as the original RevivaTech tracker sends them (default: %(default)s)")
     add("--token", default=os.environ.get("REVIVATECH_BENCH_TOKEN"),
         help="admin token sent as Bearer (default: $REVIVATECH_BENCH_TOKEN)")
     add("--warmup", type=float, default=1.0, help="seconds before measuring, not counted (default: %(default)s)")
@@ -561,7 +588,7 @@ def run(args: argparse.Namespace) -> int:
     config = BenchConfig(url=args.url, mode=args.mode, connections=max(1, args.connections),
                          duration=args.duration, rate=args.rate, batch_size=max(1, args.batch_size),
                          users=max(1, args.users), token=args.token or None, warmup=max(0.0, args.warmup),
-                         processes=max(1, args.processes))
+                         processes=max(1, args.processes), payload=args.payload)
     show = None if args.quiet or args.json else _print_tick
     try:
         host, port, _, _ = config.target()

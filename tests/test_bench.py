@@ -42,6 +42,18 @@ def test_batch_body_has_the_requested_events_within_the_user_range():
     assert kinds.count("page_view") > len(kinds) / 2
 
 
+def test_tracker_payload_is_what_the_original_tracker_sends_and_validates_without_warnings():
+    from revivatech_actors.domain.validation import ValidEvent, validate_event
+
+    events = json.loads(bench.batch_body(random.Random(3), users=5, batch_size=20, payload="tracker"))["events"]
+    for e in events:
+        assert {"id", "event_name", "event_data", "referrer_url", "device_type", "utm_source"} <= set(e)
+        assert isinstance(e["timestamp"], int) and e["timestamp"] > 10**12  # epoch milliseconds
+        result = validate_event(e)
+        assert isinstance(result, ValidEvent) and result.warnings == () and result.details is not None
+    assert len({e["id"] for e in events}) == 20
+
+
 def test_encode_request_frames_the_body():
     raw = bench.encode_request("POST", "h:1", "/p", b'{"a":1}', token="s3cret")
     head, body = raw.split(b"\r\n\r\n")
