@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import hashlib
 import logging
 import math
@@ -113,9 +114,9 @@ _STORE_EVENTS_TEMPLATE = """
 WITH staged AS MATERIALIZED (SELECT * FROM {source}),
 inserted AS (
     INSERT INTO analytics_events (event_id, user_fingerprint, session_id, event_type, event_timestamp,
-                                  received_at, sent_at, page_url, referrer, value, properties, {extra})
+                                  received_at, sent_at, page_url, referrer, value, properties{extra})
     SELECT event_id::uuid, user_fingerprint, session_id, event_type, event_timestamp,
-           received_at, sent_at, page_url, referrer, value, properties::jsonb, {extra_cast}
+           received_at, sent_at, page_url, referrer, value, properties::jsonb{extra_cast}
     FROM staged ORDER BY seq
     ON CONFLICT (event_id) DO NOTHING
     RETURNING event_id
@@ -123,22 +124,36 @@ inserted AS (
 SELECT DISTINCT event_id FROM staged
 WHERE (SELECT count(*) FROM inserted) < %(count)s AND event_id::uuid NOT IN (SELECT event_id FROM inserted)
 """
-_STORE_EVENTS_TEMPLATE = _STORE_EVENTS_TEMPLATE.replace("{extra}", _EXTRA_LIST).replace(
-    "{extra_cast}", _EXTRA_LIST.replace("ip_address", "ip_address::inet"))
-_STORE_EVENTS = _STORE_EVENTS_TEMPLATE.replace("{source}", "staging_events")
-#: Batches without dead letters skip COPY: the events travel as one JSON parameter, unpacked by
-#: PostgreSQL, and the whole write is one statement (atomic on its own), so a flush is one round
-#: trip instead of four (BEGIN, COPY, INSERT, COMMIT): under load each round trip back into Python
-#: waits for the GIL (a 1,600-event flush beside a busy thread: ~95 ms with COPY, ~50 ms this way;
-#: tests/bench/flush_gil.py).
-_STORE_EVENTS_JSON = _STORE_EVENTS_TEMPLATE.replace(
-    "{source}",
-    "jsonb_to_recordset(%(events)s::jsonb) AS staging_events (seq integer, event_id text, user_fingerprint text,"
-    " session_id text, event_type text, event_timestamp timestamptz, received_at timestamptz,"
-    f" sent_at timestamptz, page_url text, referrer text, value double precision, properties jsonb, {_EXTRA_DECLARATIONS})",
-)
-#: The same statement for ``_execute_on_loop``, in libpq's own placeholders.
-_STORE_EVENTS_ON_LOOP = _STORE_EVENTS_JSON.replace("%(events)s", "$1").replace("%(count)s", "$2").encode()
+
+
+def _store_events_sql(source: str, extra: tuple[str, ...]) -> str:
+    """The events' statement reading ``source``, which holds the core columns and ``extra``."""
+    listed = "".join(f", {c}" for c in extra)
+    return (_STORE_EVENTS_TEMPLATE.replace("{source}", source).replace("{extra}", listed)
+            .replace("{extra_cast}", listed.replace("ip_address", "ip_address::inet")))
+
+
+_STORE_EVENTS = _store_events_sql("staging_events", EVENT_EXTRA_COLUMNS)
+
+
+@functools.lru_cache(maxsize=64)
+def _store_events_json_sql(extra: tuple[str, ...]) -> tuple[str, bytes]:
+    """Batches without dead letters skip COPY: the events travel as one JSON parameter, unpacked
+    by PostgreSQL, and the whole write is one statement (atomic on its own), so a flush is one
+    round trip instead of four (BEGIN, COPY, INSERT, COMMIT): under load each round trip back into
+    Python waits for the GIL (tests/bench/flush_gil.py). The record declares only the extra
+    columns the batch holds (``extra``), since unpacking each declared column costs on every row.
+    The statement for psycopg, and the same for ``_execute_on_loop`` in libpq's placeholders."""
+    declared = "".join(f", {c} {_EXTRA_TYPES.get(c, 'text')}" for c in extra)
+    source = (
+        "jsonb_to_recordset(%(events)s::jsonb) AS staging_events (seq integer, event_id text, user_fingerprint text,"
+        " session_id text, event_type text, event_timestamp timestamptz, received_at timestamptz,"
+        f" sent_at timestamptz, page_url text, referrer text, value double precision, properties jsonb{declared})"
+    )
+    sql = _store_events_sql(source, extra)
+    return sql, sql.replace("%(events)s", "$1").replace("%(count)s", "$2").encode()
+
+
 _INSERT_DEAD_LETTER = (
     "INSERT INTO rejected_events (letter_id, received_at, source, reasons, payload)"
     " VALUES (%s, %s, %s, %s::jsonb, %s) ON CONFLICT (letter_id) DO UPDATE SET"
@@ -537,8 +552,9 @@ class PostgresStorage(Storage):
             return _inserted(events, cursor.fetchall())
 
     def _store_in_one_statement(self, conn: psycopg.Connection[Any], events: Sequence[Event]) -> set[str] | None:
-        params = {"events": _events_json(events).decode(), "count": len(events)}
-        return _inserted(events, conn.execute(_STORE_EVENTS_JSON, params).fetchall())
+        rows, extra = _events_json(events)
+        statement, _ = _store_events_json_sql(extra)
+        return _inserted(events, conn.execute(statement, {"events": rows.decode(), "count": len(events)}).fetchall())
 
     async def _store_on_loop(self, lane: Any, events: Sequence[Event]) -> set[str] | None:
         conn = self._claim_lane(lane)
@@ -546,9 +562,11 @@ class PostgresStorage(Storage):
             return None
         broken = True  # until the exchange is over: a cancellation leaves the connection mid-protocol
         try:
-            params = [_events_json(events), str(len(events)).encode()]
+            rows, extra = _events_json(events)
+            _, statement = _store_events_json_sql(extra)
+            params = [rows, str(len(events)).encode()]
             try:
-                result = await _execute_on_loop(conn.pgconn, _STORE_EVENTS_ON_LOOP, params)
+                result = await _execute_on_loop(conn.pgconn, statement, params)
             except psycopg.Error as exc:  # the connection failed: nothing is known of the commit
                 raise self._translate_error(exc) from exc
             broken = False
@@ -685,9 +703,11 @@ def _funnel_params(query: FunnelQuery) -> dict[str, Any]:
     return params
 
 
-def _events_json(events: Sequence[Event]) -> bytes:
-    """``events`` as the JSON array ``_STORE_EVENTS_JSON`` unpacks, ``seq`` keeping their order."""
+def _events_json(events: Sequence[Event]) -> tuple[bytes, tuple[str, ...]]:
+    """``events`` as the JSON array ``_store_events_json_sql`` unpacks (``seq`` keeping their
+    order), and which of ``EVENT_EXTRA_COLUMNS`` it holds, in their order."""
     rows = []
+    present: set[str] = set()
     for seq, e in enumerate(events):
         row = {
             "seq": seq, "event_id": e.event_id, "user_fingerprint": e.user_fingerprint, "session_id": e.session_id,
@@ -695,10 +715,19 @@ def _events_json(events: Sequence[Event]) -> bytes:
             "sent_at": e.sent_at, "page_url": e.page_url, "referrer": e.referrer, "value": e.value,
             "properties": e.properties,
         }
-        if e.details is not None or e.client_id is not None or e.user_agent is not None or e.ip_address is not None:
-            row.update(event_extra_items(e))  # absent keys unpack as NULL
+        if e.details is not None or e.client_id is not None:
+            extra = event_extra_items(e)
+            row.update(extra)
+            present.update(extra)
+        else:  # what the request said of its client, on every event: the usual case, kept short
+            if e.user_agent is not None:
+                row["user_agent"] = e.user_agent
+                present.add("user_agent")
+            if e.ip_address is not None:
+                row["ip_address"] = e.ip_address
+                present.add("ip_address")
         rows.append(row)
-    return orjson.dumps(rows)
+    return orjson.dumps(rows), tuple(c for c in EVENT_EXTRA_COLUMNS if c in present)
 
 
 async def _execute_on_loop(pgconn: psycopg.pq.abc.PGconn, query: bytes, params: list[bytes]) -> psycopg.pq.abc.PGresult:
