@@ -202,3 +202,14 @@ async def test_the_journey_clients_steps_are_stored_numbered_and_shown(storage_u
 
     (user_id,) = await db(storage_url, "SELECT user_id FROM analytics_events WHERE user_id IS NOT NULL")
     assert user_id == ("customer-9",)
+
+
+async def test_several_forwarded_for_headers_are_one_list(sqlite_url):
+    service = make_service(sqlite_url, **{"ingest.client_ip": "full", "web.trusted_proxies": "127.0.0.1"})
+    async with Running(service) as client:
+        answer = await client.post(EVENTS, json={"user_fingerprint": "v", "session_id": "s", "event_type": "x"},
+                                   headers=[("X-Forwarded-For", "198.51.100.2"), ("X-Forwarded-For", "203.0.113.77"),
+                                            ("User-Agent", AGENT)])
+        assert answer.status_code == 200, answer.text
+    row = await extra_columns(sqlite_url, answer.json()["eventId"])
+    assert (row["ip_address"], row["user_agent"]) == ("203.0.113.77", AGENT)

@@ -63,6 +63,20 @@ def _is_json(mimetype: str) -> bool:
             or (mimetype.startswith("application/") and mimetype.endswith("+json")))
 
 
+def _client_headers(raw: list[tuple[bytes, bytes]]) -> tuple[str | None, str | None]:
+    """(User-Agent, X-Forwarded-For) from the ASGI scope's headers, in one pass over the raw
+    list (names are lower case there): werkzeug's lookup lowers every name again, per lookup.
+    Several X-Forwarded-For headers are one list, in order (RFC 7230 section 3.2.2)."""
+    agent = forwarded = None
+    for name, value in raw:
+        if name == b"user-agent":
+            agent = value.decode("latin-1")
+        elif name == b"x-forwarded-for":
+            text = value.decode("latin-1")
+            forwarded = text if forwarded is None else f"{forwarded}, {text}"
+    return agent, forwarded
+
+
 def _warned(answer: dict[str, Any], warnings: tuple[FieldError, ...]) -> dict[str, Any]:
     if warnings:
         answer["warnings"] = [warning.as_dict() for warning in warnings]
@@ -91,11 +105,10 @@ def register_ingest_routes(app: Quart, service: Service) -> None:
 
     def submission(received_at: datetime, valid: list[ValidEvent], letters: list[DeadLetter] | None = None) -> Submission:
         """The request's events, with what the request says of its client."""
-        headers = request.headers
-        agent = headers.get("User-Agent")
+        agent, forwarded = _client_headers(request.scope["headers"])
         return Submission(received_at, valid, letters or [],
                           user_agent=agent[:MAX_USER_AGENT_LENGTH] if agent else None,
-                          ip_address=kept_ip(request.remote_addr, headers.get("X-Forwarded-For")))
+                          ip_address=kept_ip(request.remote_addr, forwarded))
 
     async def pass_on(submission: Submission):
         """Queue and wait (commit or queue, by ack mode). An error response, or None when done."""
