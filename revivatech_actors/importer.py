@@ -61,7 +61,7 @@ from .domain.original import (
     utc_time,
 )
 from .messages import DeadLetter, Status, Submission
-from .service import Service
+from .service import Service, watch_signals
 from .storage._base import mask_password
 from .storage.original import OriginalSource, Position, SourceError
 from .supervisor import SupervisorGaveUp
@@ -390,12 +390,6 @@ def _submissions(chunk: _Chunk) -> list[Submission]:
     return [s for s, _ in chunk.submissions] + ([chunk.letters] if chunk.letters else [])
 
 
-def _force_exit(reason: str) -> None:
-    logger.critical("forced exit: %s", reason)
-    logging.shutdown()
-    os._exit(1)
-
-
 async def run_import(settings: Settings, options: ImportOptions, *, out: TextIO = sys.stdout,
                      err: TextIO = sys.stderr) -> int:
     """Import; print progress on ``err`` and the summary on ``out``. Returns the exit code: 0 when
@@ -455,21 +449,15 @@ async def _run_pipeline(run: _Run, signals: Any) -> int:
     deadline = settings.shutdown.timeout
     service = run.service = Service.build(settings, (), web=False)
 
-    async def watch_signals() -> None:
-        async for signum in signals:
-            name = signal.Signals(signum).name
-            print(f"\n{name}: stopping once the rows already submitted are stored (again: exit at once)",
-                  file=run.err, flush=True)
-            run.stop()
-            break
-        with trio.move_on_after(deadline):
-            async for signum in signals:
-                _force_exit(f"second signal ({signal.Signals(signum).name})")
-        _force_exit(f"the import did not stop within shutdown.timeout = {deadline:g} s")
+    def stop(name: str) -> None:
+        print(f"\n{name}: stopping once the rows already submitted are stored (again: exit at once)",
+              file=run.err, flush=True)
+        run.stop()
 
     try:
         async with trio.open_nursery() as outer:
-            outer.start_soon(watch_signals)
+            outer.start_soon(watch_signals, signals, stop, deadline,
+                             f"the import did not stop within shutdown.timeout = {deadline:g} s")
             async with trio.open_nursery() as nursery:
                 await nursery.start(service.run)
                 try:

@@ -24,6 +24,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
 import attrs
@@ -49,7 +50,7 @@ from .supervisor import Activity, ActorStatus, ChildSpec, Restart, Supervisor, S
 from .web.app import create_app
 from .web.server import WebServer
 
-__all__ = ["HealthSnapshot", "Service", "serve_until_signalled"]
+__all__ = ["HealthSnapshot", "Service", "force_exit", "serve_until_signalled", "watch_signals"]
 
 logger = logging.getLogger(__name__)
 
@@ -277,17 +278,12 @@ async def serve_until_signalled(service: Service) -> int:
     async with trio.open_nursery() as nursery:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
 
-            async def watch_signals() -> None:
-                async for signum in signals:
-                    logger.warning("%s received: shutting down (deadline %g s)", signal.Signals(signum).name, deadline)
-                    service.request_stop()
-                    break
-                with trio.move_on_after(deadline):
-                    async for signum in signals:
-                        _force_exit(f"second signal ({signal.Signals(signum).name})")
-                _force_exit(f"shutdown took longer than shutdown.timeout = {deadline:g} s")
+            def stop(name: str) -> None:
+                logger.warning("%s received: shutting down (deadline %g s)", name, deadline)
+                service.request_stop()
 
-            nursery.start_soon(watch_signals)
+            nursery.start_soon(watch_signals, signals, stop, deadline,
+                               f"shutdown took longer than shutdown.timeout = {deadline:g} s")
             try:
                 await service.run()
             except SupervisorGaveUp as exc:
@@ -299,7 +295,20 @@ async def serve_until_signalled(service: Service) -> int:
     return 0
 
 
-def _force_exit(reason: str) -> None:
+async def watch_signals(signals: AsyncIterator[int], stop: Callable[[str], None], deadline: float,
+                        overdue: str) -> None:
+    """On the first of ``signals``, ``stop(its name)``; a second signal, or ``deadline`` seconds
+    after the first, ends the process at once (exit code 1, ``overdue`` logged as the reason)."""
+    async for signum in signals:
+        stop(signal.Signals(signum).name)
+        break
+    with trio.move_on_after(deadline):
+        async for signum in signals:
+            force_exit(f"second signal ({signal.Signals(signum).name})")
+    force_exit(overdue)
+
+
+def force_exit(reason: str) -> None:
     """Leave now: some task would not stop. Nothing acknowledged is lost, since acknowledgement
     happens only after commit; only work not yet acknowledged is abandoned."""
     logger.critical("forced exit: %s", reason)

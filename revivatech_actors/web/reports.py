@@ -56,6 +56,13 @@ def _timeframe(args: Mapping[str, str], default: str) -> tuple[float, str]:
     return parse_timeframe(args.get("timeframe", default))
 
 
+def _period(default: str) -> tuple[datetime, datetime, str]:
+    """(since, now, normalised timeframe) of the request's ``timeframe``; ParameterError if bad."""
+    seconds, timeframe = _timeframe(request.args.to_dict(), default)
+    now = datetime.now(UTC)
+    return now - timedelta(seconds=seconds), now, timeframe
+
+
 def register_report_routes(app: Quart, service: Service, auth: AdminAuth) -> None:
     funnel_settings = service.settings.funnel
     profiles = service.profiles
@@ -91,11 +98,9 @@ def register_report_routes(app: Quart, service: Service, auth: AdminAuth) -> Non
     @admin_only(auth)
     async def performance():
         try:
-            seconds, timeframe = _timeframe(request.args.to_dict(), REPORT_TIMEFRAME)
+            since, now, timeframe = _period(REPORT_TIMEFRAME)
         except ParameterError as exc:
             return _bad(exc)
-        now = datetime.now(UTC)
-        since = now - timedelta(seconds=seconds)
         # starts up to one conversion window before the period pair with its completions
         lookback = since - timedelta(seconds=funnel_settings.window)
         types = BOOKING_STARTED_TYPES | BOOKING_COMPLETED_TYPES
@@ -113,11 +118,9 @@ def register_report_routes(app: Quart, service: Service, auth: AdminAuth) -> Non
     @admin_only(auth)
     async def customers():
         try:
-            seconds, timeframe = _timeframe(request.args.to_dict(), REPORT_TIMEFRAME)
+            since, now, timeframe = _period(REPORT_TIMEFRAME)
         except ParameterError as exc:
             return _bad(exc)
-        now = datetime.now(UTC)
-        since = now - timedelta(seconds=seconds)
         counts = await _within_deadline(lambda: profiles.reader_storage.visitor_counts(since))
         if not hasattr(counts, "active"):
             return counts
@@ -128,11 +131,9 @@ def register_report_routes(app: Quart, service: Service, auth: AdminAuth) -> Non
     @admin_only(auth)
     async def dashboard():
         try:
-            seconds, timeframe = _timeframe(request.args.to_dict(), DASHBOARD_TIMEFRAME)
+            since, now, timeframe = _period(DASHBOARD_TIMEFRAME)
         except ParameterError as exc:
             return _bad(exc)
-        now = datetime.now(UTC)
-        since = now - timedelta(seconds=seconds)
         storage = profiles.reader_storage
         # each named funnel (the default steps when none is named), over the timeframe
         named = funnel_settings.named_steps() or {None: funnel_settings.steps}
