@@ -25,7 +25,7 @@ import re
 import uuid
 from datetime import UTC, datetime
 from sys import intern
-from typing import Any
+from typing import Any, NamedTuple
 
 import attrs
 import orjson
@@ -108,13 +108,10 @@ DETAIL_FIELDS = {
 ALIASES = {"id": "event_id", "referrer_url": "referrer"}
 #: Other names of custom data: their objects are merged into ``properties``.
 _CUSTOM_DATA = ("event_data", "metadata")
-# What each known name is, for one lookup per field in _extended.
-_IS_CORE, _IS_ALIAS, _IS_TEXT, _IS_NUMBER, _IS_CUSTOM = "core", "alias", "text", "number", "custom"
-_KINDS = {
-    **dict.fromkeys(KNOWN_FIELDS, _IS_CORE), **dict.fromkeys(ALIASES, _IS_ALIAS),
-    **{name: _IS_TEXT if kind == "text" else _IS_NUMBER for name, kind in DETAIL_FIELDS.items()},
-    **dict.fromkeys(_CUSTOM_DATA, _IS_CUSTOM),
-}
+# The names _extended sorts an event's fields by.
+_TEXT_FIELDS = frozenset(name for name, kind in DETAIL_FIELDS.items() if kind == "text")
+_NUMBER_FIELDS = frozenset(name for name, kind in DETAIL_FIELDS.items() if kind == "number")
+_KNOWN_NAMES = KNOWN_FIELDS | DETAIL_FIELDS.keys() | ALIASES.keys() | frozenset(_CUSTOM_DATA)
 
 
 @attrs.frozen(slots=True)
@@ -128,11 +125,11 @@ class FieldError:
         return {"field": self.field, "message": self.message}
 
 
-@attrs.frozen(slots=True)
-class EventDetails:
-    """The tracker fields of :data:`DETAIL_FIELDS` one event carried (absent ones None).
-    ``time_on_page`` and ``time_since_last_event`` are as sent (milliseconds, from the
-    RevivaTech tracker)."""
+class EventDetails(NamedTuple):
+    """The tracker fields of :data:`DETAIL_FIELDS` one event carried (absent ones None), in that
+    order. ``time_on_page`` and ``time_since_last_event`` are as sent (milliseconds, from the
+    RevivaTech tracker). A named tuple, not an attrs class: one is built for every tracker event,
+    from the values in one C call (``_make``)."""
 
     event_name: str | None = None
     user_id: str | None = None
@@ -368,70 +365,83 @@ def _visitor_namespace(user_fingerprint: str) -> bytes:
 def _extended(data: dict[Any, Any]) -> tuple[
     dict[Any, Any], str, EventDetails | None, dict[str, Any] | None, list[FieldError] | None, list[FieldError] | None
 ]:
-    """Sort out an event with fields beyond the core ones: (the core fields, aliases resolved;
-    the name the event id came under; the detail fields; what to keep in properties by name;
-    warnings; errors). Custom data (``event_data``, ``metadata``) is merged into the kept names."""
-    core: dict[Any, Any] = {}
+    """Sort out an event with fields beyond the core ones: (the fields to validate, aliases
+    resolved; the name the event id came under; the detail fields; what to keep in properties by
+    name; warnings; errors). Custom data (``event_data``, ``metadata``) is merged into
+    ``properties``. The names are sorted out by set operations (in C): a tracker's event has a
+    dozen detail fields, and a Python step per field was most of its validation."""
+    names = data.keys()
     detail_values: dict[str, Any] = {}
     kept: dict[str, Any] = {}
     warnings: list[FieldError] = []
     errors: list[FieldError] | None = None
-    custom: list[tuple[str, dict[str, Any]]] = []
-    for name, value in data.items():
-        kind = _KINDS.get(name)
-        if kind is _IS_CORE:
-            core[name] = value
-        elif kind is _IS_ALIAS or (value is None and kind is not None):
-            pass  # an alias is handled below, once the field it stands for is known; null is absent
-        elif kind is _IS_TEXT:
-            if type(value) is not str:
-                kept[name] = value
-                warnings.append(FieldError(name, "is not a string; kept in properties"))
-            elif len(value) > MAX_DETAIL_LENGTH:
-                errors = _add(errors, name, f"{_DETAIL_LENGTH} (got {len(value)})")
+    for name in names & _TEXT_FIELDS:
+        value = data[name]
+        if type(value) is str:
+            if len(value) <= MAX_DETAIL_LENGTH:
+                detail_values[name] = value
             else:
-                detail_values[name] = intern(value) if len(value) <= 32 else value
-        elif kind is _IS_NUMBER:
+                errors = _add(errors, name, f"{_DETAIL_LENGTH} (got {len(value)})")
+        elif value is not None:
+            kept[name] = value
+            warnings.append(FieldError(name, "is not a string; kept in properties"))
+    for name in names & _NUMBER_FIELDS:
+        value = data[name]
+        if value is not None:
             number = _finite(value)
             if number is None:
                 kept[name] = value
                 warnings.append(FieldError(name, "is not a finite number; kept in properties"))
             else:
                 detail_values[name] = number
-        elif kind is _IS_CUSTOM:
-            if type(value) is dict:
-                custom.append((name, value))
-            else:
-                kept[name] = value
-                warnings.append(FieldError(name, "is not a JSON object; kept in properties"))
-        else:
-            name = name if type(name) is str else str(name)
-            kept[name] = value
-            warnings.append(FieldError(name, _KEPT_UNKNOWN))
+    device = detail_values.get("device_type")
+    if device is not None:  # kept by every visitor's profile actor until written: one copy each
+        detail_values["device_type"] = intern(device)
+    unknown = names - _KNOWN_NAMES
+    if unknown:
+        for name in data:  # in the order sent
+            if name in unknown:
+                shown = name if type(name) is str else str(name)
+                kept[shown] = data[name]
+                warnings.append(FieldError(shown, _KEPT_UNKNOWN))
+    core = data
     id_field = "event_id"
     for alias, field in ALIASES.items():
         value = data.get(alias)
         if value is None:
             continue
-        if core.get(field) is None:
+        if data.get(field) is None:
+            if core is data:
+                core = dict(data)
             core[field] = value
             if field == "event_id":
                 id_field = alias
-        elif core[field] != value:
+        elif data[field] != value:
             kept[alias] = value
             warnings.append(FieldError(alias, f"{field} was sent too and is used; {alias} kept in properties"))
+    custom = [name for name in _CUSTOM_DATA if data.get(name) is not None]
     if custom:
-        merged = dict(core["properties"]) if isinstance(core.get("properties"), dict) else {}
-        for name, values in custom:
-            if any(merged.get(key, item) != item for key, item in values.items()):
+        properties = data.get("properties")
+        merged = dict(properties) if isinstance(properties, dict) else {}
+        for name in custom:
+            values = data[name]
+            if type(values) is not dict:
+                kept[name] = values
+                warnings.append(FieldError(name, "is not a JSON object; kept in properties"))
+            elif merged.keys() & values.keys() and any(merged.get(key, item) != item for key, item in values.items()):
                 kept[name] = values
                 warnings.append(FieldError(name, "has keys that other custom data holds with other values; "
                                                  f"kept whole in properties.{name}"))
             else:
                 merged.update(values)
-        if isinstance(core.get("properties", {}), dict):
+        if properties is None or isinstance(properties, dict):
+            if core is data:
+                core = dict(data)
             core["properties"] = merged
-    details = EventDetails(**detail_values) if detail_values else None
+    if len(warnings) > 1:  # in the order the fields were sent
+        order = {name: position for position, name in enumerate(data)}
+        warnings.sort(key=lambda warning: order.get(warning.field, len(order)))
+    details = EventDetails._make(map(detail_values.get, DETAIL_FIELDS)) if detail_values else None
     return core, id_field, details, kept or None, warnings or None, errors
 
 

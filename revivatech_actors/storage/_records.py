@@ -43,13 +43,12 @@ _NO_DETAILS = (None,) * len(DETAIL_FIELDS)
 
 def event_extra_values(e: Event) -> tuple[Any, ...]:
     """``e``'s values of :data:`EVENT_EXTRA_COLUMNS`, None where absent."""
-    details = _NO_DETAILS if e.details is None else attrs.astuple(e.details)
-    return (e.client_id, *details, e.user_agent, e.ip_address)
+    return (e.client_id, *(_NO_DETAILS if e.details is None else e.details), e.user_agent, e.ip_address)
 
 
 def event_extra_items(e: Event) -> dict[str, Any]:
     """``e``'s present values of :data:`EVENT_EXTRA_COLUMNS`, by column (usually few or none)."""
-    items = {} if e.details is None else {k: v for k, v in attrs.asdict(e.details).items() if v is not None}
+    items = {} if e.details is None else {k: v for k, v in zip(DETAIL_FIELDS, e.details) if v is not None}
     if e.client_id is not None:
         items["client_event_id"] = e.client_id
     if e.user_agent is not None:
