@@ -10,6 +10,7 @@ import json
 import uuid
 
 import pytest
+import trio
 
 from revivatech_actors.domain.validation import client_event_uuid
 
@@ -213,3 +214,16 @@ async def test_several_forwarded_for_headers_are_one_list(sqlite_url):
         assert answer.status_code == 200, answer.text
     row = await extra_columns(sqlite_url, answer.json()["eventId"])
     assert (row["ip_address"], row["user_agent"]) == ("203.0.113.77", AGENT)
+
+
+async def test_a_resent_journey_step_is_a_duplicate_answered_at_once(sqlite_url):
+    step = {"user_fingerprint": "resender", "session_id": "s", "touchpoint": "booking_form",
+            "event_id": str(uuid.uuid4())}
+    async with Running(make_service(sqlite_url)) as client:
+        first = await client.post(JOURNEY, json=step)
+        assert first.status_code == 200 and first.json()["sequenceNumber"] == 1
+        started = trio.current_time()
+        again = await client.post(JOURNEY, json=step)
+        assert again.status_code == 200, again.text
+        assert again.json()["duplicate"] is True and again.json()["sequenceNumber"] == 1
+        assert trio.current_time() - started < 0.5  # not the wait for a step that is never handled

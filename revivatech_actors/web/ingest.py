@@ -150,9 +150,9 @@ def register_ingest_routes(app: Quart, service: Service) -> None:
             return received_at, None, error_response(400, "malformed_json", error.message, details=[error.as_dict()])
 
     async def store_one(validate: Callable[[object], ValidEvent | list[FieldError]], what: str,
-                        extra: Callable[[Event], Awaitable[dict[str, Any]]] | None = None):
+                        extra: Callable[[Event, bool], Awaitable[dict[str, Any]]] | None = None):
         """One event (or journey step): validated by ``validate``, stored, answered; ``extra``
-        adds to a kept event's answer."""
+        (given the event and whether it was a duplicate) adds to a kept event's answer."""
         received_at, data, failure = await read_json()
         if failure is not None:
             return failure
@@ -180,17 +180,19 @@ def register_ingest_routes(app: Quart, service: Service) -> None:
             return error_response(400, "rejected", outcome.reason, details=details)
         answer["duplicate"] = outcome.status is Status.DUPLICATE
         if extra is not None:
-            answer.update(await extra(event))
+            answer.update(await extra(event, answer["duplicate"]))
         return json_response(_warned(answer, warnings), 200)
 
     @app.post("/api/analytics/events")
     async def post_event():
         return await store_one(validate_event, "event")
 
-    async def step_answer(event: Event) -> dict[str, Any]:
+    async def step_answer(event: Event, duplicate: bool) -> dict[str, Any]:
         """What the original answered a journey step with: the stored event's id, and the
-        step's ordinal among the visitor's explicit steps as its profile counts them."""
-        number = await service.profiles.journey_step_number(event.user_fingerprint, event.event_id)
+        step's ordinal among the visitor's explicit steps as its profile counts them (a
+        duplicate was stored before: nothing to wait for)."""
+        number = await service.profiles.journey_step_number(event.user_fingerprint, event.event_id,
+                                                            timeout=0 if duplicate else 1.0)
         return {"journeyId": event.event_id, "sequenceNumber": number}
 
     @app.post("/api/analytics/track/journey")
