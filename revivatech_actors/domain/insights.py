@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from .journeys import type_stage, visitor_stage
+from .journeys import STEP_TOUCHPOINT_FIELDS, type_stage, visitor_stage
 from .profiles import ProfileState
 from .sessions import PAGE_VIEW_TYPES
 from .scoring import (
@@ -211,14 +211,10 @@ def _touchpoint(point: dict[str, Any]) -> dict[str, Any]:
     shown = {"type": point.get("type"), "page": point.get("page"), "at": at}
     if point.get("step"):
         shown["step"] = True
-        for name in _STEP_FIELDS:
+        for name in STEP_TOUCHPOINT_FIELDS:
             if point.get(name) is not None:
                 shown[name] = point[name]
     return shown
-
-
-#: What a step's touchpoint may carry besides its name (what the original stored per step).
-_STEP_FIELDS = ("stage", "time_spent_seconds", "entry_method", "traffic_source", "content_consumed", "actions_taken")
 
 
 def _with_time_spent(points: list[dict[str, Any]]) -> None:

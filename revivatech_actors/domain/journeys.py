@@ -35,6 +35,7 @@ __all__ = [
     "MAX_STEP_LENGTH",
     "STEP_ALIASES",
     "STEP_PROPERTIES",
+    "STEP_TOUCHPOINT_FIELDS",
     "STAGES",
     "SessionJourney",
     "event_stage",
@@ -132,7 +133,7 @@ def touchpoint(event: EventFields) -> dict[str, Any]:
     if event.event_type == JOURNEY_STEP_TYPE:
         properties = event.properties
         point = {"type": str(properties.get("step")), "page": event.page_url, "at": event.timestamp, "step": True}
-        for name in _STEP_TOUCHPOINT_FIELDS:
+        for name in STEP_TOUCHPOINT_FIELDS:
             if properties.get(name) is not None:
                 point[name] = properties[name]
         return point
@@ -140,8 +141,8 @@ def touchpoint(event: EventFields) -> dict[str, Any]:
 
 
 #: What a step's touchpoint keeps of its properties besides its name (the original's columns).
-_STEP_TOUCHPOINT_FIELDS = ("stage", "time_spent_seconds", "entry_method", "traffic_source", "content_consumed",
-                           "actions_taken")
+STEP_TOUCHPOINT_FIELDS = ("stage", "time_spent_seconds", "entry_method", "traffic_source", "content_consumed",
+                          "actions_taken")
 
 
 @attrs.define

@@ -715,17 +715,10 @@ def _events_json(events: Sequence[Event]) -> tuple[bytes, tuple[str, ...]]:
             "sent_at": e.sent_at, "page_url": e.page_url, "referrer": e.referrer, "value": e.value,
             "properties": e.properties,
         }
-        if e.details is not None or e.client_id is not None:
-            extra = event_extra_items(e)
+        extra = event_extra_items(e)
+        if extra:
             row.update(extra)
             present.update(extra)
-        else:  # what the request said of its client, on every event: the usual case, kept short
-            if e.user_agent is not None:
-                row["user_agent"] = e.user_agent
-                present.add("user_agent")
-            if e.ip_address is not None:
-                row["ip_address"] = e.ip_address
-                present.add("ip_address")
         rows.append(row)
     return orjson.dumps(rows), tuple(c for c in EVENT_EXTRA_COLUMNS if c in present)
 
