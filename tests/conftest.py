@@ -33,21 +33,34 @@ def _port_open(host: str, port: int) -> str | None:
 
 
 @pytest.fixture
-def postgres_url():
-    """A fresh, empty PostgreSQL database for one test, dropped afterwards. Yields its URL."""
+def new_database():
+    """Makes fresh, empty PostgreSQL databases, all dropped after the test: ``new_database()`` -> URL."""
     import psycopg
 
     try:
         admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3)
     except psycopg.OperationalError as exc:
         _unavailable("PostgreSQL", str(exc).strip().splitlines()[0])
-    name = f"rvt_test_{uuid.uuid4().hex[:12]}"
-    with admin:
+    names = []
+
+    def make() -> str:
+        name = f"rvt_test_{uuid.uuid4().hex[:12]}"
         admin.execute(f'CREATE DATABASE "{name}"')
+        names.append(name)
+        return POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+
+    with admin:
         try:
-            yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+            yield make
         finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            for name in names:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_url(new_database):
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    return new_database()
 
 
 @pytest.fixture

@@ -30,7 +30,6 @@ from revivatech_actors.domain.original import (
 )
 from revivatech_actors.domain.validation import client_event_uuid, validate_event
 
-from .conftest import POSTGRES_ADMIN_URL, _unavailable
 from .helpers import query
 
 SCHEMA = Path(__file__).parent / "data" / "original_001_add_analytics_tables.sql"
@@ -151,29 +150,6 @@ def test_progress_line_and_counts():
 # --- the command, against a database of the original's schema -----------------------------------
 
 BASE = datetime(2025, 12, 1, 9, 0)
-
-
-@pytest.fixture
-def new_database():
-    """Makes fresh PostgreSQL databases (dropped at the end): ``new_database()`` -> URL."""
-    import psycopg
-
-    try:
-        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        _unavailable("PostgreSQL", str(exc).strip().splitlines()[0])
-    names = []
-
-    def make() -> str:
-        name = f"rvt_test_{uuid.uuid4().hex[:12]}"
-        admin.execute(f'CREATE DATABASE "{name}"')
-        names.append(name)
-        return POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-
-    with admin:
-        yield make
-        for name in names:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def build_original(url: str) -> None:
