@@ -354,6 +354,9 @@ class ProfileSettings:
     max_write_share: float = _share()  # most of the time profile writes may keep storage busy
     max_touchpoints: int = _int(1)  # touchpoints kept per session journey
     max_unwritten_events: int = _int(1)  # past it, a write starts at once whatever the pacing
+    partitions: int = _int(1, 65536)  # visitors' partitions, each with one owner (grow: docs/scaling.md)
+    lease_ttl: float = _number(0)  # seconds a partition's lease lasts without renewal
+    poll_interval: float = _number(0)  # seconds between reads of the log for events stored elsewhere
 
 
 def _score_threshold() -> Any:

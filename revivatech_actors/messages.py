@@ -19,7 +19,7 @@ import trio
 
 from .domain.validation import EventDetails, ValidEvent
 
-__all__ = ["DUPLICATE", "STORED", "DeadLetter", "Event", "Outcome", "Status", "Submission"]
+__all__ = ["DUPLICATE", "STORED", "DeadLetter", "Event", "Outcome", "Status", "StoredBatch", "Submission"]
 
 
 @attrs.frozen(slots=True)
@@ -150,3 +150,13 @@ class Submission:
         self._unresolved -= 1
         if self._unresolved == 0:
             self.done.set()
+
+
+@attrs.frozen(slots=True)
+class StoredBatch:
+    """Events one commit stored, in order, as the batcher hands them to its subscribers, with
+    the log transaction that stored them (None when it took several: the profiles then take
+    these events from the log)."""
+
+    events: list[Event]
+    log_txn: int | None

@@ -128,8 +128,8 @@ class PgProxy:
 
     # CommandComplete: 'C', int32 length (4 + the tag with its NUL), the tag
     COMMIT_COMPLETE = b"C\x00\x00\x00\x0bCOMMIT\x00"
-    #: the one-statement store of events that all went in (it names none it did not insert)
-    STORE_COMPLETE = b"C\x00\x00\x00\x0dSELECT 0\x00"
+    #: the one-statement store of events (it answers one row: its transaction, the ids not inserted)
+    STORE_COMPLETE = b"C\x00\x00\x00\x0dSELECT 1\x00"
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
@@ -281,7 +281,7 @@ async def test_a_large_submission_is_split_across_batches_in_order(storage, stor
         assert rig.budget.used == 0
         written: list[Event] = []
         while len(written) < 60:
-            batch = feed.receive_nowait()
+            batch = feed.receive_nowait().events
             assert len(batch) <= 25
             written.extend(batch)
         assert written == big.events  # in the submission's order
@@ -369,11 +369,11 @@ async def test_subscribers_receive_the_stored_events_after_commit(storage, stora
     async with rig.running():
         first = await rig.submit(submission_of([known]))
         with trio.fail_after(2):
-            assert await feed.receive() == [known]
+            assert (await feed.receive()).events == [known]
         assert count(storage_url) == 1  # committed before it was announced
         second = await rig.submit(submission_of([known, *fresh, fresh[0]]))
         with trio.fail_after(2):
-            assert await feed.receive() == fresh  # neither the old id nor the repeat
+            assert (await feed.receive()).events == fresh  # neither the old id nor the repeat
         assert count(storage_url) == 3
         await wait_done(first, second)
         letters_only = await rig.submit(submission_of([], [letter()]))
@@ -426,7 +426,7 @@ async def test_events_are_held_while_postgres_is_unreachable(proxied_postgres, p
     async with rig.running() as batcher:
         warm = await rig.submit(submission_of(events(1)))
         await wait_done(warm)
-        assert len(await feed.receive()) == 1
+        assert len((await feed.receive()).events) == 1
         proxy.go_down()
         held = [await rig.submit(submission_of(events(4, start=10 * n))) for n in range(1, 4)]
         with trio.fail_after(5):
@@ -444,7 +444,7 @@ async def test_events_are_held_while_postgres_is_unreachable(proxied_postgres, p
         assert rig.budget.used == 0
         announced = []
         while len(announced) < 12:
-            announced.extend(feed.receive_nowait())
+            announced.extend(feed.receive_nowait().events)
         assert sorted(event.event_id for event in announced) == sorted(
             event.event_id for submission in held for event in submission.events)
     assert count(postgres_url) == 13
@@ -472,7 +472,7 @@ async def test_a_commit_whose_acknowledgement_was_lost_counts_as_stored(proxied_
         assert (batcher.stats.stored, batcher.stats.duplicates) == (size, 0)
         assert rig.budget.used == 0
         with trio.fail_after(1):
-            assert await feed.receive() == submission.events
+            assert (await feed.receive()).events == submission.events
         # the next flush has no memory of that attempt: a replay is a duplicate again
         again = await rig.submit(submission_of(submission.events[:2]))
         await wait_done(again)
@@ -495,7 +495,7 @@ async def test_a_repeat_inside_one_batch_stays_a_duplicate_after_a_retry(storage
         assert count(storage_url) == 2
         assert statuses(submission) == [STORED, STORED, DUPLICATE]
         assert (batcher.stats.stored, batcher.stats.duplicates) == (2, 1)
-        assert feed.receive_nowait() == [event, other]
+        assert feed.receive_nowait().events == [event, other]
 
 
 async def test_a_replay_of_an_old_event_stays_a_duplicate_after_a_retry(storage, storage_url):
@@ -508,7 +508,7 @@ async def test_a_replay_of_an_old_event_stays_a_duplicate_after_a_retry(storage,
     async with rig.running() as batcher:
         first = await rig.submit(submission_of([old]))
         await wait_done(first)
-        assert feed.receive_nowait() == [old]
+        assert feed.receive_nowait().events == [old]
         await storage.close()
         resent = attrs.evolve(old, received_at=old.received_at + timedelta(seconds=30))
         replay = await rig.submit(submission_of([resent, make_event(2)]))
@@ -517,7 +517,7 @@ async def test_a_replay_of_an_old_event_stays_a_duplicate_after_a_retry(storage,
         await wait_done(replay, timeout=3)
         assert count(storage_url) == 2
         assert statuses(replay) == [DUPLICATE, STORED]
-        assert [event.event_id for event in feed.receive_nowait()] == [replay.events[1].event_id]
+        assert [event.event_id for event in feed.receive_nowait().events] == [replay.events[1].event_id]
 
 
 # ---------------------------------------------------------------------------------- stopping
@@ -586,7 +586,7 @@ async def test_closing_the_inbox_ends_run_after_writing_everything(storage, stor
     announced = []
     while True:
         try:
-            announced.extend(feed.receive_nowait())
+            announced.extend(feed.receive_nowait().events)
         except trio.EndOfChannel:
             break
     assert len(announced) == 25

@@ -37,7 +37,8 @@ EXPECTED_DEFAULTS = {
     "broadcast": {"interval": 30.0, "min_interval": 1.0, "max_clients": 10000, "public_realtime": False,
                   "max_public_clients": 1000, "ping_interval": 20.0, "stuck_timeout": 10.0},
     "profiles": {"idle_timeout": 300.0, "max_active": 20000, "flush_interval": 1.0, "max_write_share": 0.1,
-                 "max_touchpoints": 500, "max_unwritten_events": 500000},
+                 "max_touchpoints": 500, "max_unwritten_events": 500000,
+                 "partitions": 64, "lease_ttl": 2.0, "poll_interval": 0.5},
     "scoring": {
         "engagement_sessions_weight": 30.0, "engagement_sessions_cap": 10.0,
         "engagement_pages_per_session_weight": 25.0, "engagement_pages_per_session_cap": 5.0,

@@ -10,6 +10,7 @@ import pytest
 import trio
 
 from revivatech_actors.actors.metrics import MetricsActor
+from revivatech_actors.messages import StoredBatch
 from revivatech_actors.storage import open_storage
 
 from .helpers import make_event
@@ -54,7 +55,7 @@ async def test_starts_from_the_stored_window_then_counts_what_the_batcher_hands_
         assert (f.active_users, f.events, f.page_views, f.conversions) == (2, 2, 1, 1)
 
         seen = metrics.version
-        await send.send([visit(3, "u3"), visit(4, "u1", page="/prices")])
+        await send.send(StoredBatch([visit(3, "u3"), visit(4, "u1", page="/prices")], None))
         with trio.fail_after(2):
             assert await metrics.wait_for_change(seen) == seen + 1
         f = (await metrics.figures())[0]
@@ -96,7 +97,7 @@ async def test_a_storage_that_cannot_be_read_leaves_the_window_empty_not_the_act
     async with trio.open_nursery() as nursery:
         with trio.fail_after(10):
             await nursery.start(metrics.run)
-        await send.send([visit(0, "u1")])
+        await send.send(StoredBatch([visit(0, "u1")], None))
         with trio.fail_after(2):
             await metrics.wait_for_change(0)
         assert (await metrics.figures())[0].active_users == 1
@@ -129,7 +130,7 @@ async def test_redis_away_and_back_figures_fall_back_to_this_instance_then_are_s
 
         async def counted(n_events: int) -> None:
             seen = metrics.version
-            await send.send([visit(n, f"v{n}") for n in range(n_events)])
+            await send.send(StoredBatch([visit(n, f"v{n}") for n in range(n_events)], None))
             with trio.fail_after(5):
                 await metrics.wait_for_change(seen)
 

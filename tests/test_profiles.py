@@ -1,9 +1,9 @@
-"""The profiles actor: activation, ordering, passivation, live reads and writes, on real storage."""
+"""The profiles actor: profiles derived from the event log, exactly once, across restarts,
+crashes and owners; activation, ordering, passivation, reads and writes, on real storage."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 
 import attrs
 import psycopg
@@ -11,10 +11,14 @@ import pytest
 import trio
 
 from revivatech_actors.actors.profiles import CHUNK_EVENTS, URGENT_WRITE_CHUNK, ProfilesActor, VisitorActor, _chunks
-from revivatech_actors.domain.profiles import ProfileState, delta_from_events
+from revivatech_actors.domain.partitions import partition_of
+from revivatech_actors.domain.profiles import delta_from_events, touch_of
+from revivatech_actors.messages import StoredBatch
 from revivatech_actors.storage import open_storage
 
-from .helpers import BASE_TIME, make_event, query
+from .helpers import make_event, query
+
+PROFILE = "SELECT total_events, total_sessions, total_bookings FROM user_behavior_profiles WHERE user_fingerprint = %s"
 
 
 @pytest.fixture
@@ -35,102 +39,86 @@ class Rig:
         self.storage = storage
         self.send, receive = trio.open_memory_channel(64)
         options.setdefault("flush_interval", 0.05)
+        options.setdefault("partitions", 8)
+        options.setdefault("lease_ttl", 0.6)
+        options.setdefault("poll_interval", 0.05)
         self.actor = ProfilesActor(storage, receive, **options)
         self.fed = 0
 
     async def feed(self, events) -> None:
-        await self.storage.write_batch(events)  # stored first, as the batcher does
-        await self.send.send(list(events))
+        committed = await self.storage.commit_batch(events)  # stored first, as the batcher does
+        await self.send.send(StoredBatch(list(events), committed.log_txn))
         self.fed += len(events)
 
     async def settle(self) -> None:
-        """Wait until everything fed was handled and flushed."""
+        """Wait until everything fed was handled and written."""
         with trio.fail_after(5):
-            while self.actor.activity.handled < self.fed or any(
-                a.pending is not None for a in (*self.actor._active.values(), *self.actor._retiring.values())
-            ):
+            while self.actor.stats.applied_events < self.fed or self.actor.stats_json()["unwrittenEvents"]:
                 await trio.sleep(0.02)
 
 
-def test_a_visitor_actor_applies_events_in_order_and_keeps_them_pending_until_written():
-    actor = VisitorActor("v", stored=ProfileState(user_fingerprint="v", total_events=10, total_sessions=1),
-                         known_sessions=("old",), keys_loaded=True)
-    assert actor.receive(visit("v", 0, session="old"), now=1.0) is True  # the first pending event
-    assert actor.receive(visit("v", 5, session="new", event_type="booking_started"), now=1.0) is False
-    actor.receive(visit("v", 9, session="new", event_type="booking_completed", value=80.0), now=2.0)
-    live = actor.live()
-    assert (live.total_events, live.bookings_started, live.total_bookings, live.total_value) == (13, 1, 1, 80.0)
-    assert live.total_sessions == 2  # "new" is not known to storage yet: counted; "old" is
-    assert live.last_seen == BASE_TIME + timedelta(seconds=9)
-    assert actor.stored.total_events == 10  # the stored state moves only when a write commits
-    assert len(actor.pending) == 3 and actor.last_message == 2.0
+async def until(condition, timeout: float = 5.0) -> None:
+    with trio.fail_after(timeout):
+        while not condition():
+            await trio.sleep(0.02)
+
+
+def counted(url: str) -> int:
+    return query(url, "SELECT coalesce(sum(total_events), 0) FROM user_behavior_profiles")[0][0]
+
+
+def test_a_visitor_actor_keeps_its_events_pending_until_written():
+    actor = VisitorActor("v", 3)
+    assert actor.receive(touch_of(visit("v", 0)), now=1.0) is True  # the first pending event
+    assert actor.receive(touch_of(visit("v", 5)), now=2.0) is False
     in_flight = actor.begin_write()
-    assert actor.pending is None and actor.inflight is in_flight and actor.live().total_events == 13
-    assert actor.receive(visit("v", 10, session="new"), now=3.0) is True  # arrives while the write is in flight
-    assert actor.live().total_events == 14
-    actor.written(delta_from_events("v", in_flight), ProfileState(user_fingerprint="v", total_events=13, total_sessions=2))
-    assert actor.inflight is None and "new" in actor.known_sessions
-    assert (actor.live().total_events, actor.live().total_sessions) == (14, 2)
+    assert actor.pending is None and len(in_flight) == 2 and actor.dirty
+    assert actor.receive(touch_of(visit("v", 9)), now=3.0) is True  # arrives while the write is in flight
+    actor.resume()  # the write was refused: its events go first into the next
+    assert [t.timestamp for t in actor.pending] == [visit("v", n).timestamp for n in (0, 5, 9)]
+    actor.written(delta_from_events("v", actor.begin_write()))
+    assert not actor.dirty and actor.known_days == (visit("v", 0).timestamp.date(),) and actor.last_message == 3.0
 
 
-def test_a_write_cut_short_goes_into_the_next_one():
-    actor = VisitorActor("v")
-    actor.receive(visit("v", 0), now=1.0)
-    actor.begin_write()
-    actor.receive(visit("v", 1), now=2.0)
-    actor.receive(visit("v", 2), now=2.0)
-    actor.resume()  # as after a crash of the profiles actor during the write
-    assert actor.inflight is None and [e.timestamp for e in actor.pending] == [visit("v", n).timestamp for n in range(3)]
-
-
-def test_write_chunks_are_bounded_by_visitors_and_by_events():
-    def visitor(n: int, events: int) -> VisitorActor:
-        actor = VisitorActor(f"v{n}")
-        for i in range(events):
-            actor.receive(make_event(i, user_fingerprint=actor.user_fingerprint), now=0.0)
-        return actor
-
-    def sizes(actors, visitors):
-        return [[len(a.pending) for a in chunk] for chunk in _chunks(actors, visitors)]
-
-    few = [visitor(n, 2) for n in range(7)]
-    assert sizes(few, 3) == [[2, 2, 2], [2, 2, 2], [2]]
+def test_write_chunks_hold_whole_partitions_bounded_by_visitors_and_events():
+    assert list(_chunks({3: (2, 2), 0: (2, 2), 1: (2, 2), 2: (1, 1)}, 3)) == [[0], [1, 2], [3]]
+    assert list(_chunks({0: (10, 10), 1: (1, 1)}, 3)) == [[0], [1]]  # a partition larger than a chunk is one alone
+    assert list(_chunks({5: (0, 0), 6: (0, 0)}, 3)) == [[5, 6]]  # positions alone
     big = CHUNK_EVENTS // 2
-    many = [visitor(0, big), visitor(1, big), visitor(2, 1), visitor(3, CHUNK_EVENTS + 5), visitor(4, 1)]
-    # at most CHUNK_EVENTS a chunk; a visitor with more than that is a chunk of its own
-    assert sizes(many, 2000) == [[big, big], [1], [CHUNK_EVENTS + 5], [1]]
-    assert [a.user_fingerprint for chunk in _chunks(many, 2000) for a in chunk] == ["v0", "v1", "v2", "v3", "v4"]
-    assert list(_chunks([], 50)) == []
+    assert list(_chunks({0: (1, big), 1: (1, big), 2: (1, 1)}, 2000)) == [[0, 1], [2]]
+    assert list(_chunks({}, 3)) == []
 
 
-async def test_events_reach_the_profile_row_after_a_write(storage, storage_url):
+async def test_events_reach_the_profile_row_with_their_partition_position(storage, storage_url):
     to_scorer, from_profiles = trio.open_memory_channel(16)
     rig = Rig(storage, scorer=to_scorer)
     async with trio.open_nursery() as nursery:
         await nursery.start(rig.actor.run)
+        assert rig.actor.owned_partitions == list(range(8))  # alone: every partition
         await rig.feed([visit("a", 0), visit("a", 1), visit("b", 2)])
         await rig.settle()
-        assert (await rig.actor.live_profile("a")).total_sessions == 1
         rig.actor.request_stop()
     rows = dict(query(storage_url, "SELECT user_fingerprint, total_events FROM user_behavior_profiles"))
     assert rows == {"a": 2, "b": 1}
-    assert rig.actor.stats.activations == 2
-    written = from_profiles.receive_nowait()  # the scorer hears of every written visitor
-    assert sorted(written) == ["a", "b"]
+    written = query(storage_url, "SELECT partition FROM profile_partitions WHERE writes > 0")
+    assert {partition_of("a", 8), partition_of("b", 8)} <= {p for (p,) in written}
+    assert query(storage_url, "SELECT count(*) FROM profile_partitions WHERE owner IS NOT NULL") == [(0,)]  # left
+    assert sorted(from_profiles.receive_nowait()) == ["a", "b"]  # the scorer hears of every written visitor
 
 
-async def test_insights_see_an_event_before_any_write(storage):
+async def test_reads_see_every_stored_event_before_any_write(storage):
     rig = Rig(storage, flush_interval=60)  # no write during the test
     async with trio.open_nursery() as nursery:
         await nursery.start(rig.actor.run)
         await rig.feed([visit("fresh", 0, event_type="booking_started")])
-        with trio.fail_after(2):
-            while rig.actor.activity.handled < 1:
-                await trio.sleep(0.01)
         live = await rig.actor.live_profile("fresh")
         assert (live.total_events, live.total_sessions, live.days_active, live.bookings_started) == (1, 1, 1, 1)
         assert await rig.actor.live_profile("nobody") is None
         assert [j.session_id for j in await rig.actor.live_journeys("fresh")] == ["fresh-s"]
+        # stored by anyone, handed to no actor: read the same
+        await storage.write_batch([visit("fresh", 1, session="other")])
+        live = await rig.actor.live_profile("fresh")
+        assert (live.total_events, live.total_sessions) == (2, 2)
         rig.actor.request_stop()
 
 
@@ -147,22 +135,91 @@ async def test_one_visitors_events_are_applied_in_order(storage):
     assert [p["type"] for p in journeys[0].touchpoints] == [f"step_{n}" for n in range(30)]
 
 
-async def test_a_passivated_visitor_is_reactivated_from_storage(storage, storage_url):
-    rig = Rig(storage, max_active=1)
+async def test_a_crash_loses_nothing_and_counts_nothing_twice(storage, storage_url):
+    """An actor cancelled without its last write (as a process killed by SIGKILL): the next one
+    applies what was not written, from the stored positions, and nothing twice."""
+    first = Rig(storage, flush_interval=60)
+    events = [visit(f"v{n % 10}", n, session=f"s{n % 3}") for n in range(100)]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(first.actor.run)
+        await first.feed(events[:40])
+        await until(lambda: first.actor.stats.applied_events >= 40)
+        await first.actor.write()  # 40 written with their positions
+        await first.feed(events[40:])  # 60 applied in memory only
+        await until(lambda: first.actor.stats.applied_events >= 100)
+        nursery.cancel_scope.cancel()  # no last write, no leaving
+    assert counted(storage_url) == 40
+    second = Rig(storage)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(second.actor.run)  # the dead owner's leases expire first
+        await until(lambda: counted(storage_url) == 100)
+        await trio.sleep(0.2)
+        second.actor.request_stop()
+    assert counted(storage_url) == 100
+    for n in range(10):
+        assert query(storage_url, PROFILE, (f"v{n}",)) == [(10, 3, 0)]
+
+
+async def test_a_restarted_actor_starts_over_from_storage(storage, storage_url):
+    """The supervisor restarts a crashed actor with the same object: it starts over as another
+    owner from the stored positions, whatever it held."""
+    rig = Rig(storage, flush_interval=60)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rig.actor.run)
+        await rig.feed([visit("r", n) for n in range(5)])
+        await until(lambda: rig.actor.stats.applied_events >= 5)
+        nursery.cancel_scope.cancel()
+    first_owner = rig.actor.run_owner
+    rig.actor.flush_interval = 0.05
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rig.actor.run)  # at once: the previous run's leases are given up, not waited for
+        assert rig.actor.run_owner != first_owner and rig.actor.owned_partitions == list(range(8))
+        await until(lambda: counted(storage_url) == 5, timeout=2)
+        rig.actor.request_stop()
+    assert query(storage_url, PROFILE, ("r",)) == [(5, 1, 0)]
+
+
+async def test_two_owners_share_the_partitions_and_a_survivor_takes_over(postgres_url):
+    """Two actors on one database (as two instances): each owns half the partitions, events
+    stored through either reach their owner through the log, every profile is exact; one
+    dies and the other takes its partitions over, replaying what the dead one had not written."""
+    events = [visit(f"v{n % 40}", n, session=f"v{n % 40}-s{n // 40 % 2}") for n in range(400)]
+    async with open_storage(postgres_url) as first, open_storage(postgres_url) as second:
+        await first.migrate()
+        a, b = Rig(first), Rig(second, flush_interval=60)
+        async with trio.open_nursery() as outer:
+            await outer.start(a.actor.run)
+            async with trio.open_nursery() as inner:
+                await inner.start(b.actor.run)
+                await until(lambda: len(a.actor.owned_partitions) == len(b.actor.owned_partitions) == 4)
+                assert set(a.actor.owned_partitions).isdisjoint(b.actor.owned_partitions)
+                for n in range(0, 400, 20):
+                    await (a, b)[(n // 20) % 2].feed(events[n : n + 20])
+                for visitor in ("v0", "v7", "v13"):  # every stored event counts, on both
+                    assert (await a.actor.live_profile(visitor)).total_events == 10
+                    assert (await b.actor.live_profile(visitor)).total_events == 10
+                await until(lambda: b.actor.stats.applied_events >= 100)
+                inner.cancel_scope.cancel()  # b dies, its deltas unwritten (no flush for 60 s)
+            await until(lambda: len(a.actor.owned_partitions) == 8, timeout=3)
+            await until(lambda: counted(postgres_url) == 400)
+            a.actor.request_stop()
+    for n in range(40):
+        assert query(postgres_url, PROFILE, (f"v{n}",)) == [(10, 2, 0)]
+
+
+async def test_a_passivated_visitor_keeps_its_pending_events(storage, storage_url):
+    rig = Rig(storage, max_active=1, flush_interval=60)
     async with trio.open_nursery() as nursery:
         await nursery.start(rig.actor.run)
         await rig.feed([visit("a", 0)])
-        await rig.feed([visit("b", 1)])  # a is passivated: only one may be active
-        await rig.settle()
-        assert rig.actor.active_count == 1 and rig.actor.actor_of("a") is None
-        assert (await rig.actor.live_profile("a")).total_events == 1  # read from storage
-        await rig.feed([visit("a", 2, session="a-s2")])  # reactivated: its row comes back with the write
-        await rig.settle()
-        state = await rig.actor.live_profile("a")
-        assert (state.total_events, state.total_sessions) == (2, 2)
+        await rig.feed([visit("b", 1)])  # a is passivated with its event: only one may be active
+        await until(lambda: rig.actor.stats.applied_events >= 2)
+        assert rig.actor.active_count == 1
+        await rig.feed([visit("a", 2, session="a-s2")])  # reactivated
+        await until(lambda: rig.actor.stats.applied_events >= 3)
         rig.actor.request_stop()
-    assert rig.actor.stats.passivations >= 2 and rig.actor.stats.activations == 3
-    assert query(storage_url, "SELECT total_events, total_sessions FROM user_behavior_profiles WHERE user_fingerprint = %s", ("a",)) == [(2, 2)]
+    assert rig.actor.stats.passivations >= 2 and rig.actor.stats.activations == 2
+    assert query(storage_url, PROFILE, ("a",)) == [(2, 2, 0)]
 
 
 async def test_idle_visitors_are_passivated(storage):
@@ -171,54 +228,29 @@ async def test_idle_visitors_are_passivated(storage):
         await nursery.start(rig.actor.run)
         await rig.feed([visit("idle", 0)])
         await rig.settle()
-        with trio.fail_after(3):
-            while rig.actor.active_count:
-                await trio.sleep(0.02)
+        await until(lambda: not rig.actor.active_count, timeout=3)
         rig.actor.request_stop()
     assert rig.actor.stats.passivations == 1
 
 
 async def test_a_closed_inbox_ends_the_actor_after_a_last_write(storage, storage_url):
-    rig = Rig(storage, flush_interval=60)  # only the final write
+    rig = Rig(storage, flush_interval=60, poll_interval=60)  # only the final write
     async with trio.open_nursery() as nursery:
         await nursery.start(rig.actor.run)
         await rig.feed([visit("late", 0), visit("late", 1)])
         await rig.send.aclose()
-    assert query(storage_url, "SELECT total_events FROM user_behavior_profiles WHERE user_fingerprint = %s", ("late",)) == [(2,)]
-
-
-async def test_two_instances_updating_one_visitor_give_exact_counts(postgres_url):
-    """Two profile actors on two connections (as two instances would be), one visitor's events
-    split between them: the profile row adds up exactly."""
-    events = [visit("shared", n, session=f"shared-s{n % 4}") for n in range(200)]
-    events = [attrs.evolve(e, event_id=str(uuid.uuid4())) for e in events]
-    async with open_storage(postgres_url) as first, open_storage(postgres_url) as second:
-        await first.migrate()
-        rigs = [Rig(first), Rig(second)]
-        async with trio.open_nursery() as nursery:
-            for rig in rigs:
-                await nursery.start(rig.actor.run)
-            for n in range(0, 200, 10):
-                await rigs[(n // 10) % 2].feed(events[n : n + 10])
-            for rig in rigs:
-                await rig.settle()
-                rig.actor.request_stop()
-    row = query(postgres_url, "SELECT total_events, total_page_views, total_sessions FROM user_behavior_profiles")
-    assert row == [(200, 200, 4)]
-    assert delta_from_events("shared", events).events == 200
+    assert query(storage_url, PROFILE, ("late",)) == [(2, 1, 0)]
 
 
 async def test_a_large_batch_is_handled_whole_even_when_the_idle_check_falls_due(storage):
     """Handling yields between slices of visitors; the idle check's deadline must not cut a
     batch short (it once did: the rest of the batch was lost)."""
-    rig = Rig(storage, flush_interval=60, idle_timeout=0.0001)
-    events = [visit(f"many-{n}", n) for n in range(1000)]  # 1,000 visitors: five slices
+    rig = Rig(storage, flush_interval=60, idle_timeout=0.0001, poll_interval=60)
+    events = [visit(f"many-{n}", n) for n in range(1000)]  # 1,000 visitors: two slices
     async with trio.open_nursery() as nursery:
         await nursery.start(rig.actor.run)
-        await rig.send.send(events)  # straight to the actor: storage is not needed for this
-        with trio.fail_after(3):
-            while rig.actor.activity.handled < len(events):
-                await trio.sleep(0.01)
+        await rig.send.send(StoredBatch(events, 2**40))  # straight to the actor: the fast path trusts the batcher
+        await until(lambda: rig.actor.stats.applied_events >= len(events), timeout=3)
         rig.actor.request_stop()
     assert rig.actor.stats.activations == 1000
     assert rig.actor.stats.profiles_written == 1000
@@ -229,31 +261,25 @@ async def test_too_many_unwritten_events_start_a_write_whatever_the_pacing(stora
     async with trio.open_nursery() as nursery:
         await nursery.start(rig.actor.run)
         await rig.feed([visit("busy", n) for n in range(11)])
-        with trio.fail_after(3):
-            while rig.actor.stats.writes < 1:
-                await trio.sleep(0.01)
+        await until(lambda: rig.actor.stats.writes >= 1, timeout=3)
         assert query(storage_url, "SELECT total_events FROM user_behavior_profiles") == [(11,)]
         assert rig.actor.stats_json()["unwrittenEvents"] == 0  # what operators watch
         await rig.feed([visit("busy", 20), visit("other", 21)])
-        with trio.fail_after(3):
-            while rig.actor.activity.handled < rig.fed:
-                await trio.sleep(0.01)
+        await until(lambda: rig.actor.stats.applied_events >= rig.fed, timeout=3)
         assert (rig.actor.stats_json()["unwrittenEvents"], rig.actor.stats_json()["maxUnwrittenEvents"]) == (2, 10)
         rig.actor.request_stop()
-
 
 
 async def test_the_last_write_of_a_stop_runs_on_two_connections(postgres_url):
     """From the stop on, chunks go to ``storage`` and ``stop_writer`` at once: with the first
     chunk held up by a row lock, the second still commits; then every profile is exact."""
-    visitors = ["a-locked", *(f"v{n:04d}" for n in range(URGENT_WRITE_CHUNK + 10))]  # two chunks
+    visitors = ["a-locked", *(f"v{n:04d}" for n in range(URGENT_WRITE_CHUNK + 10))]  # two chunks or more
     async with open_storage(postgres_url) as storage, open_storage(postgres_url) as stop_writer:
         await storage.migrate()
-        await storage.write_batch([visit("a-locked", 0)])
         first = Rig(storage)
         async with trio.open_nursery() as nursery:  # a stored profile row for the lock to hold
             await nursery.start(first.actor.run)
-            await first.send.send([visit("a-locked", 0)])
+            await first.feed([visit("a-locked", 0)])
             await first.send.aclose()
         rig = Rig(storage, stop_writer=stop_writer, flush_interval=60)  # only the stop's write
         events = [visit(fp, 1) for fp in visitors]
@@ -262,21 +288,16 @@ async def test_the_last_write_of_a_stop_runs_on_two_connections(postgres_url):
             async with trio.open_nursery() as nursery:
                 await nursery.start(rig.actor.run)
                 await rig.feed(events)
-                with trio.fail_after(5):
-                    while rig.actor.activity.handled < rig.fed:
-                        await trio.sleep(0.01)
-                await rig.send.aclose()  # the stop: one write of two chunks, the first blocked
+                await until(lambda: rig.actor.stats.applied_events >= rig.fed)
+                await rig.send.aclose()  # the stop: one write of two chunks, one blocked
                 try:
-                    with trio.fail_after(5):
-                        while query(postgres_url, "SELECT count(*) FROM user_behavior_profiles")[0][0] < 12:
-                            await trio.sleep(0.05)
-                    rows = query(postgres_url, "SELECT total_events FROM user_behavior_profiles "
-                                               "WHERE user_fingerprint = 'a-locked'")
-                    assert rows == [(1,)]  # the first chunk still waits for the lock
+                    await until(lambda: counted(postgres_url) > 12)
+                    assert query(postgres_url, PROFILE, ("a-locked",)) == [(1, 1, 0)]  # its chunk waits for the lock
                 finally:
                     lock.rollback()  # also when the test fails: the write in its thread can end
     rows = query(postgres_url, "SELECT count(*), sum(total_events) FROM user_behavior_profiles")
     assert rows == [(len(visitors), len(visitors) + 1)]
+
 
 @pytest.mark.parametrize(
     ("waiting", "seconds_per_visitor", "idle", "due"),
@@ -288,8 +309,30 @@ async def test_the_last_write_of_a_stop_runs_on_two_connections(postgres_url):
         (95_000, 100e-6, 85.5, True),  # ... until it is 10 % of the time since the last write
     ],
 )
-def test_writes_are_paced_by_their_expected_cost(waiting, seconds_per_visitor, idle, due):
+async def test_writes_are_paced_by_their_expected_cost_while_events_come_in(waiting, seconds_per_visitor, idle, due):
     actor = ProfilesActor(None, None, max_write_share=0.1)
+    actor._last_batch_at = trio.current_time()  # events are being stored here
     actor._unwritten_visitors = waiting
     actor._seconds_per_visitor = seconds_per_visitor
     assert actor._write_due(idle) is due
+    actor._last_batch_at -= 2 * actor.flush_interval  # none for a while: nothing to hold up
+    assert actor._write_due(idle) is (waiting > 0)
+
+
+async def test_a_copy_of_a_batch_from_another_transaction_is_not_applied_twice(storage, storage_url):
+    """The fast path and the log may both bring a transaction: each partition applies it once."""
+    rig = Rig(storage, flush_interval=60)
+    events = [visit("twice", n) for n in range(3)]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rig.actor.run)
+        committed = await storage.commit_batch(events)
+        await until(lambda: rig.actor.stats.replayed_events >= 3)  # read from the log first
+        await rig.send.send(StoredBatch(events, committed.log_txn))  # then handed over
+        another = [attrs.evolve(events[0], event_id=str(uuid.uuid4()))]
+        await storage.write_batch(another)
+        await rig.send.send(StoredBatch(another, None))  # stored in several transactions: taken from the log
+        await until(lambda: rig.actor.stats.applied_events >= 4)
+        await trio.sleep(0.2)
+        rig.actor.request_stop()
+    assert query(storage_url, PROFILE, ("twice",)) == [(4, 1, 0)]
+    assert rig.actor.stats.applied_events == 4

@@ -486,7 +486,7 @@ def forwarded_ids(channel: trio.MemoryReceiveChannel) -> list[str]:
     ids = []
     while True:
         try:
-            ids.extend(e.event_id for e in channel.receive_nowait())
+            ids.extend(e.event_id for e in channel.receive_nowait().events)
         except (trio.WouldBlock, trio.EndOfChannel):
             return ids
 

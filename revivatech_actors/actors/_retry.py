@@ -26,11 +26,13 @@ async def until_it_succeeds(
     logger: logging.Logger,
     what: str,
     on_failure: Callable[[StorageError], None] | None = None,
+    give_up: tuple[type[StorageError], ...] = (),
 ) -> T:
     """``await operation()`` until it does not raise StorageError, with capped exponential backoff.
 
-    Logs the first failure and every 20th; ``on_failure`` hears of each one. Cancellation (a
-    shutdown deadline) is the only other way out.
+    Logs the first failure and every 20th; ``on_failure`` hears of each one. Errors of the
+    ``give_up`` types are raised at once: retrying cannot help. Cancellation (a shutdown
+    deadline) is the only other way out.
     """
     delay = RETRY_INITIAL
     failures = 0
@@ -38,6 +40,8 @@ async def until_it_succeeds(
         try:
             result = await operation()
         except StorageError as exc:
+            if isinstance(exc, give_up):
+                raise
             failures += 1
             if on_failure is not None:
                 on_failure(exc)

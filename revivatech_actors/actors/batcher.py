@@ -26,7 +26,7 @@ from typing import TypeVar
 import attrs
 import trio
 
-from ..messages import STORED, DeadLetter, Event, Outcome, Status, Submission
+from ..messages import STORED, DeadLetter, Event, Outcome, Status, StoredBatch, Submission
 from ..storage import Storage, StorageError
 from ..supervisor import Activity
 from ._retry import until_it_succeeds
@@ -83,11 +83,11 @@ class BatcherActor:
     _pending_events: int = attrs.field(init=False, default=0)
     # ids sent in a flush whose commit was not confirmed (see _claim_own_writes)
     _maybe_stored: set[str] = attrs.field(init=False, factory=set)
-    _subscribers: list[trio.MemorySendChannel[list[Event]]] = attrs.field(init=False, factory=list)
+    _subscribers: list[trio.MemorySendChannel[StoredBatch]] = attrs.field(init=False, factory=list)
     _stopping: bool = attrs.field(init=False, default=False)
     _idle_scope: trio.CancelScope | None = attrs.field(init=False, default=None)
 
-    def subscribe(self, buffer: int = SUBSCRIBER_BUFFER) -> trio.MemoryReceiveChannel[list[Event]]:
+    def subscribe(self, buffer: int = SUBSCRIBER_BUFFER) -> trio.MemoryReceiveChannel[StoredBatch]:
         """A channel that receives, after each commit, the events that commit stored (never
         duplicates or rejected ones). A subscriber that falls ``buffer`` lists behind slows the
         batcher down rather than losing events. Subscribe before the batcher runs."""
@@ -189,7 +189,10 @@ class BatcherActor:
     async def _flush_one_batch(self) -> None:
         parts, events, letters = self._take_batch()
         started = time.perf_counter()
-        outcomes = await self._with_retry(lambda: self.storage.write_batch(events, letters), events)
+        committed = await self._with_retry(lambda: self.storage.commit_batch(events, letters), events)
+        outcomes = committed.outcomes
+        # after a failed attempt, some events may have been stored by it, in another transaction
+        log_txn = None if self._maybe_stored else committed.log_txn
         if self._maybe_stored:
             await self._claim_own_writes(events, outcomes)
         seconds = time.perf_counter() - started
@@ -216,13 +219,14 @@ class BatcherActor:
         self._record(events, outcomes, seconds)
         self.activity.record(len(events))
         if stored:
+            batch = StoredBatch(stored, log_txn)
             for subscriber in self._subscribers:
                 try:
                     # No checkpoint while there is room (the usual case): the next batch is
                     # taken at once, not after every other runnable task had its turn.
-                    subscriber.send_nowait(stored)
+                    subscriber.send_nowait(batch)
                 except trio.WouldBlock:
-                    await subscriber.send(stored)
+                    await subscriber.send(batch)
 
     async def _claim_own_writes(self, events: list[Event], outcomes: list[Outcome]) -> None:
         """After a flush whose earlier attempt failed without knowing whether it committed:

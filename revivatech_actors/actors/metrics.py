@@ -31,7 +31,7 @@ import redis
 import trio
 
 from ..domain.realtime import RealtimeFigures, RealtimeWindow, ServiceUptime, bucket_of, realtime_document
-from ..messages import Event
+from ..messages import Event, StoredBatch
 from ..shared_state.realtime import RedisRealtime
 from ..storage import Storage, StorageError
 from ..supervisor import Activity
@@ -59,7 +59,7 @@ class MetricsActor:
     """See the module docstring. ``clock`` gives seconds since the epoch (tests replace it)."""
 
     storage: Storage
-    inbox: trio.MemoryReceiveChannel[list[Event]]
+    inbox: trio.MemoryReceiveChannel[StoredBatch]
     window_seconds: int
     page_types: frozenset[str]
     conversion_types: frozenset[str]
@@ -182,7 +182,7 @@ class MetricsActor:
     async def _count_events(self) -> None:
         while True:
             try:
-                events = await self.inbox.receive()
+                events = (await self.inbox.receive()).events
             except trio.EndOfChannel:
                 return
             for start in range(0, len(events), SLICE_EVENTS):

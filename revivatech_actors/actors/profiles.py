@@ -1,34 +1,36 @@
-"""The profiles actor: a router of per-visitor virtual actors, and their writer.
+"""The profiles actor: the owner of some partitions of the visitors, deriving their profiles from
+the stored events as from a log (docs/scaling.md).
 
-It receives the events each commit stored (from the batcher's subscriber channel) and hands each
-visitor's events, in order, to that visitor's :class:`VisitorActor`. A visitor actor is
-*activated* on its first message and *passivated* after ``profiles.idle_timeout`` without
-messages, or when more than ``profiles.max_active`` are active (least recently used first).
+Ownership. The visitors are split into ``profiles.partitions`` partitions (``domain.partitions``);
+each has one owner among the running instances at a time, held by a lease in the database
+(``Storage.lease_round``, renewed three times per ``lease_ttl``). An instance takes its share of
+the partitions (all of them when it runs alone), gives up what is beyond its share when others
+join, and takes over the partitions of one that stopped renewing. Taking a partition raises its
+epoch, so a former owner's late write is refused (``LeaseLost``).
 
-Reads and writes. A visitor's live profile is the stored profile plus the deltas not yet written
-(:meth:`ProfilesActor.live_profile`), so insights reflect an event as soon as this actor has
-handled it — milliseconds after the acknowledgement — whatever the write interval. Storage gets
-the deltas of all visitors every ``profiles.flush_interval``, ``WRITE_CHUNK`` visitors per
-transaction with rests between them (commutative: counts added, times least/greatest, journeys appended). Writes read
-nothing back: an actor reads its stored row only when someone asks for the visitor's live
-profile (once after each write), so neither activation nor a write costs a read.
-Writes are paced (``_write_due``): one starts when its expected cost — the visitors waiting,
-at what the last write cost per visitor — is at most ``max_write_share`` of the time since the
-last write ended plus that cost. Under load writes space out, coalesce more events each, and keep
-storage busy at most ``max_write_share`` of the time; ``max_unwritten_events`` bounds the memory
-that costs (past it a write starts at once).
-After each write the written visitors' fingerprints go on to the scorer.
+Applying. Each owned partition has a :class:`~..domain.partitions.Cursor`: which log
+transactions its derived state has applied. Events reach the owner two ways, and a cursor
+makes sure each is applied once: the fast path (the batcher of this process hands over what each
+commit stored, with the commit's log transaction) and the log itself, read every
+``poll_interval`` (``Storage.read_log``): events stored by other instances, or before a restart
+or a change of owner. Each visitor's events are handed, in order, to its :class:`VisitorActor`,
+activated on its first event and passivated after ``idle_timeout`` without one, or when more
+than ``max_active`` are active (least recently used first).
+
+Writing. Every ``flush_interval`` (paced under load, see ``_write_due``) the deltas of the
+waiting visitors are written, whole partitions per transaction, together with those partitions'
+positions: derived state and the position it reflects never part, so a process that dies (even
+by SIGKILL) loses nothing and counts nothing twice: the next owner replays the log from the
+stored positions. A write whose reply was lost is recognised on retry (``writes``). After each
+write the written visitors' fingerprints go on to the scorer.
+
+Reads. Insights and journeys read the visitor's stored rows and the log events they do not
+reflect yet, in one snapshot (``Storage.visitor_view``), on whichever instance is asked: every
+instance reads the same, exact figures as soon as an event is acknowledged.
 
 Why virtual actors are objects driven by one task and not a task each: a task per visitor costs a
 channel hop and a scheduler wake-up per event for no gain — a visitor's events arrive in order, one
 batch at a time, and each visitor's messages are still handled one after another, in order.
-
-What is guaranteed (docs/architecture.md): a visitor's deltas live on its actor object, not in
-a task, so a crash and restart of this actor loses none; a delta leaves memory only after the
-transaction that wrote it committed. A process that dies loses the deltas not yet written (those
-of the last write interval — longer under load, when writes are paced, or while storage is away;
-the events themselves are stored; ``max_unwritten_events`` bounds how many, give or take the events
-handled while a write runs); a lost commit reply followed by a retry can add a delta twice.
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ from __future__ import annotations
 import collections
 import itertools
 import logging
+import os
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from datetime import date, datetime
 from typing import Any, TypeVar
@@ -47,116 +51,88 @@ import trio
 from ..config import ScoringSettings
 from ..domain.insights import insights_document
 from ..domain.journeys import JOURNEY_STEP_TYPE, higher_stage
+from ..domain.partitions import Cursor, slot_of, target_share
 from ..domain.profiles import ProfileDelta, ProfileState, Touch, delta_from_events, journey_rows, touch_of
 from ..domain.timefmt import iso_datetime
-from ..messages import Event
+from ..messages import StoredBatch
 from ..storage import Storage, StorageError, StoredJourney
+from ..storage._errors import LeaseLost
+from ..storage._records import LogPage, PartitionPosition, VisitorView
 from ..supervisor import Activity
 from ._retry import until_it_succeeds
 from .storage import close_storages
 
-__all__ = ["ProfileStats", "ProfilesActor", "VisitorActor"]
+__all__ = ["ProfileStats", "ProfilesActor", "VisitorActor", "live_state"]
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 K = TypeVar("K")
 
-#: Visitors per profile-write transaction, with a rest after each (see ``write``): storage is
-#: never busy with profiles for long at a time, so event commits are not held up. Not fewer: each
-#: transaction has a fixed cost (two thread hops, a statement), and under a flood 50-visitor
-#: chunks cost ~1 ms per visitor against ~0.25 ms for 500 (docs/performance.md).
+#: Visitors per profile-write transaction (whole partitions: more when one partition has more),
+#: with a rest after each (see ``write``): storage is never busy with profiles for long at a time,
+#: so event commits are not held up. Not fewer: each transaction has a fixed cost (two thread
+#: hops, a statement) (docs/performance.md).
 WRITE_CHUNK = 500
 #: Visitors per transaction when stopping or over ``max_unwritten_events``: no rests, fewer
 #: transactions, done sooner.
 URGENT_WRITE_CHUNK = 2000
-#: Most events in one transaction, whatever its visitors: a chunk's deltas, touchpoints and JSON
-#: exist all at once, and the allocator keeps what such a peak took (10,000 visitors with ~50
-#: unwritten events each made 2,000-visitor chunks of 100,000 touchpoints: RSS rose in ~50 MB steps).
+#: Most events in one transaction, unless one partition has more: a chunk's deltas, touchpoints
+#: and JSON exist all at once, and the allocator keeps what such a peak took (docs/performance.md).
 CHUNK_EVENTS = 20_000
 #: Fewest visitors in a write whose time sets the per-visitor cost the pacing expects.
 COSTED_WRITE = 200
 #: Events handled between two yields to the event loop (about 1 ms of work).
 SLICE_EVENTS = 500
-#: Latest explicit journey steps remembered as handled: enough for every step request waiting
-#: for its number (a step's answer waits at most a second).
-HANDLED_STEPS_KEPT = 10_000
+#: Events applied from the log and not yet written past which writes are urgent: a backlog (a
+#: restart's replay, partitions taken over) is state that lags the events, to be written at once.
+REPLAY_BACKLOG = 10_000
+#: Lease rounds per ``lease_ttl``: a lease survives two failed renewals in a row.
+LEASE_ROUNDS_PER_TTL = 3
 
 
 @attrs.define(eq=False)
 class VisitorActor:
-    """One visitor: the profile as storage last returned it, and what its events added since."""
+    """One visitor of an owned partition: its events not yet written."""
 
     user_fingerprint: str
-    stored: ProfileState | None = None  # as last read; None until read, and again after each write
-    # The events themselves, in order: turning them into a delta is left to the writer's thread
-    # (and to reads), off the event loop that serves requests.
+    partition: int
+    # The events themselves, in order: turning them into a delta is left to the writer's thread,
+    # off the event loop that serves requests.
     pending: list[Touch] | None = None  # not yet in a write
     inflight: list[Touch] | None = None  # being written
     last_message: float = 0.0  # trio clock
-    writes: int = 0  # writes begun: tells a read whether one started meanwhile
-    # sessions and days storage already counts (written by this actor, or read): not counted
-    # again in the live profile, and days not sent again. Tuples, not sets: a visitor has a few
-    # of each, and 100,000 visitors' two sets would weigh ~45 MB, their tuples ~10 MB.
-    known_sessions: tuple[str, ...] = ()
+    # days storage already counts (written by this actor): not sent again. A tuple, not a set:
+    # a visitor has a few, and 100,000 visitors' sets would weigh ~20 MB, their tuples ~5 MB.
     known_days: tuple[date, ...] = ()
-    keys_loaded: bool = False  # known_* hold every session and day storage had when activated
 
-    def receive(self, event: Event, now: float) -> bool:
-        """Add ``event`` (this visitor's next) to the pending ones; True if it is the first
+    def receive(self, touch: Touch, now: float) -> bool:
+        """Add ``touch`` (this visitor's next event) to the pending ones; True if it is the first
         pending since the last write began."""
         self.last_message = now
         pending = self.pending
         if pending is None:
-            self.pending = [touch_of(event)]
+            self.pending = [touch]
             return True
-        pending.append(touch_of(event))
+        pending.append(touch)
         return False
 
     def begin_write(self) -> list[Touch]:
         """Move the pending events in flight and return them."""
         assert self.pending is not None and self.inflight is None
         self.inflight, self.pending = self.pending, None
-        self.writes += 1
         return self.inflight
 
     def resume(self) -> None:
-        """After a crash cut a write short: put the events in flight back before the pending
-        ones (the write may have committed; then they count twice — see the module docstring)."""
+        """The write in flight was refused (nothing of it applied): its events go first into the next."""
         if self.inflight is not None:
             self.pending = self.inflight + (self.pending or [])
             self.inflight = None
 
-    def written(self, delta: ProfileDelta, stored: ProfileState | None) -> None:
-        """The events in flight committed as ``delta``; ``stored`` is the row storage returned,
-        or None when it returned none: the row is then read again when someone asks."""
-        assert self.inflight is not None
-        self.known(delta.sessions, delta.active_days)
-        self.stored = stored
+    def written(self, delta: ProfileDelta) -> None:
+        """The events in flight committed as ``delta``."""
+        self.known_days = _with_new(self.known_days, delta.active_days)
         self.inflight = None
-
-    def unwritten(self) -> ProfileDelta | None:
-        """What the events in flight and pending add, as one delta (None without any)."""
-        if self.inflight is None and self.pending is None:
-            return None
-        return delta_from_events(self.user_fingerprint, (*(self.inflight or ()), *(self.pending or ())))
-
-    def live(self) -> ProfileState:
-        """The profile as of now: stored plus in flight plus pending. Sessions and days not yet
-        known to storage count as new."""
-        base = self.stored or ProfileState(user_fingerprint=self.user_fingerprint)
-        delta = self.unwritten()
-        if delta is None:
-            return base.plus()
-        live = base.plus(delta)
-        live.total_sessions += len(delta.sessions.keys() - self.known_sessions)
-        live.days_active += len(delta.active_days.difference(self.known_days))
-        return live
-
-    def known(self, sessions: Iterable[str], days: Iterable[date]) -> None:
-        """Storage counts ``sessions`` and ``days`` (besides those already known)."""
-        self.known_sessions = _with_new(self.known_sessions, sessions)
-        self.known_days = _with_new(self.known_days, days)
 
     @property
     def dirty(self) -> bool:
@@ -174,22 +150,36 @@ class ProfileStats:
     profiles_written: int = 0
     last_write_seconds: float = 0.0
     last_write_profiles: int = 0
+    applied_events: int = 0  # each stored event once, whichever way it came
+    replayed_events: int = 0  # of those, applied from the log rather than handed over by this process
+    partitions_taken: int = 0
+    partitions_lost: int = 0
+
+
+def _owner_id() -> str:
+    return f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 @attrs.define(eq=False)
 class ProfilesActor:
-    """Router and writer of the visitors' profiles; see the module docstring.
+    """Owner of a share of the visitors' partitions; see the module docstring.
 
     ``storage`` is this actor's own (writes never queue behind event writes); ``reader`` serves
-    the insights and journey reads; ``scorer`` hears of every written profile; ``stop_writer``,
-    when given, writes chunks beside ``storage`` while stopping (see ``write``).
+    the log reads, insights and journeys; ``leases`` the lease rounds (never behind a long
+    write); ``scorer`` hears of every written profile; ``stop_writer``, when given, writes
+    chunks beside ``storage`` while stopping (see ``write``).
     """
 
     storage: Storage
-    inbox: trio.MemoryReceiveChannel[list[Event]]
+    inbox: trio.MemoryReceiveChannel[StoredBatch]
     reader: Storage | None = None
+    leases: Storage | None = None
     scorer: trio.MemorySendChannel[list[str]] | None = None
     stop_writer: Storage | None = None
+    partitions: int = 64
+    lease_ttl: float = 2.0
+    poll_interval: float = 0.5
+    owner: str = attrs.Factory(_owner_id)
     idle_timeout: float = 300.0
     max_active: int = 20_000
     flush_interval: float = 1.0
@@ -198,25 +188,44 @@ class ProfilesActor:
     max_unwritten_events: int = 500_000
     activity: Activity = attrs.Factory(Activity)
     stats: ProfileStats = attrs.Factory(ProfileStats)
+    _cursors: dict[int, Cursor] = attrs.field(init=False, factory=dict)  # the partitions owned
     # least recently used first
     _active: collections.OrderedDict[str, VisitorActor] = attrs.field(init=False, factory=collections.OrderedDict)
     # passivated with a delta not yet written: kept until a write commits it
     _retiring: dict[str, VisitorActor] = attrs.field(init=False, factory=dict)
+    # the actors with pending events, by partition: what a write of the partition takes
+    _dirty: dict[int, dict[str, VisitorActor]] = attrs.field(init=False, factory=dict)
+    _owners: int = attrs.field(init=False, default=1)  # live instances at the last lease round
+    _to_release: set[int] = attrs.field(init=False, factory=set)
+    _generation: int = attrs.field(init=False, default=0)  # runs so far: each has an owner id of its own
     _stopping: bool = attrs.field(init=False, default=False)
     _wake_writer: trio.CancelScope | None = attrs.field(init=False, default=None)
-    _write_done: trio.Event = attrs.field(init=False, factory=trio.Event)
+    _wake_router: trio.CancelScope | None = attrs.field(init=False, default=None)
+    _poll_now: bool = attrs.field(init=False, default=True)
+    _writer_done: trio.Event = attrs.field(init=False, factory=trio.Event)
+    # Held while a batch or a page of the log is applied, slice by slice, until its transactions
+    # are marked: a write never takes a partition's events and position in between.
+    _applying: trio.Lock = attrs.field(init=False, factory=trio.Lock)
     _unwritten_events: int = attrs.field(init=False, default=0)  # handled, not yet in a write
     _unwritten_visitors: int = attrs.field(init=False, default=0)  # with pending events
+    _replayed_unwritten: int = attrs.field(init=False, default=0)  # applied from the log since the last write began
+    _last_batch_at: float = attrs.field(init=False, default=-1e9)  # trio clock: the fast path's latest batch
     _seconds_per_visitor: float = attrs.field(init=False, default=0.0)  # what the last write cost
-    # the latest explicit journey steps handled (event ids), for journey_step_number
-    _handled_steps: collections.OrderedDict[str, None] = attrs.field(init=False, factory=collections.OrderedDict)
-    _progress: trio.lowlevel.ParkingLot = attrs.field(init=False, factory=trio.lowlevel.ParkingLot)
 
     @property
     def active_count(self) -> int:
         return len(self._active)
 
-    def stats_json(self) -> dict[str, int | float]:
+    @property
+    def owned_partitions(self) -> list[int]:
+        return sorted(self._cursors)
+
+    @property
+    def run_owner(self) -> str:
+        """The owner id of the current run (a restart after a crash starts over as another owner)."""
+        return f"{self.owner}/{self._generation}"
+
+    def stats_json(self) -> dict[str, Any]:
         s = self.stats
         return {
             "active": len(self._active), "maxActive": self.max_active, "retiring": len(self._retiring),
@@ -224,6 +233,9 @@ class ProfilesActor:
             "failedWrites": s.failed_writes, "profilesWritten": s.profiles_written,
             "lastWriteSeconds": round(s.last_write_seconds, 3), "lastWriteProfiles": s.last_write_profiles,
             "unwrittenEvents": self._unwritten_events, "maxUnwrittenEvents": self.max_unwritten_events,
+            "partitions": len(self._cursors), "partitionsTotal": self.partitions, "instances": self._owners,
+            "appliedEvents": s.applied_events, "replayedEvents": s.replayed_events, "partitionsTaken": s.partitions_taken,
+            "partitionsLost": s.partitions_lost,
         }
 
     def request_stop(self) -> None:
@@ -233,186 +245,256 @@ class ProfilesActor:
 
     # ------------------------------------------------------------------ reads
 
-    def actor_of(self, user_fingerprint: str) -> VisitorActor | None:
-        return self._active.get(user_fingerprint) or self._retiring.get(user_fingerprint)
-
     @property
     def reader_storage(self) -> Storage:
         return self.reader or self.storage
+
+    @property
+    def _lease_storage(self) -> Storage:
+        return self.leases or self.storage
+
+    async def visitor(self, user_fingerprint: str) -> tuple[ProfileState | None, list[StoredJourney]]:
+        """The visitor's profile and journeys as every event stored so far makes them (None and
+        [] for a visitor of whom nothing is stored)."""
+        view = await self.reader_storage.visitor_view(user_fingerprint, slot_of(user_fingerprint) % self.partitions)
+        return live_state(view, user_fingerprint, self.max_touchpoints)
+
+    async def live_profile(self, user_fingerprint: str) -> ProfileState | None:
+        """The visitor's profile including every event stored so far, or None for a visitor of
+        whom nothing is stored."""
+        return (await self.visitor(user_fingerprint))[0]
+
+    async def live_journeys(self, user_fingerprint: str) -> list[StoredJourney]:
+        """The visitor's journeys including every event stored so far, in order of start."""
+        return (await self.visitor(user_fingerprint))[1]
 
     async def insights(self, user_fingerprint: str, *, history: int, scoring: ScoringSettings,
                        now: datetime) -> dict[str, Any] | None:
         """The visitor's insights document (``domain.insights``): the live profile, scores
         computed now, and each model's latest ``history`` predictions; None for an unknown visitor."""
-        profile = await self.live_profile(user_fingerprint)
+        profile, journeys = await self.visitor(user_fingerprint)
         if profile is None:
             return None
         predictions = await self.reader_storage.recent_predictions(user_fingerprint, history)
-        journeys = await self.live_journeys(user_fingerprint)  # behavior and journey come from the sessions
         return insights_document(profile, predictions, now, scoring, journeys=journeys,
                                  max_touchpoints=self.max_touchpoints)
 
-    async def live_journeys(self, user_fingerprint: str) -> list[StoredJourney]:
-        """The visitor's journeys as stored, with the touchpoints of events not yet written
-        added (in time order; a session not yet stored appears with them)."""
-        for _ in range(3):
-            actor = self.actor_of(user_fingerprint)
-            if actor is None:
-                return await self.reader_storage.load_journeys(user_fingerprint)
-            while actor.inflight is not None:  # stored or not: wait until it is known
-                await self._write_done.wait()
-            writes = actor.writes
-            stored = await self.reader_storage.load_journeys(user_fingerprint)
-            if actor.writes == writes and actor.inflight is None:
-                pending = delta_from_events(user_fingerprint, actor.pending) if actor.pending else None
-                return _with_pending(stored, pending, self.max_touchpoints)
-        return await self.reader_storage.load_journeys(user_fingerprint)
-
-    async def journey_step_number(self, user_fingerprint: str, event_id: str, *, timeout: float = 1.0) -> int:
-        """How many explicit journey steps the visitor has once the stored step ``event_id`` is
-        handled (waiting for it at most ``timeout`` seconds): that step's ordinal, unless another
-        step of the visitor's was handled meanwhile."""
-        with trio.move_on_after(timeout):
-            while event_id not in self._handled_steps:
-                await self._progress.park()
+    async def journey_step_number(self, user_fingerprint: str) -> int:
+        """How many explicit journey steps the visitor has among the stored events: a stored
+        step's ordinal, unless another step of the visitor's was stored meanwhile."""
         profile = await self.live_profile(user_fingerprint)
         return 0 if profile is None else profile.event_counts.get(JOURNEY_STEP_TYPE, 0)
-
-    async def live_profile(self, user_fingerprint: str) -> ProfileState | None:
-        """The visitor's profile including every event this actor has handled, or None for a
-        visitor storage does not know and no event of which was handled."""
-        reader = self.reader_storage
-        for _ in range(3):  # a write that begins while we read makes the read ambiguous: read again
-            actor = self.actor_of(user_fingerprint)
-            if actor is None:
-                found = await reader.load_profiles([user_fingerprint])
-                return found.get(user_fingerprint)
-            if actor.stored is not None and actor.keys_loaded:
-                return actor.live()
-            while actor.inflight is not None:  # the row read must include the write, or not, surely
-                await self._write_done.wait()
-            if actor.stored is not None and actor.keys_loaded:
-                return actor.live()
-            writes = actor.writes
-            found = await reader.load_profiles([user_fingerprint]) if actor.stored is None else {}
-            keys = await reader.visitor_keys(user_fingerprint) if not actor.keys_loaded else None
-            if actor.writes != writes or actor.inflight is not None:
-                continue  # a write began meanwhile: what was read may or may not include it
-            if actor.stored is None:
-                actor.stored = found.get(user_fingerprint) or ProfileState(user_fingerprint=user_fingerprint)
-            if keys is not None:
-                actor.known(keys.sessions, keys.days)
-                actor.keys_loaded = True
-            return actor.live()
-        actor = self.actor_of(user_fingerprint)
-        return None if actor is None else actor.live()
 
     # ------------------------------------------------------------------ the tasks
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        for actor in (*self._active.values(), *self._retiring.values()):
-            if actor.inflight is not None:  # a write cut short by a crash: its events go into the next one
-                self._unwritten_events += len(actor.inflight)
-                if actor.pending is None:
-                    self._unwritten_visitors += 1
-                actor.resume()
+        # A restart after a crash starts over from the stored positions, as another owner: what
+        # this object held may be ahead of storage or behind it.
+        previous = self.run_owner if self._generation else None
+        self._generation += 1
+        self._reset()
         await self.storage.open()  # its own connections: profile writes never queue behind events
         for extra in self._extra_storages():
             await extra.open()
         try:
+            leases = self._lease_storage
+            await leases.ensure_partitions(self.partitions)
+            if previous is not None:
+                await leases.leave(previous)
+            await self._lease_round()
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._write_periodically)
+                nursery.start_soon(self._keep_leases)
                 task_status.started()
                 await self._route()
                 self._stopping = True
                 self._wake()
+                await self._writer_done.wait()
+                nursery.cancel_scope.cancel()
             while await self.write():  # whatever was routed after the writer's last write
                 pass
+            with trio.move_on_after(self.lease_ttl) as scope:  # the others need not wait for the leases to expire
+                scope.shield = True
+                try:
+                    await leases.leave(self.run_owner)
+                except StorageError as exc:
+                    logger.warning("could not give up the partitions at the stop (their leases expire in %g s): %s",
+                                   self.lease_ttl, exc)
         finally:
             unwritten = sum(a.dirty for a in (*self._active.values(), *self._retiring.values()))
             if unwritten and self._stopping:
-                logger.error("stopped before %d visitor profile(s) were written: their latest deltas are not in "
-                             "user_behavior_profiles (the events are stored)", unwritten)
+                logger.warning("stopped before %d visitor profile(s) were written: their partitions' next owner "
+                               "applies their events from the log", unwritten)
             await close_storages(self.storage, *self._extra_storages())
 
+    def _reset(self) -> None:
+        self._cursors.clear()
+        self._active.clear()
+        self._retiring.clear()
+        self._dirty.clear()
+        self._to_release.clear()
+        self._unwritten_events = self._unwritten_visitors = self._replayed_unwritten = 0
+        self._poll_now = True
+        self._writer_done = trio.Event()
+
     def _extra_storages(self) -> list[Storage]:
-        return [s for s in (self.reader, self.stop_writer) if s is not None]
+        return [s for s in (self.reader, self.leases, self.stop_writer) if s is not None]
 
     async def _route(self) -> None:
         next_idle_check = trio.current_time() + min(self.idle_timeout, 1.0)
+        next_poll = trio.current_time()
         while not self._stopping:
-            events = None
-            with trio.move_on_at(next_idle_check):  # only the wait: handling must never be cut short
-                try:
-                    events = await self.inbox.receive()
+            batch = None
+            with trio.move_on_at(min(next_idle_check, next_poll)) as self._wake_router:
+                try:  # only the wait: handling must never be cut short
+                    batch = await self.inbox.receive()
                 except trio.EndOfChannel:
                     return
-            if events is not None:
-                await self._handle_in_slices(events)
-            if trio.current_time() >= next_idle_check:
+            self._wake_router = None
+            if batch is not None:
+                await self._handle_in_slices(batch)
+            now = trio.current_time()
+            if now >= next_poll or self._poll_now:
+                self._poll_now = False
+                await self._catch_up()
+                next_poll = trio.current_time() + self.poll_interval
+            if now >= next_idle_check:
                 self._passivate_idle()
                 next_idle_check = trio.current_time() + min(self.idle_timeout, 1.0)
         while True:  # asked to stop: what the batcher already handed over still counts
             try:
-                self._handle(self.inbox.receive_nowait())
+                batch = self.inbox.receive_nowait()
             except (trio.WouldBlock, trio.EndOfChannel):
                 return
+            if batch.log_txn is not None:
+                takes: dict[int, Cursor | None] = {}
+                self._apply(batch.events, batch.log_txn, takes)
+                self._mark(batch.log_txn, takes)
 
-    def _handle(self, events: list[Event]) -> None:
-        """Hand ``events`` (one stored batch, in order) to their visitors' actors."""
-        self._apply(events)
-        self._handled(events)
-
-    def _handled(self, events: list[Event]) -> None:
-        self.activity.record(len(events))
-        if self._progress.statistics().tasks_waiting:
-            self._progress.unpark_all()
-
-    async def _handle_in_slices(self, events: list[Event]) -> None:
-        """As :meth:`_handle`, yielding to the event loop every ``SLICE_EVENTS`` events: a
+    async def _handle_in_slices(self, batch: StoredBatch) -> None:
+        """Apply one stored batch, yielding to the event loop every ``SLICE_EVENTS`` events: a
         2,000-event batch handled in one step would hold every request for ~10 ms. Slices are
         handled in order, so each visitor's events stay in order."""
-        for start in range(0, len(events), SLICE_EVENTS):
-            if start:
-                await trio.lowlevel.checkpoint()
-            self._apply(events[start : start + SLICE_EVENTS])
-        self._handled(events)
+        events, txn = batch.events, batch.log_txn
+        self._last_batch_at = trio.current_time()
+        if txn is None:  # stored in several transactions: read them from the log
+            self._poll_soon()
+        else:
+            takes: dict[int, Cursor | None] = {}
+            async with self._applying:
+                for start in range(0, len(events), SLICE_EVENTS):
+                    if start:
+                        await trio.lowlevel.checkpoint()
+                    self._apply(events[start : start + SLICE_EVENTS], txn, takes)
+                self._mark(txn, takes)
+        self.activity.record(len(events))
 
-    def _apply(self, events: list[Event]) -> None:
-        # One pass, event by event (the hot path of the service: ~2 µs per event): under many
-        # visitors most have one event per batch, so grouping by visitor first costs more than it saves.
+    def _apply(self, events: list[Any], txn: int, takes: dict[int, Cursor | None]) -> None:
+        """The fast path: ``events`` (of one batch, in order, or a slice of it) stored by log
+        transaction ``txn``. Those of partitions owned here whose cursor does not cover ``txn``
+        are applied; ``takes`` remembers, per partition, the cursor that takes the batch (None:
+        none does), for ``_mark``."""
         now = trio.current_time()
-        active = self._active
-        retiring = self._retiring
-        new_visitors = 0
+        cursors = self._cursors
+        partitions = self.partitions
+        receive = self._receive
         for event in events:
             fp = event.user_fingerprint
-            actor = active.get(fp)
-            if actor is not None:
-                active.move_to_end(fp)  # most recently used
+            partition = slot_of(fp) % partitions
+            if partition in takes:
+                cursor = takes[partition]
             else:
-                actor = retiring.pop(fp, None)
-                if actor is None:
-                    actor = VisitorActor(fp)
-                    self.stats.activations += 1
-                active[fp] = actor
-            if actor.receive(event, now):
-                new_visitors += 1
-            if event.event_type == JOURNEY_STEP_TYPE:
-                self._note_step(event.event_id)
-        self._unwritten_visitors += new_visitors
-        self._unwritten_events += len(events)
+                cursor = cursors.get(partition)
+                if cursor is not None and cursor.covers(txn):
+                    cursor = None
+                takes[partition] = cursor
+            if cursor is not None and cursors.get(partition) is cursor:  # not lost between slices
+                receive(fp, partition, touch_of(event), now)
+        self._after_receiving()
+
+    def _mark(self, txn: int, takes: dict[int, Cursor | None]) -> None:
+        """The batch of ``txn`` is applied to every partition that took it."""
+        for partition, cursor in takes.items():
+            if cursor is not None and self._cursors.get(partition) is cursor:
+                cursor.mark(txn)
+
+    def _receive(self, fp: str, partition: int, touch: Touch, now: float) -> None:
+        actor = self._active.get(fp)
+        if actor is not None:
+            self._active.move_to_end(fp)  # most recently used
+        else:
+            actor = self._retiring.pop(fp, None)
+            if actor is None:
+                actor = VisitorActor(fp, partition)
+                self.stats.activations += 1
+            self._active[fp] = actor
+        self.stats.applied_events += 1
+        if actor.receive(touch, now):
+            self._unwritten_visitors += 1
+            dirty = self._dirty.get(partition)
+            if dirty is None:
+                dirty = self._dirty[partition] = {}
+            dirty[fp] = actor
+        self._unwritten_events += 1
+
+    def _after_receiving(self) -> None:
+        active = self._active
         while len(active) > self.max_active:
             fp, actor = active.popitem(last=False)
             self._passivate(fp, actor)
         if self._unwritten_events > self.max_unwritten_events:
             self._wake()  # memory first: write now, whatever the pacing says
 
-    def _note_step(self, event_id: str) -> None:
-        steps = self._handled_steps
-        steps[event_id] = None
-        if len(steps) > HANDLED_STEPS_KEPT:
-            steps.popitem(last=False)
+    async def _catch_up(self) -> None:
+        """Read the log for what the owned partitions do not cover, and apply it, page by page."""
+        while self._cursors:
+            epochs = {p: c.epoch for p, c in self._cursors.items()}
+            positions = [_position_of(c) for c in self._cursors.values()]
+            try:
+                page = await self.reader_storage.read_log(positions, self.partitions)
+            except StorageError as exc:
+                logger.warning("reading the event log failed, will retry: %s", exc)
+                return
+            async with self._applying:
+                await self._apply_page(page, epochs)
+            if page.entries:
+                self.stats.replayed_events += len(page.entries)
+                self._replayed_unwritten += len(page.entries)
+                self.activity.record(len(page.entries))
+                if self._urgent:
+                    self._wake()
+            if not page.more:
+                return
+
+    async def _apply_page(self, page: LogPage, epochs: dict[int, int]) -> None:
+        """Apply a page of the log read for the cursors of ``epochs``, in slices (as a batch);
+        then move those cursors past it."""
+        cursors = self._cursors
+        now = trio.current_time()
+        applied: set[tuple[int, int]] = set()
+        for number, entry in enumerate(page.entries):
+            if number and not number % SLICE_EVENTS:
+                await trio.lowlevel.checkpoint()
+                now = trio.current_time()
+            cursor = cursors.get(entry.partition)
+            if cursor is None or cursor.epoch != epochs.get(entry.partition):
+                continue  # lost, or taken again, meanwhile
+            if cursor.covers(entry.txn) and (entry.partition, entry.txn) not in applied:
+                continue  # the fast path brought it meanwhile
+            applied.add((entry.partition, entry.txn))
+            self._receive(entry.user_fingerprint, entry.partition, entry.touch, now)
+        self._after_receiving()
+        for partition, txn in applied:
+            cursors[partition].mark(txn)
+        for partition, epoch in epochs.items():
+            cursor = cursors.get(partition)
+            if cursor is not None and cursor.epoch == epoch:
+                cursor.advance(page.horizon, noted=bool(page.entries))
+
+    def _poll_soon(self) -> None:
+        self._poll_now = True
+        if self._wake_router is not None:
+            self._wake_router.cancel()
 
     def _passivate(self, fp: str, actor: VisitorActor) -> None:
         self.stats.passivations += 1
@@ -428,82 +510,156 @@ class ProfilesActor:
             del self._active[fp]
             self._passivate(fp, actor)
 
+    # ------------------------------------------------------------------ ownership
+
+    async def _keep_leases(self) -> None:
+        failures = 0
+        while True:
+            await trio.sleep(self.lease_ttl / LEASE_ROUNDS_PER_TTL)
+            try:
+                await self._lease_round()
+                failures = 0
+            except StorageError as exc:
+                failures += 1
+                if failures == 1 or failures % 20 == 0:
+                    logger.error("renewing the partition leases failed (%d in a row): %s", failures, exc)
+
+    async def _lease_round(self) -> None:
+        """Renew the leases, give up what is beyond this instance's share, take what is free."""
+        share = target_share(self.partitions, self._owners)
+        if len(self._cursors) > share:  # others joined: the highest partitions go to them
+            for partition in sorted(self._cursors)[share:]:
+                self._lose(partition, "given up to another instance")
+                self._to_release.add(partition)
+        release = sorted(self._to_release)
+        result = await self._lease_storage.lease_round(self.run_owner, partitions=self.partitions, ttl=self.lease_ttl,
+                                                       release=release, claim=not self._stopping)
+        self._to_release.difference_update(release)
+        self._owners = result.owners
+        for partition, cursor in list(self._cursors.items()):
+            if result.owned.get(partition) != cursor.epoch:
+                self._lose(partition, "taken over by another instance")
+        claimed = {claim.partition for claim in result.claimed}
+        for claim in result.claimed:
+            self._cursors[claim.partition] = Cursor(claim.partition, claim.horizon, set(claim.applied),
+                                                    epoch=claim.epoch, writes=claim.writes)
+        self._to_release.update(p for p in result.owned if p not in self._cursors and p not in claimed)
+        if claimed:
+            self.stats.partitions_taken += len(claimed)
+            logger.info("took %d partition(s) of %d (%d instance(s) alive): %s", len(claimed), self.partitions,
+                        result.owners, _ranges(sorted(claimed)))
+            self._poll_soon()
+
+    def _lose(self, partition: int, why: str) -> None:
+        """Stop deriving ``partition``: its unwritten events are left to its next owner, who
+        applies them from the log."""
+        if self._cursors.pop(partition, None) is None:
+            return
+        self.stats.partitions_lost += 1
+        logger.info("partition %d %s", partition, why)
+        for actor in self._dirty.pop(partition, {}).values():
+            self._unwritten_events -= len(actor.pending or ())
+            self._unwritten_visitors -= 1
+        for table in (self._active, self._retiring):
+            for fp in [fp for fp, actor in table.items() if actor.partition == partition]:
+                del table[fp]
+
+    # ------------------------------------------------------------------ writes
+
     def _wake(self) -> None:
         if self._wake_writer is not None:
             self._wake_writer.cancel()
 
     async def _write_periodically(self) -> None:
-        idle_since = trio.current_time()  # end of the last write
-        next_check = idle_since + self.flush_interval
-        while True:
-            with trio.CancelScope(deadline=next_check) as self._wake_writer:
-                await trio.sleep_forever()
-            self._wake_writer = None
-            now = trio.current_time()
-            next_check = now + self.flush_interval
-            if not (self._stopping or self._unwritten_events > self.max_unwritten_events or self._write_due(now - idle_since)):
-                continue
-            stopping = self._stopping
-            await self.write()
-            if stopping:
-                while await self.write():  # what arrived while the last write ran
-                    pass
-                return
-            idle_since = trio.current_time()
+        try:
+            idle_since = trio.current_time()  # end of the last write
             next_check = idle_since + self.flush_interval
-            if self._stopping:  # asked while that write ran: the last writes follow at once
-                next_check = idle_since
+            while True:
+                with trio.CancelScope(deadline=next_check) as self._wake_writer:
+                    await trio.sleep_forever()
+                self._wake_writer = None
+                now = trio.current_time()
+                next_check = now + self.flush_interval
+                if not (self._urgent or self._write_due(now - idle_since)):
+                    continue
+                stopping = self._stopping
+                await self.write()
+                if stopping:
+                    while await self.write():  # what arrived while the last write ran
+                        pass
+                    return
+                idle_since = trio.current_time()
+                next_check = idle_since + self.flush_interval
+                if self._urgent:  # asked to stop, or fell further behind, while that write ran
+                    next_check = idle_since
+        finally:
+            self._writer_done.set()
+
+    @property
+    def _ingest_idle(self) -> bool:
+        """No events stored here for a flush interval: writes cannot hold up any."""
+        return trio.current_time() - self._last_batch_at > self.flush_interval
 
     @property
     def _urgent(self) -> bool:
-        """Stopping, or over the memory bound: write as fast as storage allows."""
-        return self._stopping or self._unwritten_events > self.max_unwritten_events
+        """Stopping, over the memory bound, or behind the log: write as fast as storage allows."""
+        return (self._stopping or self._unwritten_events > self.max_unwritten_events
+                or self._replayed_unwritten > REPLAY_BACKLOG)
 
     def _write_due(self, idle: float) -> bool:
         """Pacing: a write is due when what it would cost (the visitors waiting, at what the last
         write cost per visitor) is at most ``max_write_share`` of the time it would end, counted
         from the last write's end: storage then spends at most that share on profile writes,
-        whatever the load. Under a flood writes come rarely and coalesce many events each."""
+        whatever the load. Under a flood writes come rarely and coalesce many events each. With
+        no events stored here for a flush interval (a replay, the log of other instances) there
+        is nothing to hold up: due at once. Moved positions alone are written once a flush
+        interval has passed."""
         if self._unwritten_visitors == 0:
-            return False
+            return any(c.moved for c in self._cursors.values())
+        if self._ingest_idle:
+            return True
         cost = self._unwritten_visitors * self._seconds_per_visitor
         return cost <= self.max_write_share * (idle + cost)
 
     async def write(self) -> float:
-        """Write every pending delta, ``WRITE_CHUNK`` visitors per transaction (each retried
-        until it commits), hand the written visitors' fingerprints to the scorer; return the seconds it took
-        (0 when nothing was pending). From a stop on, with a ``stop_writer``, two transactions
-        are in flight at a time, one on each storage."""
-        actors = [a for a in (*self._active.values(), *self._retiring.values()) if a.pending is not None]
-        if not actors:
+        """Write every pending delta with the positions of their partitions, whole partitions per
+        transaction (``WRITE_CHUNK`` visitors or so; each retried until it commits), hand the
+        written visitors' fingerprints to the scorer; return the seconds it took (0 when nothing
+        was pending). From a stop on, with a ``stop_writer``, two transactions are in flight at a
+        time, one on each storage."""
+        # sizes as of now; each chunk takes its partitions' pending actors when it begins
+        by_partition = {p: _size(self._dirty.get(p, {})) for p, c in self._cursors.items() if c.moved or p in self._dirty}
+        if not by_partition:
             return 0.0
-        chunks = _chunks(actors, URGENT_WRITE_CHUNK if self._urgent else WRITE_CHUNK)
+        visitors = sum(size[0] for size in by_partition.values())
+        chunks = _chunks(by_partition, URGENT_WRITE_CHUNK if self._urgent else WRITE_CHUNK)
+        self._replayed_unwritten = 0
         took = 0.0  # time of the attempts that committed: waiting out an outage is not storage work
+        chunk_took = 0.0
         for number, chunk in enumerate(chunks):
             if self._stopping and self.stop_writer is not None:  # from the stop on, mid-write too
                 took += await self._write_on_each(itertools.chain([chunk], chunks), (self.storage, self.stop_writer))
                 break
-            if number and not self._urgent:
+            if number and not (self._urgent or self._ingest_idle):
                 # Spread the write: storage busy with it for a burst would hold up event commits
                 # (and so acknowledgements) as long; in short chunks with rests between them it
                 # stays within max_write_share all along.
                 await trio.sleep(chunk_took * (1 / self.max_write_share - 1))
             chunk_took = await self._write_chunk(chunk, self.storage)
             took += chunk_took
-        if len(actors) >= COSTED_WRITE:  # a smaller write measures its fixed overhead more than its rows
-            self._seconds_per_visitor = took / len(actors)
+        if visitors >= COSTED_WRITE:  # a smaller write measures its fixed overhead more than its rows
+            self._seconds_per_visitor = took / visitors
         for fp in [fp for fp, actor in self._retiring.items() if not actor.dirty]:
             del self._retiring[fp]
         self.stats.writes += 1
         self.stats.last_write_seconds = took
-        self.stats.last_write_profiles = len(actors)
-        return took
+        self.stats.last_write_profiles = visitors
+        return took or 1e-9  # something was written (positions alone take next to nothing)
 
-    async def _write_on_each(self, chunks: Iterator[list[VisitorActor]], storages: tuple[Storage, ...]) -> float:
+    async def _write_on_each(self, chunks: Iterator[list[int]], storages: tuple[Storage, ...]) -> float:
         """The chunks shared out among ``storages``, one transaction in flight on each. For the last
-        write of a stop, whose time is mostly PostgreSQL's (~70 % of a core beside ~30 % of Python
-        under a flood's backlog): two connections put it on two cores. Chunks hold distinct
-        visitors, so the two transactions lock distinct profile and journey rows."""
+        write of a stop, whose time is mostly PostgreSQL's: two connections put it on two cores.
+        Chunks hold distinct partitions, so the two transactions lock distinct rows."""
         took = 0.0
 
         async def drain(storage: Storage) -> None:
@@ -516,29 +672,52 @@ class ProfilesActor:
                 nursery.start_soon(drain, storage)
         return took
 
-    async def _write_chunk(self, actors: list[VisitorActor], storage: Storage) -> float:
-        actors.sort(key=_fingerprint)  # row locks in one order, as the scorer takes them
-        work = [(actor.user_fingerprint, actor.begin_write(), actor.known_days) for actor in actors]
+    async def _write_chunk(self, chunk: list[int], storage: Storage) -> float:
+        """Write ``chunk``'s partitions: their positions and every pending event of theirs, taken
+        together now (events applied after this are in later positions and later writes)."""
+        async with self._applying:  # not in the middle of a batch: its events and its mark go together
+            cursors = {p: self._cursors[p] for p in chunk if p in self._cursors}  # some may be lost by now
+            if not cursors:
+                return 0.0
+            actors = sorted((a for p in cursors for a in self._dirty.pop(p, {}).values()), key=_fingerprint)
+            positions = [_position_of(c) for c in cursors.values()]
+            for cursor in cursors.values():
+                cursor.moved = False
+            work = [(actor.user_fingerprint, actor.begin_write(), actor.known_days) for actor in actors]
         self._unwritten_events -= sum(len(touches) for _, touches, _ in work)
         self._unwritten_visitors -= len(work)
-        deltas = await trio.to_thread.run_sync(_deltas_of, work)
+        deltas = await trio.to_thread.run_sync(_deltas_of, work) if work else []
         took = 0.0
 
-        async def attempt() -> dict[str, ProfileState]:
+        async def attempt() -> None:
             nonlocal took
             began = time.perf_counter()
-            result = await storage.apply_profile_deltas(deltas, max_touchpoints=self.max_touchpoints,
-                                                        return_rows=False)
+            await storage.apply_profile_deltas(deltas, max_touchpoints=self.max_touchpoints, return_rows=False,
+                                               positions=positions, owner=self.run_owner)
             took = time.perf_counter() - began
-            return result
 
-        stored = await self._with_retry(attempt, "write profiles")
+        try:
+            await self._with_retry(attempt, "write profiles")
+        except LeaseLost as exc:
+            for partition in exc.partitions:
+                self._lose(partition, "taken over by another instance before its write")
+            for actor in actors:  # the partitions still owned write again next time
+                if actor.partition in self._cursors and actor.inflight is not None:
+                    self._unwritten_events += len(actor.inflight)
+                    if actor.pending is None:
+                        self._unwritten_visitors += 1
+                    actor.resume()
+                    self._dirty.setdefault(actor.partition, {})[actor.user_fingerprint] = actor
+            for partition, cursor in cursors.items():
+                if self._cursors.get(partition) is cursor:
+                    cursor.moved = True
+            return 0.0
+        for partition, cursor in cursors.items():
+            cursor.writes += 1
         for actor, delta in zip(actors, deltas, strict=True):
-            actor.written(delta, stored.get(actor.user_fingerprint))  # no row: read again when asked
-        done, self._write_done = self._write_done, trio.Event()
-        done.set()
+            actor.written(delta)
         self.stats.profiles_written += len(deltas)
-        if self.scorer is not None:
+        if self.scorer is not None and actors:
             await self.scorer.send([actor.user_fingerprint for actor in actors])
         return took
 
@@ -546,12 +725,24 @@ class ProfilesActor:
         def failed(_: StorageError) -> None:
             self.stats.failed_writes += 1
 
-        return await until_it_succeeds(operation, logger=logger, what=what, on_failure=failed)
+        return await until_it_succeeds(operation, logger=logger, what=what, on_failure=failed, give_up=(LeaseLost,))
 
 
-def _with_pending(stored: list[StoredJourney], pending: ProfileDelta | None, max_touchpoints: int) -> list[StoredJourney]:
-    if pending is None:
-        return stored
+def live_state(view: VisitorView, user_fingerprint: str,
+               max_touchpoints: int) -> tuple[ProfileState | None, list[StoredJourney]]:
+    """The visitor's profile and journeys: the stored rows of ``view`` plus its tail. Sessions
+    and days of the tail that storage does not count yet count as new."""
+    if not view.tail:
+        return view.profile, view.journeys
+    delta = delta_from_events(user_fingerprint, view.tail)
+    base = view.profile or ProfileState(user_fingerprint=user_fingerprint)
+    live = base.plus(delta)
+    live.total_sessions += len(delta.sessions.keys() - view.keys.sessions)
+    live.days_active += len(delta.active_days - view.keys.days)
+    return live, _with_pending(view.journeys, delta, max_touchpoints)
+
+
+def _with_pending(stored: list[StoredJourney], pending: ProfileDelta, max_touchpoints: int) -> list[StoredJourney]:
     journeys = {j.session_id: j for j in stored}
     for row in journey_rows(pending):
         points = [{**p, "at": iso_datetime(p["at"])} for p in row["touchpoints"]]
@@ -574,6 +765,10 @@ def _with_pending(stored: list[StoredJourney], pending: ProfileDelta | None, max
     return sorted(journeys.values(), key=lambda j: j.started_at)
 
 
+def _position_of(cursor: Cursor) -> PartitionPosition:
+    return PartitionPosition(cursor.partition, cursor.epoch, cursor.writes, cursor.horizon, frozenset(cursor.applied))
+
+
 def _deltas_of(work: list[tuple[str, list[Touch], tuple[date, ...]]]) -> list[ProfileDelta]:
     """Each visitor's events as a delta, without the days storage already has (runs in a worker
     thread: it touches only what it is given)."""
@@ -585,20 +780,36 @@ def _deltas_of(work: list[tuple[str, list[Touch], tuple[date, ...]]]) -> list[Pr
     return deltas
 
 
-def _chunks(actors: list[VisitorActor], visitors: int) -> Iterator[list[VisitorActor]]:
-    """``actors`` in order, in chunks of at most ``visitors`` actors and at most ``CHUNK_EVENTS``
-    pending events (a visitor with more makes a chunk of its own)."""
-    chunk: list[VisitorActor] = []
-    events = 0
-    for actor in actors:
-        pending = len(actor.pending or ())
-        if chunk and (len(chunk) == visitors or events + pending > CHUNK_EVENTS):
+def _size(dirty: dict[str, VisitorActor]) -> tuple[int, int]:
+    """Pending visitors and events."""
+    return len(dirty), sum(len(actor.pending or ()) for actor in dirty.values())
+
+
+def _chunks(by_partition: dict[int, tuple[int, int]], visitors: int) -> Iterator[list[int]]:
+    """Whole partitions (in order), grouped into chunks of at most ``visitors`` pending actors
+    and ``CHUNK_EVENTS`` pending events (as ``by_partition`` counts them), unless one partition
+    alone has more."""
+    chunk: list[int] = []
+    size = events = 0
+    for partition in sorted(by_partition):
+        actors, pending = by_partition[partition]
+        if chunk and (size + actors > visitors or events + pending > CHUNK_EVENTS):
             yield chunk
-            chunk, events = [], 0
-        chunk.append(actor)
+            chunk, size, events = [], 0, 0
+        chunk.append(partition)
+        size += actors
         events += pending
     if chunk:
         yield chunk
+
+
+def _ranges(numbers: list[int]) -> str:
+    """``[0, 1, 2, 5]`` as ``0-2, 5``."""
+    parts = []
+    for _, group in itertools.groupby(enumerate(numbers), lambda pair: pair[1] - pair[0]):
+        run = [n for _, n in group]
+        parts.append(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}")
+    return ", ".join(parts)
 
 
 def _with_new(known: tuple[K, ...], items: Iterable[K]) -> tuple[K, ...]:

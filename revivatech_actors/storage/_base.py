@@ -31,11 +31,23 @@ import attrs
 import trio
 
 from ..domain.funnel import FunnelQuery, FunnelStep
+from ..domain.partitions import target_share
 from ..domain.profiles import ProfileDelta, ProfileState
 from ..domain.scoring import ScoreRecord
 from ..messages import DUPLICATE, STORED, DeadLetter, Event, Outcome, Status
-from ._errors import MigrationError, StorageError, StorageUnavailable
-from ._records import RealtimeSeed, StoredJourney, StoredPrediction, VisitorKeys
+from ._errors import LeaseLost, MigrationError, PartitionsMismatch, StorageError, StorageUnavailable
+from ._records import (
+    LeaseRound,
+    LogEntry,
+    LogPage,
+    PartitionClaim,
+    PartitionPosition,
+    RealtimeSeed,
+    StoredJourney,
+    StoredPrediction,
+    VisitorKeys,
+    VisitorView,
+)
 from ._reports import BookingEvent, DailyRevenue, ProfilesPage, VisitorCounts
 from .migrations import (
     AppliedMigration,
@@ -58,6 +70,20 @@ DEFAULT_PING_TIMEOUT = 1.0
 
 _WRITER = "writer"
 _HEALTH = "health"
+
+#: Of the log read by ``read_log``, at most this many events at a time (whole transactions: one
+#: larger than that comes whole, alone).
+LOG_PAGE_EVENTS = 20_000
+
+
+@attrs.frozen
+class CommittedBatch:
+    """What ``commit_batch`` did: one outcome per event, and the log transaction that stored the
+    events reported STORED, or None when none was (or, rarely, when a batch the database partly
+    refused took several transactions: its events then reach the profiles through the log)."""
+
+    outcomes: list[Outcome]
+    log_txn: int | None
 
 
 @attrs.define(eq=False)
@@ -124,6 +150,10 @@ def first_line(exc: BaseException) -> str:
         if line.strip():
             return line.strip()
     return type(exc).__name__
+
+
+class _Fenced(Exception):
+    """Rolls back a write of derived state whose partitions moved on (see LeaseLost)."""
 
 
 def _nothing(conn: Any) -> None:
@@ -319,8 +349,9 @@ class Storage(abc.ABC):
             logger.info("applied migration %s to %s", row.filename, self.url_for_display)
             applied_now.append(row)
 
-    async def write_batch(self, events: Sequence[Event], dead_letters: Sequence[DeadLetter] = ()) -> list[Outcome]:
-        """Store ``events`` and ``dead_letters``; return one outcome per event, in order.
+    async def commit_batch(self, events: Sequence[Event], dead_letters: Sequence[DeadLetter] = ()) -> CommittedBatch:
+        """Store ``events`` and ``dead_letters``; return one outcome per event, in order, and the
+        log transaction of the stored ones (``CommittedBatch``).
 
         Guarantees:
             * idempotent on ``event_id``: an event whose id is already stored (or appears earlier
@@ -340,13 +371,18 @@ class Storage(abc.ABC):
             StorageError: a failure that is not about particular rows.
         """
         if not events and not dead_letters:
-            return []
+            return CommittedBatch([], None)
         lane = self._open_lane(_WRITER)
         if not dead_letters:
-            inserted = await self._store_on_loop(lane, events)
-            if inserted is not None:
-                return outcomes_of(events, range(len(events)), inserted)
+            stored = await self._store_on_loop(lane, events)
+            if stored is not None:
+                inserted, txn = stored
+                return CommittedBatch(outcomes_of(events, range(len(events)), inserted), txn if inserted else None)
         return await self._call(lane, lambda conn: self._write_batch_blocking(conn, events, dead_letters), abandon=False)
+
+    async def write_batch(self, events: Sequence[Event], dead_letters: Sequence[DeadLetter] = ()) -> list[Outcome]:
+        """``commit_batch``'s outcomes alone."""
+        return (await self.commit_batch(events, dead_letters)).outcomes
 
     async def received_times(self, event_ids: Sequence[str]) -> dict[str, datetime.datetime]:
         """``received_at`` of each of ``event_ids`` that is stored (absent ids are left out).
@@ -360,29 +396,81 @@ class Storage(abc.ABC):
         return await self._call(lane, lambda conn: self._received_times_blocking(conn, list(event_ids)), abandon=False)
 
     async def apply_profile_deltas(self, deltas: Sequence[ProfileDelta], *, max_touchpoints: int = 500,
-                                   return_rows: bool = True) -> dict[str, ProfileState]:
+                                   return_rows: bool = True, positions: Sequence[PartitionPosition] = (),
+                                   owner: str | None = None) -> dict[str, ProfileState]:
         """Add ``deltas`` (one per visitor) to their profiles, journeys and sessions
         (``analytics_sessions``, as ``domain.sessions`` defines the deltas) in one transaction and
         return each visitor's whole stored profile afterwards (nothing with ``return_rows=False``:
         reading the rows back costs about a fifth of the write).
 
+        With ``positions`` (the partitions of every visitor of ``deltas``, written by their
+        ``owner``), the same transaction records each partition's log position, and is applied
+        only if ``owner`` still holds every one of them with the ``epoch`` and ``writes`` given:
+        derived state and the position it reflects never part. A call whose earlier attempt
+        committed (its reply was lost) finds ``writes`` moved on by one, applies nothing again and
+        returns ``{}``.
+
         Guarantees: commutative (counters are added, times take the least / greatest, days and
         sessions are rows counted once whichever writer brings them, touchpoints are appended and
-        a session's stage only rises), so several writers may update one visitor at once and end
-        with exact figures. A session stops taking touchpoints once it holds ``max_touchpoints``
-        (its counts and stage still change).
+        a session's stage only rises). A session stops taking touchpoints once it holds
+        ``max_touchpoints`` (its counts and stage still change).
 
         Raises:
+            LeaseLost: another owner holds some of the partitions now; nothing was applied.
             StorageUnavailable: the database cannot be reached (nothing or everything applied:
-                the transaction is atomic; a retry after a lost commit reply would add twice).
+                the transaction is atomic; without ``positions`` a retry after a lost commit
+                reply would add twice).
         """
-        if not deltas:
+        if not deltas and not positions:
             return {}
         lane = self._open_lane(_WRITER)
         return await self._call(
-            lane, lambda conn: self._apply_profile_deltas_blocking(conn, deltas, max_touchpoints, return_rows),
+            lane, lambda conn: self._apply_profile_deltas_blocking(conn, deltas, max_touchpoints, return_rows,
+                                                                   positions, owner),
             abandon=False
         )
+
+    # ------------------------------------------------------------------- the log and its partitions
+
+    async def ensure_partitions(self, count: int) -> None:
+        """Make the database hold ``count`` partitions: created at their first use (every
+        position at the start of the log), grown to a multiple of the count held when no
+        instance holds a lease (each new partition starts at its parent's position).
+
+        Raises:
+            PartitionsMismatch: any other change, or growing while an instance holds a lease.
+        """
+        await self._on_writer(lambda conn: self._ensure_partitions_blocking(conn, count))
+
+    async def lease_round(self, owner: str, *, partitions: int, ttl: float, release: Sequence[int] = (),
+                          claim: bool = True) -> LeaseRound:
+        """One round of partition ownership for ``owner``, in one transaction: mark it alive for
+        ``ttl`` seconds, give up ``release``, renew the leases it holds for ``ttl`` seconds, and
+        (with ``claim``) take unowned or expired partitions up to its share of the live instances
+        (``domain.partitions.target_share``). Taking a partition raises its epoch, which fences
+        off any write of its former owner. Times are the database's clock."""
+        return await self._on_writer(
+            lambda conn: self._lease_round_blocking(conn, owner, partitions, ttl, list(release), claim))
+
+    async def leave(self, owner: str) -> None:
+        """Give up every partition of ``owner`` and its place among the live instances (at a stop:
+        the others take its partitions at their next round, not after the leases expire)."""
+        await self._on_writer(lambda conn: self._leave_blocking(conn, owner))
+
+    async def read_log(self, cursors: Sequence[PartitionPosition], partitions: int, *,
+                       limit: int = LOG_PAGE_EVENTS) -> LogPage:
+        """The stored events of ``cursors``' partitions (of ``partitions``) that they do not cover,
+        in log order, whole transactions only and about ``limit`` events at most; the page's
+        ``horizon`` is where the cursors may move once its events are applied. Only transactions
+        below the oldest one still in flight are read, so none that commits later is skipped."""
+        if not cursors:
+            return LogPage([], 0)
+        return await self._on_writer(lambda conn: self._read_log_blocking(conn, list(cursors), partitions, limit))
+
+    async def visitor_view(self, user_fingerprint: str, partition: int) -> VisitorView:
+        """The visitor's stored rows and the log events they do not reflect yet (of its
+        ``partition``), in one snapshot (see ``VisitorView``)."""
+        return await self._on_writer(lambda conn: self._visitor_view_blocking(conn, user_fingerprint, partition))
 
     async def load_profiles(self, user_fingerprints: Sequence[str]) -> dict[str, ProfileState]:
         """The stored profiles of ``user_fingerprints`` (visitors without one are left out)."""
@@ -534,9 +622,14 @@ class Storage(abc.ABC):
         ``_row_errors`` when the database refuses a row. Nothing else is written with them:
         sessions, profiles and journeys come with the profile writes (``apply_profile_deltas``)."""
 
-    async def _store_on_loop(self, lane: _Lane, events: Sequence[Event]) -> set[str] | None:
+    @abc.abstractmethod
+    def _log_txn(self, conn: Any) -> int:
+        """Inside the transaction that just stored events (``_store_events``): its log transaction."""
+
+    async def _store_on_loop(self, lane: _Lane, events: Sequence[Event]) -> tuple[set[str], int] | None:
         """Store ``events`` as ``_store_in_one_statement`` does, from the event loop itself
-        (non-blocking I/O, no worker thread), and return the ids inserted; or None (the default)
+        (non-blocking I/O, no worker thread), and return the ids inserted with the log
+        transaction; or None (the default)
         to leave the batch to the worker thread, which also isolates rows the database refuses.
         An engine that can, does so only while it holds ``lane`` (``_claim_lane``)."""
         return None
@@ -570,9 +663,9 @@ class Storage(abc.ABC):
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(self._close_quietly, stale)
 
-    def _store_in_one_statement(self, conn: Any, events: Sequence[Event]) -> set[str] | None:
+    def _store_in_one_statement(self, conn: Any, events: Sequence[Event]) -> tuple[set[str], int] | None:
         """Outside any transaction: store ``events`` as ``_store_events`` does, in one atomic
-        statement, and return the ids inserted; or None (the default) to have ``_store_events``
+        statement, and return the ids inserted with its log transaction; or None (the default) to have ``_store_events``
         run inside a transaction instead. Called only for a batch without dead letters; one
         statement saves the round trips of BEGIN, COPY and COMMIT."""
         return None
@@ -581,9 +674,130 @@ class Storage(abc.ABC):
     def _received_times_blocking(self, conn: Any, event_ids: list[str]) -> dict[str, datetime.datetime]: ...
 
     def _apply_profile_deltas_blocking(self, conn: Any, deltas: Sequence[ProfileDelta], max_touchpoints: int,
-                                       return_rows: bool) -> dict[str, ProfileState]:
+                                       return_rows: bool, positions: Sequence[PartitionPosition],
+                                       owner: str | None) -> dict[str, ProfileState]:
+        try:
+            with self._transaction(conn):
+                # the partition rows first: a takeover waits for this write, or this write sees it
+                if positions and self._record_positions(conn, owner, positions) < len(positions):
+                    raise _Fenced
+                return self._upsert_profiles(conn, deltas, max_touchpoints, return_rows) if deltas else {}
+        except _Fenced:
+            pass
+        rows = self._partition_rows(conn, [p.partition for p in positions])
+        if all(rows.get(p.partition) == (owner, p.epoch, p.writes + 1) for p in positions):
+            return {}  # an earlier attempt committed: its reply was lost
+        lost = frozenset(p.partition for p in positions if rows.get(p.partition, (None, None, None))[:2] != (owner, p.epoch))
+        msg = f"{self._where()}: partition(s) {sorted(lost)} are owned by another instance now"
+        raise LeaseLost(msg, lost)
+
+    @abc.abstractmethod
+    def _record_positions(self, conn: Any, owner: str | None, positions: Sequence[PartitionPosition]) -> int:
+        """Inside a transaction: write each partition's position and add one to its ``writes``
+        where ``owner`` holds it with the given epoch and writes; return how many rows matched."""
+
+    @abc.abstractmethod
+    def _partition_rows(self, conn: Any, partitions: list[int]) -> dict[int, tuple[str | None, int, int]]:
+        """Each partition's (owner, epoch, writes)."""
+
+    def _ensure_partitions_blocking(self, conn: Any, count: int) -> None:
         with self._transaction(conn):
-            return self._upsert_profiles(conn, deltas, max_touchpoints, return_rows)
+            self._lock_partitions(conn)
+            held = self._partition_count(conn)
+            if held == count:
+                return
+            if held == 0:
+                self._create_partitions(conn, range(count))
+                return
+            guide = "docs/scaling.md, \"Growing the partitions\""
+            if count < held or count % held:
+                msg = (f"profiles.partitions is {count}, but the database holds {held} partitions: they can only "
+                       f"grow, to a multiple of {held} ({guide})")
+                raise PartitionsMismatch(msg)
+            if self._live_leases(conn):
+                msg = (f"profiles.partitions is {count}, the database holds {held}: growing them needs every "
+                       f"instance stopped first ({guide})")
+                raise PartitionsMismatch(msg)
+            self._split_partitions(conn, held, count)
+            logger.warning("%s: profile partitions grown from %d to %d", self._where(), held, count)
+
+    def _lease_round_blocking(self, conn: Any, owner: str, partitions: int, ttl: float, release: list[int],
+                              claim: bool) -> LeaseRound:
+        with self._transaction(conn):
+            self._lease_heartbeat(conn, owner, ttl)
+            if release:
+                self._lease_release(conn, owner, release)
+            owned = self._lease_renew(conn, owner, ttl)
+            owners = self._live_owners(conn)
+            want = target_share(partitions, owners) - len(owned) if claim else 0
+            claimed = self._lease_claim(conn, owner, ttl, want) if want > 0 else []
+        owned.update((c.partition, c.epoch) for c in claimed)
+        return LeaseRound(owned, claimed, owners)
+
+    def _read_log_blocking(self, conn: Any, cursors: list[PartitionPosition], partitions: int, limit: int) -> LogPage:
+        high = self._log_horizon(conn)  # first, in its own statement: see _log_horizon
+        low = min(c.horizon for c in cursors)
+        if low >= high:
+            return LogPage([], high)
+        entries = self._log_rows(conn, cursors, partitions, low, high, limit + 1)
+        if len(entries) <= limit:
+            return LogPage(entries, high)
+        last = entries[-1].txn  # may be cut short: left for the next page
+        if entries[0].txn == last:  # one transaction larger than a page comes whole, alone
+            return LogPage(self._log_rows(conn, cursors, partitions, last, last + 1, None), last + 1, more=True)
+        return LogPage([e for e in entries if e.txn != last], last, more=True)
+
+    @abc.abstractmethod
+    def _lock_partitions(self, conn: Any) -> None:
+        """Inside a transaction: serialise changes to the set of partitions between processes."""
+
+    @abc.abstractmethod
+    def _partition_count(self, conn: Any) -> int: ...
+
+    @abc.abstractmethod
+    def _create_partitions(self, conn: Any, partitions: range) -> None:
+        """Rows for ``partitions``, each at the start of the log."""
+
+    @abc.abstractmethod
+    def _split_partitions(self, conn: Any, held: int, count: int) -> None:
+        """Rows for partitions ``held`` .. ``count - 1``, each at the position of ``q % held``."""
+
+    @abc.abstractmethod
+    def _live_leases(self, conn: Any) -> int: ...
+
+    @abc.abstractmethod
+    def _lease_heartbeat(self, conn: Any, owner: str, ttl: float) -> None: ...
+
+    @abc.abstractmethod
+    def _lease_release(self, conn: Any, owner: str, partitions: list[int]) -> None: ...
+
+    @abc.abstractmethod
+    def _lease_renew(self, conn: Any, owner: str, ttl: float) -> dict[int, int]:
+        """Extend ``owner``'s leases; return its partitions with their epochs."""
+
+    @abc.abstractmethod
+    def _live_owners(self, conn: Any) -> int: ...
+
+    @abc.abstractmethod
+    def _lease_claim(self, conn: Any, owner: str, ttl: float, want: int) -> list[PartitionClaim]:
+        """Take up to ``want`` partitions nobody holds (or whose lease expired), lowest first."""
+
+    @abc.abstractmethod
+    def _leave_blocking(self, conn: Any, owner: str) -> None: ...
+
+    @abc.abstractmethod
+    def _log_horizon(self, conn: Any) -> int:
+        """A log transaction below which none is still in flight: every transaction with a
+        smaller number has committed (and is visible to any later statement) or rolled back."""
+
+    @abc.abstractmethod
+    def _log_rows(self, conn: Any, cursors: list[PartitionPosition], partitions: int, low: int, high: int,
+                  limit: int | None) -> list[LogEntry]:
+        """The events with ``low <= log_txn < high`` of the cursors' partitions that they do not
+        cover, in log order (transaction, then the order they were handed over in), at most ``limit``."""
+
+    @abc.abstractmethod
+    def _visitor_view_blocking(self, conn: Any, user_fingerprint: str, partition: int) -> VisitorView: ...
 
     @abc.abstractmethod
     def _upsert_profiles(self, conn: Any, deltas: Sequence[ProfileDelta], max_touchpoints: int,
@@ -665,16 +879,23 @@ class Storage(abc.ABC):
 
     def _write_batch_blocking(
         self, conn: Any, events: Sequence[Event], dead_letters: Sequence[DeadLetter]
-    ) -> list[Outcome]:
+    ) -> CommittedBatch:
         outcomes: list[Outcome | None] = [None] * len(events)
         refused: list[DeadLetter] = []
+        txns: set[int] = set()  # the log transactions that stored events
 
         def attempt(indices: list[int], letters: Sequence[DeadLetter]) -> None:
             chunk = [events[i] for i in indices]
             try:
                 single = self._store_in_one_statement(conn, chunk) if chunk and not letters else None
                 with contextlib.nullcontext() if single is not None else self._transaction(conn):
-                    inserted = single if single is not None else (self._store_events(conn, chunk) if chunk else set())
+                    if single is not None:
+                        inserted, txn = single
+                    elif chunk:
+                        inserted = self._store_events(conn, chunk)
+                        txn = self._log_txn(conn) if inserted else 0
+                    else:
+                        inserted, txn = set(), 0
                     if letters:
                         self._insert_dead_letters(conn, letters)
             except self._row_errors as exc:
@@ -694,6 +915,8 @@ class Storage(abc.ABC):
                     outcomes[index] = Outcome(Status.REJECTED, reason)
                     refused.append(refused_event_letter(events[index], reason))
                 return
+            if inserted:
+                txns.add(txn)
             for i, outcome in zip(indices, outcomes_of(events, indices, inserted), strict=True):
                 outcomes[i] = outcome
 
@@ -702,7 +925,7 @@ class Storage(abc.ABC):
             with self._transaction(conn):
                 self._insert_dead_letters(conn, refused)
             logger.warning("%s: %d event(s) refused by the database, kept as dead letters", self._where(), len(refused))
-        return outcomes  # type: ignore[return-value]  # every index was filled above
+        return CommittedBatch(outcomes, txns.pop() if len(txns) == 1 else None)  # type: ignore[arg-type]  # all filled
 
     def _keep_refused_letters(self, conn: Any, letters: Sequence[DeadLetter], exc: Exception) -> None:
         """Dead letters the database refused (client text it cannot hold, such as NUL in a

@@ -23,3 +23,17 @@ class MigrationError(StorageError):
 
 class QueryTimeout(StorageError):
     """A query ran out of the time it was given and was cancelled by the database."""
+
+
+class LeaseLost(StorageError):
+    """A write of derived state was refused because this instance no longer owns some of its
+    partitions (another instance took them over): nothing of the write was applied."""
+
+    def __init__(self, message: str, partitions: frozenset[int]) -> None:
+        super().__init__(message)
+        self.partitions = partitions
+
+
+class PartitionsMismatch(StorageError):
+    """``profiles.partitions`` differs from the partitions the database holds, in a way that
+    cannot be applied now (docs/scaling.md says how to grow them). Not worth retrying."""

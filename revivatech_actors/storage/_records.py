@@ -12,7 +12,7 @@ from typing import Any
 
 import attrs
 
-from ..domain.profiles import ProfileDelta, journey_rows
+from ..domain.profiles import ProfileDelta, ProfileState, Touch, journey_rows
 from ..domain.validation import DETAIL_FIELDS
 from ..messages import Event
 from ..domain.sessions import SessionDelta
@@ -20,6 +20,12 @@ from ..domain.scoring import CHURN, ENGAGEMENT, LEAD, PRICE_SENSITIVITY, ScoreRe
 
 __all__ = [
     "EVENT_EXTRA_COLUMNS",
+    "LeaseRound",
+    "LogEntry",
+    "LogPage",
+    "PartitionClaim",
+    "PartitionPosition",
+    "VisitorView",
     "RealtimeSeed",
     "StoredJourney",
     "StoredPrediction",
@@ -153,3 +159,71 @@ def score_record_row(r: ScoreRecord) -> dict[str, Any]:
             for s in r.recorded
         ],
     }
+
+
+@attrs.frozen
+class PartitionPosition:
+    """What a write of derived state records for one partition, in its transaction: the log
+    position it reflects (``horizon`` and ``applied``, see ``domain.partitions.Cursor``), for the
+    owner holding ``epoch`` whose previous write left ``writes`` there."""
+
+    partition: int
+    epoch: int
+    writes: int
+    horizon: int
+    applied: frozenset[int]
+
+
+@attrs.frozen
+class PartitionClaim:
+    """A partition an instance owns: the row as the lease round found it."""
+
+    partition: int
+    epoch: int
+    writes: int
+    horizon: int
+    applied: frozenset[int]
+
+
+@attrs.frozen
+class LeaseRound:
+    """The outcome of one lease round (``Storage.lease_round``): the partitions this instance
+    owns (renewed, and newly claimed with their stored positions), and how many instances are
+    alive."""
+
+    owned: dict[int, int]  # partition -> epoch, every partition this instance holds now
+    claimed: list[PartitionClaim]  # those of ``owned`` that were not this instance's before the round
+    owners: int
+
+
+@attrs.frozen(slots=True)
+class LogEntry:
+    """One event read back from the log: what a profile needs of it."""
+
+    txn: int
+    partition: int
+    user_fingerprint: str
+    event_id: str
+    touch: Touch
+
+
+@attrs.frozen
+class LogPage:
+    """Events of the log not yet applied by the given cursors, whole transactions only, in log
+    order; every transaction below ``horizon`` is either in ``entries`` or was covered already."""
+
+    entries: list[LogEntry]
+    horizon: int
+    more: bool = False  # the page stopped short of what the log holds below the oldest transaction in flight
+
+
+@attrs.frozen
+class VisitorView:
+    """A visitor as stored, read in one snapshot: the derived rows and the events of the log
+    they do not reflect yet (``tail``, in log order). Stored plus tail is exactly what every
+    event stored so far makes of the visitor, whichever instance stored it or owns it."""
+
+    profile: ProfileState | None
+    keys: VisitorKeys
+    journeys: list[StoredJourney]
+    tail: list[Touch]

@@ -21,6 +21,7 @@ import hashlib
 import logging
 import math
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -33,8 +34,9 @@ import psycopg.types.json
 import trio
 
 from ..domain.funnel import FunnelQuery, FunnelStep
-from ..domain.journeys import STAGES
-from ..domain.profiles import ProfileDelta, ProfileState, journey_rows, sessions_of
+from ..domain.journeys import JOURNEY_STEP_TYPE, STAGES
+from ..domain.partitions import slot_of
+from ..domain.profiles import ProfileDelta, ProfileState, Touch, journey_rows, sessions_of
 from ..domain.realtime import BUCKET_SECONDS
 from ..domain.scoring import MODEL_TYPES, ScoreRecord
 from ..messages import DeadLetter, Event
@@ -43,10 +45,14 @@ from ._base import Storage, first_line, mask_password
 from ._errors import QueryTimeout, StorageError, StorageUnavailable
 from ._records import (
     EVENT_EXTRA_COLUMNS,
+    LogEntry,
+    PartitionClaim,
+    PartitionPosition,
     RealtimeSeed,
     StoredJourney,
     StoredPrediction,
     VisitorKeys,
+    VisitorView,
     event_extra_items,
     event_extra_values,
     profile_delta_row,
@@ -92,19 +98,20 @@ _CREATE_STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS staging_events (
     seq integer, event_id text, user_fingerprint text, session_id text, event_type text,
     event_timestamp timestamptz, received_at timestamptz, sent_at timestamptz,
-    page_url text, referrer text, value double precision, properties text, {extra}
+    page_url text, referrer text, value double precision, properties text, log_slot integer, {extra}
 ) ON COMMIT DELETE ROWS
 """.format(extra=_EXTRA_DECLARATIONS)
 _COPY_STAGING = (
     "COPY staging_events (seq, event_id, user_fingerprint, session_id, event_type, event_timestamp,"
-    f" received_at, sent_at, page_url, referrer, value, properties, {_EXTRA_LIST}) FROM STDIN (FORMAT BINARY)"
+    f" received_at, sent_at, page_url, referrer, value, properties, log_slot, {_EXTRA_LIST}) FROM STDIN (FORMAT BINARY)"
 )
 _STAGING_TYPES = [
     "int4", "text", "text", "text", "text", "timestamptz", "timestamptz", "timestamptz", "text", "text", "float8", "text",
-    *(_EXTRA_TYPES.get(c, "text") for c in EVENT_EXTRA_COLUMNS),
+    "int4", *(_EXTRA_TYPES.get(c, "text") for c in EVENT_EXTRA_COLUMNS),
 ]
-#: One statement inserts the staged events, skipping stored ids, and names the ids it did *not*
-#: insert (stored before): usually none, so the answer is one empty result instead of a row per
+#: One statement inserts the staged events, skipping stored ids, and answers one row: its log
+#: transaction (the events' ``log_txn``, their column default) and the ids it did *not* insert
+#: (stored before), comma-separated: usually none, so the answer is small instead of a row per
 #: event, and the scan that finds them is skipped when every event went in (the one-time filter
 #: on the count). Each answer the writer thread waits for is a wait for the GIL as well, behind
 #: the event loop's thread: small answers are what keep a flush short under load
@@ -114,15 +121,17 @@ _STORE_EVENTS_TEMPLATE = """
 WITH staged AS MATERIALIZED (SELECT * FROM {source}),
 inserted AS (
     INSERT INTO analytics_events (event_id, user_fingerprint, session_id, event_type, event_timestamp,
-                                  received_at, sent_at, page_url, referrer, value, properties{extra})
+                                  received_at, sent_at, page_url, referrer, value, properties, log_slot,
+                                  log_seq{extra})
     SELECT event_id::uuid, user_fingerprint, session_id, event_type, event_timestamp,
-           received_at, sent_at, page_url, referrer, value, properties::jsonb{extra_cast}
+           received_at, sent_at, page_url, referrer, value, properties::jsonb, log_slot, seq{extra_cast}
     FROM staged ORDER BY seq
     ON CONFLICT (event_id) DO NOTHING
     RETURNING event_id
 )
-SELECT DISTINCT event_id FROM staged
-WHERE (SELECT count(*) FROM inserted) < %(count)s AND event_id::uuid NOT IN (SELECT event_id FROM inserted)
+SELECT pg_current_xact_id()::text, array_to_string(ARRAY(
+    SELECT DISTINCT event_id FROM staged
+    WHERE (SELECT count(*) FROM inserted) < %(count)s AND event_id::uuid NOT IN (SELECT event_id FROM inserted)), ',')
 """
 
 
@@ -148,7 +157,8 @@ def _store_events_json_sql(extra: tuple[str, ...]) -> tuple[str, bytes]:
     source = (
         "jsonb_to_recordset(%(events)s::jsonb) AS staging_events (seq integer, event_id text, user_fingerprint text,"
         " session_id text, event_type text, event_timestamp timestamptz, received_at timestamptz,"
-        f" sent_at timestamptz, page_url text, referrer text, value double precision, properties jsonb{declared})"
+        f" sent_at timestamptz, page_url text, referrer text, value double precision, properties jsonb,"
+        f" log_slot integer{declared})"
     )
     sql = _store_events_sql(source, extra)
     return sql, sql.replace("%(events)s", "$1").replace("%(count)s", "$2").encode()
@@ -415,6 +425,60 @@ UNION ALL SELECT 'day', day::text FROM visitor_active_days WHERE user_fingerprin
 """
 
 
+#: Key of the transaction-level advisory lock that serialises changes to the set of partitions.
+PARTITIONS_LOCK_KEY = int.from_bytes(hashlib.sha256(b"revivatech_actors.profile_partitions").digest()[:8], "big", signed=True)
+
+#: A write of derived state records its partitions' positions first (their rows locked until it
+#: commits), where its owner still holds them as it last wrote them.
+_RECORD_POSITIONS = """
+UPDATE profile_partitions p
+SET horizon = x.horizon, applied = x.applied, writes = p.writes + 1, updated_at = now()
+FROM jsonb_to_recordset(%(positions)s::jsonb) AS x (partition integer, epoch bigint, writes bigint, horizon xid8,
+                                                   applied xid8[])
+WHERE p.partition = x.partition AND p.owner = %(owner)s AND p.epoch = x.epoch AND p.writes = x.writes
+"""
+_LEASE_HEARTBEAT = """
+INSERT INTO profile_owners (owner, alive_until) VALUES (%(owner)s, clock_timestamp() + make_interval(secs => %(ttl)s))
+ON CONFLICT (owner) DO UPDATE SET alive_until = excluded.alive_until
+"""
+_LEASE_RENEW = """
+UPDATE profile_partitions SET lease_until = clock_timestamp() + make_interval(secs => %(ttl)s)
+WHERE owner = %(owner)s RETURNING partition, epoch
+"""
+#: Taking a partition raises its epoch: a write of the former owner no longer matches.
+_LEASE_CLAIM = """
+UPDATE profile_partitions p
+SET owner = %(owner)s, epoch = p.epoch + 1, lease_until = clock_timestamp() + make_interval(secs => %(ttl)s)
+WHERE p.partition IN (
+    SELECT partition FROM profile_partitions
+    WHERE owner IS NULL OR lease_until IS NULL OR lease_until < clock_timestamp() ORDER BY partition LIMIT %(want)s
+    FOR UPDATE SKIP LOCKED)
+RETURNING p.partition, p.epoch, p.writes, p.horizon::text, p.applied::text[]
+"""
+#: The fields of an event a profile needs (``domain.profiles.Touch``), with its log transaction
+#: and partition; properties only for a journey step, the one type whose properties count.
+_TOUCH_COLUMNS = """e.log_txn::text, e.log_slot %% %(partitions)s, e.user_fingerprint, e.event_id::text, e.event_type,
+    e.session_id, e.event_timestamp, e.page_url, e.referrer, e.value,
+    CASE WHEN e.event_type = %(step)s THEN e.properties END, e.device_type, e.user_id"""
+_LOG_ROWS = """
+WITH c AS (SELECT * FROM jsonb_to_recordset(%(cursors)s::jsonb) AS c (partition integer, horizon xid8, applied xid8[]))
+SELECT """ + _TOUCH_COLUMNS + """
+FROM analytics_events e JOIN c ON c.partition = e.log_slot %% %(partitions)s
+WHERE e.log_txn >= %(low)s::xid8 AND e.log_txn < %(high)s::xid8
+  AND e.log_txn >= c.horizon AND NOT (e.log_txn = ANY(c.applied))
+ORDER BY e.log_txn, e.log_seq
+"""
+#: A visitor's events its stored rows do not reflect yet, through the log index (the events
+#: since its partition's horizon): as few as its owner left unwritten.
+_VISITOR_TAIL = """
+SELECT """ + _TOUCH_COLUMNS + """
+FROM analytics_events e, profile_partitions p
+WHERE p.partition = %(partition)s AND e.log_txn >= p.horizon AND e.log_slot = %(slot)s
+  AND e.user_fingerprint = %(fp)s AND NOT (e.log_txn = ANY(p.applied))
+ORDER BY e.log_txn, e.log_seq
+"""
+
+
 class PostgresStorage(Storage):
     """Storage in a PostgreSQL database (tables in the connection's current schema)."""
 
@@ -543,20 +607,25 @@ class PostgresStorage(Storage):
                         (
                             seq, e.event_id, e.user_fingerprint, e.session_id, e.event_type, e.timestamp,
                             e.received_at, e.sent_at, e.page_url, e.referrer, e.value, orjson.dumps(e.properties).decode(),
-                            *event_extra_values(e),
+                            slot_of(e.user_fingerprint), *event_extra_values(e),
                         )
                     )
             # The staging rows vanish at commit or rollback (ON COMMIT DELETE ROWS), and every
             # attempt, bisected ones included, is a transaction of its own.
             cursor.execute(_STORE_EVENTS, {"count": len(events)})
-            return _inserted(events, cursor.fetchall())
+            _, not_inserted = cursor.fetchone()
+            return _inserted(events, not_inserted)
 
-    def _store_in_one_statement(self, conn: psycopg.Connection[Any], events: Sequence[Event]) -> set[str] | None:
+    def _log_txn(self, conn: psycopg.Connection[Any]) -> int:
+        return int(conn.execute("SELECT pg_current_xact_id()::text").fetchone()[0])
+
+    def _store_in_one_statement(self, conn: psycopg.Connection[Any], events: Sequence[Event]) -> tuple[set[str], int] | None:
         rows, extra = _events_json(events)
         statement, _ = _store_events_json_sql(extra)
-        return _inserted(events, conn.execute(statement, {"events": rows.decode(), "count": len(events)}).fetchall())
+        txn, not_inserted = conn.execute(statement, {"events": rows.decode(), "count": len(events)}).fetchone()
+        return _inserted(events, not_inserted), int(txn)
 
-    async def _store_on_loop(self, lane: Any, events: Sequence[Event]) -> set[str] | None:
+    async def _store_on_loop(self, lane: Any, events: Sequence[Event]) -> tuple[set[str], int] | None:
         conn = self._claim_lane(lane)
         if conn is None:
             return None
@@ -575,8 +644,7 @@ class PostgresStorage(Storage):
                 if isinstance(error, self._row_errors):
                     return None  # rolled back: the worker thread's path isolates the refused rows
                 raise self._translate_error(error) from error
-            not_inserted = [(result.get_value(row, 0).decode(),) for row in range(result.ntuples)]
-            return _inserted(events, not_inserted)
+            return _inserted(events, result.get_value(0, 1).decode()), int(result.get_value(0, 0))
         finally:
             await self._release_lane(lane, broken=broken)
 
@@ -691,6 +759,92 @@ class PostgresStorage(Storage):
         return [BookingEvent(*row) for row in conn.execute(_BOOKING_EVENTS, params).fetchall()]
 
 
+    # ------------------------------------------------------------------ the log and its partitions
+
+    def _record_positions(self, conn: psycopg.Connection[Any], owner: str | None,
+                          positions: Sequence[PartitionPosition]) -> int:
+        rows = [{"partition": p.partition, "epoch": p.epoch, "writes": p.writes, "horizon": str(p.horizon),
+                 "applied": [str(t) for t in sorted(p.applied)]} for p in positions]
+        return conn.execute(_RECORD_POSITIONS, {"positions": orjson.dumps(rows).decode(), "owner": owner}).rowcount
+
+    def _partition_rows(self, conn: psycopg.Connection[Any], partitions: list[int]) -> dict[int, tuple[str | None, int, int]]:
+        rows = conn.execute("SELECT partition, owner, epoch, writes FROM profile_partitions WHERE partition = ANY(%s)",
+                            (partitions,)).fetchall()
+        return {partition: (owner, epoch, writes) for partition, owner, epoch, writes in rows}
+
+    def _lock_partitions(self, conn: psycopg.Connection[Any]) -> None:
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITIONS_LOCK_KEY,))
+
+    def _partition_count(self, conn: psycopg.Connection[Any]) -> int:
+        return conn.execute("SELECT count(*) FROM profile_partitions").fetchone()[0]
+
+    def _create_partitions(self, conn: psycopg.Connection[Any], partitions: range) -> None:
+        conn.execute("INSERT INTO profile_partitions (partition, horizon) SELECT p, '0' FROM generate_series(%s::int, %s::int) p",
+                     (partitions.start, partitions.stop - 1))
+
+    def _split_partitions(self, conn: psycopg.Connection[Any], held: int, count: int) -> None:
+        conn.execute(
+            "INSERT INTO profile_partitions (partition, horizon, applied)"
+            " SELECT q, p.horizon, p.applied FROM generate_series(%(held)s::int, %(count)s::int - 1) q"
+            " JOIN profile_partitions p ON p.partition = q %% %(held)s::int",
+            {"held": held, "count": count})
+        conn.execute("UPDATE profile_partitions SET owner = NULL, lease_until = NULL")
+
+    def _live_leases(self, conn: psycopg.Connection[Any]) -> int:
+        return conn.execute("SELECT count(*) FROM profile_partitions WHERE owner IS NOT NULL"
+                            " AND lease_until > clock_timestamp()").fetchone()[0]
+
+    def _lease_heartbeat(self, conn: psycopg.Connection[Any], owner: str, ttl: float) -> None:
+        conn.execute(_LEASE_HEARTBEAT, {"owner": owner, "ttl": ttl})
+        # instances gone for a while are forgotten (an instance's row is its own otherwise)
+        conn.execute("DELETE FROM profile_owners WHERE alive_until < clock_timestamp() - interval '1 minute'")
+
+    def _lease_release(self, conn: psycopg.Connection[Any], owner: str, partitions: list[int]) -> None:
+        conn.execute("UPDATE profile_partitions SET owner = NULL, lease_until = NULL"
+                     " WHERE owner = %s AND partition = ANY(%s)", (owner, partitions))
+
+    def _lease_renew(self, conn: psycopg.Connection[Any], owner: str, ttl: float) -> dict[int, int]:
+        return dict(conn.execute(_LEASE_RENEW, {"owner": owner, "ttl": ttl}).fetchall())
+
+    def _live_owners(self, conn: psycopg.Connection[Any]) -> int:
+        return conn.execute("SELECT count(*) FROM profile_owners WHERE alive_until > clock_timestamp()").fetchone()[0]
+
+    def _lease_claim(self, conn: psycopg.Connection[Any], owner: str, ttl: float, want: int) -> list[PartitionClaim]:
+        rows = conn.execute(_LEASE_CLAIM, {"owner": owner, "ttl": ttl, "want": want}).fetchall()
+        return [PartitionClaim(partition, epoch, writes, int(horizon), frozenset(int(t) for t in applied))
+                for partition, epoch, writes, horizon, applied in rows]
+
+    def _leave_blocking(self, conn: psycopg.Connection[Any], owner: str) -> None:
+        with conn.transaction():
+            conn.execute("UPDATE profile_partitions SET owner = NULL, lease_until = NULL WHERE owner = %s", (owner,))
+            conn.execute("DELETE FROM profile_owners WHERE owner = %s", (owner,))
+
+    def _log_horizon(self, conn: psycopg.Connection[Any]) -> int:
+        # The oldest transaction still running when this statement began: every smaller one has
+        # ended, so a later statement sees all of those that committed.
+        return int(conn.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text").fetchone()[0])
+
+    def _log_rows(self, conn: psycopg.Connection[Any], cursors: list[PartitionPosition], partitions: int,
+                  low: int, high: int, limit: int | None) -> list[LogEntry]:
+        rows = [{"partition": c.partition, "horizon": str(c.horizon), "applied": [str(t) for t in c.applied]}
+                for c in cursors]
+        params = {"cursors": orjson.dumps(rows).decode(), "partitions": partitions, "low": str(low),
+                  "high": str(high), "step": JOURNEY_STEP_TYPE}
+        sql = _LOG_ROWS if limit is None else _LOG_ROWS + f" LIMIT {int(limit)}"
+        return [_log_entry(row) for row in conn.execute(sql, params).fetchall()]
+
+    def _visitor_view_blocking(self, conn: psycopg.Connection[Any], user_fingerprint: str, partition: int) -> VisitorView:
+        with conn.transaction():
+            # one snapshot: the rows and the position they reflect, written together
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            profiles = self._load_profiles_blocking(conn, [user_fingerprint])
+            keys = self._visitor_keys_blocking(conn, user_fingerprint)
+            journeys = self._load_journeys_blocking(conn, user_fingerprint)
+            params = {"partition": partition, "slot": slot_of(user_fingerprint), "fp": user_fingerprint,
+                      "partitions": 1, "step": JOURNEY_STEP_TYPE}
+            tail = [_log_entry(row).touch for row in conn.execute(_VISITOR_TAIL, params).fetchall()]
+        return VisitorView(profiles.get(user_fingerprint), keys, journeys, tail)
+
 def _funnel_params(query: FunnelQuery) -> dict[str, Any]:
     params: dict[str, Any] = {
         "types": sorted(set(query.steps)), "start": query.start, "end": query.end,
@@ -713,7 +867,7 @@ def _events_json(events: Sequence[Event]) -> tuple[bytes, tuple[str, ...]]:
             "seq": seq, "event_id": e.event_id, "user_fingerprint": e.user_fingerprint, "session_id": e.session_id,
             "event_type": e.event_type, "event_timestamp": e.timestamp, "received_at": e.received_at,
             "sent_at": e.sent_at, "page_url": e.page_url, "referrer": e.referrer, "value": e.value,
-            "properties": e.properties,
+            "properties": e.properties, "log_slot": slot_of(e.user_fingerprint),
         }
         extra = event_extra_items(e)
         if extra:
@@ -745,10 +899,11 @@ async def _execute_on_loop(pgconn: psycopg.pq.abc.PGconn, query: bytes, params: 
         result = last
 
 
-def _inserted(events: Sequence[Event], not_inserted: list[tuple[str]]) -> set[str]:
-    """The ids of ``events`` a store statement inserted, from the ids it says it did not."""
+def _inserted(events: Sequence[Event], not_inserted: str) -> set[str]:
+    """The ids of ``events`` a store statement inserted, from the ids it says it did not
+    (comma-separated)."""
     ids = {e.event_id for e in events}
-    return ids.difference(event_id for (event_id,) in not_inserted) if not_inserted else ids
+    return ids.difference(not_inserted.split(",")) if not_inserted else ids
 
 
 def _profile_state(row: tuple[Any, ...]) -> ProfileState:
@@ -761,3 +916,10 @@ def _profile_state(row: tuple[Any, ...]) -> ProfileState:
         segment=segment, scores=stored_scores(engagement, lead, churn, price), updated_at=updated,
         device_counts=dict(devices), customer_id=customer_id, customer_id_at=customer_id_at,
     )
+
+
+def _log_entry(row: tuple[Any, ...]) -> LogEntry:
+    txn, partition, fp, event_id, event_type, session_id, at, page, referrer, value, properties, device, user_id = row
+    touch = Touch(sys.intern(event_type), sys.intern(session_id), at, None if page is None else sys.intern(page),
+                  referrer, value, properties or {}, device, user_id)
+    return LogEntry(int(txn), partition, fp, event_id, touch)

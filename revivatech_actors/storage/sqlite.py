@@ -17,6 +17,7 @@ import datetime as dt
 import logging
 import pathlib
 import sqlite3
+import sys
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -25,8 +26,9 @@ from typing import Any
 import orjson
 
 from ..domain.funnel import FunnelQuery, FunnelStep
-from ..domain.journeys import higher_stage
-from ..domain.profiles import ProfileDelta, ProfileState, journey_rows, sessions_of
+from ..domain.journeys import JOURNEY_STEP_TYPE, higher_stage
+from ..domain.partitions import slot_of
+from ..domain.profiles import ProfileDelta, ProfileState, Touch, journey_rows, sessions_of
 from ..domain.realtime import BUCKET_SECONDS
 from ..domain.scoring import CHURN, ENGAGEMENT, LEAD, MODEL_TYPES, PRICE_SENSITIVITY, ScoreRecord
 from ..messages import DeadLetter, Event
@@ -34,10 +36,14 @@ from ._base import Storage, first_line
 from ._errors import QueryTimeout, StorageError, StorageUnavailable
 from ._records import (
     EVENT_EXTRA_COLUMNS,
+    LogEntry,
+    PartitionClaim,
+    PartitionPosition,
     RealtimeSeed,
     StoredJourney,
     StoredPrediction,
     VisitorKeys,
+    VisitorView,
     event_extra_values,
     score_record_row,
     session_merge_sql,
@@ -85,15 +91,16 @@ _CREATE_STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS staging_events (
     seq INTEGER, event_id TEXT, user_fingerprint TEXT, session_id TEXT, event_type TEXT,
     event_timestamp TEXT, received_at TEXT, sent_at TEXT, page_url TEXT, referrer TEXT,
-    value REAL, properties TEXT, {extra}
+    value REAL, properties TEXT, log_slot INTEGER, {extra}
 )
 """.format(extra=_EXTRA_LIST)
-_INSERT_STAGING = f"INSERT INTO temp.staging_events VALUES ({', '.join('?' * (12 + len(EVENT_EXTRA_COLUMNS)))})"
+_INSERT_STAGING = f"INSERT INTO temp.staging_events VALUES ({', '.join('?' * (13 + len(EVENT_EXTRA_COLUMNS)))})"
 _INSERT_FROM_STAGING = f"""
 INSERT INTO analytics_events (event_id, user_fingerprint, session_id, event_type, event_timestamp,
-                              received_at, sent_at, page_url, referrer, value, properties, {_EXTRA_LIST})
+                              received_at, sent_at, page_url, referrer, value, properties, log_slot, log_txn,
+                              log_seq, {_EXTRA_LIST})
 SELECT event_id, user_fingerprint, session_id, event_type, event_timestamp,
-       received_at, sent_at, page_url, referrer, value, properties, {_EXTRA_LIST}
+       received_at, sent_at, page_url, referrer, value, properties, log_slot, ?, seq, {_EXTRA_LIST}
 FROM temp.staging_events WHERE true ORDER BY seq
 ON CONFLICT (event_id) DO NOTHING
 RETURNING event_id
@@ -179,6 +186,27 @@ _PROFILE_COLUMNS = (
     " p.days_active, p.event_counts, p.segment, p.engagement_score, p.lead_score, p.churn_risk_score,"
     " p.price_sensitivity_score, p.updated_at, p.device_counts, p.customer_id, p.customer_id_at"
 )
+
+
+_TOUCH_COLUMNS = """e.log_txn, e.log_slot % :partitions, e.user_fingerprint, e.event_id, e.event_type, e.session_id,
+    e.event_timestamp, e.page_url, e.referrer, e.value, CASE WHEN e.event_type = :step THEN e.properties END,
+    e.device_type, e.user_id"""
+_LOG_ROWS = """
+WITH c AS (SELECT json_extract(value, '$.partition') AS partition, json_extract(value, '$.horizon') AS horizon,
+                  json_extract(value, '$.applied') AS applied FROM json_each(:cursors))
+SELECT """ + _TOUCH_COLUMNS + """
+FROM analytics_events e JOIN c ON c.partition = e.log_slot % :partitions
+WHERE e.log_txn >= :low AND e.log_txn < :high AND e.log_txn >= c.horizon
+  AND e.log_txn NOT IN (SELECT value FROM json_each(c.applied))
+ORDER BY e.log_txn, e.log_seq
+"""
+_VISITOR_TAIL = """
+SELECT """ + _TOUCH_COLUMNS + """
+FROM analytics_events e, profile_partitions p
+WHERE p.partition = :partition AND e.log_txn >= p.horizon AND e.log_slot = :slot AND e.user_fingerprint = :fp
+  AND e.log_txn NOT IN (SELECT value FROM json_each(p.applied))
+ORDER BY e.log_txn, e.log_seq
+"""
 
 
 def _optional_timestamp(value: dt.datetime | None) -> str | None:
@@ -413,15 +441,20 @@ class SQLiteStorage(Storage):
                 (
                     seq, e.event_id, e.user_fingerprint, e.session_id, e.event_type, format_timestamp(e.timestamp),
                     format_timestamp(e.received_at), _optional_timestamp(e.sent_at), e.page_url, e.referrer, e.value,
-                    orjson.dumps(e.properties).decode(), *event_extra_values(e),
+                    orjson.dumps(e.properties).decode(), slot_of(e.user_fingerprint), *event_extra_values(e),
                 )
                 for seq, e in enumerate(events)
             ],
         )
         try:
-            return {event_id for (event_id,) in conn.execute(_INSERT_FROM_STAGING).fetchall()}
+            # One writer at a time holds the database: event writes commit in the order of this count.
+            (txn,) = conn.execute("UPDATE event_log_clock SET last_txn = last_txn + 1 RETURNING last_txn").fetchone()
+            return {event_id for (event_id,) in conn.execute(_INSERT_FROM_STAGING, (txn,)).fetchall()}
         finally:
             conn.execute("DELETE FROM temp.staging_events")
+
+    def _log_txn(self, conn: sqlite3.Connection) -> int:
+        return conn.execute("SELECT last_txn FROM event_log_clock").fetchone()[0]
 
     def _received_times_blocking(self, conn: sqlite3.Connection, event_ids: list[str]) -> dict[str, dt.datetime]:
         found: dict[str, dt.datetime] = {}
@@ -692,6 +725,105 @@ class SQLiteStorage(Storage):
         return [BookingEvent(fp, kind, parse_timestamp(at), value) for fp, kind, at, value in rows]
 
 
+    # ------------------------------------------------------------------ the log and its partitions
+
+    def _record_positions(self, conn: sqlite3.Connection, owner: str | None,
+                          positions: Sequence[PartitionPosition]) -> int:
+        now = format_timestamp(dt.datetime.now(dt.UTC))
+        return sum(conn.execute(
+            "UPDATE profile_partitions SET horizon = ?, applied = ?, writes = writes + 1, updated_at = ?"
+            " WHERE partition = ? AND owner = ? AND epoch = ? AND writes = ?",
+            (p.horizon, orjson.dumps(sorted(p.applied)).decode(), now, p.partition, owner, p.epoch, p.writes),
+        ).rowcount for p in positions)
+
+    def _partition_rows(self, conn: sqlite3.Connection, partitions: list[int]) -> dict[int, tuple[str | None, int, int]]:
+        rows = conn.execute("SELECT partition, owner, epoch, writes FROM profile_partitions").fetchall()
+        wanted = set(partitions)
+        return {partition: (owner, epoch, writes) for partition, owner, epoch, writes in rows if partition in wanted}
+
+    def _lock_partitions(self, conn: sqlite3.Connection) -> None:
+        """Nothing to do: ``BEGIN IMMEDIATE`` already holds the database's write lock."""
+
+    def _partition_count(self, conn: sqlite3.Connection) -> int:
+        return conn.execute("SELECT count(*) FROM profile_partitions").fetchone()[0]
+
+    def _create_partitions(self, conn: sqlite3.Connection, partitions: range) -> None:
+        now = format_timestamp(dt.datetime.now(dt.UTC))
+        conn.executemany("INSERT INTO profile_partitions (partition, horizon, updated_at) VALUES (?, 0, ?)",
+                         [(p, now) for p in partitions])
+
+    def _split_partitions(self, conn: sqlite3.Connection, held: int, count: int) -> None:
+        now = format_timestamp(dt.datetime.now(dt.UTC))
+        parents = {p: (h, a) for p, h, a in conn.execute("SELECT partition, horizon, applied FROM profile_partitions")}
+        conn.executemany("INSERT INTO profile_partitions (partition, horizon, applied, updated_at) VALUES (?, ?, ?, ?)",
+                         [(q, *parents[q % held], now) for q in range(held, count)])
+        conn.execute("UPDATE profile_partitions SET owner = NULL, lease_until = NULL")
+
+    def _live_leases(self, conn: sqlite3.Connection) -> int:
+        now = format_timestamp(dt.datetime.now(dt.UTC))
+        return conn.execute("SELECT count(*) FROM profile_partitions WHERE owner IS NOT NULL AND lease_until > ?",
+                            (now,)).fetchone()[0]
+
+    def _lease_heartbeat(self, conn: sqlite3.Connection, owner: str, ttl: float) -> None:
+        now = dt.datetime.now(dt.UTC)
+        conn.execute("INSERT INTO profile_owners (owner, alive_until, started_at) VALUES (?, ?, ?)"
+                     " ON CONFLICT (owner) DO UPDATE SET alive_until = excluded.alive_until",
+                     (owner, format_timestamp(now + dt.timedelta(seconds=ttl)), format_timestamp(now)))
+        conn.execute("DELETE FROM profile_owners WHERE alive_until < ?",
+                     (format_timestamp(now - dt.timedelta(minutes=1)),))
+
+    def _lease_release(self, conn: sqlite3.Connection, owner: str, partitions: list[int]) -> None:
+        conn.executemany("UPDATE profile_partitions SET owner = NULL, lease_until = NULL WHERE owner = ? AND partition = ?",
+                         [(owner, p) for p in partitions])
+
+    def _lease_renew(self, conn: sqlite3.Connection, owner: str, ttl: float) -> dict[int, int]:
+        until = format_timestamp(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=ttl))
+        rows = conn.execute("UPDATE profile_partitions SET lease_until = ? WHERE owner = ? RETURNING partition, epoch",
+                            (until, owner)).fetchall()
+        return dict(rows)
+
+    def _live_owners(self, conn: sqlite3.Connection) -> int:
+        now = format_timestamp(dt.datetime.now(dt.UTC))
+        return conn.execute("SELECT count(*) FROM profile_owners WHERE alive_until > ?", (now,)).fetchone()[0]
+
+    def _lease_claim(self, conn: sqlite3.Connection, owner: str, ttl: float, want: int) -> list[PartitionClaim]:
+        now = dt.datetime.now(dt.UTC)
+        rows = conn.execute(
+            "UPDATE profile_partitions SET owner = ?, epoch = epoch + 1, lease_until = ? WHERE partition IN ("
+            " SELECT partition FROM profile_partitions WHERE owner IS NULL OR lease_until IS NULL OR lease_until < ?"
+            " ORDER BY partition LIMIT ?) RETURNING partition, epoch, writes, horizon, applied",
+            (owner, format_timestamp(now + dt.timedelta(seconds=ttl)), format_timestamp(now), want),
+        ).fetchall()
+        return sorted((PartitionClaim(partition, epoch, writes, horizon, frozenset(orjson.loads(applied)))
+                       for partition, epoch, writes, horizon, applied in rows), key=lambda c: c.partition)
+
+    def _leave_blocking(self, conn: sqlite3.Connection, owner: str) -> None:
+        with self._transaction(conn):
+            conn.execute("UPDATE profile_partitions SET owner = NULL, lease_until = NULL WHERE owner = ?", (owner,))
+            conn.execute("DELETE FROM profile_owners WHERE owner = ?", (owner,))
+
+    def _log_horizon(self, conn: sqlite3.Connection) -> int:
+        # Writers take turns: every counted write has committed.
+        return conn.execute("SELECT last_txn + 1 FROM event_log_clock").fetchone()[0]
+
+    def _log_rows(self, conn: sqlite3.Connection, cursors: list[PartitionPosition], partitions: int,
+                  low: int, high: int, limit: int | None) -> list[LogEntry]:
+        rows = [{"partition": c.partition, "horizon": c.horizon, "applied": sorted(c.applied)} for c in cursors]
+        params = {"cursors": orjson.dumps(rows).decode(), "partitions": partitions, "low": low, "high": high,
+                  "step": JOURNEY_STEP_TYPE}
+        sql = _LOG_ROWS if limit is None else _LOG_ROWS + f" LIMIT {int(limit)}"
+        return [_log_entry(row) for row in conn.execute(sql, params).fetchall()]
+
+    def _visitor_view_blocking(self, conn: sqlite3.Connection, user_fingerprint: str, partition: int) -> VisitorView:
+        with _read_snapshot(conn):  # the rows and the position they reflect, written together
+            profiles = self._load_profiles_blocking(conn, [user_fingerprint])
+            keys = self._visitor_keys_blocking(conn, user_fingerprint)
+            journeys = self._load_journeys_blocking(conn, user_fingerprint)
+            params = {"partition": partition, "slot": slot_of(user_fingerprint), "fp": user_fingerprint,
+                      "partitions": 1, "step": JOURNEY_STEP_TYPE}
+            tail = [_log_entry(row).touch for row in conn.execute(_VISITOR_TAIL, params).fetchall()]
+        return VisitorView(profiles.get(user_fingerprint), keys, journeys, tail)
+
 def _funnel_sql(steps: int, types: int) -> str:
     """The funnel of ``steps`` steps (``domain.funnel``) as one statement, as on PostgreSQL but
     in SQLite's terms (``row_number()`` for DISTINCT ON, a window-function median). SQLite
@@ -724,6 +856,9 @@ def _funnel_sql(steps: int, types: int) -> str:
 @contextlib.contextmanager
 def _read_snapshot(conn: sqlite3.Connection) -> Iterator[None]:
     """A read transaction: its statements see one state of the database, and take no write lock."""
+    if conn.in_transaction:  # within another: that one's snapshot
+        yield
+        return
     conn.execute("BEGIN DEFERRED")
     try:
         yield
@@ -744,3 +879,11 @@ def _profile_state(row: tuple[Any, ...]) -> ProfileState:
         updated_at=_optional_datetime(updated), device_counts=orjson.loads(devices), customer_id=customer_id,
         customer_id_at=_optional_datetime(customer_id_at),
     )
+
+
+def _log_entry(row: tuple[Any, ...]) -> LogEntry:
+    txn, partition, fp, event_id, event_type, session_id, at, page, referrer, value, properties, device, user_id = row
+    touch = Touch(sys.intern(event_type), sys.intern(session_id), parse_timestamp(at),
+                  None if page is None else sys.intern(page), referrer, value,
+                  orjson.loads(properties) if properties else {}, device, user_id)
+    return LogEntry(txn, partition, fp, event_id, touch)

@@ -189,10 +189,9 @@ def register_ingest_routes(app: Quart, service: Service) -> None:
 
     async def step_answer(event: Event, duplicate: bool) -> dict[str, Any]:
         """What the original answered a journey step with: the stored event's id, and the
-        step's ordinal among the visitor's explicit steps as its profile counts them (a
-        duplicate was stored before: nothing to wait for)."""
-        number = await service.profiles.journey_step_number(event.user_fingerprint, event.event_id,
-                                                            timeout=0 if duplicate else 1.0)
+        step's ordinal among the visitor's explicit steps as its stored events count them
+        (a duplicate's is the count of now)."""
+        number = await service.profiles.journey_step_number(event.user_fingerprint)
         return {"journeyId": event.event_id, "sequenceNumber": number}
 
     @app.post("/api/analytics/track/journey")
