@@ -123,7 +123,9 @@ class Service:
             max_share=settings.scoring.max_share, rescore_interval=settings.scoring.rescore_interval,
         )
         profiles = ProfilesActor(
-            new_storage(), batcher.subscribe(), reader=new_storage(), leases=new_storage(), scorer=to_scorer,
+            new_storage(), batcher.subscribe(), reader=new_storage(), leases=new_storage(),
+            listener=new_storage() if storage.announces_log else None,
+            scorer=to_scorer,
             stop_writer=new_storage() if storage.parallel_writes else None, partitions=p.partitions,
             lease_ttl=p.lease_ttl, poll_interval=p.poll_interval, idle_timeout=p.idle_timeout,
             max_active=p.max_active, flush_interval=p.flush_interval, max_write_share=p.max_write_share,

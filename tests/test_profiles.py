@@ -207,6 +207,25 @@ async def test_two_owners_share_the_partitions_and_a_survivor_takes_over(postgre
         assert query(postgres_url, PROFILE, (f"v{n}",)) == [(10, 2, 0)]
 
 
+async def test_events_stored_for_another_owner_are_announced_to_it(postgres_url):
+    """Owners are told of events stored for them elsewhere (PostgreSQL NOTIFY) and read the log
+    at once, long before their next poll."""
+    async with open_storage(postgres_url) as first, open_storage(postgres_url) as second, \
+            open_storage(postgres_url) as b_listener:
+        await first.migrate()
+        a = Rig(first, poll_interval=30)  # stores, owns nothing at first
+        b = Rig(second, poll_interval=30, listener=b_listener)  # owns everything
+        async with trio.open_nursery() as nursery:
+            await nursery.start(b.actor.run)
+            await nursery.start(a.actor.run)
+            a.actor._cursors.clear()  # as if b owned every partition: what a stores is b's
+            await a.feed([visit("told", n) for n in range(3)])
+            await until(lambda: b.actor.stats.applied_events == 3, timeout=2)
+            await until(lambda: counted(postgres_url) == 3, timeout=2)
+            assert b.actor.stats.replayed_events == 3
+            nursery.cancel_scope.cancel()
+
+
 async def test_a_passivated_visitor_keeps_its_pending_events(storage, storage_url):
     rig = Rig(storage, max_active=1, flush_interval=60)
     async with trio.open_nursery() as nursery:

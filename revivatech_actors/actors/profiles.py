@@ -87,6 +87,9 @@ SLICE_EVENTS = 500
 #: Events applied from the log and not yet written past which writes are urgent: a backlog (a
 #: restart's replay, partitions taken over) is state that lags the events, to be written at once.
 REPLAY_BACKLOG = 10_000
+#: Seconds between two announcements of events stored for partitions owned elsewhere: their
+#: owners read the log then rather than at their next poll.
+ANNOUNCE_INTERVAL = 0.05
 #: Lease rounds per ``lease_ttl``: a lease survives two failed renewals in a row.
 LEASE_ROUNDS_PER_TTL = 3
 
@@ -166,14 +169,16 @@ class ProfilesActor:
 
     ``storage`` is this actor's own (writes never queue behind event writes); ``reader`` serves
     the log reads, insights and journeys; ``leases`` the lease rounds (never behind a long
-    write); ``scorer`` hears of every written profile; ``stop_writer``, when given, writes
-    chunks beside ``storage`` while stopping (see ``write``).
+    write) and announcements; ``listener`` waits for other processes' announcements, on an
+    engine that has them; ``scorer`` hears of every written profile; ``stop_writer``, when
+    given, writes chunks beside ``storage`` while stopping (see ``write``).
     """
 
     storage: Storage
     inbox: trio.MemoryReceiveChannel[StoredBatch]
     reader: Storage | None = None
     leases: Storage | None = None
+    listener: Storage | None = None
     scorer: trio.MemorySendChannel[list[str]] | None = None
     stop_writer: Storage | None = None
     partitions: int = 64
@@ -202,6 +207,7 @@ class ProfilesActor:
     _wake_writer: trio.CancelScope | None = attrs.field(init=False, default=None)
     _wake_router: trio.CancelScope | None = attrs.field(init=False, default=None)
     _poll_now: bool = attrs.field(init=False, default=True)
+    _foreign: bool = attrs.field(init=False, default=False)  # events for partitions owned elsewhere, not announced yet
     _writer_done: trio.Event = attrs.field(init=False, factory=trio.Event)
     # Held while a batch or a page of the log is applied, slice by slice, until its transactions
     # are marked: a write never takes a partition's events and position in between.
@@ -305,6 +311,10 @@ class ProfilesActor:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._write_periodically)
                 nursery.start_soon(self._keep_leases)
+                if self.listener is not None and self.listener.announces_log:
+                    nursery.start_soon(self._listen)
+                if leases.announces_log:
+                    nursery.start_soon(self._announce)
                 task_status.started()
                 await self._route()
                 self._stopping = True
@@ -338,7 +348,7 @@ class ProfilesActor:
         self._writer_done = trio.Event()
 
     def _extra_storages(self) -> list[Storage]:
-        return [s for s in (self.reader, self.leases, self.stop_writer) if s is not None]
+        return [s for s in (self.reader, self.leases, self.listener, self.stop_writer) if s is not None]
 
     async def _route(self) -> None:
         next_idle_check = trio.current_time() + min(self.idle_timeout, 1.0)
@@ -405,7 +415,9 @@ class ProfilesActor:
                 cursor = takes[partition]
             else:
                 cursor = cursors.get(partition)
-                if cursor is not None and cursor.covers(txn):
+                if cursor is None:
+                    self._foreign = True
+                elif cursor.covers(txn):
                     cursor = None
                 takes[partition] = cursor
             if cursor is not None and cursors.get(partition) is cursor:  # not lost between slices
@@ -490,6 +502,31 @@ class ProfilesActor:
             cursor = cursors.get(partition)
             if cursor is not None and cursor.epoch == epoch:
                 cursor.advance(page.horizon, noted=bool(page.entries))
+
+    async def _listen(self) -> None:
+        """Read the log as soon as another process announces events (polling stays the fallback)."""
+        assert self.listener is not None
+        while True:
+            try:
+                # short waits: a stop waits for the one in progress (it holds a worker thread)
+                if await self.listener.wait_for_log(min(self.poll_interval, 0.25)):
+                    self._poll_soon()
+            except StorageError as exc:
+                logger.warning("waiting for announcements of stored events failed, will retry: %s", exc)
+                await trio.sleep(self.poll_interval)
+
+    async def _announce(self) -> None:
+        """Announce, at most every ``ANNOUNCE_INTERVAL``, that events were stored here for
+        partitions owned elsewhere."""
+        while True:
+            await trio.sleep(ANNOUNCE_INTERVAL)
+            if self._foreign:
+                self._foreign = False
+                try:
+                    await self._lease_storage.announce_log()
+                except StorageError as exc:
+                    # the owners read the log at their next poll anyway; the lease rounds report outages
+                    logger.debug("announcing stored events failed: %s", exc)
 
     def _poll_soon(self) -> None:
         self._poll_now = True

@@ -22,6 +22,7 @@ import json
 import uuid
 import logging
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
 from importlib.resources.abc import Traversable
@@ -175,6 +176,8 @@ class Storage(abc.ABC):
     #: Whether writes from several instances (connections) to this engine run at once rather
     #: than waiting for one another; the profiles actor's last write at a stop uses a second one.
     parallel_writes: ClassVar[bool] = False
+    #: Whether processes can tell one another of stored events (``announce_log``, ``wait_for_log``).
+    announces_log: ClassVar[bool] = False
     #: Exceptions of the driver, translated to StorageError by ``_translate_error``.
     _driver_errors: ClassVar[tuple[type[Exception], ...]]
     #: Errors meaning "the database refuses these rows" (not "the database is unreachable"):
@@ -466,6 +469,24 @@ class Storage(abc.ABC):
         if not cursors:
             return LogPage([], 0)
         return await self._on_writer(lambda conn: self._read_log_blocking(conn, list(cursors), partitions, limit))
+
+    async def announce_log(self) -> None:
+        """Tell the other processes on this database that events were stored for partitions
+        they may own (``wait_for_log``); a no-op on engines without announcements."""
+        await self._on_writer(self._announce_log_blocking)
+
+    async def wait_for_log(self, timeout: float) -> bool:
+        """Wait at most ``timeout`` seconds for another process's ``announce_log``; True if one
+        came. Uses this storage's connection for nothing else meanwhile: give it a storage of its
+        own. Engines without announcements just wait and return False."""
+        return await self._on_writer(lambda conn: self._wait_for_log_blocking(conn, timeout))
+
+    def _announce_log_blocking(self, conn: Any) -> None:
+        """Nothing to announce to: the default."""
+
+    def _wait_for_log_blocking(self, conn: Any, timeout: float) -> bool:
+        time.sleep(timeout)  # nobody announces anything here
+        return False
 
     async def visitor_view(self, user_fingerprint: str, partition: int) -> VisitorView:
         """The visitor's stored rows and the log events they do not reflect yet (of its

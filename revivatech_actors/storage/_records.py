@@ -12,7 +12,7 @@ from typing import Any
 
 import attrs
 
-from ..domain.profiles import ProfileDelta, ProfileState, Touch, journey_rows
+from ..domain.profiles import ProfileDelta, ProfileState, Touch
 from ..domain.validation import DETAIL_FIELDS
 from ..messages import Event
 from ..domain.sessions import SessionDelta

@@ -22,6 +22,7 @@ import logging
 import math
 import os
 import sys
+import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -425,6 +426,11 @@ UNION ALL SELECT 'day', day::text FROM visitor_active_days WHERE user_fingerprin
 """
 
 
+#: The notification channel on which a process announces events stored for partitions other
+#: processes may own (``Storage.announce_log``): their owners read the log at once instead of at
+#: their next poll. Channels are per database, like the tables.
+LOG_CHANNEL = "revivatech_event_log"
+
 #: Key of the transaction-level advisory lock that serialises changes to the set of partitions.
 PARTITIONS_LOCK_KEY = int.from_bytes(hashlib.sha256(b"revivatech_actors.profile_partitions").digest()[:8], "big", signed=True)
 
@@ -485,6 +491,7 @@ class PostgresStorage(Storage):
     engine = "postgresql"
     migrations_folder = "postgres"
     parallel_writes = True
+    announces_log = True
     _driver_errors = (psycopg.Error,)
     # DataError covers what psycopg refuses client-side too (e.g. a NUL character in text).
     _row_errors = (psycopg.DataError, psycopg.IntegrityError)
@@ -498,6 +505,7 @@ class PostgresStorage(Storage):
             msg = f"invalid PostgreSQL URL {mask_password(url)!r}: {first_line(exc)}"
             raise ValueError(msg) from None
         self._params = params
+        self._listening: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()  # connections that LISTEN
         host = params.get("host") or os.environ.get("PGHOST") or "localhost"
         port = params.get("port") or os.environ.get("PGPORT") or "5432"
         self._host_port = f"{host}:{port}"
@@ -818,6 +826,19 @@ class PostgresStorage(Storage):
         with conn.transaction():
             conn.execute("UPDATE profile_partitions SET owner = NULL, lease_until = NULL WHERE owner = %s", (owner,))
             conn.execute("DELETE FROM profile_owners WHERE owner = %s", (owner,))
+
+    def _announce_log_blocking(self, conn: psycopg.Connection[Any]) -> None:
+        conn.execute("SELECT pg_notify(%s, '')", (LOG_CHANNEL,))
+
+    def _wait_for_log_blocking(self, conn: psycopg.Connection[Any], timeout: float) -> bool:
+        if conn not in self._listening:  # a new connection (the first, or after a reconnect)
+            conn.execute(f"LISTEN {LOG_CHANNEL}")
+            self._listening.add(conn)
+        for _ in conn.notifies(timeout=timeout, stop_after=1):
+            for _ in conn.notifies(timeout=0):  # what else came: one wake-up is enough
+                pass
+            return True
+        return False
 
     def _log_horizon(self, conn: psycopg.Connection[Any]) -> int:
         # The oldest transaction still running when this statement began: every smaller one has

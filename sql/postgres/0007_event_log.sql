@@ -6,7 +6,9 @@
 -- log_txn and are not replayed: the profiles already counted them.
 ALTER TABLE analytics_events ADD COLUMN log_txn xid8, ADD COLUMN log_slot integer, ADD COLUMN log_seq integer;
 ALTER TABLE analytics_events ALTER COLUMN log_txn SET DEFAULT pg_current_xact_id();
-CREATE INDEX analytics_events_log_idx ON analytics_events (log_txn);
+-- The slot as the second column: a visitor's events since a position are found inside the index
+-- (log_slot checked there), without visiting the rows of other visitors.
+CREATE INDEX analytics_events_log_idx ON analytics_events (log_txn, log_slot);
 
 -- One row per partition: how far the derived state (profiles, days, sessions, journeys) has
 -- applied the log, written in the same transaction as that state, and who owns the partition.

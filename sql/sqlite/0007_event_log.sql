@@ -4,7 +4,7 @@
 ALTER TABLE analytics_events ADD COLUMN log_txn INTEGER;
 ALTER TABLE analytics_events ADD COLUMN log_slot INTEGER;
 ALTER TABLE analytics_events ADD COLUMN log_seq INTEGER;
-CREATE INDEX analytics_events_log_idx ON analytics_events (log_txn);
+CREATE INDEX analytics_events_log_idx ON analytics_events (log_txn, log_slot);
 
 CREATE TABLE event_log_clock (
     id       INTEGER PRIMARY KEY CHECK (id = 1),
