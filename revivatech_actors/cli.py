@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import os
 import secrets
 import sys
 
@@ -13,7 +14,7 @@ import trio
 from . import __version__
 from .bench import add_arguments as add_bench_arguments
 from .bench import run as run_bench
-from .config import ConfigError, Settings, load_settings, render_toml, settings_as_dict
+from .config import ConfigError, Settings, env_var_name, load_settings, render_toml, settings_as_dict
 
 __all__ = ["main"]
 
@@ -48,6 +49,11 @@ def _parser() -> argparse.ArgumentParser:
     _add_config_argument(serve)
     serve.add_argument("--host", help="address to listen on (overrides web.host)")
     serve.add_argument("--port", help="TCP port to listen on (overrides web.port)")
+    serve.add_argument("--workers", metavar="N",
+                       help="processes serving the port, each a whole service (overrides web.workers; "
+                            "more than 1 needs PostgreSQL and Redis)")
+    # Set by the parent of `serve --workers N` on the processes it starts: serve as worker INDEX.
+    serve.add_argument("--worker", type=int, metavar="INDEX", help=argparse.SUPPRESS)
 
     migrate = commands.add_parser("migrate", help="apply pending database migrations and exit")
     _add_config_argument(migrate)
@@ -83,58 +89,114 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging(level: str) -> None:
+def _configure_logging(level: str, *, worker: int | None = None) -> None:
+    # A worker of `serve --workers N` names itself on every line: they all write to one stderr.
+    who = "" if worker is None else f"worker-{worker}[%(process)d] "
     logging.basicConfig(
         level=level.upper(),
         stream=sys.stderr,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        format=f"%(asctime)s %(levelname)-7s {who}%(name)s: %(message)s",
     )
 
 
-def _serve(settings: Settings) -> int:
+def _admin_tokens(settings: Settings) -> tuple[str, ...]:
+    """The configured admin tokens, or one generated for this run and printed once to stderr."""
+    if settings.auth.admin_tokens:
+        return settings.auth.admin_tokens
+    generated = secrets.token_urlsafe(32)
+    # Printed once, like Jupyter's token: the first run is usable and still closed.
+    print(
+        "No admin token is configured (auth.admin_tokens / REVIVATECH_AUTH_ADMIN_TOKENS).\n"
+        "Generated one for this run; admin endpoints and the WebSocket need it:\n"
+        f"    Authorization: Bearer {generated}\n",
+        file=sys.stderr,
+        flush=True,
+    )
+    return (generated,)
+
+
+def _serve(settings: Settings, *, worker: int | None = None) -> int:
+    """Run the service in this process; ``worker`` is its index under `serve --workers N`."""
     from .service import Service, serve_until_signalled
 
-    tokens = settings.auth.admin_tokens
-    if not tokens:
-        generated = secrets.token_urlsafe(32)
-        tokens = (generated,)
-        # Printed once, like Jupyter's token: the first run is usable and still closed.
-        print(
-            "No admin token is configured (auth.admin_tokens / REVIVATECH_AUTH_ADMIN_TOKENS).\n"
-            "Generated one for this run; admin endpoints and the WebSocket need it:\n"
-            f"    Authorization: Bearer {generated}\n",
-            file=sys.stderr,
-            flush=True,
-        )
-    service = Service.build(settings, tokens)
+    # A worker's tokens come from its parent (the environment), so it never prints one.
+    service = Service.build(settings, _admin_tokens(settings), worker=worker)
     # Python's cyclic collector, at its default thresholds, runs every 700 allocations: a large
     # share of request handling in the measurements behind docs/performance.md. Objects here
     # are short-lived and freed by reference counting, so collect far less often.
     gc.set_threshold(*GC_THRESHOLDS)
     gc.freeze()  # what start-up allocated lives as long as the process: never scan it again
-    return trio.run(serve_until_signalled, service)
+    if worker is None:
+        return trio.run(serve_until_signalled, service)
+    from .workers import run_as_worker
+
+    return trio.run(run_as_worker, lambda: serve_until_signalled(service))
 
 
-def _migrate(settings: Settings) -> int:
-    from .storage import StorageError, open_storage
+def _serve_workers(settings: Settings, args: argparse.Namespace) -> int:
+    """`serve --workers N`, N > 1: apply migrations once, then keep N worker processes running
+    (revivatech_actors.workers). This process never builds the service itself."""
+    from .storage import StorageError
+    from .workers import STOP_MARGIN, WorkerPool, listen_problem, serve_workers
+
+    web = settings.web
+    problem = listen_problem(web.host, web.port)
+    if problem is not None:
+        print(f"revivatech-actors: {problem}", file=sys.stderr)
+        return 1
+    env = dict(os.environ)
+    if not settings.auth.admin_tokens:  # one token for every worker, printed once, here
+        env[env_var_name("auth", "admin_tokens")] = _admin_tokens(settings)[0]
+    # The worker reads the same files and environment; these make its settings the parent's.
+    passed = [arg for name in ("config", "host", "port", "workers") if getattr(args, name) is not None
+              for arg in (f"--{name}", getattr(args, name))]
+
+    def command(index: int) -> list[str]:
+        return [sys.executable, "-m", "revivatech_actors", "serve", *passed, "--worker", str(index)]
+
+    pool = WorkerPool(command, web.workers, env, stop_deadline=settings.shutdown.timeout + STOP_MARGIN)
 
     async def run() -> int:
-        storage = open_storage(settings.storage.url, connect_timeout=settings.storage.connect_timeout)
         try:
-            await storage.open()
-            applied = await storage.migrate()
-            known = await storage.applied_migrations()
+            applied, _, where = await _apply_migrations(settings)
         except StorageError as exc:
             print(f"revivatech-actors: migrate failed: {exc}", file=sys.stderr)
             return 1
-        finally:
-            await storage.close()
-        for migration in applied:
-            print(f"applied {migration.version:04d}_{migration.name}")
-        print(f"{storage.url_for_display}: {len(known)} migration(s) applied, {len(applied)} new")
-        return 0
+        logger.info("%s: %d migration(s) applied; starting %d workers on %s:%d (SO_REUSEPORT)",
+                    where, len(applied), web.workers, web.host, web.port)
+        return await serve_workers(pool)
 
     return trio.run(run)
+
+
+async def _apply_migrations(settings: Settings) -> tuple[list, list, str]:
+    """Apply pending migrations: (those applied now, all applied, the database as logs show it).
+
+    Raises:
+        StorageError: the database cannot be reached or a migration failed.
+    """
+    from .storage import open_storage
+
+    storage = open_storage(settings.storage.url, connect_timeout=settings.storage.connect_timeout)
+    try:
+        await storage.open()
+        return await storage.migrate(), await storage.applied_migrations(), storage.url_for_display
+    finally:
+        await storage.close()
+
+
+def _migrate(settings: Settings) -> int:
+    from .storage import StorageError
+
+    try:
+        applied, known, where = trio.run(_apply_migrations, settings)
+    except StorageError as exc:
+        print(f"revivatech-actors: migrate failed: {exc}", file=sys.stderr)
+        return 1
+    for migration in applied:
+        print(f"applied {migration.version:04d}_{migration.name}")
+    print(f"{where}: {len(known)} migration(s) applied, {len(applied)} new")
+    return 0
 
 
 def _import_original(settings: Settings, args: argparse.Namespace) -> int:
@@ -175,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_bench(args)  # a client of a running server: its own configuration is not read
     overrides = {}
     if args.command == "serve":
-        overrides = {"web.host": args.host, "web.port": args.port}
+        overrides = {"web.host": args.host, "web.port": args.port, "web.workers": args.workers}
     try:
         settings = load_settings(args.config, overrides=overrides)
     except ConfigError as exc:
@@ -189,10 +251,12 @@ def main(argv: list[str] | None = None) -> int:
         verbose = args.verbose or settings.log.level in ("warning", "error")
         _configure_logging(settings.log.level if verbose else "warning")
         return _import_original(settings, args)
-    _configure_logging(settings.log.level)
+    _configure_logging(settings.log.level, worker=getattr(args, "worker", None))
     if args.command == "migrate":
         return _migrate(settings)
-    return _serve(settings)
+    if args.worker is None and settings.web.workers > 1:
+        return _serve_workers(settings, args)
+    return _serve(settings, worker=args.worker)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ CONFIG_ENV_VAR = "REVIVATECH_CONFIG"
 RESERVED_ENV_PREFIXES = ("REVIVATECH_TEST_", "REVIVATECH_BENCH_")
 # How the shipped defaults are named in error messages.
 DEFAULTS_SOURCE = "default.toml"
-# How values from load_settings(overrides=...) (the CLI's serve --host/--port) are named.
+# How values from load_settings(overrides=...) (the CLI's serve --host/--port/--workers) are named.
 OVERRIDE_SOURCE = "override"
 # Shown instead of a secret; one per admin token so an operator sees how many are set.
 MASK = "***"
@@ -245,6 +245,9 @@ class WebSettings:
     """[web]: where the HTTP / WebSocket server listens."""
     host: str = _rule("must be a non-empty string", lambda v: bool(v.strip()))
     port: int = _int(1, 65535)
+    #: Processes serving the port (SO_REUSEPORT), each a whole service; more than 1 needs
+    #: PostgreSQL and Redis (checked by the loader, see _workers_problem).
+    workers: int = _int(1)
     access_log: bool  # log one line per request
     #: Reverse proxies whose X-Forwarded-For is believed (addresses or CIDRs).
     trusted_proxies: tuple[str, ...] = attrs.field(
@@ -485,6 +488,23 @@ class Settings:
     funnel: FunnelSettings
 
 
+def _workers_problem(settings: Settings) -> str | None:
+    """Why ``web.workers`` cannot work with the other settings, or None. Several worker processes
+    write to one database and must see the same realtime figures: one SQLite file cannot take
+    several processes' writes, and without Redis each worker would count and broadcast only what
+    it ingested itself."""
+    workers = settings.web.workers
+    if workers == 1:
+        return None
+    if settings.storage.url.lower().startswith("sqlite:"):
+        return ("more than 1 needs PostgreSQL storage (storage.url is SQLite, whose one file cannot take "
+                f"several processes' writes), got {workers}")
+    if not settings.redis.url:
+        return ("more than 1 needs redis.url (without Redis each worker would count its own realtime figures "
+                f"and send its own live updates), got {workers}")
+    return None
+
+
 def env_var_name(section: str, key: str) -> str:
     """The variable for ``section.key``: ``env_var_name("web", "port") == "REVIVATECH_WEB_PORT"``."""
     return f"{ENV_PREFIX}{section}_{key}".upper()
@@ -573,7 +593,8 @@ def load_settings(config_file: str | os.PathLike | None = None, environ: Mapping
 
     Raises:
         ConfigError: for an unreadable file, invalid TOML, an unknown section, key or
-            ``REVIVATECH_*`` variable, a wrong type or an impossible value — the first one found.
+            ``REVIVATECH_*`` variable, a wrong type or an impossible value (alone, or together
+            with other settings: ``web.workers`` > 1 without PostgreSQL or Redis) — the first one found.
     """
     environ = os.environ if environ is None else environ
     if config_file is None:
@@ -606,7 +627,11 @@ def load_settings(config_file: str | os.PathLike | None = None, environ: Mapping
                 **{key: values[section, key][0] for key in fields})
         except _Invalid as exc:
             raise ConfigError(f"{section}.{exc.name}", exc.problem, values[section, exc.name][1]) from None
-    return Settings(**built)
+    settings = Settings(**built)
+    problem = _workers_problem(settings)
+    if problem is not None:
+        raise ConfigError("web.workers", problem, values["web", "workers"][1])
+    return settings
 
 
 def _mask_url(url: str) -> str:

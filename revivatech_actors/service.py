@@ -91,14 +91,20 @@ class Service:
     broadcaster: BroadcasterActor
     redis: RedisConnection | None
     answer_cache: AnswerCache
+    #: This process's index among the workers of `serve --workers N` (1 to N); None when the
+    #: process serves alone.
+    worker: int | None = None
     web: WebServer | None = attrs.field(init=False)  # None when built without it (web=False)
     root: Supervisor = attrs.field(init=False)
     started_at: float = attrs.field(init=False, factory=time.time)
 
     @classmethod
-    def build(cls, settings: Settings, admin_tokens: tuple[str, ...], *, web: bool = True) -> Service:
+    def build(cls, settings: Settings, admin_tokens: tuple[str, ...], *, web: bool = True,
+              worker: int | None = None) -> Service:
         """The service of ``settings``. ``web=False`` leaves the web server out of the tree (no
-        port is listened on): for the pipeline run in-process, as ``import-original`` does."""
+        port is listened on): for the pipeline run in-process, as ``import-original`` does.
+        ``worker`` (1 to N) makes it worker ``worker`` of `serve --workers N`: its web server
+        shares the port with the other workers' (SO_REUSEPORT)."""
         def new_storage() -> Storage:
             # One instance per actor that writes: each has its own connections.
             return open_storage(
@@ -165,6 +171,7 @@ class Service:
             redis=redis,
             answer_cache=(RedisCache(redis, settings.redis.key_prefix + "cache:") if redis is not None
                           else LocalCache()),
+            worker=worker,
         )
         metrics.started_at = service.started_at
 
@@ -182,6 +189,7 @@ class Service:
             graceful_timeout=sup.child_shutdown_timeout * WEB_GRACE_SHARE,
             access_log=settings.web.access_log,
             websocket_ping_interval=b.ping_interval,
+            reuse_port=worker is not None,
         ) if web else None
         timeout = sup.child_shutdown_timeout
         service.root = Supervisor(

@@ -1,4 +1,5 @@
-"""Test helpers: build events, and read a database directly (independently of the code under test)."""
+"""Test helpers: build events, read a database directly (independently of the code under test),
+and tell whether a process still runs."""
 
 from __future__ import annotations
 
@@ -35,3 +36,12 @@ def query(url: str, sql: str, params: tuple = ()) -> list[tuple]:
 
     with psycopg.connect(url) as conn:
         return conn.execute(sql, params).fetchall()
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (Linux /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

@@ -20,7 +20,7 @@ TOKEN_A = "tok-aaaaaaaaaaaaaaaa"  # 20 characters
 TOKEN_B = "tok-bbbbbbbbbbbbbbbbbbbb"  # 24 characters
 
 EXPECTED_DEFAULTS = {
-    "web": {"host": "127.0.0.1", "port": 3011, "access_log": False, "trusted_proxies": []},
+    "web": {"host": "127.0.0.1", "port": 3011, "workers": 1, "access_log": False, "trusted_proxies": []},
     "storage": {"url": "sqlite:///revivatech.db", "connect_timeout": 5.0, "ping_timeout": 1.0,
                 "health_interval": 2.0},
     "redis": {"url": "", "ping_timeout": 1.0, "key_prefix": "revivatech:"},
@@ -228,7 +228,7 @@ def test_unknown_key_in_file(tmp_path):
     path = write(tmp_path, "[web]\nprot = 1\n")
     err = config_error(config_file=path)
     assert err.key == "web.prot"
-    assert str(err) == f"web.prot: unknown setting (known in [web]: host, port, access_log, trusted_proxies) (from {path})"
+    assert str(err) == f"web.prot: unknown setting (known in [web]: host, port, workers, access_log, trusted_proxies) (from {path})"
 
 
 def test_key_outside_a_section(tmp_path):
@@ -317,6 +317,48 @@ def test_impossible_values(env, key, problem):
     (name,) = env
     assert (err.key, err.problem, err.source) == (key, problem, name)
     assert str(err) == f"{key}: {problem} (from {name})"
+
+
+# --- web.workers, judged with the other settings ------------------------------------------------
+
+POSTGRES = "postgresql://db.example/analytics"
+REDIS = "redis://cache.example:6379/0"
+
+
+def test_several_workers_with_postgresql_and_redis():
+    env = {"REVIVATECH_WEB_WORKERS": "4", "REVIVATECH_STORAGE_URL": POSTGRES, "REVIVATECH_REDIS_URL": REDIS}
+    assert load(environ=env).web.workers == 4
+    assert load(environ=env, overrides={"web.workers": "1"}).web.workers == 1
+
+
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        ({"REVIVATECH_REDIS_URL": REDIS},
+         "more than 1 needs PostgreSQL storage (storage.url is SQLite, whose one file cannot take several "
+         "processes' writes), got 2"),
+        ({"REVIVATECH_STORAGE_URL": POSTGRES},
+         "more than 1 needs redis.url (without Redis each worker would count its own realtime figures and "
+         "send its own live updates), got 2"),
+        ({}, "more than 1 needs PostgreSQL storage (storage.url is SQLite, whose one file cannot take several "
+             "processes' writes), got 2"),  # both missing: the storage is named first
+    ],
+)
+def test_several_workers_need_postgresql_and_redis(env, problem):
+    err = config_error(environ={**env, "REVIVATECH_WEB_WORKERS": "2"})
+    assert (err.key, err.problem, err.source) == ("web.workers", problem, "REVIVATECH_WEB_WORKERS")
+    err = config_error(environ=env, overrides={"web.workers": "2"})
+    assert (err.key, err.source) == ("web.workers", "override")
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [("0", "must be an integer >= 1, got 0"), ("-1", "must be an integer >= 1, got -1"),
+     ("two", "must be an integer >= 1, got 'two'"), ("1.5", "must be an integer >= 1, got '1.5'")],
+)
+def test_workers_must_be_a_whole_number_from_one(text, problem):
+    err = config_error(environ={"REVIVATECH_WEB_WORKERS": text})
+    assert (err.key, err.problem) == ("web.workers", problem)
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 from quart import Quart, request
@@ -82,6 +83,8 @@ def register_health_routes(app: Quart, service: Service, auth: AdminAuth) -> Non
             "uptimeSeconds": round(snapshot.uptime_seconds, 3),
             "storageEngine": snapshot.storage_engine,
             "eventLoopLagMs": snapshot.loop_lag_ms,
+            "pid": os.getpid(),
+            "worker": service.worker,
             "checks": {
                 "database": _probe_json(snapshot.database, detailed=detailed),
                 "redis": _probe_json(snapshot.redis, detailed=detailed),
@@ -103,7 +106,8 @@ def register_health_routes(app: Quart, service: Service, auth: AdminAuth) -> Non
     async def actors():
         stats = {"profiles": service.profiles.stats_json(), "scorer": service.scorer.stats_json(),
                  "broadcaster": service.broadcaster.stats_json()}
-        return json_response({"success": True, "data": actor_status_json(service.actor_tree()), "stats": stats})
+        return json_response({"success": True, "data": actor_status_json(service.actor_tree()), "stats": stats,
+                              "pid": os.getpid(), "worker": service.worker})
 
     if service.settings.faults.enabled:
 

@@ -88,6 +88,14 @@ def serve(tmp_path):
         process.stop()
 
 
+def run_cli(*args: str, cwd, **env: str) -> subprocess.CompletedProcess:
+    """``revivatech-actors *args`` to its end, with ``env`` as its only REVIVATECH_* settings."""
+    return subprocess.run(
+        [sys.executable, "-m", "revivatech_actors", *args],
+        cwd=cwd, env=service_env(**env), capture_output=True, text=True, timeout=30,
+    )
+
+
 def ws_url(server: ServeProcess, token: str | None = ADMIN_TOKEN) -> str:
     """The live feed's URL on ``server``, with ``?token=`` unless ``token`` is None."""
     url = server.base_url.replace("http://", "ws://") + "/api/analytics/ws"

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import re
 import signal
-import subprocess
-import sys
 import time
 
 import httpx
 import pytest
 
-from .conftest import ADMIN_TOKEN, service_env
+from .conftest import ADMIN_TOKEN, run_cli, service_env
 
 pytestmark = pytest.mark.e2e
 
@@ -100,13 +98,6 @@ def test_unreachable_database_makes_the_supervisor_give_up_and_exit_non_zero(ser
     assert server.wait_exit(timeout=30) == 1
     output = server.output()
     assert "gave up" in output and "'storage'" in output
-
-
-def run_cli(*args: str, cwd, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "revivatech_actors", *args],
-        cwd=cwd, env=service_env(**env), capture_output=True, text=True, timeout=30,
-    )
 
 
 @pytest.mark.parametrize(
