@@ -834,11 +834,8 @@ class PostgresStorage(Storage):
         if conn not in self._listening:  # a new connection (the first, or after a reconnect)
             conn.execute(f"LISTEN {LOG_CHANNEL}")
             self._listening.add(conn)
-        for _ in conn.notifies(timeout=timeout, stop_after=1):
-            for _ in conn.notifies(timeout=0):  # what else came: one wake-up is enough
-                pass
-            return True
-        return False
+        # each announcement queued meanwhile wakes a later call at once; the owner coalesces them
+        return any(True for _ in conn.notifies(timeout=timeout, stop_after=1))
 
     def _log_horizon(self, conn: psycopg.Connection[Any]) -> int:
         # The oldest transaction still running when this statement began: every smaller one has
