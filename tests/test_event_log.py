@@ -121,6 +121,8 @@ async def test_events_come_back_in_log_order_whole_transactions_by_page(storage)
     assert not rest.more and [e.event_id for e in rest.entries] == [e.event_id for b in batches[2:] for e in b]
     skip = await storage.read_log([position(c, applied=frozenset(txns[:3])) for c in claims], 2)
     assert [e.event_id for e in skip.entries] == [e.event_id for e in batches[3]]
+    skipped = await storage.read_log(positions, 2, skip=[txns[1], txns[2]])  # brought by the fast path
+    assert [e.event_id for e in skipped.entries] == [e.event_id for b in (batches[0], batches[3]) for e in b]
     only = await storage.read_log([position(c) for c in claims if c.partition == partition_of("v1", 2)], 2)
     assert {e.user_fingerprint for e in only.entries} == {f"v{i}" for i in range(5) if partition_of(f"v{i}", 2) == partition_of("v1", 2)}
 
@@ -138,9 +140,10 @@ async def test_a_write_of_derived_state_is_fenced_and_a_retry_is_recognised(stor
     assert await storage.apply_profile_deltas([delta], positions=positions, owner="a") == {}
     assert query(storage_url, "SELECT total_events FROM user_behavior_profiles") == [(3,)]
     # another owner took the partition over (its lease expired): a's late write is refused whole
-    execute(storage_url, "UPDATE profile_partitions SET lease_until = NULL, owner = NULL")
+    execute(storage_url, "UPDATE profile_leases SET lease_until = NULL, owner = NULL")
+    execute(storage_url, "DELETE FROM profile_owners WHERE owner = 'a'")
     taken = (await storage.lease_round("b", partitions=2, ttl=30)).claimed
-    assert {c.epoch for c in taken} == {2}
+    assert {c.partition: c.epoch for c in taken} == {0: 2, 1: 2}
     with pytest.raises(LeaseLost) as lost:
         await storage.apply_profile_deltas([delta], positions=[position(mine, writes=1)], owner="a")
     assert lost.value.partitions == {mine.partition}
@@ -158,12 +161,12 @@ async def test_leases_are_shared_renewed_taken_over_and_given_up(storage, storag
     second = await storage.lease_round("b", partitions=8, ttl=30)
     assert sorted(second.owned) == [4, 5, 6, 7] and {c.epoch for c in second.claimed} == {2}
     # a stops renewing: once its leases expire, b takes them at its next round
-    execute(storage_url, "UPDATE profile_partitions SET lease_until = NULL WHERE owner = 'a'")
+    execute(storage_url, "UPDATE profile_leases SET lease_until = NULL WHERE owner = 'a'")
     execute(storage_url, "DELETE FROM profile_owners WHERE owner = 'a'")
     second = await storage.lease_round("b", partitions=8, ttl=30)
     assert sorted(second.owned) == list(range(8)) and second.owners == 1
     await storage.leave("b")
-    assert query(storage_url, "SELECT count(*) FROM profile_partitions WHERE owner IS NOT NULL") == [(0,)]
+    assert query(storage_url, "SELECT count(*) FROM profile_leases WHERE owner IS NOT NULL") == [(0,)]
     assert query(storage_url, "SELECT count(*) FROM profile_owners") == [(0,)]
 
 

@@ -102,7 +102,7 @@ async def test_events_reach_the_profile_row_with_their_partition_position(storag
     assert rows == {"a": 2, "b": 1}
     written = query(storage_url, "SELECT partition FROM profile_partitions WHERE writes > 0")
     assert {partition_of("a", 8), partition_of("b", 8)} <= {p for (p,) in written}
-    assert query(storage_url, "SELECT count(*) FROM profile_partitions WHERE owner IS NOT NULL") == [(0,)]  # left
+    assert query(storage_url, "SELECT count(*) FROM profile_leases WHERE owner IS NOT NULL") == [(0,)]  # left
     assert sorted(from_profiles.receive_nowait()) == ["a", "b"]  # the scorer hears of every written visitor
 
 

@@ -208,6 +208,9 @@ class ProfilesActor:
     _wake_router: trio.CancelScope | None = attrs.field(init=False, default=None)
     _poll_now: bool = attrs.field(init=False, default=True)
     _foreign: bool = attrs.field(init=False, default=False)  # events for partitions owned elsewhere, not announced yet
+    # Transactions the fast path brought whole for every partition owned since: a poll does not
+    # read them again (emptied when a partition is taken, whose cursor they may not cover).
+    _delivered: set[int] = attrs.field(init=False, factory=set)
     _writer_done: trio.Event = attrs.field(init=False, factory=trio.Event)
     # Held while a batch or a page of the log is applied, slice by slice, until its transactions
     # are marked: a write never takes a partition's events and position in between.
@@ -342,6 +345,7 @@ class ProfilesActor:
         self._active.clear()
         self._retiring.clear()
         self._dirty.clear()
+        self._delivered.clear()
         self._to_release.clear()
         self._unwritten_events = self._unwritten_visitors = self._replayed_unwritten = 0
         self._poll_now = True
@@ -391,26 +395,35 @@ class ProfilesActor:
             self._poll_soon()
         else:
             takes: dict[int, Cursor | None] = {}
+            claims = self.stats.partitions_taken
             async with self._applying:
                 for start in range(0, len(events), SLICE_EVENTS):
                     if start:
                         await trio.lowlevel.checkpoint()
                     self._apply(events[start : start + SLICE_EVENTS], txn, takes)
                 self._mark(txn, takes)
+            if self.stats.partitions_taken == claims:  # none taken between slices: whole for every partition
+                self._delivered.add(txn)
         self.activity.record(len(events))
 
     def _apply(self, events: list[Any], txn: int, takes: dict[int, Cursor | None]) -> None:
         """The fast path: ``events`` (of one batch, in order, or a slice of it) stored by log
         transaction ``txn``. Those of partitions owned here whose cursor does not cover ``txn``
         are applied; ``takes`` remembers, per partition, the cursor that takes the batch (None:
-        none does), for ``_mark``."""
+        none does), for ``_mark``. The hot path of the service: ``_receive`` written out inline."""
         now = trio.current_time()
         cursors = self._cursors
+        for partition, cursor in takes.items():  # lost between two slices
+            if cursor is not None and cursors.get(partition) is not cursor:
+                takes[partition] = None
         partitions = self.partitions
-        receive = self._receive
+        active = self._active
+        dirty_of = self._dirty
+        applied = new_visitors = 0
         for event in events:
             fp = event.user_fingerprint
-            partition = slot_of(fp) % partitions
+            actor = active.get(fp)
+            partition = slot_of(fp) % partitions if actor is None else actor.partition
             if partition in takes:
                 cursor = takes[partition]
             else:
@@ -420,8 +433,22 @@ class ProfilesActor:
                 elif cursor.covers(txn):
                     cursor = None
                 takes[partition] = cursor
-            if cursor is not None and cursors.get(partition) is cursor:  # not lost between slices
-                receive(fp, partition, touch_of(event), now)
+            if cursor is None:
+                continue
+            if actor is not None:
+                active.move_to_end(fp)  # most recently used
+            else:
+                actor = self._activate(fp, partition)
+            applied += 1
+            if actor.receive(touch_of(event), now):
+                new_visitors += 1
+                dirty = dirty_of.get(partition)
+                if dirty is None:
+                    dirty = dirty_of[partition] = {}
+                dirty[fp] = actor
+        self.stats.applied_events += applied
+        self._unwritten_events += applied
+        self._unwritten_visitors += new_visitors
         self._after_receiving()
 
     def _mark(self, txn: int, takes: dict[int, Cursor | None]) -> None:
@@ -430,16 +457,22 @@ class ProfilesActor:
             if cursor is not None and self._cursors.get(partition) is cursor:
                 cursor.mark(txn)
 
+    def _activate(self, fp: str, partition: int) -> VisitorActor:
+        """The visitor's actor, made active: back from retiring, or new."""
+        actor = self._retiring.pop(fp, None)
+        if actor is None:
+            actor = VisitorActor(fp, partition)
+            self.stats.activations += 1
+        self._active[fp] = actor
+        return actor
+
     def _receive(self, fp: str, partition: int, touch: Touch, now: float) -> None:
+        """Hand ``touch`` to the visitor's actor (``_apply`` does the same, inline)."""
         actor = self._active.get(fp)
         if actor is not None:
             self._active.move_to_end(fp)  # most recently used
         else:
-            actor = self._retiring.pop(fp, None)
-            if actor is None:
-                actor = VisitorActor(fp, partition)
-                self.stats.activations += 1
-            self._active[fp] = actor
+            actor = self._activate(fp, partition)
         self.stats.applied_events += 1
         if actor.receive(touch, now):
             self._unwritten_visitors += 1
@@ -462,8 +495,10 @@ class ProfilesActor:
         while self._cursors:
             epochs = {p: c.epoch for p, c in self._cursors.items()}
             positions = [_position_of(c) for c in self._cursors.values()]
+            low = min(c.horizon for c in positions)
+            self._delivered = {txn for txn in self._delivered if txn >= low}
             try:
-                page = await self.reader_storage.read_log(positions, self.partitions)
+                page = await self.reader_storage.read_log(positions, self.partitions, skip=self._delivered)
             except StorageError as exc:
                 logger.warning("reading the event log failed, will retry: %s", exc)
                 return
@@ -577,6 +612,8 @@ class ProfilesActor:
             if result.owned.get(partition) != cursor.epoch:
                 self._lose(partition, "taken over by another instance")
         claimed = {claim.partition for claim in result.claimed}
+        if claimed:
+            self._delivered.clear()
         for claim in result.claimed:
             self._cursors[claim.partition] = Cursor(claim.partition, claim.horizon, set(claim.applied),
                                                     epoch=claim.epoch, writes=claim.writes)

@@ -153,6 +153,23 @@ def first_line(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+def _ranges_between(low: int, high: int, skip: list[int]) -> list[tuple[int, int]]:
+    """``[low, high)`` without the (sorted) transactions of ``skip``, as ordered ranges."""
+    ranges = []
+    start = low
+    for txn in skip:
+        if txn < start:
+            continue
+        if txn >= high:
+            break
+        if txn > start:
+            ranges.append((start, txn))
+        start = txn + 1
+    if start < high:
+        ranges.append((start, high))
+    return ranges
+
+
 class _Fenced(Exception):
     """Rolls back a write of derived state whose partitions moved on (see LeaseLost)."""
 
@@ -461,14 +478,19 @@ class Storage(abc.ABC):
         await self._on_writer(lambda conn: self._leave_blocking(conn, owner))
 
     async def read_log(self, cursors: Sequence[PartitionPosition], partitions: int, *,
-                       limit: int = LOG_PAGE_EVENTS) -> LogPage:
+                       skip: Iterable[int] = (), limit: int = LOG_PAGE_EVENTS) -> LogPage:
         """The stored events of ``cursors``' partitions (of ``partitions``) that they do not cover,
         in log order, whole transactions only and about ``limit`` events at most; the page's
         ``horizon`` is where the cursors may move once its events are applied. Only transactions
-        below the oldest one still in flight are read, so none that commits later is skipped."""
+        below the oldest one still in flight are read, so none that commits later is skipped.
+        The transactions of ``skip`` are known to hold nothing the cursors lack: their events
+        are not read at all (only the ranges between them are), which keeps a poll cheap when
+        most of the log came through the fast path."""
         if not cursors:
             return LogPage([], 0)
-        return await self._on_writer(lambda conn: self._read_log_blocking(conn, list(cursors), partitions, limit))
+        skipped = sorted(set(skip))
+        return await self._on_writer(
+            lambda conn: self._read_log_blocking(conn, list(cursors), partitions, limit, skipped))
 
     async def announce_log(self) -> None:
         """Tell the other processes on this database that events were stored for partitions
@@ -755,17 +777,19 @@ class Storage(abc.ABC):
         owned.update((c.partition, c.epoch) for c in claimed)
         return LeaseRound(owned, claimed, owners)
 
-    def _read_log_blocking(self, conn: Any, cursors: list[PartitionPosition], partitions: int, limit: int) -> LogPage:
+    def _read_log_blocking(self, conn: Any, cursors: list[PartitionPosition], partitions: int, limit: int,
+                           skip: list[int]) -> LogPage:
         high = self._log_horizon(conn)  # first, in its own statement: see _log_horizon
         low = min(c.horizon for c in cursors)
         if low >= high:
             return LogPage([], high)
-        entries = self._log_rows(conn, cursors, partitions, low, high, limit + 1)
+        ranges = _ranges_between(low, high, skip)
+        entries = self._log_rows(conn, cursors, partitions, ranges, limit + 1)
         if len(entries) <= limit:
             return LogPage(entries, high)
         last = entries[-1].txn  # may be cut short: left for the next page
         if entries[0].txn == last:  # one transaction larger than a page comes whole, alone
-            return LogPage(self._log_rows(conn, cursors, partitions, last, last + 1, None), last + 1, more=True)
+            return LogPage(self._log_rows(conn, cursors, partitions, [(last, last + 1)], None), last + 1, more=True)
         return LogPage([e for e in entries if e.txn != last], last, more=True)
 
     @abc.abstractmethod
@@ -812,10 +836,11 @@ class Storage(abc.ABC):
         smaller number has committed (and is visible to any later statement) or rolled back."""
 
     @abc.abstractmethod
-    def _log_rows(self, conn: Any, cursors: list[PartitionPosition], partitions: int, low: int, high: int,
+    def _log_rows(self, conn: Any, cursors: list[PartitionPosition], partitions: int, ranges: list[tuple[int, int]],
                   limit: int | None) -> list[LogEntry]:
-        """The events with ``low <= log_txn < high`` of the cursors' partitions that they do not
-        cover, in log order (transaction, then the order they were handed over in), at most ``limit``."""
+        """The events with ``low <= log_txn < high`` for a ``(low, high)`` of ``ranges`` (ordered,
+        disjoint) of the cursors' partitions that they do not cover, in log order (transaction,
+        then the order they were handed over in), at most ``limit``."""
 
     @abc.abstractmethod
     def _visitor_view_blocking(self, conn: Any, user_fingerprint: str, partition: int) -> VisitorView: ...

@@ -110,8 +110,11 @@ _STAGING_TYPES = [
     "int4", "text", "text", "text", "text", "timestamptz", "timestamptz", "timestamptz", "text", "text", "float8", "text",
     "int4", *(_EXTRA_TYPES.get(c, "text") for c in EVENT_EXTRA_COLUMNS),
 ]
+#: The current transaction's id as the bigint ``log_txn`` holds (xid8 has no BRIN operator class).
+TXN_SQL = "pg_current_xact_id()::text::bigint"
+
 #: One statement inserts the staged events, skipping stored ids, and answers one row: its log
-#: transaction (the events' ``log_txn``, their column default) and the ids it did *not* insert
+#: transaction (the events' ``log_txn``, taken once) and the ids it did *not* insert
 #: (stored before), comma-separated: usually none, so the answer is small instead of a row per
 #: event, and the scan that finds them is skipped when every event went in (the one-time filter
 #: on the count). Each answer the writer thread waits for is a wait for the GIL as well, behind
@@ -122,15 +125,16 @@ _STORE_EVENTS_TEMPLATE = """
 WITH staged AS MATERIALIZED (SELECT * FROM {source}),
 inserted AS (
     INSERT INTO analytics_events (event_id, user_fingerprint, session_id, event_type, event_timestamp,
-                                  received_at, sent_at, page_url, referrer, value, properties, log_slot,
-                                  log_seq{extra})
+                                  received_at, sent_at, page_url, referrer, value, properties, log_txn,
+                                  log_slot, log_seq{extra})
     SELECT event_id::uuid, user_fingerprint, session_id, event_type, event_timestamp,
-           received_at, sent_at, page_url, referrer, value, properties::jsonb, log_slot, seq{extra_cast}
+           received_at, sent_at, page_url, referrer, value, properties::jsonb, (SELECT """ + TXN_SQL + """),
+           log_slot, seq{extra_cast}
     FROM staged ORDER BY seq
     ON CONFLICT (event_id) DO NOTHING
     RETURNING event_id
 )
-SELECT pg_current_xact_id()::text, array_to_string(ARRAY(
+SELECT """ + TXN_SQL + """, array_to_string(ARRAY(
     SELECT DISTINCT event_id FROM staged
     WHERE (SELECT count(*) FROM inserted) < %(count)s AND event_id::uuid NOT IN (SELECT event_id FROM inserted)), ',')
 """
@@ -439,8 +443,8 @@ PARTITIONS_LOCK_KEY = int.from_bytes(hashlib.sha256(b"revivatech_actors.profile_
 _RECORD_POSITIONS = """
 UPDATE profile_partitions p
 SET horizon = x.horizon, applied = x.applied, writes = p.writes + 1, updated_at = now()
-FROM jsonb_to_recordset(%(positions)s::jsonb) AS x (partition integer, epoch bigint, writes bigint, horizon xid8,
-                                                   applied xid8[])
+FROM jsonb_to_recordset(%(positions)s::jsonb) AS x (partition integer, epoch bigint, writes bigint, horizon bigint,
+                                                   applied bigint[])
 WHERE p.partition = x.partition AND p.owner = %(owner)s AND p.epoch = x.epoch AND p.writes = x.writes
 """
 _LEASE_HEARTBEAT = """
@@ -448,39 +452,50 @@ INSERT INTO profile_owners (owner, alive_until) VALUES (%(owner)s, clock_timesta
 ON CONFLICT (owner) DO UPDATE SET alive_until = excluded.alive_until
 """
 _LEASE_RENEW = """
-UPDATE profile_partitions SET lease_until = clock_timestamp() + make_interval(secs => %(ttl)s)
-WHERE owner = %(owner)s RETURNING partition, epoch
+WITH renewed AS (
+    UPDATE profile_leases SET lease_until = clock_timestamp() + make_interval(secs => %(ttl)s)
+    WHERE owner = %(owner)s RETURNING partition)
+SELECT p.partition, p.epoch FROM renewed JOIN profile_partitions p USING (partition)
 """
-#: Taking a partition raises its epoch: a write of the former owner no longer matches.
+#: Taking a partition raises its epoch: a write of the former owner no longer matches. The lease
+#: rows are taken first (skipping any another instance is taking); the partition rows then wait
+#: for a write of the former owner that is in flight, if any.
 _LEASE_CLAIM = """
-UPDATE profile_partitions p
-SET owner = %(owner)s, epoch = p.epoch + 1, lease_until = clock_timestamp() + make_interval(secs => %(ttl)s)
-WHERE p.partition IN (
-    SELECT partition FROM profile_partitions
-    WHERE owner IS NULL OR lease_until IS NULL OR lease_until < clock_timestamp() ORDER BY partition LIMIT %(want)s
-    FOR UPDATE SKIP LOCKED)
-RETURNING p.partition, p.epoch, p.writes, p.horizon::text, p.applied::text[]
+WITH taken AS (
+    UPDATE profile_leases l SET owner = %(owner)s, lease_until = clock_timestamp() + make_interval(secs => %(ttl)s)
+    WHERE l.partition IN (
+        SELECT partition FROM profile_leases
+        WHERE owner IS NULL OR lease_until IS NULL OR lease_until < clock_timestamp() ORDER BY partition LIMIT %(want)s
+        FOR UPDATE SKIP LOCKED)
+    RETURNING l.partition)
+UPDATE profile_partitions p SET owner = %(owner)s, epoch = p.epoch + 1
+FROM taken WHERE p.partition = taken.partition
+RETURNING p.partition, p.epoch, p.writes, p.horizon, p.applied
 """
 #: The fields of an event a profile needs (``domain.profiles.Touch``), with its log transaction
 #: and partition; properties only for a journey step, the one type whose properties count.
-_TOUCH_COLUMNS = """e.log_txn::text, e.log_slot %% %(partitions)s, e.user_fingerprint, e.event_id::text, e.event_type,
+_TOUCH_COLUMNS = """e.log_txn, e.log_slot %% %(partitions)s, e.user_fingerprint, e.event_id::text, e.event_type,
     e.session_id, e.event_timestamp, e.page_url, e.referrer, e.value,
     CASE WHEN e.event_type = %(step)s THEN e.properties END, e.device_type, e.user_id"""
+#: Each range of transactions is an index range scan of its own (LATERAL, kept apart by OFFSET 0:
+#: flattened, the planner scanned and sorted the whole table): the transactions between the
+#: ranges, which the fast path brought, are not read at all.
 _LOG_ROWS = """
-WITH c AS (SELECT * FROM jsonb_to_recordset(%(cursors)s::jsonb) AS c (partition integer, horizon xid8, applied xid8[]))
+WITH c AS (SELECT * FROM jsonb_to_recordset(%(cursors)s::jsonb) AS c (partition integer, horizon bigint, applied bigint[]))
 SELECT """ + _TOUCH_COLUMNS + """
-FROM analytics_events e JOIN c ON c.partition = e.log_slot %% %(partitions)s
-WHERE e.log_txn >= %(low)s::xid8 AND e.log_txn < %(high)s::xid8
-  AND e.log_txn >= c.horizon AND NOT (e.log_txn = ANY(c.applied))
+FROM unnest(%(lows)s::bigint[], %(highs)s::bigint[]) AS r (low, high)
+     CROSS JOIN LATERAL (SELECT * FROM analytics_events x WHERE x.log_txn >= r.low AND x.log_txn < r.high OFFSET 0) e
+     JOIN c ON c.partition = e.log_slot %% %(partitions)s
+WHERE e.log_txn >= c.horizon AND NOT (e.log_txn = ANY(c.applied))
 ORDER BY e.log_txn, e.log_seq
 """
 #: A visitor's events its stored rows do not reflect yet, through the log index (the events
-#: since its partition's horizon): as few as its owner left unwritten.
+#: since its partition's horizon, given as a value: as a join the planner scanned the table).
 _VISITOR_TAIL = """
 SELECT """ + _TOUCH_COLUMNS + """
-FROM analytics_events e, profile_partitions p
-WHERE p.partition = %(partition)s AND e.log_txn >= p.horizon AND e.log_slot = %(slot)s
-  AND e.user_fingerprint = %(fp)s AND NOT (e.log_txn = ANY(p.applied))
+FROM analytics_events e
+WHERE e.log_txn >= %(horizon)s AND e.log_slot = %(slot)s AND e.user_fingerprint = %(fp)s
+  AND NOT (e.log_txn = ANY(%(applied)s))
 ORDER BY e.log_txn, e.log_seq
 """
 
@@ -625,7 +640,7 @@ class PostgresStorage(Storage):
             return _inserted(events, not_inserted)
 
     def _log_txn(self, conn: psycopg.Connection[Any]) -> int:
-        return int(conn.execute("SELECT pg_current_xact_id()::text").fetchone()[0])
+        return conn.execute("SELECT " + TXN_SQL).fetchone()[0]
 
     def _store_in_one_statement(self, conn: psycopg.Connection[Any], events: Sequence[Event]) -> tuple[set[str], int] | None:
         rows, extra = _events_json(events)
@@ -771,8 +786,8 @@ class PostgresStorage(Storage):
 
     def _record_positions(self, conn: psycopg.Connection[Any], owner: str | None,
                           positions: Sequence[PartitionPosition]) -> int:
-        rows = [{"partition": p.partition, "epoch": p.epoch, "writes": p.writes, "horizon": str(p.horizon),
-                 "applied": [str(t) for t in sorted(p.applied)]} for p in positions]
+        rows = [{"partition": p.partition, "epoch": p.epoch, "writes": p.writes, "horizon": p.horizon,
+                 "applied": sorted(p.applied)} for p in positions]
         return conn.execute(_RECORD_POSITIONS, {"positions": orjson.dumps(rows).decode(), "owner": owner}).rowcount
 
     def _partition_rows(self, conn: psycopg.Connection[Any], partitions: list[int]) -> dict[int, tuple[str | None, int, int]]:
@@ -787,8 +802,10 @@ class PostgresStorage(Storage):
         return conn.execute("SELECT count(*) FROM profile_partitions").fetchone()[0]
 
     def _create_partitions(self, conn: psycopg.Connection[Any], partitions: range) -> None:
-        conn.execute("INSERT INTO profile_partitions (partition, horizon) SELECT p, '0' FROM generate_series(%s::int, %s::int) p",
-                     (partitions.start, partitions.stop - 1))
+        bounds = (partitions.start, partitions.stop - 1)
+        conn.execute("INSERT INTO profile_partitions (partition, horizon) SELECT p, 0 FROM generate_series(%s::int, %s::int) p",
+                     bounds)
+        conn.execute("INSERT INTO profile_leases (partition) SELECT p FROM generate_series(%s::int, %s::int) p", bounds)
 
     def _split_partitions(self, conn: psycopg.Connection[Any], held: int, count: int) -> None:
         conn.execute(
@@ -796,10 +813,12 @@ class PostgresStorage(Storage):
             " SELECT q, p.horizon, p.applied FROM generate_series(%(held)s::int, %(count)s::int - 1) q"
             " JOIN profile_partitions p ON p.partition = q %% %(held)s::int",
             {"held": held, "count": count})
-        conn.execute("UPDATE profile_partitions SET owner = NULL, lease_until = NULL")
+        conn.execute("INSERT INTO profile_leases (partition) SELECT q FROM generate_series(%s::int, %s::int - 1) q",
+                     (held, count))
+        conn.execute("UPDATE profile_leases SET owner = NULL, lease_until = NULL")
 
     def _live_leases(self, conn: psycopg.Connection[Any]) -> int:
-        return conn.execute("SELECT count(*) FROM profile_partitions WHERE owner IS NOT NULL"
+        return conn.execute("SELECT count(*) FROM profile_leases WHERE owner IS NOT NULL"
                             " AND lease_until > clock_timestamp()").fetchone()[0]
 
     def _lease_heartbeat(self, conn: psycopg.Connection[Any], owner: str, ttl: float) -> None:
@@ -808,7 +827,7 @@ class PostgresStorage(Storage):
         conn.execute("DELETE FROM profile_owners WHERE alive_until < clock_timestamp() - interval '1 minute'")
 
     def _lease_release(self, conn: psycopg.Connection[Any], owner: str, partitions: list[int]) -> None:
-        conn.execute("UPDATE profile_partitions SET owner = NULL, lease_until = NULL"
+        conn.execute("UPDATE profile_leases SET owner = NULL, lease_until = NULL"
                      " WHERE owner = %s AND partition = ANY(%s)", (owner, partitions))
 
     def _lease_renew(self, conn: psycopg.Connection[Any], owner: str, ttl: float) -> dict[int, int]:
@@ -819,12 +838,12 @@ class PostgresStorage(Storage):
 
     def _lease_claim(self, conn: psycopg.Connection[Any], owner: str, ttl: float, want: int) -> list[PartitionClaim]:
         rows = conn.execute(_LEASE_CLAIM, {"owner": owner, "ttl": ttl, "want": want}).fetchall()
-        return [PartitionClaim(partition, epoch, writes, int(horizon), frozenset(int(t) for t in applied))
+        return [PartitionClaim(partition, epoch, writes, horizon, frozenset(applied))
                 for partition, epoch, writes, horizon, applied in rows]
 
     def _leave_blocking(self, conn: psycopg.Connection[Any], owner: str) -> None:
         with conn.transaction():
-            conn.execute("UPDATE profile_partitions SET owner = NULL, lease_until = NULL WHERE owner = %s", (owner,))
+            conn.execute("UPDATE profile_leases SET owner = NULL, lease_until = NULL WHERE owner = %s", (owner,))
             conn.execute("DELETE FROM profile_owners WHERE owner = %s", (owner,))
 
     def _announce_log_blocking(self, conn: psycopg.Connection[Any]) -> None:
@@ -840,14 +859,14 @@ class PostgresStorage(Storage):
     def _log_horizon(self, conn: psycopg.Connection[Any]) -> int:
         # The oldest transaction still running when this statement began: every smaller one has
         # ended, so a later statement sees all of those that committed.
-        return int(conn.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text").fetchone()[0])
+        return conn.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint").fetchone()[0]
 
     def _log_rows(self, conn: psycopg.Connection[Any], cursors: list[PartitionPosition], partitions: int,
-                  low: int, high: int, limit: int | None) -> list[LogEntry]:
-        rows = [{"partition": c.partition, "horizon": str(c.horizon), "applied": [str(t) for t in c.applied]}
+                  ranges: list[tuple[int, int]], limit: int | None) -> list[LogEntry]:
+        rows = [{"partition": c.partition, "horizon": c.horizon, "applied": list(c.applied)}
                 for c in cursors]
-        params = {"cursors": orjson.dumps(rows).decode(), "partitions": partitions, "low": str(low),
-                  "high": str(high), "step": JOURNEY_STEP_TYPE}
+        params = {"cursors": orjson.dumps(rows).decode(), "partitions": partitions, "step": JOURNEY_STEP_TYPE,
+                  "lows": [low for low, _ in ranges], "highs": [high for _, high in ranges]}
         sql = _LOG_ROWS if limit is None else _LOG_ROWS + f" LIMIT {int(limit)}"
         return [_log_entry(row) for row in conn.execute(sql, params).fetchall()]
 
@@ -858,9 +877,13 @@ class PostgresStorage(Storage):
             profiles = self._load_profiles_blocking(conn, [user_fingerprint])
             keys = self._visitor_keys_blocking(conn, user_fingerprint)
             journeys = self._load_journeys_blocking(conn, user_fingerprint)
-            params = {"partition": partition, "slot": slot_of(user_fingerprint), "fp": user_fingerprint,
-                      "partitions": 1, "step": JOURNEY_STEP_TYPE}
-            tail = [_log_entry(row).touch for row in conn.execute(_VISITOR_TAIL, params).fetchall()]
+            position = conn.execute("SELECT horizon, applied FROM profile_partitions WHERE partition = %s",
+                                    (partition,)).fetchone()
+            tail = []
+            if position is not None:  # no partitions yet: no owner has written anything
+                params = {"horizon": position[0], "applied": position[1], "slot": slot_of(user_fingerprint),
+                          "fp": user_fingerprint, "partitions": 1, "step": JOURNEY_STEP_TYPE}
+                tail = [_log_entry(row).touch for row in conn.execute(_VISITOR_TAIL, params).fetchall()]
         return VisitorView(profiles.get(user_fingerprint), keys, journeys, tail)
 
 def _funnel_params(query: FunnelQuery) -> dict[str, Any]:
@@ -940,4 +963,4 @@ def _log_entry(row: tuple[Any, ...]) -> LogEntry:
     txn, partition, fp, event_id, event_type, session_id, at, page, referrer, value, properties, device, user_id = row
     touch = Touch(sys.intern(event_type), sys.intern(session_id), at, None if page is None else sys.intern(page),
                   referrer, value, properties or {}, device, user_id)
-    return LogEntry(int(txn), partition, fp, event_id, touch)
+    return LogEntry(txn, partition, fp, event_id, touch)

@@ -193,18 +193,19 @@ _TOUCH_COLUMNS = """e.log_txn, e.log_slot % :partitions, e.user_fingerprint, e.e
     e.device_type, e.user_id"""
 _LOG_ROWS = """
 WITH c AS (SELECT json_extract(value, '$.partition') AS partition, json_extract(value, '$.horizon') AS horizon,
-                  json_extract(value, '$.applied') AS applied FROM json_each(:cursors))
+                  json_extract(value, '$.applied') AS applied FROM json_each(:cursors)),
+     r AS (SELECT json_extract(value, '$[0]') AS low, json_extract(value, '$[1]') AS high FROM json_each(:ranges))
 SELECT """ + _TOUCH_COLUMNS + """
-FROM analytics_events e JOIN c ON c.partition = e.log_slot % :partitions
-WHERE e.log_txn >= :low AND e.log_txn < :high AND e.log_txn >= c.horizon
+FROM r CROSS JOIN analytics_events e JOIN c ON c.partition = e.log_slot % :partitions
+WHERE e.log_txn >= r.low AND e.log_txn < r.high AND e.log_txn >= c.horizon
   AND e.log_txn NOT IN (SELECT value FROM json_each(c.applied))
 ORDER BY e.log_txn, e.log_seq
 """
 _VISITOR_TAIL = """
 SELECT """ + _TOUCH_COLUMNS + """
-FROM analytics_events e, profile_partitions p
-WHERE p.partition = :partition AND e.log_txn >= p.horizon AND e.log_slot = :slot AND e.user_fingerprint = :fp
-  AND e.log_txn NOT IN (SELECT value FROM json_each(p.applied))
+FROM analytics_events e
+WHERE e.log_txn >= :horizon AND e.log_slot = :slot AND e.user_fingerprint = :fp
+  AND e.log_txn NOT IN (SELECT value FROM json_each(:applied))
 ORDER BY e.log_txn, e.log_seq
 """
 
@@ -751,17 +752,19 @@ class SQLiteStorage(Storage):
         now = format_timestamp(dt.datetime.now(dt.UTC))
         conn.executemany("INSERT INTO profile_partitions (partition, horizon, updated_at) VALUES (?, 0, ?)",
                          [(p, now) for p in partitions])
+        conn.executemany("INSERT INTO profile_leases (partition) VALUES (?)", [(p,) for p in partitions])
 
     def _split_partitions(self, conn: sqlite3.Connection, held: int, count: int) -> None:
         now = format_timestamp(dt.datetime.now(dt.UTC))
         parents = {p: (h, a) for p, h, a in conn.execute("SELECT partition, horizon, applied FROM profile_partitions")}
         conn.executemany("INSERT INTO profile_partitions (partition, horizon, applied, updated_at) VALUES (?, ?, ?, ?)",
                          [(q, *parents[q % held], now) for q in range(held, count)])
-        conn.execute("UPDATE profile_partitions SET owner = NULL, lease_until = NULL")
+        conn.executemany("INSERT INTO profile_leases (partition) VALUES (?)", [(q,) for q in range(held, count)])
+        conn.execute("UPDATE profile_leases SET owner = NULL, lease_until = NULL")
 
     def _live_leases(self, conn: sqlite3.Connection) -> int:
         now = format_timestamp(dt.datetime.now(dt.UTC))
-        return conn.execute("SELECT count(*) FROM profile_partitions WHERE owner IS NOT NULL AND lease_until > ?",
+        return conn.execute("SELECT count(*) FROM profile_leases WHERE owner IS NOT NULL AND lease_until > ?",
                             (now,)).fetchone()[0]
 
     def _lease_heartbeat(self, conn: sqlite3.Connection, owner: str, ttl: float) -> None:
@@ -773,14 +776,15 @@ class SQLiteStorage(Storage):
                      (format_timestamp(now - dt.timedelta(minutes=1)),))
 
     def _lease_release(self, conn: sqlite3.Connection, owner: str, partitions: list[int]) -> None:
-        conn.executemany("UPDATE profile_partitions SET owner = NULL, lease_until = NULL WHERE owner = ? AND partition = ?",
+        conn.executemany("UPDATE profile_leases SET owner = NULL, lease_until = NULL WHERE owner = ? AND partition = ?",
                          [(owner, p) for p in partitions])
 
     def _lease_renew(self, conn: sqlite3.Connection, owner: str, ttl: float) -> dict[int, int]:
         until = format_timestamp(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=ttl))
-        rows = conn.execute("UPDATE profile_partitions SET lease_until = ? WHERE owner = ? RETURNING partition, epoch",
-                            (until, owner)).fetchall()
-        return dict(rows)
+        renewed = [p for (p,) in conn.execute("UPDATE profile_leases SET lease_until = ? WHERE owner = ? RETURNING partition",
+                                              (until, owner)).fetchall()]
+        epochs = dict(conn.execute("SELECT partition, epoch FROM profile_partitions").fetchall())
+        return {p: epochs[p] for p in renewed}
 
     def _live_owners(self, conn: sqlite3.Connection) -> int:
         now = format_timestamp(dt.datetime.now(dt.UTC))
@@ -788,18 +792,20 @@ class SQLiteStorage(Storage):
 
     def _lease_claim(self, conn: sqlite3.Connection, owner: str, ttl: float, want: int) -> list[PartitionClaim]:
         now = dt.datetime.now(dt.UTC)
-        rows = conn.execute(
-            "UPDATE profile_partitions SET owner = ?, epoch = epoch + 1, lease_until = ? WHERE partition IN ("
-            " SELECT partition FROM profile_partitions WHERE owner IS NULL OR lease_until IS NULL OR lease_until < ?"
-            " ORDER BY partition LIMIT ?) RETURNING partition, epoch, writes, horizon, applied",
+        taken = [p for (p,) in conn.execute(
+            "UPDATE profile_leases SET owner = ?, lease_until = ? WHERE partition IN ("
+            " SELECT partition FROM profile_leases WHERE owner IS NULL OR lease_until IS NULL OR lease_until < ?"
+            " ORDER BY partition LIMIT ?) RETURNING partition",
             (owner, format_timestamp(now + dt.timedelta(seconds=ttl)), format_timestamp(now), want),
-        ).fetchall()
+        ).fetchall()]
+        rows = [conn.execute("UPDATE profile_partitions SET owner = ?, epoch = epoch + 1 WHERE partition = ?"
+                             " RETURNING partition, epoch, writes, horizon, applied", (owner, p)).fetchone() for p in taken]
         return sorted((PartitionClaim(partition, epoch, writes, horizon, frozenset(orjson.loads(applied)))
                        for partition, epoch, writes, horizon, applied in rows), key=lambda c: c.partition)
 
     def _leave_blocking(self, conn: sqlite3.Connection, owner: str) -> None:
         with self._transaction(conn):
-            conn.execute("UPDATE profile_partitions SET owner = NULL, lease_until = NULL WHERE owner = ?", (owner,))
+            conn.execute("UPDATE profile_leases SET owner = NULL, lease_until = NULL WHERE owner = ?", (owner,))
             conn.execute("DELETE FROM profile_owners WHERE owner = ?", (owner,))
 
     def _log_horizon(self, conn: sqlite3.Connection) -> int:
@@ -807,9 +813,9 @@ class SQLiteStorage(Storage):
         return conn.execute("SELECT last_txn + 1 FROM event_log_clock").fetchone()[0]
 
     def _log_rows(self, conn: sqlite3.Connection, cursors: list[PartitionPosition], partitions: int,
-                  low: int, high: int, limit: int | None) -> list[LogEntry]:
+                  ranges: list[tuple[int, int]], limit: int | None) -> list[LogEntry]:
         rows = [{"partition": c.partition, "horizon": c.horizon, "applied": sorted(c.applied)} for c in cursors]
-        params = {"cursors": orjson.dumps(rows).decode(), "partitions": partitions, "low": low, "high": high,
+        params = {"cursors": orjson.dumps(rows).decode(), "partitions": partitions, "ranges": orjson.dumps(ranges).decode(),
                   "step": JOURNEY_STEP_TYPE}
         sql = _LOG_ROWS if limit is None else _LOG_ROWS + f" LIMIT {int(limit)}"
         return [_log_entry(row) for row in conn.execute(sql, params).fetchall()]
@@ -819,9 +825,13 @@ class SQLiteStorage(Storage):
             profiles = self._load_profiles_blocking(conn, [user_fingerprint])
             keys = self._visitor_keys_blocking(conn, user_fingerprint)
             journeys = self._load_journeys_blocking(conn, user_fingerprint)
-            params = {"partition": partition, "slot": slot_of(user_fingerprint), "fp": user_fingerprint,
-                      "partitions": 1, "step": JOURNEY_STEP_TYPE}
-            tail = [_log_entry(row).touch for row in conn.execute(_VISITOR_TAIL, params).fetchall()]
+            position = conn.execute("SELECT horizon, applied FROM profile_partitions WHERE partition = ?",
+                                    (partition,)).fetchone()
+            tail = []
+            if position is not None:  # no partitions yet: no owner has written anything
+                params = {"horizon": position[0], "applied": position[1], "slot": slot_of(user_fingerprint),
+                          "fp": user_fingerprint, "partitions": 1, "step": JOURNEY_STEP_TYPE}
+                tail = [_log_entry(row).touch for row in conn.execute(_VISITOR_TAIL, params).fetchall()]
         return VisitorView(profiles.get(user_fingerprint), keys, journeys, tail)
 
 def _funnel_sql(steps: int, types: int) -> str:

@@ -4,24 +4,30 @@
 -- place in that transaction (log_seq: the order it was handed over in, which a replay keeps); a
 -- partition is log_slot % profiles.partitions. Events stored before this migration have no
 -- log_txn and are not replayed: the profiles already counted them.
-ALTER TABLE analytics_events ADD COLUMN log_txn xid8, ADD COLUMN log_slot integer, ADD COLUMN log_seq integer;
-ALTER TABLE analytics_events ALTER COLUMN log_txn SET DEFAULT pg_current_xact_id();
--- The slot as the second column: a visitor's events since a position are found inside the index
--- (log_slot checked there), without visiting the rows of other visitors.
-CREATE INDEX analytics_events_log_idx ON analytics_events (log_txn, log_slot);
+-- log_txn is the transaction id (xid8) as a bigint, the type the service reads and writes.
+ALTER TABLE analytics_events ADD COLUMN log_txn bigint, ADD COLUMN log_slot integer, ADD COLUMN log_seq integer;
+ALTER TABLE analytics_events ALTER COLUMN log_txn SET DEFAULT pg_current_xact_id()::text::bigint;
+CREATE INDEX analytics_events_log_idx ON analytics_events (log_txn);
 
 -- One row per partition: how far the derived state (profiles, days, sessions, journeys) has
--- applied the log, written in the same transaction as that state, and who owns the partition.
+-- applied the log, written in the same transaction as that state, and which owner may write it.
 -- Applied = every transaction below horizon, plus those listed in applied.
 CREATE TABLE profile_partitions (
     partition   integer PRIMARY KEY,
-    horizon     xid8 NOT NULL,
-    applied     xid8[] NOT NULL DEFAULT '{}',
+    horizon     bigint NOT NULL,
+    applied     bigint[] NOT NULL DEFAULT '{}',
     owner       text,
     epoch       bigint NOT NULL DEFAULT 0,   -- + 1 at every change of owner: fences a former owner's writes
     writes      bigint NOT NULL DEFAULT 0,   -- + 1 at every write: tells a retried write it had committed
-    lease_until timestamptz,
     updated_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- Who holds each partition's lease, and until when: apart from profile_partitions, so renewing a
+-- lease never waits for a write of derived state (which locks its partitions' rows).
+CREATE TABLE profile_leases (
+    partition   integer PRIMARY KEY,
+    owner       text,
+    lease_until timestamptz
 );
 
 -- Instances that take part in the sharing of partitions, each alive while it renews its row.

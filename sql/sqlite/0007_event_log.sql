@@ -4,7 +4,7 @@
 ALTER TABLE analytics_events ADD COLUMN log_txn INTEGER;
 ALTER TABLE analytics_events ADD COLUMN log_slot INTEGER;
 ALTER TABLE analytics_events ADD COLUMN log_seq INTEGER;
-CREATE INDEX analytics_events_log_idx ON analytics_events (log_txn, log_slot);
+CREATE INDEX analytics_events_log_idx ON analytics_events (log_txn);
 
 CREATE TABLE event_log_clock (
     id       INTEGER PRIMARY KEY CHECK (id = 1),
@@ -19,8 +19,13 @@ CREATE TABLE profile_partitions (
     owner       TEXT,
     epoch       INTEGER NOT NULL DEFAULT 0,
     writes      INTEGER NOT NULL DEFAULT 0,
-    lease_until TEXT,
     updated_at  TEXT NOT NULL
+);
+
+CREATE TABLE profile_leases (
+    partition   INTEGER PRIMARY KEY,
+    owner       TEXT,
+    lease_until TEXT
 );
 
 CREATE TABLE profile_owners (
