@@ -89,7 +89,7 @@ SLICE_EVENTS = 500
 REPLAY_BACKLOG = 10_000
 #: Seconds between two announcements of events stored for partitions owned elsewhere: their
 #: owners read the log then rather than at their next poll.
-ANNOUNCE_INTERVAL = 0.05
+ANNOUNCE_INTERVAL = 0.25
 #: Lease rounds per ``lease_ttl``: a lease survives two failed renewals in a row.
 LEASE_ROUNDS_PER_TTL = 3
 
