@@ -119,6 +119,15 @@ def _serve(settings: Settings, *, worker: int | None = None) -> int:
     """Run the service in this process; ``worker`` is its index under `serve --workers N`."""
     from .service import Service, serve_until_signalled
 
+    if worker is None:  # a worker's parent did this already
+        from .storage import PartitionsMismatch, StorageError
+
+        try:
+            trio.run(_apply_migrations, settings)
+        except PartitionsMismatch as exc:
+            return _partitions_refused(exc)
+        except StorageError as exc:  # the storage actor retries at start; the supervisor may give up (exit 1)
+            logger.warning("migrations before the start failed: %s", exc)
     # A worker's tokens come from its parent (the environment), so it never prints one.
     service = Service.build(settings, _admin_tokens(settings), worker=worker)
     # Python's cyclic collector, at its default thresholds, runs every 700 allocations: a large
@@ -136,7 +145,7 @@ def _serve(settings: Settings, *, worker: int | None = None) -> int:
 def _serve_workers(settings: Settings, args: argparse.Namespace) -> int:
     """`serve --workers N`, N > 1: apply migrations once, then keep N worker processes running
     (revivatech_actors.workers). This process never builds the service itself."""
-    from .storage import StorageError
+    from .storage import PartitionsMismatch, StorageError
     from .workers import STOP_MARGIN, WorkerPool, listen_problem, serve_workers
 
     web = settings.web
@@ -159,6 +168,8 @@ def _serve_workers(settings: Settings, args: argparse.Namespace) -> int:
     async def run() -> int:
         try:
             applied, _, where = await _apply_migrations(settings)
+        except PartitionsMismatch as exc:
+            return _partitions_refused(exc)
         except StorageError as exc:
             print(f"revivatech-actors: migrate failed: {exc}", file=sys.stderr)
             return 1
@@ -180,16 +191,25 @@ async def _apply_migrations(settings: Settings) -> tuple[list, list, str]:
     storage = open_storage(settings.storage.url, connect_timeout=settings.storage.connect_timeout)
     try:
         await storage.open()
-        return await storage.migrate(), await storage.applied_migrations(), storage.url_for_display
+        applied = await storage.migrate()
+        await storage.ensure_partitions(settings.profiles.partitions)  # a mismatch stops here, not in an actor
+        return applied, await storage.applied_migrations(), storage.url_for_display
     finally:
         await storage.close()
 
 
+def _partitions_refused(exc: Exception) -> int:
+    print(f"revivatech-actors: configuration error: {exc}", file=sys.stderr)
+    return EXIT_CONFIG
+
+
 def _migrate(settings: Settings) -> int:
-    from .storage import StorageError
+    from .storage import PartitionsMismatch, StorageError
 
     try:
         applied, known, where = trio.run(_apply_migrations, settings)
+    except PartitionsMismatch as exc:
+        return _partitions_refused(exc)
     except StorageError as exc:
         print(f"revivatech-actors: migrate failed: {exc}", file=sys.stderr)
         return 1

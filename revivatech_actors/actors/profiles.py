@@ -55,8 +55,8 @@ from ..domain.partitions import Cursor, slot_of, target_share
 from ..domain.profiles import ProfileDelta, ProfileState, Touch, delta_from_events, journey_rows, touch_of
 from ..domain.timefmt import iso_datetime
 from ..messages import StoredBatch
-from ..storage import Storage, StorageError, StoredJourney
-from ..storage._errors import LeaseLost
+from ..storage import LeaseLost, Storage, StorageError, StoredJourney
+
 from ..storage._records import LogPage, PartitionPosition, VisitorView
 from ..supervisor import Activity
 from ._retry import until_it_succeeds

@@ -8,7 +8,9 @@ from ._base import DEFAULT_CONNECT_TIMEOUT as DEFAULT_CONNECT_TIMEOUT
 from ._base import DEFAULT_PING_TIMEOUT as DEFAULT_PING_TIMEOUT
 from ._base import Storage as Storage
 from ._base import open_storage as open_storage
+from ._errors import LeaseLost as LeaseLost
 from ._errors import MigrationError as MigrationError
+from ._errors import PartitionsMismatch as PartitionsMismatch
 from ._errors import QueryTimeout as QueryTimeout
 from ._records import RealtimeSeed as RealtimeSeed
 from ._records import StoredJourney as StoredJourney
@@ -29,8 +31,10 @@ __all__ = [
     "AppliedMigration",
     "BookingEvent",
     "DailyRevenue",
+    "LeaseLost",
     "Migration",
     "MigrationError",
+    "PartitionsMismatch",
     "ProfilesPage",
     "QueryTimeout",
     "RealtimeSeed",

@@ -9,6 +9,7 @@ import time
 import httpx
 import pytest
 
+from ..conftest import free_port
 from .conftest import ADMIN_TOKEN, run_cli, service_env
 
 pytestmark = pytest.mark.e2e
@@ -152,3 +153,13 @@ def test_every_command_has_help(tmp_path):
         result = run_cli(command, "--help", cwd=tmp_path)
         assert result.returncode == 0 and "--config" in result.stdout
     assert "--port" in run_cli("serve", "--help", cwd=tmp_path).stdout
+
+
+def test_partitions_that_cannot_be_applied_stop_the_start_with_exit_2(tmp_path, postgres_url):
+    """profiles.partitions may only grow, to a multiple, with every instance stopped: anything
+    else is a configuration error before anything starts (docs/scaling.md)."""
+    assert run_cli("migrate", cwd=tmp_path, REVIVATECH_STORAGE_URL=postgres_url).returncode == 0  # 64
+    for command in (("migrate",), ("serve", "--port", str(free_port()))):
+        done = run_cli(*command, cwd=tmp_path, REVIVATECH_STORAGE_URL=postgres_url, REVIVATECH_PROFILES_PARTITIONS="48")
+        assert done.returncode == 2, done.stderr
+        assert "configuration error: profiles.partitions is 48, but the database holds 64 partitions" in done.stderr
