@@ -110,7 +110,7 @@ _STAGING_TYPES = [
     "int4", "text", "text", "text", "text", "timestamptz", "timestamptz", "timestamptz", "text", "text", "float8", "text",
     "int4", *(_EXTRA_TYPES.get(c, "text") for c in EVENT_EXTRA_COLUMNS),
 ]
-#: The current transaction's id as the bigint ``log_txn`` holds (xid8 has no BRIN operator class).
+#: The current transaction's id as the bigint ``log_txn`` holds.
 TXN_SQL = "pg_current_xact_id()::text::bigint"
 
 #: One statement inserts the staged events, skipping stored ids, and answers one row: its log
