@@ -33,7 +33,7 @@ import trio
 
 from ..domain.funnel import FunnelQuery, FunnelStep
 from ..domain.partitions import target_share
-from ..domain.profiles import ProfileDelta, ProfileState
+from ..domain.profiles import ProfileDelta, ProfileState, Touch
 from ..domain.scoring import ScoreRecord
 from ..messages import DUPLICATE, STORED, DeadLetter, Event, Outcome, Status
 from ._errors import LeaseLost, MigrationError, PartitionsMismatch, StorageError, StorageUnavailable
@@ -41,7 +41,6 @@ from ._records import (
     LeaseRound,
     LogEntry,
     LogPage,
-    PartitionClaim,
     PartitionPosition,
     RealtimeSeed,
     StoredJourney,
@@ -824,7 +823,7 @@ class Storage(abc.ABC):
     def _live_owners(self, conn: Any) -> int: ...
 
     @abc.abstractmethod
-    def _lease_claim(self, conn: Any, owner: str, ttl: float, want: int) -> list[PartitionClaim]:
+    def _lease_claim(self, conn: Any, owner: str, ttl: float, want: int) -> list[PartitionPosition]:
         """Take up to ``want`` partitions nobody holds (or whose lease expired), lowest first."""
 
     @abc.abstractmethod
@@ -842,8 +841,23 @@ class Storage(abc.ABC):
         disjoint) of the cursors' partitions that they do not cover, in log order (transaction,
         then the order they were handed over in), at most ``limit``."""
 
+    def _visitor_view_blocking(self, conn: Any, user_fingerprint: str, partition: int) -> VisitorView:
+        with self._read_snapshot(conn):  # the rows and the position they reflect, written together
+            profiles = self._load_profiles_blocking(conn, [user_fingerprint])
+            keys = self._visitor_keys_blocking(conn, user_fingerprint)
+            journeys = self._load_journeys_blocking(conn, user_fingerprint)
+            tail = self._visitor_tail(conn, user_fingerprint, partition)
+        return VisitorView(profiles.get(user_fingerprint), keys, journeys, tail)
+
     @abc.abstractmethod
-    def _visitor_view_blocking(self, conn: Any, user_fingerprint: str, partition: int) -> VisitorView: ...
+    def _read_snapshot(self, conn: Any) -> contextlib.AbstractContextManager[None]:
+        """A read transaction whose statements all see one state of the database (within one
+        already open: that one's)."""
+
+    @abc.abstractmethod
+    def _visitor_tail(self, conn: Any, user_fingerprint: str, partition: int) -> list[Touch]:
+        """Inside ``_read_snapshot``: the visitor's events that its partition's position does not
+        cover, in log order (none before the partitions exist: nobody has written anything)."""
 
     @abc.abstractmethod
     def _upsert_profiles(self, conn: Any, deltas: Sequence[ProfileDelta], max_touchpoints: int,

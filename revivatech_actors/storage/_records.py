@@ -23,7 +23,6 @@ __all__ = [
     "LeaseRound",
     "LogEntry",
     "LogPage",
-    "PartitionClaim",
     "PartitionPosition",
     "VisitorView",
     "RealtimeSeed",
@@ -163,20 +162,10 @@ def score_record_row(r: ScoreRecord) -> dict[str, Any]:
 
 @attrs.frozen
 class PartitionPosition:
-    """What a write of derived state records for one partition, in its transaction: the log
-    position it reflects (``horizon`` and ``applied``, see ``domain.partitions.Cursor``), for the
-    owner holding ``epoch`` whose previous write left ``writes`` there."""
-
-    partition: int
-    epoch: int
-    writes: int
-    horizon: int
-    applied: frozenset[int]
-
-
-@attrs.frozen
-class PartitionClaim:
-    """A partition an instance owns: the row as the lease round found it."""
+    """A partition's row: the log position its derived state reflects (``horizon`` and
+    ``applied``, see ``domain.partitions.Cursor``), for the owner holding ``epoch`` whose previous
+    write left ``writes`` there. What a write of derived state records in its transaction, and
+    what a lease round that takes the partition finds."""
 
     partition: int
     epoch: int
@@ -192,7 +181,7 @@ class LeaseRound:
     alive."""
 
     owned: dict[int, int]  # partition -> epoch, every partition this instance holds now
-    claimed: list[PartitionClaim]  # those of ``owned`` that were not this instance's before the round
+    claimed: list[PartitionPosition]  # those of ``owned`` that were not this instance's before the round
     owners: int
 
 

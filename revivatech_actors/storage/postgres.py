@@ -47,13 +47,11 @@ from ._errors import QueryTimeout, StorageError, StorageUnavailable
 from ._records import (
     EVENT_EXTRA_COLUMNS,
     LogEntry,
-    PartitionClaim,
     PartitionPosition,
     RealtimeSeed,
     StoredJourney,
     StoredPrediction,
     VisitorKeys,
-    VisitorView,
     event_extra_items,
     event_extra_values,
     profile_delta_row,
@@ -836,9 +834,9 @@ class PostgresStorage(Storage):
     def _live_owners(self, conn: psycopg.Connection[Any]) -> int:
         return conn.execute("SELECT count(*) FROM profile_owners WHERE alive_until > clock_timestamp()").fetchone()[0]
 
-    def _lease_claim(self, conn: psycopg.Connection[Any], owner: str, ttl: float, want: int) -> list[PartitionClaim]:
+    def _lease_claim(self, conn: psycopg.Connection[Any], owner: str, ttl: float, want: int) -> list[PartitionPosition]:
         rows = conn.execute(_LEASE_CLAIM, {"owner": owner, "ttl": ttl, "want": want}).fetchall()
-        return [PartitionClaim(partition, epoch, writes, horizon, frozenset(applied))
+        return [PartitionPosition(partition, epoch, writes, horizon, frozenset(applied))
                 for partition, epoch, writes, horizon, applied in rows]
 
     def _leave_blocking(self, conn: psycopg.Connection[Any], owner: str) -> None:
@@ -870,21 +868,21 @@ class PostgresStorage(Storage):
         sql = _LOG_ROWS if limit is None else _LOG_ROWS + f" LIMIT {int(limit)}"
         return [_log_entry(row) for row in conn.execute(sql, params).fetchall()]
 
-    def _visitor_view_blocking(self, conn: psycopg.Connection[Any], user_fingerprint: str, partition: int) -> VisitorView:
+    @contextlib.contextmanager
+    def _read_snapshot(self, conn: psycopg.Connection[Any]) -> Iterator[None]:
         with conn.transaction():
-            # one snapshot: the rows and the position they reflect, written together
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            profiles = self._load_profiles_blocking(conn, [user_fingerprint])
-            keys = self._visitor_keys_blocking(conn, user_fingerprint)
-            journeys = self._load_journeys_blocking(conn, user_fingerprint)
-            position = conn.execute("SELECT horizon, applied FROM profile_partitions WHERE partition = %s",
-                                    (partition,)).fetchone()
-            tail = []
-            if position is not None:  # no partitions yet: no owner has written anything
-                params = {"horizon": position[0], "applied": position[1], "slot": slot_of(user_fingerprint),
-                          "fp": user_fingerprint, "partitions": 1, "step": JOURNEY_STEP_TYPE}
-                tail = [_log_entry(row).touch for row in conn.execute(_VISITOR_TAIL, params).fetchall()]
-        return VisitorView(profiles.get(user_fingerprint), keys, journeys, tail)
+            yield
+
+    def _visitor_tail(self, conn: psycopg.Connection[Any], user_fingerprint: str, partition: int) -> list[Touch]:
+        position = conn.execute("SELECT horizon, applied FROM profile_partitions WHERE partition = %s",
+                                (partition,)).fetchone()
+        if position is None:
+            return []
+        params = {"horizon": position[0], "applied": position[1], "slot": slot_of(user_fingerprint),
+                  "fp": user_fingerprint, "partitions": 1, "step": JOURNEY_STEP_TYPE}
+        return [_log_entry(row).touch for row in conn.execute(_VISITOR_TAIL, params).fetchall()]
+
 
 def _funnel_params(query: FunnelQuery) -> dict[str, Any]:
     params: dict[str, Any] = {

@@ -37,13 +37,11 @@ from ._errors import QueryTimeout, StorageError, StorageUnavailable
 from ._records import (
     EVENT_EXTRA_COLUMNS,
     LogEntry,
-    PartitionClaim,
     PartitionPosition,
     RealtimeSeed,
     StoredJourney,
     StoredPrediction,
     VisitorKeys,
-    VisitorView,
     event_extra_values,
     score_record_row,
     session_merge_sql,
@@ -790,7 +788,7 @@ class SQLiteStorage(Storage):
         now = format_timestamp(dt.datetime.now(dt.UTC))
         return conn.execute("SELECT count(*) FROM profile_owners WHERE alive_until > ?", (now,)).fetchone()[0]
 
-    def _lease_claim(self, conn: sqlite3.Connection, owner: str, ttl: float, want: int) -> list[PartitionClaim]:
+    def _lease_claim(self, conn: sqlite3.Connection, owner: str, ttl: float, want: int) -> list[PartitionPosition]:
         now = dt.datetime.now(dt.UTC)
         taken = [p for (p,) in conn.execute(
             "UPDATE profile_leases SET owner = ?, lease_until = ? WHERE partition IN ("
@@ -800,7 +798,7 @@ class SQLiteStorage(Storage):
         ).fetchall()]
         rows = [conn.execute("UPDATE profile_partitions SET owner = ?, epoch = epoch + 1 WHERE partition = ?"
                              " RETURNING partition, epoch, writes, horizon, applied", (owner, p)).fetchone() for p in taken]
-        return sorted((PartitionClaim(partition, epoch, writes, horizon, frozenset(orjson.loads(applied)))
+        return sorted((PartitionPosition(partition, epoch, writes, horizon, frozenset(orjson.loads(applied)))
                        for partition, epoch, writes, horizon, applied in rows), key=lambda c: c.partition)
 
     def _leave_blocking(self, conn: sqlite3.Connection, owner: str) -> None:
@@ -820,19 +818,18 @@ class SQLiteStorage(Storage):
         sql = _LOG_ROWS if limit is None else _LOG_ROWS + f" LIMIT {int(limit)}"
         return [_log_entry(row) for row in conn.execute(sql, params).fetchall()]
 
-    def _visitor_view_blocking(self, conn: sqlite3.Connection, user_fingerprint: str, partition: int) -> VisitorView:
-        with _read_snapshot(conn):  # the rows and the position they reflect, written together
-            profiles = self._load_profiles_blocking(conn, [user_fingerprint])
-            keys = self._visitor_keys_blocking(conn, user_fingerprint)
-            journeys = self._load_journeys_blocking(conn, user_fingerprint)
-            position = conn.execute("SELECT horizon, applied FROM profile_partitions WHERE partition = ?",
-                                    (partition,)).fetchone()
-            tail = []
-            if position is not None:  # no partitions yet: no owner has written anything
-                params = {"horizon": position[0], "applied": position[1], "slot": slot_of(user_fingerprint),
-                          "fp": user_fingerprint, "partitions": 1, "step": JOURNEY_STEP_TYPE}
-                tail = [_log_entry(row).touch for row in conn.execute(_VISITOR_TAIL, params).fetchall()]
-        return VisitorView(profiles.get(user_fingerprint), keys, journeys, tail)
+    def _read_snapshot(self, conn: sqlite3.Connection) -> contextlib.AbstractContextManager[None]:
+        return _read_snapshot(conn)
+
+    def _visitor_tail(self, conn: sqlite3.Connection, user_fingerprint: str, partition: int) -> list[Touch]:
+        position = conn.execute("SELECT horizon, applied FROM profile_partitions WHERE partition = ?",
+                                (partition,)).fetchone()
+        if position is None:
+            return []
+        params = {"horizon": position[0], "applied": position[1], "slot": slot_of(user_fingerprint),
+                  "fp": user_fingerprint, "partitions": 1, "step": JOURNEY_STEP_TYPE}
+        return [_log_entry(row).touch for row in conn.execute(_VISITOR_TAIL, params).fetchall()]
+
 
 def _funnel_sql(steps: int, types: int) -> str:
     """The funnel of ``steps`` steps (``domain.funnel``) as one statement, as on PostgreSQL but
