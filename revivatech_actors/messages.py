@@ -19,7 +19,9 @@ import trio
 
 from .domain.validation import EventDetails, ValidEvent
 
-__all__ = ["DUPLICATE", "STORED", "DeadLetter", "Event", "Outcome", "Status", "StoredBatch", "Submission"]
+__all__ = [
+    "DUPLICATE", "STORED", "DeadLetter", "Event", "Outcome", "PartitionsTaken", "Status", "StoredBatch", "Submission",
+]
 
 
 @attrs.frozen(slots=True)
@@ -160,3 +162,13 @@ class StoredBatch:
 
     events: list[Event]
     log_txn: int | None
+
+
+@attrs.frozen(slots=True)
+class PartitionsTaken:
+    """From the profiles actor to the scorer: this instance took ``partitions`` (of ``count``).
+    Their previous owner may have written profiles and died before scoring them; the scorer
+    finds those (``Storage.unscored_profiles``) and scores them."""
+
+    partitions: frozenset[int]
+    count: int

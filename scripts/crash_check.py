@@ -31,6 +31,7 @@ Output, per kill::
       restart ready 0.88 s after the kill; stored events 146,500
       profiles' sum at ready+t: 0.0 s 130,112 | 0.4 s 139,020 | 1.3 s 146,500
       converged in 1.31 s; recount of 20 sampled visitors: all equal
+      38 profile(s) written but not scored at ready; every profile scored at ready+2.10 s
 
 ``acked`` are events answered ``stored``; ``cut`` those whose request was in flight at the kill
 (each may or may not be stored); ``stored events`` is what the database holds (all kills so far).
@@ -38,7 +39,10 @@ The ``profiles' sum`` line lists the sum of the profiles' event counts at each m
 in seconds after readiness (thinned to about a dozen entries). ``converged in`` is the figure
 issue 15 bounds at 20 s. A kill that fails says ``NOT CONVERGED``, how many events the profiles
 miss (negative: counted twice) and which sampled visitors differ in what. A summary table and
-min/median/max convergence time end the run. In the summary, ``at ready`` is the profiles' sum
+min/median/max convergence time end the run. After converging, each kill also waits until every
+profile is scored (``version = scored_version``, migration 0008): the line after ``converged in``
+gives the profiles written but not scored at readiness and when none was left; a kill whose
+profiles are not all scored within ``--timeout`` fails too. In the summary, ``at ready`` is the profiles' sum
 at the first reading after readiness and ``missing`` is stored minus counted at the end of the
 kill's check (0 when it converged; when accumulating, a later kill's figure includes the earlier
 kills' gaps, and its NOT CONVERGED line says how much of it is new).
@@ -306,12 +310,19 @@ def thin(seen: list[tuple[float, int]], most: int = 12) -> list[tuple[float, int
     return [seen[round(i * step)] for i in range(most)]
 
 
+def unscored(url: str) -> int:
+    """Profiles written since their scores were last recorded (migration 0008)."""
+    ((count,),) = query(url, "SELECT count(*) FROM user_behavior_profiles WHERE version > scored_version")
+    return int(count)
+
+
 def watch(url: str, sample: list[str], since: float, timeout: float) -> dict:
     """Poll the database from ``since`` until the profiles equal the stored events (sum and
-    sampled recount) or ``timeout`` s have passed."""
+    sampled recount), then until every profile is scored, or ``timeout`` s have passed."""
     seen: list[tuple[float, int]] = []
-    converged = None
+    converged = scored = None
     mismatches: list[str] = []
+    unscored_at_ready = unscored(url)
     while True:
         stored, counted = totals(url)
         now = time.monotonic()
@@ -328,7 +339,15 @@ def watch(url: str, sample: list[str], since: float, timeout: float) -> dict:
         time.sleep(POLL)
     if seen[-1][0] < now - since:
         seen.append((now - since, counted))
-    return {"stored": stored, "counted": counted, "seen": seen, "converged": converged, "mismatches": mismatches}
+    while converged is not None:
+        if unscored(url) == 0:
+            scored = time.monotonic() - since
+            break
+        if time.monotonic() - since >= timeout:
+            break
+        time.sleep(POLL)
+    return {"stored": stored, "counted": counted, "seen": seen, "converged": converged, "mismatches": mismatches,
+            "unscored_at_ready": unscored_at_ready, "scored": scored}
 
 
 def pick_sample(url: str, rng: random.Random, flooded: list[str], size: int) -> list[str]:
@@ -404,6 +423,9 @@ def run(args: argparse.Namespace) -> int:
                 if result["converged"] is not None:
                     print(f"  converged in {result['converged']:.2f} s;"
                           f" recount of {len(sample)} sampled visitors: all equal")
+                    scored = "NOT within the timeout" if result["scored"] is None else f"{result['scored']:.2f} s"
+                    print(f"  {result['unscored_at_ready']:,} profile(s) written but not scored at ready;"
+                          f" every profile scored at ready+{scored}")
                 else:
                     missing = result["stored"] - result["counted"]
                     earlier = f", {missing - gap_before:+,} of them new in this kill" if gap_before else ""
@@ -416,6 +438,7 @@ def run(args: argparse.Namespace) -> int:
                 rows.append({"kill": number, "mode": mode, "killed_at": kill_after, "acked": acked,
                              "stored": result["stored"], "at_ready": result["seen"][0][1],
                              "converged": result["converged"], "missing": result["stored"] - result["counted"],
+                             "unscored": result["unscored_at_ready"], "scored": result["scored"],
                              "recount": f"{len(sample) - len(result['mismatches'])}/{len(sample)} equal"})
                 if args.fresh and not (mode == modes[-1] and kill == args.kills):
                     server.close()
@@ -430,16 +453,22 @@ def run(args: argparse.Namespace) -> int:
 
     print("\nsummary")
     print(f"{'kill':>4}  {'mode':6} {'killed s':>8} {'acked':>9} {'stored':>9} {'at ready':>9} {'missing':>8}"
-          f" {'converged s':>11}  recount")
+          f" {'converged s':>11} {'unscored':>8} {'scored s':>8}  recount")
     for row in rows:
         converged = f"{row['converged']:.2f}" if row["converged"] is not None else "NO"
+        scored = f"{row['scored']:.2f}" if row["scored"] is not None else "NO"
         print(f"{row['kill']:>4}  {row['mode']:6} {row['killed_at']:8.2f} {row['acked']:9,} {row['stored']:9,}"
-              f" {row['at_ready']:9,} {row['missing']:+8,} {converged:>11}  {row['recount']}")
+              f" {row['at_ready']:9,} {row['missing']:+8,} {converged:>11} {row['unscored']:8,} {scored:>8}"
+              f"  {row['recount']}")
     times = [row["converged"] for row in rows if row["converged"] is not None]
-    failed = len(rows) - len(times)
+    scoring = [row["scored"] for row in rows if row["scored"] is not None]
+    failed = len(rows) - len(scoring)  # scored implies converged
     figures = (f"; converged in min {min(times):.2f} s, median {statistics.median(times):.2f} s,"
                f" max {max(times):.2f} s" if times else "")
+    scored = (f"; every profile scored in min {min(scoring):.2f} s, median {statistics.median(scoring):.2f} s,"
+              f" max {max(scoring):.2f} s" if scoring else "")
     print(f"{len(times)} of {len(rows)} kills converged within {args.timeout:g} s{figures}")
+    print(f"{len(scoring)} of {len(rows)} had every profile scored within {args.timeout:g} s{scored}")
     return 1 if failed else 0
 
 

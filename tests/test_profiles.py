@@ -13,7 +13,7 @@ import trio
 from revivatech_actors.actors.profiles import CHUNK_EVENTS, URGENT_WRITE_CHUNK, ProfilesActor, VisitorActor, _chunks
 from revivatech_actors.domain.partitions import partition_of
 from revivatech_actors.domain.profiles import delta_from_events, touch_of
-from revivatech_actors.messages import StoredBatch
+from revivatech_actors.messages import PartitionsTaken, StoredBatch
 from revivatech_actors.storage import open_storage
 
 from .helpers import make_event, query
@@ -103,7 +103,9 @@ async def test_events_reach_the_profile_row_with_their_partition_position(storag
     written = query(storage_url, "SELECT partition FROM profile_partitions WHERE writes > 0")
     assert {partition_of("a", 8), partition_of("b", 8)} <= {p for (p,) in written}
     assert query(storage_url, "SELECT count(*) FROM profile_leases WHERE owner IS NOT NULL") == [(0,)]  # left
-    assert sorted(from_profiles.receive_nowait()) == ["a", "b"]  # the scorer hears of every written visitor
+    # the scorer hears of the partitions taken, then of every written visitor
+    assert from_profiles.receive_nowait() == PartitionsTaken(frozenset(range(8)), 8)
+    assert sorted(from_profiles.receive_nowait()) == ["a", "b"]
 
 
 async def test_reads_see_every_stored_event_before_any_write(storage):

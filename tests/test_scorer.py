@@ -9,8 +9,10 @@ import trio
 
 from revivatech_actors.actors.scorer import ScorerActor
 from revivatech_actors.config import load_settings
+from revivatech_actors.domain.partitions import partition_of
 from revivatech_actors.domain.profiles import delta_from_events
 from revivatech_actors.domain.scoring import CHURN, MODEL_TYPES
+from revivatech_actors.messages import PartitionsTaken
 from revivatech_actors.storage import open_storage
 from revivatech_actors.storage.sqlite import format_timestamp
 
@@ -75,6 +77,35 @@ async def test_written_profiles_reach_the_scorer_and_are_recorded(storage, stora
         actor.request_stop()
     assert recorded[0].user_fingerprint == "live" and len(recorded[0].recorded) == 4
     assert query(storage_url, "SELECT count(*) FROM ml_predictions WHERE user_fingerprint = 'live'") == [(4,)]
+
+
+async def test_profiles_written_but_not_scored_before_a_crash_are_scored_when_taken(storage, storage_url):
+    """A process died between profile writes and the scorer's record: the instance that takes
+    those partitions scores them first, and only those of the partitions it took."""
+    visitors = [f"crash-{n}" for n in range(10)]
+    first, _ = scorer(storage)
+    for fp in visitors:
+        first._waiting[fp] = await written(storage, fp)
+    await first.score_waiting(budget=5.0)
+    for fp in visitors:  # written again; the scorer that would have heard of it is gone
+        await written(storage, fp, events=2)
+    due = "SELECT user_fingerprint FROM user_behavior_profiles WHERE version > scored_version"
+    assert sorted(fp for (fp,) in query(storage_url, due)) == visitors
+
+    taken = {partition_of(visitors[0], 2)}
+    mine = sorted(fp for fp in visitors if partition_of(fp, 2) in taken)
+    actor, send = scorer(storage, interval=0.05)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(actor.run)
+        await send.send(PartitionsTaken(frozenset(taken), 2))
+        with trio.fail_after(5):
+            while actor.stats.scored < len(mine):
+                await trio.sleep(0.02)
+        actor.request_stop()
+    assert actor.stats.unscored_taken == len(mine)
+    assert sorted(fp for (fp,) in query(storage_url, due)) == sorted(set(visitors) - set(mine))
+    counts = dict(query(storage_url, "SELECT user_fingerprint, count(*) FROM ml_predictions GROUP BY 1"))
+    assert all(counts[fp] > 4 for fp in mine)  # three events instead of one: engagement moved
 
 
 async def test_churn_risk_of_an_idle_visitor_is_recomputed_without_new_events(storage, storage_url):

@@ -586,7 +586,7 @@ async def test_recorded_scores_are_predictions_and_profile_columns(storage, scor
     # a later record of one model: a new row for it, its column moves, the others stay
     later = now + timedelta(hours=1)
     engagement = Score(ENGAGEMENT, 42.5, 0.5, (Factor("sessions", 2.0, 40.0), Factor("recency", 0.5, 2.5)))
-    await storage.record_scores([ScoreRecord("v", later, "engaged", (engagement,))])
+    await storage.record_scores([ScoreRecord("v", later, "engaged", (engagement,), state.version)])
     latest = await storage.recent_predictions("v", 1)
     assert latest[0].model_type == ENGAGEMENT
     assert {p.model_type for p in latest} == set(MODEL_TYPES)
@@ -601,14 +601,15 @@ async def test_recorded_scores_are_predictions_and_profile_columns(storage, scor
         {s.model_type: s.value for s in record.recorded if s.model_type != ENGAGEMENT})
 
     # a record of nothing: only segment and scored_at change
-    await storage.record_scores([ScoreRecord("v", later + timedelta(hours=1), "churned", ())])
+    await storage.record_scores([ScoreRecord("v", later + timedelta(hours=1), "churned", (), state.version)])
     assert len(await storage.recent_predictions("v", 10)) == 5
     after = (await storage.load_profiles(["v"]))["v"]
     assert (after.segment, after.scores) == ("churned", profile.scores)
 
     # a third engagement row: each model's latest ``limit`` rows, all newest first
     latest_at = later + timedelta(hours=2)
-    await storage.record_scores([ScoreRecord("v", latest_at, "engaged", (attrs.evolve(engagement, value=50.0),))])
+    await storage.record_scores([ScoreRecord("v", latest_at, "engaged", (attrs.evolve(engagement, value=50.0),),
+                                             state.version)])
     two = await storage.recent_predictions("v", 2)
     assert [(p.model_type, p.created_at) for p in two if p.model_type == ENGAGEMENT] == [
         (ENGAGEMENT, latest_at), (ENGAGEMENT, later)]
@@ -677,3 +678,54 @@ async def test_profiles_to_rescore_never_scored_first_then_oldest(storage):
     await storage.record_scores([ScoreRecord("n1", t1 + timedelta(minutes=30), "new", ()),
                                  ScoreRecord("n2", t1 - timedelta(minutes=30), "new", ())])
     assert [p.user_fingerprint for p in await storage.profiles_to_rescore(t3, 10)] == ["n2", "o1", "n1", "o2"]
+
+
+async def test_a_profile_write_makes_its_scores_due_until_that_version_is_recorded(storage, scoring):
+    """Migration 0008: each write raises ``version``; a record stores the version it scored. What
+    a process leaves between a profile write and the scorer's record is found again, per
+    partition, and a result of an earlier version never overwrites a later one's."""
+    from revivatech_actors.domain.partitions import partition_of
+
+    visitors = [f"due-{i}" for i in range(12)]
+    for fp in visitors:
+        await apply(storage, fp, [event(fp, f"{fp}-s", 0)])
+    assert sorted(await storage.unscored_profiles(range(4), 4)) == sorted(visitors)
+    some = [0, 2]
+    assert sorted(await storage.unscored_profiles(some, 4)) == sorted(
+        fp for fp in visitors if partition_of(fp, 4) in some)
+    assert await storage.unscored_profiles([], 4) == []
+
+    first = (await storage.load_profiles(["due-0"]))["due-0"]
+    assert first.version == 1
+    now = BASE_TIME + DAY
+    await storage.record_scores([score_record(first, now, scoring)])
+    assert "due-0" not in await storage.unscored_profiles(range(4), 4)
+    assert len(await storage.unscored_profiles(range(4), 4)) == len(visitors) - 1
+
+    # a second write makes it due again; a later result of the first version records its scores
+    # (the newest known) but leaves the profile due
+    second = await apply(storage, "due-0", [event("due-0", "due-0-s2", 3600, "booking_completed", value=90.0)])
+    assert second.version == 2
+    assert "due-0" in await storage.unscored_profiles(range(4), 4)
+    rescored = ScoreRecord("due-0", now + timedelta(minutes=10), "rescored", (), first.version)
+    await storage.record_scores([rescored])
+    assert "due-0" in await storage.unscored_profiles(range(4), 4)
+    assert (await storage.load_profiles(["due-0"]))["due-0"].segment == "rescored"
+
+    # the second version's record clears it; a first version's result timed later changes nothing
+    fresh = score_record(second, now + timedelta(minutes=30), scoring)
+    await storage.record_scores([fresh])
+    assert "due-0" not in await storage.unscored_profiles(range(4), 4)
+    stale = ScoreRecord("due-0", now + timedelta(hours=1), "stale", (Score(ENGAGEMENT, 1.0, 0.1, ()),), first.version)
+    await storage.record_scores([stale])
+    assert "due-0" not in await storage.unscored_profiles(range(4), 4)
+    assert (await storage.load_profiles(["due-0"]))["due-0"].segment == fresh.segment
+    assert all(p.prediction_value != 1.0 for p in await storage.recent_predictions("due-0", 10))
+    # of two results in one call, the later version wins whatever their times
+    third = await apply(storage, "due-1", [event("due-1", "due-1-s2", 60)])
+    await storage.record_scores([
+        ScoreRecord("due-1", now + timedelta(hours=2), "old", (), third.version - 1),
+        ScoreRecord("due-1", now, "new", (), third.version),
+    ])
+    assert "due-1" not in await storage.unscored_profiles(range(4), 4)
+    assert (await storage.load_profiles(["due-1"]))["due-1"].segment == "new"

@@ -22,7 +22,9 @@ waiting visitors are written, whole partitions per transaction, together with th
 positions: derived state and the position it reflects never part, so a process that dies (even
 by SIGKILL) loses nothing and counts nothing twice: the next owner replays the log from the
 stored positions. A write whose reply was lost is recognised on retry (``writes``). After each
-write the written visitors' fingerprints go on to the scorer.
+write the written visitors' fingerprints go on to the scorer. Each write also raises the written
+profiles' ``version``, so what a dead owner wrote and did not score is found again: taking a
+partition tells the scorer (``PartitionsTaken``), which scores those profiles first.
 
 Reads. Insights and journeys read the visitor's stored rows and the log events they do not
 reflect yet, in one snapshot (``Storage.visitor_view``), on whichever instance is asked: every
@@ -54,7 +56,7 @@ from ..domain.journeys import JOURNEY_STEP_TYPE, higher_stage
 from ..domain.partitions import Cursor, slot_of, target_share
 from ..domain.profiles import ProfileDelta, ProfileState, Touch, delta_from_events, journey_rows, touch_of
 from ..domain.timefmt import iso_datetime
-from ..messages import StoredBatch
+from ..messages import PartitionsTaken, StoredBatch
 from ..storage import LeaseLost, Storage, StorageError, StoredJourney
 
 from ..storage._records import LogPage, PartitionPosition, VisitorView
@@ -170,7 +172,8 @@ class ProfilesActor:
     ``storage`` is this actor's own (writes never queue behind event writes); ``reader`` serves
     the log reads, insights and journeys; ``leases`` the lease rounds (never behind a long
     write) and announcements; ``listener`` waits for other processes' announcements, on an
-    engine that has them; ``scorer`` hears of every written profile; ``stop_writer``, when
+    engine that has them; ``scorer`` hears of every written profile and every partition taken;
+    ``stop_writer``, when
     given, writes chunks beside ``storage`` while stopping (see ``write``).
     """
 
@@ -179,7 +182,7 @@ class ProfilesActor:
     reader: Storage | None = None
     leases: Storage | None = None
     listener: Storage | None = None
-    scorer: trio.MemorySendChannel[list[str]] | None = None
+    scorer: trio.MemorySendChannel[list[str] | PartitionsTaken] | None = None
     stop_writer: Storage | None = None
     partitions: int = 64
     lease_ttl: float = 2.0
@@ -202,6 +205,8 @@ class ProfilesActor:
     _dirty: dict[int, dict[str, VisitorActor]] = attrs.field(init=False, factory=dict)
     _owners: int = attrs.field(init=False, default=1)  # live instances at the last lease round
     _to_release: set[int] = attrs.field(init=False, factory=set)
+    _taken_untold: set[int] = attrs.field(init=False, factory=set)  # partitions taken, the scorer not yet told
+    _taken_news: trio.Event = attrs.field(init=False, factory=trio.Event)
     _generation: int = attrs.field(init=False, default=0)  # runs so far: each has an owner id of its own
     _stopping: bool = attrs.field(init=False, default=False)
     _wake_writer: trio.CancelScope | None = attrs.field(init=False, default=None)
@@ -314,6 +319,8 @@ class ProfilesActor:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._write_periodically)
                 nursery.start_soon(self._keep_leases)
+                if self.scorer is not None:
+                    nursery.start_soon(self._tell_scorer)
                 if self.listener is not None and self.listener.announces_log:
                     nursery.start_soon(self._listen)
                 if leases.announces_log:
@@ -347,6 +354,8 @@ class ProfilesActor:
         self._dirty.clear()
         self._delivered.clear()
         self._to_release.clear()
+        self._taken_untold.clear()
+        self._taken_news = trio.Event()
         self._unwritten_events = self._unwritten_visitors = self._replayed_unwritten = 0
         self._poll_now = True
         self._writer_done = trio.Event()
@@ -619,10 +628,23 @@ class ProfilesActor:
                                                     epoch=claim.epoch, writes=claim.writes)
         self._to_release.update(p for p in result.owned if p not in self._cursors and p not in claimed)
         if claimed:
+            self._taken_untold.update(claimed)
+            self._taken_news.set()
             self.stats.partitions_taken += len(claimed)
             logger.info("took %d partition(s) of %d (%d instance(s) alive): %s", len(claimed), self.partitions,
                         result.owners, _ranges(sorted(claimed)))
             self._poll_soon()
+
+    async def _tell_scorer(self) -> None:
+        """Tell the scorer of each partition taken (apart from the lease rounds, which must not
+        wait for the scorer's inbox)."""
+        assert self.scorer is not None
+        while True:
+            await self._taken_news.wait()
+            self._taken_news = trio.Event()
+            taken = frozenset(self._taken_untold)
+            self._taken_untold.clear()
+            await self.scorer.send(PartitionsTaken(taken, self.partitions))
 
     def _lose(self, partition: int, why: str) -> None:
         """Stop deriving ``partition``: its unwritten events are left to its next owner, who

@@ -11,6 +11,12 @@ most one row per model per write of its profile, in batches, never a row per eve
 visitors wait longer (the backlog shows on the actors endpoint) instead of the scorer taking the
 CPU that ingest needs. Insights compute scores on read, so they never wait for this actor.
 
+Nothing written goes unscored, even across a crash: each profile write raises the profile's
+``version`` in the transaction that records its log position, and a record stores the version it
+scored. When the profiles actor takes partitions (at start, or from an instance that died), it
+tells the scorer (``PartitionsTaken``), which queues their profiles written since their last
+score before anything else.
+
 Churn risk grows while a visitor stays away, with no event to trigger a rescore: when nothing
 waits, the scorer asks storage for profiles last scored more than ``rescore_interval`` ago.
 """
@@ -30,6 +36,7 @@ from ..config import ScoringSettings
 from ..domain.insights import score_record
 from ..domain.profiles import ProfileState
 from ..domain.scoring import ScoreRecord
+from ..messages import PartitionsTaken
 from ..storage import Storage, StorageError
 from ..supervisor import Activity
 from ._retry import until_it_succeeds
@@ -54,13 +61,14 @@ class ScorerStats:
     scored: int = 0
     predictions: int = 0
     rescored_idle: int = 0
+    unscored_taken: int = 0  # profiles of taken partitions written since their last score
     failed_writes: int = 0
 
 
 @attrs.define(eq=False)
 class ScorerActor:
     storage: Storage
-    inbox: trio.MemoryReceiveChannel[list[str] | list[ProfileState]]
+    inbox: trio.MemoryReceiveChannel[list[str] | list[ProfileState] | PartitionsTaken]
     settings: ScoringSettings
     interval: float = 1.0
     max_share: float = 0.05
@@ -72,6 +80,9 @@ class ScorerActor:
     # visitor → its row when known (idle rescoring reads it), else None: read when its turn comes
     _waiting: collections.OrderedDict[str, ProfileState | None] = attrs.field(init=False, factory=collections.OrderedDict)
     _next_rescore: float = attrs.field(init=False, default=0.0)
+    # partitions taken whose unscored profiles are not queued yet, and the partition count
+    _taken: set[int] = attrs.field(init=False, factory=set)
+    _partition_count: int = attrs.field(init=False, default=0)
     _stopping: bool = attrs.field(init=False, default=False)
     _sleep: trio.CancelScope | None = attrs.field(init=False, default=None)
 
@@ -83,7 +94,7 @@ class ScorerActor:
     def stats_json(self) -> dict[str, int]:
         s = self.stats
         return {"waiting": len(self._waiting), "scored": s.scored, "predictions": s.predictions,
-                "rescoredIdle": s.rescored_idle, "failedWrites": s.failed_writes}
+                "rescoredIdle": s.rescored_idle, "unscoredTaken": s.unscored_taken, "failedWrites": s.failed_writes}
 
     def request_stop(self) -> None:
         """Score what fits in ``FINAL_BUDGET`` seconds, store it and return. Visitors still waiting
@@ -104,14 +115,18 @@ class ScorerActor:
                     self._sleep = None
                     await self.score_waiting(FINAL_BUDGET if self._stopping else None)
                 if self._waiting:
-                    logger.warning("stopping with %d visitor(s) not scored since their last profile write; the idle "
-                                   "rescoring picks them up within scoring.rescore_interval", len(self._waiting))
+                    logger.warning("stopping with %d visitor(s) not scored since their last profile write; their "
+                                   "partitions' next owner scores them", len(self._waiting))
                 nursery.cancel_scope.cancel()
         finally:
             await close_storages(self.storage)
 
     async def _receive(self) -> None:
         async for written in self.inbox:
+            if isinstance(written, PartitionsTaken):
+                self._taken.update(written.partitions)
+                self._partition_count = written.count
+                continue
             waiting = self._waiting
             for item in written:  # a written visitor's fingerprint, or its stored row
                 if isinstance(item, str):
@@ -125,6 +140,8 @@ class ScorerActor:
         interval), ``LOAD_CHUNK`` at a time: read their rows, score, store the results; return
         how many were scored. Small transactions keep storage from being busy with scores for
         long at a time (event commits would wait behind them)."""
+        if self._taken and not self._stopping:
+            await self._fetch_unscored()
         if not self._waiting and not self._stopping and trio.current_time() >= self._next_rescore:
             await self._fetch_idle()
         deadline = time.perf_counter() + (self.max_share * self.interval if budget is None else budget)
@@ -178,6 +195,20 @@ class ScorerActor:
             if fp not in self._waiting:
                 self._waiting[fp] = state
                 self._waiting.move_to_end(fp, last=False)
+
+    async def _fetch_unscored(self) -> None:
+        taken, count = frozenset(self._taken), self._partition_count
+        found = await until_it_succeeds(lambda: self.storage.unscored_profiles(taken, count), logger=logger,
+                                        what="find profiles written since their last score", on_failure=self._failed)
+        self._taken -= taken
+        for fp in reversed(found):  # ahead of the line: they have waited since before this process
+            if fp not in self._waiting:
+                self._waiting[fp] = None
+                self._waiting.move_to_end(fp, last=False)
+        self.stats.unscored_taken += len(found)
+        if found:
+            logger.info("%d profile(s) of the %d partition(s) taken were written since their last score: "
+                        "scoring them first", len(found), len(taken))
 
     async def _fetch_idle(self) -> None:
         before = datetime.now(UTC) - timedelta(seconds=self.rescore_interval)

@@ -72,7 +72,8 @@ def score_record(state: ProfileState, now: datetime, settings: ScoringSettings) 
         score for model, score in scores.items()
         if changed_enough(state.scores.get(model), score.value, settings.record_threshold)
     )
-    return ScoreRecord(user_fingerprint=state.user_fingerprint, scored_at=now, segment=seg, recorded=moved)
+    return ScoreRecord(user_fingerprint=state.user_fingerprint, scored_at=now, segment=seg, recorded=moved,
+                       version=state.version)
 
 
 def _time(moment: datetime | None) -> str | None:

@@ -190,7 +190,8 @@ class ProfileState:
     counts once, whichever instance brought it), so they come from storage, not from deltas.
     ``total_session_seconds`` is summed from ``analytics_sessions`` when the profile is read.
     ``scores`` are the values last recorded in ``ml_predictions`` by model type, ``segment`` the
-    last one the scorer stored."""
+    last one the scorer stored. ``version`` counts the stored profile's writes; scores recorded
+    from this state say they reflect it."""
 
     user_fingerprint: str
     total_events: int = 0
@@ -211,6 +212,7 @@ class ProfileState:
     device_counts: dict[str, int] = attrs.Factory(dict)  # events per device_type
     customer_id: str | None = None  # the user_id of the latest event with one
     customer_id_at: datetime | None = None
+    version: int = 0
 
     def apply(self, delta: ProfileDelta) -> None:
         """Add ``delta``'s counters and times to the state (sessions and days stay as stored)."""

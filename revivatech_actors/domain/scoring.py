@@ -405,12 +405,14 @@ def score_all(p: ProfileSnapshot, now: datetime, settings: ScoringSettings) -> d
 @attrs.frozen
 class ScoreRecord:
     """What the scorer stores for one visitor: a prediction row for each score in ``recorded``
-    (those that moved at least ``record_threshold``), the segment, and when it scored."""
+    (those that moved at least ``record_threshold``), the segment, when it scored, and which
+    write of the stored profile it scored (``ProfileState.version``)."""
 
     user_fingerprint: str
     scored_at: datetime
     segment: str
     recorded: tuple[Score, ...]
+    version: int = 0
 
 
 # --- segments and recording ----------------------------------------------------------------------

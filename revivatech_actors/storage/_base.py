@@ -32,7 +32,7 @@ import attrs
 import trio
 
 from ..domain.funnel import FunnelQuery, FunnelStep
-from ..domain.partitions import target_share
+from ..domain.partitions import partition_of, target_share
 from ..domain.profiles import ProfileDelta, ProfileState, Touch
 from ..domain.scoring import ScoreRecord
 from ..messages import DUPLICATE, STORED, DeadLetter, Event, Outcome, Status
@@ -70,6 +70,9 @@ DEFAULT_PING_TIMEOUT = 1.0
 
 _WRITER = "writer"
 _HEALTH = "health"
+
+#: Profiles whose scores do not reflect their latest write (the same in both engines).
+_UNSCORED_PROFILES = "SELECT user_fingerprint FROM user_behavior_profiles WHERE version > scored_version"
 
 #: Of the log read by ``read_log``, at most this many events at a time (whole transactions: one
 #: larger than that comes whole, alone).
@@ -526,12 +529,13 @@ class Storage(abc.ABC):
 
     async def record_scores(self, records: Sequence[ScoreRecord]) -> None:
         """In one transaction: a ``ml_predictions`` row per recorded score, and each visitor's
-        segment, recorded score values and ``scored_at`` on its profile. A result older than the
-        one stored changes nothing; of several for one visitor, only the newest counts."""
+        segment, recorded score values, ``scored_at`` and ``scored_version`` on its profile. A
+        result older than the one stored (of an earlier version of the profile, or of the same one
+        scored earlier) changes nothing; of several for one visitor, only the newest counts."""
         newest: dict[str, ScoreRecord] = {}
         for record in records:
             kept = newest.get(record.user_fingerprint)
-            if kept is None or record.scored_at >= kept.scored_at:
+            if kept is None or (record.version, record.scored_at) >= (kept.version, kept.scored_at):
                 newest[record.user_fingerprint] = record
         if not newest:
             return
@@ -542,6 +546,16 @@ class Storage(abc.ABC):
         """Up to ``limit`` profiles never scored or last scored before ``scored_before``, the
         longest-waiting first."""
         return await self._on_writer(lambda conn: self._profiles_to_rescore_blocking(conn, scored_before, limit))
+
+    async def unscored_profiles(self, partitions: Iterable[int], count: int) -> list[str]:
+        """The visitors of ``partitions`` (of ``count``) whose stored profile was written since
+        its scores were last recorded (``version > scored_version``, migration 0008): what a
+        process that died between a profile write and the scorer's record left unscored.
+        Reads the whole profiles table (the columns are not indexed, so profile writes stay
+        heap-only updates): meant for when partitions change hands, not for every cycle."""
+        wanted = frozenset(partitions)
+        rows = await self._on_writer(lambda conn: conn.execute(_UNSCORED_PROFILES).fetchall())
+        return [fp for (fp,) in rows if partition_of(fp, count) in wanted]
 
     async def recent_predictions(self, user_fingerprint: str, limit: int) -> list[StoredPrediction]:
         """Each model's latest ``limit`` predictions of the visitor, all newest first."""

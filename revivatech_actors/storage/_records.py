@@ -152,7 +152,7 @@ def session_delta_row(s: SessionDelta) -> dict[str, Any]:
 def score_record_row(r: ScoreRecord) -> dict[str, Any]:
     return {
         "user_fingerprint": r.user_fingerprint, "scored_at": r.scored_at, "segment": r.segment,
-        "predictions": [
+        "version": r.version, "predictions": [
             {"model_type": s.model_type, "value": s.value, "confidence": s.confidence,
              "factors": [{"name": f.name, "value": f.value, "contribution": f.contribution} for f in s.factors]}
             for s in r.recorded

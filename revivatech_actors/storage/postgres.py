@@ -184,7 +184,7 @@ _PROFILE_COLUMNS = """
     (SELECT coalesce(sum(extract(epoch FROM s.last_activity_at - s.started_at)), 0)::double precision
      FROM analytics_sessions s WHERE s.user_fingerprint = p.user_fingerprint),
     p.days_active, p.event_counts, p.segment, p.engagement_score, p.lead_score, p.churn_risk_score,
-    p.price_sensitivity_score, p.updated_at, p.device_counts, p.customer_id, p.customer_id_at"""
+    p.price_sensitivity_score, p.updated_at, p.device_counts, p.customer_id, p.customer_id_at, p.version"""
 
 #: Profile deltas, session journeys and session rows travel as JSON parameters (binding arrays
 #: costs Python time per value). In one statement: new days and journeys are inserted (a journey
@@ -259,10 +259,10 @@ WITH d AS (
 INSERT INTO user_behavior_profiles AS p (user_fingerprint, total_events, total_page_views, bookings_started,
                                          total_bookings, total_value, first_seen, last_seen, last_booking_at,
                                          days_active, total_sessions, event_counts, device_counts, customer_id,
-                                         customer_id_at)
+                                         customer_id_at, version)
 SELECT d.user_fingerprint, d.events, d.page_views, d.bookings_started, d.bookings_completed, d.value,
        d.first_seen, d.last_seen, d.last_booking_at, coalesce(nd.n, 0), coalesce(ns.n, 0), d.counts, d.devices,
-       d.customer_id, d.customer_id_at
+       d.customer_id, d.customer_id_at, 1
 FROM d
 LEFT JOIN (SELECT user_fingerprint, count(*) AS n FROM new_days GROUP BY 1) nd USING (user_fingerprint)
 LEFT JOIN (SELECT user_fingerprint, count(*) AS n FROM journeys WHERE inserted GROUP BY 1) ns USING (user_fingerprint)
@@ -291,6 +291,7 @@ ON CONFLICT (user_fingerprint) DO UPDATE SET
                             OR (excluded.customer_id_at = p.customer_id_at AND excluded.customer_id > p.customer_id))
                        THEN excluded.customer_id ELSE p.customer_id END,
     customer_id_at = greatest(p.customer_id_at, excluded.customer_id_at),
+    version = p.version + 1,  -- its scores are due (migration 0008)
     updated_at = now()
 """
 
@@ -303,17 +304,18 @@ _PROFILES_TO_RESCORE = (
     " WHERE p.scored_at IS NULL OR p.scored_at < %s ORDER BY p.scored_at NULLS FIRST LIMIT %s"
 )
 #: The scorer's results: a prediction row per model that moved, and the profile's current figures.
-#: A result older than the one stored (two instances scoring one visitor) changes nothing. Each
+#: A result older than the one stored (scoring an earlier version of the profile, or the same
+#: version earlier: two instances scoring one visitor) changes nothing. Each
 #: result finds its profile by key (a subquery, then ON CONFLICT), never by a join: the planner,
 #: guessing 100 rows for jsonb_to_recordset and working from statistics that lag a growing table,
 #: would hash-join the whole profiles table, a cost that grows with every visitor stored.
 _RECORD_SCORES = """
 WITH r AS (
     SELECT * FROM jsonb_to_recordset(%s::jsonb) AS r (
-        user_fingerprint text, scored_at timestamptz, segment text, predictions jsonb)
+        user_fingerprint text, scored_at timestamptz, segment text, version bigint, predictions jsonb)
 ), fresh AS (  -- one result per visitor (Storage.record_scores keeps the newest)
     SELECT * FROM r
-    WHERE (SELECT p0.scored_at IS NULL OR p0.scored_at <= r.scored_at
+    WHERE (SELECT (p0.scored_version, coalesce(p0.scored_at, '-infinity')) <= (r.version, r.scored_at)
            FROM user_behavior_profiles p0 WHERE p0.user_fingerprint = r.user_fingerprint)
 ), predictions AS (
     INSERT INTO ml_predictions (user_fingerprint, model_type, prediction_value, confidence_score, factors, created_at)
@@ -330,19 +332,21 @@ WITH r AS (
     FROM predictions GROUP BY user_fingerprint
 )
 -- fresh holds only stored visitors, so this inserts nothing: ON CONFLICT is the update by key
-INSERT INTO user_behavior_profiles AS p (user_fingerprint, segment, scored_at, engagement_score, lead_score,
-                                         churn_risk_score, price_sensitivity_score)
-SELECT f.user_fingerprint, f.segment, f.scored_at, recorded.engagement, recorded.lead, recorded.churn, recorded.price
+INSERT INTO user_behavior_profiles AS p (user_fingerprint, segment, scored_at, scored_version, engagement_score,
+                                         lead_score, churn_risk_score, price_sensitivity_score)
+SELECT f.user_fingerprint, f.segment, f.scored_at, f.version, recorded.engagement, recorded.lead, recorded.churn,
+       recorded.price
 FROM fresh f LEFT JOIN recorded USING (user_fingerprint)
 ORDER BY f.user_fingerprint  -- rows locked in key order, as profile writes lock them: no deadlock
 ON CONFLICT (user_fingerprint) DO UPDATE SET
     segment = excluded.segment,
     scored_at = greatest(p.scored_at, excluded.scored_at),
+    scored_version = excluded.scored_version,
     engagement_score = coalesce(excluded.engagement_score, p.engagement_score),
     lead_score = coalesce(excluded.lead_score, p.lead_score),
     churn_risk_score = coalesce(excluded.churn_risk_score, p.churn_risk_score),
     price_sensitivity_score = coalesce(excluded.price_sensitivity_score, p.price_sensitivity_score)
-WHERE p.scored_at IS NULL OR p.scored_at <= excluded.scored_at
+WHERE (p.scored_version, coalesce(p.scored_at, '-infinity')) <= (excluded.scored_version, excluded.scored_at)
 """
 #: Each model's latest rows, through the (user_fingerprint, model_type, created_at) index.
 _RECENT_PREDICTIONS = """
@@ -947,13 +951,13 @@ def _inserted(events: Sequence[Event], not_inserted: str) -> set[str]:
 
 def _profile_state(row: tuple[Any, ...]) -> ProfileState:
     (fp, events, sessions, page_views, started, bookings, value, first, last, last_booking, seconds, days, counts,
-     segment, engagement, lead, churn, price, updated, devices, customer_id, customer_id_at) = row
+     segment, engagement, lead, churn, price, updated, devices, customer_id, customer_id_at, version) = row
     return ProfileState(
         user_fingerprint=fp, total_events=events, total_sessions=sessions, total_page_views=page_views,
         bookings_started=started, total_bookings=bookings, total_value=value, first_seen=first, last_seen=last,
         last_booking_at=last_booking, total_session_seconds=seconds, days_active=days, event_counts=dict(counts),
         segment=segment, scores=stored_scores(engagement, lead, churn, price), updated_at=updated,
-        device_counts=dict(devices), customer_id=customer_id, customer_id_at=customer_id_at,
+        device_counts=dict(devices), customer_id=customer_id, customer_id_at=customer_id_at, version=version,
     )
 
 

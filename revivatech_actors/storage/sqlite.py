@@ -121,8 +121,8 @@ _UPSERT_PROFILE = """
 INSERT INTO user_behavior_profiles AS p (user_fingerprint, total_events, total_page_views, bookings_started,
                                          total_bookings, total_value, first_seen, last_seen, last_booking_at,
                                          days_active, total_sessions, event_counts, device_counts, customer_id,
-                                         customer_id_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                         customer_id_at, version)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)
 ON CONFLICT (user_fingerprint) DO UPDATE SET
     total_events = p.total_events + excluded.total_events,
     total_page_views = p.total_page_views + excluded.total_page_views,
@@ -148,6 +148,7 @@ ON CONFLICT (user_fingerprint) DO UPDATE SET
                             OR (excluded.customer_id_at = p.customer_id_at AND excluded.customer_id > p.customer_id))
                        THEN excluded.customer_id ELSE p.customer_id END,
     customer_id_at = coalesce(max(p.customer_id_at, excluded.customer_id_at), p.customer_id_at, excluded.customer_id_at),
+    version = p.version + 1,  -- its scores are due (migration 0008)
     updated_at = strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')
 RETURNING user_fingerprint
 """
@@ -167,10 +168,10 @@ ON CONFLICT (user_fingerprint, session_id) DO UPDATE SET
 """
 _RECORD_SCORE = """
 UPDATE user_behavior_profiles SET
-    segment = ?, scored_at = ?,
+    segment = ?, scored_at = ?, scored_version = ?,
     engagement_score = coalesce(?, engagement_score), lead_score = coalesce(?, lead_score),
     churn_risk_score = coalesce(?, churn_risk_score), price_sensitivity_score = coalesce(?, price_sensitivity_score)
-WHERE user_fingerprint = ? AND (scored_at IS NULL OR scored_at <= ?)  -- an older result changes nothing
+WHERE user_fingerprint = ?
 """
 _INSERT_PREDICTION = (
     "INSERT INTO ml_predictions (user_fingerprint, model_type, prediction_value, confidence_score, factors, created_at)"
@@ -182,7 +183,7 @@ _PROFILE_COLUMNS = (
     " (SELECT coalesce(sum((julianday(s.last_activity_at) - julianday(s.started_at)) * 86400.0), 0.0)"
     "  FROM analytics_sessions s WHERE s.user_fingerprint = p.user_fingerprint),"
     " p.days_active, p.event_counts, p.segment, p.engagement_score, p.lead_score, p.churn_risk_score,"
-    " p.price_sensitivity_score, p.updated_at, p.device_counts, p.customer_id, p.customer_id_at"
+    " p.price_sensitivity_score, p.updated_at, p.device_counts, p.customer_id, p.customer_id_at, p.version"
 )
 
 
@@ -561,11 +562,12 @@ class SQLiteStorage(Storage):
             row = score_record_row(r)
             at = format_timestamp(r.scored_at)
             stored = conn.execute(
-                "SELECT scored_at FROM user_behavior_profiles WHERE user_fingerprint = ?", (r.user_fingerprint,)
+                "SELECT scored_version, scored_at FROM user_behavior_profiles WHERE user_fingerprint = ?",
+                (r.user_fingerprint,),
             ).fetchone()
             if stored is None:  # no profile: nothing to score
                 continue
-            if stored[0] is not None and stored[0] > at:  # an older result (two instances scoring one visitor)
+            if (stored[0], stored[1] or "") > (r.version, at):  # an older result changes nothing
                 continue
             values: dict[str, float] = {}
             for p in row["predictions"]:
@@ -576,8 +578,8 @@ class SQLiteStorage(Storage):
                 )
             conn.execute(
                 _RECORD_SCORE,
-                (r.segment, at, values.get(ENGAGEMENT), values.get(LEAD), values.get(CHURN), values.get(PRICE_SENSITIVITY),
-                 r.user_fingerprint, at),
+                (r.segment, at, r.version, values.get(ENGAGEMENT), values.get(LEAD), values.get(CHURN),
+                 values.get(PRICE_SENSITIVITY), r.user_fingerprint),
             )
 
     def _profiles_to_rescore_blocking(self, conn: sqlite3.Connection, scored_before: dt.datetime,
@@ -876,7 +878,7 @@ def _read_snapshot(conn: sqlite3.Connection) -> Iterator[None]:
 
 def _profile_state(row: tuple[Any, ...]) -> ProfileState:
     (fp, events, sessions, views, started, bookings, value, first, last, booked, seconds, days, counts,
-     segment, engagement, lead, churn, price, updated, devices, customer_id, customer_id_at) = row
+     segment, engagement, lead, churn, price, updated, devices, customer_id, customer_id_at, version) = row
     return ProfileState(
         user_fingerprint=fp, total_events=events, total_sessions=sessions, total_page_views=views,
         bookings_started=started, total_bookings=bookings, total_value=value,
@@ -884,7 +886,7 @@ def _profile_state(row: tuple[Any, ...]) -> ProfileState:
         last_booking_at=_optional_datetime(booked), total_session_seconds=seconds, days_active=days,
         event_counts=orjson.loads(counts), segment=segment, scores=stored_scores(engagement, lead, churn, price),
         updated_at=_optional_datetime(updated), device_counts=orjson.loads(devices), customer_id=customer_id,
-        customer_id_at=_optional_datetime(customer_id_at),
+        customer_id_at=_optional_datetime(customer_id_at), version=version,
     )
 
 

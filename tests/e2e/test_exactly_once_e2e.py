@@ -293,6 +293,69 @@ async def test_profiles_equal_stored_events_after_sigkill_right_after_the_last_a
     print(f"\nno load: restart ready in {ready_at - restarted_at:.2f} s, profiles exact {took:.2f} s later")
 
 
+UNSCORED_SQL = "SELECT count(*) FROM user_behavior_profiles WHERE version > scored_version"
+SCORE_VISITORS = 500  # the default scorer scores a few hundred a second
+
+
+async def post_one_event_each(server, visitors: list[str]) -> None:
+    rng = random.Random()
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as client:
+        for start in range(0, len(visitors), BATCH_SIZE):
+            events = [flood_event(rng, [fp]) for fp in visitors[start : start + BATCH_SIZE]]
+            answer = await client.post(BATCH, json={"events": events})
+            assert answer.status_code == 200 and answer.json()["success"], answer.text
+
+
+async def wait_for(check, seconds: float, what: str) -> float:
+    """Poll ``check()`` (in a thread) until it returns a true value; the seconds it took."""
+    began = time.monotonic()
+    while not (seen := await trio.to_thread.run_sync(check)):
+        if time.monotonic() - began > seconds:
+            pytest.fail(f"{what}: not within {seconds} s")
+        await trio.sleep(POLL_SECONDS)
+    return time.monotonic() - began
+
+
+def unscored(url: str) -> int:
+    ((count,),) = query(url, UNSCORED_SQL)
+    return int(count)
+
+
+async def test_profiles_written_but_not_scored_before_a_sigkill_are_scored_after_the_restart(serve, postgres_url):
+    """Recorded scores follow the profiles across a crash: profiles written just before a SIGKILL,
+    whose scores the scorer had not recorded yet, are scored by the restarted instance (and
+    not an hour later by the idle rescoring)."""
+    visitors = new_visitors(SCORE_VISITORS)
+    env = single_env(postgres_url)
+    first = serve(env={**env, "REVIVATECH_SCORING_MAX_SHARE": "1"})
+    await post_one_event_each(first, visitors)
+    await wait_for(lambda: totals(postgres_url) == (SCORE_VISITORS, SCORE_VISITORS) and unscored(postgres_url) == 0,
+                   CONVERGE_SECONDS, "every visitor's first event profiled and scored")
+    first.signal()
+    assert first.wait_exit() == 0
+
+    # a scorer far slower than the profile writes: most profiles are written, not yet scored
+    slow = serve(env={**env, "REVIVATECH_SCORING_MAX_SHARE": "0.001"})
+    await post_one_event_each(slow, visitors)
+    await wait_for(lambda: totals(postgres_url) == (2 * SCORE_VISITORS, 2 * SCORE_VISITORS), CONVERGE_SECONDS,
+                   "every visitor's second event profiled")
+    slow.process.kill()
+    assert slow.process.wait(5) == -9
+    left = await trio.to_thread.run_sync(unscored, postgres_url)
+    assert left >= SCORE_VISITORS // 2, f"the slow scorer scored {SCORE_VISITORS - left}: nothing left to prove"
+
+    restarted_at = time.monotonic()
+    serve(env=env)
+    ready_in = time.monotonic() - restarted_at
+    took = await wait_for(lambda: unscored(postgres_url) == 0, CONVERGE_SECONDS,
+                          f"{left} profiles written but not scored at the SIGKILL, scored after the restart")
+    rows = await trio.to_thread.run_sync(
+        query, postgres_url, "SELECT count(*) FROM user_behavior_profiles WHERE version = 2 AND scored_version = 2"
+                             " AND total_events = 2 AND scored_at IS NOT NULL")
+    assert rows == [(SCORE_VISITORS,)]
+    print(f"\n{left} profiles unscored at the SIGKILL; restart ready in {ready_in:.2f} s, all scored {took:.2f} s later")
+
+
 # ---------------------------------------------------------------------------- several instances
 
 
