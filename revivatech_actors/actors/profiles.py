@@ -173,8 +173,7 @@ class ProfilesActor:
     the log reads, insights and journeys; ``leases`` the lease rounds (never behind a long
     write) and announcements; ``listener`` waits for other processes' announcements, on an
     engine that has them; ``scorer`` hears of every written profile and every partition taken;
-    ``stop_writer``, when
-    given, writes chunks beside ``storage`` while stopping (see ``write``).
+    ``stop_writer``, when given, writes chunks beside ``storage`` while stopping (see ``write``).
     """
 
     storage: Storage

@@ -98,7 +98,8 @@ class ScorerActor:
 
     def request_stop(self) -> None:
         """Score what fits in ``FINAL_BUDGET`` seconds, store it and return. Visitors still waiting
-        are scored again by the idle rescoring, within ``rescore_interval`` of their last score."""
+        keep ``version > scored_version``: whichever instance takes their partitions next scores
+        them first."""
         self._stopping = True
         if self._sleep is not None:
             self._sleep.cancel()
