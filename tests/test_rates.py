@@ -132,6 +132,25 @@ def test_admin_tokens_may_be_hashed_and_name_a_subject_that_is_not_the_token():
     assert AdminCredentials([KEY]).judge(KEY).subject == verdict.subject  # the same credential either way
 
 
+def test_a_jwts_subject_is_its_sub_claim_so_refreshed_tokens_share_a_limit():
+    import time
+
+    import jwt
+
+    secret = "jwt-secret-of-the-main-app-0123456789"
+    credentials = AdminCredentials([KEY], secret)
+
+    def signed(**claims) -> str:
+        return jwt.encode({"role": "ADMIN", "exp": int(time.time()) + 900, **claims}, secret, algorithm="HS256")
+
+    first, refreshed = credentials.judge(signed(sub="u1", iat=1)), credentials.judge(signed(sub="u1", iat=2))
+    assert first.subject == refreshed.subject == "jwt:u1"
+    assert credentials.judge(signed(userId=42)).subject == "jwt:42"  # the main app's own claim
+    anonymous = signed()
+    assert credentials.judge(anonymous).subject.startswith("jwt:") and anonymous not in credentials.judge(anonymous).subject
+    assert credentials.judge(signed(sub="u2")).subject != first.subject
+
+
 # --- write keys ----------------------------------------------------------------------------------
 
 

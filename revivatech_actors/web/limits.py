@@ -38,7 +38,7 @@ async def with_headers(result, decision: Decision) -> Response:
     response = result if isinstance(result, Response) else await make_response(result)
     headers = response.headers
     for name, value in rate_headers(decision).items():
-        headers[name] = value
+        headers.add(name, value)  # no route sets these itself: add, without set's search
     return response
 
 
