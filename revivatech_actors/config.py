@@ -26,7 +26,8 @@ from .domain.secrets import secret_problem
 __all__ = [
     "AuthSettings", "BatchSettings", "BroadcastSettings", "ConfigError", "CorsSettings", "FaultSettings",
     "FunnelSettings",
-    "IngestSettings", "LimitSettings", "LogSettings", "ProfileSettings", "RealtimeSettings", "RedisSettings", "ScoringSettings",
+    "IngestSettings", "LimitSettings", "LogSettings", "ProfileSettings", "RealtimeSettings", "RedisSettings",
+    "ScoringSettings",
     "Settings",
     "ShutdownSettings", "StorageSettings", "SupervisorSettings", "WebSettings",
     "env_var_name", "load_settings", "render_toml", "settings_as_dict",

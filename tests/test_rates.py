@@ -147,7 +147,8 @@ def test_a_jwts_subject_is_its_sub_claim_so_refreshed_tokens_share_a_limit():
     assert first.subject == refreshed.subject == "jwt:u1"
     assert credentials.judge(signed(userId=42)).subject == "jwt:42"  # the main app's own claim
     anonymous = signed()
-    assert credentials.judge(anonymous).subject.startswith("jwt:") and anonymous not in credentials.judge(anonymous).subject
+    subject = credentials.judge(anonymous).subject
+    assert subject.startswith("jwt:") and anonymous not in subject
     assert credentials.judge(signed(sub="u2")).subject != first.subject
 
 
