@@ -20,11 +20,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import attrs
 
 from .domain.addresses import KEEP_MODES, parse_networks
+from .domain.rates import rate_problem
+from .domain.secrets import secret_problem
 
 __all__ = [
     "AuthSettings", "BatchSettings", "BroadcastSettings", "ConfigError", "CorsSettings", "FaultSettings",
     "FunnelSettings",
-    "IngestSettings", "LogSettings", "ProfileSettings", "RealtimeSettings", "RedisSettings", "ScoringSettings",
+    "IngestSettings", "LimitSettings", "LogSettings", "ProfileSettings", "RealtimeSettings", "RedisSettings",
+    "ScoringSettings",
     "Settings",
     "ShutdownSettings", "StorageSettings", "SupervisorSettings", "WebSettings",
     "env_var_name", "load_settings", "render_toml", "settings_as_dict",
@@ -156,12 +159,17 @@ def _redis_url_problem(url: str) -> str | None:
     return None if url == "" else _url_problem(url, needs, "redis://, rediss:// or unix://, or leave empty")
 
 
-def _tokens_problem(tokens: tuple[str, ...]) -> str | None:
-    short = [n for n, token in enumerate(tokens, 1) if len(token) < MIN_TOKEN_LENGTH]
-    if not short:
-        return None
-    return (f"each token must be at least {MIN_TOKEN_LENGTH} characters; token {short[0]} of "
-            f"{len(tokens)} is shorter (tokens are never printed)")
+def _secrets_problem(entries: tuple[str, ...], what: str) -> str | None:
+    """Why a list of admin tokens / write keys cannot be used; never quotes one."""
+    for number, entry in enumerate(entries, 1):
+        problem = secret_problem(entry, MIN_TOKEN_LENGTH)
+        if problem is not None:
+            return f"each {what} {problem}; {what} {number} of {len(entries)} is not ({what}s are never printed)"
+    return None
+
+
+def _limit_rate_problem(text: str) -> str | None:
+    return None if text == "" else rate_problem(text)
 
 
 def _networks_problem(entries: tuple[str, ...]) -> str | None:
@@ -275,9 +283,13 @@ class RedisSettings:
 
 @attrs.frozen(kw_only=True)
 class AuthSettings:
-    """[auth]: admin bearer tokens (secret; never logged or printed)."""
+    """[auth]: admin bearer tokens and ingest write keys, each plain or ``sha256:<hex>`` (secret;
+    never logged or printed), and the main app's JWTs."""
     admin_tokens: tuple[str, ...] = attrs.field(
-        validator=_Check(_tokens_problem, _TYPE_RULES[_TOKENS]), metadata={"secret": True})
+        validator=_Check(lambda v: _secrets_problem(v, "token"), _TYPE_RULES[_TOKENS]), metadata={"secret": True})
+    #: Empty: ingest needs no key; otherwise one of these in X-Write-Key or a write_key field.
+    write_keys: tuple[str, ...] = attrs.field(
+        validator=_Check(lambda v: _secrets_problem(v, "write key"), _TYPE_RULES[_TOKENS]), metadata={"secret": True})
     jwt_secret: str = attrs.field(validator=_Check(_jwt_secret_problem, "must be a string"), metadata={"secret": True})
     jwt_admin_roles: tuple[str, ...] = attrs.field(validator=_Check(_roles_problem, _TYPE_RULES[_TOKENS]))
 
@@ -339,6 +351,19 @@ class IngestSettings:
     inbox: int = _int(1)  # capacity of the ingest inbox
     ack_timeout: float = _number(0)  # longest wait for a durable acknowledgement
     client_ip: str = _choice(*KEEP_MODES)  # how much of the client's address each event keeps
+
+
+def _limit_rate() -> Any:
+    return attrs.field(validator=_Check(_limit_rate_problem, 'must be a rate N/<int>(s|m|h), e.g. "600/1m", '
+                                                            'or empty for no limit'))
+
+
+@attrs.frozen(kw_only=True)
+class LimitSettings:
+    """[limits]: token-bucket rates ``N/<int>(s|m|h)`` (domain/rates.py); empty: no limit."""
+    admin_rate: str = _limit_rate()  # per admin credential
+    ingest_rate: str = _limit_rate()  # per client address, on the ingest routes
+    ws_connect_rate: str = _limit_rate()  # per client address, WebSocket connections
 
 
 @attrs.frozen(kw_only=True)
@@ -480,6 +505,7 @@ class Settings:
     faults: FaultSettings
     log: LogSettings
     ingest: IngestSettings
+    limits: LimitSettings
     batch: BatchSettings
     profiles: ProfileSettings
     scoring: ScoringSettings

@@ -43,6 +43,7 @@ from .config import Settings
 from .domain.health import HealthReport, ProbeResult, Readiness, assess_health, assess_readiness
 from .domain.sessions import PAGE_VIEW_TYPES
 from .shared_state.cache import AnswerCache, LocalCache, RedisCache
+from .shared_state.limits import RateLimits
 from .shared_state.realtime import RedisRealtime
 from .shared_state.redis import RedisConnection
 from .storage import Storage, open_storage
@@ -94,6 +95,10 @@ class Service:
     #: This process's index among the workers of `serve --workers N` (1 to N); None when the
     #: process serves alone.
     worker: int | None = None
+    #: The rate limits (limits.*), and the Redis connection of their shared buckets: their own,
+    #: so a request that must ask Redis never waits behind the realtime figures' writes.
+    limits: RateLimits = attrs.Factory(RateLimits)
+    limits_redis: RedisConnection | None = None
     web: WebServer | None = attrs.field(init=False)  # None when built without it (web=False)
     root: Supervisor = attrs.field(init=False)
     started_at: float = attrs.field(init=False, factory=time.time)
@@ -115,6 +120,12 @@ class Service:
 
         storage = new_storage()
         redis = RedisConnection(settings.redis.url, timeout=settings.redis.ping_timeout) if settings.redis.url else None
+        limits_redis = (RedisConnection(settings.redis.url, timeout=settings.redis.ping_timeout)
+                        if settings.redis.url else None)
+        lim = settings.limits
+        limits = RateLimits.build(admin=lim.admin_rate, ingest=lim.ingest_rate, ws_connect=lim.ws_connect_rate,
+                                  connection=limits_redis, prefix=settings.redis.key_prefix + "rl:",
+                                  timeout=settings.redis.ping_timeout)
         budget = EventBudget(settings.ingest.inbox)
         # Bounded like every channel; the budget (events admitted, not yet committed) is the
         # real limit, and every submission weighs at least one event.
@@ -172,6 +183,8 @@ class Service:
             answer_cache=(RedisCache(redis, settings.redis.key_prefix + "cache:") if redis is not None
                           else LocalCache()),
             worker=worker,
+            limits=limits,
+            limits_redis=limits_redis,
         )
         metrics.started_at = service.started_at
 
@@ -232,8 +245,9 @@ class Service:
         try:
             await self.root.run(task_status=task_status)
         finally:
-            if self.redis is not None:
-                self.redis.close()
+            for connection in (self.redis, self.limits_redis):
+                if connection is not None:
+                    connection.close()
 
     def request_stop(self) -> None:
         self.root.request_stop()

@@ -1,5 +1,6 @@
 """Tests for revivatech_actors.config: layering, validation messages, masking, TOML rendering."""
 
+import hashlib
 import importlib.resources
 import re
 import tomllib
@@ -24,7 +25,7 @@ EXPECTED_DEFAULTS = {
     "storage": {"url": "sqlite:///revivatech.db", "connect_timeout": 5.0, "ping_timeout": 1.0,
                 "health_interval": 2.0},
     "redis": {"url": "", "ping_timeout": 1.0, "key_prefix": "revivatech:"},
-    "auth": {"admin_tokens": [], "jwt_secret": "", "jwt_admin_roles": ["ADMIN", "SUPER_ADMIN"]},
+    "auth": {"admin_tokens": [], "write_keys": [], "jwt_secret": "", "jwt_admin_roles": ["ADMIN", "SUPER_ADMIN"]},
     "cors": {"ingest_origins": ["*"], "allowed_origins": [], "allow_credentials": True, "max_age": 600},
     "supervisor": {"max_restarts": 5, "max_seconds": 30.0, "backoff_initial": 0.1, "backoff_max": 5.0,
                    "child_shutdown_timeout": 5.0},
@@ -33,6 +34,7 @@ EXPECTED_DEFAULTS = {
     "log": {"level": "info"},
     "ingest": {"ack": "durable", "max_batch": 500, "max_body": 1048576, "enqueue_timeout": 0.5, "ack_timeout": 30.0,
                "inbox": 10000, "client_ip": "anonymized"},
+    "limits": {"admin_rate": "600/1m", "ingest_rate": "1200/1m", "ws_connect_rate": "120/1m"},
     "batch": {"max_events": 2000, "max_wait": 0.0},
     "broadcast": {"interval": 30.0, "min_interval": 1.0, "max_clients": 10000, "public_realtime": False,
                   "max_public_clients": 1000, "ping_interval": 20.0, "stuck_timeout": 10.0},
@@ -608,3 +610,49 @@ def test_named_funnels_render_as_an_inline_table_and_load_back(tmp_path):
     text = render_toml(settings_as_dict(original, mask_secrets=False))
     assert 'named = {q = ["a", "b"], r-2 = ["c"]}' in text
     assert load(config_file=write(tmp_path, text)) == original
+
+
+# --- rate limits and hashed secrets (issue 16) ---------------------------------------------------
+
+
+def test_rates_are_read_from_env_and_file_and_empty_turns_a_limit_off(tmp_path):
+    settings = load(environ={"REVIVATECH_LIMITS_ADMIN_RATE": "100/15m", "REVIVATECH_LIMITS_INGEST_RATE": "50/10s",
+                             "REVIVATECH_LIMITS_WS_CONNECT_RATE": ""})
+    assert (settings.limits.admin_rate, settings.limits.ingest_rate, settings.limits.ws_connect_rate) == (
+        "100/15m", "50/10s", "")
+    path = write(tmp_path, '[limits]\nadmin_rate = "5/2h"\n')
+    assert load(config_file=path).limits.admin_rate == "5/2h"
+
+
+@pytest.mark.parametrize("bad", ["600", "600/m", "600/1", "600/1d", "0/1m", "-5/1m", "1.5/1m", "600/0s", "10/25h",
+                                 "600 per minute", "600/1m/2"])
+def test_a_badly_written_rate_is_refused_with_the_form_it_must_have(bad):
+    err = config_error(environ={"REVIVATECH_LIMITS_INGEST_RATE": bad})
+    assert err.key == "limits.ingest_rate" and err.source == "REVIVATECH_LIMITS_INGEST_RATE"
+    assert "N/<int>(s|m|h)" in err.problem or "the count of a rate" in err.problem or "the period" in err.problem
+    assert repr(bad) in err.problem
+
+
+def test_a_rate_of_the_wrong_type_in_a_file_is_refused(tmp_path):
+    err = config_error(config_file=write(tmp_path, "[limits]\nadmin_rate = 600\n"))
+    assert err.key == "limits.admin_rate" and "N/<int>(s|m|h)" in err.problem
+
+
+HASHED = "sha256:" + hashlib.sha256(TOKEN_A.encode()).hexdigest()
+
+
+def test_write_keys_and_admin_tokens_may_be_sha256_hashes_and_are_masked(tmp_path):
+    settings = load(environ={"REVIVATECH_AUTH_WRITE_KEYS": f"{TOKEN_B},{HASHED}",
+                             "REVIVATECH_AUTH_ADMIN_TOKENS": HASHED.upper().replace("SHA256:", "sha256:")})
+    assert settings.auth.write_keys == (TOKEN_B, HASHED)
+    shown = settings_as_dict(settings)["auth"]
+    assert shown["write_keys"] == ["***", "***"] and shown["admin_tokens"] == ["***"]
+
+
+@pytest.mark.parametrize("bad", ["sha256:abc", "sha256:" + "g" * 64, "sha256:" + "a" * 65, "short-key"])
+@pytest.mark.parametrize("key", ["auth.write_keys", "auth.admin_tokens"])
+def test_a_bad_hash_or_a_short_secret_is_refused_without_printing_it(key, bad):
+    err = config_error(environ={env_var_name(*key.split(".")): f"{TOKEN_A},{bad}"})
+    assert err.key == key and "2 of 2" in err.problem
+    assert ("64 hex digits" in err.problem) if bad.startswith("sha256:") else ("at least 16" in err.problem)
+    assert bad not in str(err) and TOKEN_A not in str(err)

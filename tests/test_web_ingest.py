@@ -777,7 +777,8 @@ async def test_a_batch_with_unknown_top_level_fields_is_400(sqlite_url):
     async with Running(make_service(sqlite_url)) as client:
         answer = await client.post(BATCH, json={"events": [event()], "sent_at": "2025-07-16T10:00:00Z"})
     error = assert_error(answer, 400, "invalid_batch")
-    assert error["details"] == [{"field": "sent_at", "message": 'is not a known field; a batch holds only "events"'}]
+    assert error["details"] == [{"field": "sent_at",
+                                 "message": 'is not a known field; a batch holds only "events" (and "write_key")'}]
 
 
 async def test_a_durable_request_gets_503_with_its_ids_after_ack_timeout_and_can_resend_them(postgres_url):

@@ -1,23 +1,29 @@
 """Who is an admin: static tokens and the main app's JWTs, judged without I/O.
 
-An admin credential is either one of ``auth.admin_tokens`` (compared in constant time, every
-token compared, so timing says nothing about which came close) or, when ``auth.jwt_secret`` is
+An admin credential is either one of ``auth.admin_tokens`` (each configured plain or as
+``sha256:<hex>``; compared by digest in constant time, every token compared, so timing says
+nothing about which came close, see :mod:`.secrets`) or, when ``auth.jwt_secret`` is
 set, a JWT the main app signed with HS256 whose ``role`` claim is one of ``auth.jwt_admin_roles``.
 
 The verdict separates *who you are* from *what you may do*, as the original admin UI relies on:
 a credential that proves nothing (missing, unknown, bad signature, expired, no ``exp``,
 ``alg: none`` or any algorithm but HS256) is 401, and the UI refreshes its token; a valid JWT of
 another role is 403. No reason ever quotes the credential.
+
+An admin verdict names its ``subject``, the key of the credential's rate limit: ``token:`` and
+part of the token's SHA-256 for a static token, ``jwt:`` and the JWT's ``sub`` (else ``userId``,
+else part of the JWT's SHA-256) for a JWT. Never the credential itself.
 """
 
 from __future__ import annotations
 
 import enum
-import hmac
 from collections.abc import Iterable
 
 import attrs
 import jwt
+
+from .secrets import SecretSet, digest
 
 __all__ = ["Access", "AdminCredentials", "Verdict", "judge_jwt"]
 
@@ -25,6 +31,10 @@ __all__ = ["Access", "AdminCredentials", "Verdict", "judge_jwt"]
 JWT_ALGORITHMS = ["HS256"]
 #: A token without an expiry would be an admin credential forever.
 JWT_REQUIRED_CLAIMS = ["exp"]
+#: Hex digits of a credential's SHA-256 kept in a subject: enough to tell credentials apart.
+SUBJECT_HEX_DIGITS = 32
+#: Claims naming the JWT's user, in order of preference.
+JWT_SUBJECT_CLAIMS = ("sub", "userId")
 
 
 class Access(enum.Enum):
@@ -42,13 +52,13 @@ class Access(enum.Enum):
 class Verdict:
     access: Access
     reason: str  # for the answer; never the credential itself
+    subject: str | None = None  # an admin's rate-limit key (module docstring); never the credential
 
     @property
     def is_admin(self) -> bool:
         return self.access is Access.ADMIN
 
 
-ADMIN = Verdict(Access.ADMIN, "admin")
 MISSING = Verdict(Access.MISSING, "missing admin token")
 INVALID = Verdict(Access.INVALID, "invalid admin token")
 
@@ -72,14 +82,18 @@ def judge_jwt(token: str, *, secret: str, roles: Iterable[str]) -> Verdict:
     if not isinstance(role, str) or role not in roles:
         return Verdict(Access.FORBIDDEN, "admin privileges required: the token's role is not an admin role "
                                          "(auth.jwt_admin_roles)")
-    return ADMIN
+    for claim in JWT_SUBJECT_CLAIMS:
+        subject = claims.get(claim)
+        if isinstance(subject, str | int) and not isinstance(subject, bool) and str(subject):
+            return Verdict(Access.ADMIN, "admin", f"jwt:{subject}")
+    return Verdict(Access.ADMIN, "admin", "jwt:" + digest(token).hex()[:SUBJECT_HEX_DIGITS])
 
 
 @attrs.frozen
 class AdminCredentials:
     """The configured admin credentials; :meth:`judge` decides on a presented one."""
 
-    tokens: tuple[bytes, ...] = attrs.field(converter=lambda tokens: tuple(t.encode() for t in tokens))
+    tokens: SecretSet = attrs.field(converter=SecretSet)  # plain or sha256:<hex>
     jwt_secret: str = ""  # empty: JWTs are not accepted
     jwt_roles: frozenset[str] = attrs.field(default=frozenset({"ADMIN", "SUPER_ADMIN"}), converter=frozenset)
 
@@ -87,17 +101,14 @@ class AdminCredentials:
         return f"AdminCredentials(tokens={len(self.tokens)}, jwt={'on' if self.jwt_secret else 'off'})"
 
     def is_static_token(self, presented: str) -> bool:
-        candidate = presented.encode()
-        matched = False
-        for token in self.tokens:
-            matched |= hmac.compare_digest(candidate, token)
-        return matched
+        return self.tokens.match(presented) is not None
 
     def judge(self, presented: str | None) -> Verdict:
         if not presented:
             return MISSING
-        if self.is_static_token(presented):
-            return ADMIN
+        matched = self.tokens.match(presented)
+        if matched is not None:
+            return Verdict(Access.ADMIN, "admin", "token:" + matched.hex()[:SUBJECT_HEX_DIGITS])
         if self.jwt_secret:
             return judge_jwt(presented, secret=self.jwt_secret, roles=self.jwt_roles)
         return INVALID

@@ -39,7 +39,8 @@ def create_app(service: Service, activity: Activity) -> QuartTrio:
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
     settings = service.settings
     auth = AdminAuth(service.admin_tokens, jwt_secret=settings.auth.jwt_secret,
-                     jwt_roles=settings.auth.jwt_admin_roles, allowed_origins=settings.cors.allowed_origins)
+                     jwt_roles=settings.auth.jwt_admin_roles, allowed_origins=settings.cors.allowed_origins,
+                     limiter=service.limits.admin)
     register_health_routes(app, service, auth)
     register_ingest_routes(app, service)
     register_insights_routes(app, service, auth)

@@ -7,6 +7,9 @@ is where the main app keeps its JWT. A cookie is sent by the browser on its own,
 made the request, so it counts only when the request's ``Origin`` is the service's own or one of
 ``cors.allowed_origins``; on HTTP a request without ``Origin`` (a same-origin GET) keeps it too.
 Nothing here logs a credential.
+
+An admin request also takes a token of ``limits.admin_rate`` for its credential (the verdict's
+``subject``: a hash of the token or the JWT's subject, never the credential), 429 without one.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from quart import request
 
 from ..domain.cors import CorsPolicy, is_same_origin
 from ..domain.credentials import MISSING, AdminCredentials, Verdict
+from ..shared_state.limits import Limiter
+from .limits import too_many_requests, with_headers
 from .responses import error_response
 
 __all__ = ["AdminAuth", "Credential", "admin_only", "denied"]
@@ -45,11 +50,14 @@ class AdminAuth:
         jwt_secret: the main app's HS256 secret; empty turns JWTs off.
         jwt_roles: roles of an admin JWT.
         allowed_origins: ``cors.allowed_origins``, whose pages may use the ``token`` cookie.
+        limiter: ``limits.admin_rate`` per credential; None: no limit.
     """
 
     def __init__(self, tokens: Iterable[str], *, jwt_secret: str = "",
-                 jwt_roles: Iterable[str] = ("ADMIN", "SUPER_ADMIN"), allowed_origins: Iterable[str] = ()) -> None:
+                 jwt_roles: Iterable[str] = ("ADMIN", "SUPER_ADMIN"), allowed_origins: Iterable[str] = (),
+                 limiter: Limiter | None = None) -> None:
         self.credentials = AdminCredentials(tuple(tokens), jwt_secret, frozenset(jwt_roles))
+        self.limiter = limiter
         if not self.credentials.tokens:
             msg = "at least one admin token is needed (serve generates one when none is configured)"
             raise ValueError(msg)
@@ -108,7 +116,7 @@ def denied(verdict: Verdict, *, hint: str = "send Authorization: Bearer <token>"
 
 def admin_only(auth: AdminAuth):
     """Decorate a route so that it answers 401 or 403 (see :func:`denied`) unless the request
-    carries an admin credential."""
+    carries an admin credential, and 429 when that credential is over ``limits.admin_rate``."""
 
     def decorate(handler: Callable[..., Awaitable]):
         @functools.wraps(handler)
@@ -116,7 +124,13 @@ def admin_only(auth: AdminAuth):
             verdict = auth.judge_http(request.headers, request.cookies)
             if not verdict.is_admin:
                 return denied(verdict)
-            return await handler(*args, **kwargs)
+            if auth.limiter is None:
+                return await handler(*args, **kwargs)
+            decision = await auth.limiter.take(verdict.subject)
+            if not decision.allowed:
+                return too_many_requests(auth.limiter.rate, decision, "admin requests for this credential",
+                                         "limits.admin_rate")
+            return await with_headers(await handler(*args, **kwargs), decision)
 
         return guarded
 

@@ -7,6 +7,11 @@ Nothing here talks to the database. What fails validation is answered with every
 and goes on to the dead-letter table all the same; a batch of which nothing was kept is a 400.
 JSON is taken as ``application/json`` (or ``+json``) and as ``text/plain``, which is what
 ``navigator.sendBeacon`` sends a string as.
+
+Before anything is parsed, each request takes a token of ``limits.ingest_rate`` for its client's
+address (the one ``web.trusted_proxies`` says; 429 without one). With ``auth.write_keys`` set, a
+request needs a valid write key (``domain.write_keys``; 401 without one), judged before any event
+is validated, so a request without one leaves no dead letter either.
 """
 
 from __future__ import annotations
@@ -25,9 +30,13 @@ from quart import Quart, request
 from ..actors.ingest import Overloaded
 from ..domain.addresses import client_address, kept_address, parse_networks
 from ..domain.journeys import validate_journey_step
+from ..domain.rates import address_key
+from ..domain.secrets import SecretSet
 from ..domain.timefmt import iso_datetime
 from ..domain.validation import FieldError, ValidEvent, truncate_payload, validate_event
+from ..domain.write_keys import HEADER, RESERVED_FIELD, KeyRefusal, judge_write_keys, pop_write_key
 from ..messages import DeadLetter, Event, Status, Submission
+from .limits import limited
 from .responses import error_response, json_response
 
 if TYPE_CHECKING:
@@ -89,11 +98,27 @@ def register_ingest_routes(app: Quart, service: Service) -> None:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body
     proxies = parse_networks(service.settings.web.trusted_proxies)
     keep_ip = settings.client_ip
+    write_keys = SecretSet(service.settings.auth.write_keys)
 
     @functools.lru_cache(maxsize=4096)
     def kept_ip(peer: str | None, forwarded_for: str | None) -> str | None:
         # Cached: a site's visitors (and its proxies) send many requests each; parsing costs ~10 µs.
         return kept_address(client_address(peer, forwarded_for, proxies), keep_ip)
+
+    @functools.lru_cache(maxsize=4096)
+    def client_key(peer: str | None, forwarded_for: str | None) -> str:
+        return address_key(client_address(peer, forwarded_for, proxies))
+
+    def limit_key() -> str:
+        return client_key(request.remote_addr, _client_headers(request.scope["headers"])[1])
+
+    limit = limited(service.limits.ingest, limit_key, "event requests from this address", "limits.ingest_rate")
+
+    def header_key() -> str | None:
+        return request.headers.get(HEADER) if len(write_keys) else None
+
+    def refused(refusal: KeyRefusal):
+        return error_response(401, refusal.error, refusal.message, details=refusal.details)
 
     def keep(letters: list[DeadLetter]) -> None:
         """Queue dead letters without waiting: a refused request is answered at once, whatever
@@ -144,6 +169,9 @@ def register_ingest_routes(app: Quart, service: Service) -> None:
         try:
             return received_at, orjson.loads(body), None
         except orjson.JSONDecodeError as exc:
+            refusal = judge_write_keys(write_keys, header=header_key())
+            if refusal is not None:  # no key, no dead letter
+                return received_at, None, refused(refusal)
             error = FieldError("", f"malformed JSON: {exc}")
             # Kept as a dead letter too: a client sending broken JSON wants finding.
             keep([_letter(received_at, [error], body.decode("utf-8", errors="replace"))])
@@ -156,6 +184,9 @@ def register_ingest_routes(app: Quart, service: Service) -> None:
         received_at, data, failure = await read_json()
         if failure is not None:
             return failure
+        refusal = judge_write_keys(write_keys, header=header_key(), body=pop_write_key(data))
+        if refusal is not None:
+            return refused(refusal)
         result = validate(data)
         if not isinstance(result, ValidEvent):
             details = [error.as_dict() for error in result]
@@ -184,6 +215,7 @@ def register_ingest_routes(app: Quart, service: Service) -> None:
         return json_response(_warned(answer, warnings), 200)
 
     @app.post("/api/analytics/events")
+    @limit
     async def post_event():
         return await store_one(validate_event, "event")
 
@@ -195,12 +227,14 @@ def register_ingest_routes(app: Quart, service: Service) -> None:
         return {"journeyId": event.event_id, "sequenceNumber": number}
 
     @app.post("/api/analytics/track/journey")
+    @limit
     async def post_journey_step():
         # An explicit step is an event of type journey_step: stored, acknowledged and applied
         # to the visitor's journey exactly like any other event.
         return await store_one(validate_journey_step, "journey step", step_answer)
 
     @app.post("/api/analytics/events/batch")
+    @limit
     async def post_batch():
         received_at, data, failure = await read_json()
         if failure is not None:
@@ -209,9 +243,10 @@ def register_ingest_routes(app: Quart, service: Service) -> None:
         if not isinstance(items, list):
             message = 'a batch must be a JSON object with an "events" array'
             return error_response(400, "invalid_batch", message, details=[{"field": "events", "message": message}])
-        unknown = [key for key in data if key != "events"]
+        unknown = [key for key in data if key not in ("events", RESERVED_FIELD)]
         if unknown:  # as strict as an event's fields: nothing sent is silently ignored
-            details = [{"field": key, "message": 'is not a known field; a batch holds only "events"'} for key in unknown]
+            message = f'is not a known field; a batch holds only "events" (and "{RESERVED_FIELD}")'
+            details = [{"field": key, "message": message} for key in unknown]
             return error_response(400, "invalid_batch", f"unknown field(s) in the batch: {', '.join(unknown)}", details=details)
         if not items:
             message = "the batch holds no events"
@@ -219,6 +254,10 @@ def register_ingest_routes(app: Quart, service: Service) -> None:
         if len(items) > settings.max_batch:
             message = f"a batch may hold at most {settings.max_batch} events, got {len(items)}"
             return error_response(413, "too_many_events", message)
+        refusal = judge_write_keys(write_keys, header=header_key(), body=pop_write_key(data),
+                                   events=[pop_write_key(item) for item in items])
+        if refusal is not None:
+            return refused(refusal)
 
         results: list[dict[str, Any]] = [{}] * len(items)
         valid: list[ValidEvent] = []

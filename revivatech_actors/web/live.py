@@ -12,6 +12,8 @@ Who may connect is decided before the upgrade, cheaply and without a log line pe
   aggregates, and ``subscribe_user_insights`` gets an ``error`` (the connection stays);
 * otherwise 401 (no or a bad credential) or 403 (a JWT of another role).
 
+Each connection attempt first takes a token of ``limits.ws_connect_rate`` for its client's address
+(the one ``web.trusted_proxies`` says): without one it is refused with 429 and Retry-After.
 Past ``broadcast.max_clients`` admin clients, or ``broadcast.max_public_clients`` public ones,
 a connection is refused with 503 and Retry-After. Each connection runs two tasks in its own
 nursery: the reader turns client messages into subscriptions (a bad message gets an ``error``
@@ -32,9 +34,12 @@ import trio
 from quart import Quart, Response, websocket
 
 from ..actors.broadcaster import TRY_AGAIN_LATER, ClientFeed, ClientRefused, encode
+from ..domain.addresses import client_address, parse_networks
+from ..domain.rates import address_key
 from ..domain.validation import MAX_ID_LENGTH
 from ..storage import StorageError
 from .auth import AdminAuth, denied
+from .limits import limited
 from .responses import error_response
 from .server import abort_connection
 
@@ -61,6 +66,14 @@ def register_live_routes(app: Quart, service: Service, auth: AdminAuth) -> None:
     broadcaster = service.broadcaster
     stuck_timeout = service.settings.broadcast.stuck_timeout
     public_realtime = service.settings.broadcast.public_realtime
+    proxies = parse_networks(service.settings.web.trusted_proxies)
+
+    def limit_key() -> str:
+        forwarded = ", ".join(websocket.headers.getlist("X-Forwarded-For")) or None
+        return address_key(client_address(websocket.remote_addr, forwarded, proxies))
+
+    limit = limited(service.limits.ws_connect, limit_key, "WebSocket connections from this address",
+                    "limits.ws_connect_rate", headers=False)
 
     def admission() -> Response | bool:
         """The refusal of the upgrade, else whether the connection is public (see the module docstring)."""
@@ -160,6 +173,7 @@ def register_live_routes(app: Quart, service: Service, auth: AdminAuth) -> None:
                 return
 
     @app.websocket("/api/analytics/ws")
+    @limit
     async def live():
         public = admission()
         if not isinstance(public, bool):
