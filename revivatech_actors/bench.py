@@ -608,6 +608,11 @@ def run(args: argparse.Namespace) -> int:
     except BenchError as exc:
         print(exc, file=sys.stderr)
         return 1
+    limited = figures.status_counts.get(429, 0)
+    if limited:  # one address floods far past a site's trackers: the figures measure the limiter
+        print(f"bench: {limited} answers were 429 rate_limited: the server limits each client address"
+              " (limits.ingest_rate); to measure ingest, start it with REVIVATECH_LIMITS_INGEST_RATE=''",
+              file=sys.stderr)
     result = figures.as_dict()
     print(orjson.dumps(result).decode() if args.json else _table(result))
     return 0
