@@ -233,6 +233,7 @@ def _serve_workers(settings: Settings, args: argparse.Namespace, redact: Redacto
     # worker's /metrics sums them all (prometheus-client's multiprocess mode).
     metrics_dir = tempfile.mkdtemp(prefix="revivatech-metrics-")
     env[MULTIPROC_ENV] = metrics_dir
+    logger.info("workers' metrics kept in %s (removed at exit)", metrics_dir)
     try:
         return _run_workers(settings, args, env, metrics_dir)
     finally:
