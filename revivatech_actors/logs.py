@@ -26,6 +26,7 @@ import logging
 import re
 import sys
 from collections.abc import Iterable
+from datetime import UTC, datetime
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -94,11 +95,14 @@ class _TextFormatter(logging.Formatter):
 class _JsonFormatter(JsonFormatter):
     def __init__(self, redact: Redactor, static_fields: dict[str, object]) -> None:
         super().__init__(
-            "{levelname}{name}{message}{request_id}", style="{", timestamp="time",
-            rename_fields={"levelname": "level", "name": "logger"}, static_fields=static_fields,
+            "{asctime}{levelname}{name}{message}{request_id}", style="{",
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"}, static_fields=static_fields,
             json_ensure_ascii=False,
         )
         self._redact = redact
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 - logging's name
+        return datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
 
     def add_fields(self, log_data, record, message_dict) -> None:
         super().add_fields(log_data, record, message_dict)
