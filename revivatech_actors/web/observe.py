@@ -64,7 +64,7 @@ def register_observation(app: Quart, *, access_log: bool) -> None:
 
     def end(method: str, path: str, rule, status: int) -> None:
         started = getattr(g, "observed_from", None)
-        if started is None:  # a request refused before the hooks ran
+        if started is None:  # refused before the hooks ran, or recorded already
             return
         seconds = time.perf_counter() - started
         route = route_template(rule.rule if rule is not None else None)
@@ -93,12 +93,18 @@ def register_observation(app: Quart, *, access_log: bool) -> None:
 
     @app.after_websocket
     async def answer_websocket(response: Response | None):
-        # None once the connection was accepted and has ended: 101 Switching Protocols.
-        status = 101 if response is None else response.status_code
-        if response is not None and getattr(g, "request_id", None) is not None:
-            response.headers[HEADER] = g.request_id
-        end("GET", websocket.path, websocket.url_rule, status)
+        if response is not None:  # refused before the upgrade (401, 403, 503)
+            if getattr(g, "request_id", None) is not None:
+                response.headers[HEADER] = g.request_id
+            end("GET", websocket.path, websocket.url_rule, response.status_code)
+            g.observed_from = None
         return response
+
+    @app.teardown_websocket
+    async def close_websocket(_exc: BaseException | None) -> None:
+        # An accepted connection (101) ends here, however it ended (a client's close cancels
+        # the handler, and after_websocket runs only when it returns).
+        end("GET", websocket.path, websocket.url_rule, 101)
 
 
 class MetricsAccess:

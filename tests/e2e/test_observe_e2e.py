@@ -18,10 +18,12 @@ import time
 
 import httpx
 import pytest
+import trio
+import trio_websocket
 from prometheus_client.parser import text_string_to_metric_families
 
 from ..conftest import free_port
-from .conftest import ADMIN_TOKEN, service_env
+from .conftest import ADMIN_TOKEN, next_of, service_env, ws_url
 
 pytestmark = pytest.mark.e2e
 
@@ -202,7 +204,18 @@ def test_json_logs_parse_line_by_line_and_carry_the_request_id(serve):
 def test_text_logs_carry_the_request_id_and_never_the_query_string(serve):
     server = serve(env=service_env(REVIVATECH_AUTH_ADMIN_TOKENS=ADMIN_TOKEN, REVIVATECH_WEB_ACCESS_LOG="true"))
     _exercise(server, "req-text-1")
+
+    async def follow_the_feed() -> None:  # the admin token in ?token=, as browsers send it
+        async with trio_websocket.open_websocket_url(ws_url(server)) as ws:
+            await next_of(ws, "connection_established")
+            # a round trip, so the server's first protocol ping is answered before the client
+            # closes (trio-websocket fails on a ping that arrives while it closes)
+            await ws.send_message(json.dumps({"type": "ping"}))
+            await next_of(ws, "pong")
+
+    trio.run(follow_the_feed)
     output = _stopped_output(server)
+    assert "revivatech_actors.access: GET /api/analytics/ws 101" in output  # written when it closed
     assert re.search(r"INFO    revivatech_actors\.access: POST /api/analytics/events 200 [\d.]+ ms request_id=req-text-1",
                      output), output
     assert "revivatech_actors.access: GET /api/analytics/realtime 401" in output
