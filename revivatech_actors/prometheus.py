@@ -21,27 +21,25 @@ from __future__ import annotations
 import os
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     REGISTRY,
     CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
     disable_created_metrics,
-    generate_latest,
 )
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 
 __all__ = [
     "ACTIVE_PROFILE_ACTORS", "ACTOR_INBOX_DEPTH", "ACTOR_RESTARTS", "BATCH_FLUSH_SECONDS", "BATCH_SIZE",
-    "CONTENT_TYPE", "EVENTS_DUPLICATE", "EVENTS_RECEIVED", "EVENTS_REJECTED", "EVENTS_STORED", "HTTP_METHODS",
+    "EVENTS_DUPLICATE", "EVENTS_RECEIVED", "EVENTS_REJECTED", "EVENTS_STORED", "HTTP_METHODS",
     "HTTP_REQUESTS", "HTTP_REQUEST_SECONDS", "INGEST_LAG_SECONDS", "MULTIPROC_ENV", "RATE_LIMITED",
     "WEBSOCKET_CLIENTS", "exposition", "record_http_request", "record_rate_limited",
 ]
 
 #: prometheus-client's multiprocess directory; set for the workers of `serve --workers N`.
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-CONTENT_TYPE = CONTENT_TYPE_LATEST
 #: Methods kept as a label value; any other a client sends is counted as OTHER.
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 #: Route label of a request that matched no route (a 404): raw paths would be unbounded.
@@ -103,13 +101,15 @@ def record_http_request(method: str, route: str | None, status: int, seconds: fl
     HTTP_REQUEST_SECONDS.labels(method, route).observe(seconds)
 
 
-def exposition() -> bytes:
-    """The text exposition of every metric: this process's, or, with :data:`MULTIPROC_ENV`
-    set, the sum over every process writing to that directory. Reads files: call it from a
-    thread, not the event loop."""
+def exposition(accept: str | None) -> tuple[bytes, str]:
+    """The exposition of every metric and its content type, in the format ``accept`` (the
+    request's Accept header) asks for: the Prometheus text format unless it asks for
+    OpenMetrics. This process's values, or, with :data:`MULTIPROC_ENV` set, the sum over every
+    process writing to that directory. Reads files: call it from a thread, not the event loop."""
+    encode, content_type = choose_encoder(accept or "")
     directory = os.environ.get(MULTIPROC_ENV)
     if not directory:
-        return generate_latest(REGISTRY)
+        return encode(REGISTRY), content_type
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=directory)
-    return generate_latest(registry)
+    return encode(registry), content_type

@@ -11,6 +11,8 @@ The tree (start order; stop order is the reverse)::
     │                  closing its subscriber channel then ends profiles, which writes all it holds)
     ├── ingest         admits submissions (the budget behind 503s), assigns ids, corrects clocks
     ├── loop_monitor   measures event loop lag
+    ├── telemetry      samples the tree into the Prometheus gauges (revivatech_actors.prometheus)
+    ├── metrics_web    only with metrics.port: serves /metrics on metrics.host:metrics.port
     ├── web            Hypercorn + Quart-Trio: started after the actors behind it are ready,
                        stopped before them, so nothing new arrives while they stop; its open
                        requests still get their answers, since ingest and batcher stop after it

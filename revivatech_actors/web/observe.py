@@ -25,7 +25,7 @@ import trio
 from quart import Quart, Response, g, request, websocket
 
 from ..logs import REQUEST_ID
-from ..prometheus import CONTENT_TYPE, exposition, record_http_request
+from ..prometheus import exposition, record_http_request
 from .auth import AdminAuth, denied
 from .responses import error_response
 
@@ -148,5 +148,6 @@ def register_metrics_route(app: Quart, access: MetricsAccess, sample: Callable[[
         if refused is not None:
             return refused
         sample()
-        body = await trio.to_thread.run_sync(exposition)  # reads the workers' files under --workers N
-        return Response(body, status=200, content_type=CONTENT_TYPE)
+        # reads the workers' files under --workers N
+        body, content_type = await trio.to_thread.run_sync(exposition, request.headers.get("Accept"))
+        return Response(body, status=200, content_type=content_type)

@@ -109,6 +109,9 @@ def test_metrics_port_serves_metrics_there_and_not_on_the_public_port(serve):
     samples = scrape(internal)  # no token needed on the internal port
     assert value(samples, "revivatech_events_stored_total") == 1
     assert httpx.get(f"http://127.0.0.1:{port}/api/analytics/health", timeout=5).status_code == 404
+    openmetrics = httpx.get(internal, headers={"Accept": "application/openmetrics-text; version=1.0.0"}, timeout=5)
+    assert openmetrics.headers["content-type"].startswith("application/openmetrics-text")
+    assert openmetrics.text.endswith("# EOF\n")
 
 
 def test_metrics_port_with_a_token_needs_it(serve):
