@@ -127,10 +127,13 @@ def test_metrics_port_with_a_token_needs_it(serve):
 @pytest.mark.postgres
 @pytest.mark.redis
 def test_any_worker_reports_the_sum_over_both_workers(serve, postgres_url, redis_url, redis_prefix):
+    port = free_port()  # every worker serves it too (SO_REUSEPORT)
     server = serve(env=service_env(
         REVIVATECH_STORAGE_URL=postgres_url, REVIVATECH_REDIS_URL=redis_url, REVIVATECH_REDIS_KEY_PREFIX=redis_prefix,
         REVIVATECH_AUTH_ADMIN_TOKENS=ADMIN_TOKEN, REVIVATECH_METRICS_TOKEN=METRICS_TOKEN,
+        REVIVATECH_METRICS_PORT=str(port),
     ), args=("--workers", "2"))
+    metrics_url = f"http://127.0.0.1:{port}/metrics"
     sent = 40
     for n in range(sent):  # a new connection each: the kernel spreads them over both workers
         assert httpx.post(server.base_url + EVENTS, json=event(n), timeout=5).status_code == 200
@@ -140,7 +143,7 @@ def test_any_worker_reports_the_sum_over_both_workers(serve, postgres_url, redis
         pids.add(httpx.get(server.base_url + "/api/analytics/health", timeout=5).json()["pid"])
     assert len(pids) == 2, "both workers answer"
     for _ in range(12):  # each scrape on a new connection, answered by either worker
-        samples = scrape(server.base_url + "/metrics", METRICS_TOKEN)
+        samples = scrape(metrics_url, METRICS_TOKEN)
         assert value(samples, "revivatech_events_stored_total") == sent
         assert value(samples, "revivatech_events_received_total") == sent
         assert value(samples, "revivatech_http_requests_total", method="POST", route=EVENTS, status="200") == sent
@@ -155,7 +158,7 @@ def test_any_worker_reports_the_sum_over_both_workers(serve, postgres_url, redis
                 break
         except httpx.TransportError:  # a connection the dead worker had been handed
             time.sleep(0.1)
-    samples = scrape(server.base_url + "/metrics", METRICS_TOKEN)
+    samples = scrape(metrics_url, METRICS_TOKEN)
     assert value(samples, "revivatech_events_stored_total") == sent + 1
     directory = re.search(r"workers' metrics kept in (\S+)", server.output())
     assert directory and os.path.isdir(directory.group(1))
