@@ -34,7 +34,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 __all__ = [
     "ACTIVE_PROFILE_ACTORS", "ACTOR_INBOX_DEPTH", "ACTOR_RESTARTS", "BATCH_FLUSH_SECONDS", "BATCH_SIZE",
     "EVENTS_DUPLICATE", "EVENTS_RECEIVED", "EVENTS_REJECTED", "EVENTS_STORED", "HTTP_METHODS",
-    "HTTP_REQUESTS", "HTTP_REQUEST_SECONDS", "INGEST_LAG_SECONDS", "MULTIPROC_ENV", "RATE_LIMITED",
+    "COMMIT_LAG_SECONDS", "HTTP_REQUESTS", "HTTP_REQUEST_SECONDS", "INGEST_LAG_SECONDS", "MULTIPROC_ENV", "RATE_LIMITED",
     "WEBSOCKET_CLIENTS", "exposition", "record_http_request", "record_rate_limited",
 ]
 
@@ -66,9 +66,12 @@ BATCH_SIZE = Histogram("revivatech_batch_size_events", "Events per committed sto
 BATCH_FLUSH_SECONDS = Histogram("revivatech_batch_flush_seconds",
                                 "Seconds from a batch's first write attempt to its commit (retries included).",
                                 buckets=_SECONDS_BUCKETS)
-INGEST_LAG_SECONDS = Histogram("revivatech_ingest_lag_seconds",
+COMMIT_LAG_SECONDS = Histogram("revivatech_event_commit_lag_seconds",
                                "Seconds from receiving an event to committing it, for the oldest event of "
                                "each committed batch.", buckets=_SECONDS_BUCKETS)
+INGEST_LAG_SECONDS = Gauge("revivatech_ingest_lag_seconds",
+                           "Seconds the oldest event received and not yet committed has waited (0 when none).",
+                           multiprocess_mode="livemax")
 ACTOR_INBOX_DEPTH = Gauge("revivatech_actor_inbox_depth", "Messages waiting in an actor's inbox.", ["actor"],
                           multiprocess_mode="livesum")
 ACTOR_RESTARTS = Counter("revivatech_actor_restarts_total", "Restarts of an actor by its supervisor.", ["actor"])

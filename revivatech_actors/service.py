@@ -187,7 +187,7 @@ class Service:
         metrics.is_ready = is_ready
         sup = settings.supervisor
         service.telemetry = TelemetryActor(service.actor_tree, lambda: profiles.stats_json()["active"],
-                                           lambda: len(broadcaster.clients))
+                                           lambda: len(broadcaster.clients), batcher.oldest_held)
         web_activity = Activity()
         service.web = WebServer(
             create_app(service, web_activity),

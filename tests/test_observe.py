@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import sys
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import trio
@@ -157,3 +158,17 @@ async def test_telemetry_samples_inbox_depths_restarts_and_counts():
         telemetry.sample()  # counted once, however often sampled
         assert sample("revivatech_actor_restarts_total", actor="t_crashing") - restarts_before == 1
         tree.request_stop()
+
+
+def test_telemetry_reports_how_long_the_oldest_held_event_has_waited():
+    held: list[datetime] = []
+    telemetry = TelemetryActor(lambda: Supervisor("root", []).status(), lambda: 0, lambda: 0,
+                               lambda: held[0] if held else None)
+    telemetry.sample()
+    assert sample("revivatech_ingest_lag_seconds") == 0
+    held.append(datetime.now(UTC) - timedelta(seconds=5))
+    telemetry.sample()
+    assert 5 <= sample("revivatech_ingest_lag_seconds") < 10
+    held.clear()
+    telemetry.sample()
+    assert sample("revivatech_ingest_lag_seconds") == 0

@@ -35,7 +35,7 @@ from ..prometheus import (
     EVENTS_DUPLICATE,
     EVENTS_REJECTED,
     EVENTS_STORED,
-    INGEST_LAG_SECONDS,
+    COMMIT_LAG_SECONDS,
 )
 from ..storage import Storage, StorageError
 from ..supervisor import Activity
@@ -122,6 +122,11 @@ class BatcherActor:
     def held_events(self) -> int:
         """Events received and not yet committed."""
         return self._pending_events
+
+    def oldest_held(self) -> datetime | None:
+        """When the oldest submission this batcher holds (taken from its inbox, not committed)
+        was received; None when it holds none."""
+        return self._pending[0].submission.received_at if self._pending else None
 
     def request_stop(self) -> None:
         """Finish: write everything already received, then return (the inbox is usually closed
@@ -317,4 +322,4 @@ class BatcherActor:
             BATCH_SIZE.observe(len(events))
             BATCH_FLUSH_SECONDS.observe(seconds)
             # submissions are taken oldest first: the first event waited longest
-            INGEST_LAG_SECONDS.observe(max(0.0, (datetime.now(UTC) - events[0].received_at).total_seconds()))
+            COMMIT_LAG_SECONDS.observe(max(0.0, (datetime.now(UTC) - events[0].received_at).total_seconds()))

@@ -1,7 +1,7 @@
 """The telemetry actor: writes to the Prometheus metrics what is a state rather than an event.
 
-Inbox depths, actor restarts, active profile actors and WebSocket clients live in the actor tree
-and in the actors' own records. Every :data:`SAMPLE_INTERVAL` (and just before ``/metrics``
+Inbox depths, actor restarts, active profile actors, WebSocket clients and the age of the oldest
+event not yet committed live in the actor tree and in the actors' own records. Every :data:`SAMPLE_INTERVAL` (and just before ``/metrics``
 answers, through :meth:`TelemetryActor.sample`) this actor copies them into the metrics of
 :mod:`revivatech_actors.prometheus`. Under ``serve --workers N`` the values must be written to be
 summed across workers (a scrape answered by one worker cannot ask the others), so sampling is
@@ -11,11 +11,18 @@ periodic in every worker and a scrape sees the other workers' figures at most th
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import attrs
 import trio
 
-from ..prometheus import ACTIVE_PROFILE_ACTORS, ACTOR_INBOX_DEPTH, ACTOR_RESTARTS, WEBSOCKET_CLIENTS
+from ..prometheus import (
+    ACTIVE_PROFILE_ACTORS,
+    ACTOR_INBOX_DEPTH,
+    ACTOR_RESTARTS,
+    INGEST_LAG_SECONDS,
+    WEBSOCKET_CLIENTS,
+)
 from ..supervisor import Activity, ActorStatus
 
 __all__ = ["SAMPLE_INTERVAL", "TelemetryActor"]
@@ -26,13 +33,15 @@ SAMPLE_INTERVAL = 1.0
 
 @attrs.define(eq=False)
 class TelemetryActor:
-    """Samples ``tree()`` (the supervision tree), ``active_profiles()`` and
-    ``websocket_clients()`` into the Prometheus metrics. Restarts are counted as the increase
-    of each actor's restart count since the previous sample, so the counter only grows."""
+    """Samples ``tree()`` (the supervision tree), ``active_profiles()``, ``websocket_clients()``
+    and ``oldest_held()`` (when the oldest event not yet committed was received, or None) into
+    the Prometheus metrics. Restarts are counted as the increase of each actor's restart count
+    since the previous sample, so the counter only grows."""
 
     tree: Callable[[], ActorStatus]
     active_profiles: Callable[[], int]
     websocket_clients: Callable[[], int]
+    oldest_held: Callable[[], datetime | None] = lambda: None
     interval: float = SAMPLE_INTERVAL
     activity: Activity = attrs.Factory(Activity)
     _restarts_seen: dict[str, int] = attrs.field(init=False, factory=dict)
@@ -51,6 +60,8 @@ class TelemetryActor:
                 self._restarts_seen[node.name] = node.restarts
         ACTIVE_PROFILE_ACTORS.set(self.active_profiles())
         WEBSOCKET_CLIENTS.set(self.websocket_clients())
+        oldest = self.oldest_held()
+        INGEST_LAG_SECONDS.set(0.0 if oldest is None else max(0.0, (datetime.now(UTC) - oldest).total_seconds()))
         self.activity.record()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
