@@ -170,8 +170,8 @@ def _remove_token_file(path: str | None) -> None:
         return
     try:
         os.unlink(path)
-    except FileNotFoundError:
-        pass
+    except FileNotFoundError:  # removed by hand already: nothing is left to protect
+        return
     except OSError as exc:
         logger.warning("could not remove the generated admin token's file %s: %s", path, exc.strerror or exc)
 
