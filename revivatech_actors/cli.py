@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import logging
 import os
 import secrets
+import shutil
 import sys
+import tempfile
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -15,6 +19,10 @@ from . import __version__
 from .bench import add_arguments as add_bench_arguments
 from .bench import run as run_bench
 from .config import ConfigError, Settings, env_var_name, load_settings, render_toml, settings_as_dict
+from .logs import Redactor, configure_logging
+
+if TYPE_CHECKING:
+    from .service import Service
 
 __all__ = ["main"]
 
@@ -27,6 +35,11 @@ EXIT_CONFIG = 2
 IMPORT_CHUNK_SIZE = 2000
 #: Generation thresholds of the cyclic garbage collector while serving (see _serve).
 GC_THRESHOLDS = (100_000, 50, 10)
+#: Name prefix of the owner-only file holding a generated admin token when stderr is no terminal.
+TOKEN_FILE_PREFIX = "revivatech-admin-token-"
+#: Variable naming a directory prometheus-client's multiprocess mode keeps its values in
+#: (prometheus.MULTIPROC_ENV; not imported from there, which would load prometheus-client here).
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def _add_config_argument(parser: argparse.ArgumentParser) -> None:
@@ -89,35 +102,83 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging(level: str, *, worker: int | None = None) -> None:
-    # A worker of `serve --workers N` names itself on every line: they all write to one stderr.
-    who = "" if worker is None else f"worker-{worker}[%(process)d] "
-    logging.basicConfig(
-        level=level.upper(),
-        stream=sys.stderr,
-        format=f"%(asctime)s %(levelname)-7s {who}%(name)s: %(message)s",
-    )
+def _configure_logging(settings: Settings, level: str | None = None, *, worker: int | None = None) -> Redactor:
+    """Log to stderr in ``log.format`` at ``level`` (default ``log.level``), masking every
+    configured secret."""
+    return configure_logging(level or settings.log.level, fmt=settings.log.format, worker=worker,
+                             secrets=_configured_secrets(settings))
 
 
-def _admin_tokens(settings: Settings) -> tuple[str, ...]:
-    """The configured admin tokens, or one generated for this run and printed once to stderr."""
+def _configured_secrets(settings: Settings) -> list[str]:
+    """The secrets in ``settings`` that no log line may show: tokens, the JWT secret, URL passwords."""
+    from urllib.parse import urlsplit
+
+    found = [*settings.auth.admin_tokens, settings.auth.jwt_secret, settings.metrics.token]
+    for url in (settings.storage.url, settings.redis.url):
+        with contextlib.suppress(ValueError):
+            password = urlsplit(url).password
+            if password:
+                found.append(password)
+    return [secret for secret in found if secret]
+
+
+def _admin_tokens(settings: Settings, redact: Redactor) -> tuple[tuple[str, ...], str | None]:
+    """The configured admin tokens, or one generated for this run, and the path of the file it
+    was written to (None when configured, or printed).
+
+    A generated token is printed once to stderr when stderr is a terminal (a person reads it).
+    Otherwise stderr is a log, which others may read or ship: the token goes to a new file
+    readable by its owner only, and the log says where.
+    """
     if settings.auth.admin_tokens:
-        return settings.auth.admin_tokens
+        return settings.auth.admin_tokens, None
     generated = secrets.token_urlsafe(32)
-    # Printed once, like Jupyter's token: the first run is usable and still closed.
-    print(
-        "No admin token is configured (auth.admin_tokens / REVIVATECH_AUTH_ADMIN_TOKENS).\n"
-        "Generated one for this run; admin endpoints and the WebSocket need it:\n"
-        f"    Authorization: Bearer {generated}\n",
-        file=sys.stderr,
-        flush=True,
-    )
-    return (generated,)
+    redact.add(generated)
+    if sys.stderr.isatty():
+        # Printed once, like Jupyter's token: the first run is usable and still closed.
+        print(
+            "No admin token is configured (auth.admin_tokens / REVIVATECH_AUTH_ADMIN_TOKENS).\n"
+            "Generated one for this run; admin endpoints and the WebSocket need it:\n"
+            f"    Authorization: Bearer {generated}\n",
+            file=sys.stderr,
+            flush=True,
+        )
+        return (generated,), None
+    path = _write_token_file(generated)
+    logger.warning("no admin token is configured (auth.admin_tokens): generated one for this run, written to %s "
+                   "(readable by its owner only; removed at exit)", path)
+    return (generated,), path
 
 
-def _serve(settings: Settings, *, worker: int | None = None) -> int:
+def _write_token_file(token: str) -> str:
+    """Write ``token`` to a new file (mode 0600, created so: never readable by others, even
+    for an instant) in the working folder, or the temporary folder if that is not writable."""
+    for folder in (os.getcwd(), tempfile.gettempdir()):
+        try:
+            descriptor, path = tempfile.mkstemp(prefix=TOKEN_FILE_PREFIX, suffix=".txt", dir=folder)
+        except OSError as exc:
+            logger.warning("cannot write the generated admin token in %s: %s", folder, exc.strerror or exc)
+            continue
+        with os.fdopen(descriptor, "w") as file:
+            file.write(token + "\n")
+        return os.path.abspath(path)
+    raise SystemExit("revivatech-actors: nowhere to write the generated admin token; configure auth.admin_tokens")
+
+
+def _remove_token_file(path: str | None) -> None:
+    if path is None:
+        return
+    try:
+        os.unlink(path)
+    except FileNotFoundError:  # removed by hand already: nothing is left to protect
+        return
+    except OSError as exc:
+        logger.warning("could not remove the generated admin token's file %s: %s", path, exc.strerror or exc)
+
+
+def _serve(settings: Settings, redact: Redactor, *, worker: int | None = None) -> int:
     """Run the service in this process; ``worker`` is its index under `serve --workers N`."""
-    from .service import Service, serve_until_signalled
+    from .service import Service
 
     if worker is None:  # a worker's parent did this already
         from .storage import PartitionsMismatch, StorageError
@@ -129,7 +190,16 @@ def _serve(settings: Settings, *, worker: int | None = None) -> int:
         except StorageError as exc:  # the storage actor retries at start; the supervisor may give up (exit 1)
             logger.warning("migrations before the start failed: %s", exc)
     # A worker's tokens come from its parent (the environment), so it never prints one.
-    service = Service.build(settings, _admin_tokens(settings), worker=worker)
+    tokens, token_file = _admin_tokens(settings, redact)
+    try:
+        return _run_service(Service.build(settings, tokens, worker=worker), worker)
+    finally:
+        _remove_token_file(token_file)
+
+
+def _run_service(service: Service, worker: int | None) -> int:
+    from .service import serve_until_signalled
+
     # Python's cyclic collector, at its default thresholds, runs every 700 allocations: a large
     # share of request handling in the measurements behind docs/performance.md. Objects here
     # are short-lived and freed by reference counting, so collect far less often.
@@ -142,20 +212,42 @@ def _serve(settings: Settings, *, worker: int | None = None) -> int:
     return trio.run(run_as_worker, lambda: serve_until_signalled(service))
 
 
-def _serve_workers(settings: Settings, args: argparse.Namespace) -> int:
+def _serve_workers(settings: Settings, args: argparse.Namespace, redact: Redactor) -> int:
     """`serve --workers N`, N > 1: apply migrations once, then keep N worker processes running
     (revivatech_actors.workers). This process never builds the service itself."""
-    from .storage import PartitionsMismatch, StorageError
-    from .workers import STOP_MARGIN, WorkerPool, listen_problem, serve_workers
+    from .workers import listen_problem
 
     web = settings.web
     problem = listen_problem(web.host, web.port)
+    if problem is None and settings.metrics.port:
+        problem = listen_problem(settings.metrics.host, settings.metrics.port)
     if problem is not None:
         print(f"revivatech-actors: {problem}", file=sys.stderr)
         return 1
     env = dict(os.environ)
-    if not settings.auth.admin_tokens:  # one token for every worker, printed once, here
-        env[env_var_name("auth", "admin_tokens")] = _admin_tokens(settings)[0]
+    token_file = None
+    if not settings.auth.admin_tokens:  # one token for every worker, shown once, here
+        tokens, token_file = _admin_tokens(settings, redact)
+        env[env_var_name("auth", "admin_tokens")] = tokens[0]
+    # A fresh directory for this run's metrics: each worker writes its values there and any
+    # worker's /metrics sums them all (prometheus-client's multiprocess mode).
+    metrics_dir = tempfile.mkdtemp(prefix="revivatech-metrics-")
+    env[MULTIPROC_ENV] = metrics_dir
+    logger.info("workers' metrics kept in %s (removed at exit)", metrics_dir)
+    try:
+        return _run_workers(settings, args, env, metrics_dir)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        _remove_token_file(token_file)
+
+
+def _run_workers(settings: Settings, args: argparse.Namespace, env: dict[str, str], metrics_dir: str) -> int:
+    from prometheus_client.multiprocess import mark_process_dead
+
+    from .storage import PartitionsMismatch, StorageError
+    from .workers import STOP_MARGIN, WorkerPool, serve_workers
+
+    web = settings.web
     # The worker reads the same files and environment; these make its settings the parent's.
     passed = [arg for name in ("config", "host", "port", "workers") if getattr(args, name) is not None
               for arg in (f"--{name}", getattr(args, name))]
@@ -163,7 +255,8 @@ def _serve_workers(settings: Settings, args: argparse.Namespace) -> int:
     def command(index: int) -> list[str]:
         return [sys.executable, "-m", "revivatech_actors", "serve", *passed, "--worker", str(index)]
 
-    pool = WorkerPool(command, web.workers, env, stop_deadline=settings.shutdown.timeout + STOP_MARGIN)
+    pool = WorkerPool(command, web.workers, env, stop_deadline=settings.shutdown.timeout + STOP_MARGIN,
+                      on_exit=lambda pid: mark_process_dead(pid, metrics_dir))
 
     async def run() -> int:
         try:
@@ -269,14 +362,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "import-original":
         # The progress bar is the import's feedback; the actors' info lines would break it up.
         verbose = args.verbose or settings.log.level in ("warning", "error")
-        _configure_logging(settings.log.level if verbose else "warning")
+        _configure_logging(settings, None if verbose else "warning")
         return _import_original(settings, args)
-    _configure_logging(settings.log.level, worker=getattr(args, "worker", None))
+    redact = _configure_logging(settings, worker=getattr(args, "worker", None))
     if args.command == "migrate":
         return _migrate(settings)
     if args.worker is None and settings.web.workers > 1:
-        return _serve_workers(settings, args)
-    return _serve(settings, worker=args.worker)
+        return _serve_workers(settings, args, redact)
+    return _serve(settings, redact, worker=args.worker)
 
 
 if __name__ == "__main__":

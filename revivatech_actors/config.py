@@ -26,8 +26,8 @@ from .domain.secrets import secret_problem
 __all__ = [
     "AuthSettings", "BatchSettings", "BroadcastSettings", "ConfigError", "CorsSettings", "FaultSettings",
     "FunnelSettings",
-    "IngestSettings", "LimitSettings", "LogSettings", "ProfileSettings", "RealtimeSettings", "RedisSettings",
-    "ScoringSettings",
+    "IngestSettings", "LimitSettings", "LogSettings", "MetricsSettings", "ProfileSettings", "RealtimeSettings",
+    "RedisSettings", "ScoringSettings",
     "Settings",
     "ShutdownSettings", "StorageSettings", "SupervisorSettings", "WebSettings",
     "env_var_name", "load_settings", "render_toml", "settings_as_dict",
@@ -337,8 +337,24 @@ class FaultSettings:
 
 @attrs.frozen(kw_only=True)
 class LogSettings:
-    """[log]: the log level."""
+    """[log]: the log level and the format of a line (``text``, or ``json``: one object a line)."""
     level: str = _choice("debug", "info", "warning", "error")
+    format: str = _choice("text", "json")
+
+
+def _metrics_token_problem(token: str) -> str | None:
+    if token and len(token) < MIN_TOKEN_LENGTH:
+        return f"must be empty or at least {MIN_TOKEN_LENGTH} characters (the token is never printed)"
+    return None
+
+
+@attrs.frozen(kw_only=True)
+class MetricsSettings:
+    """[metrics]: who may read ``GET /metrics``. ``token`` (secret) is a bearer token for it;
+    ``port`` > 0 serves it on ``host:port`` only (an internal listener) instead of ``web.port``."""
+    token: str = attrs.field(validator=_Check(_metrics_token_problem, "must be a string"), metadata={"secret": True})
+    port: int = _int(0, 65535)
+    host: str = _rule("must be a non-empty string", lambda v: bool(v.strip()))
 
 
 @attrs.frozen(kw_only=True)
@@ -504,6 +520,7 @@ class Settings:
     shutdown: ShutdownSettings
     faults: FaultSettings
     log: LogSettings
+    metrics: MetricsSettings
     ingest: IngestSettings
     limits: LimitSettings
     batch: BatchSettings
@@ -528,6 +545,14 @@ def _workers_problem(settings: Settings) -> str | None:
     if not settings.redis.url:
         return ("more than 1 needs redis.url (without Redis each worker would count its own realtime figures "
                 f"and send its own live updates), got {workers}")
+    return None
+
+
+def _metrics_port_problem(settings: Settings) -> str | None:
+    """Why ``metrics.port`` cannot be used with ``web.port``, or None."""
+    port = settings.metrics.port
+    if port and port == settings.web.port:
+        return f"must differ from web.port (0 serves /metrics on web.port), got {port}"
     return None
 
 
@@ -657,6 +682,9 @@ def load_settings(config_file: str | os.PathLike | None = None, environ: Mapping
     problem = _workers_problem(settings)
     if problem is not None:
         raise ConfigError("web.workers", problem, values["web", "workers"][1])
+    problem = _metrics_port_problem(settings)
+    if problem is not None:
+        raise ConfigError("metrics.port", problem, values["metrics", "port"][1])
     return settings
 
 

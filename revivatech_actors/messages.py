@@ -18,6 +18,7 @@ import orjson
 import trio
 
 from .domain.validation import EventDetails, ValidEvent
+from .logs import current_request_id
 
 __all__ = [
     "DUPLICATE", "STORED", "DeadLetter", "Event", "Outcome", "PartitionsTaken", "Status", "StoredBatch", "Submission",
@@ -118,6 +119,8 @@ class Submission:
     outcomes: list[Outcome | None] = attrs.field(init=False)
     seen_before: set[int] = attrs.Factory(set)
     failure: str | None = None  # set when the pipeline lost this submission to a crash
+    #: The id of the request that made it (the actors log it with what they do for it).
+    request_id: str | None = attrs.Factory(current_request_id)
     queued: trio.Event = attrs.Factory(trio.Event)
     done: trio.Event = attrs.Factory(trio.Event)
     _unresolved: int = attrs.field(init=False)

@@ -11,6 +11,8 @@ The tree (start order; stop order is the reverse)::
     │                  closing its subscriber channel then ends profiles, which writes all it holds)
     ├── ingest         admits submissions (the budget behind 503s), assigns ids, corrects clocks
     ├── loop_monitor   measures event loop lag
+    ├── telemetry      samples the tree into the Prometheus gauges (revivatech_actors.prometheus)
+    ├── metrics_web    only with metrics.port: serves /metrics on metrics.host:metrics.port
     ├── web            Hypercorn + Quart-Trio: started after the actors behind it are ready,
                        stopped before them, so nothing new arrives while they stop; its open
                        requests still get their answers, since ingest and batcher stop after it
@@ -39,6 +41,7 @@ from .actors.metrics import MetricsActor
 from .actors.profiles import ProfilesActor
 from .actors.scorer import ScorerActor
 from .actors.storage import StorageActor
+from .actors.telemetry import TelemetryActor
 from .config import Settings
 from .domain.health import HealthReport, ProbeResult, Readiness, assess_health, assess_readiness
 from .domain.sessions import PAGE_VIEW_TYPES
@@ -48,7 +51,7 @@ from .shared_state.realtime import RedisRealtime
 from .shared_state.redis import RedisConnection
 from .storage import Storage, open_storage
 from .supervisor import Activity, ActorStatus, ChildSpec, Restart, Supervisor, SupervisorGaveUp
-from .web.app import create_app
+from .web.app import create_app, create_metrics_app
 from .web.server import WebServer
 
 __all__ = ["HealthSnapshot", "Service", "force_exit", "serve_until_signalled", "watch_signals"]
@@ -100,6 +103,9 @@ class Service:
     limits: RateLimits = attrs.Factory(RateLimits)
     limits_redis: RedisConnection | None = None
     web: WebServer | None = attrs.field(init=False)  # None when built without it (web=False)
+    telemetry: TelemetryActor = attrs.field(init=False)
+    #: The internal listener of metrics.port; None when metrics.port is 0 or without web.
+    metrics_web: WebServer | None = attrs.field(init=False, default=None)
     root: Supervisor = attrs.field(init=False)
     started_at: float = attrs.field(init=False, factory=time.time)
 
@@ -193,6 +199,8 @@ class Service:
 
         metrics.is_ready = is_ready
         sup = settings.supervisor
+        service.telemetry = TelemetryActor(service.actor_tree, lambda: profiles.stats_json()["active"],
+                                           lambda: len(broadcaster.clients), batcher.oldest_held)
         web_activity = Activity()
         service.web = WebServer(
             create_app(service, web_activity),
@@ -200,10 +208,15 @@ class Service:
             host=settings.web.host,
             port=settings.web.port,
             graceful_timeout=sup.child_shutdown_timeout * WEB_GRACE_SHARE,
-            access_log=settings.web.access_log,
             websocket_ping_interval=b.ping_interval,
             reuse_port=worker is not None,
         ) if web else None
+        if web and settings.metrics.port:
+            service.metrics_web = WebServer(
+                create_metrics_app(service), host=settings.metrics.host, port=settings.metrics.port,
+                graceful_timeout=sup.child_shutdown_timeout * WEB_GRACE_SHARE, reuse_port=worker is not None,
+                name="metrics",
+            )
         timeout = sup.child_shutdown_timeout
         service.root = Supervisor(
             "root",
@@ -229,6 +242,10 @@ class Service:
                     stop=service.ingest.request_stop, activity=service.ingest.activity,  # no inbox: admission runs in the request
                 ),
                 ChildSpec("loop_monitor", service.loop_monitor.run, Restart.PERMANENT, timeout, activity=service.loop_monitor.activity),
+                ChildSpec("telemetry", service.telemetry.run, Restart.PERMANENT, timeout, activity=service.telemetry.activity),
+                *([ChildSpec("metrics_web", service.metrics_web.run, Restart.PERMANENT, timeout,
+                             stop=service.metrics_web.request_stop, activity=service.metrics_web.activity)]
+                  if service.metrics_web is not None else []),
                 *([ChildSpec("web", service.web.run, Restart.PERMANENT, timeout, stop=service.web.request_stop,
                              activity=service.web.activity)] if service.web is not None else []),
                 ChildSpec("broadcaster", broadcaster.run, Restart.PERMANENT, timeout, activity=broadcaster.activity),

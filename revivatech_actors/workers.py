@@ -133,6 +133,8 @@ class WorkerPool:
     env: Mapping[str, str]
     #: Seconds from :meth:`stop` until the workers still running are killed.
     stop_deadline: float
+    #: Called with the pid of every worker that ended, however it ended (before any restart).
+    on_exit: Callable[[int], None] | None = None
     exits: ExitWindow = attrs.Factory(ExitWindow)
     _processes: dict[int, trio.Process] = attrs.field(init=False, factory=dict)
     _final: dict[int, int] = attrs.field(init=False, factory=dict)
@@ -204,6 +206,8 @@ class WorkerPool:
             finally:
                 del self._processes[index]
                 process.stdin.close()
+                if self.on_exit is not None:
+                    self.on_exit(process.pid)
             if self._stop_signal is not None:
                 if self._stop_signal != signal.SIGKILL and code == -self._stop_signal:
                     code = 0  # the forwarded signal came before its handlers: it had served nothing yet

@@ -404,13 +404,14 @@ async def test_events_are_held_and_retried_while_the_storage_is_closed(storage, 
             assert not any(submission.done.is_set() for submission in held)
             # the batch being retried is held; the other may still wait in the inbox
             assert batcher.held_events in (5, 8)
+            assert batcher.oldest_held() == held[0].received_at  # what the ingest lag gauge reads
             assert rig.budget.used == 9  # nothing given back before commit
             assert count(storage_url) == 2
             await storage.open()
             await wait_done(*held)
         failures = batcher.stats.failed_flushes
         assert all(outcome.status is STORED for submission in held for outcome in submission.outcomes)
-        assert batcher.held_events == 0
+        assert batcher.held_events == 0 and batcher.oldest_held() is None
         assert rig.budget.used == 0
         assert batcher.stats.duplicates == 0
         await trio.sleep(0.1)

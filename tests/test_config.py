@@ -31,7 +31,8 @@ EXPECTED_DEFAULTS = {
                    "child_shutdown_timeout": 5.0},
     "shutdown": {"timeout": 30.0},
     "faults": {"enabled": False},
-    "log": {"level": "info"},
+    "log": {"level": "info", "format": "text"},
+    "metrics": {"token": "", "port": 0, "host": "127.0.0.1"},
     "ingest": {"ack": "durable", "max_batch": 500, "max_body": 1048576, "enqueue_timeout": 0.5, "ack_timeout": 30.0,
                "inbox": 10000, "client_ip": "anonymized"},
     "limits": {"admin_rate": "600/1m", "ingest_rate": "1200/1m", "ws_connect_rate": "120/1m"},
@@ -656,3 +657,45 @@ def test_a_bad_hash_or_a_short_secret_is_refused_without_printing_it(key, bad):
     assert err.key == key and "2 of 2" in err.problem
     assert ("64 hex digits" in err.problem) if bad.startswith("sha256:") else ("at least 16" in err.problem)
     assert bad not in str(err) and TOKEN_A not in str(err)
+# --- [log] format and [metrics] ------------------------------------------------------------------
+
+METRICS_TOKEN = "metrics-token-0123456789"
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_log_formats(fmt):
+    assert load(environ={"REVIVATECH_LOG_FORMAT": fmt}).log.format == fmt
+
+
+def test_an_unknown_log_format_is_refused():
+    err = config_error(environ={"REVIVATECH_LOG_FORMAT": "xml"})
+    assert (err.key, err.problem) == ("log.format", "must be one of text, json, got 'xml'")
+
+
+def test_metrics_settings_from_the_environment():
+    settings = load(environ={"REVIVATECH_METRICS_TOKEN": METRICS_TOKEN, "REVIVATECH_METRICS_PORT": "9464",
+                             "REVIVATECH_METRICS_HOST": "10.0.0.5"})
+    assert (settings.metrics.token, settings.metrics.port, settings.metrics.host) == (METRICS_TOKEN, 9464, "10.0.0.5")
+
+
+def test_a_short_metrics_token_is_refused_without_printing_it():
+    err = config_error(environ={"REVIVATECH_METRICS_TOKEN": "short-secret"})
+    assert (err.key, err.problem) == ("metrics.token",
+                                      "must be empty or at least 16 characters (the token is never printed)")
+    assert "short-secret" not in str(err)
+
+
+@pytest.mark.parametrize(("port", "problem"), [
+    ("-1", "must be an integer between 0 and 65535, got -1"),
+    ("65536", "must be an integer between 0 and 65535, got 65536"),
+    ("3011", "must differ from web.port (0 serves /metrics on web.port), got 3011"),
+])
+def test_impossible_metrics_ports(port, problem):
+    err = config_error(environ={"REVIVATECH_METRICS_PORT": port})
+    assert (err.key, err.problem) == ("metrics.port", problem)
+
+
+def test_metrics_token_is_masked_when_set():
+    shown = settings_as_dict(load(environ={"REVIVATECH_METRICS_TOKEN": METRICS_TOKEN}))
+    assert shown["metrics"]["token"] == "***"
+    assert METRICS_TOKEN not in render_toml(shown)

@@ -21,12 +21,22 @@ import collections
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import TypeVar
 
 import attrs
 import trio
 
+from ..logs import REQUEST_ID
 from ..messages import STORED, DeadLetter, Event, Outcome, Status, StoredBatch, Submission
+from ..prometheus import (
+    BATCH_FLUSH_SECONDS,
+    BATCH_SIZE,
+    EVENTS_DUPLICATE,
+    EVENTS_REJECTED,
+    EVENTS_STORED,
+    COMMIT_LAG_SECONDS,
+)
 from ..storage import Storage, StorageError
 from ..supervisor import Activity
 from ._retry import until_it_succeeds
@@ -40,6 +50,19 @@ T = TypeVar("T")
 
 #: How many stored-event lists may wait for a slow subscriber before the batcher waits for it.
 SUBSCRIBER_BUFFER = 64
+#: Request ids named on the log lines of one flush; a batch of more requests names these and a count.
+LOGGED_REQUEST_IDS = 10
+
+
+def batch_request_ids(ids: list[str | None]) -> str | None:
+    """The request ids of a batch's submissions for its log lines: the first
+    :data:`LOGGED_REQUEST_IDS` distinct ones comma-separated, then ``+N more``; None if none."""
+    distinct = list(dict.fromkeys(i for i in ids if i is not None))
+    if not distinct:
+        return None
+    shown = ",".join(distinct[:LOGGED_REQUEST_IDS])
+    rest = len(distinct) - LOGGED_REQUEST_IDS
+    return f"{shown},+{rest} more" if rest > 0 else shown
 
 
 @attrs.define
@@ -99,6 +122,11 @@ class BatcherActor:
     def held_events(self) -> int:
         """Events received and not yet committed."""
         return self._pending_events
+
+    def oldest_held(self) -> datetime | None:
+        """When the oldest submission this batcher holds (taken from its inbox, not committed)
+        was received; None when it holds none."""
+        return self._pending[0].submission.received_at if self._pending else None
 
     def request_stop(self) -> None:
         """Finish: write everything already received, then return (the inbox is usually closed
@@ -188,6 +216,15 @@ class BatcherActor:
 
     async def _flush_one_batch(self) -> None:
         parts, events, letters = self._take_batch()
+        # What is logged while this batch is written (a failed flush, rows the database refused)
+        # names the requests it holds.
+        request_ids = REQUEST_ID.set(batch_request_ids([chunk.submission.request_id for chunk, _, _ in parts]))
+        try:
+            await self._flush(parts, events, letters)
+        finally:
+            REQUEST_ID.reset(request_ids)
+
+    async def _flush(self, parts: list[tuple[_Chunk, int, int]], events: list[Event], letters: list[DeadLetter]) -> None:
         started = time.perf_counter()
         committed = await self._with_retry(lambda: self.storage.commit_batch(events, letters), events)
         outcomes = committed.outcomes
@@ -266,10 +303,23 @@ class BatcherActor:
         stats.last_batch_size = len(events)
         stats.largest_batch = max(stats.largest_batch, len(events))
         stats.last_flush_seconds = seconds
+        stored = duplicates = rejected = 0
         for outcome in outcomes:
             if outcome.status is Status.STORED:
-                stats.stored += 1
+                stored += 1
             elif outcome.status is Status.DUPLICATE:
-                stats.duplicates += 1
+                duplicates += 1
             else:
-                stats.rejected += 1
+                rejected += 1
+        stats.stored += stored
+        stats.duplicates += duplicates
+        stats.rejected += rejected
+        EVENTS_STORED.inc(stored)
+        EVENTS_DUPLICATE.inc(duplicates)
+        if rejected:
+            EVENTS_REJECTED.labels("database").inc(rejected)
+        if events:
+            BATCH_SIZE.observe(len(events))
+            BATCH_FLUSH_SECONDS.observe(seconds)
+            # submissions are taken oldest first: the first event waited longest
+            COMMIT_LAG_SECONDS.observe(max(0.0, (datetime.now(UTC) - events[0].received_at).total_seconds()))

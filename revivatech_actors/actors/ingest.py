@@ -25,6 +25,7 @@ import trio
 from ..domain.validation import correct_clock_skew
 from ..ids import new_event_ids
 from ..messages import Event, Submission
+from ..prometheus import EVENTS_RECEIVED, EVENTS_REJECTED
 from ..supervisor import Activity
 
 __all__ = ["EventBudget", "IngestActor", "Overloaded", "RecentIds"]
@@ -107,6 +108,15 @@ class RecentIds:
         return False
 
 
+def _count_received(submission: Submission) -> None:
+    """Count a submission's events as received, and its dead letters (the web layer's
+    validation refusals) as rejected, whether or not it is admitted."""
+    letters = len(submission.dead_letters)
+    EVENTS_RECEIVED.inc(len(submission.incoming) + letters)
+    if letters:
+        EVENTS_REJECTED.labels("validation").inc(letters)
+
+
 @attrs.define(eq=False)
 class IngestActor:
     """Admits submissions (:meth:`submit`) and forwards them, converted, to ``downstream``.
@@ -134,6 +144,7 @@ class IngestActor:
         Raises:
             Overloaded: no room in time, or the service is shutting down.
         """
+        _count_received(submission)
         if self._stopping.is_set():
             raise Overloaded("the service is shutting down")
         if not self.budget.try_acquire(submission.size):  # the usual case needs no timer
@@ -153,6 +164,7 @@ class IngestActor:
 
     def offer(self, submission: Submission) -> bool:
         """Admit and forward ``submission`` only if there is room right now; False if there is not."""
+        _count_received(submission)
         if self._stopping.is_set() or not self.budget.try_acquire(submission.size):
             return False
         try:
@@ -189,6 +201,7 @@ class IngestActor:
     def _forwarded(self, submission: Submission) -> None:
         submission.queued.set()
         self.activity.record(len(submission.events))
+        logger.debug("admitted %d event(s) and %d dead letter(s)", len(submission.events), len(submission.dead_letters))
 
     def request_stop(self) -> None:
         """Refuse new submissions; :meth:`run` then closes the way to the batcher."""

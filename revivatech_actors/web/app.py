@@ -18,6 +18,7 @@ from .ingest import register_ingest_routes
 from .funnel import register_funnel_routes
 from .insights import register_insights_routes
 from .live import register_live_routes
+from .observe import MetricsAccess, register_metrics_route, register_observation
 from .realtime import register_realtime_routes
 from .reports import register_report_routes
 from .responses import error_response
@@ -25,7 +26,7 @@ from .responses import error_response
 if TYPE_CHECKING:
     from ..service import Service
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "create_metrics_app"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,9 +39,12 @@ def create_app(service: Service, activity: Activity) -> QuartTrio:
     app = QuartTrio("revivatech_actors")
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
     settings = service.settings
+    register_observation(app, access_log=settings.web.access_log)  # first: every later hook logs with the id
     auth = AdminAuth(service.admin_tokens, jwt_secret=settings.auth.jwt_secret,
                      jwt_roles=settings.auth.jwt_admin_roles, allowed_origins=settings.cors.allowed_origins,
                      limiter=service.limits.admin)
+    if not settings.metrics.port:  # else /metrics is served on metrics.port only
+        register_metrics_route(app, MetricsAccess(settings.metrics.token, auth), service.telemetry.sample)
     register_health_routes(app, service, auth)
     register_ingest_routes(app, service)
     register_insights_routes(app, service, auth)
@@ -63,12 +67,7 @@ def create_app(service: Service, activity: Activity) -> QuartTrio:
             metrics.record_request(time.perf_counter() - started, response.status_code)
         return response
 
-    @app.errorhandler(HTTPException)
-    async def http_error(exc: HTTPException):
-        code = exc.code or 500
-        # keep what the exception says beyond the body, e.g. Allow on a 405
-        headers = {name: value for name, value in exc.get_headers() if name.lower() != "content-type"}
-        return error_response(code, _ERROR_CODES.get(code, "http_error"), exc.description or exc.name, headers=headers)
+    _answer_http_errors(app)
 
     @app.errorhandler(Exception)
     async def unexpected_error(exc: Exception):
@@ -76,3 +75,25 @@ def create_app(service: Service, activity: Activity) -> QuartTrio:
         return error_response(500, "internal_error", "the server failed to handle this request; see its log")
 
     return app
+
+
+def create_metrics_app(service: Service) -> QuartTrio:
+    """The app of the internal ``metrics.port`` listener: ``GET /metrics`` and nothing else,
+    open unless ``metrics.token`` is set."""
+    app = QuartTrio("revivatech_actors.metrics")
+    settings = service.settings
+    register_observation(app, access_log=settings.web.access_log)
+    register_metrics_route(app, MetricsAccess(settings.metrics.token, None), service.telemetry.sample)
+    _answer_http_errors(app)
+    return app
+
+
+def _answer_http_errors(app: QuartTrio) -> None:
+    """Answer Quart's HTTP errors (404, 405, ...) in the API's error shape."""
+
+    @app.errorhandler(HTTPException)
+    async def http_error(exc: HTTPException):
+        code = exc.code or 500
+        # keep what the exception says beyond the body, e.g. Allow on a 405
+        headers = {name: value for name, value in exc.get_headers() if name.lower() != "content-type"}
+        return error_response(code, _ERROR_CODES.get(code, "http_error"), exc.description or exc.name, headers=headers)

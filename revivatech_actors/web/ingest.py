@@ -155,6 +155,7 @@ def register_ingest_routes(app: Quart, service: Service) -> None:
         else:
             await submission.queued.wait()
         if submission.failure is not None:
+            logger.error("the event pipeline failed for this request: %s", submission.failure)  # with its request id
             return error_response(500, "internal_error", f"the event pipeline failed: {submission.failure}")
         return None
 

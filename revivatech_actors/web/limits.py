@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from quart import Response, make_response
 
 from ..domain.rates import Decision, Rate
+from ..prometheus import record_rate_limited
 from ..shared_state.limits import Limiter
 from .responses import error_response
 
@@ -27,7 +28,9 @@ def rate_headers(decision: Decision) -> dict[str, str]:
 
 
 def too_many_requests(rate: Rate, decision: Decision, what: str, setting: str) -> Response:
-    """The 429 for a refused request: ``what`` is limited to ``rate`` by ``setting``."""
+    """The 429 for a refused request: ``what`` is limited to ``rate`` by ``setting`` (counted
+    in ``revivatech_rate_limited_total`` under the setting's name, e.g. ``ingest_rate``)."""
+    record_rate_limited(setting.removeprefix("limits."))
     retry = max(1, math.ceil(decision.retry_after))
     message = f"too many {what}: the limit is {rate.text} ({setting}); retry in {retry} s"
     return error_response(429, "rate_limited", message, headers={**rate_headers(decision), "Retry-After": str(retry)})

@@ -119,13 +119,14 @@ class WebServer:
     host: str
     port: int
     graceful_timeout: float = 3.0
-    access_log: bool = False
     #: Seconds between WebSocket pings; a peer that sends nothing (not even the pong) for twice
     #: as long, plus a margin, is disconnected (Hypercorn's read timeout).
     websocket_ping_interval: float | None = None
     activity: Activity = attrs.Factory(Activity)
     #: Share the port with other processes (SO_REUSEPORT): a worker of `serve --workers N`.
     reuse_port: bool = False
+    #: What this listener is, in its log line (empty for the main one).
+    name: str = ""
     bound: list[str] = attrs.field(init=False, factory=list)
     _shutdown: trio.Event = attrs.field(init=False, factory=trio.Event)
 
@@ -145,7 +146,9 @@ class WebServer:
             config.bind = [f"fd://{os.dup(listener.fileno())}"]
         config.backlog = BACKLOG
         config.graceful_timeout = self.graceful_timeout
-        config.accesslog = logging.getLogger("revivatech_actors.access") if self.access_log else None
+        # The app writes the access log itself (web.observe): Hypercorn's lines carry the query
+        # string, which may hold ?token=, and not the request id.
+        config.accesslog = None
         config.errorlog = logging.getLogger("hypercorn.error")
         config.websocket_max_message_size = WEBSOCKET_MAX_MESSAGE
         if self.websocket_ping_interval is not None:
@@ -159,7 +162,7 @@ class WebServer:
                 if listener is not None:
                     listener.close()
                     listener = None
-                logger.info("listening on %s", ", ".join(self.bound))
+                logger.info("%slistening on %s", f"{self.name}: " if self.name else "", ", ".join(self.bound))
                 task_status.started()
         finally:
             if listener is not None:

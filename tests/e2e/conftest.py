@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -86,6 +87,15 @@ def serve(tmp_path):
     yield start
     for process in started:
         process.stop()
+
+
+def generated_token(server: ServeProcess) -> str:
+    """The admin token ``server`` generated: with stderr not a terminal, it is written to an
+    owner-only file whose path the log names, never to the log itself."""
+    match = re.search(r"written to (\S+revivatech-admin-token-\S+\.txt)", server.output())
+    assert match, server.output()
+    with open(match.group(1)) as file:
+        return file.read().strip()
 
 
 def run_cli(*args: str, cwd, **env: str) -> subprocess.CompletedProcess:
