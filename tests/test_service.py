@@ -79,7 +79,7 @@ async def test_health_liveness_and_readiness_on_each_engine(storage_url):
         assert (body["status"], body["database"], body["redis"], body["analytics"]) == (
             "healthy", "connected", "disabled", "operational")
         assert body["storageEngine"] == service.storage.engine
-        assert body["actors"]["total"] == 9 and body["actors"]["running"] == 9
+        assert body["actors"]["total"] == 10 and body["actors"]["running"] == 10
         assert body["actors"]["notRunning"] == [] and body["reasons"] == []
         assert body["checks"]["database"]["ok"] is True
         assert isinstance(body["checks"]["database"]["latencyMs"], float)
@@ -113,7 +113,7 @@ async def test_actor_tree_needs_the_admin_token(sqlite_url):
         assert answer.status_code == 200
         root = answer.json()["data"]
         assert (root["name"], root["kind"], root["state"]) == ("root", "supervisor", "running")
-        assert [child["name"] for child in root["children"]] == ["storage", "scorer", "profiles", "metrics", "batcher", "ingest", "loop_monitor", "web", "broadcaster"]
+        assert [child["name"] for child in root["children"]] == ["storage", "scorer", "profiles", "janitor", "metrics", "batcher", "ingest", "loop_monitor", "web", "broadcaster"]
         for child in root["children"]:
             assert child["state"] == "running" and child["restarts"] == 0 and child["lastError"] is None
             assert set(child) >= {"name", "state", "restarts", "lastError", "inbox", "handled", "lastActivity"}

@@ -61,10 +61,10 @@ async def purge_all(storage, table, *, limit):
         resume = step.resume
 
 
-async def test_old_events_are_deleted_in_batches_only_below_every_partitions_horizon(storage, storage_url):
-    claims = await own_all(storage)
+async def test_old_events_are_deleted_in_batches_only_below_their_partitions_horizon(storage, storage_url):
+    claims = await own_all(storage, 4)  # partitions without events stay at horizon 0: they hold nothing back
     fps = ["left", "right-1", "right-2"]
-    assert len({partition_of(fp, 2) for fp in fps}) == 2  # both partitions have visitors
+    assert partition_of("left", 4) not in {partition_of(fp, 4) for fp in fps[1:]}
     old = {fp: [make_event(i, user_fingerprint=fp, session_id=f"{fp}-s", timestamp=OLD + timedelta(minutes=i))
                 for i in range(3)] for fp in fps}
     txn = (await storage.commit_batch([e for events in old.values() for e in events])).log_txn
@@ -72,14 +72,13 @@ async def test_old_events_are_deleted_in_batches_only_below_every_partitions_hor
     await storage.commit_batch(recent)
     # Nothing applied yet: a replay needs every event, however old.
     assert await purge_all(storage, "analytics_events", limit=2) == [0]
-    first = partition_of("left", 2)
+    # left's partition is past them, the others' not: only left's go.
     await write(storage, claims, "left", old["left"], txn)
-    # One partition past them, the other not: the oldest horizon decides.
-    assert await purge_all(storage, "analytics_events", limit=2) == [0]
+    assert await purge_all(storage, "analytics_events", limit=2) == [2, 1]
+    assert count(storage_url, "analytics_events", "user_fingerprint <> %s", ("left",)) == 6
     for fp in fps[1:]:
-        if partition_of(fp, 2) != first:
-            await write(storage, claims, fp, old[fp], txn)
-    assert await purge_all(storage, "analytics_events", limit=4) == [4, 4, 1]
+        await write(storage, claims, fp, old[fp], txn)
+    assert await purge_all(storage, "analytics_events", limit=4) == [4, 2]
     assert count(storage_url, "analytics_events") == 1  # the recent event stays
     assert query(storage_url, "SELECT total_events FROM user_behavior_profiles WHERE user_fingerprint = %s",
                  ("left",)) == [(3,)]  # profiles keep their totals

@@ -19,7 +19,7 @@ __all__ = [
 ]
 
 #: What the janitor deletes, in the order it goes through them, with the time that says a row is
-#: old. Events only below every partition's horizon (docs/operations.md, "Data lifecycle").
+#: old. Events only below their partition's horizon (docs/operations.md, "Data lifecycle").
 PURGED_TABLES: Mapping[str, str] = {
     "analytics_events": "event_timestamp",
     "analytics_sessions": "last_activity_at",

@@ -624,9 +624,9 @@ class Storage(abc.ABC):
         """One batch of the retention janitor, in one short transaction: delete from ``table`` (one
         of ``domain.retention.PURGED_TABLES``) rows older than ``cutoff``, at most ``limit``.
 
-        - ``analytics_events``: stamped before ``cutoff`` *and* below every partition's horizon
-          (or stored before the log existed): events a replay could still need are never deleted,
-          so derived state stays exactly once. None while no partition exists.
+        - ``analytics_events``: stamped before ``cutoff`` *and* below the horizon of their
+          partition (or stored before the log existed): events a replay could still need are
+          never deleted, so derived state stays exactly once. None while no partition exists.
         - ``analytics_sessions``, ``customer_journeys``: these have no index on their time (it would
           rule out heap-only updates of the rows profile writes touch most), so a batch looks at the
           next ``limit`` rows by primary key after ``resume`` and deletes those last active before

@@ -508,12 +508,14 @@ ORDER BY e.log_txn, e.log_seq
 #: The retention janitor's batches (``Storage.purge_step``). Tables with a time index: a batch
 #: is the first ``limit`` old rows found through it, deleted by their physical address.
 _PURGE_BY_TIME = {
-    # below every partition's horizon: a replay never needs them (no partition yet: none)
+    # below their partition's horizon: a replay never needs them (no partition yet: none)
     "analytics_events": """
 DELETE FROM analytics_events WHERE ctid = ANY(ARRAY(
-    SELECT ctid FROM analytics_events
-    WHERE event_timestamp < %(cutoff)s
-      AND (log_txn IS NULL OR log_txn < (SELECT min(horizon) FROM profile_partitions))
+    SELECT e.ctid FROM analytics_events e
+    WHERE e.event_timestamp < %(cutoff)s
+      AND (e.log_txn IS NULL OR e.log_txn < (
+          SELECT p.horizon FROM profile_partitions p
+          WHERE p.partition = e.log_slot %% nullif((SELECT count(*) FROM profile_partitions), 0)))
     LIMIT %(limit)s))""",
     "ml_predictions": """
 DELETE FROM ml_predictions WHERE id = ANY(ARRAY(

@@ -895,9 +895,11 @@ class SQLiteStorage(Storage):
 _PURGE_BY_TIME = {
     "analytics_events": """
 DELETE FROM analytics_events WHERE rowid IN (
-    SELECT rowid FROM analytics_events
-    WHERE event_timestamp < :cutoff
-      AND (log_txn IS NULL OR log_txn < (SELECT min(horizon) FROM profile_partitions))
+    SELECT e.rowid FROM analytics_events e
+    WHERE e.event_timestamp < :cutoff
+      AND (e.log_txn IS NULL OR e.log_txn < (
+          SELECT p.horizon FROM profile_partitions p
+          WHERE p.partition = e.log_slot % nullif((SELECT count(*) FROM profile_partitions), 0)))
     LIMIT :limit)""",
     "ml_predictions": """
 DELETE FROM ml_predictions WHERE id IN (SELECT id FROM ml_predictions WHERE created_at < :cutoff LIMIT :limit)""",
