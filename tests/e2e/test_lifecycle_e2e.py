@@ -191,3 +191,44 @@ def test_dead_letters_page_newest_first_with_their_reasons(serve, sqlite_url):
             bad = client.get("/api/analytics/rejected", params=params, headers=AUTH)
             assert bad.status_code == 400, params
             assert bad.json()["error"] == "invalid_parameter" and bad.json()["details"][0]["field"] == field
+
+
+def test_an_erasure_on_one_instance_fences_the_owner_on_the_other(serve, postgres_url, redis_url, redis_prefix):
+    def instance():
+        return start(serve, postgres_url, REVIVATECH_REDIS_URL=redis_url, REVIVATECH_REDIS_KEY_PREFIX=redis_prefix,
+                     REVIVATECH_PROFILES_FLUSH_INTERVAL="3.0")  # B holds what it stored for up to 3 s
+
+    a = instance()
+    b = instance()
+    with httpx.Client(timeout=30) as client:
+        pid_b = client.get(b.base_url + "/api/analytics/actors", headers=AUTH).json()["pid"]
+        wait_for("the partitions shared", lambda: all(
+            client.get(s.base_url + "/api/analytics/actors", headers=AUTH).json()["stats"]["profiles"]["partitions"]
+            == 32 for s in (a, b)))
+        owned_by_b = {p for (p,) in query(postgres_url, "SELECT partition FROM profile_partitions WHERE owner LIKE %s",
+                                          (f"%:{pid_b}:%",))}
+        fp = next(f for f in (f"remote-{n}-{uuid.uuid4().hex[:6]}" for n in range(10_000))
+                  if partition_of(f, 64) in owned_by_b)
+        other = next(o for o in (f"keep-{n}" for n in range(10_000)) if partition_of(o, 64) == partition_of(fp, 64))
+        # stored by B: B's profiles actor holds them in memory until its next write
+        assert client.post(b.base_url + BATCH, json={"events": events_of(fp, 2, 2) + events_of(other, 1, 1)}
+                           ).status_code == 200
+        before = client.get(b.base_url + "/api/analytics/actors", headers=AUTH).json()["stats"]["profiles"]
+        answer = client.delete(f"{a.base_url}/api/analytics/users/{fp}", headers=AUTH)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["removed"]["analytics_events"] == 4
+
+        def b_stats():
+            return client.get(b.base_url + "/api/analytics/actors", headers=AUTH).json()["stats"]["profiles"]
+
+        # B's next write brings the other visitor, never the erased one's events it held
+        assert client.post(a.base_url + BATCH, json={"events": events_of(other, 1, 1)}).status_code == 200
+        wait_for("the other visitor written by B", lambda: query(
+            postgres_url, "SELECT total_events FROM user_behavior_profiles WHERE user_fingerprint = %s", (other,))
+            == [(2,)])
+        assert rows_of(postgres_url, fp) == dict.fromkeys(VISITOR_TABLES, 0)
+        # B found the fence by itself (its lease round or its write) and took the partition again
+        wait_for("B took the fenced partition again", lambda: b_stats()["partitionsTaken"] > before["partitionsTaken"])
+        assert b_stats()["partitionsLost"] > before["partitionsLost"]
+        for server in (a, b):
+            assert client.get(f"{server.base_url}/api/analytics/insights/{fp}", headers=AUTH).status_code == 404
