@@ -4,7 +4,7 @@ them, a storage error counted and the next pass starting over."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 import trio
@@ -12,6 +12,7 @@ import trio
 from revivatech_actors.actors.janitor import JanitorActor
 from revivatech_actors.domain.retention import PURGED_TABLES, RejectedQuery, cutoff_of, pause_after, rejected_query
 from revivatech_actors.storage import open_storage
+from revivatech_actors.storage._records import PartitionPosition
 
 from .helpers import BASE_TIME, make_event, query
 
@@ -65,8 +66,6 @@ async def old_events(storage, n: int) -> None:
     (claim,) = (await storage.lease_round("a", partitions=1, ttl=30)).claimed
     txn = (await storage.commit_batch([make_event(i, user_fingerprint="v", timestamp=NOW - timedelta(days=60))
                                        for i in range(n)])).log_txn
-    from revivatech_actors.storage._records import PartitionPosition
-
     await storage.apply_profile_deltas([], positions=[PartitionPosition(0, claim.epoch, claim.writes, txn + 1,
                                                                          frozenset())], owner="a")
 
@@ -132,3 +131,15 @@ async def test_the_actor_passes_every_interval_and_stops_when_asked(storage, sql
             janitor.request_stop()  # run returns: the nursery closes
     assert query(sqlite_url, "SELECT count(*) FROM analytics_events") == [(0,)]
     assert janitor.stats.deleted["analytics_events"] == 1
+
+
+async def test_a_stop_cuts_a_rest_short(storage):
+    await old_events(storage, 4)
+    janitor = JanitorActor(storage, days=30, batch_size=1, max_share=0.000_001, now=lambda: NOW)  # rests ~forever
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(janitor.purge_pass)
+            while janitor.stats.batches < 1:
+                await trio.sleep(0.01)
+            janitor.request_stop()
+    assert janitor.stats.batches == 1 and janitor.stats.deleted["analytics_events"] == 1

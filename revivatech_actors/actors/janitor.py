@@ -99,7 +99,8 @@ class JanitorActor:
         }
 
     def request_stop(self) -> None:
-        """Stop after the batch in progress (the rest of the pass waits for the next start)."""
+        """Stop after the batch in progress, cutting a rest short (the rest of the pass waits for
+        the next start)."""
         self._stopping = True
         if self._sleep is not None:
             self._sleep.cancel()
@@ -111,14 +112,18 @@ class JanitorActor:
             task_status.started()
             delay = min(self.interval, FIRST_PASS_DELAY)
             while not self._stopping:
-                with trio.CancelScope(deadline=trio.current_time() + delay) as self._sleep:
-                    await trio.sleep_forever()
-                self._sleep = None
+                await self._rest(delay)
                 delay = self.interval
                 if self.days and not self._stopping:
                     await self.purge_pass()
         finally:
             await close_storages(self.storage)
+
+    async def _rest(self, seconds: float) -> None:
+        """Sleep ``seconds``, or until ``request_stop``."""
+        with trio.CancelScope(deadline=trio.current_time() + seconds) as self._sleep:
+            await trio.sleep_forever()
+        self._sleep = None
 
     async def purge_pass(self) -> dict[str, int]:
         """Delete what is older than ``days`` days from every purged table, batch by batch, paced;
@@ -146,7 +151,7 @@ class JanitorActor:
                     if step.resume is None:
                         break
                     resume = step.resume
-                    await trio.sleep(pause_after(took, self.max_share))
+                    await self._rest(pause_after(took, self.max_share))
         except StorageError as exc:
             s.failures += 1
             s.last_error = str(exc)
