@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import psycopg
 import pytest
+import trio
 
 from revivatech_actors.domain.partitions import partition_of
 from revivatech_actors.domain.profiles import delta_from_events
@@ -176,3 +178,27 @@ async def test_dead_letters_page_newest_first_with_a_cursor(storage):
     rest = await storage.rejected_page(10, first[-1].id)
     assert [r.payload for r in rest] == ['{"n": 2}', '{"n": 1}', '{"n": 0}']
     assert await storage.rejected_page(10, rest[-1].id) == []
+
+
+async def test_an_erasure_waits_for_a_score_record_in_flight_and_deletes_it(postgres_url):
+    async with open_storage(postgres_url) as storage:
+        await storage.migrate()
+        claims = await own_all(storage, 1)
+        events = [make_event(0, user_fingerprint="scored")]
+        txn = (await storage.commit_batch(events)).log_txn
+        await write(storage, claims, "scored", events, txn)
+        with psycopg.connect(postgres_url) as scorer:  # a record in flight: its prediction not committed yet
+            scorer.execute("INSERT INTO ml_predictions (user_fingerprint, model_type, prediction_value)"
+                           " VALUES ('scored', 'lead_scoring', 10)")
+            removed = {}
+
+            async def erase():
+                removed.update(await storage.erase_visitor("scored", 0))
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(erase)
+                await trio.sleep(0.5)
+                assert not removed  # waiting for the record
+                await trio.to_thread.run_sync(scorer.commit)
+        assert removed["ml_predictions"] == 1 and removed["user_behavior_profiles"] == 1
+        assert count(postgres_url, "ml_predictions") == 0

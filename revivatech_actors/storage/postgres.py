@@ -966,6 +966,13 @@ class PostgresStorage(Storage):
                      (partition,))
 
     def _erase_derived(self, conn: psycopg.Connection[Any], user_fingerprint: str) -> dict[str, int]:
+        # Waits for the scorer's records in flight and holds back new ones until this commits:
+        # one that read the profile before its deletion would otherwise, once this commits,
+        # insert its predictions and a profile row of scores alone (its INSERT ... ON CONFLICT
+        # finds the conflicting row gone). Taken before any profile row lock: a record in flight
+        # may be waiting for one. A record that starts later locks the table before taking its
+        # snapshot, so it finds no profile and records nothing.
+        conn.execute("LOCK TABLE ml_predictions IN SHARE ROW EXCLUSIVE MODE")
         return {table: conn.execute(f"DELETE FROM {table} WHERE user_fingerprint = %s", (user_fingerprint,)).rowcount
                 for table in _ERASE_ORDER}
 
