@@ -695,8 +695,8 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def _erase_derived(self, conn: Any, user_fingerprint: str) -> dict[str, int]:
-        """Inside a transaction: delete the visitor's profile first (a scorer's record waits on
-        it, or finds no profile), then its predictions, sessions, journeys and days."""
+        """Inside a transaction: delete the visitor's profile, predictions, sessions, journeys and
+        days, so that no score record in flight brings a profile or a prediction back."""
 
     @abc.abstractmethod
     def _rejected_page_blocking(self, conn: Any, limit: int, before: int | None) -> list[RejectedLetter]: ...

@@ -535,7 +535,7 @@ _PURGE_SESSIONS = """
 DELETE FROM analytics_sessions
 WHERE session_id >= %(first)s AND session_id <= %(last)s AND last_activity_at < %(cutoff)s
 RETURNING user_fingerprint, extract(epoch FROM last_activity_at - started_at)::double precision"""
-#: An erasure's derived rows: the profile first (see ``Storage._erase_derived``).
+#: An erasure's derived rows: the profile first (a record that read it before waits on its row).
 _ERASE_ORDER = ("user_behavior_profiles", "ml_predictions", "analytics_sessions", "customer_journeys",
                 "visitor_active_days")
 
