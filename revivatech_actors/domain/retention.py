@@ -18,15 +18,11 @@ __all__ = [
     "ERASED_TABLES", "PURGED_TABLES", "RejectedQuery", "cutoff_of", "pause_after", "rejected_query",
 ]
 
-#: What the janitor deletes, in the order it goes through them, with the time that says a row is
-#: old. Events only below their partition's horizon (docs/operations.md, "Data lifecycle").
-PURGED_TABLES: Mapping[str, str] = {
-    "analytics_events": "event_timestamp",
-    "analytics_sessions": "last_activity_at",
-    "customer_journeys": "updated_at",
-    "ml_predictions": "created_at",
-    "rejected_events": "coalesce(last_received_at, received_at)",
-}
+#: What the janitor deletes, in the order it goes through them. A row is old by, in order:
+#: ``event_timestamp`` (and only below its partition's horizon), ``last_activity_at``,
+#: ``updated_at``, ``created_at``, and when it was last received (docs/operations.md,
+#: "Data lifecycle").
+PURGED_TABLES = ("analytics_events", "analytics_sessions", "customer_journeys", "ml_predictions", "rejected_events")
 
 #: Every table that holds rows of one visitor, in the order an erasure reports them.
 ERASED_TABLES = (
