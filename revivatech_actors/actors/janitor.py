@@ -34,8 +34,7 @@ import trio
 from ..domain.partitions import partition_of
 from ..domain.retention import PURGED_TABLES, cutoff_of, pause_after
 from ..domain.timefmt import iso_datetime, iso_utc
-from ..storage import Storage, StorageError
-from ..storage._lifecycle import RejectedLetter
+from ..storage import RejectedLetter, Storage, StorageError
 from ..supervisor import Activity
 from .storage import close_storages
 

@@ -11,8 +11,7 @@ from quart import Quart, request
 from ..domain.retention import rejected_query
 from ..domain.timefmt import iso_datetime
 from ..domain.validation import MAX_ID_LENGTH, truncate_payload
-from ..storage import StorageError
-from ..storage._lifecycle import RejectedLetter
+from ..storage import RejectedLetter, StorageError
 from .auth import AdminAuth, admin_only
 from .responses import error_response, json_response
 
