@@ -186,6 +186,13 @@ def test_dead_letters_page_newest_first_with_their_reasons(serve, sqlite_url):
                                                                                                    (False, True)]
         assert rest.json()["nextCursor"] is None
 
+        # the erasure's own refusals, on this engine too
+        too_long = client.delete("/api/analytics/users/" + "f" * 129, headers=AUTH)
+        assert too_long.status_code == 400 and too_long.json()["error"] == "invalid_fingerprint"
+        assert too_long.json()["details"][0]["field"] == "fingerprint"
+        longest = client.delete("/api/analytics/users/" + "f" * 128, headers=AUTH)
+        assert longest.status_code == 200 and longest.json()["totalRemoved"] == 0
+
         for params, field in (({"limit": "0"}, "limit"), ({"limit": "501"}, "limit"), ({"limit": "ten"}, "limit"),
                               ({"cursor": "-3"}, "cursor"), ({"cursor": "abc"}, "cursor")):
             bad = client.get("/api/analytics/rejected", params=params, headers=AUTH)
