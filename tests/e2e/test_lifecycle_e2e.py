@@ -67,6 +67,7 @@ def test_an_erased_visitor_is_gone_everywhere_and_stays_gone(serve, postgres_url
         assert bad.status_code == 400
         # written and scored: every table holds the visitor
         wait_for("the visitor's profile written and scored", lambda: all(rows_of(postgres_url, fp).values()))
+        wait_for("the dead letter stored", lambda: query(postgres_url, "SELECT count(*) FROM rejected_events") == [(1,)])
         stored = rows_of(postgres_url, fp)
 
         # More events, held in memory by the owner, not written yet: the erasure must fence them.
@@ -166,6 +167,9 @@ def test_dead_letters_page_newest_first_with_their_reasons(serve, sqlite_url):
         big = client.post(EVENTS, json={"user_fingerprint": "big", "session_id": "s", "event_type": "",
                                         "properties": {"text": "x" * 20_000}})
         assert big.status_code == 400
+        # dead letters are kept through the batcher, after the 400: wait until all four are stored
+        wait_for("the four dead letters stored", lambda: query(sqlite_url, "SELECT count(*) FROM rejected_events")
+                 == [(4,)])
         assert client.get("/api/analytics/rejected").status_code == 401
 
         first = client.get("/api/analytics/rejected", params={"limit": 2}, headers=AUTH)
