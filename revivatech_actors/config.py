@@ -27,7 +27,7 @@ __all__ = [
     "AuthSettings", "BatchSettings", "BroadcastSettings", "ConfigError", "CorsSettings", "FaultSettings",
     "FunnelSettings",
     "IngestSettings", "LimitSettings", "LogSettings", "MetricsSettings", "ProfileSettings", "RealtimeSettings",
-    "RedisSettings", "ScoringSettings",
+    "RedisSettings", "RetentionSettings", "ScoringSettings",
     "Settings",
     "ShutdownSettings", "StorageSettings", "SupervisorSettings", "WebSettings",
     "env_var_name", "load_settings", "render_toml", "settings_as_dict",
@@ -508,6 +508,15 @@ class FunnelSettings:
 
 
 @attrs.frozen(kw_only=True)
+class RetentionSettings:
+    """[retention]: the janitor that deletes old rows (docs/operations.md, "Data lifecycle")."""
+    days: int = _int(0, 36500)  # rows older than this many days are deleted; 0 keeps everything
+    interval: float = _number(0)  # seconds between the janitor's passes
+    batch_size: int = _int(1, 100_000)  # most rows one delete statement removes
+    max_share: float = _share()  # most of the time the janitor may keep storage busy
+
+
+@attrs.frozen(kw_only=True)
 class Settings:
     """All settings; one field per TOML section, named as the section."""
 
@@ -529,6 +538,7 @@ class Settings:
     broadcast: BroadcastSettings
     realtime: RealtimeSettings
     funnel: FunnelSettings
+    retention: RetentionSettings
 
 
 def _workers_problem(settings: Settings) -> str | None:

@@ -6,6 +6,7 @@ The tree (start order; stop order is the reverse)::
     ├── storage        opens the database, applies migrations, watches its health
     ├── scorer         scores written profiles, records the scores that moved (ml_predictions)
     ├── profiles       per-visitor profile actors: live profiles, journeys, paced delta writes
+    ├── janitor        the data lifecycle: deletes rows past retention.days, erases visitors
     ├── metrics        the realtime window: stored events, HTTP timings, uptime
     ├── batcher        group commit of events (stopped after ingest: it writes all it holds;
     │                  closing its subscriber channel then ends profiles, which writes all it holds)
@@ -36,6 +37,7 @@ from . import __version__
 from .actors.batcher import BatcherActor
 from .actors.broadcaster import BroadcasterActor
 from .actors.ingest import EventBudget, IngestActor
+from .actors.janitor import JanitorActor
 from .actors.loop_monitor import LoopMonitor
 from .actors.metrics import MetricsActor
 from .actors.profiles import ProfilesActor
@@ -92,6 +94,7 @@ class Service:
     profiles: ProfilesActor
     scorer: ScorerActor
     metrics: MetricsActor
+    janitor: JanitorActor
     broadcaster: BroadcasterActor
     redis: RedisConnection | None
     answer_cache: AnswerCache
@@ -154,6 +157,9 @@ class Service:
             max_active=p.max_active, flush_interval=p.flush_interval, max_write_share=p.max_write_share,
             max_touchpoints=p.max_touchpoints, max_unwritten_events=p.max_unwritten_events,
         )
+        r = settings.retention
+        janitor = JanitorActor(new_storage(), days=r.days, interval=r.interval, batch_size=r.batch_size,
+                               max_share=r.max_share, partitions=p.partitions, on_erased=profiles.fenced)
         rt = settings.realtime
         shared = None
         if redis is not None:  # the realtime window and the live feed's changes, shared by instances
@@ -184,6 +190,7 @@ class Service:
             profiles=profiles,
             scorer=scorer,
             metrics=metrics,
+            janitor=janitor,
             broadcaster=broadcaster,
             redis=redis,
             answer_cache=(RedisCache(redis, settings.redis.key_prefix + "cache:") if redis is not None
@@ -232,6 +239,8 @@ class Service:
                     max(timeout, settings.shutdown.timeout * PROFILES_SHUTDOWN_SHARE),
                     stop=profiles.request_stop, inbox=profiles.inbox, activity=profiles.activity,
                 ),
+                ChildSpec("janitor", janitor.run, Restart.PERMANENT, timeout, stop=janitor.request_stop,
+                          activity=janitor.activity),
                 ChildSpec("metrics", metrics.run, Restart.PERMANENT, timeout, inbox=metrics.inbox, activity=metrics.activity),
                 ChildSpec(
                     "batcher", service.batcher.run, Restart.PERMANENT, timeout,

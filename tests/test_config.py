@@ -72,6 +72,7 @@ EXPECTED_DEFAULTS = {
     "funnel": {"steps": ["page_view", "service_viewed", "booking_started", "booking_completed"], "window": 86400.0,
                "range": 2592000.0, "cache_ttl": 30.0, "timeout": 30.0,
                "named": {"booking": ["page_view", "service_viewed", "booking_started", "booking_completed"]}},
+    "retention": {"days": 0, "interval": 3600.0, "batch_size": 2000, "max_share": 0.1},
 }
 
 
@@ -313,6 +314,11 @@ def test_wrong_types_in_file(tmp_path, toml, key, message):
          "unsupported scheme 'http' (use redis://, rediss:// or unix://, or leave empty)"),
         ({"REVIVATECH_REDIS_URL": "redis:///0"}, "redis.url", "a redis URL needs a host"),
         ({"REVIVATECH_REDIS_URL": "unix://"}, "redis.url", "a unix URL needs a path"),
+        ({"REVIVATECH_RETENTION_DAYS": "-1"}, "retention.days", "must be an integer between 0 and 36500, got -1"),
+        ({"REVIVATECH_RETENTION_INTERVAL": "0"}, "retention.interval", "must be a number > 0, got 0.0"),
+        ({"REVIVATECH_RETENTION_BATCH_SIZE": "0"}, "retention.batch_size",
+         "must be an integer between 1 and 100000, got 0"),
+        ({"REVIVATECH_RETENTION_MAX_SHARE": "1.5"}, "retention.max_share", "must be a number > 0 and <= 1, got 1.5"),
     ],
 )
 def test_impossible_values(env, key, problem):
@@ -699,3 +705,7 @@ def test_metrics_token_is_masked_when_set():
     shown = settings_as_dict(load(environ={"REVIVATECH_METRICS_TOKEN": METRICS_TOKEN}))
     assert shown["metrics"]["token"] == "***"
     assert METRICS_TOKEN not in render_toml(shown)
+def test_retention_keeps_everything_by_default_and_takes_days_from_the_environment():
+    assert load().retention.days == 0  # an upgrade never deletes history by itself
+    settings = load(environ={"REVIVATECH_RETENTION_DAYS": "90", "REVIVATECH_RETENTION_BATCH_SIZE": "500"})
+    assert (settings.retention.days, settings.retention.batch_size) == (90, 500)

@@ -113,7 +113,9 @@ async def test_actor_tree_needs_the_admin_token(sqlite_url):
         assert answer.status_code == 200
         root = answer.json()["data"]
         assert (root["name"], root["kind"], root["state"]) == ("root", "supervisor", "running")
-        assert [child["name"] for child in root["children"]] == ["storage", "scorer", "profiles", "metrics", "batcher", "ingest", "loop_monitor", "telemetry", "web", "broadcaster"]
+        assert [child["name"] for child in root["children"]] == [
+            "storage", "scorer", "profiles", "janitor", "metrics", "batcher", "ingest", "loop_monitor", "telemetry", "web",
+            "broadcaster"]
         for child in root["children"]:
             assert child["state"] == "running" and child["restarts"] == 0 and child["lastError"] is None
             assert set(child) >= {"name", "state", "restarts", "lastError", "inbox", "handled", "lastActivity"}

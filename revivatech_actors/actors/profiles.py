@@ -256,6 +256,15 @@ class ProfilesActor:
         self._stopping = True
         self._wake()
 
+    def fenced(self, user_fingerprint: str, partition: int) -> None:
+        """``user_fingerprint`` was erased and its ``partition`` fenced (its epoch raised): what
+        this process holds of the partition in memory can no longer be written, and may hold the
+        visitor. When owned here, it is dropped at once and its lease given up at the next lease
+        round, which takes it again from its stored position (the erased events are gone there)."""
+        if partition in self._cursors:
+            self._lose(partition, "fenced by a visitor's erasure; taken again from its stored position")
+            self._to_release.add(partition)
+
     # ------------------------------------------------------------------ reads
 
     @property

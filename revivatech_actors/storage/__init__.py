@@ -12,6 +12,8 @@ from ._errors import LeaseLost as LeaseLost
 from ._errors import MigrationError as MigrationError
 from ._errors import PartitionsMismatch as PartitionsMismatch
 from ._errors import QueryTimeout as QueryTimeout
+from ._lifecycle import PurgeStep as PurgeStep
+from ._lifecycle import RejectedLetter as RejectedLetter
 from ._records import RealtimeSeed as RealtimeSeed
 from ._records import StoredJourney as StoredJourney
 from ._records import StoredPrediction as StoredPrediction
@@ -36,8 +38,10 @@ __all__ = [
     "MigrationError",
     "PartitionsMismatch",
     "ProfilesPage",
+    "PurgeStep",
     "QueryTimeout",
     "RealtimeSeed",
+    "RejectedLetter",
     "Storage",
     "StorageError",
     "StorageUnavailable",

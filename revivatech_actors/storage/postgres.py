@@ -43,6 +43,7 @@ from ..domain.scoring import MODEL_TYPES, ScoreRecord
 from ..messages import DeadLetter, Event
 
 from ._base import Storage, first_line, mask_password
+from ._lifecycle import PurgeStep, RejectedLetter
 from ._errors import QueryTimeout, StorageError, StorageUnavailable
 from ._records import (
     EVENT_EXTRA_COLUMNS,
@@ -177,12 +178,14 @@ _INSERT_DEAD_LETTER = (
 
 
 #: Profile columns as ``_profile_state`` reads them (``p`` is user_behavior_profiles); session time
-#: is summed from the visitor's sessions, where it grows as each session goes on.
+#: is summed from the visitor's sessions, where it grows as each session goes on, plus the time of
+#: those the retention janitor deleted (migration 0009).
 _PROFILE_COLUMNS = """
     p.user_fingerprint, p.total_events, p.total_sessions, p.total_page_views, p.bookings_started,
     p.total_bookings, p.total_value, p.first_seen, p.last_seen, p.last_booking_at,
-    (SELECT coalesce(sum(extract(epoch FROM s.last_activity_at - s.started_at)), 0)::double precision
-     FROM analytics_sessions s WHERE s.user_fingerprint = p.user_fingerprint),
+    p.retired_session_seconds + (
+        SELECT coalesce(sum(extract(epoch FROM s.last_activity_at - s.started_at)), 0)::double precision
+        FROM analytics_sessions s WHERE s.user_fingerprint = p.user_fingerprint),
     p.days_active, p.event_counts, p.segment, p.engagement_score, p.lead_score, p.churn_risk_score,
     p.price_sensitivity_score, p.updated_at, p.device_counts, p.customer_id, p.customer_id_at, p.version"""
 
@@ -500,6 +503,41 @@ WHERE e.log_txn >= %(horizon)s AND e.log_slot = %(slot)s AND e.user_fingerprint 
   AND NOT (e.log_txn = ANY(%(applied)s))
 ORDER BY e.log_txn, e.log_seq
 """
+
+
+#: The retention janitor's batches (``Storage.purge_step``). Tables with a time index: a batch
+#: is the first ``limit`` old rows found through it, deleted by their physical address.
+_PURGE_BY_TIME = {
+    # below their partition's horizon: a replay never needs them (no partition yet: none)
+    "analytics_events": """
+DELETE FROM analytics_events WHERE ctid = ANY(ARRAY(
+    SELECT e.ctid FROM analytics_events e
+    WHERE e.event_timestamp < %(cutoff)s
+      AND (e.log_txn IS NULL OR e.log_txn < (
+          SELECT p.horizon FROM profile_partitions p
+          WHERE p.partition = e.log_slot %% nullif((SELECT count(*) FROM profile_partitions), 0)))
+    LIMIT %(limit)s))""",
+    "ml_predictions": """
+DELETE FROM ml_predictions WHERE id = ANY(ARRAY(
+    SELECT id FROM ml_predictions WHERE created_at < %(cutoff)s LIMIT %(limit)s))""",
+    "rejected_events": """
+DELETE FROM rejected_events WHERE id = ANY(ARRAY(
+    SELECT id FROM rejected_events
+    WHERE received_at < %(cutoff)s AND coalesce(last_received_at, received_at) < %(cutoff)s LIMIT %(limit)s))""",
+}
+#: Tables without an index on their time, walked by primary key range.
+_PURGE_KEYS = {"analytics_sessions": "session_id", "customer_journeys": "id"}
+#: The time condition is on the row deleted, so a row a profile write touched meanwhile (the
+#: DELETE waits for it) is judged again by its new time.
+_PURGE_JOURNEYS = """
+DELETE FROM customer_journeys WHERE id >= %(first)s AND id <= %(last)s AND updated_at < %(cutoff)s"""
+_PURGE_SESSIONS = """
+DELETE FROM analytics_sessions
+WHERE session_id >= %(first)s AND session_id <= %(last)s AND last_activity_at < %(cutoff)s
+RETURNING user_fingerprint, extract(epoch FROM last_activity_at - started_at)::double precision"""
+#: An erasure's derived rows: the profile first (a record that read it before waits on its row).
+_ERASE_ORDER = ("user_behavior_profiles", "ml_predictions", "analytics_sessions", "customer_journeys",
+                "visitor_active_days")
 
 
 class PostgresStorage(Storage):
@@ -886,6 +924,83 @@ class PostgresStorage(Storage):
         params = {"horizon": position[0], "applied": position[1], "slot": slot_of(user_fingerprint),
                   "fp": user_fingerprint, "partitions": 1, "step": JOURNEY_STEP_TYPE}
         return [_log_entry(row).touch for row in conn.execute(_VISITOR_TAIL, params).fetchall()]
+
+    # ------------------------------------------------------------------ the data lifecycle
+
+    def _purge_step_blocking(self, conn: psycopg.Connection[Any], table: str, cutoff: dt.datetime, limit: int,
+                             resume: Any) -> PurgeStep:
+        if table in _PURGE_BY_TIME:
+            deleted = conn.execute(_PURGE_BY_TIME[table], {"cutoff": cutoff, "limit": limit}).rowcount
+            return PurgeStep(deleted, True if deleted == limit else None)  # fewer than asked: none left
+        key = _PURGE_KEYS[table]
+        with conn.transaction():
+            after = "" if resume is None else f" WHERE {key} > %(after)s"
+            keys = conn.execute(f"SELECT {key} FROM {table}{after} ORDER BY {key} LIMIT %(limit)s",
+                                {"after": resume, "limit": limit}).fetchall()
+            if not keys:
+                return PurgeStep(0, None)
+            span = {"first": keys[0][0], "last": keys[-1][0], "cutoff": cutoff}
+            if table == "customer_journeys":
+                deleted = conn.execute(_PURGE_JOURNEYS, span).rowcount
+            else:
+                retired = conn.execute(_PURGE_SESSIONS, span).fetchall()
+                deleted = len(retired)
+                _retire_session_seconds(conn, retired)
+        return PurgeStep(deleted, keys[-1][0] if len(keys) == limit else None)
+
+    def _erase_events(self, conn: psycopg.Connection[Any], user_fingerprint: str,
+                      since_txn: int | None) -> dict[str, int]:
+        if since_txn is None:
+            n = conn.execute("DELETE FROM analytics_events WHERE user_fingerprint = %s", (user_fingerprint,)).rowcount
+        else:
+            n = conn.execute("DELETE FROM analytics_events WHERE log_txn >= %s AND user_fingerprint = %s",
+                             (since_txn, user_fingerprint)).rowcount
+        return {"analytics_events": n}
+
+    def _erase_letters(self, conn: psycopg.Connection[Any], needles: tuple[str, str]) -> int:
+        return conn.execute("DELETE FROM rejected_events WHERE strpos(payload, %s) > 0 OR strpos(payload, %s) > 0",
+                            needles).rowcount
+
+    def _fence_partition(self, conn: psycopg.Connection[Any], partition: int) -> None:
+        conn.execute("UPDATE profile_partitions SET epoch = epoch + 1, updated_at = now() WHERE partition = %s",
+                     (partition,))
+
+    def _erase_derived(self, conn: psycopg.Connection[Any], user_fingerprint: str) -> dict[str, int]:
+        # Waits for the scorer's records in flight and holds back new ones until this commits:
+        # one that read the profile before its deletion would otherwise, once this commits,
+        # insert its predictions and a profile row of scores alone (its INSERT ... ON CONFLICT
+        # finds the conflicting row gone). Taken before any profile row lock: a record in flight
+        # may be waiting for one. A record that starts later locks the table before taking its
+        # snapshot, so it finds no profile and records nothing.
+        conn.execute("LOCK TABLE ml_predictions IN SHARE ROW EXCLUSIVE MODE")
+        return {table: conn.execute(f"DELETE FROM {table} WHERE user_fingerprint = %s", (user_fingerprint,)).rowcount
+                for table in _ERASE_ORDER}
+
+    def _rejected_page_blocking(self, conn: psycopg.Connection[Any], limit: int,
+                                before: int | None) -> list[RejectedLetter]:
+        where = "" if before is None else " WHERE id < %(before)s"
+        rows = conn.execute(
+            "SELECT id, letter_id::text, received_at, last_received_at, times_received, source, reasons, payload"
+            f" FROM rejected_events{where} ORDER BY id DESC LIMIT %(limit)s", {"before": before, "limit": limit},
+        ).fetchall()
+        return [RejectedLetter(*row) for row in rows]
+
+
+def _retire_session_seconds(conn: psycopg.Connection[Any], retired: list[tuple[str, float]]) -> None:
+    """Add the deleted sessions' time to their profiles, locking the profiles in key order (as
+    profile writes and the scorer lock them: no deadlock)."""
+    seconds: dict[str, float] = {}
+    for fp, s in retired:
+        seconds[fp] = seconds.get(fp, 0.0) + s
+    if not seconds:
+        return
+    fps = sorted(seconds)
+    conn.execute("SELECT 1 FROM user_behavior_profiles WHERE user_fingerprint = ANY(%s::text[])"
+                 " ORDER BY user_fingerprint FOR UPDATE", (fps,))
+    conn.execute(
+        "UPDATE user_behavior_profiles p SET retired_session_seconds = p.retired_session_seconds + x.s"
+        " FROM unnest(%s::text[], %s::float8[]) AS x (fp, s) WHERE p.user_fingerprint = x.fp",
+        (fps, [seconds[fp] for fp in fps]))
 
 
 def _funnel_params(query: FunnelQuery) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from ..domain.scoring import CHURN, ENGAGEMENT, LEAD, MODEL_TYPES, PRICE_SENSITI
 from ..messages import DeadLetter, Event
 from ._base import Storage, first_line
 from ._errors import QueryTimeout, StorageError, StorageUnavailable
+from ._lifecycle import PurgeStep, RejectedLetter
 from ._records import (
     EVENT_EXTRA_COLUMNS,
     LogEntry,
@@ -180,8 +181,8 @@ _INSERT_PREDICTION = (
 _PROFILE_COLUMNS = (
     "p.user_fingerprint, p.total_events, p.total_sessions, p.total_page_views, p.bookings_started, p.total_bookings,"
     " p.total_value, p.first_seen, p.last_seen, p.last_booking_at,"
-    " (SELECT coalesce(sum((julianday(s.last_activity_at) - julianday(s.started_at)) * 86400.0), 0.0)"
-    "  FROM analytics_sessions s WHERE s.user_fingerprint = p.user_fingerprint),"
+    " p.retired_session_seconds + (SELECT coalesce(sum((julianday(s.last_activity_at) - julianday(s.started_at))"
+    "  * 86400.0), 0.0) FROM analytics_sessions s WHERE s.user_fingerprint = p.user_fingerprint),"
     " p.days_active, p.event_counts, p.segment, p.engagement_score, p.lead_score, p.churn_risk_score,"
     " p.price_sensitivity_score, p.updated_at, p.device_counts, p.customer_id, p.customer_id_at, p.version"
 )
@@ -831,6 +832,91 @@ class SQLiteStorage(Storage):
         params = {"horizon": position[0], "applied": position[1], "slot": slot_of(user_fingerprint),
                   "fp": user_fingerprint, "partitions": 1, "step": JOURNEY_STEP_TYPE}
         return [_log_entry(row).touch for row in conn.execute(_VISITOR_TAIL, params).fetchall()]
+
+    # ------------------------------------------------------------------ the data lifecycle
+
+    def _purge_step_blocking(self, conn: sqlite3.Connection, table: str, cutoff: dt.datetime, limit: int,
+                             resume: Any) -> PurgeStep:
+        params = {"cutoff": format_timestamp(cutoff), "limit": limit, "after": resume}
+        with self._transaction(conn):
+            if table in _PURGE_BY_TIME:
+                deleted = conn.execute(_PURGE_BY_TIME[table], params).rowcount
+                return PurgeStep(deleted, True if deleted == limit else None)  # fewer than asked: none left
+            key = _PURGE_KEYS[table]
+            after = "" if resume is None else f" WHERE {key} > :after"
+            keys = conn.execute(f"SELECT {key} FROM {table}{after} ORDER BY {key} LIMIT :limit", params).fetchall()
+            if not keys:
+                return PurgeStep(0, None)
+            span = {"first": keys[0][0], "last": keys[-1][0], "cutoff": params["cutoff"]}
+            if table == "customer_journeys":
+                deleted = conn.execute(_PURGE_JOURNEYS, span).rowcount
+            else:
+                retired = conn.execute(_PURGE_SESSIONS, span).fetchall()
+                deleted = len(retired)
+                seconds: dict[str, float] = {}
+                for fp, s in retired:
+                    seconds[fp] = seconds.get(fp, 0.0) + s
+                conn.executemany("UPDATE user_behavior_profiles SET retired_session_seconds = retired_session_seconds + ?"
+                                 " WHERE user_fingerprint = ?", [(s, fp) for fp, s in sorted(seconds.items())])
+        return PurgeStep(deleted, keys[-1][0] if len(keys) == limit else None)
+
+    def _erase_events(self, conn: sqlite3.Connection, user_fingerprint: str, since_txn: int | None) -> dict[str, int]:
+        if since_txn is None:
+            n = conn.execute("DELETE FROM analytics_events WHERE user_fingerprint = ?", (user_fingerprint,)).rowcount
+        else:
+            n = conn.execute("DELETE FROM analytics_events WHERE log_txn >= ? AND user_fingerprint = ?",
+                             (since_txn, user_fingerprint)).rowcount
+        return {"analytics_events": n}
+
+    def _erase_letters(self, conn: sqlite3.Connection, needles: tuple[str, str]) -> int:
+        return conn.execute("DELETE FROM rejected_events WHERE instr(payload, ?) > 0 OR instr(payload, ?) > 0",
+                            needles).rowcount
+
+    def _fence_partition(self, conn: sqlite3.Connection, partition: int) -> None:
+        conn.execute("UPDATE profile_partitions SET epoch = epoch + 1, updated_at = ? WHERE partition = ?",
+                     (format_timestamp(dt.datetime.now(dt.UTC)), partition))
+
+    def _erase_derived(self, conn: sqlite3.Connection, user_fingerprint: str) -> dict[str, int]:
+        return {table: conn.execute(f"DELETE FROM {table} WHERE user_fingerprint = ?", (user_fingerprint,)).rowcount
+                for table in _ERASE_ORDER}
+
+    def _rejected_page_blocking(self, conn: sqlite3.Connection, limit: int, before: int | None) -> list[RejectedLetter]:
+        where = "" if before is None else " WHERE id < :before"
+        rows = conn.execute(
+            "SELECT id, letter_id, received_at, last_received_at, times_received, source, reasons, payload"
+            f" FROM rejected_events{where} ORDER BY id DESC LIMIT :limit", {"before": before, "limit": limit},
+        ).fetchall()
+        return [RejectedLetter(i, letter, parse_timestamp(at), _optional_datetime(last), times, source,
+                               orjson.loads(reasons), payload)
+                for i, letter, at, last, times, source, reasons, payload in rows]
+
+
+#: The retention janitor's batches (``Storage.purge_step``); see postgres.py's for the reasons.
+_PURGE_BY_TIME = {
+    "analytics_events": """
+DELETE FROM analytics_events WHERE rowid IN (
+    SELECT e.rowid FROM analytics_events e
+    WHERE e.event_timestamp < :cutoff
+      AND (e.log_txn IS NULL OR e.log_txn < (
+          SELECT p.horizon FROM profile_partitions p
+          WHERE p.partition = e.log_slot % nullif((SELECT count(*) FROM profile_partitions), 0)))
+    LIMIT :limit)""",
+    "ml_predictions": """
+DELETE FROM ml_predictions WHERE id IN (SELECT id FROM ml_predictions WHERE created_at < :cutoff LIMIT :limit)""",
+    "rejected_events": """
+DELETE FROM rejected_events WHERE id IN (
+    SELECT id FROM rejected_events
+    WHERE received_at < :cutoff AND coalesce(last_received_at, received_at) < :cutoff LIMIT :limit)""",
+}
+_PURGE_KEYS = {"analytics_sessions": "session_id", "customer_journeys": "id"}
+_PURGE_JOURNEYS = """
+DELETE FROM customer_journeys WHERE id >= :first AND id <= :last AND updated_at < :cutoff"""
+_PURGE_SESSIONS = """
+DELETE FROM analytics_sessions
+WHERE session_id >= :first AND session_id <= :last AND last_activity_at < :cutoff
+RETURNING user_fingerprint, (julianday(last_activity_at) - julianday(started_at)) * 86400.0"""
+_ERASE_ORDER = ("user_behavior_profiles", "ml_predictions", "analytics_sessions", "customer_journeys",
+                "visitor_active_days")
 
 
 def _funnel_sql(steps: int, types: int) -> str:

@@ -17,6 +17,7 @@ from .health import register_health_routes
 from .ingest import register_ingest_routes
 from .funnel import register_funnel_routes
 from .insights import register_insights_routes
+from .lifecycle import register_lifecycle_routes
 from .live import register_live_routes
 from .observe import MetricsAccess, register_metrics_route, register_observation
 from .realtime import register_realtime_routes
@@ -52,6 +53,7 @@ def create_app(service: Service, activity: Activity) -> QuartTrio:
     register_funnel_routes(app, service, auth, service.answer_cache)
     register_live_routes(app, service, auth)
     register_report_routes(app, service, auth)
+    register_lifecycle_routes(app, service, auth)
     metrics = service.metrics
     register_cors(app, settings.cors)
 

@@ -105,7 +105,7 @@ def register_health_routes(app: Quart, service: Service, auth: AdminAuth) -> Non
     @admin_only(auth)
     async def actors():
         stats = {"profiles": service.profiles.stats_json(), "scorer": service.scorer.stats_json(),
-                 "broadcaster": service.broadcaster.stats_json()}
+                 "broadcaster": service.broadcaster.stats_json(), "janitor": service.janitor.stats_json()}
         return json_response({"success": True, "data": actor_status_json(service.actor_tree()), "stats": stats,
                               "pid": os.getpid(), "worker": service.worker})
 

@@ -1,0 +1,43 @@
+"""What the data lifecycle's storage calls take and return (``Storage.purge_step``,
+``Storage.erase_visitor``, ``Storage.rejected_page``); shared by the engines."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+__all__ = ["PurgeStep", "RejectedLetter", "fingerprint_needles"]
+
+
+@attrs.frozen
+class PurgeStep:
+    """One batch of a purge: how many rows it deleted, and where the next batch resumes (None:
+    the table holds nothing more to delete)."""
+
+    deleted: int
+    resume: Any = None
+
+
+@attrs.frozen
+class RejectedLetter:
+    """A row of ``rejected_events`` (a dead letter), as the listing shows it."""
+
+    id: int
+    letter_id: str
+    received_at: datetime
+    last_received_at: datetime | None
+    times_received: int
+    source: str
+    reasons: list[dict[str, Any]]
+    payload: str
+
+
+def fingerprint_needles(user_fingerprint: str) -> tuple[str, str]:
+    """The visitor's fingerprint as a JSON string literal, as dead letters' payloads hold it:
+    with non-ASCII characters as they are (validation letters) and escaped (database letters).
+    An erasure deletes the letters whose payload holds either: a payload naming the visitor as
+    a whole JSON value, not as part of a longer one."""
+    return json.dumps(user_fingerprint, ensure_ascii=False), json.dumps(user_fingerprint, ensure_ascii=True)
