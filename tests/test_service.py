@@ -79,7 +79,7 @@ async def test_health_liveness_and_readiness_on_each_engine(storage_url):
         assert (body["status"], body["database"], body["redis"], body["analytics"]) == (
             "healthy", "connected", "disabled", "operational")
         assert body["storageEngine"] == service.storage.engine
-        assert body["actors"]["total"] == 10 and body["actors"]["running"] == 10
+        assert body["actors"]["total"] == 11 and body["actors"]["running"] == 11
         assert body["actors"]["notRunning"] == [] and body["reasons"] == []
         assert body["checks"]["database"]["ok"] is True
         assert isinstance(body["checks"]["database"]["latencyMs"], float)
