@@ -18,6 +18,7 @@ from .ingest import register_ingest_routes
 from .funnel import register_funnel_routes
 from .insights import register_insights_routes
 from .live import register_live_routes
+from .openapi import register_openapi_route
 from .realtime import register_realtime_routes
 from .reports import register_report_routes
 from .responses import error_response
@@ -35,7 +36,9 @@ _ERROR_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_l
 def create_app(service: Service, activity: Activity) -> QuartTrio:
     """The app; every answered request counts in ``activity`` (the web actor's status record)
     and, with the time it took and its status, in the realtime window's performance figures."""
-    app = QuartTrio("revivatech_actors")
+    # No static folder: the service serves no files, and Quart's default /static route would be
+    # a route that no document describes.
+    app = QuartTrio("revivatech_actors", static_folder=None)
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
     settings = service.settings
     auth = AdminAuth(service.admin_tokens, jwt_secret=settings.auth.jwt_secret,
@@ -47,6 +50,7 @@ def create_app(service: Service, activity: Activity) -> QuartTrio:
     register_funnel_routes(app, service, auth, service.answer_cache)
     register_live_routes(app, service, auth)
     register_report_routes(app, service, auth)
+    register_openapi_route(app)
     metrics = service.metrics
     register_cors(app, settings.cors)
 
