@@ -12,6 +12,7 @@ from werkzeug.exceptions import HTTPException
 
 from ..supervisor import Activity
 from .auth import AdminAuth
+from .bodies import close_if_body_unread
 from .cors import register_cors
 from .health import register_health_routes
 from .ingest import register_ingest_routes
@@ -60,6 +61,7 @@ def create_app(service: Service, activity: Activity) -> QuartTrio:
 
     @app.after_request
     async def count_request(response):
+        close_if_body_unread(response)  # here, not in a hook of its own: every hook costs each request
         activity.record()
         started = getattr(g, "started", None)
         if started is not None:

@@ -28,6 +28,7 @@ from ..domain.journeys import validate_journey_step
 from ..domain.timefmt import iso_datetime
 from ..domain.validation import FieldError, ValidEvent, truncate_payload, validate_event
 from ..messages import DeadLetter, Event, Status, Submission
+from .bodies import read_body
 from .responses import error_response, json_response
 
 if TYPE_CHECKING:
@@ -140,7 +141,7 @@ def register_ingest_routes(app: Quart, service: Service) -> None:
             shown = request.mimetype or "none"
             message = f"send the events as JSON (Content-Type: application/json or text/plain), not {shown}"
             return received_at, None, error_response(415, "unsupported_media_type", message)
-        body = await request.get_data(cache=False)  # over ingest.max_body: 413 from Quart
+        body = await read_body()  # over ingest.max_body: 413 from Quart
         try:
             return received_at, orjson.loads(body), None
         except orjson.JSONDecodeError as exc:

@@ -48,8 +48,12 @@ def _whole_number(raw: str, low: int, high: int) -> int | None:
 def _bad_fingerprint(fingerprint: str):
     if len(fingerprint) > MAX_ID_LENGTH:
         message = f"a user_fingerprint is at most {MAX_ID_LENGTH} characters"
-        return error_response(400, "invalid_fingerprint", message, details=[{"field": "fingerprint", "message": message}])
-    return None
+    elif "\x00" in fingerprint:
+        # PostgreSQL cannot hold it in text: asking storage would fail as if storage were away (503)
+        message = "a user_fingerprint cannot contain the NUL character"
+    else:
+        return None
+    return error_response(400, "invalid_fingerprint", message, details=[{"field": "fingerprint", "message": message}])
 
 
 def _unknown(fingerprint: str):
