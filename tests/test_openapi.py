@@ -136,3 +136,12 @@ async def test_openapi_json_is_served_without_auth(app):
         assert answer.status_code == 200
         assert answer.headers["Content-Type"] == "application/json"
         assert await answer.get_data() == load_document()
+
+
+async def test_the_websocket_path_answers_plain_http_as_documented(app, document):
+    assert "websocket_mismatch" in document["paths"]["/api/analytics/ws"]["x-websocket"]["plainHttp"]
+    async with app.test_app() as test_app:
+        answer = await test_app.test_client().get("/api/analytics/ws")
+        assert answer.status_code == 400
+        assert (await answer.get_json())["error"] == "websocket_mismatch"
+        assert "WebSocket client" in (await answer.get_json())["message"]

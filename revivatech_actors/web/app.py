@@ -6,9 +6,10 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from quart import g
+from quart import g, has_websocket_context
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import WebsocketMismatch
 
 from ..supervisor import Activity
 from .auth import AdminAuth
@@ -70,6 +71,10 @@ def create_app(service: Service, activity: Activity) -> QuartTrio:
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException):
+        if isinstance(exc, WebsocketMismatch):  # werkzeug's text does not say which protocol the path takes
+            message = ("this path takes HTTP requests, not WebSocket connections" if has_websocket_context()
+                       else "this path is a WebSocket: connect with a WebSocket client (Upgrade: websocket)")
+            return error_response(400, "websocket_mismatch", message)
         code = exc.code or 500
         # keep what the exception says beyond the body, e.g. Allow on a 405
         headers = {name: value for name, value in exc.get_headers() if name.lower() != "content-type"}
