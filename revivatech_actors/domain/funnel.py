@@ -159,6 +159,8 @@ def parse_funnel_query(args: Mapping[str, str], *, default_steps: Sequence[str],
             raise ParameterError("steps", f"must be event types separated by commas, without empty ones, got {raw_steps!r}")
     if len(steps) > MAX_STEPS:
         raise ParameterError("steps", f"at most {MAX_STEPS} steps, got {len(steps)}")
+    if any("\x00" in s for s in steps):  # PostgreSQL cannot compare it with text: a 503 otherwise
+        raise ParameterError("steps", "an event type cannot contain the NUL character")
     long = [s for s in steps if len(s) > MAX_STEP_LENGTH]
     if long:
         raise ParameterError("steps", f"an event type is at most {MAX_STEP_LENGTH} characters, got one of {len(long[0])}")

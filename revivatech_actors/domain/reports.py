@@ -52,7 +52,8 @@ def _whole_number(args: Mapping[str, str], name: str, default: int, low: int, hi
     raw = args.get(name)
     if raw is None:
         return default
-    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
+    # bounded in length first: int() refuses more than 4300 digits
+    if not (raw.isascii() and raw.isdigit()) or len(raw.lstrip("0")) > len(str(high)) or not low <= int(raw) <= high:
         shown = raw if len(raw) <= 20 else raw[:20] + "..."
         raise ParameterError(name, f"must be a whole number from {low} to {high}, got {shown!r}")
     return int(raw)

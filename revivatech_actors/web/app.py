@@ -6,12 +6,14 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from quart import g
+from quart import g, has_websocket_context
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import WebsocketMismatch
 
 from ..supervisor import Activity
 from .auth import AdminAuth
+from .bodies import close_if_body_unread
 from .cors import register_cors
 from .health import register_health_routes
 from .ingest import register_ingest_routes
@@ -20,6 +22,7 @@ from .insights import register_insights_routes
 from .lifecycle import register_lifecycle_routes
 from .live import register_live_routes
 from .observe import MetricsAccess, register_metrics_route, register_observation
+from .openapi import register_openapi_route
 from .realtime import register_realtime_routes
 from .reports import register_report_routes
 from .responses import error_response
@@ -37,7 +40,9 @@ _ERROR_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_l
 def create_app(service: Service, activity: Activity) -> QuartTrio:
     """The app; every answered request counts in ``activity`` (the web actor's status record)
     and, with the time it took and its status, in the realtime window's performance figures."""
-    app = QuartTrio("revivatech_actors")
+    # No static folder: the service serves no files, and Quart's default /static route would be
+    # a route that no document describes.
+    app = QuartTrio("revivatech_actors", static_folder=None)
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
     settings = service.settings
     register_observation(app, access_log=settings.web.access_log)  # first: every later hook logs with the id
@@ -54,6 +59,7 @@ def create_app(service: Service, activity: Activity) -> QuartTrio:
     register_live_routes(app, service, auth)
     register_report_routes(app, service, auth)
     register_lifecycle_routes(app, service, auth)
+    register_openapi_route(app)
     metrics = service.metrics
     register_cors(app, settings.cors)
 
@@ -63,6 +69,7 @@ def create_app(service: Service, activity: Activity) -> QuartTrio:
 
     @app.after_request
     async def count_request(response):
+        close_if_body_unread(response)  # here, not in a hook of its own: every hook costs each request
         activity.record()
         started = getattr(g, "started", None)
         if started is not None:
@@ -95,6 +102,10 @@ def _answer_http_errors(app: QuartTrio) -> None:
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException):
+        if isinstance(exc, WebsocketMismatch):  # werkzeug's text does not say which protocol the path takes
+            message = ("this path takes HTTP requests, not WebSocket connections" if has_websocket_context()
+                       else "this path is a WebSocket: connect with a WebSocket client (Upgrade: websocket)")
+            return error_response(400, "websocket_mismatch", message)
         code = exc.code or 500
         # keep what the exception says beyond the body, e.g. Allow on a 405
         headers = {name: value for name, value in exc.get_headers() if name.lower() != "content-type"}

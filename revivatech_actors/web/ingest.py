@@ -37,6 +37,7 @@ from ..domain.validation import FieldError, ValidEvent, truncate_payload, valida
 from ..domain.write_keys import HEADER, RESERVED_FIELD, KeyRefusal, judge_write_keys, pop_write_key
 from ..messages import DeadLetter, Event, Status, Submission
 from .limits import limited
+from .bodies import read_body
 from .responses import error_response, json_response
 
 if TYPE_CHECKING:
@@ -166,7 +167,7 @@ def register_ingest_routes(app: Quart, service: Service) -> None:
             shown = request.mimetype or "none"
             message = f"send the events as JSON (Content-Type: application/json or text/plain), not {shown}"
             return received_at, None, error_response(415, "unsupported_media_type", message)
-        body = await request.get_data(cache=False)  # over ingest.max_body: 413 from Quart
+        body = await read_body()  # over ingest.max_body: 413 from Quart
         try:
             return received_at, orjson.loads(body), None
         except orjson.JSONDecodeError as exc:

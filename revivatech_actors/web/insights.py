@@ -35,11 +35,25 @@ DEFAULT_JOURNEY_LIMIT = 50
 MAX_JOURNEY_LIMIT = 1000
 
 
+def _whole_number(raw: str, low: int, high: int) -> int | None:
+    """``raw`` as an integer from ``low`` to ``high``, else None. ASCII digits only (``isdigit``
+    alone takes ``²``, which ``int`` refuses) and no longer than ``high`` (``int`` refuses more
+    than 4300 digits)."""
+    if not (raw.isascii() and raw.isdigit()) or len(raw.lstrip("0")) > len(str(high)):
+        return None
+    value = int(raw)
+    return value if low <= value <= high else None
+
+
 def _bad_fingerprint(fingerprint: str):
     if len(fingerprint) > MAX_ID_LENGTH:
         message = f"a user_fingerprint is at most {MAX_ID_LENGTH} characters"
-        return error_response(400, "invalid_fingerprint", message, details=[{"field": "fingerprint", "message": message}])
-    return None
+    elif "\x00" in fingerprint:
+        # PostgreSQL cannot hold it in text: asking storage would fail as if storage were away (503)
+        message = "a user_fingerprint cannot contain the NUL character"
+    else:
+        return None
+    return error_response(400, "invalid_fingerprint", message, details=[{"field": "fingerprint", "message": message}])
 
 
 def _unknown(fingerprint: str):
@@ -71,11 +85,12 @@ def register_insights_routes(app: Quart, service: Service, auth: AdminAuth) -> N
         if bad is not None:
             return bad
         raw = request.args.get("history", "1")
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_HISTORY:
+        history = _whole_number(raw, 1, MAX_HISTORY)
+        if history is None:
             message = f"history must be an integer between 1 and {MAX_HISTORY} (predictions per model), got {raw!r}"
             return error_response(400, "invalid_parameter", message, details=[{"field": "history", "message": message}])
         data = await _within_deadline(
-            lambda: profiles.insights(fingerprint, history=int(raw), scoring=scoring, now=datetime.now(UTC)))
+            lambda: profiles.insights(fingerprint, history=history, scoring=scoring, now=datetime.now(UTC)))
         if not isinstance(data, dict):
             return data if data is not None else _unknown(fingerprint)
         return json_response({"success": True, "data": data})
@@ -87,11 +102,12 @@ def register_insights_routes(app: Quart, service: Service, auth: AdminAuth) -> N
         if bad is not None:
             return bad
         raw = request.args.get("limit", str(DEFAULT_JOURNEY_LIMIT))
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_JOURNEY_LIMIT:
+        limit = _whole_number(raw, 1, MAX_JOURNEY_LIMIT)
+        if limit is None:
             message = f"limit must be an integer between 1 and {MAX_JOURNEY_LIMIT} (journey steps), got {raw!r}"
             return error_response(400, "invalid_parameter", message, details=[{"field": "limit", "message": message}])
         journeys = await _within_deadline(lambda: profiles.live_journeys(fingerprint))
         if not isinstance(journeys, list):
             return journeys
         # An unknown visitor has an empty journey (200), as in the original service.
-        return json_response({"success": True, "data": journey_document(fingerprint, journeys, limit=int(raw))})
+        return json_response({"success": True, "data": journey_document(fingerprint, journeys, limit=limit)})
