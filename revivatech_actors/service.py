@@ -48,6 +48,7 @@ from .shared_state.redis import RedisConnection
 from .storage import Storage, open_storage
 from .supervisor import Activity, ActorStatus, ChildSpec, Restart, Supervisor, SupervisorGaveUp
 from .web.app import create_app
+from .web.connection_limits import ConnectionLimits
 from .web.server import WebServer
 
 __all__ = ["HealthSnapshot", "Service", "force_exit", "serve_until_signalled", "watch_signals"]
@@ -190,6 +191,11 @@ class Service:
             access_log=settings.web.access_log,
             websocket_ping_interval=b.ping_interval,
             reuse_port=worker is not None,
+            limits=ConnectionLimits(header_timeout=settings.web.header_timeout,
+                                    body_timeout=settings.web.body_timeout,
+                                    max_connections=settings.web.max_connections,
+                                    max_header_size=settings.web.max_header_size),
+            websocket_max_message=b.max_message_size,
         ) if web else None
         timeout = sup.child_shutdown_timeout
         service.root = Supervisor(
