@@ -24,6 +24,7 @@ from quart import Quart, request
 
 from ..actors.ingest import Overloaded
 from ..domain.addresses import client_address, kept_address, parse_networks
+from ..domain.event_time import TimeBounds, bound_event_time
 from ..domain.journeys import validate_journey_step
 from ..domain.timefmt import iso_datetime
 from ..domain.validation import FieldError, ValidEvent, truncate_payload, validate_event
@@ -89,6 +90,13 @@ def register_ingest_routes(app: Quart, service: Service) -> None:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body
     proxies = parse_networks(service.settings.web.trusted_proxies)
     keep_ip = settings.client_ip
+    bounds = TimeBounds(settings.max_future_seconds, settings.max_age_days)
+
+    def checked(validate: Callable[[object], ValidEvent | list[FieldError]], data: object,
+                received_at: datetime) -> ValidEvent | list[FieldError]:
+        """``validate(data)``, then its time bounded (ingest.max_future_seconds, max_age_days)."""
+        result = validate(data)
+        return bound_event_time(result, received_at, bounds) if isinstance(result, ValidEvent) else result
 
     @functools.lru_cache(maxsize=4096)
     def kept_ip(peer: str | None, forwarded_for: str | None) -> str | None:
@@ -156,7 +164,7 @@ def register_ingest_routes(app: Quart, service: Service) -> None:
         received_at, data, failure = await read_json()
         if failure is not None:
             return failure
-        result = validate(data)
+        result = checked(validate, data, received_at)
         if not isinstance(result, ValidEvent):
             details = [error.as_dict() for error in result]
             keep([_letter(received_at, result, orjson.dumps(data).decode())])
@@ -228,7 +236,7 @@ def register_ingest_routes(app: Quart, service: Service) -> None:
         for index, item in enumerate(items):
             if index and index % YIELD_EVERY == 0:
                 await trio.lowlevel.checkpoint()
-            result = validate_event(item)
+            result = checked(validate_event, item, received_at)
             if isinstance(result, ValidEvent):
                 valid.append(result)
                 valid_index.append(index)
