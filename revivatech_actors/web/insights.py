@@ -13,6 +13,7 @@ import trio
 from quart import Quart, Response, request
 
 from ..domain.insights import journey_document
+from ..domain.reports import whole_number_within
 from ..domain.validation import MAX_ID_LENGTH
 from ..storage import StorageError
 from .auth import AdminAuth, admin_only
@@ -71,7 +72,7 @@ def register_insights_routes(app: Quart, service: Service, auth: AdminAuth) -> N
         if bad is not None:
             return bad
         raw = request.args.get("history", "1")
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_HISTORY:
+        if not whole_number_within(raw, 1, MAX_HISTORY):
             message = f"history must be an integer between 1 and {MAX_HISTORY} (predictions per model), got {raw!r}"
             return error_response(400, "invalid_parameter", message, details=[{"field": "history", "message": message}])
         data = await _within_deadline(
@@ -87,7 +88,7 @@ def register_insights_routes(app: Quart, service: Service, auth: AdminAuth) -> N
         if bad is not None:
             return bad
         raw = request.args.get("limit", str(DEFAULT_JOURNEY_LIMIT))
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_JOURNEY_LIMIT:
+        if not whole_number_within(raw, 1, MAX_JOURNEY_LIMIT):
             message = f"limit must be an integer between 1 and {MAX_JOURNEY_LIMIT} (journey steps), got {raw!r}"
             return error_response(400, "invalid_parameter", message, details=[{"field": "limit", "message": message}])
         journeys = await _within_deadline(lambda: profiles.live_journeys(fingerprint))
