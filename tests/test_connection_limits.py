@@ -230,3 +230,27 @@ async def test_a_body_over_ingest_max_body_is_413_naming_it(sqlite_url):
         assert answer.status_code == 413
         assert "ingest.max_body = 2048 bytes" in answer.json()["message"]
 
+
+
+async def test_a_batch_over_ingest_max_batch_is_413_naming_it(sqlite_url):
+    async with Running(make_service(sqlite_url, **{"ingest.max_batch": 3})) as client:
+        fits = await client.post("/api/analytics/events/batch", json={"events": [EVENT] * 3})
+        assert fits.status_code == 200, fits.text
+        answer = await client.post("/api/analytics/events/batch", json={"events": [EVENT] * 4})
+        assert answer.status_code == 413 and answer.json()["error"] == "too_many_events"
+        assert "ingest.max_batch = 3 events, got 4" in answer.json()["message"]
+
+
+async def test_json_nested_past_the_parsers_depth_is_a_400(sqlite_url):
+    async with Running(make_service(sqlite_url)) as client:
+        deep = '{"user_fingerprint": "v", "session_id": "s", "event_type": "t", "properties": ' \
+               + '{"a": ' * 2000 + "1" + "}" * 2001
+        answer = await client.post(EVENTS, content=deep, headers={"Content-Type": "application/json"})
+        assert answer.status_code == 400 and answer.json()["error"] == "malformed_json"
+        assert "depth limit exceeded" in answer.json()["message"]
+        nested = {"a": {"b": {"c": {"d": {"e": {"f": 1}}}}}}  # 6 levels with properties itself: refused
+        answer = await client.post(EVENTS, json={**EVENT, "properties": nested})
+        assert answer.status_code == 400
+        assert answer.json()["details"] == [{"field": "properties", "message": "is nested deeper than 5 levels"}]
+        fits = await client.post(EVENTS, json={**EVENT, "properties": {"a": {"b": {"c": {"d": {"e": 1}}}}}})
+        assert fits.status_code == 200, fits.text

@@ -225,8 +225,9 @@ def register_ingest_routes(app: Quart, service: Service) -> None:
             message = "the batch holds no events"
             return error_response(400, "invalid_batch", message, details=[{"field": "events", "message": message}])
         if len(items) > settings.max_batch:
-            message = f"a batch may hold at most {settings.max_batch} events, got {len(items)}"
-            return error_response(413, "too_many_events", message)
+            message = f"a batch may hold at most ingest.max_batch = {settings.max_batch} events, got {len(items)}"
+            return error_response(413, "too_many_events", message,
+                                  details=[{"field": "events", "message": message}])
 
         results: list[dict[str, Any]] = [{}] * len(items)
         valid: list[ValidEvent] = []
