@@ -67,11 +67,11 @@ def request(body: bytes = b"", path: str = EVENTS, extra: str = "") -> bytes:
 async def test_slow_headers_get_408_naming_web_header_timeout_and_are_closed(sqlite_url):
     service = make_service(sqlite_url, **{"web.header_timeout": 1.0})
     async with Running(service):
-        clients = [await connect(service) for _ in range(40)]
-        opened = trio.current_time()
         results: list[tuple[bytes, bool, float]] = []
 
-        async def slow_client(stream: trio.SocketStream) -> None:
+        async def slow_client() -> None:
+            stream = await connect(service)
+            opened = trio.current_time()  # the server's clock starts a little later
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(trickle, stream, b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Slow: yes", 0.1)
                 received, closed = await read_until_closed(stream, 5)
@@ -79,8 +79,8 @@ async def test_slow_headers_get_408_naming_web_header_timeout_and_are_closed(sql
                 nursery.cancel_scope.cancel()
 
         async with trio.open_nursery() as nursery:
-            for stream in clients:
-                nursery.start_soon(slow_client, stream)
+            for _ in range(40):
+                nursery.start_soon(slow_client)
         assert len(results) == 40
         for received, closed, after in results:
             assert closed and 0.9 <= after < 2.5, (received, closed, after)
@@ -254,3 +254,19 @@ async def test_json_nested_past_the_parsers_depth_is_a_400(sqlite_url):
         assert answer.json()["details"] == [{"field": "properties", "message": "is nested deeper than 5 levels"}]
         fits = await client.post(EVENTS, json={**EVENT, "properties": {"a": {"b": {"c": {"d": {"e": 1}}}}}})
         assert fits.status_code == 200, fits.text
+
+
+async def test_connections_still_sending_headers_do_not_hold_up_a_stop(sqlite_url):
+    service = make_service(sqlite_url, **{"web.header_timeout": 30.0})
+    running = Running(service)
+    await running.__aenter__()
+    silent = await connect(service)
+    partial = await connect(service)
+    await partial.send_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n")
+    await trio.sleep(0.2)
+    start = trio.current_time()
+    await running.__aexit__(None, None, None)
+    assert trio.current_time() - start < 2.0  # not the 3 s grace, let alone header_timeout
+    for stream in (silent, partial):
+        _, closed = await read_until_closed(stream, 0.5)
+        assert closed

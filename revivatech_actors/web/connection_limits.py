@@ -170,7 +170,7 @@ async def _read_data(self: TCPServer) -> None:
     limits = guard.limits
     # The first request's headers are timed from the connection's opening, by header_timeout
     # rather than the keep-alive timer Hypercorn starts there.
-    await self.idle_task.stop()
+    await _await_headers(self)
     phase, since = Phase.HEADERS, trio.current_time()
     read_timeout = self.config.read_timeout or math.inf
     while True:
@@ -187,12 +187,28 @@ async def _read_data(self: TCPServer) -> None:
             await _time_out(self, phase, limits)
             break
         if phase is Phase.IDLE and data:  # a new request begins: its headers are timed now
-            await self.idle_task.stop()
+            await _await_headers(self)
             phase, since = Phase.HEADERS, trio.current_time()
         await self.protocol.handle(RawData(bytes(data)))
         if data == b"":
             break
     await self.protocol.handle(Closed())
+    # Nothing more will be read: the connection ends now, not when a waiting timer would end it
+    # (the connection's task group waits for its tasks).
+    await self.idle_task.stop()
+
+
+async def _await_headers(server: TCPServer) -> None:
+    """Replace Hypercorn's keep-alive timer (its idle task, which a complete request stops) by
+    one that only closes the connection when the server stops, as the keep-alive timer does:
+    while headers arrive, the deadline is header_timeout's."""
+
+    async def close_when_terminated() -> None:
+        await server.context.terminated.wait()
+        with trio.CancelScope(shield=True):
+            await server._initiate_server_close()
+
+    await server.idle_task.restart(server._task_group, close_when_terminated)
 
 
 async def _time_out(server: TCPServer, phase: Phase, limits: ConnectionLimits) -> None:
