@@ -270,3 +270,37 @@ async def test_connections_still_sending_headers_do_not_hold_up_a_stop(sqlite_ur
     for stream in (silent, partial):
         _, closed = await read_until_closed(stream, 0.5)
         assert closed
+
+
+# --- the open-file limit ------------------------------------------------------------------------------
+
+
+def test_the_open_file_target_fits_max_connections_within_the_hard_limit():
+    import resource
+
+    from revivatech_actors.web.connection_limits import RESERVED_FILES, open_file_target
+
+    assert open_file_target(15000, 1024, 20000) == 15000 + RESERVED_FILES
+    assert open_file_target(15000, 1024, 4096) == 4096  # the hard limit is the most there is
+    assert open_file_target(100, 1024, 4096) == 1024  # enough already: never lowered
+    assert open_file_target(15000, 1024, resource.RLIM_INFINITY) == 15000 + RESERVED_FILES
+
+
+def test_serving_raises_a_low_open_file_limit_in_its_own_process(tmp_path):
+    import subprocess
+    import sys
+
+    script = (
+        "import resource, logging\n"
+        "logging.basicConfig()\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, 2048))\n"
+        "from revivatech_actors.web.connection_limits import raise_open_file_limit\n"
+        "raise_open_file_limit(1000)\n"
+        "print(resource.getrlimit(resource.RLIMIT_NOFILE)[0])\n"
+        "raise_open_file_limit(5000)\n"
+        "print(resource.getrlimit(resource.RLIMIT_NOFILE)[0])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1256", "2048"]  # then as far as the hard limit allows, with a warning
+    assert "web.max_connections = 5000 needs about 5256 open files" in done.stderr and "raise that limit or lower web.max_connections" in done.stderr

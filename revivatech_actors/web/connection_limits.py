@@ -26,6 +26,7 @@ import contextlib
 import enum
 import logging
 import math
+import resource
 from typing import Any
 
 import attrs
@@ -38,13 +39,16 @@ from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 
 __all__ = ["ConnectionGuard", "ConnectionLimits", "Phase", "guard_config", "header_block_size", "install",
-           "phase_deadline"]
+           "open_file_target", "phase_deadline", "raise_open_file_limit"]
 
 logger = logging.getLogger(__name__)
 
 #: Seconds between two log lines about connections refused past the cap (a flood is one line).
 REFUSAL_LOG_INTERVAL = 10.0
 _GUARD = "revivatech_connection_guard"
+#: Open files the process needs beside its client connections (storage, Redis, logs, the
+#: listening sockets, threads' pipes), with room to spare.
+RESERVED_FILES = 256
 
 
 @attrs.frozen
@@ -131,6 +135,33 @@ def guard_config(config: HypercornConfig, limits: ConnectionLimits) -> Connectio
     config.h11_max_incomplete_size = limits.max_header_size
     setattr(config, _GUARD, guard)
     return guard
+
+
+def open_file_target(max_connections: int, soft: int, hard: int) -> int:
+    """The open-file soft limit to ask for: enough for ``max_connections`` plus
+    :data:`RESERVED_FILES`, within ``hard``, never below ``soft`` (``RLIM_INFINITY`` is no limit)."""
+    needed = max_connections + RESERVED_FILES
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return soft
+    return needed if hard == resource.RLIM_INFINITY else max(soft, min(needed, hard))
+
+
+def raise_open_file_limit(max_connections: int) -> None:
+    """Raise the process's open-file soft limit so that ``max_connections`` connections fit (an
+    exhausted limit fails every accept, storage's connections too); a warning when the hard
+    limit does not allow it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = open_file_target(max_connections, soft, hard)
+    if target != soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as exc:
+            logger.warning("could not raise the open-file limit from %d to %d: %s", soft, target, exc)
+            target = soft
+    if target != resource.RLIM_INFINITY and target < max_connections + RESERVED_FILES:
+        logger.warning("web.max_connections = %d needs about %d open files, but the process may open at most %d "
+                       "(ulimit -n): raise that limit or lower web.max_connections", max_connections,
+                       max_connections + RESERVED_FILES, target)
 
 
 def _guard(server: TCPServer) -> ConnectionGuard | None:

@@ -27,7 +27,7 @@ from quart_trio import QuartTrio
 
 from ..supervisor import Activity
 from . import connection_limits
-from .connection_limits import ConnectionLimits, admit, guard_config, release
+from .connection_limits import ConnectionLimits, admit, guard_config, raise_open_file_limit, release
 
 __all__ = ["WebServer", "abort_connection"]
 
@@ -162,6 +162,7 @@ class WebServer:
         config.websocket_max_message_size = self.websocket_max_message
         if self.limits is not None:
             guard_config(config, self.limits)
+            raise_open_file_limit(self.limits.max_connections)
         if self.websocket_ping_interval is not None:
             config.websocket_ping_interval = self.websocket_ping_interval
             config.read_timeout = int(2 * self.websocket_ping_interval + 5)
