@@ -98,8 +98,8 @@ async def test_a_message_over_max_message_size_closes_with_1009(sqlite_url):
             await ws.send_message(json.dumps({"type": "ping", "pad": "p" * 900}))  # fits
             assert await next_reply(ws, {"pong"}) == {"type": "pong"}
             await ws.send_message(json.dumps({"type": "ping", "pad": "p" * 1100}))
-            _, code, _ = await messages_until_closed(ws)
-            assert code == 1009
+            _, code, reason = await messages_until_closed(ws)
+            assert code == 1009 and reason == "a message may be at most broadcast.max_message_size = 1024 bytes"
 
 
 async def test_messages_over_max_messages_per_second_get_an_error_then_1008(sqlite_url):

@@ -13,7 +13,9 @@ Hypercorn config carries a :class:`ConnectionGuard` (:func:`guard_config`):
   connection) and its body within ``body_timeout`` of its headers; otherwise it is answered 408
   with a JSON body naming the setting, when no answer has begun, and its connection is closed;
 * a request line plus headers beyond ``max_header_size`` bytes, or a request that is not HTTP,
-  is answered with a JSON body (431 or 400) instead of Hypercorn's empty one.
+  is answered with a JSON body (431 or 400) instead of Hypercorn's empty one;
+* a WebSocket message too large (Hypercorn's ``websocket_max_message_size``) is closed with
+  1009 and a reason naming ``broadcast.max_message_size``.
 
 A kept-alive connection waiting for its next request stays under Hypercorn's keep-alive timer;
 a WebSocket past its upgrade and an HTTP/2 connection are not timed here (the WebSocket has its
@@ -36,7 +38,10 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.events import Closed, RawData
 from hypercorn.protocol.h11 import H11Protocol
+from hypercorn.protocol.ws_stream import WSStream
 from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
+from wsproto.events import CloseConnection
+from wsproto.frame_protocol import CloseReason
 
 __all__ = ["ConnectionGuard", "ConnectionLimits", "Phase", "guard_config", "header_block_size", "install",
            "open_file_target", "phase_deadline", "raise_open_file_limit"]
@@ -270,7 +275,17 @@ async def _send_error_response(self: H11Protocol, status_code: int) -> None:
     await self.send(RawData(data=data))
 
 
+async def _send_wsproto_event(self: WSStream, event: Any) -> None:
+    """Hypercorn's WebSocket send, with a reason naming the limit on its 1009 close (it gives none)."""
+    if isinstance(event, CloseConnection) and event.code == CloseReason.MESSAGE_TOO_BIG and not event.reason:
+        size = self.config.websocket_max_message_size
+        event = CloseConnection(code=event.code, reason=f"a message may be at most broadcast.max_message_size = "
+                                                        f"{size} bytes")
+    await _hypercorn_send_wsproto_event(self, event)
+
+
 _hypercorn_read_data: Any = TCPServer._read_data
+_hypercorn_send_wsproto_event: Any = WSStream._send_wsproto_event
 
 
 def install() -> None:
@@ -281,4 +296,5 @@ def install() -> None:
         return
     _read_data._guarded = True  # type: ignore[attr-defined]
     TCPServer._read_data = _read_data  # type: ignore[method-assign]
+    WSStream._send_wsproto_event = _send_wsproto_event  # type: ignore[method-assign]
     H11Protocol._send_error_response = _send_error_response  # type: ignore[method-assign]
