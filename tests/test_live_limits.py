@@ -8,7 +8,7 @@ import json
 
 import pytest
 import trio
-from trio_websocket import ConnectionClosed, open_websocket_url
+from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
 
 from revivatech_actors.domain.live_limits import GRACE_SECONDS, MessageBudget, Verdict, spend, subscription_verdict
 
@@ -163,3 +163,16 @@ async def test_subscriptions_over_max_subscriptions_get_an_error_then_1008(sqlit
             await ws.send_message(json.dumps({"type": "subscribe_user_insights", "fingerprint": "fp-5"}))
             _, code, reason = await messages_until_closed(ws)
             assert code == 1008 and "broadcast.max_subscriptions" in reason
+
+
+async def test_an_upgrade_with_headers_over_web_max_header_size_is_refused_with_431(sqlite_url):
+    service = make_service(sqlite_url, **{"web.max_header_size": 2048})
+    async with Running(service):
+        async with open_websocket_url(url(service), extra_headers=[(b"x-padding", b"p" * 1500)]) as ws:
+            await hello(ws)
+        with pytest.raises(ConnectionRejected) as refused:
+            async with open_websocket_url(url(service), extra_headers=[(b"x-padding", b"p" * 3000)]):
+                pass
+        assert refused.value.status_code == 431
+        body = json.loads(refused.value.body)
+        assert body["error"] == "headers_too_large" and "web.max_header_size = 2048" in body["message"]
