@@ -213,15 +213,16 @@ async def _read_data(self: TCPServer) -> None:
         now = _phase(self)
         if now is not phase and not (phase is Phase.HEADERS and now is Phase.IDLE):
             phase, since = now, trio.current_time()
-        deadline = min(phase_deadline(phase, since, limits), trio.current_time() + read_timeout)
-        with trio.move_on_at(deadline) as scope:
+        due = phase_deadline(phase, since, limits)
+        with trio.move_on_at(min(due, trio.current_time() + read_timeout)) as scope:
             try:
                 data = await self.stream.receive_some(MAX_RECV)
             except (trio.ClosedResourceError, trio.BrokenResourceError):
                 break
         if scope.cancelled_caught:
-            await _time_out(self, phase, limits)
-            break
+            if trio.current_time() >= due:
+                await _time_out(self, phase, limits)
+            break  # else Hypercorn's read timeout (a silent peer): closed, as Hypercorn does
         if phase is Phase.IDLE and data:  # a new request begins: its headers are timed now
             await _await_headers(self)
             phase, since = Phase.HEADERS, trio.current_time()
@@ -249,8 +250,6 @@ async def _await_headers(server: TCPServer) -> None:
 
 async def _time_out(server: TCPServer, phase: Phase, limits: ConnectionLimits) -> None:
     """Answer 408 when nothing of an answer was sent yet (else the connection just closes)."""
-    if phase not in (Phase.HEADERS, Phase.BODY):
-        return  # Hypercorn's read timeout on a quiet connection: closed, as Hypercorn does
     connection = server.protocol.protocol.connection
     logger.debug("closing a connection whose client was too slow sending a request's %s", phase.value)
     answer = connection.our_state in (h11.IDLE, h11.SEND_RESPONSE)
