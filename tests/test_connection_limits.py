@@ -304,3 +304,19 @@ def test_serving_raises_a_low_open_file_limit_in_its_own_process(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["1256", "2048"]  # then as far as the hard limit allows, with a warning
     assert "web.max_connections = 5000 needs about 5256 open files" in done.stderr and "raise that limit or lower web.max_connections" in done.stderr
+
+
+async def test_http2_over_cleartext_is_not_taken_up(sqlite_url):
+    """An h2c upgrade or the HTTP/2 preface would leave HTTP/1.1's deadlines behind."""
+    service = make_service(sqlite_url)
+    async with Running(service):
+        upgrade = await connect(service)
+        await upgrade.send_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                               b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n")
+        received, _ = await read_until_closed(upgrade, 1)
+        assert parse(received) == (200, {"status": "alive"})  # served as HTTP/1.1, not 101
+
+        preface = await connect(service)
+        await preface.send_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        received, _ = await read_until_closed(preface, 1)
+        assert received.startswith(b"HTTP/1.1 4"), received  # an HTTP/1.1 refusal, no HTTP/2 frames

@@ -15,11 +15,13 @@ Hypercorn config carries a :class:`ConnectionGuard` (:func:`guard_config`):
 * a request line plus headers beyond ``max_header_size`` bytes, or a request that is not HTTP,
   is answered with a JSON body (431 or 400) instead of Hypercorn's empty one;
 * a WebSocket message too large (Hypercorn's ``websocket_max_message_size``) is closed with
-  1009 and a reason naming ``broadcast.max_message_size``.
+  1009 and a reason naming ``broadcast.max_message_size``;
+* HTTP/2 over cleartext (an ``Upgrade: h2c`` request, or the HTTP/2 preface) is not taken up:
+  the request is served as HTTP/1.1, or refused, so that no client escapes these deadlines.
+  (Browsers speak HTTP/2 only over TLS, which the service does not terminate.)
 
 A kept-alive connection waiting for its next request stays under Hypercorn's keep-alive timer;
-a WebSocket past its upgrade and an HTTP/2 connection are not timed here (the WebSocket has its
-pings, see ``broadcast.ping_interval``).
+a WebSocket past its upgrade is not timed here (it has its pings, see ``broadcast.ping_interval``).
 """
 
 from __future__ import annotations
@@ -283,7 +285,14 @@ async def _send_wsproto_event(self: WSStream, event: Any) -> None:
     await _hypercorn_send_wsproto_event(self, event)
 
 
+async def _check_protocol(self: H11Protocol, event: h11.Request) -> None:
+    """Hypercorn's switch to HTTP/2 on cleartext, skipped on a guarded server (module docstring)."""
+    if getattr(self.config, _GUARD, None) is None:
+        await _hypercorn_check_protocol(self, event)
+
+
 _hypercorn_read_data: Any = TCPServer._read_data
+_hypercorn_check_protocol: Any = H11Protocol._check_protocol
 _hypercorn_send_wsproto_event: Any = WSStream._send_wsproto_event
 
 
@@ -297,3 +306,4 @@ def install() -> None:
     TCPServer._read_data = _read_data  # type: ignore[method-assign]
     WSStream._send_wsproto_event = _send_wsproto_event  # type: ignore[method-assign]
     H11Protocol._send_error_response = _send_error_response  # type: ignore[method-assign]
+    H11Protocol._check_protocol = _check_protocol  # type: ignore[method-assign]
