@@ -260,6 +260,15 @@ class WebSettings:
     #: Reverse proxies whose X-Forwarded-For is believed (addresses or CIDRs).
     trusted_proxies: tuple[str, ...] = attrs.field(
         validator=_Check(_networks_problem, "must be a list of IP addresses or CIDR networks"))
+    #: Seconds a request has to send its whole request line and headers (from the connection's
+    #: opening, or from the first byte of a later request on a kept-alive connection).
+    header_timeout: float = _number(0)
+    #: Seconds a request has to send its whole body once its headers are complete.
+    body_timeout: float = _number(0)
+    #: Most open connections (HTTP and WebSocket); past it new ones are closed at once.
+    max_connections: int = _int(1)
+    #: Largest request line plus headers, in bytes; past it the answer is 431.
+    max_header_size: int = _int(1024)
 
 
 @attrs.frozen(kw_only=True)
@@ -367,6 +376,10 @@ class IngestSettings:
     inbox: int = _int(1)  # capacity of the ingest inbox
     ack_timeout: float = _number(0)  # longest wait for a durable acknowledgement
     client_ip: str = _choice(*KEEP_MODES)  # how much of the client's address each event keeps
+    #: Seconds an event's (skew-corrected) time may be ahead of its receive time; further ahead it
+    #: is replaced by the receive time.
+    max_future_seconds: float = _number(0, inclusive=True)
+    max_age_days: int = _int(0)  # older events are refused; 0: no limit (backfills)
 
 
 def _limit_rate() -> Any:
@@ -479,6 +492,9 @@ class BroadcastSettings:
     max_public_clients: int = _int(0)
     ping_interval: float = _number(0)
     stuck_timeout: float = _number(0)
+    max_message_size: int = _int(128)  # bytes of one client message; larger ones close with 1009
+    max_messages_per_second: float = _number(0)  # a client's sustained rate of messages
+    max_subscriptions: int = _int(1)  # per connection: realtime plus each followed visitor
 
 
 @attrs.frozen(kw_only=True)

@@ -54,6 +54,7 @@ from .shared_state.redis import RedisConnection
 from .storage import Storage, open_storage
 from .supervisor import Activity, ActorStatus, ChildSpec, Restart, Supervisor, SupervisorGaveUp
 from .web.app import create_app, create_metrics_app
+from .web.connection_limits import ConnectionLimits
 from .web.server import WebServer
 
 __all__ = ["HealthSnapshot", "Service", "force_exit", "serve_until_signalled", "watch_signals"]
@@ -217,6 +218,11 @@ class Service:
             graceful_timeout=sup.child_shutdown_timeout * WEB_GRACE_SHARE,
             websocket_ping_interval=b.ping_interval,
             reuse_port=worker is not None,
+            limits=ConnectionLimits(header_timeout=settings.web.header_timeout,
+                                    body_timeout=settings.web.body_timeout,
+                                    max_connections=settings.web.max_connections,
+                                    max_header_size=settings.web.max_header_size),
+            websocket_max_message=b.max_message_size,
         ) if web else None
         if web and settings.metrics.port:
             service.metrics_web = WebServer(

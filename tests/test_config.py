@@ -21,7 +21,8 @@ TOKEN_A = "tok-aaaaaaaaaaaaaaaa"  # 20 characters
 TOKEN_B = "tok-bbbbbbbbbbbbbbbbbbbb"  # 24 characters
 
 EXPECTED_DEFAULTS = {
-    "web": {"host": "127.0.0.1", "port": 3011, "workers": 1, "access_log": False, "trusted_proxies": []},
+    "web": {"host": "127.0.0.1", "port": 3011, "workers": 1, "access_log": False, "trusted_proxies": [],
+            "header_timeout": 10.0, "body_timeout": 30.0, "max_connections": 15000, "max_header_size": 16384},
     "storage": {"url": "sqlite:///revivatech.db", "connect_timeout": 5.0, "ping_timeout": 1.0,
                 "health_interval": 2.0},
     "redis": {"url": "", "ping_timeout": 1.0, "key_prefix": "revivatech:"},
@@ -34,11 +35,12 @@ EXPECTED_DEFAULTS = {
     "log": {"level": "info", "format": "text"},
     "metrics": {"token": "", "port": 0, "host": "127.0.0.1"},
     "ingest": {"ack": "durable", "max_batch": 500, "max_body": 1048576, "enqueue_timeout": 0.5, "ack_timeout": 30.0,
-               "inbox": 10000, "client_ip": "anonymized"},
+               "inbox": 10000, "client_ip": "anonymized", "max_future_seconds": 3600.0, "max_age_days": 0},
     "limits": {"admin_rate": "600/1m", "ingest_rate": "1200/1m", "ws_connect_rate": "120/1m"},
     "batch": {"max_events": 2000, "max_wait": 0.0},
     "broadcast": {"interval": 30.0, "min_interval": 1.0, "max_clients": 10000, "public_realtime": False,
-                  "max_public_clients": 1000, "ping_interval": 20.0, "stuck_timeout": 10.0},
+                  "max_public_clients": 1000, "ping_interval": 20.0, "stuck_timeout": 10.0,
+                  "max_message_size": 65536, "max_messages_per_second": 20.0, "max_subscriptions": 100},
     "profiles": {"idle_timeout": 300.0, "max_active": 20000, "flush_interval": 1.0, "max_write_share": 0.1,
                  "max_touchpoints": 500, "max_unwritten_events": 500000,
                  "partitions": 64, "lease_ttl": 2.0, "poll_interval": 0.5},
@@ -232,7 +234,8 @@ def test_unknown_key_in_file(tmp_path):
     path = write(tmp_path, "[web]\nprot = 1\n")
     err = config_error(config_file=path)
     assert err.key == "web.prot"
-    assert str(err) == f"web.prot: unknown setting (known in [web]: host, port, workers, access_log, trusted_proxies) (from {path})"
+    assert str(err) == (f"web.prot: unknown setting (known in [web]: host, port, workers, access_log, trusted_proxies, "
+                        f"header_timeout, body_timeout, max_connections, max_header_size) (from {path})")
 
 
 def test_key_outside_a_section(tmp_path):
@@ -448,6 +451,19 @@ def test_cors_origins_from_env_and_file(tmp_path):
          "must be an integer >= 0, got -1"),
         ({"REVIVATECH_BROADCAST_PUBLIC_REALTIME": "sometimes"}, "broadcast.public_realtime",
          "must be true or false, got 'sometimes'"),
+        ({"REVIVATECH_BROADCAST_MAX_MESSAGE_SIZE": "100"}, "broadcast.max_message_size",
+         "must be an integer >= 128, got 100"),
+        ({"REVIVATECH_BROADCAST_MAX_MESSAGES_PER_SECOND": "0"}, "broadcast.max_messages_per_second",
+         "must be a number > 0, got 0.0"),
+        ({"REVIVATECH_BROADCAST_MAX_SUBSCRIPTIONS": "0"}, "broadcast.max_subscriptions",
+         "must be an integer >= 1, got 0"),
+        ({"REVIVATECH_WEB_HEADER_TIMEOUT": "0"}, "web.header_timeout", "must be a number > 0, got 0.0"),
+        ({"REVIVATECH_WEB_BODY_TIMEOUT": "-1"}, "web.body_timeout", "must be a number > 0, got -1.0"),
+        ({"REVIVATECH_WEB_MAX_CONNECTIONS": "0"}, "web.max_connections", "must be an integer >= 1, got 0"),
+        ({"REVIVATECH_WEB_MAX_HEADER_SIZE": "512"}, "web.max_header_size", "must be an integer >= 1024, got 512"),
+        ({"REVIVATECH_INGEST_MAX_FUTURE_SECONDS": "-1"}, "ingest.max_future_seconds",
+         "must be a number >= 0, got -1.0"),
+        ({"REVIVATECH_INGEST_MAX_AGE_DAYS": "-1"}, "ingest.max_age_days", "must be an integer >= 0, got -1"),
     ],
 )
 def test_impossible_cors_and_broadcast_values(env, key, problem):

@@ -48,6 +48,9 @@ _TIMEFRAME = re.compile(r"([1-9][0-9]{0,5}) +(minute|hour|day|week|month)s?", re
 TIMEFRAME_UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400, "month": 30 * 86400}
 #: Longest timeframe: ten years, far past any retention, and well inside datetime's range.
 MAX_TIMEFRAME_SECONDS = 3650 * 86400
+#: Range of ``from`` and ``to``: room to add a whole range or window without leaving the calendar.
+MIN_QUERY_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_QUERY_TIME = datetime(3000, 1, 1, tzinfo=UTC)
 #: Longest funnel name echoed back in an error (names in configuration are at most 64 characters).
 _MAX_NAME_SHOWN = 64
 _PARAMETERS = ("steps", "from", "to", "window", "windows", "timeframe", "funnel_name")
@@ -92,8 +95,9 @@ def parse_duration(text: str, parameter: str) -> float:
     if match is None:
         raise ParameterError(parameter, f"must be a duration such as 90s, 30m, 1h, 7d or a number of seconds, got {text!r}")
     seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    if seconds <= 0:
-        raise ParameterError(parameter, f"must be longer than 0 seconds, got {text!r}")
+    if not 0 < seconds <= MAX_TIMEFRAME_SECONDS:
+        raise ParameterError(parameter, f"must be longer than 0 seconds and at most {MAX_TIMEFRAME_SECONDS // 86400} "
+                                        f"days, got {text!r}")
     return seconds
 
 
@@ -109,7 +113,8 @@ def parse_timeframe(text: str, parameter: str = "timeframe") -> tuple[float, str
     if match is None:
         shown = text if len(text) <= 40 else text[:40] + "..."
         raise ParameterError(parameter, "must be a positive whole number and a unit among minutes, hours, days, "
-                                        f"weeks and months (30 days), such as '7 days', got {shown!r}")
+                                        f"weeks and months (30 days), such as '7 days', at most "
+                                        f"{MAX_TIMEFRAME_SECONDS // 86400} days; got {shown!r}")
     count, unit = int(match.group(1)), match.group(2).lower()
     seconds = count * TIMEFRAME_UNIT_SECONDS[unit]
     if seconds > MAX_TIMEFRAME_SECONDS:
@@ -124,7 +129,14 @@ def _parse_time(text: str, parameter: str) -> datetime:
         raise ParameterError(parameter, f"must be an RFC 3339 time such as 2026-11-01T00:00:00Z, got {text!r}") from None
     if moment.tzinfo is None:
         raise ParameterError(parameter, f"must say its time zone (e.g. a trailing Z), got {text!r}")
-    return moment.astimezone(UTC)
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:00:00-05:00 is in the year 10000 in UTC
+        moment = MAX_QUERY_TIME
+    if not MIN_QUERY_TIME <= moment < MAX_QUERY_TIME:
+        raise ParameterError(parameter, f"must be from {iso_datetime(MIN_QUERY_TIME)} to before "
+                                        f"{iso_datetime(MAX_QUERY_TIME)}, got {text!r}")
+    return moment
 
 
 def parse_funnel_query(args: Mapping[str, str], *, default_steps: Sequence[str], default_window: float,

@@ -33,6 +33,7 @@ __all__ = [
     "parse_page",
     "performance_document",
     "revenue_document",
+    "whole_number_within",
     "revenue_range",
     "top_user_row",
     "visitor_row",
@@ -48,12 +49,19 @@ MAX_PAGE = 100_000
 DAILY_DAYS = 30
 
 
+def whole_number_within(raw: str, low: int, high: int) -> bool:
+    """Whether ``raw`` is a whole number of ASCII digits from ``low`` to ``high`` (``"²"`` and
+    other Unicode digits are not, nor a string too long to be one, which ``int`` would refuse
+    with an error past 4300 digits)."""
+    return (raw.isascii() and raw.isdigit() and len(raw.lstrip("0")) <= len(str(high))
+            and low <= int(raw) <= high)
+
+
 def _whole_number(args: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
     raw = args.get(name)
     if raw is None:
         return default
-    # bounded in length first: int() refuses more than 4300 digits
-    if not (raw.isascii() and raw.isdigit()) or len(raw.lstrip("0")) > len(str(high)) or not low <= int(raw) <= high:
+    if not whole_number_within(raw, low, high):
         shown = raw if len(raw) <= 20 else raw[:20] + "..."
         raise ParameterError(name, f"must be a whole number from {low} to {high}, got {shown!r}")
     return int(raw)

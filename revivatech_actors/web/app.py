@@ -6,7 +6,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from quart import g, has_websocket_context
+from quart import g, has_websocket_context, request, websocket
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import WebsocketMismatch
@@ -14,6 +14,7 @@ from werkzeug.routing import WebsocketMismatch
 from ..supervisor import Activity
 from .auth import AdminAuth
 from .bodies import close_if_body_unread
+from .connection_limits import header_block_size
 from .cors import register_cors
 from .health import register_health_routes
 from .ingest import register_ingest_routes
@@ -34,7 +35,10 @@ __all__ = ["create_app", "create_metrics_app"]
 
 logger = logging.getLogger(__name__)
 
-_ERROR_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
+#: Seconds Quart's body deadline trails web.body_timeout, so that the server's comes first.
+BODY_TIMEOUT_MARGIN = 1.0
+_ERROR_CODES = {404: "not_found", 405: "method_not_allowed", 408: "request_timeout", 413: "payload_too_large",
+                415: "unsupported_media_type"}
 
 
 def create_app(service: Service, activity: Activity) -> QuartTrio:
@@ -62,10 +66,32 @@ def create_app(service: Service, activity: Activity) -> QuartTrio:
     register_openapi_route(app)
     metrics = service.metrics
     register_cors(app, settings.cors)
+    # The server holds bodies to web.body_timeout from the end of their headers (connection_limits);
+    # Quart's own deadline, from when a route asks for the body, is only a backstop behind it.
+    app.config["BODY_TIMEOUT"] = settings.web.body_timeout + BODY_TIMEOUT_MARGIN
+    # What the werkzeug exceptions say does not name the setting a client ran into.
+    limit_messages = {
+        408: f"the request body did not arrive within web.body_timeout = {settings.web.body_timeout:g} s",
+        413: f"the request body is larger than ingest.max_body = {settings.ingest.max_body} bytes",
+    }
+
+    max_header_size = settings.web.max_header_size
+
+    def headers_too_large(scope: dict):
+        size = header_block_size(scope)
+        if size <= max_header_size:
+            return None
+        message = f"the request line and headers are {size} bytes, more than web.max_header_size = {max_header_size}"
+        return error_response(431, "headers_too_large", message)
 
     @app.before_request
     async def note_start():
         g.started = time.perf_counter()
+        return headers_too_large(request.scope)
+
+    @app.before_websocket
+    async def check_upgrade():
+        return headers_too_large(websocket.scope)
 
     @app.after_request
     async def count_request(response):
@@ -76,7 +102,7 @@ def create_app(service: Service, activity: Activity) -> QuartTrio:
             metrics.record_request(time.perf_counter() - started, response.status_code)
         return response
 
-    _answer_http_errors(app)
+    _answer_http_errors(app, limit_messages)
 
     @app.errorhandler(Exception)
     async def unexpected_error(exc: Exception):
@@ -97,8 +123,10 @@ def create_metrics_app(service: Service) -> QuartTrio:
     return app
 
 
-def _answer_http_errors(app: QuartTrio) -> None:
-    """Answer Quart's HTTP errors (404, 405, ...) in the API's error shape."""
+def _answer_http_errors(app: QuartTrio, limit_messages: dict[int, str] | None = None) -> None:
+    """Answer Quart's HTTP errors (404, 405, ...) in the API's error shape; ``limit_messages``
+    replace werkzeug's text for the codes of limits (408, 413), naming the setting."""
+    limit_messages = limit_messages or {}
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException):
@@ -109,4 +137,5 @@ def _answer_http_errors(app: QuartTrio) -> None:
         code = exc.code or 500
         # keep what the exception says beyond the body, e.g. Allow on a 405
         headers = {name: value for name, value in exc.get_headers() if name.lower() != "content-type"}
-        return error_response(code, _ERROR_CODES.get(code, "http_error"), exc.description or exc.name, headers=headers)
+        message = limit_messages.get(code) or exc.description or exc.name
+        return error_response(code, _ERROR_CODES.get(code, "http_error"), message, headers=headers)

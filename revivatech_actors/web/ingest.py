@@ -29,6 +29,7 @@ from quart import Quart, request
 
 from ..actors.ingest import Overloaded
 from ..domain.addresses import client_address, kept_address, parse_networks
+from ..domain.event_time import TimeBounds, bound_event_time
 from ..domain.journeys import validate_journey_step
 from ..domain.rates import address_key
 from ..domain.secrets import SecretSet
@@ -100,6 +101,13 @@ def register_ingest_routes(app: Quart, service: Service) -> None:
     proxies = parse_networks(service.settings.web.trusted_proxies)
     keep_ip = settings.client_ip
     write_keys = SecretSet(service.settings.auth.write_keys)
+    bounds = TimeBounds(settings.max_future_seconds, settings.max_age_days)
+
+    def checked(validate: Callable[[object], ValidEvent | list[FieldError]], data: object,
+                received_at: datetime) -> ValidEvent | list[FieldError]:
+        """``validate(data)``, then its time bounded (ingest.max_future_seconds, max_age_days)."""
+        result = validate(data)
+        return bound_event_time(result, received_at, bounds) if isinstance(result, ValidEvent) else result
 
     @functools.lru_cache(maxsize=4096)
     def kept_ip(peer: str | None, forwarded_for: str | None) -> str | None:
@@ -189,7 +197,7 @@ def register_ingest_routes(app: Quart, service: Service) -> None:
         refusal = judge_write_keys(write_keys, header=header_key(), body=pop_write_key(data))
         if refusal is not None:
             return refused(refusal)
-        result = validate(data)
+        result = checked(validate, data, received_at)
         if not isinstance(result, ValidEvent):
             details = [error.as_dict() for error in result]
             keep([_letter(received_at, result, orjson.dumps(data).decode())])
@@ -254,8 +262,9 @@ def register_ingest_routes(app: Quart, service: Service) -> None:
             message = "the batch holds no events"
             return error_response(400, "invalid_batch", message, details=[{"field": "events", "message": message}])
         if len(items) > settings.max_batch:
-            message = f"a batch may hold at most {settings.max_batch} events, got {len(items)}"
-            return error_response(413, "too_many_events", message)
+            message = f"a batch may hold at most ingest.max_batch = {settings.max_batch} events, got {len(items)}"
+            return error_response(413, "too_many_events", message,
+                                  details=[{"field": "events", "message": message}])
         refusal = judge_write_keys(write_keys, header=header_key(), body=pop_write_key(data),
                                    events=[pop_write_key(item) for item in items])
         if refusal is not None:
@@ -269,7 +278,7 @@ def register_ingest_routes(app: Quart, service: Service) -> None:
         for index, item in enumerate(items):
             if index and index % YIELD_EVERY == 0:
                 await trio.lowlevel.checkpoint()
-            result = validate_event(item)
+            result = checked(validate_event, item, received_at)
             if isinstance(result, ValidEvent):
                 valid.append(result)
                 valid_index.append(index)

@@ -13,6 +13,7 @@ import trio
 from quart import Quart, Response, request
 
 from ..domain.insights import journey_document
+from ..domain.reports import whole_number_within
 from ..domain.validation import MAX_ID_LENGTH
 from ..storage import StorageError
 from .auth import AdminAuth, admin_only
@@ -36,13 +37,8 @@ MAX_JOURNEY_LIMIT = 1000
 
 
 def _whole_number(raw: str, low: int, high: int) -> int | None:
-    """``raw`` as an integer from ``low`` to ``high``, else None. ASCII digits only (``isdigit``
-    alone takes ``²``, which ``int`` refuses) and no longer than ``high`` (``int`` refuses more
-    than 4300 digits)."""
-    if not (raw.isascii() and raw.isdigit()) or len(raw.lstrip("0")) > len(str(high)):
-        return None
-    value = int(raw)
-    return value if low <= value <= high else None
+    """``raw`` as an integer from ``low`` to ``high``, else None."""
+    return int(raw) if whole_number_within(raw, low, high) else None
 
 
 def _bad_fingerprint(fingerprint: str):

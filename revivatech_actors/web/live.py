@@ -18,6 +18,10 @@ Past ``broadcast.max_clients`` admin clients, or ``broadcast.max_public_clients`
 a connection is refused with 503 and Retry-After. Each connection runs two tasks in its own
 nursery: the reader turns client messages into subscriptions (a bad message gets an ``error``
 message, the connection stays), the writer sends what the broadcaster put in the client's outbox.
+What a client sends is bounded (:mod:`..domain.live_limits`): a message over
+``broadcast.max_message_size`` closes the connection with 1009 (the server does it); past
+``broadcast.max_messages_per_second`` or ``broadcast.max_subscriptions`` the client gets an
+``error`` message, and the connection is closed with 1008 if it goes on.
 A send that stays stuck ``broadcast.stuck_timeout`` seconds closes the connection (code 1013 for
 the record; a peer whose buffers are full cannot be sent a close frame, so its TCP connection is
 closed); the broadcaster and the other clients never wait for it.
@@ -29,6 +33,7 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import orjson
 import trio
 from quart import Quart, Response, websocket
@@ -36,6 +41,7 @@ from quart import Quart, Response, websocket
 from ..actors.broadcaster import TRY_AGAIN_LATER, ClientFeed, ClientRefused, encode
 from ..domain.addresses import client_address, parse_networks
 from ..domain.rates import address_key
+from ..domain.live_limits import MessageBudget, Verdict, spend, subscription_verdict
 from ..domain.validation import MAX_ID_LENGTH
 from ..storage import StorageError
 from .auth import AdminAuth, denied
@@ -55,6 +61,8 @@ READ_TIMEOUT = 5.0
 #: Seconds a closing handshake may take before the connection is just dropped.
 CLOSE_TIMEOUT = 1.0
 _CHANNELS = ("realtime", "user_insights")
+#: Close code for a client that goes on past its limits (RFC 6455: policy violation).
+POLICY_VIOLATION = 1008
 _HINT = "send Authorization: Bearer <token> or ?token=<token>"
 
 
@@ -62,10 +70,39 @@ def _error(code: str, message: str) -> dict[str, Any]:
     return {"type": "error", "error": code, "message": message}
 
 
+@attrs.define
+class _Conduct:
+    """One connection's standing against its limits."""
+
+    budget: MessageBudget
+    subscription_warned: bool = False
+
+
 def register_live_routes(app: Quart, service: Service, auth: AdminAuth) -> None:
     broadcaster = service.broadcaster
-    stuck_timeout = service.settings.broadcast.stuck_timeout
-    public_realtime = service.settings.broadcast.public_realtime
+    settings = service.settings.broadcast
+    stuck_timeout = settings.stuck_timeout
+    public_realtime = settings.public_realtime
+    rate = settings.max_messages_per_second
+    max_subscriptions = settings.max_subscriptions
+    rate_error = _error("too_many_messages", f"more than broadcast.max_messages_per_second = {rate:g} messages; "
+                                             "messages over it are not handled, and the connection is closed "
+                                             f"({POLICY_VIOLATION}) if they go on")
+    subscriptions_error = _error("too_many_subscriptions",
+                                 f"this connection holds broadcast.max_subscriptions = {max_subscriptions} "
+                                 "subscriptions; unsubscribe first (another one refused closes the connection "
+                                 f"with {POLICY_VIOLATION})")
+
+    def may_subscribe(feed: ClientFeed, conduct: _Conduct) -> bool:
+        """Whether a new subscription fits; if not, the client is warned or its connection closed."""
+        verdict = subscription_verdict(int(feed.realtime) + len(feed.fingerprints), max_subscriptions,
+                                       conduct.subscription_warned)
+        if verdict is Verdict.WARN:
+            conduct.subscription_warned = True
+            feed.reply(subscriptions_error)
+        elif verdict is Verdict.CLOSE:
+            feed.close(POLICY_VIOLATION, f"more than broadcast.max_subscriptions = {max_subscriptions}")
+        return verdict is Verdict.ALLOW
     proxies = parse_networks(service.settings.web.trusted_proxies)
 
     def limit_key() -> str:
@@ -106,7 +143,7 @@ def register_live_routes(app: Quart, service: Service, auth: AdminAuth) -> None:
             return
         feed.reply(_error("storage_unavailable", f"the visitor's insights could not be read within {READ_TIMEOUT:g} s"))
 
-    async def handle(feed: ClientFeed, raw: str | bytes) -> None:
+    async def handle(feed: ClientFeed, raw: str | bytes, conduct: _Conduct) -> None:
         try:
             message = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -116,7 +153,8 @@ def register_live_routes(app: Quart, service: Service, auth: AdminAuth) -> None:
         if kind == "ping":
             feed.reply({"type": "pong"})
         elif kind == "subscribe_realtime":
-            broadcaster.subscribe_realtime(feed)
+            if feed.realtime or may_subscribe(feed, conduct):
+                broadcaster.subscribe_realtime(feed)
         elif kind in ("subscribe_user_insights", "unsubscribe") and not isinstance(message.get("fingerprint"), (str, type(None))):
             feed.reply(_error("invalid_message", "fingerprint must be a string"))
         elif kind == "subscribe_user_insights" and feed.public:
@@ -128,10 +166,13 @@ def register_live_routes(app: Quart, service: Service, auth: AdminAuth) -> None:
                 feed.reply(_error("invalid_message", f"subscribe_user_insights needs a fingerprint of 1 to "
                                                      f"{MAX_ID_LENGTH} characters"))
                 return
+            if fingerprint not in feed.fingerprints and not may_subscribe(feed, conduct):
+                return
             broadcaster.follow(feed, fingerprint)
             await send_first_insights(feed, fingerprint)
         elif kind == "unsubscribe":
             channel = message.get("channel")
+            conduct.subscription_warned = False
             if channel == "realtime":
                 broadcaster.unsubscribe_realtime(feed)
             elif channel == "user_insights":
@@ -145,8 +186,17 @@ def register_live_routes(app: Quart, service: Service, auth: AdminAuth) -> None:
                                               f"unsubscribe or ping, got {kind!r}"))
 
     async def read_messages(feed: ClientFeed) -> None:
+        conduct = _Conduct(MessageBudget.full(rate, trio.current_time()))
         while True:
-            await handle(feed, await websocket.receive())
+            raw = await websocket.receive()
+            verdict, conduct.budget = spend(conduct.budget, trio.current_time(), rate)
+            if verdict is Verdict.ALLOW:
+                await handle(feed, raw, conduct)
+            elif verdict is Verdict.WARN:
+                feed.reply(rate_error)
+            elif verdict is Verdict.CLOSE:
+                feed.close(POLICY_VIOLATION, f"more than broadcast.max_messages_per_second = {rate:g}")
+                return
 
     async def write_messages(feed: ClientFeed, sending: list[float | None]) -> None:
         while True:

@@ -26,6 +26,8 @@ from hypercorn.utils import parse_socket_addr
 from quart_trio import QuartTrio
 
 from ..supervisor import Activity
+from . import connection_limits
+from .connection_limits import ConnectionLimits, admit, guard_config, raise_open_file_limit, release
 
 __all__ = ["WebServer", "abort_connection"]
 
@@ -33,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 #: Pending connections the kernel queues while the loop is busy; Hypercorn's 100 drops bursts.
 BACKLOG = 2048
-#: Largest WebSocket message a client may send (the protocol's messages are tiny).
+#: Largest WebSocket message a client may send when none is configured (the protocol's messages are tiny).
 WEBSOCKET_MAX_MESSAGE = 64 * 1024
 
 
@@ -43,7 +45,8 @@ _OPEN_CONNECTIONS: dict[tuple[str, int], TCPServer] = {}
 
 def _watch_connections() -> None:
     """Wrap Hypercorn's per-connection task so that (1) an error inside one connection ends that
-    connection, not the server, and (2) a connection can be aborted by its peer address.
+    connection, not the server, (2) a connection can be aborted by its peer address, and (3) the
+    connection counts against its server's ``web.max_connections`` (:mod:`.connection_limits`).
 
     (1): Hypercorn 0.18 lets an exception escape a connection's task (e.g. h11's
     LocalProtocolError when a WebSocket client sends a frame before the handshake's answer), and
@@ -57,6 +60,8 @@ def _watch_connections() -> None:
     run_connection = TCPServer.run
 
     async def run(self: TCPServer) -> None:
+        if not await admit(self):
+            return
         try:
             key = parse_socket_addr(self.stream.socket.family, self.stream.socket.getpeername())
         except OSError:
@@ -68,6 +73,7 @@ def _watch_connections() -> None:
         except* Exception as group:  # the connection is closed by now (TCPServer.run's finally)
             logger.warning("a connection failed and was closed: %r", group.exceptions[0])
         finally:
+            release(self)
             if key is not None and _OPEN_CONNECTIONS.get(key) is self:
                 del _OPEN_CONNECTIONS[key]
 
@@ -86,6 +92,7 @@ async def abort_connection(client: tuple[str, int] | list | None) -> bool:
 
 
 _watch_connections()
+connection_limits.install()
 
 
 def _bind_address(host: str, port: int) -> str:
@@ -127,6 +134,11 @@ class WebServer:
     reuse_port: bool = False
     #: What this listener is, in its log line (empty for the main one).
     name: str = ""
+    #: Deadlines for slow clients, the cap on open connections and the header size limit
+    #: (the ``[web]`` settings); None: Hypercorn's own behaviour.
+    limits: ConnectionLimits | None = None
+    #: Largest WebSocket message a client may send, in bytes; a larger one closes with 1009.
+    websocket_max_message: int = WEBSOCKET_MAX_MESSAGE
     bound: list[str] = attrs.field(init=False, factory=list)
     _shutdown: trio.Event = attrs.field(init=False, factory=trio.Event)
 
@@ -150,7 +162,10 @@ class WebServer:
         # string, which may hold ?token=, and not the request id.
         config.accesslog = None
         config.errorlog = logging.getLogger("hypercorn.error")
-        config.websocket_max_message_size = WEBSOCKET_MAX_MESSAGE
+        config.websocket_max_message_size = self.websocket_max_message
+        if self.limits is not None:
+            guard_config(config, self.limits)
+            raise_open_file_limit(self.limits.max_connections)
         if self.websocket_ping_interval is not None:
             config.websocket_ping_interval = self.websocket_ping_interval
             config.read_timeout = int(2 * self.websocket_ping_interval + 5)
