@@ -1,4 +1,5 @@
 """Test helpers: build events, read a database directly (independently of the code under test),
+read a raw connection until the server closes it,
 and tell whether a process still runs."""
 
 from __future__ import annotations
@@ -6,6 +7,8 @@ from __future__ import annotations
 import sqlite3
 import uuid
 from datetime import UTC, datetime, timedelta
+
+import trio
 
 from revivatech_actors.messages import Event
 
@@ -45,3 +48,18 @@ def process_alive(pid: int) -> bool:
             return stat.read().rpartition(")")[2].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+async def read_until_closed(stream: trio.SocketStream, timeout: float) -> tuple[bytes, bool]:
+    """(what the server sent, whether it closed the connection) within ``timeout`` seconds."""
+    received = b""
+    with trio.move_on_after(timeout):
+        while True:
+            try:
+                chunk = await stream.receive_some(65536)
+            except trio.BrokenResourceError:  # reset: closed with our bytes unread
+                return received, True
+            if not chunk:
+                return received, True
+            received += chunk
+    return received, False

@@ -12,6 +12,7 @@ import json
 
 import trio
 
+from .helpers import read_until_closed
 from .test_service import Running, make_service
 
 EVENTS = "/api/analytics/events"
@@ -21,20 +22,6 @@ EVENT = {"user_fingerprint": "visitor-1", "session_id": "session-1", "event_type
 async def connect(service) -> trio.SocketStream:
     return await trio.open_tcp_stream("127.0.0.1", service.settings.web.port)
 
-
-async def read_until_closed(stream: trio.SocketStream, timeout: float) -> tuple[bytes, bool]:
-    """(what the server sent, whether it closed the connection) within ``timeout`` seconds."""
-    received = b""
-    with trio.move_on_after(timeout):
-        while True:
-            try:
-                chunk = await stream.receive_some(65536)
-            except trio.BrokenResourceError:  # reset: closed with our bytes unread
-                return received, True
-            if not chunk:
-                return received, True
-            received += chunk
-    return received, False
 
 
 def parse(raw: bytes) -> tuple[int, dict]:

@@ -12,6 +12,7 @@ import httpx
 import pytest
 import trio
 
+from ..helpers import read_until_closed
 from .conftest import ADMIN_TOKEN, service_env
 
 pytestmark = pytest.mark.e2e
@@ -19,19 +20,6 @@ pytestmark = pytest.mark.e2e
 CROWD = 150
 MAX_CONNECTIONS = CROWD + 2  # the crowd, the keep-alive client and the slow body
 
-
-async def read_until_closed(stream: trio.SocketStream, timeout: float) -> tuple[bytes, bool]:
-    received = b""
-    with trio.move_on_after(timeout):
-        while True:
-            try:
-                chunk = await stream.receive_some(65536)
-            except trio.BrokenResourceError:
-                return received, True
-            if not chunk:
-                return received, True
-            received += chunk
-    return received, False
 
 
 async def trickle(stream: trio.SocketStream, data: bytes, interval: float) -> None:
