@@ -20,7 +20,7 @@ __all__ = ["main"]
 
 logger = logging.getLogger("revivatech_actors")
 
-#: Exit code for a configuration that cannot be used (as documented in DESIGN.md section 6).
+#: Exit code for a configuration that cannot be used (docs/operations.md, "Signals and exit codes").
 EXIT_CONFIG = 2
 #: Rows per chunk of import-original (importer.DEFAULT_CHUNK_SIZE; not imported from there, which
 #: would load the whole service for every command).
