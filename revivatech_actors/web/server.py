@@ -26,6 +26,7 @@ from hypercorn.utils import parse_socket_addr
 from quart_trio import QuartTrio
 
 from ..supervisor import Activity
+from . import _hypercorn_fixes
 
 __all__ = ["WebServer", "abort_connection"]
 
@@ -86,6 +87,7 @@ async def abort_connection(client: tuple[str, int] | list | None) -> bool:
 
 
 _watch_connections()
+_hypercorn_fixes.apply()
 
 
 def _bind_address(host: str, port: int) -> str:
