@@ -8,6 +8,7 @@ import logging
 import os
 import secrets
 import sys
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -15,13 +16,16 @@ from . import __version__
 from .bench import add_arguments as add_bench_arguments
 from .bench import run as run_bench
 from .config import ConfigError, Settings, env_var_name, load_settings, render_toml, settings_as_dict
+from .start_checks import EXIT_CONFIG
 
-__all__ = ["main"]
+if TYPE_CHECKING:
+    from .start_checks import StartRefused
+    from .storage import AppliedMigration
+
+__all__ = ["EXIT_CONFIG", "main"]
 
 logger = logging.getLogger("revivatech_actors")
 
-#: Exit code for a configuration that cannot be used (docs/operations.md, "Signals and exit codes").
-EXIT_CONFIG = 2
 #: Rows per chunk of import-original (importer.DEFAULT_CHUNK_SIZE; not imported from there, which
 #: would load the whole service for every command).
 IMPORT_CHUNK_SIZE = 2000
@@ -118,16 +122,19 @@ def _admin_tokens(settings: Settings) -> tuple[str, ...]:
 def _serve(settings: Settings, *, worker: int | None = None) -> int:
     """Run the service in this process; ``worker`` is its index under `serve --workers N`."""
     from .service import Service, serve_until_signalled
+    from .start_checks import StartRefused, check_listen
 
     if worker is None:  # a worker's parent did this already
-        from .storage import PartitionsMismatch, StorageError
-
+        # A port taken or a database away would otherwise make the supervisor restart the actor
+        # concerned until it gives up, with a traceback per attempt: say it in one line instead.
         try:
-            trio.run(_apply_migrations, settings)
-        except PartitionsMismatch as exc:
-            return _partitions_refused(exc)
-        except StorageError as exc:  # the storage actor retries at start; the supervisor may give up (exit 1)
-            logger.warning("migrations before the start failed: %s", exc)
+            check_listen(settings.web.host, settings.web.port)
+            applied, known, where, engine = _prepare_storage(settings)
+        except StartRefused as refused:
+            return _refuse(refused)
+        new = f": {', '.join(_migration_name(m) for m in applied)}" if applied else ""
+        logger.info("storage open: %s (%s), %d migration(s) applied, %d new%s",
+                    where, engine, len(known), len(applied), new)
     # A worker's tokens come from its parent (the environment), so it never prints one.
     service = Service.build(settings, _admin_tokens(settings), worker=worker)
     # Python's cyclic collector, at its default thresholds, runs every 700 allocations: a large
@@ -145,14 +152,19 @@ def _serve(settings: Settings, *, worker: int | None = None) -> int:
 def _serve_workers(settings: Settings, args: argparse.Namespace) -> int:
     """`serve --workers N`, N > 1: apply migrations once, then keep N worker processes running
     (revivatech_actors.workers). This process never builds the service itself."""
-    from .storage import PartitionsMismatch, StorageError
-    from .workers import STOP_MARGIN, WorkerPool, listen_problem, serve_workers
+    from .start_checks import StartRefused, check_listen, storage_refusal
+    from .storage import StorageError
+    from .workers import STOP_MARGIN, WorkerPool, reuse_port_problem, serve_workers
 
     web = settings.web
-    problem = listen_problem(web.host, web.port)
+    problem = reuse_port_problem()
     if problem is not None:
         print(f"revivatech-actors: {problem}", file=sys.stderr)
         return 1
+    try:
+        check_listen(web.host, web.port)
+    except StartRefused as refused:
+        return _refuse(refused)
     env = dict(os.environ)
     if not settings.auth.admin_tokens:  # one token for every worker, printed once, here
         env[env_var_name("auth", "admin_tokens")] = _admin_tokens(settings)[0]
@@ -167,12 +179,9 @@ def _serve_workers(settings: Settings, args: argparse.Namespace) -> int:
 
     async def run() -> int:
         try:
-            applied, _, where = await _apply_migrations(settings)
-        except PartitionsMismatch as exc:
-            return _partitions_refused(exc)
+            applied, _, where, _ = await _apply_migrations(settings)
         except StorageError as exc:
-            print(f"revivatech-actors: migrate failed: {exc}", file=sys.stderr)
-            return 1
+            return _refuse(storage_refusal(exc))
         logger.info("%s: %d migration(s) applied; starting %d workers on %s:%d (SO_REUSEPORT)",
                     where, len(applied), web.workers, web.host, web.port)
         return await serve_workers(pool)
@@ -180,8 +189,9 @@ def _serve_workers(settings: Settings, args: argparse.Namespace) -> int:
     return trio.run(run)
 
 
-async def _apply_migrations(settings: Settings) -> tuple[list, list, str]:
-    """Apply pending migrations: (those applied now, all applied, the database as logs show it).
+async def _apply_migrations(settings: Settings) -> tuple[list, list, str, str]:
+    """Apply pending migrations: (those applied now, all applied, the database as logs show it
+    (password masked), its engine).
 
     Raises:
         StorageError: the database cannot be reached or a migration failed.
@@ -193,28 +203,46 @@ async def _apply_migrations(settings: Settings) -> tuple[list, list, str]:
         await storage.open()
         applied = await storage.migrate()
         await storage.ensure_partitions(settings.profiles.partitions)  # a mismatch stops here, not in an actor
-        return applied, await storage.applied_migrations(), storage.url_for_display
+        return applied, await storage.applied_migrations(), storage.url_for_display, storage.engine
     finally:
         await storage.close()
 
 
-def _partitions_refused(exc: Exception) -> int:
-    print(f"revivatech-actors: configuration error: {exc}", file=sys.stderr)
-    return EXIT_CONFIG
+def _prepare_storage(settings: Settings) -> tuple[list, list, str, str]:
+    """:func:`_apply_migrations` in its own ``trio.run``.
+
+    Raises:
+        StartRefused: the database cannot be reached, migrated or used as configured.
+    """
+    from .start_checks import storage_refusal
+    from .storage import StorageError
+
+    try:
+        return trio.run(_apply_migrations, settings)
+    except StorageError as exc:
+        raise storage_refusal(exc) from exc
+
+
+def _refuse(refused: StartRefused) -> int:
+    """Print a StartRefused's one line (its traceback only in the debug log); its exit code."""
+    logger.debug("start refused", exc_info=refused)
+    print(f"revivatech-actors: {refused.line}", file=sys.stderr)
+    return refused.exit_code
+
+
+def _migration_name(migration: AppliedMigration) -> str:
+    return f"{migration.version:04d}_{migration.name}"
 
 
 def _migrate(settings: Settings) -> int:
-    from .storage import PartitionsMismatch, StorageError
+    from .start_checks import StartRefused
 
     try:
-        applied, known, where = trio.run(_apply_migrations, settings)
-    except PartitionsMismatch as exc:
-        return _partitions_refused(exc)
-    except StorageError as exc:
-        print(f"revivatech-actors: migrate failed: {exc}", file=sys.stderr)
-        return 1
+        applied, known, where, _ = _prepare_storage(settings)
+    except StartRefused as refused:
+        return _refuse(refused)
     for migration in applied:
-        print(f"applied {migration.version:04d}_{migration.name}")
+        print(f"applied {_migration_name(migration)}")
     print(f"{where}: {len(known)} migration(s) applied, {len(applied)} new")
     return 0
 

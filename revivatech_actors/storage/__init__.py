@@ -21,6 +21,7 @@ from ._reports import DailyRevenue as DailyRevenue
 from ._reports import ProfilesPage as ProfilesPage
 from ._reports import VisitorCounts as VisitorCounts
 from ._errors import StorageError as StorageError
+from ._errors import StorageMisconfigured as StorageMisconfigured
 from ._errors import StorageUnavailable as StorageUnavailable
 from .migrations import AppliedMigration as AppliedMigration
 from .migrations import Migration as Migration
@@ -40,6 +41,7 @@ __all__ = [
     "RealtimeSeed",
     "Storage",
     "StorageError",
+    "StorageMisconfigured",
     "StorageUnavailable",
     "StoredJourney",
     "StoredPrediction",

@@ -33,7 +33,7 @@ from ..domain.realtime import BUCKET_SECONDS
 from ..domain.scoring import CHURN, ENGAGEMENT, LEAD, MODEL_TYPES, PRICE_SENSITIVITY, ScoreRecord
 from ..messages import DeadLetter, Event
 from ._base import Storage, first_line
-from ._errors import QueryTimeout, StorageError, StorageUnavailable
+from ._errors import QueryTimeout, StorageError, StorageMisconfigured, StorageUnavailable
 from ._records import (
     EVENT_EXTRA_COLUMNS,
     LogEntry,
@@ -321,7 +321,11 @@ class SQLiteStorage(Storage):
             conn = sqlite3.connect(self._memory_uri, uri=True, **options)
         elif purpose == "writer":
             assert self._path is not None
-            self._path.parent.mkdir(parents=True, exist_ok=True)
+            # The file is created, its folder never: a typo in the URL must not make folders.
+            if not self._path.parent.is_dir():
+                msg = (f"the folder {self._path.parent} does not exist (create it, or set storage.url or "
+                       "REVIVATECH_STORAGE_URL to a file in an existing folder)")
+                raise StorageMisconfigured(msg)
             conn = sqlite3.connect(self._path, **options)
         else:
             # mode=rw: the health connection never creates a file, so a deleted database shows
