@@ -279,7 +279,8 @@ def split_statements(script: str) -> list[str]:
 class SQLiteStorage(Storage):
     """Storage in one SQLite file (or a private in-memory database for tests).
 
-    The file and its parent folders are created on ``open()``. WAL journal, ``synchronous=FULL``
+    The file is created on ``open()``; its folder must exist (else StorageMisconfigured, naming
+    it). WAL journal, ``synchronous=FULL``
     (a committed transaction survives power loss), foreign keys on. With ``:memory:`` both
     connections share one private in-memory database (shared cache) that vanishes on close.
     """
