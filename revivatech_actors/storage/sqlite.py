@@ -280,8 +280,8 @@ class SQLiteStorage(Storage):
     """Storage in one SQLite file (or a private in-memory database for tests).
 
     The file is created on ``open()``; its folder must exist (else StorageMisconfigured, naming
-    it). WAL journal, ``synchronous=FULL``
-    (a committed transaction survives power loss), foreign keys on. With ``:memory:`` both
+    it). WAL journal, ``synchronous=FULL`` (a committed transaction survives power loss), foreign
+    keys on. With ``:memory:`` both
     connections share one private in-memory database (shared cache) that vanishes on close.
     """
 
