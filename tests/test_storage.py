@@ -125,6 +125,7 @@ def test_public_api_is_pinned():
             "RealtimeSeed",
             "Storage",
             "StorageError",
+            "StorageMisconfigured",
             "StorageUnavailable",
             "StoredJourney",
             "StoredPrediction",
