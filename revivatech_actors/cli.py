@@ -132,9 +132,7 @@ def _serve(settings: Settings, *, worker: int | None = None) -> int:
             applied, known, where, engine = _prepare_storage(settings)
         except StartRefused as refused:
             return _refuse(refused)
-        new = f": {', '.join(_migration_name(m) for m in applied)}" if applied else ""
-        logger.info("storage open: %s (%s), %d migration(s) applied, %d new%s",
-                    where, engine, len(known), len(applied), new)
+        logger.info("%s", _storage_line(applied, known, where, engine))
     # A worker's tokens come from its parent (the environment), so it never prints one.
     service = Service.build(settings, _admin_tokens(settings), worker=worker)
     # Python's cyclic collector, at its default thresholds, runs every 700 allocations: a large
@@ -179,11 +177,11 @@ def _serve_workers(settings: Settings, args: argparse.Namespace) -> int:
 
     async def run() -> int:
         try:
-            applied, _, where, _ = await _apply_migrations(settings)
+            applied, known, where, engine = await _apply_migrations(settings)
         except StorageError as exc:
             return _refuse(storage_refusal(exc))
-        logger.info("%s: %d migration(s) applied; starting %d workers on %s:%d (SO_REUSEPORT)",
-                    where, len(applied), web.workers, web.host, web.port)
+        logger.info("%s; starting %d workers on %s:%d (SO_REUSEPORT)", _storage_line(applied, known, where, engine),
+                    web.workers, web.host, web.port)
         return await serve_workers(pool)
 
     return trio.run(run)
@@ -232,6 +230,13 @@ def _refuse(refused: StartRefused) -> int:
 
 def _migration_name(migration: AppliedMigration) -> str:
     return f"{migration.version:04d}_{migration.name}"
+
+
+def _storage_line(applied: list, known: list, where: str, engine: str) -> str:
+    """The one line per start about the database: where (password masked), the engine, and the
+    migrations, naming those this start applied."""
+    new = f": {', '.join(_migration_name(m) for m in applied)}" if applied else ""
+    return f"storage open: {where} ({engine}), {len(known)} migration(s) applied, {len(applied)} new{new}"
 
 
 def _migrate(settings: Settings) -> int:

@@ -133,6 +133,15 @@ def test_storage_is_announced_once_per_start_with_the_password_masked(serve, new
     assert "not-a-real-secret" not in output
 
 
+def test_storage_is_announced_once_by_the_parent_of_several_workers(serve, postgres_url, redis_url, redis_prefix):
+    server = serve(env=service_env(REVIVATECH_AUTH_ADMIN_TOKENS=ADMIN_TOKEN, REVIVATECH_STORAGE_URL=postgres_url,
+                                   REVIVATECH_REDIS_URL=redis_url, REVIVATECH_REDIS_KEY_PREFIX=redis_prefix),
+                   args=("--workers", "2"))
+    announced = [line for line in server.output().splitlines() if "storage open" in line]
+    assert len(announced) == 1, server.output()
+    assert announced[0].endswith("; starting 2 workers on 127.0.0.1:%d (SO_REUSEPORT)" % server.port)
+
+
 def test_migrate_prints_each_migration_once(tmp_path):
     done = run_cli("migrate", cwd=tmp_path, REVIVATECH_STORAGE_URL=f"sqlite:///{tmp_path}/m.db")
     assert done.returncode == 0, done.stderr
