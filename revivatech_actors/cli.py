@@ -274,6 +274,12 @@ def _import_original(settings: Settings, args: argparse.Namespace) -> int:
         source_url=args.source, chunk_size=args.chunk_size, state_path=Path(args.state) if args.state else None,
         restart=args.restart, zone=zone, progress=not args.no_progress,
     )
+    from .start_checks import StartRefused
+
+    try:  # as before serve: a destination that cannot work is one line, not the supervisor giving up
+        _prepare_storage(settings)
+    except StartRefused as refused:
+        return _refuse(refused)
     gc.set_threshold(*GC_THRESHOLDS)  # as serve: many short-lived objects, freed by reference counting
     try:
         return trio.run(run_import, settings, options)

@@ -113,6 +113,16 @@ def test_a_sqlite_url_in_a_missing_folder_is_refused_naming_it(tmp_path, command
     assert not (tmp_path / "no").exists()
 
 
+def test_import_original_refuses_a_destination_in_a_missing_folder_in_one_line(tmp_path, postgres_url):
+    missing = tmp_path / "gone"
+    refused = run_cli("import-original", "--from", postgres_url, "--no-progress", cwd=tmp_path,
+                      REVIVATECH_STORAGE_URL=f"sqlite:///{missing}/analytics.db")
+    assert refused.returncode == 2
+    assert one_line(refused.stderr).startswith(
+        f"revivatech-actors: configuration error: storage.url: the folder {missing} does not exist "), refused.stderr
+    assert not missing.exists()
+
+
 def test_a_sqlite_url_in_an_existing_folder_is_created(tmp_path):
     (tmp_path / "data").mkdir()
     done = run_cli("migrate", cwd=tmp_path, REVIVATECH_STORAGE_URL=f"sqlite:///{tmp_path}/data/analytics.db")
