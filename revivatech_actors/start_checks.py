@@ -1,4 +1,4 @@
-"""What stops ``serve`` (and ``migrate``) before any actor starts, said in one line.
+"""What stops ``serve`` (and ``migrate``, ``import-original``) before any actor starts, in one line.
 
 A start that cannot work (the port is taken, the host does not resolve, the database does not
 answer, the SQLite file's folder does not exist) ends before the actors start, with one line on
