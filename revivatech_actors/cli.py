@@ -20,16 +20,17 @@ from .bench import add_arguments as add_bench_arguments
 from .bench import run as run_bench
 from .config import ConfigError, Settings, env_var_name, load_settings, render_toml, settings_as_dict
 from .logs import Redactor, configure_logging
+from .start_checks import EXIT_CONFIG
 
 if TYPE_CHECKING:
     from .service import Service
+    from .start_checks import StartRefused
+    from .storage import AppliedMigration
 
-__all__ = ["main"]
+__all__ = ["EXIT_CONFIG", "main"]
 
 logger = logging.getLogger("revivatech_actors")
 
-#: Exit code for a configuration that cannot be used (as documented in DESIGN.md section 6).
-EXIT_CONFIG = 2
 #: Rows per chunk of import-original (importer.DEFAULT_CHUNK_SIZE; not imported from there, which
 #: would load the whole service for every command).
 IMPORT_CHUNK_SIZE = 2000
@@ -179,22 +180,32 @@ def _remove_token_file(path: str | None) -> None:
 def _serve(settings: Settings, redact: Redactor, *, worker: int | None = None) -> int:
     """Run the service in this process; ``worker`` is its index under `serve --workers N`."""
     from .service import Service
+    from .start_checks import StartRefused
 
     if worker is None:  # a worker's parent did this already
-        from .storage import PartitionsMismatch, StorageError
-
+        # A port taken or a database away would otherwise make the supervisor restart the actor
+        # concerned until it gives up, with a traceback per attempt: say it in one line instead.
         try:
-            trio.run(_apply_migrations, settings)
-        except PartitionsMismatch as exc:
-            return _partitions_refused(exc)
-        except StorageError as exc:  # the storage actor retries at start; the supervisor may give up (exit 1)
-            logger.warning("migrations before the start failed: %s", exc)
+            _check_ports(settings)
+            applied, known, where, engine = _prepare_storage(settings)
+        except StartRefused as refused:
+            return _refuse(refused)
+        logger.info("%s", _storage_line(applied, known, where, engine))
     # A worker's tokens come from its parent (the environment), so it never prints one.
     tokens, token_file = _admin_tokens(settings, redact)
     try:
         return _run_service(Service.build(settings, tokens, worker=worker), worker)
     finally:
         _remove_token_file(token_file)
+
+
+def _check_ports(settings: Settings) -> None:
+    """Raises StartRefused if ``web.port`` (or ``metrics.port``, when set) cannot be listened on."""
+    from .start_checks import check_listen
+
+    check_listen(settings.web.host, settings.web.port)
+    if settings.metrics.port:
+        check_listen(settings.metrics.host, settings.metrics.port)
 
 
 def _run_service(service: Service, worker: int | None) -> int:
@@ -215,15 +226,17 @@ def _run_service(service: Service, worker: int | None) -> int:
 def _serve_workers(settings: Settings, args: argparse.Namespace, redact: Redactor) -> int:
     """`serve --workers N`, N > 1: apply migrations once, then keep N worker processes running
     (revivatech_actors.workers). This process never builds the service itself."""
-    from .workers import listen_problem
+    from .start_checks import StartRefused
+    from .workers import reuse_port_problem
 
-    web = settings.web
-    problem = listen_problem(web.host, web.port)
-    if problem is None and settings.metrics.port:
-        problem = listen_problem(settings.metrics.host, settings.metrics.port)
+    problem = reuse_port_problem()
     if problem is not None:
         print(f"revivatech-actors: {problem}", file=sys.stderr)
         return 1
+    try:
+        _check_ports(settings)
+    except StartRefused as refused:
+        return _refuse(refused)
     env = dict(os.environ)
     token_file = None
     if not settings.auth.admin_tokens:  # one token for every worker, shown once, here
@@ -244,7 +257,8 @@ def _serve_workers(settings: Settings, args: argparse.Namespace, redact: Redacto
 def _run_workers(settings: Settings, args: argparse.Namespace, env: dict[str, str], metrics_dir: str) -> int:
     from prometheus_client.multiprocess import mark_process_dead
 
-    from .storage import PartitionsMismatch, StorageError
+    from .start_checks import storage_refusal
+    from .storage import StorageError
     from .workers import STOP_MARGIN, WorkerPool, serve_workers
 
     web = settings.web
@@ -260,21 +274,19 @@ def _run_workers(settings: Settings, args: argparse.Namespace, env: dict[str, st
 
     async def run() -> int:
         try:
-            applied, _, where = await _apply_migrations(settings)
-        except PartitionsMismatch as exc:
-            return _partitions_refused(exc)
+            applied, known, where, engine = await _apply_migrations(settings)
         except StorageError as exc:
-            print(f"revivatech-actors: migrate failed: {exc}", file=sys.stderr)
-            return 1
-        logger.info("%s: %d migration(s) applied; starting %d workers on %s:%d (SO_REUSEPORT)",
-                    where, len(applied), web.workers, web.host, web.port)
+            return _refuse(storage_refusal(exc))
+        logger.info("%s; starting %d workers on %s:%d (SO_REUSEPORT)", _storage_line(applied, known, where, engine),
+                    web.workers, web.host, web.port)
         return await serve_workers(pool)
 
     return trio.run(run)
 
 
-async def _apply_migrations(settings: Settings) -> tuple[list, list, str]:
-    """Apply pending migrations: (those applied now, all applied, the database as logs show it).
+async def _apply_migrations(settings: Settings) -> tuple[list, list, str, str]:
+    """Apply pending migrations: (those applied now, all applied, the database as logs show it
+    (password masked), its engine).
 
     Raises:
         StorageError: the database cannot be reached or a migration failed.
@@ -286,28 +298,53 @@ async def _apply_migrations(settings: Settings) -> tuple[list, list, str]:
         await storage.open()
         applied = await storage.migrate()
         await storage.ensure_partitions(settings.profiles.partitions)  # a mismatch stops here, not in an actor
-        return applied, await storage.applied_migrations(), storage.url_for_display
+        return applied, await storage.applied_migrations(), storage.url_for_display, storage.engine
     finally:
         await storage.close()
 
 
-def _partitions_refused(exc: Exception) -> int:
-    print(f"revivatech-actors: configuration error: {exc}", file=sys.stderr)
-    return EXIT_CONFIG
+def _prepare_storage(settings: Settings) -> tuple[list, list, str, str]:
+    """:func:`_apply_migrations` in its own ``trio.run``.
+
+    Raises:
+        StartRefused: the database cannot be reached, migrated or used as configured.
+    """
+    from .start_checks import storage_refusal
+    from .storage import StorageError
+
+    try:
+        return trio.run(_apply_migrations, settings)
+    except StorageError as exc:
+        raise storage_refusal(exc) from exc
+
+
+def _refuse(refused: StartRefused) -> int:
+    """Print a StartRefused's one line (its traceback only in the debug log); its exit code."""
+    logger.debug("start refused", exc_info=refused)
+    print(f"revivatech-actors: {refused.line}", file=sys.stderr)
+    return refused.exit_code
+
+
+def _migration_name(migration: AppliedMigration) -> str:
+    return f"{migration.version:04d}_{migration.name}"
+
+
+def _storage_line(applied: list, known: list, where: str, engine: str) -> str:
+    """The one line per start about the database: where (password masked), the engine, and the
+    migrations, naming those this start applied."""
+    new = f": {', '.join(_migration_name(m) for m in applied)}" if applied else ""
+    return f"storage open: {where} ({engine}), {len(known)} migration(s) applied, {len(applied)} new{new}"
 
 
 def _migrate(settings: Settings) -> int:
-    from .storage import PartitionsMismatch, StorageError
+    from .start_checks import StartRefused
 
     try:
-        applied, known, where = trio.run(_apply_migrations, settings)
-    except PartitionsMismatch as exc:
-        return _partitions_refused(exc)
-    except StorageError as exc:
-        print(f"revivatech-actors: migrate failed: {exc}", file=sys.stderr)
-        return 1
+        applied, known, where, _ = _prepare_storage(settings)
+    except StartRefused as refused:
+        return _refuse(refused)
     for migration in applied:
-        print(f"applied {migration.version:04d}_{migration.name}")
+        print(f"applied {_migration_name(migration)}")
     print(f"{where}: {len(known)} migration(s) applied, {len(applied)} new")
     return 0
 
@@ -334,6 +371,12 @@ def _import_original(settings: Settings, args: argparse.Namespace) -> int:
         source_url=args.source, chunk_size=args.chunk_size, state_path=Path(args.state) if args.state else None,
         restart=args.restart, zone=zone, progress=not args.no_progress,
     )
+    from .start_checks import StartRefused
+
+    try:  # as before serve: a destination that cannot work is one line, not the supervisor giving up
+        _prepare_storage(settings)
+    except StartRefused as refused:
+        return _refuse(refused)
     gc.set_threshold(*GC_THRESHOLDS)  # as serve: many short-lived objects, freed by reference counting
     try:
         return trio.run(run_import, settings, options)

@@ -8,6 +8,7 @@ the problem and where the value came from. Secrets are never part of an error me
 
 import difflib
 import importlib.resources
+import ipaddress
 import json
 import math
 import os
@@ -30,7 +31,7 @@ __all__ = [
     "RedisSettings", "RetentionSettings", "ScoringSettings",
     "Settings",
     "ShutdownSettings", "StorageSettings", "SupervisorSettings", "WebSettings",
-    "env_var_name", "load_settings", "render_toml", "settings_as_dict",
+    "env_var_name", "is_host", "load_settings", "render_toml", "settings_as_dict",
 ]
 
 # Environment variables REVIVATECH_<SECTION>_<KEY> override the files.
@@ -147,6 +148,21 @@ def _url_problem(url: str, needs: dict[str, str], usage: str) -> str | None:
     return None if any(has[part] for part in need.split(" or ")) else f"a {parts.scheme} URL needs a {need}"
 
 
+# One label of a host name (RFC 1123): letters, digits and inner hyphens, at most 63.
+_HOST_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+
+def is_host(value: str) -> bool:
+    """True for an IP address (``127.0.0.1``, ``::``) or a host name (``localhost``,
+    ``api.example.com``, a trailing dot allowed). Says nothing about whether the name resolves."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        name = value[:-1] if value.endswith(".") else value
+        return 0 < len(name) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in name.split("."))
+    return True
+
+
 def _storage_url_problem(url: str) -> str | None:
     if url.lower().startswith("sqlite:") and not (url.lower().startswith("sqlite:///") and len(url) > 10):
         return "use sqlite:///relative.db, sqlite:////absolute.db or sqlite:///:memory:"
@@ -251,7 +267,7 @@ def _named_steps(value: Any) -> _NAMED_STEPS:
 @attrs.frozen(kw_only=True)
 class WebSettings:
     """[web]: where the HTTP / WebSocket server listens."""
-    host: str = _rule("must be a non-empty string", lambda v: bool(v.strip()))
+    host: str = _rule("must be an IP address or a host name", is_host)
     port: int = _int(1, 65535)
     #: Processes serving the port (SO_REUSEPORT), each a whole service; more than 1 needs
     #: PostgreSQL and Redis (checked by the loader, see _workers_problem).

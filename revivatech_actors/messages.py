@@ -27,8 +27,8 @@ __all__ = [
 
 @attrs.frozen(slots=True)
 class Event:
-    """A validated event. ``timestamp`` is the client's time corrected for clock skew (DESIGN.md
-    section 1); ``event_id`` is the client's idempotency key, or one ingest assigned."""
+    """A validated event. ``timestamp`` is the client's time corrected for clock skew (docs/api.md,
+    "Fields"); ``event_id`` is the client's idempotency key, or one ingest assigned."""
 
     event_id: str
     user_fingerprint: str

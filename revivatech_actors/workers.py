@@ -38,10 +38,10 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 import attrs
 import trio
 
-from .cli import EXIT_CONFIG  # a worker that exits with it would refuse again if restarted
+from .start_checks import EXIT_CONFIG  # a worker that exits with it would refuse again if restarted
 
 __all__ = [
-    "ExitWindow", "WorkerPool", "describe_exit", "listen_problem", "next_delay", "run_as_worker", "serve_workers",
+    "ExitWindow", "WorkerPool", "describe_exit", "next_delay", "reuse_port_problem", "run_as_worker", "serve_workers",
 ]
 
 logger = logging.getLogger(__name__)
@@ -98,24 +98,11 @@ class ExitWindow:
         return len(self._times) > self.limit
 
 
-def listen_problem(host: str, port: int) -> str | None:
-    """Why the workers could not share ``host:port``, or None.
-
-    A trial bind without ``SO_REUSEPORT`` fails while anything listens on the port, including
-    the workers of another ``serve``: without it a second service started by mistake on the same
-    port would silently take half of the connections, since ``SO_REUSEPORT`` lets any process of
-    the same user join.
-    """
+def reuse_port_problem() -> str | None:
+    """Why this platform cannot run workers side by side on one port, or None. (Whether the port
+    itself is free is start_checks.check_listen's question.)"""
     if not hasattr(socket, "SO_REUSEPORT"):
         return "web.workers > 1 needs SO_REUSEPORT, which this platform does not have"
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            return f"cannot listen on {address}: {exc.strerror or exc}"
     return None
 
 

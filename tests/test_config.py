@@ -12,6 +12,7 @@ from revivatech_actors.config import (
     ConfigError,
     Settings,
     env_var_name,
+    is_host,
     load_settings,
     render_toml,
     settings_as_dict,
@@ -291,7 +292,7 @@ def test_wrong_types_in_file(tmp_path, toml, key, message):
     [
         ({"REVIVATECH_WEB_PORT": "0"}, "web.port", "must be an integer between 1 and 65535, got 0"),
         ({"REVIVATECH_WEB_PORT": "70000"}, "web.port", "must be an integer between 1 and 65535, got 70000"),
-        ({"REVIVATECH_WEB_HOST": " "}, "web.host", "must be a non-empty string, got ' '"),
+        ({"REVIVATECH_WEB_HOST": " "}, "web.host", "must be an IP address or a host name, got ' '"),
         ({"REVIVATECH_BATCH_MAX_EVENTS": "-1"}, "batch.max_events", "must be an integer >= 1, got -1"),
         ({"REVIVATECH_BATCH_MAX_WAIT": "-0.5"}, "batch.max_wait", "must be a number >= 0, got -0.5"),
         ({"REVIVATECH_SHUTDOWN_TIMEOUT": "0"}, "shutdown.timeout", "must be a number > 0, got 0.0"),
@@ -725,3 +726,18 @@ def test_retention_keeps_everything_by_default_and_takes_days_from_the_environme
     assert load().retention.days == 0  # an upgrade never deletes history by itself
     settings = load(environ={"REVIVATECH_RETENTION_DAYS": "90", "REVIVATECH_RETENTION_BATCH_SIZE": "500"})
     assert (settings.retention.days, settings.retention.batch_size) == (90, 500)
+@pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0", "::", "::1", "localhost", "api.example.com",
+                                  "api.example.com.", "a-b.c0", "x" * 63])
+def test_web_host_takes_an_ip_address_or_a_host_name(host):
+    assert is_host(host)
+    assert load(environ={"REVIVATECH_WEB_HOST": host}).web.host == host
+
+
+@pytest.mark.parametrize("host", ["not a host", "", " ", "bad_host!", "-leading.example", "trailing-.example",
+                                  "two..dots", "x" * 64, "[::1]", "http://localhost", "host:80"])
+def test_web_host_refuses_what_is_no_host(host):
+    assert not is_host(host)
+    with pytest.raises(ConfigError) as err:
+        load(environ={"REVIVATECH_WEB_HOST": host})
+    assert str(err.value) == (f"web.host: must be an IP address or a host name, got {host!r} "
+                              "(from REVIVATECH_WEB_HOST)")

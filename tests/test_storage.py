@@ -7,6 +7,7 @@ restart, as the client sees it).
 
 from __future__ import annotations
 
+import re
 import time
 import urllib.parse
 
@@ -17,6 +18,7 @@ import revivatech_actors.storage as storage_pkg
 from revivatech_actors.storage import (
     Storage,
     StorageError,
+    StorageMisconfigured,
     StorageUnavailable,
     open_storage,
 )
@@ -123,6 +125,7 @@ def test_public_api_is_pinned():
             "RealtimeSeed",
             "Storage",
             "StorageError",
+            "StorageMisconfigured",
             "StorageUnavailable",
             "StoredJourney",
             "StoredPrediction",
@@ -236,8 +239,8 @@ async def test_ping_is_not_blocked_by_a_busy_writer(storage_url, tmp_path):
 # ------------------------------------------------------------------------------------- SQLite
 
 
-async def test_sqlite_creates_the_file_and_its_folders(tmp_path):
-    path = tmp_path / "nested" / "deeper" / "analytics.db"
+async def test_sqlite_creates_the_file_in_an_existing_folder(tmp_path):
+    path = tmp_path / "analytics.db"
     async with open_storage(f"sqlite:///{path}") as storage:
         assert storage.path == path
         await storage.migrate()
@@ -245,8 +248,18 @@ async def test_sqlite_creates_the_file_and_its_folders(tmp_path):
     assert path.stat().st_size > 0
 
 
+async def test_sqlite_never_makes_a_missing_folder_and_names_it(tmp_path):
+    path = tmp_path / "nested" / "deeper" / "analytics.db"
+    storage = open_storage(f"sqlite:///{path}")
+    with pytest.raises(StorageMisconfigured, match=rf"^the folder {re.escape(str(path.parent))} does not exist "):
+        await storage.open()
+    assert not storage.is_open
+    assert not (tmp_path / "nested").exists()
+
+
 async def test_sqlite_relative_url_is_relative_to_the_working_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
     async with open_storage("sqlite:///data/rel.db") as storage:
         await storage.ping()
         assert storage.path == tmp_path / "data" / "rel.db"
@@ -262,10 +275,10 @@ async def test_sqlite_url_given_by_the_fixture_is_created_where_it_says(sqlite_u
 
 
 async def test_sqlite_unopenable_file_is_unavailable_with_the_path(tmp_path):
-    blocker = tmp_path / "a-file"
-    blocker.write_text("")
-    storage = open_storage(f"sqlite:///{blocker}/sub/x.db")
-    with pytest.raises(StorageUnavailable, match=r"cannot connect to SQLite database .*a-file/sub/x\.db"):
+    blocker = tmp_path / "x.db"
+    blocker.mkdir()  # a folder where the file should be
+    storage = open_storage(f"sqlite:///{blocker}")
+    with pytest.raises(StorageUnavailable, match=r"cannot connect to SQLite database .*/x\.db"):
         await storage.open()
     assert not storage.is_open
 

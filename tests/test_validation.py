@@ -1,4 +1,4 @@
-"""Event validation rules (DESIGN.md section 3), clock-skew correction and payload truncation.
+"""Event validation rules (docs/api.md, "Fields" and "Request rules"), clock-skew correction and payload truncation.
 
 Pure functions: plain synchronous tests, mostly tables of (input, expected) at each boundary.
 """

@@ -1,7 +1,7 @@
 """The ingest endpoints over real HTTP: the service in-process on a real socket, httpx as the client,
 real SQLite and PostgreSQL behind it, every answer checked against what the database then holds.
 
-``POST /api/analytics/events`` and ``POST /api/analytics/events/batch`` (DESIGN.md sections 1 and 3):
+``POST /api/analytics/events`` and ``POST /api/analytics/events/batch`` (docs/api.md, "Events"):
 the original service's example, every validation rule, the HTTP-level refusals (malformed JSON, 415,
 413, bad batch shapes), idempotency on ``event_id``, clock-skew correction, both ack modes, and
 backpressure while PostgreSQL is away (through a TCP proxy that can be switched off).
@@ -671,7 +671,7 @@ async def flush_failed(service) -> bool:
 async def test_a_client_retry_held_through_an_outage_is_still_answered_duplicate(postgres_url):
     """A client resends an event already stored while the database is away. After the outage the
     answer must be ``duplicate: true`` and the event must not be passed on as stored again
-    (DESIGN.md section 1: "a retried request is reported as duplicate, never stored twice")."""
+    (a retried request is reported as duplicate, never stored twice)."""
     event_id = str(uuid.uuid4())
     answers: dict[str, httpx.Response] = {}
     async with proxied_postgres(postgres_url) as (proxy, url):

@@ -335,7 +335,8 @@ class BroadcasterActor:
             try:
                 await self.shared.publish_insights(fingerprints)
             except (redis.RedisError, OSError) as exc:
-                logger.warning("Redis unreachable: recorded insights of %d visitor(s) go to this instance's "
+                # Debug: the Redis connection logs the outage once.
+                logger.debug("Redis unreachable: recorded insights of %d visitor(s) go to this instance's "
                                "clients only: %s", len(fingerprints), exc)
                 for fingerprint in fingerprints:
                     self._insights_changed(fingerprint)

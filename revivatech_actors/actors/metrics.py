@@ -111,12 +111,13 @@ class MetricsActor:
 
     def _shared_worked(self) -> None:
         if not self.shared_ok:
-            logger.info("Redis reachable again: realtime figures are shared by every instance again")
+            # Debug: the Redis connection logs the outage and its end, once each.
+            logger.debug("Redis reachable again: realtime figures are shared by every instance again")
         self.shared_ok = True
 
     def _shared_failed(self, what: str, exc: BaseException) -> None:
         if self.shared_ok:
-            logger.warning("Redis unreachable (%s): realtime figures are this instance's until it is back: %s", what, exc)
+            logger.debug("Redis unreachable (%s): realtime figures are this instance's until it is back: %s", what, exc)
         self.shared_ok = False
         self._shared_retry_at = trio.current_time() + REDIS_RETRY_AFTER
 

@@ -1,7 +1,7 @@
 """The original service's stored rows as this service's events. Pure functions, no I/O.
 
-The original RevivaTech service kept its history in two PostgreSQL tables (its migration
-``backend/database/migrations/001_add_analytics_tables.sql``): ``analytics_events``, one row per
+The original RevivaTech service kept its history in two PostgreSQL tables (created by its first
+analytics migration; a copy is in ``tests/data/original_001_add_analytics_tables.sql``): ``analytics_events``, one row per
 tracker event, and ``customer_journeys``, one row per ``POST /track/journey`` call. Each row is
 turned here into the very request body the original's client would send this service live
 (:func:`event_body`, :func:`step_body`) and validated by the same rules

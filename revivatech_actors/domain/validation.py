@@ -1,4 +1,5 @@
-"""Validation of one ingested event (DESIGN.md section 3). Pure functions, no I/O.
+"""Validation of one ingested event (the rules: docs/api.md, "Fields" and "Request rules").
+Pure functions, no I/O.
 
 :func:`validate_event` turns a decoded JSON body into a :class:`ValidEvent`, or into the list of
 every rule it breaks (:class:`FieldError`, in field order, then unknown fields), so that a client

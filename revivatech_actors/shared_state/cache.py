@@ -50,7 +50,8 @@ class LocalCache:
 
 
 class RedisCache:
-    """In Redis, under ``prefix`` + key, expiring by itself (SET with PX)."""
+    """In Redis, under ``prefix`` + key, expiring by itself (SET with PX). Redis away: a miss, and
+    nothing cached (the connection logs the outage once)."""
 
     def __init__(self, connection: RedisConnection, prefix: str) -> None:
         self._connection = connection
@@ -60,11 +61,11 @@ class RedisCache:
         try:
             return await self._connection.call(lambda client: client.get(self._prefix + key))
         except (redis.RedisError, OSError) as exc:
-            logger.warning("funnel cache in Redis unavailable (computing instead): %s", exc)
+            logger.debug("funnel cache in Redis unavailable (computing instead): %s", exc)
             return None
 
     async def put(self, key: str, value: bytes, ttl: float) -> None:
         try:
             await self._connection.call(lambda client: client.set(self._prefix + key, value, px=max(1, int(ttl * 1000))))
         except (redis.RedisError, OSError) as exc:
-            logger.warning("funnel cache in Redis unavailable (answer not cached): %s", exc)
+            logger.debug("funnel cache in Redis unavailable (answer not cached): %s", exc)

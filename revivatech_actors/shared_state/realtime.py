@@ -255,12 +255,14 @@ class RedisRealtime:
                     try:
                         pubsub = client.pubsub(ignore_subscribe_messages=True)
                         pubsub.subscribe(changes, insights)
+                        self._connection.outage.worked()
                         while not stop.is_set():
                             message = pubsub.get_message(timeout=LISTEN_POLL)
                             if message is not None and message["type"] == "message":
                                 trio.from_thread.run_sync(deliver, message["channel"], message["data"], trio_token=token)
                     except (redis.RedisError, OSError) as exc:
-                        logger.warning("Redis pub/sub lost (%s); retrying in 1 s", exc)
+                        self._connection.outage.failed(exc)  # logged once per outage, there
+                        logger.debug("Redis pub/sub lost (%s); retrying in 1 s", exc)
                         stop.wait(1.0)
                     except trio.RunFinishedError:
                         return

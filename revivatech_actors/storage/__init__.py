@@ -23,6 +23,7 @@ from ._reports import DailyRevenue as DailyRevenue
 from ._reports import ProfilesPage as ProfilesPage
 from ._reports import VisitorCounts as VisitorCounts
 from ._errors import StorageError as StorageError
+from ._errors import StorageMisconfigured as StorageMisconfigured
 from ._errors import StorageUnavailable as StorageUnavailable
 from .migrations import AppliedMigration as AppliedMigration
 from .migrations import Migration as Migration
@@ -44,6 +45,7 @@ __all__ = [
     "RejectedLetter",
     "Storage",
     "StorageError",
+    "StorageMisconfigured",
     "StorageUnavailable",
     "StoredJourney",
     "StoredPrediction",

@@ -296,7 +296,8 @@ class Storage(abc.ABC):
             raise
         self._writer, self._health = writer, health
         self._state = "open"
-        logger.info("storage open: %s", self.url_for_display)
+        # Debug: every actor opens its own Storage; `serve` logs one line per start instead.
+        logger.debug("storage open: %s", self.url_for_display)
 
     async def close(self) -> None:
         """Close both connections. Idempotent; later calls (except ``open``) raise StorageUnavailable.
@@ -313,7 +314,7 @@ class Storage(abc.ABC):
         for lane in (health, writer):
             if lane is not None:
                 await self._retire(lane)
-        logger.info("storage closed: %s", self.url_for_display)
+        logger.debug("storage closed: %s", self.url_for_display)
 
     async def ping(self) -> None:
         """Check that the database answers, on the health connection (never behind the writer).
@@ -370,7 +371,8 @@ class Storage(abc.ABC):
             )
             if row is None:
                 return applied_now
-            logger.info("applied migration %s to %s", row.filename, self.url_for_display)
+            # Debug: `migrate` prints each one and `serve` logs them in its start line.
+            logger.debug("applied migration %s to %s", row.filename, self.url_for_display)
             applied_now.append(row)
 
     async def commit_batch(self, events: Sequence[Event], dead_letters: Sequence[DeadLetter] = ()) -> CommittedBatch:

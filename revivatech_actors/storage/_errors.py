@@ -14,6 +14,11 @@ class StorageUnavailable(StorageError):
     """
 
 
+class StorageMisconfigured(StorageError):
+    """The storage URL names what cannot be used as given (a SQLite file in a folder that does not
+    exist). Not worth retrying: the setting, or the file system, must change."""
+
+
 class MigrationError(StorageError):
     """The migration files or the applied set are inconsistent, or a migration failed to apply.
 

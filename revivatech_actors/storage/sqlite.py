@@ -33,7 +33,7 @@ from ..domain.realtime import BUCKET_SECONDS
 from ..domain.scoring import CHURN, ENGAGEMENT, LEAD, MODEL_TYPES, PRICE_SENSITIVITY, ScoreRecord
 from ..messages import DeadLetter, Event
 from ._base import Storage, first_line
-from ._errors import QueryTimeout, StorageError, StorageUnavailable
+from ._errors import QueryTimeout, StorageError, StorageMisconfigured, StorageUnavailable
 from ._lifecycle import PurgeStep, RejectedLetter
 from ._records import (
     EVENT_EXTRA_COLUMNS,
@@ -280,8 +280,9 @@ def split_statements(script: str) -> list[str]:
 class SQLiteStorage(Storage):
     """Storage in one SQLite file (or a private in-memory database for tests).
 
-    The file and its parent folders are created on ``open()``. WAL journal, ``synchronous=FULL``
-    (a committed transaction survives power loss), foreign keys on. With ``:memory:`` both
+    The file is created on ``open()``; its folder must exist (else StorageMisconfigured, naming
+    it). WAL journal, ``synchronous=FULL`` (a committed transaction survives power loss), foreign
+    keys on. With ``:memory:`` both
     connections share one private in-memory database (shared cache) that vanishes on close.
     """
 
@@ -322,7 +323,11 @@ class SQLiteStorage(Storage):
             conn = sqlite3.connect(self._memory_uri, uri=True, **options)
         elif purpose == "writer":
             assert self._path is not None
-            self._path.parent.mkdir(parents=True, exist_ok=True)
+            # The file is created, its folder never: a typo in the URL must not make folders.
+            if not self._path.parent.is_dir():
+                msg = (f"the folder {self._path.parent} does not exist (create it, or set storage.url or "
+                       "REVIVATECH_STORAGE_URL to a file in an existing folder)")
+                raise StorageMisconfigured(msg)
             conn = sqlite3.connect(self._path, **options)
         else:
             # mode=rw: the health connection never creates a file, so a deleted database shows

@@ -1,4 +1,5 @@
-"""``WS /api/analytics/ws``: the live feed (DESIGN.md section 4), translated to the broadcaster.
+"""``WS /api/analytics/ws``: the live feed, translated to the broadcaster (its protocol: docs/api.md,
+"WS /api/analytics/ws").
 
 Who may connect is decided before the upgrade, cheaply and without a log line per refusal:
 

@@ -28,6 +28,7 @@ from quart_trio import QuartTrio
 from ..supervisor import Activity
 from . import connection_limits
 from .connection_limits import ConnectionLimits, admit, guard_config, raise_open_file_limit, release
+from . import _hypercorn_fixes
 
 __all__ = ["WebServer", "abort_connection"]
 
@@ -93,6 +94,7 @@ async def abort_connection(client: tuple[str, int] | list | None) -> bool:
 
 _watch_connections()
 connection_limits.install()
+_hypercorn_fixes.apply()
 
 
 def _bind_address(host: str, port: int) -> str:

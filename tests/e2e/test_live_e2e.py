@@ -1,5 +1,5 @@
 """``WS /api/analytics/ws`` through the real ``serve`` process with a real WebSocket client
-(trio-websocket): the protocol of DESIGN.md section 4, admin only, the main app's JWTs, the
+(trio-websocket): the protocol of docs/api.md ("WS /api/analytics/ws"), admin only, the main app's JWTs, the
 ``token`` cookie only from a trusted page, tokenless public realtime and its own cap, the client
 cap, 1001 at shutdown, and a client that stops reading neither delays the others nor stays
 connected."""

@@ -91,11 +91,12 @@ def test_injected_crash_is_restarted_and_reported(serve):
     assert server.wait_exit() == 0
 
 
-def test_unreachable_database_makes_the_supervisor_give_up_and_exit_non_zero(serve, closed_port_url):
+def test_unreachable_database_stops_the_start_and_exits_non_zero(serve, closed_port_url):
+    # Before any actor starts: one line, no supervisor restarts (tests/e2e/test_operator_e2e.py).
     server = serve(env=service_env(REVIVATECH_STORAGE_URL=closed_port_url, REVIVATECH_AUTH_ADMIN_TOKENS=ADMIN_TOKEN), ready=False)
     assert server.wait_exit(timeout=30) == 1
     output = server.output()
-    assert "gave up" in output and "'storage'" in output
+    assert "cannot connect to PostgreSQL" in output and "restart" not in output
 
 
 @pytest.mark.parametrize(

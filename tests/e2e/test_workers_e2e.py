@@ -143,4 +143,5 @@ def test_several_workers_are_refused_a_port_something_listens_on(tmp_path, postg
         result = run_cli("serve", "--workers", "2", "--port", str(port), cwd=tmp_path,
                          REVIVATECH_STORAGE_URL=postgres_url, REVIVATECH_REDIS_URL=redis_url)
     assert result.returncode == 1
-    assert result.stderr.strip() == f"revivatech-actors: cannot listen on 127.0.0.1:{port}: Address already in use"
+    assert result.stderr.strip() == (f"revivatech-actors: error: cannot listen on 127.0.0.1:{port}: address already "
+                                     "in use (is another serve running? set --port or REVIVATECH_WEB_PORT)")
