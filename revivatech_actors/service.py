@@ -130,8 +130,9 @@ class Service:
 
         storage = new_storage()
         redis = RedisConnection(settings.redis.url, timeout=settings.redis.ping_timeout) if settings.redis.url else None
-        limits_redis = (RedisConnection(settings.redis.url, timeout=settings.redis.ping_timeout)
-                        if settings.redis.url else None)
+        # Its own connection (a lease never queues behind the realtime figures), one outage log.
+        limits_redis = (RedisConnection(settings.redis.url, timeout=settings.redis.ping_timeout, outage=redis.outage)
+                        if redis is not None else None)
         lim = settings.limits
         limits = RateLimits.build(admin=lim.admin_rate, ingest=lim.ingest_rate, ws_connect=lim.ws_connect_rate,
                                   connection=limits_redis, prefix=settings.redis.key_prefix + "rl:",

@@ -140,7 +140,6 @@ class SharedLimiter:
         self._leases: collections.OrderedDict[str, _Lease] = collections.OrderedDict()
         self._pending: dict[str, trio.Event] = {}  # keys whose lease is being asked for
         self._away_until = -math.inf
-        self._failing = False  # whether the last ask failed: say so once per outage
         self._script = None
 
     def _lease(self, key: str) -> _Lease:
@@ -206,22 +205,14 @@ class SharedLimiter:
                 self._script = client.register_script(LEASE_SCRIPT)
             return self._script(keys=[name], args=args, client=client)
 
-        failure = None
         with trio.move_on_after(self._timeout) as scope:
             try:
                 granted, left = await self._connection.call(lease)
-                if self._failing:
-                    self._failing = False
-                    logger.warning("rate limits in Redis available again: shared by every instance")
                 return int(granted), float(left)
-            except (redis.RedisError, OSError) as exc:
-                failure = f"{type(exc).__name__}: {exc}"
+            except (redis.RedisError, OSError) as exc:  # the connection's outage logs it, once per outage
+                logger.debug("rate limits in Redis unavailable: %s", exc)
         if scope.cancelled_caught:
-            failure = f"no answer within {self._timeout:g} s"
-        if not self._failing:
-            self._failing = True
-            logger.warning("rate limits in Redis unavailable (%s); limiting in this process, "
-                           "trying Redis again every %g s", failure, REDIS_RETRY_SECONDS)
+            self._connection.outage.failed(TimeoutError(f"no answer within {self._timeout:g} s"))
         self._away_until = self._clock() + REDIS_RETRY_SECONDS
         return None
 

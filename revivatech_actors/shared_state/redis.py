@@ -48,16 +48,16 @@ class RedisOutage:
             if self._since is not None:
                 return
             self._since = self._clock()
-        logger.warning("Redis unreachable (%s): realtime figures, live-feed updates from other instances and the "
-                       "funnel cache are this instance's own until it is back", exc)
+        logger.warning("Redis unreachable (%s): realtime figures, live-feed updates from other instances, the "
+                       "funnel cache and rate limits are this instance's own until it is back", exc)
 
     def worked(self) -> None:
         with self._lock:
             if self._since is None:
                 return
             lasted, self._since = self._clock() - self._since, None
-        logger.info("Redis reachable again after %.1f s: realtime figures, live-feed updates and the funnel cache "
-                    "are shared again", lasted)
+        logger.info("Redis reachable again after %.1f s: realtime figures, live-feed updates, the funnel cache "
+                    "and rate limits are shared again", lasted)
 
 
 class RedisConnection:

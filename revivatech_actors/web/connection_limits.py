@@ -225,7 +225,10 @@ async def _read_data(self: TCPServer) -> None:
             if trio.current_time() >= due:
                 await _time_out(self, phase, limits)
             break  # else Hypercorn's read timeout (a silent peer): closed, as Hypercorn does
-        if phase is Phase.IDLE and data:  # a new request begins: its headers are timed now
+        # A new request begins: its headers are timed now, and the keep-alive timer Hypercorn
+        # started when the last answer ended no longer runs. The phase is read afresh: it may
+        # have become idle while this read waited.
+        if data and _phase(self) is Phase.IDLE:
             await _await_headers(self)
             phase, since = Phase.HEADERS, trio.current_time()
         await self.protocol.handle(RawData(bytes(data)))
