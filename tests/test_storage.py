@@ -121,6 +121,8 @@ def test_public_api_is_pinned():
             "MigrationError",
             "PartitionsMismatch",
             "ProfilesPage",
+            "PurgeStep",
+            "RejectedLetter",
             "QueryTimeout",
             "RealtimeSeed",
             "Storage",
