@@ -108,8 +108,13 @@ def exposition(accept: str | None) -> tuple[bytes, str]:
     """The exposition of every metric and its content type, in the format ``accept`` (the
     request's Accept header) asks for: the Prometheus text format unless it asks for
     OpenMetrics. This process's values, or, with :data:`MULTIPROC_ENV` set, the sum over every
-    process writing to that directory. Reads files: call it from a thread, not the event loop."""
-    encode, content_type = choose_encoder(accept or "")
+    process writing to that directory. Reads files: call it from a thread, not the event loop.
+    An ``Accept`` whose ``version`` prometheus_client cannot compare (``version=abc``: it compares
+    the parts of ``1.x`` with those of 1.0.0, a TypeError) gets the default format, not a 500."""
+    try:
+        encode, content_type = choose_encoder(accept or "")
+    except (TypeError, ValueError):
+        encode, content_type = choose_encoder("")
     directory = os.environ.get(MULTIPROC_ENV)
     if not directory:
         return encode(REGISTRY), content_type

@@ -1,5 +1,6 @@
 """The pure parts of observability: route labels, request ids, secret masking, the log formats,
-the request ids of a batch, the telemetry actor's samples and the rate-limit counter."""
+the request ids of a batch, the telemetry actor's samples, the rate-limit counter and the
+exposition's format."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from prometheus_client import REGISTRY
 from revivatech_actors.actors.batcher import LOGGED_REQUEST_IDS, batch_request_ids
 from revivatech_actors.actors.telemetry import TelemetryActor
 from revivatech_actors.logs import REQUEST_ID, Redactor, configure_logging
-from revivatech_actors.prometheus import record_http_request, record_rate_limited
+from revivatech_actors.prometheus import exposition, record_http_request, record_rate_limited
 from revivatech_actors.supervisor import ChildSpec, Restart, Supervisor
 from revivatech_actors.web.observe import MAX_REQUEST_ID, request_id_of, route_template
 
@@ -122,6 +123,15 @@ def test_rate_limit_and_http_counters():
     record_http_request("BREW", None, 404, 0.01)  # any method a client invents is one label value
     assert sample("revivatech_http_requests_total", method="OTHER", route="unmatched", status="404") - other == 1
 
+
+
+@pytest.mark.parametrize("accept", ["text/plain; version=abc", "application/openmetrics-text; version=1.x"])
+def test_an_accept_version_that_cannot_be_compared_gets_the_text_format(accept):
+    # prometheus_client compares the version's parts with (1, 0, 0): a TypeError, so GET /metrics was a 500
+    body, content_type = exposition(accept)
+    assert content_type == "text/plain; version=0.0.4; charset=utf-8"
+    assert b"# TYPE revivatech_http_requests_total counter" in body
+    assert exposition("application/openmetrics-text")[1].startswith("application/openmetrics-text; version=1.0.0")
 
 async def test_telemetry_samples_inbox_depths_restarts_and_counts():
     send, receive = trio.open_memory_channel(8)

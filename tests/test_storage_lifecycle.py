@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import orjson
 import psycopg
 import pytest
 import trio
@@ -164,6 +165,18 @@ async def test_erasing_a_visitor_removes_every_row_of_it_and_fences_its_partitio
     # An unknown visitor: zero counts.
     assert await storage.erase_visitor("nobody", partition_of("nobody", 2)) == dict.fromkeys(ERASED_TABLES, 0)
 
+
+
+async def test_erasing_a_fingerprint_with_a_nul_character_removes_its_dead_letters(storage, storage_url):
+    # PostgreSQL cannot hold NUL in text, so no event of such a visitor was stored there; its dead
+    # letters were (JSON escapes the character). The erasure was a 503 "storage unavailable".
+    fp = "nul\x00visitor"
+    letter = DeadLetter(received_at=BASE_TIME, source="validation", reasons=({"field": "event_type", "message": "x"},),
+                        payload=orjson.dumps({"user_fingerprint": fp, "event_type": ""}).decode())
+    await storage.commit_batch([], [letter])
+    removed = await storage.erase_visitor(fp, partition_of(fp, 2))
+    assert removed == {**dict.fromkeys(ERASED_TABLES, 0), "rejected_events": 1}
+    assert count(storage_url, "rejected_events") == 0
 
 async def test_dead_letters_page_newest_first_with_a_cursor(storage):
     letters = [DeadLetter(received_at=BASE_TIME + timedelta(seconds=i), source="validation",

@@ -9,6 +9,7 @@ nobody read close their connection (Schemathesis found such connections hanging)
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -70,6 +71,18 @@ def test_schemathesis_finds_nothing_on_postgresql(serve, tmp_path, postgres_url)
     server = serve(env=service_env(REVIVATECH_AUTH_ADMIN_TOKENS=ADMIN_TOKEN, REVIVATECH_STORAGE_URL=postgres_url))
     assert_clean(schemathesis(server, tmp_path), "with an admin token on PostgreSQL")
 
+
+
+def test_schemathesis_finds_nothing_when_rate_limits_refuse(serve, tmp_path):
+    """Limits of two requests an hour: past the first answers, the ingest and admin routes answer
+    429 with Retry-After and RateLimit-*, which the checks hold to the document too."""
+    server = serve(env=service_env(REVIVATECH_AUTH_ADMIN_TOKENS=ADMIN_TOKEN, REVIVATECH_LIMITS_ADMIN_RATE="2/1h",
+                                   REVIVATECH_LIMITS_INGEST_RATE="2/1h"))
+    assert_clean(schemathesis(server, tmp_path, phases="fuzzing", max_examples=2), "with rate limits refusing")
+    scraped = httpx.get(f"{server.base_url}/metrics", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=5).text
+    for limit in ("admin_rate", "ingest_rate"):  # /metrics itself is not limited
+        refused = re.search(rf'^revivatech_rate_limited_total{{limit="{limit}"}} (\S+)$', scraped, re.MULTILINE)
+        assert refused and float(refused.group(1)) > 0, scraped
 
 def test_schemathesis_fails_on_an_answer_outside_its_schema(serve, tmp_path):
     server = serve(env=service_env(REVIVATECH_AUTH_ADMIN_TOKENS=ADMIN_TOKEN))
