@@ -75,7 +75,7 @@ EXPECTED_DEFAULTS = {
     "funnel": {"steps": ["page_view", "service_viewed", "booking_started", "booking_completed"], "window": 86400.0,
                "range": 2592000.0, "cache_ttl": 30.0, "timeout": 30.0,
                "named": {"booking": ["page_view", "service_viewed", "booking_started", "booking_completed"]}},
-    "retention": {"days": 0, "interval": 3600.0, "batch_size": 2000, "max_share": 0.1},
+    "retention": {"days": 0, "interval": 3600.0, "batch_size": 2000, "max_share": 0.02},
 }
 
 
