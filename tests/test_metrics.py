@@ -130,7 +130,10 @@ async def test_redis_away_and_back_figures_fall_back_to_this_instance_then_are_s
 
         async def counted(n_events: int) -> None:
             seen = metrics.version
-            await send.send(StoredBatch([visit(n, f"v{n}") for n in range(n_events)], None))
+            # timed now, not NOW (the module's import): the shared window is on the real clock,
+            # and a long test run takes NOW out of its 300 s
+            moved = (datetime.now(UTC) - NOW).total_seconds()
+            await send.send(StoredBatch([visit(n, f"v{n}", ago=-moved) for n in range(n_events)], None))
             with trio.fail_after(5):
                 await metrics.wait_for_change(seen)
 
