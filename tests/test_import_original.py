@@ -373,7 +373,7 @@ def test_bad_arguments_exit_2_and_an_unreachable_source_1(tmp_path, sqlite_url, 
     assert "cannot read the source" in err and "pw-x" not in out + err
 
 
-BULK = 20_000
+BULK = 5_000
 
 
 def _interrupted(tmp_path: Path, destination: str, source: str, signum: int) -> None:

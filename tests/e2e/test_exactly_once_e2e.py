@@ -260,7 +260,7 @@ async def test_profiles_equal_stored_events_after_sigkill_in_a_flood(serve, post
     server = serve(env=env)
     tally = await flood_then_sigkill(server, mode, kill_after, seed)
     acked = tally.get("stored", 0)
-    assert acked > 500, f"too little load to mean anything: {tally}"
+    assert acked > 200, f"too little load to mean anything: {tally}"
 
     restarted_at = time.monotonic()
     serve(env=env)  # the same database; waits for /readyz
