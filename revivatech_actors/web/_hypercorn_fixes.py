@@ -6,7 +6,8 @@ and so hold up a graceful stop until ``graceful_timeout`` (about 3 s with the de
   starts the task that closes it after ``keep_alive_timeout`` or at once when the server stops.
   Quart-Trio cancels the request's task as soon as the response is sent, which cancels that
   start: the idle connection has no such task, stays open as long as its client keeps it, and a
-  stop waits for it. Fix: the idle-state change runs shielded, so it completes.
+  stop waits for it. Fix: the idle-state change runs shielded, so it completes. (The service's
+  own listener times idle connections in its read loop instead: ``connection_limits``.)
 * **WebSocket pings.** A WebSocket's ping task sleeps ``websocket_ping_interval`` between pings
   and looks whether its stream closed only when it wakes, so the connection of a client that has
   left lingers up to that interval (20 s), and a stop waits for it. Fix: the ping task's sleep is

@@ -49,7 +49,8 @@ def create_app(service: Service, activity: Activity) -> QuartTrio:
     app = QuartTrio("revivatech_actors", static_folder=None)
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
     settings = service.settings
-    register_observation(app, access_log=settings.web.access_log)  # first: every later hook logs with the id
+    # The request's id first, so every later hook logs with it; HTTP hooks merged below.
+    observation = register_observation(app, access_log=settings.web.access_log, http_hooks=False)
     auth = AdminAuth(service.admin_tokens, jwt_secret=settings.auth.jwt_secret,
                      jwt_roles=settings.auth.jwt_admin_roles, allowed_origins=settings.cors.allowed_origins,
                      limiter=service.limits.admin)
@@ -84,8 +85,10 @@ def create_app(service: Service, activity: Activity) -> QuartTrio:
         message = f"the request line and headers are {size} bytes, more than web.max_header_size = {max_header_size}"
         return error_response(431, "headers_too_large", message)
 
+    # One hook before and one after each request: every hook costs every request.
     @app.before_request
     async def note_start():
+        observation.begin(request.headers)
         g.started = time.perf_counter()
         return headers_too_large(request.scope)
 
@@ -100,7 +103,7 @@ def create_app(service: Service, activity: Activity) -> QuartTrio:
         started = getattr(g, "started", None)
         if started is not None:
             metrics.record_request(time.perf_counter() - started, response.status_code)
-        return response
+        return observation.finish(response)
 
     _answer_http_errors(app, limit_messages)
 

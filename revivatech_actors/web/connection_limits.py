@@ -20,8 +20,10 @@ Hypercorn config carries a :class:`ConnectionGuard` (:func:`guard_config`):
   the request is served as HTTP/1.1, or refused, so that no client escapes these deadlines.
   (Browsers speak HTTP/2 only over TLS, which the service does not terminate.)
 
-A kept-alive connection waiting for its next request stays under Hypercorn's keep-alive timer;
-a WebSocket past its upgrade is not timed here (it has its pings, see ``broadcast.ping_interval``).
+A kept-alive connection waiting for its next request is closed after Hypercorn's
+``keep_alive_timeout``, and at once when the server stops: this loop keeps that timer too (no
+task started per request); a WebSocket past its upgrade is not timed here (it has its pings, see
+``broadcast.ping_interval``).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ import h11
 import orjson
 import trio
 from hypercorn.config import Config as HypercornConfig
-from hypercorn.events import Closed, RawData
+from hypercorn.events import Closed, RawData, Updated
 from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.protocol.ws_stream import WSStream
 from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
@@ -53,6 +55,7 @@ logger = logging.getLogger(__name__)
 #: Seconds between two log lines about connections refused past the cap (a flood is one line).
 REFUSAL_LOG_INTERVAL = 10.0
 _GUARD = "revivatech_connection_guard"
+_WAKE = "_revivatech_wake"  # the read loop's wake-up scope, on its TCPServer
 #: Open files the process needs beside its client connections (storage, Redis, logs, the
 #: listening sockets, threads' pipes), with room to spare.
 RESERVED_FILES = 256
@@ -81,18 +84,21 @@ class ConnectionGuard:
 class Phase(enum.Enum):
     """Where a connection's client is in sending its current request."""
 
-    IDLE = "idle"  # between requests, nothing of the next one received: Hypercorn's keep-alive timer
+    IDLE = "idle"  # between requests, nothing of the next one received: the keep-alive timer
     HEADERS = "headers"  # the request line and headers are not complete
     BODY = "body"  # the headers are complete, the body is not
     OTHER = "other"  # the request is complete (its answer is pending), a WebSocket, or HTTP/2
 
 
-def phase_deadline(phase: Phase, since: float, limits: ConnectionLimits) -> float:
-    """When a client in ``phase`` since ``since`` (trio clock) must have moved on; inf if never."""
+def phase_deadline(phase: Phase, since: float, limits: ConnectionLimits, keep_alive: float = math.inf) -> float:
+    """When a client in ``phase`` since ``since`` (trio clock) must have moved on (``keep_alive``
+    seconds between requests); inf if never."""
     if phase is Phase.HEADERS:
         return since + limits.header_timeout
     if phase is Phase.BODY:
         return since + limits.body_timeout
+    if phase is Phase.IDLE:
+        return since + keep_alive
     return math.inf
 
 
@@ -201,56 +207,81 @@ def release(server: TCPServer) -> None:
 
 
 async def _read_data(self: TCPServer) -> None:
-    """Hypercorn's read loop (``TCPServer._read_data``) with the header and body deadlines."""
+    """Hypercorn's read loop (``TCPServer._read_data``) timing every phase itself: the header
+    and body deadlines, and the keep-alive timer between requests (Hypercorn's own starts a task
+    after each answer; under Quart-Trio that start is cancelled, so idle connections never timed
+    out and held up a graceful stop). One watcher per connection wakes the loop at a stop."""
     guard = _guard(self)
     if guard is None:
         return await _hypercorn_read_data(self)
     limits = guard.limits
-    # The first request's headers are timed from the connection's opening, by header_timeout
-    # rather than the keep-alive timer Hypercorn starts there.
-    await _await_headers(self)
-    phase, since = Phase.HEADERS, trio.current_time()
+    keep_alive = self.config.keep_alive_timeout
     read_timeout = self.config.read_timeout or math.inf
-    while True:
-        now = _phase(self)
-        if now is not phase and not (phase is Phase.HEADERS and now is Phase.IDLE):
-            phase, since = now, trio.current_time()
-        due = phase_deadline(phase, since, limits)
-        with trio.move_on_at(min(due, trio.current_time() + read_timeout)) as scope:
-            try:
-                data = await self.stream.receive_some(MAX_RECV)
-            except (trio.ClosedResourceError, trio.BrokenResourceError):
+    terminated = self.context.terminated
+    await self.idle_task.stop()  # Hypercorn's keep-alive timer: this loop keeps time instead
+    watcher = await self._task_group._nursery.start(_wake_at_stop, self)
+    # The first request's headers are timed from the connection's opening.
+    phase, since, fresh = Phase.HEADERS, trio.current_time(), True
+    try:
+        while True:
+            now = _phase(self)
+            if now is not phase and not (fresh and now is Phase.IDLE):
+                phase, since = now, trio.current_time()
+            if terminated.is_set() and phase in (Phase.IDLE, Phase.HEADERS):
+                break  # stopping: a connection with no request in hand closes now
+            due = phase_deadline(phase, since, limits, keep_alive)
+            data = None
+            with trio.move_on_at(min(due, trio.current_time() + read_timeout)) as scope:
+                with trio.CancelScope() as wake:
+                    self.__dict__[_WAKE] = wake
+                    try:
+                        data = await self.stream.receive_some(MAX_RECV)
+                    except (trio.ClosedResourceError, trio.BrokenResourceError):
+                        break
+                    finally:
+                        self.__dict__[_WAKE] = None
+            if wake.cancelled_caught:  # an answer ended, or the server stops: look again
+                continue
+            if scope.cancelled_caught:
+                if trio.current_time() >= due and phase in (Phase.HEADERS, Phase.BODY):
+                    await _time_out(self, phase, limits)
+                break  # else the keep-alive timer, or Hypercorn's read timeout: closed, as Hypercorn does
+            if data:
+                if not fresh and _phase(self) is Phase.IDLE:  # a new request begins: timed from now
+                    phase, since = Phase.HEADERS, trio.current_time()
+                fresh = False
+            await self.protocol.handle(RawData(bytes(data)))
+            if data == b"":
                 break
-        if scope.cancelled_caught:
-            if trio.current_time() >= due:
-                await _time_out(self, phase, limits)
-            break  # else Hypercorn's read timeout (a silent peer): closed, as Hypercorn does
-        # A new request begins: its headers are timed now, and the keep-alive timer Hypercorn
-        # started when the last answer ended no longer runs. The phase is read afresh: it may
-        # have become idle while this read waited.
-        if data and _phase(self) is Phase.IDLE:
-            await _await_headers(self)
-            phase, since = Phase.HEADERS, trio.current_time()
-        await self.protocol.handle(RawData(bytes(data)))
-        if data == b"":
-            break
-    await self.protocol.handle(Closed())
-    # Nothing more will be read: the connection ends now, not when a waiting timer would end it
-    # (the connection's task group waits for its tasks).
-    await self.idle_task.stop()
+        await self.protocol.handle(Closed())
+    finally:
+        watcher.cancel()
 
 
-async def _await_headers(server: TCPServer) -> None:
-    """Replace Hypercorn's keep-alive timer (its idle task, which a complete request stops) by
-    one that only closes the connection when the server stops, as the keep-alive timer does:
-    while headers arrive, the deadline is header_timeout's."""
-
-    async def close_when_terminated() -> None:
+async def _wake_at_stop(server: TCPServer, task_status: trio.TaskStatus[trio.CancelScope]) -> None:
+    with trio.CancelScope() as scope:
+        task_status.started(scope)
         await server.context.terminated.wait()
-        with trio.CancelScope(shield=True):
-            await server._initiate_server_close()
+        wake = server.__dict__.get(_WAKE)
+        if wake is not None:
+            wake.cancel()
 
-    await server.idle_task.restart(server._task_group, close_when_terminated)
+
+def _wake_after_answer(server: TCPServer) -> None:
+    """The read loop looks at its phase again: an answer ended (the keep-alive timer starts)."""
+    wake = server.__dict__.get(_WAKE)
+    if wake is not None:
+        wake.cancel()
+
+
+async def _protocol_send(self: TCPServer, event: Any) -> None:
+    """Hypercorn's protocol events to the connection; on a guarded server, idleness is the read
+    loop's business (no task started and stopped per request)."""
+    if isinstance(event, Updated) and _guard(self) is not None:
+        if event.idle:
+            _wake_after_answer(self)
+        return
+    await _hypercorn_protocol_send(self, event)
 
 
 async def _time_out(server: TCPServer, phase: Phase, limits: ConnectionLimits) -> None:
@@ -295,6 +326,7 @@ async def _check_protocol(self: H11Protocol, event: h11.Request) -> None:
 
 
 _hypercorn_read_data: Any = TCPServer._read_data
+_hypercorn_protocol_send: Any = TCPServer.protocol_send
 _hypercorn_check_protocol: Any = H11Protocol._check_protocol
 _hypercorn_send_wsproto_event: Any = WSStream._send_wsproto_event
 
@@ -307,6 +339,7 @@ def install() -> None:
         return
     _read_data._guarded = True  # type: ignore[attr-defined]
     TCPServer._read_data = _read_data  # type: ignore[method-assign]
+    TCPServer.protocol_send = _protocol_send  # type: ignore[method-assign]
     WSStream._send_wsproto_event = _send_wsproto_event  # type: ignore[method-assign]
     H11Protocol._send_error_response = _send_error_response  # type: ignore[method-assign]
     H11Protocol._check_protocol = _check_protocol  # type: ignore[method-assign]

@@ -29,7 +29,8 @@ from ..prometheus import exposition, record_http_request
 from .auth import AdminAuth, denied
 from .responses import error_response
 
-__all__ = ["MAX_REQUEST_ID", "MetricsAccess", "register_metrics_route", "register_observation", "route_template"]
+__all__ = ["MAX_REQUEST_ID", "MetricsAccess", "Observation", "register_metrics_route", "register_observation",
+           "route_template"]
 
 access_logger = logging.getLogger("revivatech_actors.access")
 
@@ -53,50 +54,66 @@ def request_id_of(header: str | None) -> str:
     return str(uuid.uuid4())
 
 
-def register_observation(app: Quart, *, access_log: bool) -> None:
-    """Give every request an id, count it in the Prometheus metrics and, with ``access_log``,
-    write its access line. Registered before the app's other hooks, so theirs log with the id."""
+class Observation:
+    """Each request's id, its count in the Prometheus metrics and, with ``access_log``, its
+    access line: :meth:`begin` when a request arrives (first, so every later hook logs with the
+    id), :meth:`finish` on its answer."""
 
-    def begin(headers) -> None:
+    def __init__(self, *, access_log: bool) -> None:
+        self._access_log = access_log
+
+    def begin(self, headers) -> None:
         g.request_id = request_id_of(headers.get(HEADER))
         g.observed_from = time.perf_counter()
         REQUEST_ID.set(g.request_id)
 
-    def end(method: str, path: str, rule, status: int) -> None:
+    def finish(self, response: Response) -> Response:
+        """Put the request id on an HTTP answer and count it."""
+        request_id = getattr(g, "request_id", None)
+        if request_id is not None:
+            response.headers[HEADER] = request_id
+        self.end(request.method, request.path, request.url_rule, response.status_code)
+        return response
+
+    def end(self, method: str, path: str, rule, status: int) -> None:
         started = getattr(g, "observed_from", None)
         if started is None:  # refused before the hooks ran, or recorded already
             return
         seconds = time.perf_counter() - started
         route = route_template(rule.rule if rule is not None else None)
         record_http_request(method, route, status, seconds)
-        if access_log:
+        if self._access_log:
             duration_ms = round(seconds * 1000, 1)
             access_logger.info("%s %s %d %.1f ms", method, path, status, duration_ms,
                                extra={"method": method, "path": path, "route": route, "status": status,
                                       "duration_ms": duration_ms})
 
-    @app.before_request
-    async def note_request():
-        begin(request.headers)
 
-    @app.after_request
-    async def answer_request(response: Response) -> Response:
-        request_id = getattr(g, "request_id", None)
-        if request_id is not None:
-            response.headers[HEADER] = request_id
-        end(request.method, request.path, request.url_rule, response.status_code)
-        return response
+def register_observation(app: Quart, *, access_log: bool, http_hooks: bool = True) -> Observation:
+    """Observe every WebSocket of ``app`` and, with ``http_hooks``, every HTTP request (else the
+    app calls :meth:`Observation.begin` and :meth:`Observation.finish` from hooks of its own:
+    each hook costs every request)."""
+    observation = Observation(access_log=access_log)
+
+    if http_hooks:
+        @app.before_request
+        async def note_request():
+            observation.begin(request.headers)
+
+        @app.after_request
+        async def answer_request(response: Response) -> Response:
+            return observation.finish(response)
 
     @app.before_websocket
     async def note_websocket():
-        begin(websocket.headers)
+        observation.begin(websocket.headers)
 
     @app.after_websocket
     async def answer_websocket(response: Response | None):
         if response is not None:  # refused before the upgrade (401, 403, 503)
             if getattr(g, "request_id", None) is not None:
                 response.headers[HEADER] = g.request_id
-            end("GET", websocket.path, websocket.url_rule, response.status_code)
+            observation.end("GET", websocket.path, websocket.url_rule, response.status_code)
             g.observed_from = None
         return response
 
@@ -104,7 +121,9 @@ def register_observation(app: Quart, *, access_log: bool) -> None:
     async def close_websocket(_exc: BaseException | None) -> None:
         # An accepted connection (101) ends here, however it ended (a client's close cancels
         # the handler, and after_websocket runs only when it returns).
-        end("GET", websocket.path, websocket.url_rule, 101)
+        observation.end("GET", websocket.path, websocket.url_rule, 101)
+
+    return observation
 
 
 class MetricsAccess:
