@@ -58,6 +58,10 @@ YIELD_EVERY = 250
 MAX_USER_AGENT_LENGTH = 1024
 
 
+#: Nesting the JSON parser (orjson) takes; deeper is refused as malformed JSON, saying so.
+MAX_JSON_DEPTH = 1024
+
+
 def _letter(received_at: datetime, errors: list[FieldError], payload: str) -> DeadLetter:
     return DeadLetter(
         received_at=received_at,
@@ -182,7 +186,10 @@ def register_ingest_routes(app: Quart, service: Service) -> None:
             refusal = judge_write_keys(write_keys, header=header_key())
             if refusal is not None:  # no key, no dead letter
                 return received_at, None, refused(refusal)
-            error = FieldError("", f"malformed JSON: {exc}")
+            if str(exc).startswith("depth limit exceeded"):  # the parser's fixed limit, named
+                error = FieldError("", f"malformed JSON: nested deeper than {MAX_JSON_DEPTH} levels ({exc})")
+            else:
+                error = FieldError("", f"malformed JSON: {exc}")
             # Kept as a dead letter too: a client sending broken JSON wants finding.
             keep([_letter(received_at, [error], body.decode("utf-8", errors="replace"))])
             return received_at, None, error_response(400, "malformed_json", error.message, details=[error.as_dict()])
