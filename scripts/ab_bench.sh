@@ -3,6 +3,8 @@
 # Alternates builds per round; fresh PostgreSQL database per run. With PRELOAD=N, N events dated
 # 30 days ago (log_txn NULL: history from before the log) are inserted after `migrate`, before serve.
 # ENVFILE: lines VAR=VALUE for that build only. Prints one JSON line per run.
+# CODE_DIR: a tree whose package imports (a git worktree needs revivatech_actors/_config -> ../config
+# and revivatech_actors/_sql -> ../sql). Serve and bench logs go to /tmp/ab_*.log.
 set -u
 mode=$1; rounds=$2; dur=$3; shift 3
 port=3311
