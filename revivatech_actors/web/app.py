@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import logging
-import time
 from typing import TYPE_CHECKING
 
-from quart import g, has_websocket_context, request, websocket
+from quart import has_websocket_context, request, websocket
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import WebsocketMismatch
@@ -89,7 +88,6 @@ def create_app(service: Service, activity: Activity) -> QuartTrio:
     @app.before_request
     async def note_start():
         observation.begin(request.headers)
-        g.started = time.perf_counter()
         return headers_too_large(request.scope)
 
     @app.before_websocket
@@ -100,9 +98,9 @@ def create_app(service: Service, activity: Activity) -> QuartTrio:
     async def count_request(response):
         close_if_body_unread(response)  # here, not in a hook of its own: every hook costs each request
         activity.record()
-        started = getattr(g, "started", None)
-        if started is not None:
-            metrics.record_request(time.perf_counter() - started, response.status_code)
+        seconds = observation.elapsed()
+        if seconds is not None:
+            metrics.record_request(seconds, response.status_code)
         return observation.finish(response)
 
     _answer_http_errors(app, limit_messages)

@@ -75,11 +75,16 @@ class Observation:
         self.end(request.method, request.path, request.url_rule, response.status_code)
         return response
 
-    def end(self, method: str, path: str, rule, status: int) -> None:
+    @staticmethod
+    def elapsed() -> float | None:
+        """Seconds since :meth:`begin`; None before it, or once the request was recorded."""
         started = getattr(g, "observed_from", None)
-        if started is None:  # refused before the hooks ran, or recorded already
+        return None if started is None else time.perf_counter() - started
+
+    def end(self, method: str, path: str, rule, status: int) -> None:
+        seconds = self.elapsed()
+        if seconds is None:  # refused before the hooks ran, or recorded already
             return
-        seconds = time.perf_counter() - started
         route = route_template(rule.rule if rule is not None else None)
         record_http_request(method, route, status, seconds)
         if self._access_log:

@@ -313,7 +313,7 @@ async def post_one_event_each(server, visitors: list[str]) -> None:
 async def wait_for(check, seconds: float, what: str) -> float:
     """Poll ``check()`` (in a thread) until it returns a true value; the seconds it took."""
     began = time.monotonic()
-    while not (seen := await trio.to_thread.run_sync(check)):
+    while not await trio.to_thread.run_sync(check):
         if time.monotonic() - began > seconds:
             pytest.fail(f"{what}: not within {seconds} s")
         await trio.sleep(POLL_SECONDS)
