@@ -12,14 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 import re
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import attrs
 
-if TYPE_CHECKING:
-    from .journeys import SessionJourney
-
-__all__ = ["PAGE_VIEW_TYPES", "SessionDelta", "session_deltas", "utm_source"]
+__all__ = ["PAGE_VIEW_TYPES", "SessionDelta", "SessionRun", "session_deltas", "utm_source"]
 
 _UTM_SOURCE = re.compile(r"[?&]utm_source=([^&#]*)")
 
@@ -68,7 +65,20 @@ def utm_source(page_url: str | None) -> str | None:
     return match.group(1)[:256] if match else None
 
 
-def session_deltas(journeys: Iterable[tuple[str, SessionJourney]]) -> list[SessionDelta]:
+class SessionRun(Protocol):
+    """What a session's row takes from a run of its events (``journeys.SessionJourney`` is one)."""
+
+    session_id: str
+    started_at: datetime | None
+    last_at: datetime | None
+    event_count: int
+    page_views: int
+    entry_page: str | None
+    entry_referrer: str | None
+    exit_page: str | None
+
+
+def session_deltas(journeys: Iterable[tuple[str, SessionRun]]) -> list[SessionDelta]:
     """One delta per session id from ``(user_fingerprint, journey)`` pairs, in order of first
     appearance. ``analytics_sessions`` keys its rows by session id alone, so one id sent under two
     visitors (a client reusing ids) is merged into one delta, as one row would take both."""
