@@ -50,23 +50,23 @@ from typing import Any, TypeVar
 import attrs
 import trio
 
-from ..config import ScoringSettings
-from ..domain.insights import insights_document
-from ..domain.journeys import JOURNEY_STEP_TYPE, higher_stage
-from ..domain.partitions import Cursor, slot_of, target_share
-from ..domain.profiles import ProfileDelta, ProfileState, Touch, delta_from_events, journey_rows, touch_of
-from ..domain.timefmt import iso_datetime
-from ..messages import PartitionsTaken, StoredBatch
-from ..storage import LeaseLost, Storage, StorageError, StoredJourney
+from ...config import ScoringSettings
+from ...domain.insights import insights_document
+from ...domain.journeys import JOURNEY_STEP_TYPE, higher_stage
+from ...domain.partitions import Cursor, slot_of, target_share
+from ...domain.profiles import ProfileDelta, ProfileState, Touch, delta_from_events, journey_rows, touch_of
+from ...domain.timefmt import iso_datetime
+from ...messages import PartitionsTaken, StoredBatch
+from ...storage import LeaseLost, Storage, StorageError, StoredJourney
 
-from ..storage._records import LogPage, PartitionPosition, VisitorView
-from ..supervisor import Activity
-from ._retry import until_it_succeeds
-from .storage import close_storages
+from ...storage._records import LogPage, PartitionPosition, VisitorView
+from ...supervisor import Activity
+from .._retry import until_it_succeeds
+from ..storage import close_storages
 
 __all__ = ["ProfileStats", "ProfilesActor", "VisitorActor", "live_state"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger(__package__)
 
 T = TypeVar("T")
 K = TypeVar("K")
