@@ -57,8 +57,8 @@ class ProfilesActor:
     write) and announcements; ``listener`` waits for other processes' announcements, on an
     engine that has them; ``scorer`` hears of every written profile and every partition taken;
     ``stop_writer``, when given, writes chunks beside ``storage`` while stopping (see ``write``).
-    Storages and ``partitions`` are read when the actor is constructed; the other settings
-    whenever used.
+    The storages, ``scorer``, ``partitions``, ``activity`` and ``stats`` are taken when the
+    actor is constructed (its parts hold them); the other settings are read whenever used.
     """
 
     storage: Storage
