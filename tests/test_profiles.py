@@ -10,15 +10,17 @@ import psycopg
 import pytest
 import trio
 
-from revivatech_actors.actors.profiles import CHUNK_EVENTS, URGENT_WRITE_CHUNK, ProfilesActor, VisitorActor, _chunks
+from revivatech_actors.actors.profiles import URGENT_WRITE_CHUNK, ProfilesActor
 from revivatech_actors.domain.partitions import partition_of
-from revivatech_actors.domain.profiles import delta_from_events, touch_of
 from revivatech_actors.messages import PartitionsTaken, StoredBatch
 from revivatech_actors.storage import open_storage
 
 from .helpers import make_event, query
 
-PROFILE = "SELECT total_events, total_sessions, total_bookings FROM user_behavior_profiles WHERE user_fingerprint = %s"
+PROFILE = (
+    "SELECT total_events, total_sessions, total_bookings FROM user_behavior_profiles"
+    " WHERE user_fingerprint = %s"
+)
 
 
 @pytest.fixture
@@ -28,8 +30,16 @@ async def storage(storage_url):
         yield storage
 
 
-def visit(visitor: str, n: int, *, session: str | None = None, event_type: str = "page_view", **fields):
-    return make_event(n, user_fingerprint=visitor, session_id=session or f"{visitor}-s", event_type=event_type, **fields)
+def visit(
+    visitor: str, n: int, *, session: str | None = None, event_type: str = "page_view", **fields
+):
+    return make_event(
+        n,
+        user_fingerprint=visitor,
+        session_id=session or f"{visitor}-s",
+        event_type=event_type,
+        **fields,
+    )
 
 
 class Rig:
@@ -53,7 +63,10 @@ class Rig:
     async def settle(self) -> None:
         """Wait until everything fed was handled and written."""
         with trio.fail_after(5):
-            while self.actor.stats.applied_events < self.fed or self.actor.stats_json()["unwrittenEvents"]:
+            while (
+                self.actor.stats.applied_events < self.fed
+                or self.actor.stats_json()["unwrittenEvents"]
+            ):
                 await trio.sleep(0.02)
 
 
@@ -67,28 +80,6 @@ def counted(url: str) -> int:
     return query(url, "SELECT coalesce(sum(total_events), 0) FROM user_behavior_profiles")[0][0]
 
 
-def test_a_visitor_actor_keeps_its_events_pending_until_written():
-    actor = VisitorActor("v", 3)
-    assert actor.receive(touch_of(visit("v", 0)), now=1.0) is True  # the first pending event
-    assert actor.receive(touch_of(visit("v", 5)), now=2.0) is False
-    in_flight = actor.begin_write()
-    assert actor.pending is None and len(in_flight) == 2 and actor.dirty
-    assert actor.receive(touch_of(visit("v", 9)), now=3.0) is True  # arrives while the write is in flight
-    actor.resume()  # the write was refused: its events go first into the next
-    assert [t.timestamp for t in actor.pending] == [visit("v", n).timestamp for n in (0, 5, 9)]
-    actor.written(delta_from_events("v", actor.begin_write()))
-    assert not actor.dirty and actor.known_days == (visit("v", 0).timestamp.date(),) and actor.last_message == 3.0
-
-
-def test_write_chunks_hold_whole_partitions_bounded_by_visitors_and_events():
-    assert list(_chunks({3: (2, 2), 0: (2, 2), 1: (2, 2), 2: (1, 1)}, 3)) == [[0], [1, 2], [3]]
-    assert list(_chunks({0: (10, 10), 1: (1, 1)}, 3)) == [[0], [1]]  # a partition larger than a chunk is one alone
-    assert list(_chunks({5: (0, 0), 6: (0, 0)}, 3)) == [[5, 6]]  # positions alone
-    big = CHUNK_EVENTS // 2
-    assert list(_chunks({0: (1, big), 1: (1, big), 2: (1, 1)}, 2000)) == [[0, 1], [2]]
-    assert list(_chunks({}, 3)) == []
-
-
 async def test_events_reach_the_profile_row_with_their_partition_position(storage, storage_url):
     to_scorer, from_profiles = trio.open_memory_channel(16)
     rig = Rig(storage, scorer=to_scorer)
@@ -98,11 +89,15 @@ async def test_events_reach_the_profile_row_with_their_partition_position(storag
         await rig.feed([visit("a", 0), visit("a", 1), visit("b", 2)])
         await rig.settle()
         rig.actor.request_stop()
-    rows = dict(query(storage_url, "SELECT user_fingerprint, total_events FROM user_behavior_profiles"))
+    rows = dict(
+        query(storage_url, "SELECT user_fingerprint, total_events FROM user_behavior_profiles")
+    )
     assert rows == {"a": 2, "b": 1}
     written = query(storage_url, "SELECT partition FROM profile_partitions WHERE writes > 0")
     assert {partition_of("a", 8), partition_of("b", 8)} <= {p for (p,) in written}
-    assert query(storage_url, "SELECT count(*) FROM profile_leases WHERE owner IS NOT NULL") == [(0,)]  # left
+    assert query(storage_url, "SELECT count(*) FROM profile_leases WHERE owner IS NOT NULL") == [
+        (0,)
+    ]  # left
     # the scorer hears of the partitions taken, then of every written visitor
     assert from_profiles.receive_nowait() == PartitionsTaken(frozenset(range(8)), 8)
     assert sorted(from_profiles.receive_nowait()) == ["a", "b"]
@@ -114,7 +109,12 @@ async def test_reads_see_every_stored_event_before_any_write(storage):
         await nursery.start(rig.actor.run)
         await rig.feed([visit("fresh", 0, event_type="booking_started")])
         live = await rig.actor.live_profile("fresh")
-        assert (live.total_events, live.total_sessions, live.days_active, live.bookings_started) == (1, 1, 1, 1)
+        assert (
+            live.total_events,
+            live.total_sessions,
+            live.days_active,
+            live.bookings_started,
+        ) == (1, 1, 1, 1)
         assert await rig.actor.live_profile("nobody") is None
         assert [j.session_id for j in await rig.actor.live_journeys("fresh")] == ["fresh-s"]
         # stored by anyone, handed to no actor: read the same
@@ -174,7 +174,9 @@ async def test_a_restarted_actor_starts_over_from_storage(storage, storage_url):
     first_owner = rig.actor.run_owner
     rig.actor.flush_interval = 0.05
     async with trio.open_nursery() as nursery:
-        await nursery.start(rig.actor.run)  # at once: the previous run's leases are given up, not waited for
+        await nursery.start(
+            rig.actor.run
+        )  # at once: the previous run's leases are given up, not waited for
         assert rig.actor.run_owner != first_owner and rig.actor.owned_partitions == list(range(8))
         await until(lambda: counted(storage_url) == 5, timeout=2)
         rig.actor.request_stop()
@@ -193,7 +195,9 @@ async def test_two_owners_share_the_partitions_and_a_survivor_takes_over(postgre
             await outer.start(a.actor.run)
             async with trio.open_nursery() as inner:
                 await inner.start(b.actor.run)
-                await until(lambda: len(a.actor.owned_partitions) == len(b.actor.owned_partitions) == 4)
+                await until(
+                    lambda: len(a.actor.owned_partitions) == len(b.actor.owned_partitions) == 4
+                )
                 assert set(a.actor.owned_partitions).isdisjoint(b.actor.owned_partitions)
                 for n in range(0, 400, 20):
                     await (a, b)[(n // 20) % 2].feed(events[n : n + 20])
@@ -212,15 +216,18 @@ async def test_two_owners_share_the_partitions_and_a_survivor_takes_over(postgre
 async def test_events_stored_for_another_owner_are_announced_to_it(postgres_url):
     """Owners are told of events stored for them elsewhere (PostgreSQL NOTIFY) and read the log
     at once, long before their next poll."""
-    async with open_storage(postgres_url) as first, open_storage(postgres_url) as second, \
-            open_storage(postgres_url) as b_listener:
+    async with (
+        open_storage(postgres_url) as first,
+        open_storage(postgres_url) as second,
+        open_storage(postgres_url) as b_listener,
+    ):
         await first.migrate()
         a = Rig(first, poll_interval=30)  # stores, owns nothing at first
         b = Rig(second, poll_interval=30, listener=b_listener)  # owns everything
         async with trio.open_nursery() as nursery:
             await nursery.start(b.actor.run)
             await nursery.start(a.actor.run)
-            a.actor._cursors.clear()  # as if b owned every partition: what a stores is b's
+            a.actor._router.cursors.clear()  # as if b owned every partition: what a stores is b's
             await a.feed([visit("told", n) for n in range(3)])
             await until(lambda: b.actor.stats.applied_events == 3, timeout=2)
             await until(lambda: counted(postgres_url) == 3, timeout=2)
@@ -270,7 +277,9 @@ async def test_a_large_batch_is_handled_whole_even_when_the_idle_check_falls_due
     events = [visit(f"many-{n}", n) for n in range(1000)]  # 1,000 visitors: two slices
     async with trio.open_nursery() as nursery:
         await nursery.start(rig.actor.run)
-        await rig.send.send(StoredBatch(events, 2**40))  # straight to the actor: the fast path trusts the batcher
+        await rig.send.send(
+            StoredBatch(events, 2**40)
+        )  # straight to the actor: the fast path trusts the batcher
         await until(lambda: rig.actor.stats.applied_events >= len(events), timeout=3)
         rig.actor.request_stop()
     assert rig.actor.stats.activations == 1000
@@ -278,7 +287,9 @@ async def test_a_large_batch_is_handled_whole_even_when_the_idle_check_falls_due
 
 
 async def test_too_many_unwritten_events_start_a_write_whatever_the_pacing(storage, storage_url):
-    rig = Rig(storage, flush_interval=60, max_unwritten_events=10)  # the interval alone would not write
+    rig = Rig(
+        storage, flush_interval=60, max_unwritten_events=10
+    )  # the interval alone would not write
     async with trio.open_nursery() as nursery:
         await nursery.start(rig.actor.run)
         await rig.feed([visit("busy", n) for n in range(11)])
@@ -287,14 +298,20 @@ async def test_too_many_unwritten_events_start_a_write_whatever_the_pacing(stora
         assert rig.actor.stats_json()["unwrittenEvents"] == 0  # what operators watch
         await rig.feed([visit("busy", 20), visit("other", 21)])
         await until(lambda: rig.actor.stats.applied_events >= rig.fed, timeout=3)
-        assert (rig.actor.stats_json()["unwrittenEvents"], rig.actor.stats_json()["maxUnwrittenEvents"]) == (2, 10)
+        assert (
+            rig.actor.stats_json()["unwrittenEvents"],
+            rig.actor.stats_json()["maxUnwrittenEvents"],
+        ) == (2, 10)
         rig.actor.request_stop()
 
 
 async def test_the_last_write_of_a_stop_runs_on_two_connections(postgres_url):
     """From the stop on, chunks go to ``storage`` and ``stop_writer`` at once: with the first
     chunk held up by a row lock, the second still commits; then every profile is exact."""
-    visitors = ["a-locked", *(f"v{n:04d}" for n in range(URGENT_WRITE_CHUNK + 10))]  # two chunks or more
+    visitors = [
+        "a-locked",
+        *(f"v{n:04d}" for n in range(URGENT_WRITE_CHUNK + 10)),
+    ]  # two chunks or more
     async with open_storage(postgres_url) as storage, open_storage(postgres_url) as stop_writer:
         await storage.migrate()
         first = Rig(storage)
@@ -305,7 +322,10 @@ async def test_the_last_write_of_a_stop_runs_on_two_connections(postgres_url):
         rig = Rig(storage, stop_writer=stop_writer, flush_interval=60)  # only the stop's write
         events = [visit(fp, 1) for fp in visitors]
         with psycopg.connect(postgres_url) as lock:
-            lock.execute("SELECT 1 FROM user_behavior_profiles WHERE user_fingerprint = 'a-locked' FOR UPDATE")
+            lock.execute(
+                "SELECT 1 FROM user_behavior_profiles WHERE user_fingerprint = 'a-locked'"
+                " FOR UPDATE"
+            )
             async with trio.open_nursery() as nursery:
                 await nursery.start(rig.actor.run)
                 await rig.feed(events)
@@ -313,7 +333,9 @@ async def test_the_last_write_of_a_stop_runs_on_two_connections(postgres_url):
                 await rig.send.aclose()  # the stop: one write of two chunks, one blocked
                 try:
                     await until(lambda: counted(postgres_url) > 12)
-                    assert query(postgres_url, PROFILE, ("a-locked",)) == [(1, 1, 0)]  # its chunk waits for the lock
+                    assert query(postgres_url, PROFILE, ("a-locked",)) == [
+                        (1, 1, 0)
+                    ]  # its chunk waits for the lock
                 finally:
                     lock.rollback()  # also when the test fails: the write in its thread can end
     rows = query(postgres_url, "SELECT count(*), sum(total_events) FROM user_behavior_profiles")
@@ -330,17 +352,21 @@ async def test_the_last_write_of_a_stop_runs_on_two_connections(postgres_url):
         (95_000, 100e-6, 85.5, True),  # ... until it is 10 % of the time since the last write
     ],
 )
-async def test_writes_are_paced_by_their_expected_cost_while_events_come_in(waiting, seconds_per_visitor, idle, due):
+async def test_writes_are_paced_by_their_expected_cost_while_events_come_in(
+    waiting, seconds_per_visitor, idle, due
+):
     actor = ProfilesActor(None, None, max_write_share=0.1)
-    actor._last_batch_at = trio.current_time()  # events are being stored here
-    actor._unwritten_visitors = waiting
-    actor._seconds_per_visitor = seconds_per_visitor
+    actor._pacing.last_batch_at = trio.current_time()  # events are being stored here
+    actor._router.unwritten_visitors = waiting
+    actor._pacing.seconds_per_visitor = seconds_per_visitor
     assert actor._write_due(idle) is due
-    actor._last_batch_at -= 2 * actor.flush_interval  # none for a while: nothing to hold up
+    actor._pacing.last_batch_at -= 2 * actor.flush_interval  # none for a while: nothing to hold up
     assert actor._write_due(idle) is (waiting > 0)
 
 
-async def test_a_copy_of_a_batch_from_another_transaction_is_not_applied_twice(storage, storage_url):
+async def test_a_copy_of_a_batch_from_another_transaction_is_not_applied_twice(
+    storage, storage_url
+):
     """The fast path and the log may both bring a transaction: each partition applies it once."""
     rig = Rig(storage, flush_interval=60)
     events = [visit("twice", n) for n in range(3)]
@@ -351,7 +377,9 @@ async def test_a_copy_of_a_batch_from_another_transaction_is_not_applied_twice(s
         await rig.send.send(StoredBatch(events, committed.log_txn))  # then handed over
         another = [attrs.evolve(events[0], event_id=str(uuid.uuid4()))]
         await storage.write_batch(another)
-        await rig.send.send(StoredBatch(another, None))  # stored in several transactions: taken from the log
+        await rig.send.send(
+            StoredBatch(another, None)
+        )  # stored in several transactions: taken from the log
         await until(lambda: rig.actor.stats.applied_events >= 4)
         await trio.sleep(0.2)
         rig.actor.request_stop()

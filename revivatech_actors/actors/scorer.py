@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import operator
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -174,7 +175,8 @@ class ScorerActor:
     async def _record(self, records: list[ScoreRecord]) -> None:
         if not records:
             return
-        records.sort(key=_fingerprint)  # row locks in one order, as the profile writes take them
+        # row locks in one order, as the profile writes take them
+        records.sort(key=operator.attrgetter("user_fingerprint"))
         await until_it_succeeds(lambda: self.storage.record_scores(records), logger=logger, what="record scores",
                                 on_failure=self._failed)
         self.stats.scored += len(records)
@@ -223,7 +225,3 @@ class ScorerActor:
 
     def _failed(self, _: StorageError) -> None:
         self.stats.failed_writes += 1
-
-
-def _fingerprint(record: ScoreRecord) -> str:
-    return record.user_fingerprint
