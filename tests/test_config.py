@@ -2,6 +2,8 @@
 
 import hashlib
 import importlib.resources
+import logging
+import os
 import re
 import tomllib
 
@@ -100,48 +102,6 @@ EXPECTED_DEFAULTS = {
         "poll_interval": 0.5,
     },
     "scoring": {
-        "engagement_sessions_weight": 30.0,
-        "engagement_sessions_cap": 10.0,
-        "engagement_pages_per_session_weight": 25.0,
-        "engagement_pages_per_session_cap": 5.0,
-        "engagement_session_seconds_weight": 25.0,
-        "engagement_session_seconds_cap": 600.0,
-        "engagement_days_active_weight": 20.0,
-        "engagement_days_active_cap": 10.0,
-        "engagement_recency_half_life_days": 30.0,
-        "engagement_confidence_events": 20.0,
-        "lead_open_bookings_weight": 30.0,
-        "lead_open_bookings_cap": 1.0,
-        "lead_quotes_weight": 20.0,
-        "lead_quotes_cap": 1.0,
-        "lead_contacts_weight": 15.0,
-        "lead_contacts_cap": 1.0,
-        "lead_pricing_views_weight": 15.0,
-        "lead_pricing_views_cap": 3.0,
-        "lead_service_views_weight": 10.0,
-        "lead_service_views_cap": 5.0,
-        "lead_return_visits_weight": 10.0,
-        "lead_return_visits_cap": 2.0,
-        "lead_recency_half_life_days": 7.0,
-        "lead_after_booking_half_life_days": 30.0,
-        "lead_confidence_events": 15.0,
-        "churn_absence_weight": 50.0,
-        "churn_absence_scale_days": 30.0,
-        "churn_overdue_weight": 30.0,
-        "churn_overdue_cap": 3.0,
-        "churn_default_gap_days": 14.0,
-        "churn_few_bookings_weight": 20.0,
-        "churn_few_bookings_cap": 2.0,
-        "churn_confidence_days": 5.0,
-        "price_pricing_share_weight": 30.0,
-        "price_pricing_share_cap": 0.3,
-        "price_discounts_weight": 30.0,
-        "price_discounts_cap": 2.0,
-        "price_abandoned_weight": 25.0,
-        "price_abandoned_cap": 2.0,
-        "price_low_order_value_weight": 15.0,
-        "price_reference_order_value": 100.0,
-        "price_confidence_events": 25.0,
         "churned_after_days": 60,
         "at_risk_churn": 60.0,
         "loyal_min_bookings": 2,
@@ -149,6 +109,56 @@ EXPECTED_DEFAULTS = {
         "record_threshold": 1.0,
         "max_share": 0.05,
         "rescore_interval": 3600.0,
+        "engagement": {
+            "sessions_weight": 30.0,
+            "sessions_cap": 10.0,
+            "pages_per_session_weight": 25.0,
+            "pages_per_session_cap": 5.0,
+            "session_seconds_weight": 25.0,
+            "session_seconds_cap": 600.0,
+            "days_active_weight": 20.0,
+            "days_active_cap": 10.0,
+            "recency_half_life_days": 30.0,
+            "confidence_events": 20.0,
+        },
+        "lead": {
+            "open_bookings_weight": 30.0,
+            "open_bookings_cap": 1.0,
+            "quotes_weight": 20.0,
+            "quotes_cap": 1.0,
+            "contacts_weight": 15.0,
+            "contacts_cap": 1.0,
+            "pricing_views_weight": 15.0,
+            "pricing_views_cap": 3.0,
+            "service_views_weight": 10.0,
+            "service_views_cap": 5.0,
+            "return_visits_weight": 10.0,
+            "return_visits_cap": 2.0,
+            "recency_half_life_days": 7.0,
+            "after_booking_half_life_days": 30.0,
+            "confidence_events": 15.0,
+        },
+        "churn": {
+            "absence_weight": 50.0,
+            "absence_scale_days": 30.0,
+            "overdue_weight": 30.0,
+            "overdue_cap": 3.0,
+            "default_gap_days": 14.0,
+            "few_bookings_weight": 20.0,
+            "few_bookings_cap": 2.0,
+            "confidence_days": 5.0,
+        },
+        "price_sensitivity": {
+            "pricing_share_weight": 30.0,
+            "pricing_share_cap": 0.3,
+            "discounts_weight": 30.0,
+            "discounts_cap": 2.0,
+            "abandoned_weight": 25.0,
+            "abandoned_cap": 2.0,
+            "low_order_value_weight": 15.0,
+            "reference_order_value": 100.0,
+            "confidence_events": 25.0,
+        },
     },
     "realtime": {"window": 300, "conversion_types": ["booking_completed"], "top_pages": 10},
     "funnel": {
@@ -182,6 +192,12 @@ def config_error(**kwargs) -> ConfigError:
     return err
 
 
+@pytest.fixture(autouse=True)
+def _capture_config_warnings(caplog):
+    """Deprecated names are logged by the loader; the tests below read those warnings."""
+    caplog.set_level(logging.WARNING, logger="revivatech_actors.config")
+
+
 def write(tmp_path, text: str):
     path = tmp_path / "revivatech.toml"
     path.write_text(text, encoding="utf-8")
@@ -208,26 +224,45 @@ def test_defaults_load_with_expected_values():
     assert isinstance(settings.batch.max_wait, float)
 
 
+def is_table(field: attrs.Attribute) -> bool:
+    return isinstance(field.type, type) and attrs.has(field.type)
+
+
+def setting_paths(cls: type = Settings, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """The path of every setting, ("web", "port") or ("scoring", "lead", "quotes_weight")."""
+    paths = []
+    for field in attrs.fields(cls):
+        here = (*path, field.name)
+        paths += setting_paths(field.type, here) if is_table(field) else [here]
+    return paths
+
+
+def table_count(cls: type = Settings) -> int:
+    """How many [tables] (sections and subtables such as [scoring.lead]) are below ``cls``."""
+    return sum(1 + table_count(field.type) for field in attrs.fields(cls) if is_table(field))
+
+
 def test_every_field_is_in_default_toml_and_nothing_else():
-    data = tomllib.loads(default_toml_text())
-    fields = {
-        section.name: {field.name for field in attrs.fields(section.type)}
-        for section in attrs.fields(Settings)
-    }
-    assert {section: set(table) for section, table in data.items()} == fields
+    def check(cls: type, table: dict, where: str) -> None:
+        assert set(table) == {field.name for field in attrs.fields(cls)}, where
+        for field in attrs.fields(cls):
+            if is_table(field):
+                check(field.type, table[field.name], f"{where}.{field.name}")
+
+    check(Settings, tomllib.loads(default_toml_text()), "default.toml")
 
 
 def test_every_key_and_section_in_default_toml_has_a_comment_above():
     lines = default_toml_text().splitlines()
     checked = 0
     for number, line in enumerate(lines):
-        if re.match(r"^\s*(\[[a-z_]+\]|[a-z_]+\s*=)", line):
+        if re.match(r"^\s*(\[[a-z_.]+\]|[a-z_]+\s*=)", line):
             above = lines[number - 1].strip()
             assert above.startswith("#") and len(above) > 2, (
                 f"no comment above line {number + 1}: {line!r}"
             )
             checked += 1
-    assert checked == sum(len(t) for t in EXPECTED_DEFAULTS.values()) + len(EXPECTED_DEFAULTS)
+    assert checked == len(setting_paths()) + table_count()
 
 
 def test_settings_are_frozen():
@@ -1182,3 +1217,217 @@ def test_web_host_refuses_what_is_no_host(host):
     assert str(err.value) == (
         f"web.host: must be an IP address or a host name, got {host!r} (from REVIVATECH_WEB_HOST)"
     )
+
+
+# --- [scoring]: a table per model; the old flat names still work, deprecated ------------------
+
+# Before the models had tables of their own, [scoring.<table>] <key> was [scoring] <prefix><key>.
+OLD_PREFIXES = {
+    "engagement": "engagement_",
+    "lead": "lead_",
+    "churn": "churn_",
+    "price_sensitivity": "price_",
+}
+
+
+def config_warnings(caplog) -> list[str]:
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.name == "revivatech_actors.config" and record.levelno == logging.WARNING
+    ]
+
+
+def test_scoring_settings_are_read_from_the_model_tables(tmp_path, caplog):
+    path = write(
+        tmp_path,
+        "[scoring]\nmax_share = 0.5\n[scoring.lead]\nquotes_weight = 12.5\n"
+        "[scoring.price_sensitivity]\ndiscounts_cap = 4\n",
+    )
+    scoring = load(config_file=path).scoring
+    assert scoring.max_share == 0.5
+    assert scoring.lead.quotes_weight == 12.5 and scoring.lead.quotes_cap == 1.0
+    assert scoring.price_sensitivity.discounts_cap == 4.0
+    assert config_warnings(caplog) == []
+
+
+def test_scoring_settings_from_the_environment_and_overrides(caplog):
+    settings = load(
+        environ={
+            "REVIVATECH_SCORING_ENGAGEMENT_SESSIONS_WEIGHT": "12",
+            "REVIVATECH_SCORING_PRICE_SENSITIVITY_DISCOUNTS_CAP": "3",
+            "REVIVATECH_SCORING_MAX_SHARE": "0.2",
+        },
+        overrides={"scoring.churn.confidence_days": "7"},
+    )
+    scoring = settings.scoring
+    assert (scoring.engagement.sessions_weight, scoring.price_sensitivity.discounts_cap) == (
+        12.0,
+        3.0,
+    )
+    assert (scoring.max_share, scoring.churn.confidence_days) == (0.2, 7.0)
+    assert (
+        env_var_name("scoring", "lead", "quotes_weight") == "REVIVATECH_SCORING_LEAD_QUOTES_WEIGHT"
+    )
+    assert (
+        config_warnings(caplog) == []
+    )  # the engagement, lead and churn variables kept their names
+
+
+def test_every_setting_has_a_variable_of_its_own():
+    names = [env_var_name(*path) for path in setting_paths()]
+    assert len(set(names)) == len(names)
+
+
+def test_every_old_flat_scoring_name_in_a_file_still_works_with_one_warning(tmp_path, caplog):
+    defaults = EXPECTED_DEFAULTS["scoring"]
+    doubled = {
+        table: {key: value * 2 for key, value in defaults[table].items()} for table in OLD_PREFIXES
+    }
+    lines = [
+        f"{OLD_PREFIXES[table]}{key} = {value!r}"
+        for table, keys in doubled.items()
+        for key, value in keys.items()
+    ]
+    path = write(tmp_path, "[scoring]\n" + "\n".join(lines) + "\n")
+    shown = settings_as_dict(load(config_file=path))["scoring"]
+    assert {table: shown[table] for table in OLD_PREFIXES} == doubled
+    warnings = config_warnings(caplog)
+    assert len(warnings) == len(lines) == 42
+    assert warnings[0] == (
+        f"deprecated setting name [scoring] engagement_sessions_weight (from {path}): "
+        "use [scoring.engagement] sessions_weight"
+    )
+    assert (
+        f"deprecated setting name [scoring] price_reference_order_value (from {path}): "
+        "use [scoring.price_sensitivity] reference_order_value"
+    ) in warnings
+
+
+def test_an_old_flat_price_variable_still_works_with_one_warning(caplog):
+    scoring = load(environ={"REVIVATECH_SCORING_PRICE_DISCOUNTS_CAP": "4"}).scoring
+    assert scoring.price_sensitivity.discounts_cap == 4.0
+    assert config_warnings(caplog) == [
+        "deprecated setting name REVIVATECH_SCORING_PRICE_DISCOUNTS_CAP: "
+        "use REVIVATECH_SCORING_PRICE_SENSITIVITY_DISCOUNTS_CAP"
+    ]
+
+
+def test_an_old_flat_override_still_works_with_one_warning(caplog):
+    assert load(overrides={"scoring.lead_quotes_cap": "2"}).scoring.lead.quotes_cap == 2.0
+    assert config_warnings(caplog) == [
+        "deprecated setting name scoring.lead_quotes_cap (from override): "
+        "use scoring.lead.quotes_cap"
+    ]
+
+
+def test_an_old_name_in_a_file_is_overridden_by_the_new_one_in_the_environment(tmp_path):
+    path = write(tmp_path, "[scoring]\nprice_discounts_cap = 4\n")
+    environ = {"REVIVATECH_SCORING_PRICE_SENSITIVITY_DISCOUNTS_CAP": "5"}
+    assert load(config_file=path, environ=environ).scoring.price_sensitivity.discounts_cap == 5.0
+
+
+def test_old_and_new_name_in_one_file_is_an_error(tmp_path):
+    path = write(
+        tmp_path, "[scoring]\nlead_quotes_weight = 12.0\n[scoring.lead]\nquotes_weight = 13.0\n"
+    )
+    err = config_error(config_file=path)
+    assert (err.key, err.source) == ("scoring.lead.quotes_weight", str(path))
+    assert err.problem == (
+        "given twice, as [scoring.lead] quotes_weight and as its deprecated name "
+        "[scoring] lead_quotes_weight; keep [scoring.lead] quotes_weight"
+    )
+
+
+def test_old_and_new_variable_at_once_is_an_error():
+    err = config_error(
+        environ={
+            "REVIVATECH_SCORING_PRICE_DISCOUNTS_CAP": "4",
+            "REVIVATECH_SCORING_PRICE_SENSITIVITY_DISCOUNTS_CAP": "5",
+        }
+    )
+    assert err.key == "scoring.price_sensitivity.discounts_cap"
+    assert err.problem == (
+        "given twice, as REVIVATECH_SCORING_PRICE_SENSITIVITY_DISCOUNTS_CAP and as its "
+        "deprecated name REVIVATECH_SCORING_PRICE_DISCOUNTS_CAP; "
+        "keep REVIVATECH_SCORING_PRICE_SENSITIVITY_DISCOUNTS_CAP"
+    )
+
+
+def test_old_and_new_override_at_once_is_an_error():
+    err = config_error(overrides={"scoring.lead.quotes_cap": 2, "scoring.lead_quotes_cap": 3})
+    assert (err.key, err.source) == ("scoring.lead.quotes_cap", "override")
+
+
+@pytest.mark.parametrize(
+    ("toml", "key", "table"),
+    [
+        ("[scoring]\nlead_quotes_weigth = 1.0", "scoring.lead_quotes_weigth", "scoring"),
+        ("[scoring.lead]\nquotes_weigth = 1.0", "scoring.lead.quotes_weigth", "scoring.lead"),
+        ("[scoring.leads]\nquotes_weight = 1.0", "scoring.leads", "scoring"),
+    ],
+)
+def test_an_unknown_scoring_key_is_named(tmp_path, toml, key, table):
+    path = write(tmp_path, toml + "\n")
+    err = config_error(config_file=path)
+    assert (err.key, err.source) == (key, str(path))
+    assert err.problem.startswith(f"unknown setting (known in [{table}]: ")
+
+
+def test_the_known_settings_of_a_model_table_are_listed(tmp_path):
+    err = config_error(config_file=write(tmp_path, "[scoring.churn]\nabsense_weight = 1.0\n"))
+    assert err.problem == (
+        "unknown setting (known in [scoring.churn]: absence_weight, absence_scale_days, "
+        "overdue_weight, overdue_cap, default_gap_days, few_bookings_weight, "
+        "few_bookings_cap, confidence_days)"
+    )
+
+
+def test_an_unknown_scoring_variable_gets_a_hint():
+    err = config_error(environ={"REVIVATECH_SCORING_LEAD_QUOTES_WEIGTH": "1"})
+    assert str(err) == (
+        "REVIVATECH_SCORING_LEAD_QUOTES_WEIGTH: unknown environment variable; "
+        "did you mean REVIVATECH_SCORING_LEAD_QUOTES_WEIGHT?"
+    )
+
+
+def test_a_model_table_given_a_value_is_refused(tmp_path):
+    err = config_error(config_file=write(tmp_path, "[scoring]\nlead = 1\n"))
+    assert (err.key, err.problem) == (
+        "scoring.lead",
+        "is a table of settings: write them under [scoring.lead]",
+    )
+
+
+def test_a_bad_value_under_an_old_name_is_reported_under_the_new_one(tmp_path):
+    path = write(tmp_path, "[scoring]\nlead_quotes_cap = 0\n")
+    err = config_error(config_file=path)
+    assert (err.key, err.problem, err.source) == (
+        "scoring.lead.quotes_cap",
+        "must be a number > 0, got 0.0",
+        str(path),
+    )
+
+
+def test_scoring_renders_as_model_tables_that_load_back(tmp_path):
+    original = load(environ={"REVIVATECH_SCORING_LEAD_QUOTES_WEIGHT": "12"})
+    text = render_toml(settings_as_dict(original, mask_secrets=False))
+    assert "\n[scoring]\nchurned_after_days = 60\n" in text
+    assert (
+        "\n[scoring.lead]\nopen_bookings_weight = 30.0\nopen_bookings_cap = 1.0\n"
+        "quotes_weight = 12.0\n" in text
+    )
+    assert "lead_quotes_weight" not in text
+    assert load(config_file=write(tmp_path, text)) == original
+
+
+def test_check_config_prints_the_model_tables(tmp_path, monkeypatch, capsys):
+    from revivatech_actors.cli import main
+
+    for name in [name for name in os.environ if name.startswith("REVIVATECH_")]:
+        monkeypatch.delenv(name)
+    path = write(tmp_path, "[scoring]\nchurn_overdue_cap = 4\n")
+    assert main(["check-config", "--config", str(path)]) == 0
+    out = capsys.readouterr()
+    assert "\n[scoring.churn]\n" in out.out and "\noverdue_cap = 4.0\n" in out.out
+    assert "churn_overdue_cap" not in out.out

@@ -248,10 +248,10 @@ def test_numbers_serialize_as_json_numbers_not_strings():
 
 
 def test_default_weights_of_each_model_sum_to_100():
-    values = attrs.asdict(S)
-    for prefix in ("engagement_", "lead_", "churn_", "price_"):
-        weights = [v for k, v in values.items() if k.startswith(prefix) and k.endswith("_weight")]
-        assert math.fsum(weights) == 100.0, prefix
+    for model in ("engagement", "lead", "churn", "price_sensitivity"):
+        values = attrs.asdict(getattr(S, model))
+        weights = [v for k, v in values.items() if k.endswith("_weight")]
+        assert math.fsum(weights) == 100.0, model
 
 
 @pytest.mark.parametrize("profile", [LOYAL, MID_BOOKING])
@@ -290,7 +290,8 @@ def test_scores_are_deterministic():
 
 def test_weights_past_100_are_clamped_and_reported_as_a_factor():
     heavy = attrs.evolve(
-        S, engagement_sessions_weight=80.0, engagement_pages_per_session_weight=80.0
+        S,
+        engagement=attrs.evolve(S.engagement, sessions_weight=80.0, pages_per_session_weight=80.0),
     )
     score = engagement_score(LOYAL, NOW, heavy)
     assert score.value == 100.0
@@ -300,7 +301,8 @@ def test_weights_past_100_are_clamped_and_reported_as_a_factor():
 
 
 def test_zero_weight_silences_its_factor():
-    score = engagement_score(LOYAL, NOW, attrs.evolve(S, engagement_sessions_weight=0.0))
+    silent = attrs.evolve(S, engagement=attrs.evolve(S.engagement, sessions_weight=0.0))
+    score = engagement_score(LOYAL, NOW, silent)
     assert factor(score, "sessions").contribution == 0.0
     assert score.value < engagement_score(LOYAL, NOW, S).value
 
@@ -321,7 +323,7 @@ def test_one_page_view_is_a_little_engagement_no_lead_low_churn_and_low_confiden
     scores = score_all(FIRST_VISIT, NOW, S)
     assert 0.0 < scores[ENGAGEMENT].value < 20.0
     assert scores[LEAD].value == 0.0
-    assert scores[CHURN].value <= S.churn_few_bookings_weight  # only "no bookings yet"
+    assert scores[CHURN].value <= S.churn.few_bookings_weight  # only "no bookings yet"
     assert scores[PRICE_SENSITIVITY].value == 0.0
     assert all(0.0 < s.confidence < 0.25 for s in scores.values())
     assert segment(FIRST_VISIT, scores, NOW, S) == "new"
@@ -373,10 +375,10 @@ def test_days_idle(profile, expected):
 @pytest.mark.parametrize(
     ("profile", "expected"),
     [
-        (FIRST_VISIT, S.churn_default_gap_days),
+        (FIRST_VISIT, S.churn.default_gap_days),
         (visitor(days_active=11, span_days=100), 10.0),
         (visitor(days_active=5, span_days=0.5), 1.0),  # at least a day
-        (ProfileSnapshot(days_active=4), S.churn_default_gap_days),  # no times
+        (ProfileSnapshot(days_active=4), S.churn.default_gap_days),  # no times
     ],
 )
 def test_typical_gap(profile, expected):
@@ -683,6 +685,11 @@ def test_changed_enough(old, new, threshold, expected):
         ("REVIVATECH_SCORING_ENGAGEMENT_SESSIONS_CAP", "0", "must be a number > 0, got 0.0"),
         ("REVIVATECH_SCORING_CHURN_ABSENCE_SCALE_DAYS", "nan", "must be a number > 0, got nan"),
         (
+            "REVIVATECH_SCORING_PRICE_SENSITIVITY_REFERENCE_ORDER_VALUE",
+            "0",
+            "must be a number > 0, got 0.0",
+        ),
+        (
             "REVIVATECH_SCORING_AT_RISK_CHURN",
             "101",
             "must be a number between 0 and 100, got 101.0",
@@ -705,3 +712,5 @@ def test_scoring_settings_can_be_overridden():
         }
     )
     assert (settings.scoring.record_threshold, settings.scoring.churned_after_days) == (2.5, 90)
+    lead = load_settings(environ={"REVIVATECH_SCORING_LEAD_QUOTES_WEIGHT": "5"}).scoring.lead
+    assert lead.quotes_weight == 5.0 and lead.quotes_cap == S.lead.quotes_cap

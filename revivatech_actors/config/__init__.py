@@ -7,16 +7,22 @@ guaranteed: :func:`load_settings` returns fully validated, hashable settings or 
 value came from, and never holds a secret; :func:`settings_as_dict` masks every secret unless
 told not to, and :func:`render_toml` of it loads back to equal settings.
 
-Where things live: ``_sections.py`` the tables but [scoring], ``_scoring.py`` [scoring],
-``_settings.py`` the whole and the rules across sections, ``_checks.py`` the validators,
-``_convert.py`` raw values to typed ones, ``_load.py`` the loader, ``_show.py`` the masked dict
-and the TOML writer.
+Where things live: ``_sections.py`` the tables but [scoring], ``_scoring.py`` the [scoring]
+tables and their old flat names, ``_settings.py`` the whole and the rules across sections,
+``_checks.py`` the validators, ``_convert.py`` raw values to typed ones, ``_load.py`` the
+loader, ``_show.py`` the masked dict and the TOML writer.
 """
 
 from ._checks import is_host
 from ._errors import ConfigError
 from ._load import env_var_name, load_settings
-from ._scoring import ScoringSettings
+from ._scoring import (
+    ChurnSettings,
+    EngagementSettings,
+    LeadSettings,
+    PriceSensitivitySettings,
+    ScoringSettings,
+)
 from ._sections import (
     AuthSettings,
     BatchSettings,
@@ -44,14 +50,18 @@ __all__ = [
     "AuthSettings",
     "BatchSettings",
     "BroadcastSettings",
+    "ChurnSettings",
     "ConfigError",
     "CorsSettings",
+    "EngagementSettings",
     "FaultSettings",
     "FunnelSettings",
     "IngestSettings",
+    "LeadSettings",
     "LimitSettings",
     "LogSettings",
     "MetricsSettings",
+    "PriceSensitivitySettings",
     "ProfileSettings",
     "RealtimeSettings",
     "RedisSettings",

@@ -3,10 +3,14 @@ environment variables < overrides. The loader knows no setting by name: it walks
 classes of ``_settings.py``, converts each raw value by its field's type (``_convert.py``) and
 lets the field's validator judge it. The first failure is raised as one :class:`ConfigError`
 naming the setting, the problem and where the value came from.
+
+A renamed setting's old name (``RENAMED``) still works, with one logged warning per old name;
+giving the old and the new name in one source is an error.
 """
 
 import difflib
 import importlib.resources
+import logging
 import os
 import tomllib
 from collections.abc import Iterator, Mapping
@@ -16,7 +20,9 @@ import attrs
 
 from ._convert import TYPE_RULES, from_text, from_value
 from ._errors import ConfigError, Invalid
-from ._settings import Settings, cross_section_problem
+from ._settings import RENAMED, Settings, cross_section_problem
+
+logger = logging.getLogger("revivatech_actors.config")
 
 # Environment variables REVIVATECH_<SECTION>_<KEY> override the files.
 ENV_PREFIX = "REVIVATECH_"
@@ -32,8 +38,9 @@ DEFAULTS_SOURCE = "default.toml"
 OVERRIDE_SOURCE = "override"
 
 _Path = tuple[str, ...]
-# One value of a source: its setting's path, the raw value and where it came from.
-_Item = tuple[_Path, Any, str]
+# One value of a source: its setting's path, the raw value, the name as written there, the name
+# it has now (they differ for a renamed setting) and where it came from.
+_Item = tuple[_Path, Any, str, str, str]
 
 
 def _tables(cls: type, path: _Path = ()) -> dict[_Path, type]:
@@ -63,16 +70,27 @@ def env_var_name(*path: str) -> str:
 
 
 _BY_ENV = {env_var_name(*path): path for path in _FIELDS}
+_RENAMED_ENV = {
+    env_var_name(*old): new for old, new in RENAMED.items() if env_var_name(*old) not in _BY_ENV
+}
 
 
 def _dotted(path: _Path) -> str:
     return ".".join(path)
 
 
+def _in_table(path: _Path) -> str:
+    """How a TOML file spells a setting: ``[scoring.lead] quotes_weight``."""
+    return f"[{_dotted(path[:-1])}] {path[-1]}"
+
+
 def _resolve(written: _Path, source: str) -> _Path:
-    """``written`` if it names a setting; raises ConfigError for a name that is no setting."""
+    """The path of the setting that ``written`` names (itself, or the new path of a renamed
+    setting); raises ConfigError for a name that is no setting."""
     if written in _FIELDS:
         return written
+    if written in RENAMED:
+        return RENAMED[written]
     sections = [field.name for field in attrs.fields(Settings)]
     if written[0] not in sections:
         raise ConfigError(written[0], f"unknown section (known: {', '.join(sections)})", source)
@@ -86,15 +104,26 @@ def _resolve(written: _Path, source: str) -> _Path:
 
 
 class _Layers:
-    """The values gathered so far, each with its source."""
+    """The values gathered so far, each with its source, and the old names already warned of."""
 
     def __init__(self) -> None:
         self.values: dict[_Path, tuple[Any, str]] = {}
+        self._warned: set[str] = set()
 
     def put_source(self, items: Iterator[_Item], *, text: bool) -> None:
         """Record the items of one source (a file, the environment, the overrides); a later
-        source overrides an earlier one."""
-        for path, raw, source in items:
+        source overrides an earlier one, but one source may not name a setting twice."""
+        given: dict[_Path, str] = {}
+        for path, raw, written, now, source in items:
+            if path in given:
+                old = written if written != now else given[path]
+                problem = f"given twice, as {now} and as its deprecated name {old}; keep {now}"
+                raise ConfigError(_dotted(path), problem, source)
+            given[path] = written
+            if written != now and written not in self._warned:
+                self._warned.add(written)
+                origin = "" if written == source else f" (from {source})"
+                logger.warning("deprecated setting name %s%s: use %s", written, origin, now)
             self.values[path] = (_convert(path, raw, source, text=text), source)
 
     def build(self, cls: type, path: _Path = ()) -> Any:
@@ -132,7 +161,7 @@ def _toml_items(data: dict, source: str) -> Iterator[_Item]:
             raise ConfigError(section, "settings belong inside a [section] table", source)
         for written, raw in _table_items((section,), table):
             path = _resolve(written, source)
-            yield path, raw, source
+            yield path, raw, _in_table(written), _in_table(path), source
 
 
 def _table_items(path: _Path, table: dict) -> Iterator[tuple[_Path, Any]]:
@@ -153,19 +182,19 @@ def _env_items(environ: Mapping[str, str]) -> Iterator[_Item]:
             or name.startswith(RESERVED_ENV_PREFIXES)
         ):
             continue
-        path = _BY_ENV.get(name)
+        path = _BY_ENV.get(name) or _RENAMED_ENV.get(name)
         if path is None:
             close = difflib.get_close_matches(name, _BY_ENV, n=1)
             hint = f"; did you mean {close[0]}?" if close else ""
             raise ConfigError(name, "unknown environment variable" + hint)
-        yield path, environ[name], name
+        yield path, environ[name], name, env_var_name(*path), name
 
 
 def _override_items(overrides: Mapping[str, object]) -> Iterator[_Item]:
     for dotted, raw in overrides.items():
         if raw is not None:
             path = _resolve(tuple(dotted.split(".")), OVERRIDE_SOURCE)
-            yield path, raw, OVERRIDE_SOURCE
+            yield path, raw, dotted, _dotted(path), OVERRIDE_SOURCE
 
 
 def _read_toml(path: str | os.PathLike) -> dict:
@@ -189,13 +218,14 @@ def load_settings(
     ``config_file`` falls back to ``$REVIVATECH_CONFIG``; ``environ`` defaults to ``os.environ``.
     ``overrides`` are keyed by dotted path ("web.port", "scoring.lead.quotes_weight"); strings
     are converted like environment values and None values are skipped, so a CLI can pass its
-    optional arguments straight through.
+    optional arguments straight through. A deprecated name of a setting is logged at WARNING
+    once per name.
 
     Raises:
         ConfigError: for an unreadable file, invalid TOML, an unknown section, key or
-            ``REVIVATECH_*`` variable, a wrong type or an impossible value (alone, or together
-            with other settings: ``web.workers`` > 1 without PostgreSQL or Redis) — the first one
-            found.
+            ``REVIVATECH_*`` variable, a setting given under its old and its new name in one
+            source, a wrong type or an impossible value (alone, or together with other
+            settings: ``web.workers`` > 1 without PostgreSQL or Redis) — the first one found.
     """
     environ = os.environ if environ is None else environ
     if config_file is None:

@@ -1,8 +1,9 @@
-"""The whole configuration: one field per TOML section, and the rules that involve several
-sections."""
+"""The whole configuration: one field per TOML section, the rules that involve several sections,
+and the settings that were renamed (their old paths keep working, deprecated)."""
 
 import attrs
 
+from ._scoring import RENAMED as _SCORING_RENAMED
 from ._scoring import ScoringSettings
 from ._sections import (
     AuthSettings,
@@ -24,6 +25,9 @@ from ._sections import (
     SupervisorSettings,
     WebSettings,
 )
+
+#: Deprecated path of a setting -> its path now.
+RENAMED: dict[tuple[str, ...], tuple[str, ...]] = {**_SCORING_RENAMED}
 
 
 @attrs.frozen(kw_only=True)
