@@ -1,6 +1,6 @@
 """Explainable visitor scores and segments (docs/scoring.md). Pure functions, no I/O, no clock.
 
-Every model is a weighted sum of saturating factors, each weight from ``[scoring]``:
+Every model is a weighted sum of saturating factors, each weight from ``[scoring.<model>]``:
 
 * a factor turns one piece of evidence into a fraction in [0, 1] — ``min(1, x / cap)`` or
   ``1 - exp(-x / scale)`` — and contributes ``weight * fraction`` points;
@@ -266,9 +266,10 @@ def days_idle(p: ProfileSnapshot, now: datetime) -> float | None:
 
 def typical_gap_days(p: ProfileSnapshot, settings: ScoringSettings) -> float:
     """The visitor's usual gap between active days: the first..last seen span divided by
-    ``days_active - 1``, at least 1 day; ``churn_default_gap_days`` with fewer than 2 active days."""
+    ``days_active - 1``, at least 1 day; ``churn.default_gap_days`` with fewer than 2 active
+    days."""
     if p.days_active < 2 or p.first_seen is None or p.last_seen is None:
-        return settings.churn_default_gap_days
+        return settings.churn.default_gap_days
     span = _days_between(p.first_seen, p.last_seen)
     return max(1.0, span / (p.days_active - 1))
 
@@ -289,80 +290,81 @@ def engagement_score(p: ProfileSnapshot, now: datetime, settings: ScoringSetting
     """How actively the visitor uses the site, now.
 
     Points for sessions, page views per session, average session length and active days, then
-    scaled by ``0.5 ** (days idle / engagement_recency_half_life_days)`` (factor ``recency``,
-    value = days idle). Confidence ``1 - exp(-total_events / engagement_confidence_events)``.
+    scaled by ``0.5 ** (days idle / engagement.recency_half_life_days)`` (factor ``recency``,
+    value = days idle). Confidence ``1 - exp(-total_events / engagement.confidence_events)``.
     """
-    s = settings
+    s = settings.engagement
     parts = [
-        _part("sessions", p.sessions, s.engagement_sessions_weight, s.engagement_sessions_cap),
+        _part("sessions", p.sessions, s.sessions_weight, s.sessions_cap),
         _part("pages_per_session", p.pages_per_session,
-              s.engagement_pages_per_session_weight, s.engagement_pages_per_session_cap),
+              s.pages_per_session_weight, s.pages_per_session_cap),
         _part("avg_session_seconds", p.avg_session_seconds,
-              s.engagement_session_seconds_weight, s.engagement_session_seconds_cap),
-        _part("days_active", p.days_active, s.engagement_days_active_weight, s.engagement_days_active_cap),
+              s.session_seconds_weight, s.session_seconds_cap),
+        _part("days_active", p.days_active, s.days_active_weight, s.days_active_cap),
     ]
     idle = days_idle(p, now) or 0.0
-    _scaled(parts, [("recency", idle, _half_life(idle, s.engagement_recency_half_life_days))])
-    return _build(ENGAGEMENT, parts, _confidence(p.total_events, s.engagement_confidence_events))
+    _scaled(parts, [("recency", idle, _half_life(idle, s.recency_half_life_days))])
+    return _build(ENGAGEMENT, parts, _confidence(p.total_events, s.confidence_events))
 
 
 def lead_score(p: ProfileSnapshot, now: datetime, settings: ScoringSettings) -> Score:
     """How likely the visitor is to book soon: an open opportunity.
 
     Points for open bookings (started minus completed), quote requests, contact clicks, pricing
-    views, service views and return visits (sessions after the first); then scaled by recency (half-life
-    ``lead_recency_half_life_days``) and, after a completed booking, by
-    ``1 - 0.5 ** (days since last booking / lead_after_booking_half_life_days)`` (factor
+    views, service views and return visits (sessions after the first); then scaled by recency
+    (half-life ``lead.recency_half_life_days``) and, after a completed booking, by
+    ``1 - 0.5 ** (days since last booking / lead.after_booking_half_life_days)`` (factor
     ``recent_booking``): a booking closes the opportunity, which reopens gradually. Confidence
-    ``1 - exp(-total_events / lead_confidence_events)``.
+    ``1 - exp(-total_events / lead.confidence_events)``.
     """
-    s = settings
+    s = settings.lead
     open_bookings = max(0.0, p.bookings_started - p.total_bookings)
     quotes, contacts = p.count(QUOTE_TYPES), p.count(CONTACT_TYPES)
     pricing, services = p.count(PRICING_TYPES), p.count(SERVICE_TYPES)
     returns = max(0.0, p.sessions - 1.0)
     parts = [
-        _part("open_bookings", open_bookings, s.lead_open_bookings_weight, s.lead_open_bookings_cap),
-        _part("quotes_requested", quotes, s.lead_quotes_weight, s.lead_quotes_cap),
-        _part("contacts", contacts, s.lead_contacts_weight, s.lead_contacts_cap),
-        _part("pricing_views", pricing, s.lead_pricing_views_weight, s.lead_pricing_views_cap),
-        _part("service_views", services, s.lead_service_views_weight, s.lead_service_views_cap),
-        _part("return_visits", returns, s.lead_return_visits_weight, s.lead_return_visits_cap),
+        _part("open_bookings", open_bookings, s.open_bookings_weight, s.open_bookings_cap),
+        _part("quotes_requested", quotes, s.quotes_weight, s.quotes_cap),
+        _part("contacts", contacts, s.contacts_weight, s.contacts_cap),
+        _part("pricing_views", pricing, s.pricing_views_weight, s.pricing_views_cap),
+        _part("service_views", services, s.service_views_weight, s.service_views_cap),
+        _part("return_visits", returns, s.return_visits_weight, s.return_visits_cap),
     ]
     current = _now(now)
     idle = days_idle(p, current) or 0.0
-    steps = [("recency", idle, _half_life(idle, s.lead_recency_half_life_days))]
+    steps = [("recency", idle, _half_life(idle, s.recency_half_life_days))]
     if p.last_booking_at is not None:
         since = _days_between(p.last_booking_at, current)
-        steps.append(("recent_booking", since, 1.0 - _half_life(since, s.lead_after_booking_half_life_days)))
+        reopened = 1.0 - _half_life(since, s.after_booking_half_life_days)
+        steps.append(("recent_booking", since, reopened))
     else:
         steps.append(("recent_booking", 0.0, 1.0))
     _scaled(parts, steps)
-    return _build(LEAD, parts, _confidence(p.total_events, s.lead_confidence_events))
+    return _build(LEAD, parts, _confidence(p.total_events, s.confidence_events))
 
 
 def churn_risk(p: ProfileSnapshot, now: datetime, settings: ScoringSettings) -> Score:
     """How likely the visitor is gone for good; rises the longer they stay away.
 
-    Points for days idle (``1 - exp(-days / churn_absence_scale_days)``), for being overdue
-    against their own usual gap (``min(1, days / (gap * churn_overdue_cap))``, factor value =
+    Points for days idle (``1 - exp(-days / churn.absence_scale_days)``), for being overdue
+    against their own usual gap (``min(1, days / (gap * churn.overdue_cap))``, factor value =
     days idle in usual gaps), and for having few completed bookings
-    (``1 - min(1, bookings / churn_few_bookings_cap)``; loyalty removes these points). A visitor
-    with no evidence scores 0. Confidence ``1 - exp(-days_active / churn_confidence_days)``.
+    (``1 - min(1, bookings / churn.few_bookings_cap)``; loyalty removes these points). A visitor
+    with no evidence scores 0. Confidence ``1 - exp(-days_active / churn.confidence_days)``.
     """
-    s = settings
+    s = settings.churn
     idle = days_idle(p, now)
-    gap = typical_gap_days(p, s)
+    gap = typical_gap_days(p, settings)
     overdue = 0.0 if idle is None else idle / gap
-    absence = 0.0 if idle is None else _saturating(idle, s.churn_absence_scale_days)
-    few = (1.0 - _linear(p.total_bookings, s.churn_few_bookings_cap)) if p.has_evidence else 0.0
+    absence = 0.0 if idle is None else _saturating(idle, s.absence_scale_days)
+    few = (1.0 - _linear(p.total_bookings, s.few_bookings_cap)) if p.has_evidence else 0.0
     parts = [
-        ("days_absent", idle or 0.0, s.churn_absence_weight * absence),
-        _part("overdue_gaps", overdue, s.churn_overdue_weight, s.churn_overdue_cap),
-        ("few_bookings", p.total_bookings, s.churn_few_bookings_weight * few),
+        ("days_absent", idle or 0.0, s.absence_weight * absence),
+        _part("overdue_gaps", overdue, s.overdue_weight, s.overdue_cap),
+        ("few_bookings", p.total_bookings, s.few_bookings_weight * few),
     ]
     days_active = max(p.days_active, 1.0) if p.has_evidence else 0.0
-    return _build(CHURN, parts, _confidence(days_active, s.churn_confidence_days))
+    return _build(CHURN, parts, _confidence(days_active, s.confidence_days))
 
 
 def price_sensitivity(p: ProfileSnapshot, now: datetime, settings: ScoringSettings) -> Score:
@@ -371,27 +373,27 @@ def price_sensitivity(p: ProfileSnapshot, now: datetime, settings: ScoringSettin
     Points for the share of events that are pricing views / price checks, for coupon and
     discount events, for abandoned bookings of a visitor who had looked at prices (counted at
     most once per pricing view: counts carry no order), and for an average order value below
-    ``price_reference_order_value`` (only when completed bookings carried a value). ``now`` is
-    unused: price sensitivity is a trait, not a state. Confidence
-    ``1 - exp(-total_events / price_confidence_events)``.
+    ``price_sensitivity.reference_order_value`` (only when completed bookings carried a value).
+    ``now`` is unused: price sensitivity is a trait, not a state. Confidence
+    ``1 - exp(-total_events / price_sensitivity.confidence_events)``.
     """
-    s = settings
+    s = settings.price_sensitivity
     pricing = p.count(PRICING_TYPES)
     share = min(1.0, _ratio(pricing, max(p.total_events, pricing)))
     discounts = p.count(DISCOUNT_TYPES)
     abandoned = min(p.count(ABANDON_TYPES), pricing)
     if p.total_bookings > 0 and p.total_value > 0:
         order_value = p.total_value / p.total_bookings
-        low_value = max(0.0, 1.0 - order_value / s.price_reference_order_value)
+        low_value = max(0.0, 1.0 - order_value / s.reference_order_value)
     else:
         order_value, low_value = 0.0, 0.0
     parts = [
-        _part("pricing_share", share, s.price_pricing_share_weight, s.price_pricing_share_cap),
-        _part("discount_events", discounts, s.price_discounts_weight, s.price_discounts_cap),
-        _part("abandoned_after_pricing", abandoned, s.price_abandoned_weight, s.price_abandoned_cap),
-        ("avg_order_value", order_value, s.price_low_order_value_weight * low_value),
+        _part("pricing_share", share, s.pricing_share_weight, s.pricing_share_cap),
+        _part("discount_events", discounts, s.discounts_weight, s.discounts_cap),
+        _part("abandoned_after_pricing", abandoned, s.abandoned_weight, s.abandoned_cap),
+        ("avg_order_value", order_value, s.low_order_value_weight * low_value),
     ]
-    return _build(PRICE_SENSITIVITY, parts, _confidence(p.total_events, s.price_confidence_events))
+    return _build(PRICE_SENSITIVITY, parts, _confidence(p.total_events, s.confidence_events))
 
 
 _MODELS = {ENGAGEMENT: engagement_score, LEAD: lead_score, CHURN: churn_risk, PRICE_SENSITIVITY: price_sensitivity}
