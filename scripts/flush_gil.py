@@ -7,7 +7,7 @@ writes; each time that thread comes back from the network it waits for the GIL a
 switch interval, 5 ms). The busy thread here stands for the event loop, so the figures show what
 the round trips of a flush cost under load (docs/architecture.md, "Events' commit").
 
-    python tests/bench/flush_gil.py --url postgresql://postgres@127.0.0.1/flush_bench --batches 40
+    python scripts/flush_gil.py --url postgresql://postgres@127.0.0.1/flush_bench --batches 40
 
 The database is migrated if needed and its ``analytics_events`` grows by every batch written.
 """

@@ -5,7 +5,7 @@ means it is committed), then read the insights every ``--poll`` seconds until ``
 grew; the time from the 200 to that read is the sample. Run it alone, or beside a load
 (``revivatech-actors bench ...`` in another shell) to see freshness under load.
 
-    python tests/bench/freshness.py --url http://127.0.0.1:3011 --token $ADMIN_TOKEN --samples 500
+    python scripts/freshness.py --url http://127.0.0.1:3011 --token $ADMIN_TOKEN --samples 500
 """
 
 from __future__ import annotations

@@ -2,13 +2,13 @@
 body and answers 202, on Hypercorn's trio worker in one process — the ceiling the real ingest path
 is compared with (issue: at least 75 % of it, measured in the same run).
 
-    python tests/bench/bare_quart.py --port 3998 [--gc-tuned] [--reuse-port]
+    python scripts/bare_quart.py --port 3998 [--gc-tuned] [--reuse-port]
     revivatech-actors bench --url http://127.0.0.1:3998 --mode single --connections 50 --duration 30
 
 With ``--reuse-port`` the socket is shared (SO_REUSEPORT) as the workers of ``serve --workers N``
 share theirs: start the script N times on one port for the N-process reference.
 
-Not a test (pytest does not collect it): a script for docs/performance.md.
+Not a test: a measurement script for docs/performance.md.
 """
 
 from __future__ import annotations

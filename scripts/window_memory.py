@@ -7,8 +7,8 @@ the process's resident size every 20 simulated seconds. The window keeps, per 10
 the visitors and sessions that had it as their newest: with copies, each bucket holds its own
 copy of every string, for as long as the window spans.
 
-    python tests/bench/window_memory.py --seconds 200            # interned, as the service does
-    python tests/bench/window_memory.py --seconds 200 --copies   # a fresh string per event
+    python scripts/window_memory.py --seconds 200            # interned, as the service does
+    python scripts/window_memory.py --seconds 200 --copies   # a fresh string per event
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Flood a running server and watch it: resident memory and health latency, four times a second.
 
     revivatech-actors serve &                      # the server under test
-    python tests/bench/flood.py --pid $! --duration 300 -- --mode batch --batch-size 100 --connections 200
+    python scripts/flood.py --pid $! --duration 300 -- --mode batch --batch-size 100 --connections 200
 
 Runs ``revivatech-actors bench`` (the arguments after ``--``) for ``--duration`` seconds against
 ``--url`` while sampling, every ``--interval`` seconds, the server's RSS (from /proc) and the time
