@@ -29,15 +29,24 @@ app = QuartTrio(__name__)
 @app.post("/api/analytics/events")
 async def post_event():
     data = orjson.loads(await request.get_data(cache=False))
-    return Response(orjson.dumps({"success": True, "echo": len(data)}), status=202, content_type="application/json")
+    return Response(
+        orjson.dumps({"success": True, "echo": len(data)}),
+        status=202,
+        content_type="application/json",
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=3998)
-    parser.add_argument("--gc-tuned", action="store_true", help="use the GC thresholds `serve` uses")
-    parser.add_argument("--reuse-port", action="store_true",
-                        help="listen with SO_REUSEPORT, as a worker of `serve --workers N` does")
+    parser.add_argument(
+        "--gc-tuned", action="store_true", help="use the GC thresholds `serve` uses"
+    )
+    parser.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="listen with SO_REUSEPORT, as a worker of `serve --workers N` does",
+    )
     args = parser.parse_args()
     if args.gc_tuned:
         from revivatech_actors.cli import GC_THRESHOLDS
