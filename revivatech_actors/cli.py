@@ -16,8 +16,6 @@ from typing import TYPE_CHECKING
 import trio
 
 from . import __version__
-from .bench import add_arguments as add_bench_arguments
-from .bench import run as run_bench
 from .config import ConfigError, Settings, env_var_name, load_settings, render_toml, settings_as_dict
 from .logs import Redactor, configure_logging
 from .start_checks import EXIT_CONFIG
@@ -75,8 +73,10 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate the configuration and print it, secrets masked")
     _add_config_argument(check)
 
-    bench = commands.add_parser("bench", help="load a running server over HTTP and report events/s and latency")
-    add_bench_arguments(bench)
+    # Only this command loads the bench client: its options are parsed by its own parser
+    # (revivatech_actors.bench), from the arguments this one leaves unrecognised.
+    commands.add_parser("bench", add_help=False,
+                        help="load a running server over HTTP and report events/s and latency")
 
     imported = commands.add_parser(
         "import-original",
@@ -388,9 +388,14 @@ def _import_original(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.command == "bench":
-        return run_bench(args)  # a client of a running server: its own configuration is not read
+    parser = _parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "bench":  # a client of a running server: its own configuration is not read
+        from .bench import main as bench_main
+
+        return bench_main(rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     overrides = {}
     if args.command == "serve":
         overrides = {"web.host": args.host, "web.port": args.port, "web.workers": args.workers}

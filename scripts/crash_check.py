@@ -25,9 +25,10 @@ The restarted ``serve`` is the one flooded by the next kill, so the database acc
 leaves its gap for the later ones to close, or to report again). ``--fresh`` gives each kill a
 new database instead.
 
-Output, per kill::
+Output, per kill (its first line wrapped here)::
 
-    kill 3/10 [batch] flooded 2.41 s over 12 connections: 45,300 acked, 1,200 cut by the kill, 0 overloaded (503)
+    kill 3/10 [batch] flooded 2.41 s over 12 connections: 45,300 acked, 1,200 cut by the kill,
+      0 overloaded (503)
       restart ready 0.88 s after the kill; stored events 146,500
       profiles' sum at ready+t: 0.0 s 130,112 | 0.4 s 139,020 | 1.3 s 146,500
       converged in 1.31 s; recount of 20 sampled visitors: all equal
@@ -42,10 +43,10 @@ miss (negative: counted twice) and which sampled visitors differ in what. A summ
 min/median/max convergence time end the run. After converging, each kill also waits until every
 profile is scored (``version = scored_version``, migration 0008): the line after ``converged in``
 gives the profiles written but not scored at readiness and when none was left; a kill whose
-profiles are not all scored within ``--timeout`` fails too. In the summary, ``at ready`` is the profiles' sum
-at the first reading after readiness and ``missing`` is stored minus counted at the end of the
-kill's check (0 when it converged; when accumulating, a later kill's figure includes the earlier
-kills' gaps, and its NOT CONVERGED line says how much of it is new).
+profiles are not all scored within ``--timeout`` fails too. In the summary, ``at ready`` is the
+profiles' sum at the first reading after readiness and ``missing`` is stored minus counted at the
+end of the kill's check (0 when it converged; when accumulating, a later kill's figure includes
+the earlier kills' gaps, and its NOT CONVERGED line says how much of it is new).
 
 ``--signal TERM`` is a control of the check itself: a graceful stop writes every profile before
 exiting, so every kill must converge at once, on today's code as on the fix.
@@ -62,7 +63,8 @@ run on the defaults. Their logs go to ``--log-dir`` (default: a temporary folder
 
 Example::
 
-    python3 scripts/crash_check.py --storage-url postgresql://postgres@127.0.0.1:5432/rvt_crash_check \\
+    python3 scripts/crash_check.py \\
+        --storage-url postgresql://postgres@127.0.0.1:5432/rvt_crash_check \\
         --kills 10 --mode batch
     python3 scripts/crash_check.py --kills 10 --mode single --recreate
 """
@@ -119,10 +121,14 @@ def admin_conninfo(url: str) -> tuple[str, str]:
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
     if not url.startswith(("postgresql://", "postgres://")):
-        raise SetupError(f"--storage-url must be a postgresql:// URL (PostgreSQL only), got {url!r}")
+        raise SetupError(
+            f"--storage-url must be a postgresql:// URL (PostgreSQL only), got {url!r}"
+        )
     name = conninfo_to_dict(url).get("dbname")
     if not name or name == "postgres":
-        raise SetupError(f"--storage-url must name a database of its own (it is created and dropped): {url!r}")
+        raise SetupError(
+            f"--storage-url must name a database of its own (it is created and dropped): {url!r}"
+        )
     return make_conninfo(url, dbname="postgres"), name
 
 
@@ -131,7 +137,10 @@ def database_exists(url: str) -> bool:
 
     admin, name = admin_conninfo(url)
     with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-        return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
+        return (
+            conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+            is not None
+        )
 
 
 def create_database(url: str, *, drop_first: bool) -> None:
@@ -176,11 +185,17 @@ def recount_mismatches(url: str, fingerprints: list[str]) -> list[str]:
             continue
         diffs = []
         for field, w, g in zip(FIELDS, want, got, strict=True):
-            same = (math.isclose(float(w), float(g), rel_tol=1e-9, abs_tol=1e-6) if field == "total_value"
-                    else int(w) == int(g))
+            same = (
+                math.isclose(float(w), float(g), rel_tol=1e-9, abs_tol=1e-6)
+                if field == "total_value"
+                else int(w) == int(g)
+            )
             if not same:
-                diffs.append(f"{field} {g:.2f} (recount {w:.2f})" if field == "total_value"
-                             else f"{field} {g} (recount {w})")
+                diffs.append(
+                    f"{field} {g:.2f} (recount {w:.2f})"
+                    if field == "total_value"
+                    else f"{field} {g} (recount {w})"
+                )
         if diffs:
             lines.append(f"{fp}: " + ", ".join(diffs))
     return lines
@@ -203,7 +218,9 @@ class Serve:
         self.log_path = log_dir / f"serve-{label}-{self.port}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in close()
         command = [sys.executable, "-m", "revivatech_actors", "serve", "--port", str(self.port)]
-        self.process = subprocess.Popen(command, cwd=log_dir, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            command, cwd=log_dir, env=env, stdout=self._log, stderr=subprocess.STDOUT
+        )
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         import httpx
@@ -211,7 +228,10 @@ class Serve:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise SetupError(f"serve exited with {self.process.returncode} before it was ready; see {self.log_path}")
+                raise SetupError(
+                    f"serve exited with {self.process.returncode} before it was ready; "
+                    f"see {self.log_path}"
+                )
             try:
                 if httpx.get(f"http://127.0.0.1:{self.port}/readyz", timeout=1).status_code == 200:
                     return
@@ -252,11 +272,21 @@ def flood_event(rng: random.Random, visitors: list[str]) -> dict:
     return event
 
 
-async def flood_then_kill(server: Serve, mode: str, connections: int, batch_size: int, visitors: list[str],
-                          kill_after: float, seed: int, signum: int) -> tuple[Counter, int]:
-    """Flood ``server`` and send it ``signum`` ``kill_after`` s in: (event tallies, the exit code)."""
+async def flood_then_kill(
+    server: Serve,
+    mode: str,
+    connections: int,
+    batch_size: int,
+    visitors: list[str],
+    kill_after: float,
+    seed: int,
+    signum: int,
+) -> tuple[Counter, int]:
+    """Flood ``server`` and send it ``signum`` ``kill_after`` s in: (event tallies, the exit
+    code)."""
     import orjson
     import trio
+
     from revivatech_actors.bench import Client, ProtocolError, encode_request
 
     tally: Counter = Counter()
@@ -270,11 +300,17 @@ async def flood_then_kill(server: Serve, mode: str, connections: int, batch_size
             while not stop.is_set():
                 if mode == "batch":
                     events = [flood_event(rng, visitors) for _ in range(batch_size)]
-                    request = encode_request("POST", host, "/api/analytics/events/batch",
-                                             orjson.dumps({"events": events}))
+                    request = encode_request(
+                        "POST",
+                        host,
+                        "/api/analytics/events/batch",
+                        orjson.dumps({"events": events}),
+                    )
                 else:
                     events = [flood_event(rng, visitors)]
-                    request = encode_request("POST", host, "/api/analytics/events", orjson.dumps(events[0]))
+                    request = encode_request(
+                        "POST", host, "/api/analytics/events", orjson.dumps(events[0])
+                    )
                 try:
                     answer = await client.request(request)
                 except (OSError, trio.BrokenResourceError, ProtocolError):
@@ -285,9 +321,13 @@ async def flood_then_kill(server: Serve, mode: str, connections: int, batch_size
                 elif answer.status != 200:
                     tally[f"HTTP {answer.status}"] += len(events)
                 elif mode == "batch":
-                    tally.update(result["status"] for result in orjson.loads(answer.body)["results"])
+                    tally.update(
+                        result["status"] for result in orjson.loads(answer.body)["results"]
+                    )
                 else:
-                    tally["duplicate" if orjson.loads(answer.body).get("duplicate") else "stored"] += 1
+                    tally[
+                        "duplicate" if orjson.loads(answer.body).get("duplicate") else "stored"
+                    ] += 1
         finally:
             await client.aclose()
 
@@ -312,7 +352,9 @@ def thin(seen: list[tuple[float, int]], most: int = 12) -> list[tuple[float, int
 
 def unscored(url: str) -> int:
     """Profiles written since their scores were last recorded (migration 0008)."""
-    ((count,),) = query(url, "SELECT count(*) FROM user_behavior_profiles WHERE version > scored_version")
+    ((count,),) = query(
+        url, "SELECT count(*) FROM user_behavior_profiles WHERE version > scored_version"
+    )
     return int(count)
 
 
@@ -346,13 +388,22 @@ def watch(url: str, sample: list[str], since: float, timeout: float) -> dict:
         if time.monotonic() - since >= timeout:
             break
         time.sleep(POLL)
-    return {"stored": stored, "counted": counted, "seen": seen, "converged": converged, "mismatches": mismatches,
-            "unscored_at_ready": unscored_at_ready, "scored": scored}
+    return {
+        "stored": stored,
+        "counted": counted,
+        "seen": seen,
+        "converged": converged,
+        "mismatches": mismatches,
+        "unscored_at_ready": unscored_at_ready,
+        "scored": scored,
+    }
 
 
 def pick_sample(url: str, rng: random.Random, flooded: list[str], size: int) -> list[str]:
     """Half of ``size`` from the visitors of this kill's flood, the rest from the whole database."""
-    everyone = [fp for (fp,) in query(url, "SELECT DISTINCT user_fingerprint FROM analytics_events")]
+    everyone = [
+        fp for (fp,) in query(url, "SELECT DISTINCT user_fingerprint FROM analytics_events")
+    ]
     ours = sorted(set(everyone) & set(flooded))
     sample = rng.sample(ours, min(size // 2, len(ours)))
     others = sorted(set(everyone) - set(sample))
@@ -365,7 +416,9 @@ def run(args: argparse.Namespace) -> int:
     sys.path.insert(0, str(args.code))
     rng = random.Random(args.seed)
     env = {key: value for key, value in os.environ.items() if not key.startswith("REVIVATECH_")}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(args.code), os.environ.get("PYTHONPATH", "")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(args.code), os.environ.get("PYTHONPATH", "")) if p
+    )
     env["REVIVATECH_STORAGE_URL"] = args.storage_url
     for item in args.env:
         key, sep, value = item.partition("=")
@@ -382,9 +435,14 @@ def run(args: argparse.Namespace) -> int:
         raise SetupError(f"the database of {args.storage_url} exists; --recreate drops it first")
     create_database(args.storage_url, drop_first=True)
     extra = " ".join(args.env) or "none"
-    print(f"crash check: {args.kills} kill(s) per mode of {', '.join(modes)}; database {args.storage_url}"
-          f" ({'fresh per kill' if args.fresh else 'accumulating'}); code {args.code}; extra settings: {extra};"
-          f" seed {args.seed}; signal SIG{args.signal}; serve logs in {log_dir}", flush=True)
+    print(
+        f"crash check: {args.kills} kill(s) per mode of {', '.join(modes)}; "
+        f"database {args.storage_url}"
+        f" ({'fresh per kill' if args.fresh else 'accumulating'}); code {args.code}; "
+        f"extra settings: {extra};"
+        f" seed {args.seed}; signal SIG{args.signal}; serve logs in {log_dir}",
+        flush=True,
+    )
 
     rows = []
     gap_before = 0  # events the profiles missed after the previous kill's check
@@ -398,48 +456,103 @@ def run(args: argparse.Namespace) -> int:
                     server = Serve(env, log_dir, f"{number:02d}-start")
                     server.wait_ready()
                 kill_after = rng.uniform(args.min_seconds, args.seconds)
-                visitors = [f"fp-k{number:02d}-{uuid.uuid4().hex[:6]}-{n:03d}" for n in range(args.visitors)]
-                tally, code = trio.run(flood_then_kill, server, mode, connections[mode], args.batch_size,
-                                       visitors, kill_after, rng.randrange(1 << 30), signum)
+                visitors = [
+                    f"fp-k{number:02d}-{uuid.uuid4().hex[:6]}-{n:03d}" for n in range(args.visitors)
+                ]
+                tally, code = trio.run(
+                    flood_then_kill,
+                    server,
+                    mode,
+                    connections[mode],
+                    args.batch_size,
+                    visitors,
+                    kill_after,
+                    rng.randrange(1 << 30),
+                    signum,
+                )
                 killed_at = time.monotonic()
                 server.close()
                 acked = tally.get("stored", 0)
-                print(f"kill {kill}/{args.kills} [{mode}] flooded {kill_after:.2f} s over"
-                      f" {connections[mode]} connections: {acked:,} acked, {tally.get('cut', 0):,} cut by the kill,"
-                      f" {tally.get('overloaded', 0):,} overloaded (503)"
-                      + "".join(f", {n:,} {k}" for k, n in tally.items() if k not in ("stored", "cut", "overloaded"))
-                      + f"; exit {code}", flush=True)
+                print(
+                    f"kill {kill}/{args.kills} [{mode}] flooded {kill_after:.2f} s over"
+                    f" {connections[mode]} connections: {acked:,} acked, "
+                    f"{tally.get('cut', 0):,} cut by the kill,"
+                    f" {tally.get('overloaded', 0):,} overloaded (503)"
+                    + "".join(
+                        f", {n:,} {k}"
+                        for k, n in tally.items()
+                        if k not in ("stored", "cut", "overloaded")
+                    )
+                    + f"; exit {code}",
+                    flush=True,
+                )
                 if acked == 0:
-                    raise SetupError(f"no event was acknowledged before the kill; see {server.log_path}")
+                    raise SetupError(
+                        f"no event was acknowledged before the kill; see {server.log_path}"
+                    )
                 server = Serve(env, log_dir, f"{number:02d}-restart")
                 server.wait_ready()
                 ready_at = time.monotonic()
                 sample = pick_sample(args.storage_url, rng, visitors, args.sample)
                 result = watch(args.storage_url, sample, ready_at, args.timeout)
-                print(f"  restart ready {ready_at - killed_at:.2f} s after the kill;"
-                      f" stored events {result['stored']:,}")
-                print("  profiles' sum at ready+t: "
-                      + " | ".join(f"{t:.1f} s {n:,}" for t, n in thin(result["seen"])))
+                print(
+                    f"  restart ready {ready_at - killed_at:.2f} s after the kill;"
+                    f" stored events {result['stored']:,}"
+                )
+                print(
+                    "  profiles' sum at ready+t: "
+                    + " | ".join(f"{t:.1f} s {n:,}" for t, n in thin(result["seen"]))
+                )
                 if result["converged"] is not None:
-                    print(f"  converged in {result['converged']:.2f} s;"
-                          f" recount of {len(sample)} sampled visitors: all equal")
-                    scored = "NOT within the timeout" if result["scored"] is None else f"{result['scored']:.2f} s"
-                    print(f"  {result['unscored_at_ready']:,} profile(s) written but not scored at ready;"
-                          f" every profile scored at ready+{scored}")
+                    print(
+                        f"  converged in {result['converged']:.2f} s;"
+                        f" recount of {len(sample)} sampled visitors: all equal"
+                    )
+                    scored = (
+                        "NOT within the timeout"
+                        if result["scored"] is None
+                        else f"{result['scored']:.2f} s"
+                    )
+                    print(
+                        f"  {result['unscored_at_ready']:,} profile(s) written but not scored "
+                        "at ready;"
+                        f" every profile scored at ready+{scored}"
+                    )
                 else:
                     missing = result["stored"] - result["counted"]
-                    earlier = f", {missing - gap_before:+,} of them new in this kill" if gap_before else ""
-                    print(f"  NOT CONVERGED within {args.timeout:g} s: profiles count {result['counted']:,} of"
-                          f" {result['stored']:,} stored ({missing:+,} missing from profiles{earlier})")
-                    print(f"  recount of {len(sample)} sampled visitors: {len(result['mismatches'])} differ"
-                          + "".join(f"\n    {line}" for line in result["mismatches"][:5]))
+                    earlier = (
+                        f", {missing - gap_before:+,} of them new in this kill"
+                        if gap_before
+                        else ""
+                    )
+                    print(
+                        f"  NOT CONVERGED within {args.timeout:g} s: "
+                        f"profiles count {result['counted']:,} of"
+                        f" {result['stored']:,} stored "
+                        f"({missing:+,} missing from profiles{earlier})"
+                    )
+                    print(
+                        f"  recount of {len(sample)} sampled visitors: "
+                        f"{len(result['mismatches'])} differ"
+                        + "".join(f"\n    {line}" for line in result["mismatches"][:5])
+                    )
                 sys.stdout.flush()
                 gap_before = result["stored"] - result["counted"]
-                rows.append({"kill": number, "mode": mode, "killed_at": kill_after, "acked": acked,
-                             "stored": result["stored"], "at_ready": result["seen"][0][1],
-                             "converged": result["converged"], "missing": result["stored"] - result["counted"],
-                             "unscored": result["unscored_at_ready"], "scored": result["scored"],
-                             "recount": f"{len(sample) - len(result['mismatches'])}/{len(sample)} equal"})
+                rows.append(
+                    {
+                        "kill": number,
+                        "mode": mode,
+                        "killed_at": kill_after,
+                        "acked": acked,
+                        "stored": result["stored"],
+                        "at_ready": result["seen"][0][1],
+                        "converged": result["converged"],
+                        "missing": result["stored"] - result["counted"],
+                        "unscored": result["unscored_at_ready"],
+                        "scored": result["scored"],
+                        "recount": f"{len(sample) - len(result['mismatches'])}/{len(sample)} equal",
+                    }
+                )
                 if args.fresh and not (mode == modes[-1] and kill == args.kills):
                     server.close()
                     server = None
@@ -452,52 +565,117 @@ def run(args: argparse.Namespace) -> int:
             drop_database(args.storage_url)
 
     print("\nsummary")
-    print(f"{'kill':>4}  {'mode':6} {'killed s':>8} {'acked':>9} {'stored':>9} {'at ready':>9} {'missing':>8}"
-          f" {'converged s':>11} {'unscored':>8} {'scored s':>8}  recount")
+    print(
+        f"{'kill':>4}  {'mode':6} {'killed s':>8} {'acked':>9} {'stored':>9} "
+        f"{'at ready':>9} {'missing':>8}"
+        f" {'converged s':>11} {'unscored':>8} {'scored s':>8}  recount"
+    )
     for row in rows:
         converged = f"{row['converged']:.2f}" if row["converged"] is not None else "NO"
         scored = f"{row['scored']:.2f}" if row["scored"] is not None else "NO"
-        print(f"{row['kill']:>4}  {row['mode']:6} {row['killed_at']:8.2f} {row['acked']:9,} {row['stored']:9,}"
-              f" {row['at_ready']:9,} {row['missing']:+8,} {converged:>11} {row['unscored']:8,} {scored:>8}"
-              f"  {row['recount']}")
+        print(
+            f"{row['kill']:>4}  {row['mode']:6} {row['killed_at']:8.2f} {row['acked']:9,} "
+            f"{row['stored']:9,}"
+            f" {row['at_ready']:9,} {row['missing']:+8,} {converged:>11} "
+            f"{row['unscored']:8,} {scored:>8}"
+            f"  {row['recount']}"
+        )
     times = [row["converged"] for row in rows if row["converged"] is not None]
     scoring = [row["scored"] for row in rows if row["scored"] is not None]
     failed = len(rows) - len(scoring)  # scored implies converged
-    figures = (f"; converged in min {min(times):.2f} s, median {statistics.median(times):.2f} s,"
-               f" max {max(times):.2f} s" if times else "")
-    scored = (f"; every profile scored in min {min(scoring):.2f} s, median {statistics.median(scoring):.2f} s,"
-              f" max {max(scoring):.2f} s" if scoring else "")
+    figures = (
+        f"; converged in min {min(times):.2f} s, median {statistics.median(times):.2f} s,"
+        f" max {max(times):.2f} s"
+        if times
+        else ""
+    )
+    scored = (
+        f"; every profile scored in min {min(scoring):.2f} s, "
+        f"median {statistics.median(scoring):.2f} s,"
+        f" max {max(scoring):.2f} s"
+        if scoring
+        else ""
+    )
     print(f"{len(times)} of {len(rows)} kills converged within {args.timeout:g} s{figures}")
-    print(f"{len(scoring)} of {len(rows)} had every profile scored within {args.timeout:g} s{scored}")
+    print(
+        f"{len(scoring)} of {len(rows)} had every profile scored within {args.timeout:g} s{scored}"
+    )
     return 1 if failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="What each output line means and the exit status: the docstring at the top of this file.")
-    parser.add_argument("--storage-url", default=DEFAULT_URL,
-                        help=f"PostgreSQL database to create, use and drop (default {DEFAULT_URL})")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="What each output line means and the exit status: "
+        "the docstring at the top of this file.",
+    )
+    parser.add_argument(
+        "--storage-url",
+        default=DEFAULT_URL,
+        help=f"PostgreSQL database to create, use and drop (default {DEFAULT_URL})",
+    )
     parser.add_argument("--kills", type=int, default=10, help="SIGKILLs per mode (default 10)")
-    parser.add_argument("--mode", choices=["batch", "single", "both"], default="batch",
-                        help="batch: 100 events per request; single: one per request; both: --kills of each")
-    parser.add_argument("--seconds", type=float, default=3.0, help="latest kill moment, s into the flood (default 3)")
-    parser.add_argument("--min-seconds", type=float, default=1.0, help="earliest kill moment (default 1)")
-    parser.add_argument("--timeout", type=float, default=20.0, help="seconds after readiness to converge (default 20)")
-    parser.add_argument("--visitors", type=int, default=200, help="new visitors per flood (default 200)")
-    parser.add_argument("--sample", type=int, default=20, help="visitors recounted per kill (default 20)")
-    parser.add_argument("--connections", type=int, default=0, help="connections (default 12 batch, 32 single)")
-    parser.add_argument("--batch-size", type=int, default=100, help="events per batch request (default 100)")
-    parser.add_argument("--seed", type=int, default=None, help="random seed (default: random, printed)")
+    parser.add_argument(
+        "--mode",
+        choices=["batch", "single", "both"],
+        default="batch",
+        help="batch: 100 events per request; single: one per request; both: --kills of each",
+    )
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=3.0,
+        help="latest kill moment, s into the flood (default 3)",
+    )
+    parser.add_argument(
+        "--min-seconds", type=float, default=1.0, help="earliest kill moment (default 1)"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=20.0,
+        help="seconds after readiness to converge (default 20)",
+    )
+    parser.add_argument(
+        "--visitors", type=int, default=200, help="new visitors per flood (default 200)"
+    )
+    parser.add_argument(
+        "--sample", type=int, default=20, help="visitors recounted per kill (default 20)"
+    )
+    parser.add_argument(
+        "--connections", type=int, default=0, help="connections (default 12 batch, 32 single)"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=100, help="events per batch request (default 100)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=None, help="random seed (default: random, printed)"
+    )
     parser.add_argument("--fresh", action="store_true", help="a new database for every kill")
-    parser.add_argument("--recreate", action="store_true", help="drop the database first if it exists")
+    parser.add_argument(
+        "--recreate", action="store_true", help="drop the database first if it exists"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the database at the end")
-    parser.add_argument("--env", action="append", default=[], metavar="REVIVATECH_KEY=VALUE",
-                        help="a setting for the serve processes (repeatable)")
-    parser.add_argument("--signal", choices=["KILL", "TERM"], default="KILL",
-                        help="KILL (the check) or TERM (a control: a graceful stop writes every profile)")
-    parser.add_argument("--code", type=Path, default=REPOSITORY, help=f"the package's tree (default {REPOSITORY})")
-    parser.add_argument("--log-dir", default=None, help="folder for the serve logs (default: a new temporary one)")
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="REVIVATECH_KEY=VALUE",
+        help="a setting for the serve processes (repeatable)",
+    )
+    parser.add_argument(
+        "--signal",
+        choices=["KILL", "TERM"],
+        default="KILL",
+        help="KILL (the check) or TERM (a control: a graceful stop writes every profile)",
+    )
+    parser.add_argument(
+        "--code", type=Path, default=REPOSITORY, help=f"the package's tree (default {REPOSITORY})"
+    )
+    parser.add_argument(
+        "--log-dir", default=None, help="folder for the serve logs (default: a new temporary one)"
+    )
     args = parser.parse_args(argv)
     if args.seed is None:
         args.seed = random.randrange(1 << 30)

@@ -1,12 +1,18 @@
-"""The ``bench`` load generator: pure helpers, the HTTP reader, and a run against a tiny real server."""
+"""The ``bench`` load generator: pure helpers, the HTTP reader, a run against a tiny real server,
+and the command's wiring (only ``revivatech-actors bench`` loads the package)."""
 
 from __future__ import annotations
 
 import argparse
+import ast
 import json
+import os
 import random
 import socket
+import subprocess
+import sys
 from array import array
+from pathlib import Path
 
 import hypercorn.config
 import hypercorn.trio
@@ -16,14 +22,15 @@ from quart import request
 from quart_trio import QuartTrio
 
 from revivatech_actors import bench
-
+from revivatech_actors.bench import _http, _payloads, _run
 
 # --- request bodies ---------------------------------------------------------------------------
+
 
 def test_single_body_is_one_valid_event():
     event = json.loads(bench.single_body(random.Random(1), users=5))
     assert set(event) == {"user_fingerprint", "session_id", "event_type", "page_url", "properties"}
-    assert event["event_type"] in bench.EVENT_TYPES
+    assert event["event_type"] in _payloads.EVENT_TYPES
     assert event["properties"] == {"bench": True}
     assert event["page_url"].startswith("https://revivatech.example/")
 
@@ -45,12 +52,23 @@ def test_batch_body_has_the_requested_events_within_the_user_range():
 def test_tracker_payload_is_what_the_original_tracker_sends_and_validates_without_warnings():
     from revivatech_actors.domain.validation import ValidEvent, validate_event
 
-    events = json.loads(bench.batch_body(random.Random(3), users=5, batch_size=20, payload="tracker"))["events"]
+    events = json.loads(
+        bench.batch_body(random.Random(3), users=5, batch_size=20, payload="tracker")
+    )["events"]
     for e in events:
-        assert {"id", "event_name", "event_data", "referrer_url", "device_type", "utm_source"} <= set(e)
+        assert {
+            "id",
+            "event_name",
+            "event_data",
+            "referrer_url",
+            "device_type",
+            "utm_source",
+        } <= set(e)
         assert isinstance(e["timestamp"], int) and e["timestamp"] > 10**12  # epoch milliseconds
         result = validate_event(e)
-        assert isinstance(result, ValidEvent) and result.warnings == () and result.details is not None
+        assert (
+            isinstance(result, ValidEvent) and result.warnings == () and result.details is not None
+        )
     assert len({e["id"] for e in events}) == 20
 
 
@@ -67,12 +85,18 @@ def test_encode_request_frames_the_body():
 
 def test_target_keeps_a_path_prefix():
     config = bench.BenchConfig(url="http://localhost:8080/prefix/", mode="batch")
-    assert config.target() == ("localhost", 8080, "localhost:8080", "/prefix/api/analytics/events/batch")
+    assert config.target() == (
+        "localhost",
+        8080,
+        "localhost:8080",
+        "/prefix/api/analytics/events/batch",
+    )
     with pytest.raises(bench.BenchError, match="unsupported URL"):
         bench.BenchConfig(url="https://x").target()
 
 
 # --- HTTP answers -----------------------------------------------------------------------------
+
 
 def feeder(*pieces: bytes):
     """A ``receive()`` that hands out ``pieces`` one at a time, then EOF."""
@@ -86,7 +110,10 @@ def feeder(*pieces: bytes):
 
 
 async def test_answer_split_across_reads_and_two_answers_on_one_connection():
-    first = b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{"ok":true}'
+    first = (
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n"
+        b'{"ok":true}'
+    )
     second = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n"
     stream = first + second
     pieces = [stream[i : i + 7] for i in range(0, len(stream), 7)]
@@ -96,21 +123,26 @@ async def test_answer_split_across_reads_and_two_answers_on_one_connection():
     assert one.headers[b"content-type"] == b"application/json"
     two = await bench.read_response(receive, buf)
     assert (two.status, two.body, two.headers[b"retry-after"]) == (503, b"", b"1")
-    with pytest.raises(bench.ConnectionClosed) as closed:
+    with pytest.raises(_http.ConnectionClosed) as closed:
         await bench.read_response(receive, buf)
     assert closed.value.idle  # nothing of a third answer arrived: safe to retry on a new connection
 
 
 async def test_pipelined_bytes_stay_in_the_buffer():
-    both = b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx"
+    both = (
+        b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\nok"
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx"
+    )
     receive, buf = feeder(both), bytearray()
     assert (await bench.read_response(receive, buf)).body == b"ok"
     assert (await bench.read_response(receive, buf)).body == b"x"
 
 
 async def test_chunked_answer_and_connection_close():
-    raw = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-           b"4\r\nWiki\r\n6;ext=1\r\npedia \r\n0\r\nX-Trailer: y\r\n\r\n")
+    raw = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        b"4\r\nWiki\r\n6;ext=1\r\npedia \r\n0\r\nX-Trailer: y\r\n\r\n"
+    )
     answer = await bench.read_response(feeder(raw[:50], raw[50:61], raw[61:]), bytearray())
     assert answer.body == b"Wikipedia "
     assert answer.close
@@ -138,6 +170,7 @@ async def test_answers_the_client_refuses(raw, message):
 
 # --- figures ----------------------------------------------------------------------------------
 
+
 def test_percentiles_on_known_data():
     values = array("d", range(1, 101))  # 1..100
     assert bench.percentile(values, 50) == 50
@@ -153,25 +186,49 @@ def test_percentiles_on_known_data():
 
 
 def test_figures_merge_and_report():
-    a = bench.Figures("batch", 4, duration_s=2.0, requests=3, events=300, status_counts={200: 3},
-                      latencies_ms=array("d", [1, 2, 3]), accepted=300)
-    b = bench.Figures("batch", 4, duration_s=2.0, requests=1, events=100, status_counts={200: 1, 503: 2},
-                      overloaded_503=2, latencies_ms=array("d", [4]), accepted=99, rejected=1)
+    a = bench.Figures(
+        "batch",
+        4,
+        duration_s=2.0,
+        requests=3,
+        events=300,
+        status_counts={200: 3},
+        latencies_ms=array("d", [1, 2, 3]),
+        accepted=300,
+    )
+    b = bench.Figures(
+        "batch",
+        4,
+        duration_s=2.0,
+        requests=1,
+        events=100,
+        status_counts={200: 1, 503: 2},
+        overloaded_503=2,
+        latencies_ms=array("d", [4]),
+        accepted=99,
+        rejected=1,
+    )
     a.merge(b)
     d = a.as_dict()
-    assert (d["requests"], d["events"], d["events_per_s"], d["requests_per_s"]) == (4, 400, 200.0, 2.0)
+    assert (d["requests"], d["events"], d["events_per_s"], d["requests_per_s"]) == (
+        4,
+        400,
+        200.0,
+        2.0,
+    )
     assert d["status_counts"] == {"200": 4, "503": 2}
     assert (d["accepted"], d["rejected"], d["overloaded_503"]) == (399, 1, 2)
     assert d["latency_ms"]["max"] == 4 and d["latency_ms"]["p50"] == 2
 
 
 def test_processes_share_connections_and_rate():
-    parts = bench._split(bench.BenchConfig(connections=5, processes=2, rate=100))
+    parts = _run.split(bench.BenchConfig(connections=5, processes=2, rate=100))
     assert [p.connections for p in parts] == [3, 2]
     assert [p.rate for p in parts] == [60, 40]
 
 
 # --- against a real server ----------------------------------------------------------------------
+
 
 def tiny_app() -> QuartTrio:
     app = QuartTrio(__name__)
@@ -186,14 +243,24 @@ def tiny_app() -> QuartTrio:
     @app.post("/api/analytics/events/batch")
     async def batch():
         events = (await request.get_json())["events"]
-        return {"success": True, "accepted": len(events), "duplicates": 0, "rejected": 0, "results": []}
+        return {
+            "success": True,
+            "accepted": len(events),
+            "duplicates": 0,
+            "rejected": 0,
+            "results": [],
+        }
 
     @app.post("/flaky/api/analytics/events")
     async def flaky():
         await request.get_data()
         calls["flaky"] += 1
         if calls["flaky"] % 2:
-            return {"success": False, "error": "overloaded", "message": "busy"}, 503, {"Retry-After": "1"}
+            return (
+                {"success": False, "error": "overloaded", "message": "busy"},
+                503,
+                {"Retry-After": "1"},
+            )
         return {"success": True, "eventId": "x", "timestamp": "t", "duplicate": False}
 
     return app
@@ -205,8 +272,11 @@ async def server_url(nursery):
     config.bind = ["127.0.0.1:0"]
     config.accesslog = config.errorlog = None
     stop = trio.Event()
-    bound = await nursery.start(lambda task_status: hypercorn.trio.serve(
-        tiny_app(), config, shutdown_trigger=stop.wait, task_status=task_status))
+    bound = await nursery.start(
+        lambda task_status: hypercorn.trio.serve(
+            tiny_app(), config, shutdown_trigger=stop.wait, task_status=task_status
+        )
+    )
     yield bound[0]
     stop.set()
 
@@ -230,8 +300,9 @@ async def test_single_mode_against_a_real_server(server_url):
 
 
 async def test_batch_mode_counts_events(server_url):
-    config = bench.BenchConfig(url=server_url, mode="batch", connections=4, duration=1.5, warmup=0.2,
-                               batch_size=20)
+    config = bench.BenchConfig(
+        url=server_url, mode="batch", connections=4, duration=1.5, warmup=0.2, batch_size=20
+    )
     figures = await bench.run_load(config)
     assert figures.requests > 0
     assert figures.events == figures.requests * 20 == figures.accepted
@@ -255,6 +326,7 @@ async def test_open_loop_rate_is_paced(server_url):
 
 
 # --- the command --------------------------------------------------------------------------------
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -280,6 +352,90 @@ def test_defaults_and_token_from_environment(monkeypatch):
     monkeypatch.setenv("REVIVATECH_BENCH_TOKEN", "from-env")
     args = parse()
     assert (args.url, args.mode, args.connections, args.duration, args.rate) == (
-        "http://127.0.0.1:3011", "single", 50, 10.0, 0.0)
+        "http://127.0.0.1:3011",
+        "single",
+        50,
+        10.0,
+        0.0,
+    )
     assert (args.batch_size, args.users, args.warmup, args.processes) == (100, 10_000, 1.0, 1)
     assert args.token == "from-env" and not args.json and not args.quiet
+
+
+def test_the_cli_passes_every_option_after_bench_to_the_bench_client(capsys):
+    from revivatech_actors import cli
+
+    url = f"http://127.0.0.1:{free_port()}"
+    assert cli.main(["bench", "--url", url, "--duration", "0.5", "--warmup", "0", "--json"]) == 1
+    assert capsys.readouterr().err.strip().startswith(f"bench: cannot reach {url}")
+    with pytest.raises(SystemExit) as refused:
+        cli.main(["bench", "--mode", "nope"])
+    assert refused.value.code == 2
+    assert "revivatech-actors bench: error: argument --mode" in capsys.readouterr().err
+
+
+def test_other_commands_still_refuse_unknown_arguments(capsys):
+    from revivatech_actors import cli
+
+    with pytest.raises(SystemExit) as refused:
+        cli.main(["check-config", "--connections", "5"])
+    assert refused.value.code == 2
+    assert "unrecognized arguments: --connections 5" in capsys.readouterr().err
+
+
+#: Runs in a fresh interpreter: which modules the CLI and the service load for commands other
+#: than ``bench``, then for ``bench --help``.
+IMPORT_PROBE = """
+import contextlib, io, sys
+import revivatech_actors.cli as cli
+import revivatech_actors.service
+def loaded():
+    return sorted(m for m in sys.modules
+                  if m.startswith(("revivatech_actors.bench", "trio_websocket")))
+for argv in (["check-config"], ["--help"], ["serve", "--help"], ["migrate", "--help"]):
+    with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):
+        cli.main(argv)
+print(loaded())
+with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):
+    cli.main(["bench", "--help"])
+print("revivatech_actors.bench" in loaded())
+"""
+
+
+def test_only_the_bench_command_loads_the_bench_client(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REVIVATECH_")}
+    root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, (root, env.get("PYTHONPATH"))))
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORT_PROBE],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["[]", "True"], done.stdout + done.stderr
+
+
+def test_the_bench_modules_import_each_other_without_a_cycle():
+    package = Path(bench.__file__).parent
+    imports: dict[str, set[str]] = {}
+    for path in package.glob("*.py"):
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):  # imports in functions count too
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                found.update([node.module] if node.module else [a.name for a in node.names])
+        imports[path.stem] = found
+    done: set[str] = set()
+
+    def visit(module: str, path: tuple[str, ...]) -> None:
+        assert module not in path, f"import cycle: {' -> '.join((*path, module))}"
+        if module not in done:
+            for imported in imports.get(module, ()):
+                visit(imported, (*path, module))
+            done.add(module)
+
+    for module in imports:
+        visit(module, ())
+    assert imports["_payloads"] == imports["_report"] == imports["_errors"] == set()

@@ -311,7 +311,7 @@ def test_the_blocker_refuses_what_only_the_test_extra_brings(tmp_path):
 
 def test_serve_does_not_load_the_websocket_bench_client(tmp_path):
     probe = ("import sys; from revivatech_actors import cli; cli._parser(); "
-             "print(sorted(m for m in sys.modules if m.startswith(('trio_websocket', 'revivatech_actors.bench_ws'))))")
+             "print(sorted(m for m in sys.modules if m.startswith(('trio_websocket', 'revivatech_actors.bench'))))")
     done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=service_env(),
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr

@@ -1,7 +1,8 @@
 """Flood a running server and watch it: resident memory and health latency, four times a second.
 
     revivatech-actors serve &                      # the server under test
-    python tests/bench/flood.py --pid $! --duration 300 -- --mode batch --batch-size 100 --connections 200
+    python scripts/flood.py --pid $! --duration 300 -- \
+        --mode batch --batch-size 100 --connections 200
 
 Runs ``revivatech-actors bench`` (the arguments after ``--``) for ``--duration`` seconds against
 ``--url`` while sampling, every ``--interval`` seconds, the server's RSS (from /proc) and the time
@@ -35,10 +36,22 @@ def main() -> int:
     parser.add_argument("--url", default="http://127.0.0.1:3011")
     parser.add_argument("--duration", type=float, default=300)
     parser.add_argument("--interval", type=float, default=0.25, help="seconds between samples")
-    parser.add_argument("bench_args", nargs=argparse.REMAINDER, help="-- then arguments for revivatech-actors bench")
+    parser.add_argument(
+        "bench_args", nargs=argparse.REMAINDER, help="-- then arguments for revivatech-actors bench"
+    )
     args = parser.parse_args()
     bench_args = [a for a in args.bench_args if a != "--"]
-    command = ["revivatech-actors", "bench", "--url", args.url, "--duration", str(args.duration), "--json", "--quiet", *bench_args]
+    command = [
+        "revivatech-actors",
+        "bench",
+        "--url",
+        args.url,
+        "--duration",
+        str(args.duration),
+        "--json",
+        "--quiet",
+        *bench_args,
+    ]
     bench = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     rss: list[tuple[float, float]] = []
     health_ms: list[float] = []
@@ -64,7 +77,10 @@ def main() -> int:
             "max": round(max(mb for _, mb in rss), 1),
             "last": round(rss[-1][1], 1),
             "samples": len(rss),
-            "by_minute": [round(next(mb for at, mb in rss if at >= minute * 60), 1) for minute in range(int(rss[-1][0] // 60) + 1)],
+            "by_minute": [
+                round(next(mb for at, mb in rss if at >= minute * 60), 1)
+                for minute in range(int(rss[-1][0] // 60) + 1)
+            ],
         },
         "health_ms": {
             "p50": round(health_ms[len(health_ms) // 2], 1),

@@ -7,8 +7,8 @@ the process's resident size every 20 simulated seconds. The window keeps, per 10
 the visitors and sessions that had it as their newest: with copies, each bucket holds its own
 copy of every string, for as long as the window spans.
 
-    python tests/bench/window_memory.py --seconds 200            # interned, as the service does
-    python tests/bench/window_memory.py --seconds 200 --copies   # a fresh string per event
+    python scripts/window_memory.py --seconds 200            # interned, as the service does
+    python scripts/window_memory.py --seconds 200 --copies   # a fresh string per event
 """
 
 from __future__ import annotations
@@ -34,9 +34,13 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=20_000, help="events per simulated second")
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--window", type=int, default=300, help="realtime.window in seconds")
-    parser.add_argument("--copies", action="store_true", help="a fresh string per event, not interned")
+    parser.add_argument(
+        "--copies", action="store_true", help="a fresh string per event, not interned"
+    )
     args = parser.parse_args()
-    window = RealtimeWindow(args.window, page_types=frozenset({"page_view"}), conversion_types=frozenset())
+    window = RealtimeWindow(
+        args.window, page_types=frozenset({"page_view"}), conversion_types=frozenset()
+    )
     rng = random.Random(1)
     start = time.time()
     for second in range(args.seconds + 1):
@@ -50,12 +54,17 @@ def main() -> None:
             session = "".join(("bench-session-", str(user), "-", str(rng.randrange(3))))
             if not args.copies:
                 fingerprint, session = sys.intern(fingerprint), sys.intern(session)
-            events.append(StoredEvent(fingerprint, session, "page_view", "https://revivatech.example/", stamp))
+            events.append(
+                StoredEvent(fingerprint, session, "page_view", "https://revivatech.example/", stamp)
+            )
         window.add_events(events, now)
         if second % 20 == 0:
             figures = window.figures(now)
-            print(f"t={second:4d} s  RSS {rss_mb():6.0f} MB  visitors {figures.active_users:7d}  "
-                  f"sessions {figures.active_sessions:7d}", flush=True)
+            print(
+                f"t={second:4d} s  RSS {rss_mb():6.0f} MB  visitors {figures.active_users:7d}  "
+                f"sessions {figures.active_sessions:7d}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

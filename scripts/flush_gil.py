@@ -7,7 +7,7 @@ writes; each time that thread comes back from the network it waits for the GIL a
 switch interval, 5 ms). The busy thread here stands for the event loop, so the figures show what
 the round trips of a flush cost under load (docs/architecture.md, "Events' commit").
 
-    python tests/bench/flush_gil.py --url postgresql://postgres@127.0.0.1/flush_bench --batches 40
+    python scripts/flush_gil.py --url postgresql://postgres@127.0.0.1/flush_bench --batches 40
 
 The database is migrated if needed and its ``analytics_events`` grows by every batch written.
 """
@@ -31,9 +31,19 @@ from revivatech_actors.storage import open_storage
 def batch(size: int, users: int) -> list[Event]:
     now = datetime.now(UTC)
     return [
-        Event(event_id, f"bench-user-{u}", f"bench-session-{u}-1", "page_view", now, now,
-              page_url="https://revivatech.example/services", properties={"bench": True})
-        for event_id, u in zip(new_event_ids(size), (random.randrange(users) for _ in range(size)), strict=True)
+        Event(
+            event_id,
+            f"bench-user-{u}",
+            f"bench-session-{u}-1",
+            "page_view",
+            now,
+            now,
+            page_url="https://revivatech.example/services",
+            properties={"bench": True},
+        )
+        for event_id, u in zip(
+            new_event_ids(size), (random.randrange(users) for _ in range(size)), strict=True
+        )
     ]
 
 
@@ -76,14 +86,24 @@ async def main() -> None:
                     for events in batches:
                         letters = []
                         if way != "one statement":
-                            letters = [DeadLetter(datetime.now(UTC), "validation", ({"field": "", "message": "bench"},),
-                                                  "{}", letter_id=str(uuid.uuid4()))]
+                            letters = [
+                                DeadLetter(
+                                    datetime.now(UTC),
+                                    "validation",
+                                    ({"field": "", "message": "bench"},),
+                                    "{}",
+                                    letter_id=str(uuid.uuid4()),
+                                )
+                            ]
                         await storage.write_batch(events, letters)
                     took = (time.perf_counter() - began) / len(batches)
                     busy.on.clear()
-                    print(f"{way:20s} busy thread: {'yes' if contended else 'no ':3s}  "
-                          f"{1000 * took:6.1f} ms per {args.batch_size}-event flush "
-                          f"({1e6 * took / args.batch_size:5.1f} µs/event)", flush=True)
+                    print(
+                        f"{way:20s} busy thread: {'yes' if contended else 'no ':3s}  "
+                        f"{1000 * took:6.1f} ms per {args.batch_size}-event flush "
+                        f"({1e6 * took / args.batch_size:5.1f} µs/event)",
+                        flush=True,
+                    )
     finally:
         busy.stop.set()
         busy.thread.join()

@@ -1,15 +1,15 @@
-"""``revivatech-actors bench --mode ws``: WebSocket fan-out under ingest load.
+"""``--mode ws``: WebSocket fan-out under ingest load.
 
-``--clients`` dashboard clients connect to ``/api/analytics/ws`` (``--ws-url``, by default the
-server of ``--url``; another instance's URL measures the way across instances), subscribe to
+``clients`` dashboard clients connect to ``/api/analytics/ws`` (``ws_url``, by default the
+server of ``url``; another instance's URL measures the way across instances), subscribe to
 realtime, and record when each ``realtime_metrics`` message arrives and how far its
-``overview.total_events`` got. Meanwhile events are posted at ``--rate`` events/s in batches of
-``--batch-size`` to ``--url``, and each batch's acknowledgement time is logged.
+``overview.total_events`` got. Meanwhile events are posted at ``rate`` events/s in batches of
+``batch_size`` to ``url``, and each batch's acknowledgement time is logged.
 
 Delay of an update = when a client received it − when the oldest event it newly reflects was
 acknowledged (events are counted in the order they were acknowledged; the server's count before
 the load starts is read first). That is the "event reached the dashboard" latency; its p99 over
-every client and update is the headline. Clients may be spread over ``--processes`` processes;
+every client and update is the headline. Clients may be spread over ``processes`` processes;
 the ingest load runs in the first. The server must see no other traffic during the run.
 """
 
@@ -25,8 +25,12 @@ from urllib.parse import urlsplit
 import attrs
 import orjson
 import trio
+from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
 
-from .bench import BenchError, Client, batch_body, encode_request, latency_summary
+from ._errors import BenchError
+from ._http import Client, encode_request
+from ._payloads import batch_body
+from ._report import latency_summary
 
 __all__ = ["WsBenchConfig", "run_ws_bench"]
 
@@ -36,6 +40,8 @@ CONNECT_CONCURRENCY = 100
 
 @attrs.frozen
 class WsBenchConfig:
+    """What ``--mode ws`` runs."""
+
     url: str
     ws_url: str
     clients: int
@@ -53,10 +59,11 @@ def _ws_endpoint(url: str, token: str) -> str:
     return f"{scheme}://{parts.netloc}{parts.path.rstrip('/')}/api/analytics/ws?token={token}"
 
 
-async def _clients(config: WsBenchConfig, count: int, start_at: float, stop_at: float) -> dict[str, Any]:
-    """``count`` subscribed clients; returns their observations ``(first new event, received at)``."""
-    from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
-
+async def _clients(
+    config: WsBenchConfig, count: int, start_at: float, stop_at: float
+) -> dict[str, Any]:
+    """``count`` subscribed clients; returns their observations ``(first new event, received at)``
+    and how many connected, failed to connect, or were closed by the server."""
     url = _ws_endpoint(config.ws_url, config.token)
     observations: list[tuple[int, float]] = []
     connected, failed, closed = [0], [0], [0]
@@ -72,7 +79,8 @@ async def _clients(config: WsBenchConfig, count: int, start_at: float, stop_at: 
                 await ws.send_message('{"type":"subscribe_realtime"}')
                 seen = None
                 connected[0] += 1
-                with trio.move_on_after(max(0.0, stop_at - time.time())):  # stop_at is wall-clock time
+                # stop_at is wall-clock time: it is shared with the other processes
+                with trio.move_on_after(max(0.0, stop_at - time.time())):
                     while True:
                         message = orjson.loads(await ws.get_message())
                         received = time.time()
@@ -92,10 +100,17 @@ async def _clients(config: WsBenchConfig, count: int, start_at: float, stop_at: 
     async with trio.open_nursery() as nursery:
         for _ in range(count):
             nursery.start_soon(client)
-    return {"observations": observations, "connected": connected[0], "failed": failed[0], "closed": closed[0]}
+    return {
+        "observations": observations,
+        "connected": connected[0],
+        "failed": failed[0],
+        "closed": closed[0],
+    }
 
 
-async def _ingest(config: WsBenchConfig, start_at: float, stop_at: float) -> list[tuple[int, float]]:
+async def _ingest(
+    config: WsBenchConfig, start_at: float, stop_at: float
+) -> list[tuple[int, float]]:
     """Post batches at the configured rate; return (events acknowledged so far, when) per batch."""
     parts = urlsplit(config.url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
@@ -134,29 +149,41 @@ async def _realtime_total(config: WsBenchConfig) -> int:
     client = Client(parts.hostname or "127.0.0.1", parts.port or 80)
     try:
         path = parts.path.rstrip("/") + "/api/analytics/realtime"
-        head = (f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nAuthorization: Bearer {config.token}\r\n\r\n").encode()
+        head = (
+            f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+            f"Authorization: Bearer {config.token}\r\n\r\n"
+        ).encode()
         response = await client.request(head)
     finally:
         await client.aclose()
     if response.status != 200:
-        raise BenchError(f"bench: GET /api/analytics/realtime answered {response.status}: {response.body[:200]!r}")
+        raise BenchError(
+            f"bench: GET /api/analytics/realtime answered {response.status}: "
+            f"{response.body[:200]!r}"
+        )
     return orjson.loads(response.body)["data"]["overview"]["total_events"]
 
 
-def _child(config: WsBenchConfig, count: int, start_at: float, stop_at: float, results) -> None:
+def _child(
+    config: WsBenchConfig, count: int, start_at: float, stop_at: float, results: Any
+) -> None:
     try:
         results.put(trio.run(_clients, config, count, start_at, stop_at))
     except BaseException as exc:  # reported by the parent
         results.put({"error": f"{type(exc).__name__}: {exc}"})
 
 
-async def _main(config: WsBenchConfig, counts: list[int], results, setup: float) -> dict[str, Any]:
+async def _main(
+    config: WsBenchConfig, counts: list[int], results: Any, setup: float
+) -> dict[str, Any]:
     baseline = await _realtime_total(config)
     start_at = time.time() + setup
     stop_at = start_at + config.duration
     context = multiprocessing.get_context("spawn")
-    children = [context.Process(target=_child, args=(config, n, start_at, stop_at, results), daemon=True)
-                for n in counts[1:]]
+    children = [
+        context.Process(target=_child, args=(config, n, start_at, stop_at, results), daemon=True)
+        for n in counts[1:]
+    ]
     for child in children:
         child.start()
     outcome: dict[str, Any] = {}
@@ -182,9 +209,15 @@ async def _main(config: WsBenchConfig, counts: list[int], results, setup: float)
 
 
 def run_ws_bench(config: WsBenchConfig) -> dict[str, Any]:
-    """Run the fan-out benchmark; return its figures (delays in ms)."""
+    """Run the fan-out benchmark; return its figures (delays in ms).
+
+    Raises:
+        BenchError: the server's realtime figures cannot be read, or a client process failed.
+    """
     processes = max(1, min(config.processes, config.clients))
-    counts = [config.clients // processes + (i < config.clients % processes) for i in range(processes)]
+    counts = [
+        config.clients // processes + (i < config.clients % processes) for i in range(processes)
+    ]
     setup = 5.0 + config.clients / 500  # time for every client to connect and subscribe first
     raw = trio.run(_main, config, counts, multiprocessing.get_context("spawn").Queue(), setup)
     acked_counts = [n for n, _ in raw["acks"]]
@@ -206,6 +239,8 @@ def run_ws_bench(config: WsBenchConfig) -> dict[str, Any]:
         "events": events,
         "events_per_s": round(events / config.duration, 1),
         "updates_received": len(delays),
-        "updates_per_client_per_s": round(len(delays) / max(1, config.clients) / config.duration, 3),
+        "updates_per_client_per_s": round(
+            len(delays) / max(1, config.clients) / config.duration, 3
+        ),
         "delay_ms": latency_summary(delays),
     }

@@ -5,7 +5,7 @@ means it is committed), then read the insights every ``--poll`` seconds until ``
 grew; the time from the 200 to that read is the sample. Run it alone, or beside a load
 (``revivatech-actors bench ...`` in another shell) to see freshness under load.
 
-    python tests/bench/freshness.py --url http://127.0.0.1:3011 --token $ADMIN_TOKEN --samples 500
+    python scripts/freshness.py --url http://127.0.0.1:3011 --token $ADMIN_TOKEN --samples 500
 """
 
 from __future__ import annotations
@@ -29,8 +29,13 @@ async def sample(client: httpx.AsyncClient, visitor: str, poll: float, deadline:
     insights = f"/api/analytics/insights/{visitor}"
     before = await client.get(insights)
     seen = before.json()["data"]["profile"]["totalEvents"] if before.status_code == 200 else 0
-    event = {"user_fingerprint": visitor, "session_id": f"{visitor}-s", "event_type": "page_view",
-             "event_id": str(uuid.uuid4()), "page_url": "https://revivatech.example/freshness"}
+    event = {
+        "user_fingerprint": visitor,
+        "session_id": f"{visitor}-s",
+        "event_type": "page_view",
+        "event_id": str(uuid.uuid4()),
+        "page_url": "https://revivatech.example/freshness",
+    }
     answer = await client.post("/api/analytics/events", json=event)
     acked = time.perf_counter()
     if answer.status_code != 200:
@@ -51,15 +56,20 @@ async def main(args: argparse.Namespace) -> int:
 
         async def worker(index: int) -> None:
             for n in range(index, args.samples, args.concurrency):
-                results.append(await sample(client, f"fresh-{n % args.visitors}", args.poll, args.deadline))
+                results.append(
+                    await sample(client, f"fresh-{n % args.visitors}", args.poll, args.deadline)
+                )
 
         async with trio.open_nursery() as nursery:
             for index in range(args.concurrency):
                 nursery.start_soon(worker, index)
     values = sorted(results)
     ms = [v * 1000 for v in values]
-    print(f"samples {len(ms)}  ack→visible ms: p50 {percentile(ms, 0.5):.1f}  p95 {percentile(ms, 0.95):.1f}  "
-          f"p99 {percentile(ms, 0.99):.1f}  max {ms[-1]:.1f}  mean {statistics.fmean(ms):.1f}  (poll {args.poll * 1000:g} ms)")
+    print(
+        f"samples {len(ms)}  ack→visible ms: p50 {percentile(ms, 0.5):.1f}  "
+        f"p95 {percentile(ms, 0.95):.1f}  p99 {percentile(ms, 0.99):.1f}  max {ms[-1]:.1f}  "
+        f"mean {statistics.fmean(ms):.1f}  (poll {args.poll * 1000:g} ms)"
+    )
     return 0
 
 
@@ -69,9 +79,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--token", required=True, help="an admin token (auth.admin_tokens)")
     parser.add_argument("--samples", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--visitors", type=int, default=50, help="distinct visitors sampled in turn")
+    parser.add_argument(
+        "--visitors", type=int, default=50, help="distinct visitors sampled in turn"
+    )
     parser.add_argument("--poll", type=float, default=0.002, help="seconds between insights reads")
-    parser.add_argument("--deadline", type=float, default=30.0, help="give up on a sample after this many seconds")
+    parser.add_argument(
+        "--deadline", type=float, default=30.0, help="give up on a sample after this many seconds"
+    )
     return parser.parse_args(argv)
 
 
