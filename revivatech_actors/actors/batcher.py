@@ -3,8 +3,8 @@
 While one transaction is in flight, submissions collect in the inbox; when it ends, the next
 transaction takes everything waiting, up to ``max_events`` events (a submission larger than the
 room left is split across batches). Batches therefore grow with load by themselves, and a lone
-event is written at once. ``max_wait`` (default 0) adds an optional wait for fuller batches;
-measured here, waiting cost throughput (see docs/performance.md).
+event is written at once. ``max_wait`` (default 0) adds an optional wait for fuller batches,
+which costs throughput: under load, batches fill by themselves.
 
 After a commit, every event's outcome (stored / duplicate / rejected) is filled into its
 submission, whose request is then answered, and the stored events go on to the subscribers

@@ -122,8 +122,8 @@ class IngestActor:
     """Admits submissions (:meth:`submit`) and forwards them, converted, to ``downstream``.
 
     Admission and conversion run in the caller's task, as part of :meth:`submit`: a hop through
-    an inbox of its own would cost every request one more scheduler round (~5 ms under load,
-    docs/performance.md) for no isolation gained — the conversion is pure and cannot block. The
+    an inbox of its own would cost every request one more scheduler round for no isolation
+    gained — the conversion is pure and cannot block. The
     budget bounds what is admitted and not yet committed, and every submission weighs at least one
     event, so ``downstream`` (as large as the budget in the service) always has room.
     :meth:`run` is the actor's lifetime: it ends after :meth:`request_stop`, closing
