@@ -258,6 +258,8 @@ class RedisRealtime:
                         self._connection.outage.worked()
                         while not stop.is_set():
                             message = pubsub.get_message(timeout=LISTEN_POLL)
+                            if stop.is_set():
+                                return
                             if message is not None and message["type"] == "message":
                                 trio.from_thread.run_sync(deliver, message["channel"], message["data"], trio_token=token)
                     except (redis.RedisError, OSError) as exc:
@@ -277,4 +279,6 @@ class RedisRealtime:
                     stop.set()
 
             nursery.start_soon(stop_when_cancelled)
-            await trio.to_thread.run_sync(listen_blocking)
+            # Abandoned when cancelled: the thread sees ``stop`` within LISTEN_POLL and ends by
+            # itself, closing its client; a stop need not wait for its poll.
+            await trio.to_thread.run_sync(listen_blocking, abandon_on_cancel=True)

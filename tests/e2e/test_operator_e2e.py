@@ -179,6 +179,21 @@ def test_a_stop_with_nothing_in_flight_is_prompt_even_with_an_idle_keep_alive_co
     assert took < IDLE_STOP_SECONDS, f"stop took {took:.2f} s\n{server.output()}"
 
 
+def test_a_stop_with_nothing_in_flight_is_prompt_on_postgresql_with_redis(
+    serve, postgres_url, redis_url, redis_prefix
+):
+    """The live feed's Redis listener polls in a thread; a stop does not wait out its poll."""
+    server = serve(env=service_env(
+        REVIVATECH_AUTH_ADMIN_TOKENS=ADMIN_TOKEN, REVIVATECH_STORAGE_URL=postgres_url,
+        REVIVATECH_REDIS_URL=redis_url, REVIVATECH_REDIS_KEY_PREFIX=redis_prefix,
+    ))
+    with httpx.Client(base_url=server.base_url) as client:
+        assert client.get("/api/analytics/realtime", headers=AUTH).status_code == 200
+    time.sleep(0.5)
+    took = stop_seconds(server)
+    assert took < IDLE_STOP_SECONDS, f"stop took {took:.2f} s\n{server.output()}"
+
+
 def test_a_stop_after_a_websocket_client_came_and_went_is_prompt(serve):
     server = serve(env=service_env(REVIVATECH_AUTH_ADMIN_TOKENS=ADMIN_TOKEN))
 
