@@ -792,3 +792,30 @@ def test_truncate_with_a_custom_limit():
     assert truncate_payload("abcdefghijklmnopqrstuvwxyz" * 2, limit=30) == "abcdefghi…[truncated 43 chars]"
     assert truncate_payload("abcdef", limit=6) == "abcdef"
     assert truncate_payload("abcdefg", limit=3) == "abc"  # no room even for the marker
+
+
+# --- U+0000 ---------------------------------------------------------------------------------------
+
+NUL = "contains a NUL character (U+0000), which cannot be stored"
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"user_fingerprint": "a\x00b"}, "user_fingerprint"),
+        ({"session_id": "\x00"}, "session_id"),
+        ({"event_id": "client\x00id"}, "event_id"),
+        ({"page_url": "/p\x00"}, "page_url"),
+        ({"referrer": "\x00"}, "referrer"),
+        ({"browser": "Fire\x00fox"}, "browser"),
+        ({"properties": {"a": ["x", {"b": "\x00"}]}}, "properties"),
+        ({"properties": {"key\x00": 1}}, "properties"),
+        ({"not_a_known_field\x00": 1}, "properties"),  # kept in properties, so refused there
+    ],
+)
+def test_a_nul_character_is_refused_naming_its_field(fields, named):
+    assert errors(event(**fields)) == [(named, NUL)]
+
+
+def test_an_escaped_backslash_u0000_is_text_not_a_nul():
+    assert valid(event(properties={"a": "\\u0000"})).properties == {"a": "\\u0000"}

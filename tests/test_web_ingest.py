@@ -185,6 +185,9 @@ INVALID_EVENTS = [
     ),
     ("blank ids and a numeric event_type", event(user_fingerprint="   ", session_id="", event_type=7), {"user_fingerprint", "session_id", "event_type"}),
     ("not a JSON object", [1, 2], {""}),
+    # PostgreSQL cannot store U+0000: refused by field on both engines, never by the database
+    ("NUL characters", event(user_fingerprint="a\x00b", page_url="/p\x00", properties={"k\x00": "v"}),
+     {"user_fingerprint", "page_url", "properties"}),
 ]
 
 

@@ -190,6 +190,8 @@ _TIME_INVALID = "is not a valid date and time"
 _TIME_RANGE = "must be between the years 1970 and 9999 (UTC)"
 _URL_LENGTH = f"must be at most {MAX_URL_LENGTH} characters"
 _NUMBER = "must be a finite number"
+# PostgreSQL's text and jsonb cannot hold U+0000: refused here, on every engine, by field.
+_NUL = "contains a NUL character (U+0000), which cannot be stored"
 _PROPS_OBJECT = "must be a JSON object"
 _PROPS_DEPTH = f"is nested deeper than {MAX_PROPERTIES_DEPTH} levels"
 _KEPT_UNKNOWN = "is not a known field; kept in properties"
@@ -226,9 +228,13 @@ def validate_event(data: object) -> ValidEvent | list[FieldError]:
     fingerprint = get("user_fingerprint")
     if type(fingerprint) is not str or not 0 < len(fingerprint) <= MAX_ID_LENGTH or fingerprint.isspace():
         errors = _id_errors(errors, "user_fingerprint", fingerprint)
+    elif "\x00" in fingerprint:
+        errors = _add(errors, "user_fingerprint", _NUL)
     session_id = get("session_id")
     if type(session_id) is not str or not 0 < len(session_id) <= MAX_ID_LENGTH or session_id.isspace():
         errors = _id_errors(errors, "session_id", session_id)
+    elif "\x00" in session_id:
+        errors = _add(errors, "session_id", _NUL)
 
     # event_type: required, 1..64 characters of A-Z a-z 0-9 _ . : -
     event_type = get("event_type")
@@ -256,7 +262,9 @@ def validate_event(data: object) -> ValidEvent | list[FieldError]:
         else:
             if type(event_id) is int:
                 event_id = str(event_id)
-            if type(event_id) is str and 0 < len(event_id) <= MAX_CLIENT_ID_LENGTH and not event_id.isspace():
+            if type(event_id) is str and "\x00" in event_id:
+                errors = _add(errors, id_field, _NUL)
+            elif type(event_id) is str and 0 < len(event_id) <= MAX_CLIENT_ID_LENGTH and not event_id.isspace():
                 client_id = event_id
                 if type(fingerprint) is str:
                     event_id = client_event_uuid(fingerprint, client_id)
@@ -282,12 +290,16 @@ def validate_event(data: object) -> ValidEvent | list[FieldError]:
             errors = _add(errors, "page_url", _NOT_STRING)
         elif len(page_url) > MAX_URL_LENGTH:
             errors = _add(errors, "page_url", f"{_URL_LENGTH} (got {len(page_url)})")
+        elif "\x00" in page_url:
+            errors = _add(errors, "page_url", _NUL)
     referrer = get("referrer")
     if referrer is not None:
         if type(referrer) is not str:
             errors = _add(errors, "referrer", _NOT_STRING)
         elif len(referrer) > MAX_URL_LENGTH:
             errors = _add(errors, "referrer", f"{_URL_LENGTH} (got {len(referrer)})")
+        elif "\x00" in referrer:
+            errors = _add(errors, "referrer", _NUL)
 
     # value: optional finite number (not a bool), stored as float
     value = get("value")
@@ -313,15 +325,18 @@ def validate_event(data: object) -> ValidEvent | list[FieldError]:
         if too_deep:
             errors = _add(errors, "properties", _PROPS_DEPTH)
         try:
-            size = len(orjson.dumps(properties))
+            encoded = orjson.dumps(properties)
         except TypeError as exc:  # orjson.JSONEncodeError: huge int, non-str key, recursion limit
             if not too_deep:
                 errors = _add(errors, "properties", f"cannot be encoded as JSON ({exc})")
         else:
+            size = len(encoded)
             if size > MAX_PROPERTIES_BYTES:
                 errors = _add(
                     errors, "properties", f"is larger than {MAX_PROPERTIES_BYTES} bytes when encoded (got {size})"
                 )
+            elif b"\\u0000" in encoded and _holds_nul(properties):  # the walk only when it may
+                errors = _add(errors, "properties", _NUL)
 
     if errors is not None:
         return errors
@@ -379,10 +394,12 @@ def _extended(data: dict[Any, Any]) -> tuple[
     for name in names & _TEXT_FIELDS:
         value = data[name]
         if type(value) is str:
-            if len(value) <= MAX_DETAIL_LENGTH:
-                detail_values[name] = value
-            else:
+            if len(value) > MAX_DETAIL_LENGTH:
                 errors = _add(errors, name, f"{_DETAIL_LENGTH} (got {len(value)})")
+            elif "\x00" in value:
+                errors = _add(errors, name, _NUL)
+            else:
+                detail_values[name] = value
         elif value is not None:
             kept[name] = value
             warnings.append(FieldError(name, "is not a string; kept in properties"))
@@ -558,6 +575,18 @@ def _from_millis(millis: float) -> datetime | str:
         return datetime.fromtimestamp(millis / 1000, UTC)
     except (OverflowError, ValueError, OSError):  # past the year 9999
         return _TIME_MILLIS_RANGE
+
+
+def _holds_nul(value: object) -> bool:
+    """True if a string in ``value`` (a decoded JSON value), or a key of one of its objects,
+    holds U+0000."""
+    if type(value) is str:
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any("\x00" in str(key) or _holds_nul(item) for key, item in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_holds_nul(item) for item in value)
+    return False
 
 
 def _too_deep(container: dict[Any, Any] | list[Any] | tuple[Any, ...], level: int) -> bool:
