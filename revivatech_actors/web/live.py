@@ -45,10 +45,10 @@ from ..domain.rates import address_key
 from ..domain.live_limits import MessageBudget, Verdict, spend, subscription_verdict
 from ..domain.validation import MAX_ID_LENGTH
 from ..storage import StorageError
+from ._hypercorn_fixes import abort_connection
 from .auth import AdminAuth, denied
 from .limits import limited
 from .responses import error_response
-from .server import abort_connection
 
 if TYPE_CHECKING:
     from ..service import Service
