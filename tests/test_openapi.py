@@ -71,7 +71,7 @@ def document() -> dict:
 def app(tmp_path) -> Quart:
     # faults on: the crash route exists only then, and the document describes it
     service = make_service(f"sqlite:///{tmp_path / 'openapi.db'}", **{"faults.enabled": True})
-    return create_app(service, Activity())
+    return create_app(service.app_parts, Activity())
 
 
 def test_the_document_is_valid_openapi_3_1(document):

@@ -205,3 +205,32 @@ async def test_database_lost_while_running_makes_health_unhealthy_and_not_ready(
                 assert (await client.get("/healthz")).status_code == 200  # alive all the same
             finally:
                 admin.execute(f'CREATE DATABASE "{database}"')  # for the fixture's clean-up
+
+
+
+def test_the_web_package_never_imports_the_service():
+    # The routes get narrow parts (web.app.AppParts), never the service: service.py imports
+    # the web package, so any import back would be a cycle, TYPE_CHECKING ones too.
+    import ast
+    import pathlib
+
+    import revivatech_actors.web
+
+    package = "revivatech_actors.web"
+    offenders = []
+    for path in pathlib.Path(revivatech_actors.web.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                module = ".".join([*base, node.module] if node.module else base)
+                if not node.level:
+                    module = node.module or ""
+                names = [module, *(f"{module}.{alias.name}" for alias in node.names)]
+            else:
+                continue
+            service = "revivatech_actors.service"
+            if any(name == service or name.startswith(service + ".") for name in names):
+                offenders.append(f"{path.name}:{node.lineno}")
+    assert offenders == []

@@ -72,7 +72,7 @@ async def client(**overrides):
     read the metrics window answer all the same)."""
     values = {"storage.url": "sqlite:///:memory:", "auth.admin_tokens": GOOD, **overrides}
     service = Service.build(load_settings(environ={}, overrides=values), (GOOD,))
-    app = create_app(service, Activity())
+    app = create_app(service.app_parts, Activity())
     async with app.test_app() as test_app:
         yield test_app.test_client()
 

@@ -17,7 +17,7 @@ async def client(storage_url):
     service = make_service(storage_url)
     async with trio.open_nursery() as nursery:
         await nursery.start(service.run)
-        app = create_app(service, Activity())
+        app = create_app(service.app_parts, Activity())
         async with app.test_app() as test_app:
             yield test_app.test_client()
         service.request_stop()

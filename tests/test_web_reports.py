@@ -33,7 +33,7 @@ async def client(storage_url):
         await service.storage.write_batch(events)
         await service.profiles.storage.apply_profile_deltas(
             [delta_from_events(fp, [e for e in events if e.user_fingerprint == fp]) for fp in ("v1", "v2")])
-        app = create_app(service, Activity())
+        app = create_app(service.app_parts, Activity())
         async with app.test_app() as test_app:
             yield test_app.test_client()
         service.request_stop()

@@ -5,27 +5,25 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
-
 import orjson
 from quart import Quart, request
 
+from ..config import FunnelSettings
 from ..domain.funnel import ParameterError, funnel_document, parse_funnel_query
 from ..shared_state.cache import AnswerCache
-from ..storage import QueryTimeout, StorageError
+from ..storage import QueryTimeout, Storage, StorageError
 from .auth import AdminAuth, admin_only
 from .responses import error_response, json_response
-
-if TYPE_CHECKING:
-    from ..service import Service
 
 __all__ = ["register_funnel_routes"]
 
 _RETRY_AFTER = {"Retry-After": "5"}
 
 
-def register_funnel_routes(app: Quart, service: Service, auth: AdminAuth, cache: AnswerCache) -> None:
-    settings = service.settings.funnel
+def register_funnel_routes(
+    app: Quart, settings: FunnelSettings, reader: Storage, auth: AdminAuth, cache: AnswerCache
+) -> None:
+    """The funnel route, counted by ``reader`` (storage the web layer reads from)."""
     named = settings.named_steps()
 
     @app.get("/api/analytics/funnel")
@@ -48,9 +46,8 @@ def register_funnel_routes(app: Quart, service: Service, auth: AdminAuth, cache:
                 data = orjson.loads(cached)
                 data["cached"] = True
                 return json_response({"success": True, "data": data})
-        storage = service.profiles.reader_storage
         try:
-            counted = await storage.funnel(query, timeout=settings.timeout)
+            counted = await reader.funnel(query, timeout=settings.timeout)
         except QueryTimeout:
             return error_response(503, "funnel_timeout",
                                   f"the funnel took longer than funnel.timeout = {settings.timeout:g} s; "

@@ -21,13 +21,14 @@ import logging
 import math
 from datetime import UTC, datetime
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 import trio
 from quart import Quart, request
 
-from ..actors.ingest import Overloaded
+from ..actors.ingest import IngestActor, Overloaded
+from ..config import IngestSettings
 from ..domain.addresses import client_address, kept_address, parse_networks
 from ..domain.event_time import TimeBounds, bound_event_time
 from ..domain.journeys import validate_journey_step
@@ -37,22 +38,18 @@ from ..domain.timefmt import iso_datetime
 from ..domain.validation import FieldError, ValidEvent, truncate_payload, validate_event
 from ..domain.write_keys import HEADER, RESERVED_FIELD, KeyRefusal, judge_write_keys, pop_write_key
 from ..messages import DeadLetter, Event, Status, Submission
+from ..shared_state.limits import Limiter
 from .limits import limited
 from .bodies import read_body
 from .responses import error_response, json_response
-
-if TYPE_CHECKING:
-    from ..service import Service
 
 __all__ = ["register_ingest_routes"]
 
 logger = logging.getLogger(__name__)
 
-#: Validating a batch yields to the event loop every this many events (~1 ms of work), so the
-#: largest batch never holds other requests (health checks too) for long. Not more often: under
-#: load each yield waits a whole scheduler round (~5 ms, every runnable task's step), and yielding
-#: every 25 events made a 100-event batch's validation take ~7 ms instead of ~0.5
-#: (docs/performance.md).
+#: Validating a batch yields to the event loop every this many events, so the largest batch
+#: never holds other requests (health checks too) for long. Not more often: under load each
+#: yield waits a whole scheduler round (every runnable task's step; docs/performance.md).
 YIELD_EVERY = 250
 #: Longest User-Agent kept with an event, in characters.
 MAX_USER_AGENT_LENGTH = 1024
@@ -96,15 +93,25 @@ def _warned(answer: dict[str, Any], warnings: tuple[FieldError, ...]) -> dict[st
     return answer
 
 
-def register_ingest_routes(app: Quart, service: Service) -> None:
-    settings = service.settings.ingest
+def register_ingest_routes(
+    app: Quart,
+    settings: IngestSettings,
+    ingest: IngestActor,
+    *,
+    trusted_proxies: tuple[str, ...],
+    write_keys: tuple[str, ...],
+    limiter: Limiter | None,
+    journey_step_number: Callable[[str], Awaitable[int]],
+) -> None:
+    """The ingest routes, handing submissions to ``ingest``. ``trusted_proxies`` is
+    ``web.trusted_proxies``, ``write_keys`` ``auth.write_keys``, ``limiter`` the
+    ``limits.ingest_rate`` one; ``journey_step_number(fingerprint)`` numbers a journey step."""
     durable = settings.ack == "durable"
-    ingest = service.ingest
     retry_after = {"Retry-After": str(max(1, math.ceil(settings.enqueue_timeout)))}
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body
-    proxies = parse_networks(service.settings.web.trusted_proxies)
+    proxies = parse_networks(trusted_proxies)
     keep_ip = settings.client_ip
-    write_keys = SecretSet(service.settings.auth.write_keys)
+    keys = SecretSet(write_keys)
     bounds = TimeBounds(settings.max_future_seconds, settings.max_age_days)
 
     def checked(validate: Callable[[object], ValidEvent | list[FieldError]], data: object,
@@ -115,7 +122,7 @@ def register_ingest_routes(app: Quart, service: Service) -> None:
 
     @functools.lru_cache(maxsize=4096)
     def kept_ip(peer: str | None, forwarded_for: str | None) -> str | None:
-        # Cached: a site's visitors (and its proxies) send many requests each; parsing costs ~10 µs.
+        # Cached: a site's visitors (and its proxies) send many requests each, parsed once.
         return kept_address(client_address(peer, forwarded_for, proxies), keep_ip)
 
     @functools.lru_cache(maxsize=4096)
@@ -125,10 +132,10 @@ def register_ingest_routes(app: Quart, service: Service) -> None:
     def limit_key() -> str:
         return client_key(request.remote_addr, _client_headers(request.scope["headers"])[1])
 
-    limit = limited(service.limits.ingest, limit_key, "event requests from this address", "limits.ingest_rate")
+    limit = limited(limiter, limit_key, "event requests from this address", "limits.ingest_rate")
 
     def header_key() -> str | None:
-        return request.headers.get(HEADER) if len(write_keys) else None
+        return request.headers.get(HEADER) if len(keys) else None
 
     def refused(refusal: KeyRefusal):
         return error_response(401, refusal.error, refusal.message, details=refusal.details)
@@ -183,7 +190,7 @@ def register_ingest_routes(app: Quart, service: Service) -> None:
         try:
             return received_at, orjson.loads(body), None
         except orjson.JSONDecodeError as exc:
-            refusal = judge_write_keys(write_keys, header=header_key())
+            refusal = judge_write_keys(keys, header=header_key())
             if refusal is not None:  # no key, no dead letter
                 return received_at, None, refused(refusal)
             if str(exc).startswith("depth limit exceeded"):  # the parser's fixed limit, named
@@ -201,7 +208,7 @@ def register_ingest_routes(app: Quart, service: Service) -> None:
         received_at, data, failure = await read_json()
         if failure is not None:
             return failure
-        refusal = judge_write_keys(write_keys, header=header_key(), body=pop_write_key(data))
+        refusal = judge_write_keys(keys, header=header_key(), body=pop_write_key(data))
         if refusal is not None:
             return refused(refusal)
         result = checked(validate, data, received_at)
@@ -240,7 +247,7 @@ def register_ingest_routes(app: Quart, service: Service) -> None:
         """What the original answered a journey step with: the stored event's id, and the
         step's ordinal among the visitor's explicit steps as its stored events count them
         (a duplicate's is the count of now)."""
-        number = await service.profiles.journey_step_number(event.user_fingerprint)
+        number = await journey_step_number(event.user_fingerprint)
         return {"journeyId": event.event_id, "sequenceNumber": number}
 
     @app.post("/api/analytics/track/journey")
@@ -272,7 +279,7 @@ def register_ingest_routes(app: Quart, service: Service) -> None:
             message = f"a batch may hold at most ingest.max_batch = {settings.max_batch} events, got {len(items)}"
             return error_response(413, "too_many_events", message,
                                   details=[{"field": "events", "message": message}])
-        refusal = judge_write_keys(write_keys, header=header_key(), body=pop_write_key(data),
+        refusal = judge_write_keys(keys, header=header_key(), body=pop_write_key(data),
                                    events=[pop_write_key(item) for item in items])
         if refusal is not None:
             return refused(refusal)

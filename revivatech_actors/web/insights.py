@@ -6,8 +6,7 @@ profile and storage for the recorded predictions and journeys; the documents are
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, TypeVar
+from typing import Any, TypeVar
 
 import trio
 from quart import Quart, Response, request
@@ -18,9 +17,6 @@ from ..domain.validation import MAX_ID_LENGTH
 from ..storage import StorageError
 from .auth import AdminAuth, admin_only
 from .responses import error_response, json_response
-
-if TYPE_CHECKING:
-    from ..service import Service
 
 __all__ = ["register_insights_routes"]
 
@@ -70,9 +66,15 @@ async def _within_deadline(read: Callable[[], Awaitable[T]]) -> T | Response:
                           headers=_RETRY_AFTER)
 
 
-def register_insights_routes(app: Quart, service: Service, auth: AdminAuth) -> None:
-    profiles = service.profiles
-    scoring = service.settings.scoring
+def register_insights_routes(
+    app: Quart,
+    auth: AdminAuth,
+    *,
+    visitor_insights: Callable[[str, int], Awaitable[dict[str, Any] | None]],
+    live_journeys: Callable[[str], Awaitable[list[Any]]],
+) -> None:
+    """The visitor routes: ``visitor_insights(fingerprint, history)`` is the insights document
+    (None: unknown visitor), ``live_journeys(fingerprint)`` the visitor's journeys."""
 
     @app.get("/api/analytics/insights/<path:fingerprint>")
     @admin_only(auth)
@@ -85,8 +87,7 @@ def register_insights_routes(app: Quart, service: Service, auth: AdminAuth) -> N
         if history is None:
             message = f"history must be an integer between 1 and {MAX_HISTORY} (predictions per model), got {raw!r}"
             return error_response(400, "invalid_parameter", message, details=[{"field": "history", "message": message}])
-        data = await _within_deadline(
-            lambda: profiles.insights(fingerprint, history=history, scoring=scoring, now=datetime.now(UTC)))
+        data = await _within_deadline(lambda: visitor_insights(fingerprint, history))
         if not isinstance(data, dict):
             return data if data is not None else _unknown(fingerprint)
         return json_response({"success": True, "data": data})
@@ -102,7 +103,7 @@ def register_insights_routes(app: Quart, service: Service, auth: AdminAuth) -> N
         if limit is None:
             message = f"limit must be an integer between 1 and {MAX_JOURNEY_LIMIT} (journey steps), got {raw!r}"
             return error_response(400, "invalid_parameter", message, details=[{"field": "limit", "message": message}])
-        journeys = await _within_deadline(lambda: profiles.live_journeys(fingerprint))
+        journeys = await _within_deadline(lambda: live_journeys(fingerprint))
         if not isinstance(journeys, list):
             return journeys
         # An unknown visitor has an empty journey (200), as in the original service.

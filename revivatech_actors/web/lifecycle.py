@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import trio
 from quart import Quart, request
@@ -14,9 +15,6 @@ from ..domain.validation import MAX_ID_LENGTH, truncate_payload
 from ..storage import RejectedLetter, StorageError
 from .auth import AdminAuth, admin_only
 from .responses import error_response, json_response
-
-if TYPE_CHECKING:
-    from ..service import Service
 
 __all__ = ["register_lifecycle_routes"]
 
@@ -39,8 +37,15 @@ def _letter_json(letter: RejectedLetter) -> dict[str, Any]:
     }
 
 
-def register_lifecycle_routes(app: Quart, service: Service, auth: AdminAuth) -> None:
-    janitor = service.janitor
+def register_lifecycle_routes(
+    app: Quart,
+    auth: AdminAuth,
+    *,
+    erase: Callable[[str], Awaitable[dict[str, int]]],
+    dead_letters: Callable[[int, int | None], Awaitable[list[RejectedLetter]]],
+) -> None:
+    """The lifecycle routes: ``erase(fingerprint)`` erases a visitor (rows removed by table),
+    ``dead_letters(limit, before)`` reads a page of dead letters (the janitor does both)."""
 
     @app.delete("/api/analytics/users/<path:fingerprint>")
     @admin_only(auth)
@@ -52,7 +57,7 @@ def register_lifecycle_routes(app: Quart, service: Service, auth: AdminAuth) -> 
         # No deadline: a database call is not abandoned midway, so a deadline could only answer
         # 503 for an erasure that went through. It scans the events table once.
         try:
-            removed = await janitor.erase(fingerprint)
+            removed = await erase(fingerprint)
         except StorageError as exc:
             return error_response(503, "storage_unavailable",
                                   f"the visitor could not be erased now (retrying finishes the job): {exc}",
@@ -69,7 +74,7 @@ def register_lifecycle_routes(app: Quart, service: Service, auth: AdminAuth) -> 
         letters = None
         try:
             with trio.move_on_after(READ_TIMEOUT):
-                letters = await janitor.dead_letters(query.limit + 1, query.before)  # one more: is there a next page?
+                letters = await dead_letters(query.limit + 1, query.before)  # one more: is there a next page?
         except StorageError as exc:
             return error_response(503, "storage_unavailable", f"the dead letters cannot be read now: {exc}",
                                   headers=_RETRY_AFTER)

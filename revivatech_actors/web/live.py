@@ -32,26 +32,25 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 import orjson
 import trio
 from quart import Quart, Response, websocket
 
-from ..actors.broadcaster import TRY_AGAIN_LATER, ClientFeed, ClientRefused, encode
+from ..actors.broadcaster import TRY_AGAIN_LATER, BroadcasterActor, ClientFeed, ClientRefused, encode
+from ..config import BroadcastSettings
 from ..domain.addresses import client_address, parse_networks
 from ..domain.rates import address_key
 from ..domain.live_limits import MessageBudget, Verdict, spend, subscription_verdict
 from ..domain.validation import MAX_ID_LENGTH
+from ..shared_state.limits import Limiter
 from ..storage import StorageError
 from ._hypercorn_fixes import abort_connection
 from .auth import AdminAuth, denied
 from .limits import limited
 from .responses import error_response
-
-if TYPE_CHECKING:
-    from ..service import Service
 
 __all__ = ["register_live_routes"]
 
@@ -79,9 +78,17 @@ class _Conduct:
     subscription_warned: bool = False
 
 
-def register_live_routes(app: Quart, service: Service, auth: AdminAuth) -> None:
-    broadcaster = service.broadcaster
-    settings = service.settings.broadcast
+def register_live_routes(
+    app: Quart,
+    auth: AdminAuth,
+    broadcaster: BroadcasterActor,
+    settings: BroadcastSettings,
+    *,
+    trusted_proxies: tuple[str, ...],
+    limiter: Limiter | None,
+) -> None:
+    """The live feed, served by ``broadcaster``. ``trusted_proxies`` is ``web.trusted_proxies``,
+    ``limiter`` the ``limits.ws_connect_rate`` one."""
     stuck_timeout = settings.stuck_timeout
     public_realtime = settings.public_realtime
     rate = settings.max_messages_per_second
@@ -104,13 +111,13 @@ def register_live_routes(app: Quart, service: Service, auth: AdminAuth) -> None:
         elif verdict is Verdict.CLOSE:
             feed.close(POLICY_VIOLATION, f"more than broadcast.max_subscriptions = {max_subscriptions}")
         return verdict is Verdict.ALLOW
-    proxies = parse_networks(service.settings.web.trusted_proxies)
+    proxies = parse_networks(trusted_proxies)
 
     def limit_key() -> str:
         forwarded = ", ".join(websocket.headers.getlist("X-Forwarded-For")) or None
         return address_key(client_address(websocket.remote_addr, forwarded, proxies))
 
-    limit = limited(service.limits.ws_connect, limit_key, "WebSocket connections from this address",
+    limit = limited(limiter, limit_key, "WebSocket connections from this address",
                     "limits.ws_connect_rate", headers=False)
 
     def admission() -> Response | bool:
