@@ -49,7 +49,7 @@ from .config import Settings
 from .domain.scoring import ScoreRecord
 from .domain.sessions import PAGE_VIEW_TYPES
 from .probes import HealthChecks, HealthSnapshot
-from .shared_state.cache import AnswerCache, LocalCache, RedisCache
+from .shared_state.cache import LocalCache, RedisCache
 from .shared_state.limits import RateLimits
 from .shared_state.realtime import RedisRealtime
 from .shared_state.redis import RedisConnection
@@ -162,13 +162,22 @@ class Service:
         to_scorer, scorer_inbox = trio.open_memory_channel(SCORER_INBOX)
         p = settings.profiles
         profiles = ProfilesActor(
-            new_storage(), batcher.subscribe(), reader=new_storage(), leases=new_storage(),
+            new_storage(),
+            batcher.subscribe(),
+            reader=new_storage(),
+            leases=new_storage(),
             listener=new_storage() if storage.announces_log else None,
             scorer=to_scorer,
-            stop_writer=new_storage() if storage.parallel_writes else None, partitions=p.partitions,
-            lease_ttl=p.lease_ttl, poll_interval=p.poll_interval, idle_timeout=p.idle_timeout,
-            max_active=p.max_active, flush_interval=p.flush_interval, max_write_share=p.max_write_share,
-            max_touchpoints=p.max_touchpoints, max_unwritten_events=p.max_unwritten_events,
+            stop_writer=new_storage() if storage.parallel_writes else None,
+            partitions=p.partitions,
+            lease_ttl=p.lease_ttl,
+            poll_interval=p.poll_interval,
+            idle_timeout=p.idle_timeout,
+            max_active=p.max_active,
+            flush_interval=p.flush_interval,
+            max_write_share=p.max_write_share,
+            max_touchpoints=p.max_touchpoints,
+            max_unwritten_events=p.max_unwritten_events,
         )
         r = settings.retention
         janitor = JanitorActor(
@@ -275,7 +284,9 @@ class Service:
                 record_request=metrics.record_request,
                 reader=web_reader,
                 answer_cache=(
-                    RedisCache(redis, rs.key_prefix + "cache:") if redis is not None else LocalCache()
+                    RedisCache(redis, rs.key_prefix + "cache:")
+                    if redis is not None
+                    else LocalCache()
                 ),
                 broadcaster=broadcaster,
                 erase_visitor=janitor.erase,
@@ -312,42 +323,114 @@ class Service:
         root = Supervisor(
             "root",
             [
-                ChildSpec("storage", _opening(storage_actor.run, web_reader), Restart.PERMANENT,
-                          timeout, activity=storage_actor.activity),
                 ChildSpec(
-                    "scorer", scorer.run, Restart.PERMANENT, timeout,
-                    stop=scorer.request_stop, inbox=scorer_inbox, activity=scorer.activity,
+                    "storage",
+                    _opening(storage_actor.run, web_reader),
+                    Restart.PERMANENT,
+                    timeout,
+                    activity=storage_actor.activity,
+                ),
+                ChildSpec(
+                    "scorer",
+                    scorer.run,
+                    Restart.PERMANENT,
+                    timeout,
+                    stop=scorer.request_stop,
+                    inbox=scorer_inbox,
+                    activity=scorer.activity,
                 ),
                 ChildSpec(
                     # its last write may hold many visitors: most of the service's deadline
-                    "profiles", profiles.run, Restart.PERMANENT,
+                    "profiles",
+                    profiles.run,
+                    Restart.PERMANENT,
                     max(timeout, settings.shutdown.timeout * PROFILES_SHUTDOWN_SHARE),
-                    stop=profiles.request_stop, inbox=profiles.inbox, activity=profiles.activity,
+                    stop=profiles.request_stop,
+                    inbox=profiles.inbox,
+                    activity=profiles.activity,
                 ),
-                ChildSpec("janitor", janitor.run, Restart.PERMANENT, timeout,
-                          stop=janitor.request_stop, activity=janitor.activity),
-                ChildSpec("metrics", metrics.run, Restart.PERMANENT, timeout, inbox=metrics.inbox,
-                          activity=metrics.activity),
                 ChildSpec(
-                    "batcher", batcher.run, Restart.PERMANENT, timeout,
-                    stop=batcher.request_stop, inbox=batcher_inbox, activity=batcher.activity,
+                    "janitor",
+                    janitor.run,
+                    Restart.PERMANENT,
+                    timeout,
+                    stop=janitor.request_stop,
+                    activity=janitor.activity,
+                ),
+                ChildSpec(
+                    "metrics",
+                    metrics.run,
+                    Restart.PERMANENT,
+                    timeout,
+                    inbox=metrics.inbox,
+                    activity=metrics.activity,
+                ),
+                ChildSpec(
+                    "batcher",
+                    batcher.run,
+                    Restart.PERMANENT,
+                    timeout,
+                    stop=batcher.request_stop,
+                    inbox=batcher_inbox,
+                    activity=batcher.activity,
                 ),
                 ChildSpec(  # no inbox: admission runs in the request
-                    "ingest", ingest.run, Restart.PERMANENT, timeout,
-                    stop=ingest.request_stop, activity=ingest.activity,
+                    "ingest",
+                    ingest.run,
+                    Restart.PERMANENT,
+                    timeout,
+                    stop=ingest.request_stop,
+                    activity=ingest.activity,
                 ),
-                ChildSpec("loop_monitor", loop_monitor.run, Restart.PERMANENT, timeout,
-                          activity=loop_monitor.activity),
-                ChildSpec("telemetry", telemetry.run, Restart.PERMANENT, timeout,
-                          activity=telemetry.activity),
-                *([ChildSpec("metrics_web", metrics_web.run, Restart.PERMANENT, timeout,
-                             stop=metrics_web.request_stop, activity=metrics_web.activity)]
-                  if metrics_web is not None else []),
-                *([ChildSpec("web", web_server.run, Restart.PERMANENT, timeout,
-                             stop=web_server.request_stop, activity=web_server.activity)]
-                  if web_server is not None else []),
-                ChildSpec("broadcaster", broadcaster.run, Restart.PERMANENT, timeout,
-                          activity=broadcaster.activity),
+                ChildSpec(
+                    "loop_monitor",
+                    loop_monitor.run,
+                    Restart.PERMANENT,
+                    timeout,
+                    activity=loop_monitor.activity,
+                ),
+                ChildSpec(
+                    "telemetry",
+                    telemetry.run,
+                    Restart.PERMANENT,
+                    timeout,
+                    activity=telemetry.activity,
+                ),
+                *(
+                    [
+                        ChildSpec(
+                            "metrics_web",
+                            metrics_web.run,
+                            Restart.PERMANENT,
+                            timeout,
+                            stop=metrics_web.request_stop,
+                            activity=metrics_web.activity,
+                        )
+                    ]
+                    if metrics_web is not None
+                    else []
+                ),
+                *(
+                    [
+                        ChildSpec(
+                            "web",
+                            web_server.run,
+                            Restart.PERMANENT,
+                            timeout,
+                            stop=web_server.request_stop,
+                            activity=web_server.activity,
+                        )
+                    ]
+                    if web_server is not None
+                    else []
+                ),
+                ChildSpec(
+                    "broadcaster",
+                    broadcaster.run,
+                    Restart.PERMANENT,
+                    timeout,
+                    activity=broadcaster.activity,
+                ),
             ],
             max_restarts=sup.max_restarts,
             max_seconds=sup.max_seconds,
@@ -426,8 +509,13 @@ async def serve_until_signalled(service: Service) -> int:
                 logger.warning("%s received: shutting down (deadline %g s)", name, deadline)
                 service.request_stop()
 
-            nursery.start_soon(watch_signals, signals, stop, deadline,
-                               f"shutdown took longer than shutdown.timeout = {deadline:g} s")
+            nursery.start_soon(
+                watch_signals,
+                signals,
+                stop,
+                deadline,
+                f"shutdown took longer than shutdown.timeout = {deadline:g} s",
+            )
             try:
                 await service.run()
             except SupervisorGaveUp as exc:
@@ -439,8 +527,9 @@ async def serve_until_signalled(service: Service) -> int:
     return 0
 
 
-async def watch_signals(signals: AsyncIterator[int], stop: Callable[[str], None], deadline: float,
-                        overdue: str) -> None:
+async def watch_signals(
+    signals: AsyncIterator[int], stop: Callable[[str], None], deadline: float, overdue: str
+) -> None:
     """On the first of ``signals``, ``stop(its name)``; a second signal, or ``deadline`` seconds
     after the first, ends the process at once (exit code 1, ``overdue`` logged as the reason)."""
     async for signum in signals:

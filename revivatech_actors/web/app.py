@@ -46,8 +46,13 @@ logger = logging.getLogger(__name__)
 
 #: Seconds Quart's body deadline trails web.body_timeout, so that the server's comes first.
 BODY_TIMEOUT_MARGIN = 1.0
-_ERROR_CODES = {404: "not_found", 405: "method_not_allowed", 408: "request_timeout", 413: "payload_too_large",
-                415: "unsupported_media_type"}
+_ERROR_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    408: "request_timeout",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
 
 
 @attrs.frozen(eq=False)
@@ -144,9 +149,7 @@ def create_app(parts: AppParts, activity: Activity) -> QuartTrio:
         reader=parts.reader,
         realtime_document=parts.realtime_document,
     )
-    register_lifecycle_routes(
-        app, auth, erase=parts.erase_visitor, dead_letters=parts.dead_letters
-    )
+    register_lifecycle_routes(app, auth, erase=parts.erase_visitor, dead_letters=parts.dead_letters)
     register_openapi_route(app)
     record_request = parts.record_request
     register_cors(app, settings.cors)
@@ -155,7 +158,8 @@ def create_app(parts: AppParts, activity: Activity) -> QuartTrio:
     app.config["BODY_TIMEOUT"] = settings.web.body_timeout + BODY_TIMEOUT_MARGIN
     # What the werkzeug exceptions say does not name the setting a client ran into.
     limit_messages = {
-        408: f"the request body did not arrive within web.body_timeout = {settings.web.body_timeout:g} s",
+        408: "the request body did not arrive within web.body_timeout = "
+        f"{settings.web.body_timeout:g} s",
         413: f"the request body is larger than ingest.max_body = {settings.ingest.max_body} bytes",
     }
 
@@ -165,7 +169,10 @@ def create_app(parts: AppParts, activity: Activity) -> QuartTrio:
         size = header_block_size(scope)
         if size <= max_header_size:
             return None
-        message = f"the request line and headers are {size} bytes, more than web.max_header_size = {max_header_size}"
+        message = (
+            f"the request line and headers are {size} bytes, "
+            f"more than web.max_header_size = {max_header_size}"
+        )
         return error_response(431, "headers_too_large", message)
 
     # One hook before and one after each request: every hook costs every request.
@@ -180,7 +187,9 @@ def create_app(parts: AppParts, activity: Activity) -> QuartTrio:
 
     @app.after_request
     async def count_request(response):
-        close_if_body_unread(response)  # here, not in a hook of its own: every hook costs each request
+        close_if_body_unread(
+            response
+        )  # here, not in a hook of its own: every hook costs each request
         activity.record()
         seconds = observation.elapsed()
         if seconds is not None:
@@ -192,7 +201,9 @@ def create_app(parts: AppParts, activity: Activity) -> QuartTrio:
     @app.errorhandler(Exception)
     async def unexpected_error(exc: Exception):
         logger.exception("unhandled error in request handler")
-        return error_response(500, "internal_error", "the server failed to handle this request; see its log")
+        return error_response(
+            500, "internal_error", "the server failed to handle this request; see its log"
+        )
 
     return app
 
@@ -214,12 +225,20 @@ def _answer_http_errors(app: QuartTrio, limit_messages: dict[int, str] | None = 
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException):
-        if isinstance(exc, WebsocketMismatch):  # werkzeug's text does not say which protocol the path takes
-            message = ("this path takes HTTP requests, not WebSocket connections" if has_websocket_context()
-                       else "this path is a WebSocket: connect with a WebSocket client (Upgrade: websocket)")
+        if isinstance(
+            exc, WebsocketMismatch
+        ):  # werkzeug's text does not say which protocol the path takes
+            message = (
+                "this path takes HTTP requests, not WebSocket connections"
+                if has_websocket_context()
+                else "this path is a WebSocket: "
+                "connect with a WebSocket client (Upgrade: websocket)"
+            )
             return error_response(400, "websocket_mismatch", message)
         code = exc.code or 500
         # keep what the exception says beyond the body, e.g. Allow on a 405
-        headers = {name: value for name, value in exc.get_headers() if name.lower() != "content-type"}
+        headers = {
+            name: value for name, value in exc.get_headers() if name.lower() != "content-type"
+        }
         message = limit_messages.get(code) or exc.description or exc.name
         return error_response(code, _ERROR_CODES.get(code, "http_error"), message, headers=headers)

@@ -34,7 +34,11 @@ def actor_status_json(node: ActorStatus) -> dict[str, Any]:
     }
     if node.last_error is not None:
         error = node.last_error
-        data["lastError"] = {"type": error.type, "message": error.message, "time": iso_utc(error.time)}
+        data["lastError"] = {
+            "type": error.type,
+            "message": error.message,
+            "time": iso_utc(error.time),
+        }
     if node.inbox is not None:
         data["inbox"] = {"depth": node.inbox.depth, "capacity": node.inbox.capacity}
     if node.kind == "supervisor":
@@ -47,8 +51,17 @@ def _probe_json(probe: ProbeResult | None, *, detailed: bool) -> dict[str, Any] 
     name hosts and databases, and the health endpoint is open to anyone."""
     if probe is None:
         return None
-    error = probe.error if detailed or probe.error is None else "unreachable (send an admin token for details)"
-    return {"ok": probe.ok, "latencyMs": probe.latency_ms, "error": error, "checkedAt": iso_utc(probe.checked_at)}
+    error = (
+        probe.error
+        if detailed or probe.error is None
+        else "unreachable (send an admin token for details)"
+    )
+    return {
+        "ok": probe.ok,
+        "latencyMs": probe.latency_ms,
+        "error": error,
+        "checkedAt": iso_utc(probe.checked_at),
+    }
 
 
 def register_health_routes(
@@ -116,8 +129,13 @@ def register_health_routes(
     @app.get("/api/analytics/actors")
     @admin_only(auth)
     async def actors():
-        payload = {"success": True, "data": actor_status_json(tree()), "stats": actor_stats(),
-                   "pid": os.getpid(), "worker": worker}
+        payload = {
+            "success": True,
+            "data": actor_status_json(tree()),
+            "stats": actor_stats(),
+            "pid": os.getpid(),
+            "worker": worker,
+        }
         return json_response(payload)
 
     if inject_crash is not None:
@@ -132,4 +150,11 @@ def register_health_routes(
                 return error_response(404, "unknown_actor", f"no actor named {name!r}")
             except RuntimeError as exc:
                 return error_response(409, "actor_not_running", str(exc))
-            return json_response({"success": True, "actor": name, "message": "crash injected; watch /api/analytics/actors"}, 202)
+            return json_response(
+                {
+                    "success": True,
+                    "actor": name,
+                    "message": "crash injected; watch /api/analytics/actors",
+                },
+                202,
+            )

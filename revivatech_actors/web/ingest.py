@@ -19,8 +19,8 @@ from __future__ import annotations
 import functools
 import logging
 import math
-from datetime import UTC, datetime
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -39,8 +39,8 @@ from ..domain.validation import FieldError, ValidEvent, truncate_payload, valida
 from ..domain.write_keys import HEADER, RESERVED_FIELD, KeyRefusal, judge_write_keys, pop_write_key
 from ..messages import DeadLetter, Event, Status, Submission
 from ..shared_state.limits import Limiter
-from .limits import limited
 from .bodies import read_body
+from .limits import limited
 from .responses import error_response, json_response
 
 __all__ = ["register_ingest_routes"]
@@ -69,8 +69,9 @@ def _letter(received_at: datetime, errors: list[FieldError], payload: str) -> De
 
 
 def _is_json(mimetype: str) -> bool:
-    return (mimetype in ("application/json", "text/plain")
-            or (mimetype.startswith("application/") and mimetype.endswith("+json")))
+    return mimetype in ("application/json", "text/plain") or (
+        mimetype.startswith("application/") and mimetype.endswith("+json")
+    )
 
 
 def _client_headers(raw: list[tuple[bytes, bytes]]) -> tuple[str | None, str | None]:
@@ -114,11 +115,18 @@ def register_ingest_routes(
     keys = SecretSet(write_keys)
     bounds = TimeBounds(settings.max_future_seconds, settings.max_age_days)
 
-    def checked(validate: Callable[[object], ValidEvent | list[FieldError]], data: object,
-                received_at: datetime) -> ValidEvent | list[FieldError]:
+    def checked(
+        validate: Callable[[object], ValidEvent | list[FieldError]],
+        data: object,
+        received_at: datetime,
+    ) -> ValidEvent | list[FieldError]:
         """``validate(data)``, then its time bounded (ingest.max_future_seconds, max_age_days)."""
         result = validate(data)
-        return bound_event_time(result, received_at, bounds) if isinstance(result, ValidEvent) else result
+        return (
+            bound_event_time(result, received_at, bounds)
+            if isinstance(result, ValidEvent)
+            else result
+        )
 
     @functools.lru_cache(maxsize=4096)
     def kept_ip(peer: str | None, forwarded_for: str | None) -> str | None:
@@ -144,14 +152,24 @@ def register_ingest_routes(
         """Queue dead letters without waiting: a refused request is answered at once, whatever
         the database is doing. With no room (an overloaded service) they are only logged."""
         if not ingest.offer(Submission(letters[0].received_at, [], letters)):
-            logger.warning("%d dead letter(s) not kept, ingest is full: %s", len(letters), [d.reasons for d in letters])
+            logger.warning(
+                "%d dead letter(s) not kept, ingest is full: %s",
+                len(letters),
+                [d.reasons for d in letters],
+            )
 
-    def submission(received_at: datetime, valid: list[ValidEvent], letters: list[DeadLetter] | None = None) -> Submission:
+    def submission(
+        received_at: datetime, valid: list[ValidEvent], letters: list[DeadLetter] | None = None
+    ) -> Submission:
         """The request's events, with what the request says of its client."""
         agent, forwarded = _client_headers(request.scope["headers"])
-        return Submission(received_at, valid, letters or [],
-                          user_agent=agent[:MAX_USER_AGENT_LENGTH] if agent else None,
-                          ip_address=kept_ip(request.remote_addr, forwarded))
+        return Submission(
+            received_at,
+            valid,
+            letters or [],
+            user_agent=agent[:MAX_USER_AGENT_LENGTH] if agent else None,
+            ip_address=kept_ip(request.remote_addr, forwarded),
+        )
 
     async def pass_on(submission: Submission):
         """Queue and wait (commit or queue, by ack mode). An error response, or None when done."""
@@ -167,16 +185,23 @@ def register_ingest_routes(
                 # let the client resend safely: a resent event_id is stored once.
                 ids = [event.client_id or event.event_id for event in submission.events]
                 message = (
-                    f"not stored within {settings.ack_timeout:g} s (the database is unavailable); the event(s) "
-                    "are held and will be stored when it returns: resend them with these event_id values"
+                    f"not stored within {settings.ack_timeout:g} s (the database is unavailable); "
+                    "the event(s) are held and will be stored when it returns: resend them with "
+                    "these event_id values"
                 )
                 details = [{"field": "event_id", "message": event_id} for event_id in ids]
-                return error_response(503, "not_yet_stored", message, details=details, headers=retry_after)
+                return error_response(
+                    503, "not_yet_stored", message, details=details, headers=retry_after
+                )
         else:
             await submission.queued.wait()
         if submission.failure is not None:
-            logger.error("the event pipeline failed for this request: %s", submission.failure)  # with its request id
-            return error_response(500, "internal_error", f"the event pipeline failed: {submission.failure}")
+            logger.error(
+                "the event pipeline failed for this request: %s", submission.failure
+            )  # with its request id
+            return error_response(
+                500, "internal_error", f"the event pipeline failed: {submission.failure}"
+            )
         return None
 
     async def read_json() -> tuple[datetime, Any, Any]:
@@ -184,7 +209,10 @@ def register_ingest_routes(
         received_at = datetime.now(UTC)
         if not _is_json(request.mimetype):
             shown = request.mimetype or "none"
-            message = f"send the events as JSON (Content-Type: application/json or text/plain), not {shown}"
+            message = (
+                "send the events as JSON (Content-Type: application/json or text/plain), "
+                f"not {shown}"
+            )
             return received_at, None, error_response(415, "unsupported_media_type", message)
         body = await read_body()  # over ingest.max_body: 413 from Quart
         try:
@@ -194,15 +222,24 @@ def register_ingest_routes(
             if refusal is not None:  # no key, no dead letter
                 return received_at, None, refused(refusal)
             if str(exc).startswith("depth limit exceeded"):  # the parser's fixed limit, named
-                error = FieldError("", f"malformed JSON: nested deeper than {MAX_JSON_DEPTH} levels ({exc})")
+                error = FieldError(
+                    "", f"malformed JSON: nested deeper than {MAX_JSON_DEPTH} levels ({exc})"
+                )
             else:
                 error = FieldError("", f"malformed JSON: {exc}")
             # Kept as a dead letter too: a client sending broken JSON wants finding.
             keep([_letter(received_at, [error], body.decode("utf-8", errors="replace"))])
-            return received_at, None, error_response(400, "malformed_json", error.message, details=[error.as_dict()])
+            return (
+                received_at,
+                None,
+                error_response(400, "malformed_json", error.message, details=[error.as_dict()]),
+            )
 
-    async def store_one(validate: Callable[[object], ValidEvent | list[FieldError]], what: str,
-                        extra: Callable[[Event, bool], Awaitable[dict[str, Any]]] | None = None):
+    async def store_one(
+        validate: Callable[[object], ValidEvent | list[FieldError]],
+        what: str,
+        extra: Callable[[Event, bool], Awaitable[dict[str, Any]]] | None = None,
+    ):
         """One event (or journey step): validated by ``validate``, stored, answered; ``extra``
         (given the event and whether it was a duplicate) adds to a kept event's answer."""
         received_at, data, failure = await read_json()
@@ -216,15 +253,23 @@ def register_ingest_routes(
             details = [error.as_dict() for error in result]
             keep([_letter(received_at, result, orjson.dumps(data).decode())])
             named = ", ".join(error.field or "(body)" for error in result)
-            return error_response(400, f"invalid_{what.replace(' ', '_')}", f"invalid {what}: {named}", details=details)
+            return error_response(
+                400,
+                f"invalid_{what.replace(' ', '_')}",
+                f"invalid {what}: {named}",
+                details=details,
+            )
         warnings = result.warnings
         pending = submission(received_at, [result])
         failure = await pass_on(pending)
         if failure is not None:
             return failure
         event = pending.events[0]
-        answer = {"success": True, "eventId": event.client_id or event.event_id,
-                  "timestamp": iso_datetime(event.timestamp)}
+        answer = {
+            "success": True,
+            "eventId": event.client_id or event.event_id,
+            "timestamp": iso_datetime(event.timestamp),
+        }
         if not durable:
             answer["duplicate"] = 0 in pending.seen_before
             answer["status"] = "accepted"
@@ -266,21 +311,38 @@ def register_ingest_routes(
         items = data.get("events") if isinstance(data, dict) else None
         if not isinstance(items, list):
             message = 'a batch must be a JSON object with an "events" array'
-            return error_response(400, "invalid_batch", message, details=[{"field": "events", "message": message}])
+            return error_response(
+                400, "invalid_batch", message, details=[{"field": "events", "message": message}]
+            )
         unknown = [key for key in data if key not in ("events", RESERVED_FIELD)]
         if unknown:  # as strict as an event's fields: nothing sent is silently ignored
             message = f'is not a known field; a batch holds only "events" (and "{RESERVED_FIELD}")'
             details = [{"field": key, "message": message} for key in unknown]
-            return error_response(400, "invalid_batch", f"unknown field(s) in the batch: {', '.join(unknown)}", details=details)
+            return error_response(
+                400,
+                "invalid_batch",
+                f"unknown field(s) in the batch: {', '.join(unknown)}",
+                details=details,
+            )
         if not items:
             message = "the batch holds no events"
-            return error_response(400, "invalid_batch", message, details=[{"field": "events", "message": message}])
+            return error_response(
+                400, "invalid_batch", message, details=[{"field": "events", "message": message}]
+            )
         if len(items) > settings.max_batch:
-            message = f"a batch may hold at most ingest.max_batch = {settings.max_batch} events, got {len(items)}"
-            return error_response(413, "too_many_events", message,
-                                  details=[{"field": "events", "message": message}])
-        refusal = judge_write_keys(keys, header=header_key(), body=pop_write_key(data),
-                                   events=[pop_write_key(item) for item in items])
+            message = (
+                f"a batch may hold at most ingest.max_batch = {settings.max_batch} events, "
+                f"got {len(items)}"
+            )
+            return error_response(
+                413, "too_many_events", message, details=[{"field": "events", "message": message}]
+            )
+        refusal = judge_write_keys(
+            keys,
+            header=header_key(),
+            body=pop_write_key(data),
+            events=[pop_write_key(item) for item in items],
+        )
         if refusal is not None:
             return refused(refusal)
 
@@ -319,24 +381,40 @@ def register_ingest_routes(
                 status = outcome.status.value
             else:
                 status = "duplicate" if position in pending.seen_before else "accepted"
-            result = {"index": index, "status": status, "eventId": event.client_id or event.event_id}
+            result = {
+                "index": index,
+                "status": status,
+                "eventId": event.client_id or event.event_id,
+            }
             if durable and outcome.status is Status.REJECTED:
                 result["errors"] = [{"field": "", "message": outcome.reason}]
             elif index in warned:
                 _warned(result, warned[index])
             counts[status] += 1
             results[index] = result
-        return _batch_answer(results, counts["stored"] if durable else counts["accepted"], counts["duplicate"],
-                             counts["rejected"])
+        return _batch_answer(
+            results,
+            counts["stored"] if durable else counts["accepted"],
+            counts["duplicate"],
+            counts["rejected"],
+        )
 
     def _batch_answer(results: list[dict[str, Any]], accepted: int, duplicates: int, rejected: int):
         """The batch's answer: ``success`` only when something was kept (stored, a duplicate of
         what is stored, or queued); otherwise 400, with each event's reasons in ``results``."""
-        answer = {"success": accepted + duplicates > 0, "accepted": accepted, "duplicates": duplicates,
-                  "rejected": rejected, "processed": accepted + duplicates, "failed": rejected,
-                  "results": results}
+        answer = {
+            "success": accepted + duplicates > 0,
+            "accepted": accepted,
+            "duplicates": duplicates,
+            "rejected": rejected,
+            "processed": accepted + duplicates,
+            "failed": rejected,
+            "results": results,
+        }
         if not answer["success"]:
             answer["error"] = "nothing_stored"
-            answer["message"] = f"none of the {len(results)} event(s) was kept: see each one's errors in results"
+            answer["message"] = (
+                f"none of the {len(results)} event(s) was kept: see each one's errors in results"
+            )
             return json_response(answer, 400)
         return json_response(answer, 200 if durable else 202)

@@ -29,10 +29,16 @@ _RETRY_AFTER = {"Retry-After": "5"}
 def _letter_json(letter: RejectedLetter) -> dict[str, Any]:
     payload = truncate_payload(letter.payload, LISTED_PAYLOAD_LIMIT)
     return {
-        "id": letter.id, "letterId": letter.letter_id, "source": letter.source, "reasons": letter.reasons,
-        "payload": payload, "payloadTruncated": payload != letter.payload,
+        "id": letter.id,
+        "letterId": letter.letter_id,
+        "source": letter.source,
+        "reasons": letter.reasons,
+        "payload": payload,
+        "payloadTruncated": payload != letter.payload,
         "receivedAt": iso_datetime(letter.received_at),
-        "lastReceivedAt": None if letter.last_received_at is None else iso_datetime(letter.last_received_at),
+        "lastReceivedAt": None
+        if letter.last_received_at is None
+        else iso_datetime(letter.last_received_at),
         "timesReceived": letter.times_received,
     }
 
@@ -52,36 +58,67 @@ def register_lifecycle_routes(
     async def erase_visitor(fingerprint: str):
         if not fingerprint.strip() or len(fingerprint) > MAX_ID_LENGTH:
             message = f"a user_fingerprint is 1 to {MAX_ID_LENGTH} characters, not blank"
-            return error_response(400, "invalid_fingerprint", message,
-                                  details=[{"field": "fingerprint", "message": message}])
+            return error_response(
+                400,
+                "invalid_fingerprint",
+                message,
+                details=[{"field": "fingerprint", "message": message}],
+            )
         # No deadline: a database call is not abandoned midway, so a deadline could only answer
         # 503 for an erasure that went through. It scans the events table once.
         try:
             removed = await erase(fingerprint)
         except StorageError as exc:
-            return error_response(503, "storage_unavailable",
-                                  f"the visitor could not be erased now (retrying finishes the job): {exc}",
-                                  headers=_RETRY_AFTER)
-        return json_response({"success": True, "userFingerprint": fingerprint, "removed": removed,
-                              "totalRemoved": sum(removed.values())})
+            return error_response(
+                503,
+                "storage_unavailable",
+                f"the visitor could not be erased now (retrying finishes the job): {exc}",
+                headers=_RETRY_AFTER,
+            )
+        return json_response(
+            {
+                "success": True,
+                "userFingerprint": fingerprint,
+                "removed": removed,
+                "totalRemoved": sum(removed.values()),
+            }
+        )
 
     @app.get("/api/analytics/rejected")
     @admin_only(auth)
     async def rejected():
         query = rejected_query(request.args)
         if isinstance(query, list):
-            return error_response(400, "invalid_parameter", "; ".join(p["message"] for p in query), details=query)
+            return error_response(
+                400, "invalid_parameter", "; ".join(p["message"] for p in query), details=query
+            )
         letters = None
         try:
             with trio.move_on_after(READ_TIMEOUT):
-                letters = await dead_letters(query.limit + 1, query.before)  # one more: is there a next page?
+                letters = await dead_letters(
+                    query.limit + 1, query.before
+                )  # one more: is there a next page?
         except StorageError as exc:
-            return error_response(503, "storage_unavailable", f"the dead letters cannot be read now: {exc}",
-                                  headers=_RETRY_AFTER)
+            return error_response(
+                503,
+                "storage_unavailable",
+                f"the dead letters cannot be read now: {exc}",
+                headers=_RETRY_AFTER,
+            )
         if letters is None:
-            return error_response(503, "storage_unavailable",
-                                  f"the dead letters could not be read within {READ_TIMEOUT:g} s", headers=_RETRY_AFTER)
+            return error_response(
+                503,
+                "storage_unavailable",
+                f"the dead letters could not be read within {READ_TIMEOUT:g} s",
+                headers=_RETRY_AFTER,
+            )
         page = letters[: query.limit]
         more = len(letters) > query.limit
-        return json_response({"success": True, "data": [_letter_json(letter) for letter in page],
-                              "limit": query.limit, "nextCursor": str(page[-1].id) if more else None})
+        return json_response(
+            {
+                "success": True,
+                "data": [_letter_json(letter) for letter in page],
+                "limit": query.limit,
+                "nextCursor": str(page[-1].id) if more else None,
+            }
+        )

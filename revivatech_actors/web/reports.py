@@ -43,7 +43,12 @@ _RETRY_AFTER = {"Retry-After": "5"}
 
 
 def _bad(exc: ParameterError):
-    return error_response(400, "invalid_parameter", str(exc), details=[{"field": exc.parameter, "message": exc.message}])
+    return error_response(
+        400,
+        "invalid_parameter",
+        str(exc),
+        details=[{"field": exc.parameter, "message": exc.message}],
+    )
 
 
 def _timeframe(args: Mapping[str, str], default: str) -> tuple[float, str]:
@@ -93,10 +98,13 @@ def register_report_routes(
         now = datetime.now(UTC)
         since, until = revenue_range(now)
         days = await _within_deadline(
-            lambda: reader.revenue_by_day(since, until, BOOKING_COMPLETED_TYPES))
+            lambda: reader.revenue_by_day(since, until, BOOKING_COMPLETED_TYPES)
+        )
         if not isinstance(days, list):
             return days
-        return json_response({"success": True, "data": revenue_document(days, now), "timestamp": iso_datetime(now)})
+        return json_response(
+            {"success": True, "data": revenue_document(days, now), "timestamp": iso_datetime(now)}
+        )
 
     @app.get("/api/analytics/performance")
     @admin_only(auth)
@@ -108,14 +116,27 @@ def register_report_routes(
         # starts up to one conversion window before the period pair with its completions
         lookback = since - timedelta(seconds=funnel_settings.window)
         types = BOOKING_STARTED_TYPES | BOOKING_COMPLETED_TYPES
-        events = await _within_deadline(lambda: reader.booking_events(
-            lookback, now + timedelta(seconds=1), types, MAX_BOOKING_EVENTS))
+        events = await _within_deadline(
+            lambda: reader.booking_events(
+                lookback, now + timedelta(seconds=1), types, MAX_BOOKING_EVENTS
+            )
+        )
         if not isinstance(events, list):
             return events
-        figures = booking_figures(events, since=since, window=funnel_settings.window,
-                                  started_types=BOOKING_STARTED_TYPES, completed_types=BOOKING_COMPLETED_TYPES)
-        data = performance_document(figures, timeframe=timeframe, since=since, now=now,
-                                    truncated=len(events) >= MAX_BOOKING_EVENTS)
+        figures = booking_figures(
+            events,
+            since=since,
+            window=funnel_settings.window,
+            started_types=BOOKING_STARTED_TYPES,
+            completed_types=BOOKING_COMPLETED_TYPES,
+        )
+        data = performance_document(
+            figures,
+            timeframe=timeframe,
+            since=since,
+            now=now,
+            truncated=len(events) >= MAX_BOOKING_EVENTS,
+        )
         return json_response({"success": True, "data": data, "timestamp": iso_datetime(now)})
 
     @app.get("/api/analytics/customers")
@@ -144,8 +165,15 @@ def register_report_routes(
         async def funnels() -> list[dict[str, Any]]:
             shown = []
             for name, steps in named.items():
-                query = FunnelQuery(tuple(steps), since, now, funnel_settings.window, None, name=name,
-                                    timeframe=timeframe)
+                query = FunnelQuery(
+                    tuple(steps),
+                    since,
+                    now,
+                    funnel_settings.window,
+                    None,
+                    name=name,
+                    timeframe=timeframe,
+                )
                 counted = await reader.funnel(query, timeout=funnel_settings.timeout)
                 shown.append(funnel_document(query, counted, computed_at=now, cached=False))
             return shown
@@ -153,11 +181,20 @@ def register_report_routes(
         try:  # bounded by funnel.timeout per funnel, as GET /funnel is
             computed = await funnels()
         except QueryTimeout:
-            return error_response(503, "funnel_timeout", f"a dashboard funnel took longer than funnel.timeout = "
-                                  f"{funnel_settings.timeout:g} s; ask a shorter timeframe", headers=_RETRY_AFTER)
+            return error_response(
+                503,
+                "funnel_timeout",
+                f"a dashboard funnel took longer than funnel.timeout = "
+                f"{funnel_settings.timeout:g} s; ask a shorter timeframe",
+                headers=_RETRY_AFTER,
+            )
         except StorageError as exc:
-            return error_response(503, "storage_unavailable", f"the dashboard cannot be computed now: {exc}",
-                                  headers=_RETRY_AFTER)
+            return error_response(
+                503,
+                "storage_unavailable",
+                f"the dashboard cannot be computed now: {exc}",
+                headers=_RETRY_AFTER,
+            )
         top = await _within_deadline(lambda: reader.top_profiles(since, TOP_USERS))
         if not isinstance(top, list):
             return top
