@@ -293,33 +293,7 @@ class Service:
                 dead_letters=janitor.dead_letters,
                 sample_metrics=telemetry.sample,
             )
-            web_limits = ConnectionLimits(
-                header_timeout=settings.web.header_timeout,
-                body_timeout=settings.web.body_timeout,
-                max_connections=settings.web.max_connections,
-                max_header_size=settings.web.max_header_size,
-            )
-            web_activity = Activity()
-            web_server = WebServer(
-                create_app(parts, web_activity),
-                activity=web_activity,
-                host=settings.web.host,
-                port=settings.web.port,
-                graceful_timeout=timeout * WEB_GRACE_SHARE,
-                websocket_ping_interval=b.ping_interval,
-                reuse_port=worker is not None,
-                limits=web_limits,
-                websocket_max_message=b.max_message_size,
-            )
-            if settings.metrics.port:
-                metrics_web = WebServer(
-                    create_metrics_app(settings, telemetry.sample),
-                    host=settings.metrics.host,
-                    port=settings.metrics.port,
-                    graceful_timeout=timeout * WEB_GRACE_SHARE,
-                    reuse_port=worker is not None,
-                    name="metrics",
-                )
+            web_server, metrics_web = _web_servers(settings, parts, worker=worker)
         root = Supervisor(
             "root",
             [
@@ -476,6 +450,43 @@ class Service:
 
     def inject_crash(self, name: str) -> None:
         self.root.inject_crash(name)
+
+
+def _web_servers(
+    settings: Settings, parts: AppParts, *, worker: int | None
+) -> tuple[WebServer, WebServer | None]:
+    """The web server of the app of ``parts`` and, with ``metrics.port``, the internal listener
+    of ``/metrics``. A ``worker`` of `serve --workers N` shares the ports with the others."""
+    web, b = settings.web, settings.broadcast
+    graceful_timeout = settings.supervisor.child_shutdown_timeout * WEB_GRACE_SHARE
+    activity = Activity()
+    server = WebServer(
+        create_app(parts, activity),
+        activity=activity,
+        host=web.host,
+        port=web.port,
+        graceful_timeout=graceful_timeout,
+        websocket_ping_interval=b.ping_interval,
+        reuse_port=worker is not None,
+        limits=ConnectionLimits(
+            header_timeout=web.header_timeout,
+            body_timeout=web.body_timeout,
+            max_connections=web.max_connections,
+            max_header_size=web.max_header_size,
+        ),
+        websocket_max_message=b.max_message_size,
+    )
+    if not settings.metrics.port:
+        return server, None
+    metrics = WebServer(
+        create_metrics_app(settings, parts.sample_metrics),
+        host=settings.metrics.host,
+        port=settings.metrics.port,
+        graceful_timeout=graceful_timeout,
+        reuse_port=worker is not None,
+        name="metrics",
+    )
+    return server, metrics
 
 
 def _opening(run: Callable[..., Any], also: Storage | None) -> Callable[..., Any]:
