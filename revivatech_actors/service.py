@@ -3,7 +3,8 @@
 The tree (start order; stop order is the reverse)::
 
     root (supervisor, one_for_one)
-    ├── storage        opens the database, applies migrations, watches its health
+    ├── storage        opens the database, applies migrations, watches its health; the web
+    │                  layer's reader (funnel, reports) is open as long as it runs
     ├── scorer         scores written profiles, records the scores that moved (ml_predictions)
     ├── profiles       per-visitor profile actors: live profiles, journeys, paced delta writes
     ├── janitor        the data lifecycle: deletes rows past retention.days, erases visitors
@@ -29,11 +30,11 @@ import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import attrs
 import trio
 
-from . import __version__
 from .actors.batcher import BatcherActor
 from .actors.broadcaster import BroadcasterActor
 from .actors.ingest import EventBudget, IngestActor
@@ -42,26 +43,26 @@ from .actors.loop_monitor import LoopMonitor
 from .actors.metrics import MetricsActor
 from .actors.profiles import ProfilesActor
 from .actors.scorer import ScorerActor
-from .actors.storage import StorageActor
+from .actors.storage import StorageActor, close_storages
 from .actors.telemetry import TelemetryActor
 from .config import Settings
-from .domain.health import HealthReport, ProbeResult, Readiness, assess_health, assess_readiness
+from .domain.scoring import ScoreRecord
 from .domain.sessions import PAGE_VIEW_TYPES
-from .shared_state.cache import AnswerCache, LocalCache, RedisCache
+from .probes import HealthChecks, HealthSnapshot
+from .shared_state.cache import LocalCache, RedisCache
 from .shared_state.limits import RateLimits
 from .shared_state.realtime import RedisRealtime
 from .shared_state.redis import RedisConnection
 from .storage import Storage, open_storage
 from .supervisor import Activity, ActorStatus, ChildSpec, Restart, Supervisor, SupervisorGaveUp
-from .web.app import create_app, create_metrics_app
-from .web.connection_limits import ConnectionLimits
-from .web.server import WebServer
+from .web import AppParts, ConnectionLimits, WebServer, create_app, create_metrics_app
 
 __all__ = ["HealthSnapshot", "Service", "force_exit", "serve_until_signalled", "watch_signals"]
 
 logger = logging.getLogger(__name__)
 
-#: Lists of written visitors' fingerprints that may wait for the scorer (it takes them into its own queue at once).
+#: Lists of written visitors' fingerprints that may wait for the scorer (it takes them into its
+#: own queue at once).
 SCORER_INBOX = 16
 #: Share of ``shutdown.timeout`` the profiles actor may spend writing what it holds when stopping.
 PROFILES_SHUTDOWN_SHARE = 0.8
@@ -69,24 +70,13 @@ PROFILES_SHUTDOWN_SHARE = 0.8
 WEB_GRACE_SHARE = 0.6
 
 
-@attrs.frozen
-class HealthSnapshot:
-    report: HealthReport
-    database: ProbeResult
-    redis: ProbeResult | None
-    loop_lag_ms: float | None
-    uptime_seconds: float
-    checked_at: float
-    version: str
-    storage_engine: str
-
-
-@attrs.define(eq=False)
+@attrs.frozen(eq=False)
 class Service:
-    """The running service as the web layer sees it: health, the actor tree, fault injection."""
+    """What :meth:`build` made: the actor tree (``root``) and its parts, for tests and tools."""
 
     settings: Settings
-    admin_tokens: tuple[str, ...]
+    root: Supervisor
+    checks: HealthChecks
     storage: Storage
     storage_actor: StorageActor
     loop_monitor: LoopMonitor
@@ -97,29 +87,33 @@ class Service:
     metrics: MetricsActor
     janitor: JanitorActor
     broadcaster: BroadcasterActor
+    telemetry: TelemetryActor
     redis: RedisConnection | None
-    answer_cache: AnswerCache
-    #: This process's index among the workers of `serve --workers N` (1 to N); None when the
-    #: process serves alone.
-    worker: int | None = None
-    #: The rate limits (limits.*), and the Redis connection of their shared buckets: their own,
-    #: so a request that must ask Redis never waits behind the realtime figures' writes.
-    limits: RateLimits = attrs.Factory(RateLimits)
-    limits_redis: RedisConnection | None = None
-    web: WebServer | None = attrs.field(init=False)  # None when built without it (web=False)
-    telemetry: TelemetryActor = attrs.field(init=False)
+    #: The rate limits' own Redis connection (see :meth:`build`).
+    limits_redis: RedisConnection | None
+    #: None when built without the web server (``web=False``).
+    web: WebServer | None
     #: The internal listener of metrics.port; None when metrics.port is 0 or without web.
-    metrics_web: WebServer | None = attrs.field(init=False, default=None)
-    root: Supervisor = attrs.field(init=False)
-    started_at: float = attrs.field(init=False, factory=time.time)
+    metrics_web: WebServer | None
+    #: What the routes were given (None without the web server).
+    app_parts: AppParts | None
 
     @classmethod
-    def build(cls, settings: Settings, admin_tokens: tuple[str, ...], *, web: bool = True,
-              worker: int | None = None) -> Service:
-        """The service of ``settings``. ``web=False`` leaves the web server out of the tree (no
-        port is listened on): for the pipeline run in-process, as ``import-original`` does.
-        ``worker`` (1 to N) makes it worker ``worker`` of `serve --workers N`: its web server
-        shares the port with the other workers' (SO_REUSEPORT)."""
+    def build(
+        cls,
+        settings: Settings,
+        admin_tokens: tuple[str, ...],
+        *,
+        web: bool = True,
+        worker: int | None = None,
+    ) -> Service:
+        """The service of ``settings``, each part built before what needs it. ``web=False``
+        leaves the web server out of the tree (no port is listened on): for the pipeline run
+        in-process, as ``import-original`` does. ``worker`` (1 to N) makes it worker ``worker``
+        of `serve --workers N`: its web server shares the port with the other workers'
+        (SO_REUSEPORT)."""
+        started_at = time.time()
+
         def new_storage() -> Storage:
             # One instance per actor that writes: each has its own connections.
             return open_storage(
@@ -128,150 +122,316 @@ class Service:
                 ping_timeout=settings.storage.ping_timeout,
             )
 
+        # The tree is built last, from every actor; what reports on it reads it when called.
+        root: Supervisor
+
+        def tree() -> ActorStatus:
+            return root.status()
+
         storage = new_storage()
-        redis = RedisConnection(settings.redis.url, timeout=settings.redis.ping_timeout) if settings.redis.url else None
-        # Its own connection (a lease never queues behind the realtime figures), one outage log.
-        limits_redis = (RedisConnection(settings.redis.url, timeout=settings.redis.ping_timeout, outage=redis.outage)
-                        if redis is not None else None)
+        rs = settings.redis
+        redis = RedisConnection(rs.url, timeout=rs.ping_timeout) if rs.url else None
+        # The rate limits' own connection (a lease never queues behind the realtime figures'
+        # writes), sharing one outage log.
+        limits_redis = (
+            RedisConnection(rs.url, timeout=rs.ping_timeout, outage=redis.outage)
+            if redis is not None
+            else None
+        )
         lim = settings.limits
-        limits = RateLimits.build(admin=lim.admin_rate, ingest=lim.ingest_rate, ws_connect=lim.ws_connect_rate,
-                                  connection=limits_redis, prefix=settings.redis.key_prefix + "rl:",
-                                  timeout=settings.redis.ping_timeout)
+        limits = RateLimits.build(
+            admin=lim.admin_rate,
+            ingest=lim.ingest_rate,
+            ws_connect=lim.ws_connect_rate,
+            connection=limits_redis,
+            prefix=rs.key_prefix + "rl:",
+            timeout=rs.ping_timeout,
+        )
         budget = EventBudget(settings.ingest.inbox)
         # Bounded like every channel; the budget (events admitted, not yet committed) is the
         # real limit, and every submission weighs at least one event.
         to_batcher, batcher_inbox = trio.open_memory_channel(settings.ingest.inbox)
         batcher = BatcherActor(
-            storage, batcher_inbox, budget, max_events=settings.batch.max_events, max_wait=settings.batch.max_wait
+            storage,
+            batcher_inbox,
+            budget,
+            max_events=settings.batch.max_events,
+            max_wait=settings.batch.max_wait,
         )
+        ingest = IngestActor(to_batcher, budget, enqueue_timeout=settings.ingest.enqueue_timeout)
         to_scorer, scorer_inbox = trio.open_memory_channel(SCORER_INBOX)
         p = settings.profiles
-        scorer = ScorerActor(
-            new_storage(), scorer_inbox, settings.scoring, interval=p.flush_interval,
-            max_share=settings.scoring.max_share, rescore_interval=settings.scoring.rescore_interval,
-        )
         profiles = ProfilesActor(
-            new_storage(), batcher.subscribe(), reader=new_storage(), leases=new_storage(),
+            new_storage(),
+            batcher.subscribe(),
+            reader=new_storage(),
+            leases=new_storage(),
             listener=new_storage() if storage.announces_log else None,
             scorer=to_scorer,
-            stop_writer=new_storage() if storage.parallel_writes else None, partitions=p.partitions,
-            lease_ttl=p.lease_ttl, poll_interval=p.poll_interval, idle_timeout=p.idle_timeout,
-            max_active=p.max_active, flush_interval=p.flush_interval, max_write_share=p.max_write_share,
-            max_touchpoints=p.max_touchpoints, max_unwritten_events=p.max_unwritten_events,
+            stop_writer=new_storage() if storage.parallel_writes else None,
+            partitions=p.partitions,
+            lease_ttl=p.lease_ttl,
+            poll_interval=p.poll_interval,
+            idle_timeout=p.idle_timeout,
+            max_active=p.max_active,
+            flush_interval=p.flush_interval,
+            max_write_share=p.max_write_share,
+            max_touchpoints=p.max_touchpoints,
+            max_unwritten_events=p.max_unwritten_events,
         )
         r = settings.retention
-        janitor = JanitorActor(new_storage(), days=r.days, interval=r.interval, batch_size=r.batch_size,
-                               max_share=r.max_share, partitions=p.partitions, on_erased=profiles.fenced)
+        janitor = JanitorActor(
+            new_storage(),
+            days=r.days,
+            interval=r.interval,
+            batch_size=r.batch_size,
+            max_share=r.max_share,
+            partitions=p.partitions,
+            on_erased=profiles.fenced,
+        )
+        storage_actor = StorageActor(storage, health_interval=settings.storage.health_interval)
+        loop_monitor = LoopMonitor()
+        checks = HealthChecks(
+            storage_actor, loop_monitor, redis, tree, started_at, storage_engine=storage.engine
+        )
         rt = settings.realtime
         shared = None
-        if redis is not None:  # the realtime window and the live feed's changes, shared by instances
-            shared = RedisRealtime(redis, settings.redis.url, settings.redis.key_prefix, window=rt.window,
-                                   page_types=PAGE_VIEW_TYPES, conversion_types=frozenset(rt.conversion_types),
-                                   top_pages=rt.top_pages)
+        if redis is not None:  # the realtime window and the live feed's changes, shared
+            shared = RedisRealtime(
+                redis,
+                rs.url,
+                rs.key_prefix,
+                window=rt.window,
+                page_types=PAGE_VIEW_TYPES,
+                conversion_types=frozenset(rt.conversion_types),
+                top_pages=rt.top_pages,
+            )
         metrics = MetricsActor(
-            storage, batcher.subscribe(), rt.window, PAGE_VIEW_TYPES, frozenset(rt.conversion_types),
-            top_pages=rt.top_pages, shared=shared,
+            storage,
+            batcher.subscribe(),
+            rt.window,
+            PAGE_VIEW_TYPES,
+            frozenset(rt.conversion_types),
+            top_pages=rt.top_pages,
+            is_ready=checks.is_ready,
+            shared=shared,
+            started_at=started_at,
         )
 
-        async def insights_data(fingerprint: str) -> dict | None:
-            return await profiles.insights(fingerprint, history=1, scoring=settings.scoring, now=datetime.now(UTC))
+        async def visitor_insights(fingerprint: str, history: int = 1) -> dict[str, Any] | None:
+            return await profiles.insights(
+                fingerprint, history=history, scoring=settings.scoring, now=datetime.now(UTC)
+            )
 
         b = settings.broadcast
-        broadcaster = BroadcasterActor(metrics.document, metrics.wait_for_change, insights_data, interval=b.interval,
-                                       min_interval=b.min_interval, max_clients=b.max_clients,
-                                       max_public_clients=b.max_public_clients, shared=shared)
-        scorer.on_recorded = lambda record: broadcaster.scores_recorded(record.user_fingerprint)
-        service = cls(
-            settings=settings,
-            admin_tokens=admin_tokens,
-            storage=storage,
-            storage_actor=StorageActor(storage, health_interval=settings.storage.health_interval),
-            loop_monitor=LoopMonitor(),
-            ingest=IngestActor(to_batcher, budget, enqueue_timeout=settings.ingest.enqueue_timeout),
-            batcher=batcher,
-            profiles=profiles,
-            scorer=scorer,
-            metrics=metrics,
-            janitor=janitor,
-            broadcaster=broadcaster,
-            redis=redis,
-            answer_cache=(RedisCache(redis, settings.redis.key_prefix + "cache:") if redis is not None
-                          else LocalCache()),
-            worker=worker,
-            limits=limits,
-            limits_redis=limits_redis,
+        broadcaster = BroadcasterActor(
+            metrics.document,
+            metrics.wait_for_change,
+            visitor_insights,
+            interval=b.interval,
+            min_interval=b.min_interval,
+            max_clients=b.max_clients,
+            max_public_clients=b.max_public_clients,
+            shared=shared,
         )
-        metrics.started_at = service.started_at
 
-        async def is_ready() -> bool:
-            return (await service.readiness()).ready
+        def scores_recorded(record: ScoreRecord) -> None:
+            broadcaster.scores_recorded(record.user_fingerprint)
 
-        metrics.is_ready = is_ready
+        scorer = ScorerActor(
+            new_storage(),
+            scorer_inbox,
+            settings.scoring,
+            interval=p.flush_interval,
+            max_share=settings.scoring.max_share,
+            rescore_interval=settings.scoring.rescore_interval,
+            on_recorded=scores_recorded,
+        )
+        telemetry = TelemetryActor(
+            tree,
+            lambda: profiles.stats_json()["active"],
+            lambda: len(broadcaster.clients),
+            batcher.oldest_held,
+        )
         sup = settings.supervisor
-        service.telemetry = TelemetryActor(service.actor_tree, lambda: profiles.stats_json()["active"],
-                                           lambda: len(broadcaster.clients), batcher.oldest_held)
-        web_activity = Activity()
-        service.web = WebServer(
-            create_app(service, web_activity),
-            activity=web_activity,
-            host=settings.web.host,
-            port=settings.web.port,
-            graceful_timeout=sup.child_shutdown_timeout * WEB_GRACE_SHARE,
-            websocket_ping_interval=b.ping_interval,
-            reuse_port=worker is not None,
-            limits=ConnectionLimits(header_timeout=settings.web.header_timeout,
-                                    body_timeout=settings.web.body_timeout,
-                                    max_connections=settings.web.max_connections,
-                                    max_header_size=settings.web.max_header_size),
-            websocket_max_message=b.max_message_size,
-        ) if web else None
-        if web and settings.metrics.port:
-            service.metrics_web = WebServer(
-                create_metrics_app(service), host=settings.metrics.host, port=settings.metrics.port,
-                graceful_timeout=sup.child_shutdown_timeout * WEB_GRACE_SHARE, reuse_port=worker is not None,
-                name="metrics",
-            )
         timeout = sup.child_shutdown_timeout
-        service.root = Supervisor(
+        web_server: WebServer | None = None
+        metrics_web: WebServer | None = None
+        parts: AppParts | None = None
+        web_reader: Storage | None = None
+        if web:
+            # The web layer's reads (funnel, reports) have connections of their own, so that a
+            # long one never holds up the profiles actor's; open while the storage actor runs.
+            web_reader = new_storage()
+            parts = AppParts(
+                settings=settings,
+                admin_tokens=admin_tokens,
+                limits=limits,
+                worker=worker,
+                checks=checks,
+                actor_stats=lambda: {
+                    "profiles": profiles.stats_json(),
+                    "scorer": scorer.stats_json(),
+                    "broadcaster": broadcaster.stats_json(),
+                    "janitor": janitor.stats_json(),
+                },
+                inject_crash=lambda name: root.inject_crash(name),
+                ingest=ingest,
+                journey_step_number=profiles.journey_step_number,
+                visitor_insights=visitor_insights,
+                live_journeys=profiles.live_journeys,
+                realtime_document=metrics.document,
+                record_request=metrics.record_request,
+                reader=web_reader,
+                answer_cache=(
+                    RedisCache(redis, rs.key_prefix + "cache:")
+                    if redis is not None
+                    else LocalCache()
+                ),
+                broadcaster=broadcaster,
+                erase_visitor=janitor.erase,
+                dead_letters=janitor.dead_letters,
+                sample_metrics=telemetry.sample,
+            )
+            web_server, metrics_web = _web_servers(settings, parts, worker=worker)
+        root = Supervisor(
             "root",
             [
-                ChildSpec("storage", service.storage_actor.run, Restart.PERMANENT, timeout, activity=service.storage_actor.activity),
                 ChildSpec(
-                    "scorer", scorer.run, Restart.PERMANENT, timeout,
-                    stop=scorer.request_stop, inbox=scorer_inbox, activity=scorer.activity,
+                    "storage",
+                    _opening(storage_actor.run, web_reader),
+                    Restart.PERMANENT,
+                    timeout,
+                    activity=storage_actor.activity,
+                ),
+                ChildSpec(
+                    "scorer",
+                    scorer.run,
+                    Restart.PERMANENT,
+                    timeout,
+                    stop=scorer.request_stop,
+                    inbox=scorer_inbox,
+                    activity=scorer.activity,
                 ),
                 ChildSpec(
                     # its last write may hold many visitors: most of the service's deadline
-                    "profiles", profiles.run, Restart.PERMANENT,
+                    "profiles",
+                    profiles.run,
+                    Restart.PERMANENT,
                     max(timeout, settings.shutdown.timeout * PROFILES_SHUTDOWN_SHARE),
-                    stop=profiles.request_stop, inbox=profiles.inbox, activity=profiles.activity,
-                ),
-                ChildSpec("janitor", janitor.run, Restart.PERMANENT, timeout, stop=janitor.request_stop,
-                          activity=janitor.activity),
-                ChildSpec("metrics", metrics.run, Restart.PERMANENT, timeout, inbox=metrics.inbox, activity=metrics.activity),
-                ChildSpec(
-                    "batcher", service.batcher.run, Restart.PERMANENT, timeout,
-                    stop=service.batcher.request_stop, inbox=batcher_inbox, activity=service.batcher.activity,
+                    stop=profiles.request_stop,
+                    inbox=profiles.inbox,
+                    activity=profiles.activity,
                 ),
                 ChildSpec(
-                    "ingest", service.ingest.run, Restart.PERMANENT, timeout,
-                    stop=service.ingest.request_stop, activity=service.ingest.activity,  # no inbox: admission runs in the request
+                    "janitor",
+                    janitor.run,
+                    Restart.PERMANENT,
+                    timeout,
+                    stop=janitor.request_stop,
+                    activity=janitor.activity,
                 ),
-                ChildSpec("loop_monitor", service.loop_monitor.run, Restart.PERMANENT, timeout, activity=service.loop_monitor.activity),
-                ChildSpec("telemetry", service.telemetry.run, Restart.PERMANENT, timeout, activity=service.telemetry.activity),
-                *([ChildSpec("metrics_web", service.metrics_web.run, Restart.PERMANENT, timeout,
-                             stop=service.metrics_web.request_stop, activity=service.metrics_web.activity)]
-                  if service.metrics_web is not None else []),
-                *([ChildSpec("web", service.web.run, Restart.PERMANENT, timeout, stop=service.web.request_stop,
-                             activity=service.web.activity)] if service.web is not None else []),
-                ChildSpec("broadcaster", broadcaster.run, Restart.PERMANENT, timeout, activity=broadcaster.activity),
+                ChildSpec(
+                    "metrics",
+                    metrics.run,
+                    Restart.PERMANENT,
+                    timeout,
+                    inbox=metrics.inbox,
+                    activity=metrics.activity,
+                ),
+                ChildSpec(
+                    "batcher",
+                    batcher.run,
+                    Restart.PERMANENT,
+                    timeout,
+                    stop=batcher.request_stop,
+                    inbox=batcher_inbox,
+                    activity=batcher.activity,
+                ),
+                ChildSpec(  # no inbox: admission runs in the request
+                    "ingest",
+                    ingest.run,
+                    Restart.PERMANENT,
+                    timeout,
+                    stop=ingest.request_stop,
+                    activity=ingest.activity,
+                ),
+                ChildSpec(
+                    "loop_monitor",
+                    loop_monitor.run,
+                    Restart.PERMANENT,
+                    timeout,
+                    activity=loop_monitor.activity,
+                ),
+                ChildSpec(
+                    "telemetry",
+                    telemetry.run,
+                    Restart.PERMANENT,
+                    timeout,
+                    activity=telemetry.activity,
+                ),
+                *(
+                    [
+                        ChildSpec(
+                            "metrics_web",
+                            metrics_web.run,
+                            Restart.PERMANENT,
+                            timeout,
+                            stop=metrics_web.request_stop,
+                            activity=metrics_web.activity,
+                        )
+                    ]
+                    if metrics_web is not None
+                    else []
+                ),
+                *(
+                    [
+                        ChildSpec(
+                            "web",
+                            web_server.run,
+                            Restart.PERMANENT,
+                            timeout,
+                            stop=web_server.request_stop,
+                            activity=web_server.activity,
+                        )
+                    ]
+                    if web_server is not None
+                    else []
+                ),
+                ChildSpec(
+                    "broadcaster",
+                    broadcaster.run,
+                    Restart.PERMANENT,
+                    timeout,
+                    activity=broadcaster.activity,
+                ),
             ],
             max_restarts=sup.max_restarts,
             max_seconds=sup.max_seconds,
             backoff_initial=sup.backoff_initial,
             backoff_max=sup.backoff_max,
         )
-        return service
+        return cls(
+            settings=settings,
+            root=root,
+            checks=checks,
+            storage=storage,
+            storage_actor=storage_actor,
+            loop_monitor=loop_monitor,
+            ingest=ingest,
+            batcher=batcher,
+            profiles=profiles,
+            scorer=scorer,
+            metrics=metrics,
+            janitor=janitor,
+            broadcaster=broadcaster,
+            telemetry=telemetry,
+            redis=redis,
+            limits_redis=limits_redis,
+            web=web_server,
+            metrics_web=metrics_web,
+            app_parts=parts,
+        )
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the tree until :meth:`request_stop`; raises SupervisorGaveUp if the root gives up."""
@@ -291,39 +451,59 @@ class Service:
     def inject_crash(self, name: str) -> None:
         self.root.inject_crash(name)
 
-    async def _probe_all(self) -> tuple[ProbeResult, ProbeResult | None]:
-        results: dict[str, ProbeResult] = {}
 
-        async def probe(key, check):
-            results[key] = await check()
+def _web_servers(
+    settings: Settings, parts: AppParts, *, worker: int | None
+) -> tuple[WebServer, WebServer | None]:
+    """The web server of the app of ``parts`` and, with ``metrics.port``, the internal listener
+    of ``/metrics``. A ``worker`` of `serve --workers N` shares the ports with the others."""
+    web, b = settings.web, settings.broadcast
+    graceful_timeout = settings.supervisor.child_shutdown_timeout * WEB_GRACE_SHARE
+    activity = Activity()
+    server = WebServer(
+        create_app(parts, activity),
+        activity=activity,
+        host=web.host,
+        port=web.port,
+        graceful_timeout=graceful_timeout,
+        websocket_ping_interval=b.ping_interval,
+        reuse_port=worker is not None,
+        limits=ConnectionLimits(
+            header_timeout=web.header_timeout,
+            body_timeout=web.body_timeout,
+            max_connections=web.max_connections,
+            max_header_size=web.max_header_size,
+        ),
+        websocket_max_message=b.max_message_size,
+    )
+    if not settings.metrics.port:
+        return server, None
+    metrics = WebServer(
+        create_metrics_app(settings, parts.sample_metrics),
+        host=settings.metrics.host,
+        port=settings.metrics.port,
+        graceful_timeout=graceful_timeout,
+        reuse_port=worker is not None,
+        name="metrics",
+    )
+    return server, metrics
 
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(probe, "database", self.storage_actor.recent_probe)
-            if self.redis is not None:
-                nursery.start_soon(probe, "redis", self.redis.check)
-        return results["database"], results.get("redis")
 
-    async def health(self) -> HealthSnapshot:
-        """Probes of the database (at most ``storage.health_interval`` old) and Redis (fresh),
-        concurrently and each bounded, plus the tree."""
-        database, redis = await self._probe_all()
-        lag = self.loop_monitor.lag_ms
-        report = assess_health(database=database, redis=redis, tree=self.actor_tree(), loop_lag_ms=lag)
-        now = time.time()
-        return HealthSnapshot(
-            report=report,
-            database=database,
-            redis=redis,
-            loop_lag_ms=lag,
-            uptime_seconds=now - self.started_at,
-            checked_at=now,
-            version=__version__,
-            storage_engine=self.storage.engine,
-        )
+def _opening(run: Callable[..., Any], also: Storage | None) -> Callable[..., Any]:
+    """``run`` (an actor's), with ``also`` open while it runs: opened before it starts (the
+    database is needed then anyway) and closed after it ends."""
+    if also is None:
+        return run
+    extra = also
 
-    async def readiness(self) -> Readiness:
-        database = await self.storage_actor.recent_probe()
-        return assess_readiness(database=database, tree=self.actor_tree())
+    async def run_with(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        await extra.open()
+        try:
+            await run(task_status=task_status)
+        finally:
+            await close_storages(extra)
+
+    return run_with
 
 
 async def serve_until_signalled(service: Service) -> int:
@@ -340,8 +520,13 @@ async def serve_until_signalled(service: Service) -> int:
                 logger.warning("%s received: shutting down (deadline %g s)", name, deadline)
                 service.request_stop()
 
-            nursery.start_soon(watch_signals, signals, stop, deadline,
-                               f"shutdown took longer than shutdown.timeout = {deadline:g} s")
+            nursery.start_soon(
+                watch_signals,
+                signals,
+                stop,
+                deadline,
+                f"shutdown took longer than shutdown.timeout = {deadline:g} s",
+            )
             try:
                 await service.run()
             except SupervisorGaveUp as exc:
@@ -353,8 +538,9 @@ async def serve_until_signalled(service: Service) -> int:
     return 0
 
 
-async def watch_signals(signals: AsyncIterator[int], stop: Callable[[str], None], deadline: float,
-                        overdue: str) -> None:
+async def watch_signals(
+    signals: AsyncIterator[int], stop: Callable[[str], None], deadline: float, overdue: str
+) -> None:
     """On the first of ``signals``, ``stop(its name)``; a second signal, or ``deadline`` seconds
     after the first, ends the process at once (exit code 1, ``overdue`` logged as the reason)."""
     async for signum in signals:

@@ -182,8 +182,10 @@ async def test_public_clients_have_their_own_cap_and_never_take_admin_places():
 
 async def test_a_public_client_may_follow_realtime_but_never_a_visitor():
     metrics = Metrics()
-    metrics.top_pages = [{"page_url": "https://x.example/book?ref=visitor-1", "views": 1},
-                         {"page_url": "https://x.example/book", "views": 1}]
+    metrics.top_pages = [
+        {"page_url": "https://x.example/book?ref=visitor-1", "views": 1},
+        {"page_url": "https://x.example/book", "views": 1},
+    ]
     b = broadcaster(metrics)
     async with trio.open_nursery() as nursery:
         await nursery.start(b.run)
@@ -196,9 +198,16 @@ async def test_a_public_client_may_follow_realtime_but_never_a_visitor():
         b.subscribe_realtime(admin)
         with trio.fail_after(2):
             public_message, admin_message = await feed.next_message(), await admin.next_message()
-        assert json.loads(public_message)["data"]["topPages"] == [{"page_url": "https://x.example/book", "views": 2}]
-        assert json.loads(admin_message)["data"]["topPages"][0]["page_url"] == "https://x.example/book?ref=visitor-1"
-        late = b.connect(public=True)  # within min_interval: the last public snapshot, not the admins'
+        assert json.loads(public_message)["data"]["topPages"] == [
+            {"page_url": "https://x.example/book", "views": 2}
+        ]
+        assert (
+            json.loads(admin_message)["data"]["topPages"][0]["page_url"]
+            == "https://x.example/book?ref=visitor-1"
+        )
+        late = b.connect(
+            public=True
+        )  # within min_interval: the last public snapshot, not the admins'
         b.subscribe_realtime(late)
         assert await late.next_message() == public_message
         nursery.cancel_scope.cancel()

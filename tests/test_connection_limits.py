@@ -23,7 +23,6 @@ async def connect(service) -> trio.SocketStream:
     return await trio.open_tcp_stream("127.0.0.1", service.settings.web.port)
 
 
-
 def parse(raw: bytes) -> tuple[int, dict]:
     """(status, JSON body) of one HTTP/1.1 response."""
     head, _, body = raw.partition(b"\r\n\r\n")
@@ -43,8 +42,10 @@ async def trickle(stream: trio.SocketStream, data: bytes, interval: float) -> bo
 
 
 def request(body: bytes = b"", path: str = EVENTS, extra: str = "") -> bytes:
-    head = (f"POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n{extra}\r\n")
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n{extra}\r\n"
+    )
     return head.encode() + body
 
 
@@ -60,7 +61,9 @@ async def test_slow_headers_get_408_naming_web_header_timeout_and_are_closed(sql
             stream = await connect(service)
             opened = trio.current_time()  # the server's clock starts a little later
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(trickle, stream, b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Slow: yes", 0.1)
+                nursery.start_soon(
+                    trickle, stream, b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Slow: yes", 0.1
+                )
                 received, closed = await read_until_closed(stream, 5)
                 results.append((received, closed, trio.current_time() - opened))
                 nursery.cancel_scope.cancel()
@@ -137,7 +140,9 @@ async def test_a_body_arriving_within_web_body_timeout_is_stored(sqlite_url):
 # --- web.max_connections --------------------------------------------------------------------------
 
 
-async def test_past_web_max_connections_new_connections_close_at_once_and_old_ones_are_served(sqlite_url):
+async def test_past_web_max_connections_new_connections_close_at_once_and_old_ones_are_served(
+    sqlite_url,
+):
     service = make_service(sqlite_url, **{"web.max_connections": 5, "web.header_timeout": 30.0})
     async with Running(service) as client:  # httpx: one kept-alive connection
         assert (await client.get("/healthz")).status_code == 200
@@ -165,7 +170,7 @@ async def test_past_web_max_connections_new_connections_close_at_once_and_old_on
             await stream.aclose()
 
 
-# --- web.max_header_size, malformed requests, ingest.max_body ----------------------------------------
+# --- web.max_header_size, malformed requests, ingest.max_body -------------------------------
 
 
 async def test_headers_over_web_max_header_size_are_431_naming_it(sqlite_url):
@@ -178,7 +183,9 @@ async def test_headers_over_web_max_header_size_are_431_naming_it(sqlite_url):
         answer = await client.get("/healthz", headers={"X-Padding": "p" * 3000})
         assert answer.status_code == 431
         body = answer.json()
-        assert body["error"] == "headers_too_large" and "web.max_header_size = 2048" in body["message"]
+        assert (
+            body["error"] == "headers_too_large" and "web.max_header_size = 2048" in body["message"]
+        )
 
         # arriving in pieces: the HTTP parser's own limit answers the same way
         stream = await connect(service)
@@ -218,7 +225,6 @@ async def test_a_body_over_ingest_max_body_is_413_naming_it(sqlite_url):
         assert "ingest.max_body = 2048 bytes" in answer.json()["message"]
 
 
-
 async def test_a_batch_over_ingest_max_batch_is_413_naming_it(sqlite_url):
     async with Running(make_service(sqlite_url, **{"ingest.max_batch": 3})) as client:
         fits = await client.post("/api/analytics/events/batch", json={"events": [EVENT] * 3})
@@ -230,16 +236,28 @@ async def test_a_batch_over_ingest_max_batch_is_413_naming_it(sqlite_url):
 
 async def test_json_nested_past_the_parsers_depth_is_a_400(sqlite_url):
     async with Running(make_service(sqlite_url)) as client:
-        deep = '{"user_fingerprint": "v", "session_id": "s", "event_type": "t", "properties": ' \
-               + '{"a": ' * 2000 + "1" + "}" * 2001
-        answer = await client.post(EVENTS, content=deep, headers={"Content-Type": "application/json"})
+        deep = (
+            '{"user_fingerprint": "v", "session_id": "s", "event_type": "t", "properties": '
+            + '{"a": ' * 2000
+            + "1"
+            + "}" * 2001
+        )
+        answer = await client.post(
+            EVENTS, content=deep, headers={"Content-Type": "application/json"}
+        )
         assert answer.status_code == 400 and answer.json()["error"] == "malformed_json"
         assert "nested deeper than 1024 levels" in answer.json()["message"]
-        nested = {"a": {"b": {"c": {"d": {"e": {"f": 1}}}}}}  # 6 levels with properties itself: refused
+        nested = {
+            "a": {"b": {"c": {"d": {"e": {"f": 1}}}}}
+        }  # 6 levels with properties itself: refused
         answer = await client.post(EVENTS, json={**EVENT, "properties": nested})
         assert answer.status_code == 400
-        assert answer.json()["details"] == [{"field": "properties", "message": "is nested deeper than 5 levels"}]
-        fits = await client.post(EVENTS, json={**EVENT, "properties": {"a": {"b": {"c": {"d": {"e": 1}}}}}})
+        assert answer.json()["details"] == [
+            {"field": "properties", "message": "is nested deeper than 5 levels"}
+        ]
+        fits = await client.post(
+            EVENTS, json={**EVENT, "properties": {"a": {"b": {"c": {"d": {"e": 1}}}}}}
+        )
         assert fits.status_code == 200, fits.text
 
 
@@ -259,7 +277,7 @@ async def test_connections_still_sending_headers_do_not_hold_up_a_stop(sqlite_ur
         assert closed
 
 
-# --- the open-file limit ------------------------------------------------------------------------------
+# --- the open-file limit ------------------------------------------------------------------
 
 
 def test_the_open_file_target_fits_max_connections_within_the_hard_limit():
@@ -287,10 +305,18 @@ def test_serving_raises_a_low_open_file_limit_in_its_own_process(tmp_path):
         "raise_open_file_limit(5000)\n"
         "print(resource.getrlimit(resource.RLIMIT_NOFILE)[0])\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30, cwd=tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30, cwd=tmp_path
+    )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["1256", "2048"]  # then as far as the hard limit allows, with a warning
-    assert "web.max_connections = 5000 needs about 5256 open files" in done.stderr and "raise that limit or lower web.max_connections" in done.stderr
+    assert done.stdout.split() == [
+        "1256",
+        "2048",
+    ]  # then as far as the hard limit allows, with a warning
+    assert (
+        "web.max_connections = 5000 needs about 5256 open files" in done.stderr
+        and "raise that limit or lower web.max_connections" in done.stderr
+    )
 
 
 async def test_http2_over_cleartext_is_not_taken_up(sqlite_url):
@@ -298,8 +324,10 @@ async def test_http2_over_cleartext_is_not_taken_up(sqlite_url):
     service = make_service(sqlite_url)
     async with Running(service):
         upgrade = await connect(service)
-        await upgrade.send_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: Upgrade, HTTP2-Settings\r\n"
-                               b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n")
+        await upgrade.send_all(
+            b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+            b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"
+        )
         received, _ = await read_until_closed(upgrade, 1)
         assert parse(received) == (200, {"status": "alive"})  # served as HTTP/1.1, not 101
 

@@ -34,18 +34,40 @@ class Clock:
 
 
 def actor(storage, inbox, clock, **fields) -> MetricsActor:
-    return MetricsActor(storage, inbox, 300, frozenset({"page_view"}), frozenset({"booking_completed"}),
-                        clock=clock, started_at=clock.now, **fields)
+    return MetricsActor(
+        storage,
+        inbox,
+        300,
+        frozenset({"page_view"}),
+        frozenset({"booking_completed"}),
+        clock=clock,
+        started_at=clock.now,
+        **fields,
+    )
 
 
-def visit(n: int, user: str, event_type: str = "page_view", ago: float = 0.0, page: str | None = "/home"):
-    return make_event(n, user_fingerprint=user, session_id=f"{user}-s", event_type=event_type, page_url=page,
-                      timestamp=NOW - timedelta(seconds=ago), received_at=NOW)
+def visit(
+    n: int, user: str, event_type: str = "page_view", ago: float = 0.0, page: str | None = "/home"
+):
+    return make_event(
+        n,
+        user_fingerprint=user,
+        session_id=f"{user}-s",
+        event_type=event_type,
+        page_url=page,
+        timestamp=NOW - timedelta(seconds=ago),
+        received_at=NOW,
+    )
 
 
 async def test_starts_from_the_stored_window_then_counts_what_the_batcher_hands_over(storage):
-    await storage.write_batch([visit(0, "u1", ago=30), visit(1, "u2", "booking_completed", ago=200),
-                               visit(2, "old", ago=3600)])
+    await storage.write_batch(
+        [
+            visit(0, "u1", ago=30),
+            visit(1, "u2", "booking_completed", ago=200),
+            visit(2, "old", ago=3600),
+        ]
+    )
     send, receive = trio.open_memory_channel(4)
     clock = Clock(NOW)
     metrics = actor(storage, receive, clock)
@@ -90,7 +112,9 @@ async def test_http_timings_and_uptime(storage):
     assert await metrics.uptime_percent() == pytest.approx(100 * 15 / 20)  # observed again: ready
 
 
-async def test_a_storage_that_cannot_be_read_leaves_the_window_empty_not_the_actor_down(closed_port_url):
+async def test_a_storage_that_cannot_be_read_leaves_the_window_empty_not_the_actor_down(
+    closed_port_url,
+):
     storage = open_storage(closed_port_url, connect_timeout=0.5)
     send, receive = trio.open_memory_channel(1)
     metrics = actor(storage, receive, Clock(NOW))
@@ -105,7 +129,8 @@ async def test_a_storage_that_cannot_be_read_leaves_the_window_empty_not_the_act
 
 
 async def test_redis_away_and_back_figures_fall_back_to_this_instance_then_are_shared_again(
-        storage, redis_url, redis_prefix, monkeypatch):
+    storage, redis_url, redis_prefix, monkeypatch
+):
     """Through a TCP proxy that cuts Redis: the figures come from the local window meanwhile
     (``source`` says so), nothing raises, and once Redis is back (after the retry pause) events
     are counted in the shared window again, without a restart."""
@@ -122,8 +147,14 @@ async def test_redis_away_and_back_figures_fall_back_to_this_instance_then_are_s
         port = await nursery.start(proxy.run)
         url = f"redis://127.0.0.1:{port}/0"
         connection = RedisConnection(url, timeout=0.5)
-        shared = RedisRealtime(connection, url, redis_prefix, window=300, page_types=frozenset({"page_view"}),
-                               conversion_types=frozenset({"booking_completed"}))
+        shared = RedisRealtime(
+            connection,
+            url,
+            redis_prefix,
+            window=300,
+            page_types=frozenset({"page_view"}),
+            conversion_types=frozenset({"booking_completed"}),
+        )
         metrics = actor(storage, receive, Clock(NOW), shared=shared)
         metrics.clock = time.time
         await nursery.start(metrics.run)
@@ -133,7 +164,9 @@ async def test_redis_away_and_back_figures_fall_back_to_this_instance_then_are_s
             # timed now, not NOW (the module's import): the shared window is on the real clock,
             # and a long test run takes NOW out of its 300 s
             moved = (datetime.now(UTC) - NOW).total_seconds()
-            await send.send(StoredBatch([visit(n, f"v{n}", ago=-moved) for n in range(n_events)], None))
+            await send.send(
+                StoredBatch([visit(n, f"v{n}", ago=-moved) for n in range(n_events)], None)
+            )
             with trio.fail_after(5):
                 await metrics.wait_for_change(seen)
 

@@ -44,8 +44,12 @@ def app_routes(app: Quart) -> tuple[set[tuple[str, str]], set[str]]:
 def document_routes(document: dict) -> tuple[set[tuple[str, str]], set[str]]:
     """(the HTTP operations, the paths marked ``x-websocket``) the document describes."""
     methods = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
-    operations = {(method.upper(), path) for path, item in document["paths"].items() for method in item
-                  if method in methods}
+    operations = {
+        (method.upper(), path)
+        for path, item in document["paths"].items()
+        for method in item
+        if method in methods
+    }
     websockets = {path for path, item in document["paths"].items() if "x-websocket" in item}
     return operations, websockets
 
@@ -71,7 +75,7 @@ def document() -> dict:
 def app(tmp_path) -> Quart:
     # faults on: the crash route exists only then, and the document describes it
     service = make_service(f"sqlite:///{tmp_path / 'openapi.db'}", **{"faults.enabled": True})
-    return create_app(service, Activity())
+    return create_app(service.app_parts, Activity())
 
 
 def test_the_document_is_valid_openapi_3_1(document):
@@ -82,8 +86,10 @@ def test_the_document_is_valid_openapi_3_1(document):
 
 def test_docs_holds_the_same_document_as_the_package():
     assert DOCS_COPY.read_bytes() == load_document(), (
-        "docs/openapi.json differs from revivatech_actors/web/openapi.json (the one the service serves): "
-        "cp revivatech_actors/web/openapi.json docs/openapi.json")
+        "docs/openapi.json differs from revivatech_actors/web/openapi.json "
+        "(the one the service serves): "
+        "cp revivatech_actors/web/openapi.json docs/openapi.json"
+    )
 
 
 def test_every_route_has_a_schema_and_every_schema_a_route(app, document):
@@ -110,7 +116,9 @@ def test_a_route_without_a_schema_is_found(app, document):
 
 
 def test_a_schema_without_a_route_is_found(app, document):
-    document["paths"]["/api/analytics/gone"] = {"get": {"responses": {"200": {"description": "gone"}}}}
+    document["paths"]["/api/analytics/gone"] = {
+        "get": {"responses": {"200": {"description": "gone"}}}
+    }
     document["paths"]["/api/analytics/old-ws"] = {"x-websocket": {}}
     found = undescribed(app, document)
     assert found["documented operations the app lacks"] == [("GET", "/api/analytics/gone")]
@@ -139,7 +147,9 @@ async def test_openapi_json_is_served_without_auth(app):
 
 
 async def test_the_websocket_path_answers_plain_http_as_documented(app, document):
-    assert "websocket_mismatch" in document["paths"]["/api/analytics/ws"]["x-websocket"]["plainHttp"]
+    assert (
+        "websocket_mismatch" in document["paths"]["/api/analytics/ws"]["x-websocket"]["plainHttp"]
+    )
     async with app.test_app() as test_app:
         answer = await test_app.test_client().get("/api/analytics/ws")
         assert answer.status_code == 400

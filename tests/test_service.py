@@ -1,4 +1,5 @@
-"""The service in-process: the real actor tree, a real HTTP socket, real SQLite / PostgreSQL / Redis.
+"""The service in-process: the real actor tree, a real HTTP socket, real SQLite / PostgreSQL /
+Redis.
 
 These run the service inside the test's own trio loop (fast, and its state can be inspected);
 tests/e2e/ runs the real ``revivatech-actors serve`` process.
@@ -77,7 +78,11 @@ async def test_health_liveness_and_readiness_on_each_engine(storage_url):
         assert health.status_code == 200
         body = health.json()
         assert (body["status"], body["database"], body["redis"], body["analytics"]) == (
-            "healthy", "connected", "disabled", "operational")
+            "healthy",
+            "connected",
+            "disabled",
+            "operational",
+        )
         assert body["storageEngine"] == service.storage.engine
         assert body["actors"]["total"] == 11 and body["actors"]["running"] == 11
         assert body["actors"]["notRunning"] == [] and body["reasons"] == []
@@ -97,7 +102,12 @@ async def test_migrations_are_applied_at_start(sqlite_url):
     service = make_service(sqlite_url)
     async with Running(service):
         tables = await service.storage.table_names()
-    assert {"analytics_events", "rejected_events", "user_behavior_profiles", "schema_migrations"} <= tables
+    assert {
+        "analytics_events",
+        "rejected_events",
+        "user_behavior_profiles",
+        "schema_migrations",
+    } <= tables
 
 
 async def test_actor_tree_needs_the_admin_token(sqlite_url):
@@ -106,7 +116,9 @@ async def test_actor_tree_needs_the_admin_token(sqlite_url):
         assert missing.status_code == 401
         assert missing.headers["WWW-Authenticate"].startswith("Bearer")
         assert missing.json()["error"] == "unauthorized"
-        wrong = await client.get("/api/analytics/actors", headers={"Authorization": "Bearer wrong-token-wrong-token"})
+        wrong = await client.get(
+            "/api/analytics/actors", headers={"Authorization": "Bearer wrong-token-wrong-token"}
+        )
         assert wrong.status_code == 401
 
         answer = await client.get("/api/analytics/actors", headers=AUTH)
@@ -114,11 +126,33 @@ async def test_actor_tree_needs_the_admin_token(sqlite_url):
         root = answer.json()["data"]
         assert (root["name"], root["kind"], root["state"]) == ("root", "supervisor", "running")
         assert [child["name"] for child in root["children"]] == [
-            "storage", "scorer", "profiles", "janitor", "metrics", "batcher", "ingest", "loop_monitor", "telemetry", "web",
-            "broadcaster"]
+            "storage",
+            "scorer",
+            "profiles",
+            "janitor",
+            "metrics",
+            "batcher",
+            "ingest",
+            "loop_monitor",
+            "telemetry",
+            "web",
+            "broadcaster",
+        ]
         for child in root["children"]:
-            assert child["state"] == "running" and child["restarts"] == 0 and child["lastError"] is None
-            assert set(child) >= {"name", "state", "restarts", "lastError", "inbox", "handled", "lastActivity"}
+            assert (
+                child["state"] == "running"
+                and child["restarts"] == 0
+                and child["lastError"] is None
+            )
+            assert set(child) >= {
+                "name",
+                "state",
+                "restarts",
+                "lastError",
+                "inbox",
+                "handled",
+                "lastActivity",
+            }
         storage = find(root, "storage")
         assert storage["handled"] >= 1 and storage["lastActivity"].endswith("Z")
 
@@ -169,16 +203,25 @@ async def test_redis_connected_and_unreachable(sqlite_url, redis_url):
         assert body["checks"]["redis"]["ok"] is True
 
     dead = f"redis://127.0.0.1:{free_port()}/0"
-    async with Running(make_service(sqlite_url, **{"redis.url": dead, "redis.ping_timeout": 0.3})) as client:
+    async with Running(
+        make_service(sqlite_url, **{"redis.url": dead, "redis.ping_timeout": 0.3})
+    ) as client:
         answer = await client.get("/api/analytics/health")
         body = answer.json()
         assert answer.status_code == 200  # degraded still serves
-        assert (body["status"], body["redis"], body["analytics"]) == ("degraded", "disconnected", "degraded")
+        assert (body["status"], body["redis"], body["analytics"]) == (
+            "degraded",
+            "disconnected",
+            "degraded",
+        )
         assert body["reasons"] == ["redis unreachable"]
         # the driver's words (they may name hosts) only for admins
         assert body["checks"]["redis"]["error"] == "unreachable (send an admin token for details)"
         detailed = (await client.get("/api/analytics/health", headers=AUTH)).json()
-        assert "Connection" in detailed["checks"]["redis"]["error"] and str(dead.rsplit(":", 1)[1].split("/")[0]) in detailed["checks"]["redis"]["error"]
+        assert (
+            "Connection" in detailed["checks"]["redis"]["error"]
+            and str(dead.rsplit(":", 1)[1].split("/")[0]) in detailed["checks"]["redis"]["error"]
+        )
         assert (await client.get("/readyz")).status_code == 200  # Redis is optional for readiness
 
 
@@ -198,10 +241,42 @@ async def test_database_lost_while_running_makes_health_unhealthy_and_not_ready(
 
                 health = await wait_until(unhealthy, timeout=3)
                 body = health.json()
-                assert (body["status"], body["database"], body["analytics"]) == ("unhealthy", "disconnected", "down")
+                assert (body["status"], body["database"], body["analytics"]) == (
+                    "unhealthy",
+                    "disconnected",
+                    "down",
+                )
                 assert body["reasons"][0].startswith("database unreachable")
                 ready = await client.get("/readyz")
                 assert ready.status_code == 503 and ready.json()["ready"] is False
                 assert (await client.get("/healthz")).status_code == 200  # alive all the same
             finally:
                 admin.execute(f'CREATE DATABASE "{database}"')  # for the fixture's clean-up
+
+
+def test_the_web_package_never_imports_the_service():
+    # The routes get narrow parts (web.app.AppParts), never the service: service.py imports
+    # the web package, so any import back would be a cycle, TYPE_CHECKING ones too.
+    import ast
+    import pathlib
+
+    import revivatech_actors.web
+
+    package = "revivatech_actors.web"
+    offenders = []
+    for path in pathlib.Path(revivatech_actors.web.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                module = ".".join([*base, node.module] if node.module else base)
+                if not node.level:
+                    module = node.module or ""
+                names = [module, *(f"{module}.{alias.name}" for alias in node.names)]
+            else:
+                continue
+            service = "revivatech_actors.service"
+            if any(name == service or name.startswith(service + ".") for name in names):
+                offenders.append(f"{path.name}:{node.lineno}")
+    assert offenders == []

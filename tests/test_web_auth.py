@@ -72,7 +72,7 @@ async def client(**overrides):
     read the metrics window answer all the same)."""
     values = {"storage.url": "sqlite:///:memory:", "auth.admin_tokens": GOOD, **overrides}
     service = Service.build(load_settings(environ={}, overrides=values), (GOOD,))
-    app = create_app(service, Activity())
+    app = create_app(service.app_parts, Activity())
     async with app.test_app() as test_app:
         yield test_app.test_client()
 
@@ -87,12 +87,19 @@ async def test_a_jwt_from_the_header_or_the_cookie_is_an_admin_credential():
         for role in ("ADMIN", "SUPER_ADMIN"):
             assert (await status(c, Authorization=f"Bearer {jwt_of(role)}"))[0] == 200
             assert (await status(c, Cookie=f"token={jwt_of(role)}"))[0] == 200
-        assert (await status(c, "/api/analytics/actors", Authorization=f"Bearer {jwt_of()}"))[0] == 200
+        assert (await status(c, "/api/analytics/actors", Authorization=f"Bearer {jwt_of()}"))[
+            0
+        ] == 200
         # the static tokens still work beside the JWTs
         assert (await status(c, Authorization=f"Bearer {GOOD}"))[0] == 200
         # the header wins over the cookie
-        code, body = await status(c, Authorization="Bearer wrong-token-0123456789", Cookie=f"token={jwt_of()}")
-        assert (code, body["message"]) == (401, "invalid admin token: send Authorization: Bearer <token>")
+        code, body = await status(
+            c, Authorization="Bearer wrong-token-0123456789", Cookie=f"token={jwt_of()}"
+        )
+        assert (code, body["message"]) == (
+            401,
+            "invalid admin token: send Authorization: Bearer <token>",
+        )
 
 
 async def test_another_role_is_403_and_a_token_that_proves_nothing_is_401():
@@ -104,18 +111,29 @@ async def test_another_role_is_403_and_a_token_that_proves_nothing_is_401():
             "expired": jwt_of(exp=-10),
             "no exp": jwt_of(exp=None),
             "bad signature": jwt_of(secret="another-main-app-secret-0123456789"),
-            "HS512": jwt.encode({"role": "ADMIN", "exp": int(time.time()) + 900}, JWT_SECRET + "x" * 28,
-                                algorithm="HS512"),
-            "alg none": jwt.encode({"role": "ADMIN", "exp": int(time.time()) + 900}, None, algorithm="none"),
+            "HS512": jwt.encode(
+                {"role": "ADMIN", "exp": int(time.time()) + 900},
+                JWT_SECRET + "x" * 28,
+                algorithm="HS512",
+            ),
+            "alg none": jwt.encode(
+                {"role": "ADMIN", "exp": int(time.time()) + 900}, None, algorithm="none"
+            ),
         }
         for what, token in refused.items():
             answer = await c.get(ROUTE, headers={"Authorization": f"Bearer {token}"})
             body = await answer.get_json()
             assert answer.status_code == 401, what
             assert body["error"] == "unauthorized" and token not in body["message"], what
-            assert answer.headers["WWW-Authenticate"] == 'Bearer realm="revivatech-actors", error="invalid_token"'
+            assert (
+                answer.headers["WWW-Authenticate"]
+                == 'Bearer realm="revivatech-actors", error="invalid_token"'
+            )
         answer = await c.get(ROUTE)
-        assert answer.status_code == 401 and answer.headers["WWW-Authenticate"] == 'Bearer realm="revivatech-actors"'
+        assert (
+            answer.status_code == 401
+            and answer.headers["WWW-Authenticate"] == 'Bearer realm="revivatech-actors"'
+        )
 
 
 async def test_without_jwt_secret_a_jwt_is_refused_and_the_default_roles_change_with_config():
@@ -133,9 +151,15 @@ async def test_the_cookie_counts_only_from_the_services_own_or_an_allowed_page()
         cookie = f"token={jwt_of()}"
         assert (await status(c, Cookie=cookie))[0] == 200  # no Origin: a same-origin GET
         assert (await status(c, Cookie=cookie, Origin=ADMIN_UI))[0] == 200
-        assert (await status(c, Cookie=cookie, Origin="http://localhost", Host="localhost"))[0] == 200
+        assert (await status(c, Cookie=cookie, Origin="http://localhost", Host="localhost"))[
+            0
+        ] == 200
         code, body = await status(c, Cookie=cookie, Origin="https://evil.example")
-        assert (code, body["message"]) == (401, "missing admin token: send Authorization: Bearer <token>")
+        assert (code, body["message"]) == (
+            401,
+            "missing admin token: send Authorization: Bearer <token>",
+        )
         # an explicit header is no ambient credential: it counts from any page
-        assert (await status(c, Authorization=f"Bearer {jwt_of()}", Origin="https://evil.example"))[0] == 200
-
+        assert (await status(c, Authorization=f"Bearer {jwt_of()}", Origin="https://evil.example"))[
+            0
+        ] == 200

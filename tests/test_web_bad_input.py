@@ -17,7 +17,7 @@ async def client(storage_url):
     service = make_service(storage_url)
     async with trio.open_nursery() as nursery:
         await nursery.start(service.run)
-        app = create_app(service, Activity())
+        app = create_app(service.app_parts, Activity())
         async with app.test_app() as test_app:
             yield test_app.test_client()
         service.request_stop()
@@ -38,8 +38,11 @@ UNREADABLE_NUMBERS = [
     ("/api/analytics/insights?limit=" + "7" * 5000, "limit"),
 ]
 #: In range, with leading zeros: still taken.
-PADDED_NUMBERS = ["/api/analytics/insights/fp-1?history=0100", "/api/analytics/journey/fp-1?limit=0050",
-                  "/api/analytics/insights?page=00001&limit=100"]
+PADDED_NUMBERS = [
+    "/api/analytics/insights/fp-1?history=0100",
+    "/api/analytics/journey/fp-1?limit=0050",
+    "/api/analytics/insights?page=00001&limit=100",
+]
 
 
 async def test_numbers_int_cannot_read_are_400_and_padded_ones_are_taken(client):
@@ -49,7 +52,10 @@ async def test_numbers_int_cannot_read_are_400_and_padded_ones_are_taken(client)
         assert body["error"] == "invalid_parameter" and body["details"][0]["field"] == field
     for path in PADDED_NUMBERS:
         status, body = await get(client, path)
-        assert status in (200, 404), (path, body)  # 404: the visitor is unknown, not a parameter error
+        assert status in (200, 404), (
+            path,
+            body,
+        )  # 404: the visitor is unknown, not a parameter error
         assert body.get("error") in (None, "unknown_visitor"), (path, body)
 
 
@@ -62,6 +68,8 @@ async def test_nul_in_a_fingerprint_or_funnel_step_is_400_not_storage_unavailabl
         assert status in (200, 404) and body.get("error") != "invalid_fingerprint"
     status, body = await get(client, "/api/analytics/funnel?steps=page_view,a%00b")
     assert status == 400, body
-    assert body["details"] == [{"field": "steps", "message": "an event type cannot contain the NUL character"}]
+    assert body["details"] == [
+        {"field": "steps", "message": "an event type cannot contain the NUL character"}
+    ]
     status, body = await get(client, "/api/analytics/funnel?steps=page_view,ab")
     assert status == 200, body

@@ -9,15 +9,35 @@ ADMIN_UI = "http://localhost:3010"
 SHOP = "https://shop.example.com"
 EVIL = "https://evil.example"
 DEPLOYED = {"cors.allowed_origins": ADMIN_UI}
-CORS_HEADERS = {"access-control-allow-origin", "access-control-allow-credentials", "access-control-allow-methods",
-                "access-control-allow-headers", "access-control-max-age", "access-control-expose-headers"}
-INGEST_ROUTES = ["/api/analytics/events", "/api/analytics/events/batch", "/api/analytics/track/journey"]
-ADMIN_ROUTES = ["/api/analytics/realtime", "/api/analytics/funnel", "/api/analytics/insights/fp-1",
-                "/api/analytics/journey/fp-1", "/api/analytics/actors", "/api/analytics/health"]
+CORS_HEADERS = {
+    "access-control-allow-origin",
+    "access-control-allow-credentials",
+    "access-control-allow-methods",
+    "access-control-allow-headers",
+    "access-control-max-age",
+    "access-control-expose-headers",
+}
+INGEST_ROUTES = [
+    "/api/analytics/events",
+    "/api/analytics/events/batch",
+    "/api/analytics/track/journey",
+]
+ADMIN_ROUTES = [
+    "/api/analytics/realtime",
+    "/api/analytics/funnel",
+    "/api/analytics/insights/fp-1",
+    "/api/analytics/journey/fp-1",
+    "/api/analytics/actors",
+    "/api/analytics/health",
+]
 
 
 def preflight(origin: str, method: str, headers: str = "authorization") -> dict[str, str]:
-    return {"Origin": origin, "Access-Control-Request-Method": method, "Access-Control-Request-Headers": headers}
+    return {
+        "Origin": origin,
+        "Access-Control-Request-Method": method,
+        "Access-Control-Request-Headers": headers,
+    }
 
 
 def cors_of(answer) -> set[str]:
@@ -33,7 +53,9 @@ async def test_admin_preflight_for_an_allowed_origin():
             assert answer.headers["Access-Control-Allow-Origin"] == ADMIN_UI
             assert answer.headers["Access-Control-Allow-Credentials"] == "true"
             assert "GET" in answer.headers["Access-Control-Allow-Methods"]
-            allowed = {h.strip().lower() for h in answer.headers["Access-Control-Allow-Headers"].split(",")}
+            allowed = {
+                h.strip().lower() for h in answer.headers["Access-Control-Allow-Headers"].split(",")
+            }
             assert {"authorization", "content-type", "x-write-key"} <= allowed
             assert answer.headers["Access-Control-Max-Age"] == "120"
             assert "Origin" in answer.headers["Vary"]
@@ -63,21 +85,29 @@ async def test_ingest_preflight_for_any_site_by_default_and_never_with_credentia
 
 async def test_ingest_preflight_with_an_origin_list():
     async with client(**{"cors.ingest_origins": SHOP}) as c:
-        allowed = await c.options("/api/analytics/events/batch", headers=preflight(SHOP, "POST", "content-type"))
+        allowed = await c.options(
+            "/api/analytics/events/batch", headers=preflight(SHOP, "POST", "content-type")
+        )
         assert allowed.headers["Access-Control-Allow-Origin"] == SHOP
-        refused = await c.options("/api/analytics/events/batch", headers=preflight(EVIL, "POST", "content-type"))
+        refused = await c.options(
+            "/api/analytics/events/batch", headers=preflight(EVIL, "POST", "content-type")
+        )
         assert cors_of(refused) == set()
 
 
 async def test_a_credentialed_admin_request_from_an_allowed_origin():
     async with client(**DEPLOYED) as c:
-        answer = await c.get("/api/analytics/realtime",
-                             headers={"Origin": ADMIN_UI, "Authorization": f"Bearer {GOOD}", "Cookie": "session=x"})
+        answer = await c.get(
+            "/api/analytics/realtime",
+            headers={"Origin": ADMIN_UI, "Authorization": f"Bearer {GOOD}", "Cookie": "session=x"},
+        )
         assert answer.status_code == 200
         assert answer.headers["Access-Control-Allow-Origin"] == ADMIN_UI
         assert answer.headers["Access-Control-Allow-Credentials"] == "true"
         assert "Origin" in answer.headers["Vary"]
-        foreign = await c.get("/api/analytics/realtime", headers={"Origin": EVIL, "Authorization": f"Bearer {GOOD}"})
+        foreign = await c.get(
+            "/api/analytics/realtime", headers={"Origin": EVIL, "Authorization": f"Bearer {GOOD}"}
+        )
         assert foreign.status_code == 200 and cors_of(foreign) == set()
 
 
@@ -90,13 +120,25 @@ async def test_error_answers_carry_cors_headers_for_an_allowed_origin():
         assert "WWW-Authenticate" in unauthorized.headers["Access-Control-Expose-Headers"]
         # 404 on an unknown route, and on an unknown route's preflight
         missing = await c.get("/api/analytics/nothing-here", headers={"Origin": ADMIN_UI})
-        assert missing.status_code == 404 and missing.headers["Access-Control-Allow-Origin"] == ADMIN_UI
+        assert (
+            missing.status_code == 404
+            and missing.headers["Access-Control-Allow-Origin"] == ADMIN_UI
+        )
         missing = await c.options("/api/analytics/nothing-here", headers=preflight(ADMIN_UI, "GET"))
-        assert missing.status_code == 404 and missing.headers["Access-Control-Allow-Origin"] == ADMIN_UI
+        assert (
+            missing.status_code == 404
+            and missing.headers["Access-Control-Allow-Origin"] == ADMIN_UI
+        )
         # 415 from an ingest route, for any site
-        unsupported = await c.post("/api/analytics/events", data=b"<event/>",
-                                   headers={"Origin": SHOP, "Content-Type": "application/xml"})
-        assert unsupported.status_code == 415 and unsupported.headers["Access-Control-Allow-Origin"] == "*"
+        unsupported = await c.post(
+            "/api/analytics/events",
+            data=b"<event/>",
+            headers={"Origin": SHOP, "Content-Type": "application/xml"},
+        )
+        assert (
+            unsupported.status_code == 415
+            and unsupported.headers["Access-Control-Allow-Origin"] == "*"
+        )
         # and nothing for a foreign origin on an admin route's error
         foreign = await c.get("/api/analytics/realtime", headers={"Origin": EVIL})
         assert foreign.status_code == 401 and cors_of(foreign) == set()

@@ -1,5 +1,6 @@
-"""The ingest endpoints over real HTTP: the service in-process on a real socket, httpx as the client,
-real SQLite and PostgreSQL behind it, every answer checked against what the database then holds.
+"""The ingest endpoints over real HTTP: the service in-process on a real socket, httpx as the
+client, real SQLite and PostgreSQL behind it, every answer checked against what the database then
+holds.
 
 ``POST /api/analytics/events`` and ``POST /api/analytics/events/batch`` (docs/api.md, "Events"):
 the original service's example, every validation rule, the HTTP-level refusals (malformed JSON, 415,
@@ -30,7 +31,11 @@ BATCH = "/api/analytics/events/batch"
 JSON = {"Content-Type": "application/json"}
 
 #: The example from the original service's documentation, byte for byte what its web apps send.
-ORIGINAL_EXAMPLE = {"user_fingerprint": "test-user-456", "session_id": "test-session-789", "event_type": "booking_started"}
+ORIGINAL_EXAMPLE = {
+    "user_fingerprint": "test-user-456",
+    "session_id": "test-session-789",
+    "event_type": "booking_started",
+}
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -50,18 +55,26 @@ async def id_counts(url: str, ids: list[str]) -> tuple[int, int]:
     if not ids:
         return 0, 0
     if is_postgres(url):
-        sql = "SELECT count(*), count(DISTINCT event_id) FROM analytics_events WHERE event_id = ANY(%s::uuid[])"
+        sql = (
+            "SELECT count(*), count(DISTINCT event_id) FROM analytics_events "
+            "WHERE event_id = ANY(%s::uuid[])"
+        )
         params: tuple = (ids,)
     else:
         marks = ",".join(["%s"] * len(ids))
-        sql = f"SELECT count(*), count(DISTINCT event_id) FROM analytics_events WHERE event_id IN ({marks})"
+        sql = (
+            "SELECT count(*), count(DISTINCT event_id) FROM analytics_events "
+            f"WHERE event_id IN ({marks})"
+        )
         params = tuple(ids)
     ((rows, distinct),) = await db(url, sql, params)
     return rows, distinct
 
 
 async def stored_event(url: str, event_id: str) -> dict | None:
-    columns = "event_id, user_fingerprint, session_id, event_type, event_timestamp, received_at, sent_at"
+    columns = (
+        "event_id, user_fingerprint, session_id, event_type, event_timestamp, received_at, sent_at"
+    )
     where = "event_id = %s::uuid" if is_postgres(url) else "event_id = %s"
     rows = await db(url, f"SELECT {columns} FROM analytics_events WHERE {where}", (event_id,))
     if not rows:
@@ -82,13 +95,21 @@ def as_datetime(value) -> datetime | None:
 
 
 async def dead_letters(url: str) -> list[dict]:
-    """``rejected_events`` in insertion order, reasons decoded (jsonb on PostgreSQL, text on SQLite)."""
+    """``rejected_events`` in insertion order, reasons decoded (jsonb on PostgreSQL, text on
+    SQLite)."""
     rows = await db(url, "SELECT source, reasons, payload FROM rejected_events ORDER BY id")
     letters = []
     for source, reasons, payload in rows:
         if isinstance(reasons, str):
             reasons = json.loads(reasons)
-        letters.append({"source": source, "reasons": reasons, "payload": payload, "fields": [r["field"] for r in reasons]})
+        letters.append(
+            {
+                "source": source,
+                "reasons": reasons,
+                "payload": payload,
+                "fields": [r["field"] for r in reasons],
+            }
+        )
     return letters
 
 
@@ -143,10 +164,14 @@ async def test_the_original_services_example_works_unchanged(storage_url):
     row = await stored_event(storage_url, event_id)
     assert row is not None
     assert (row["user_fingerprint"], row["session_id"], row["event_type"]) == (
-        "test-user-456", "test-session-789", "booking_started")
+        "test-user-456",
+        "test-session-789",
+        "booking_started",
+    )
     assert abs(row["event_timestamp"] - stamp) < timedelta(milliseconds=1)
     sessions = await db(
-        storage_url, "SELECT session_id, user_fingerprint, event_count FROM analytics_sessions")
+        storage_url, "SELECT session_id, user_fingerprint, event_count FROM analytics_sessions"
+    )
     assert sessions == [("test-session-789", "test-user-456", 1)]
 
 
@@ -166,16 +191,30 @@ INVALID_EVENTS = [
             "event_type": "booking started!",
             "event_id": "",
             "timestamp": "2025-07-16T10:00:00",
-            "page_url": "https://revivatech.example/" + "p" * (2049 - len("https://revivatech.example/")),
+            "page_url": "https://revivatech.example/"
+            + "p" * (2049 - len("https://revivatech.example/")),
             "value": "x",
             "properties": _DEEP,
             "colour": "red",  # unknown: kept in properties, not refused
         },
-        {"user_fingerprint", "event_type", "event_id", "timestamp", "page_url", "value", "properties"},
+        {
+            "user_fingerprint",
+            "event_type",
+            "event_id",
+            "timestamp",
+            "page_url",
+            "value",
+            "properties",
+        },
     ),
     (
         "boolean value, properties too large, session missing",
-        {"user_fingerprint": "visitor-1", "event_type": "page_view", "value": True, "properties": {"blob": "x" * 33_000}},
+        {
+            "user_fingerprint": "visitor-1",
+            "event_type": "page_view",
+            "value": True,
+            "properties": {"blob": "x" * 33_000},
+        },
         {"session_id", "value", "properties"},
     ),
     (
@@ -183,7 +222,11 @@ INVALID_EVENTS = [
         event(properties=[1, 2, 3], sent_at="2025-07-16 10:00:05", referrer=42),
         {"properties", "sent_at", "referrer"},
     ),
-    ("blank ids and a numeric event_type", event(user_fingerprint="   ", session_id="", event_type=7), {"user_fingerprint", "session_id", "event_type"}),
+    (
+        "blank ids and a numeric event_type",
+        event(user_fingerprint="   ", session_id="", event_type=7),
+        {"user_fingerprint", "session_id", "event_type"},
+    ),
     ("not a JSON object", [1, 2], {""}),
     # PostgreSQL cannot store U+0000: refused by field on both engines, never by the database
     ("NUL characters", event(user_fingerprint="a\x00b", page_url="/p\x00", properties={"k\x00": "v"}),
@@ -198,7 +241,9 @@ async def test_every_validation_rule_names_each_bad_field_and_keeps_a_dead_lette
             error = assert_error(answer, 400, "invalid_event")
             named = [detail["field"] for detail in error["details"]]
             assert sorted(named) == sorted(fields), (what, error)
-            assert all(isinstance(d["message"], str) and d["message"] for d in error["details"]), what
+            assert all(isinstance(d["message"], str) and d["message"] for d in error["details"]), (
+                what
+            )
             for field in fields - {""}:
                 assert field in error["message"], (what, error["message"])
 
@@ -207,7 +252,8 @@ async def test_every_validation_rule_names_each_bad_field_and_keeps_a_dead_lette
             user_fingerprint="f" * 128,
             session_id="s" * 128,
             event_type="e" * 64,
-            page_url="https://revivatech.example/" + "p" * (2048 - len("https://revivatech.example/")),
+            page_url="https://revivatech.example/"
+            + "p" * (2048 - len("https://revivatech.example/")),
             value=0,
             properties=_DEEPEST_ALLOWED,
             timestamp="2025-07-16T10:00:00+02:00",
@@ -231,7 +277,12 @@ async def test_malformed_json_is_400_and_kept_as_a_dead_letter(storage_url):
     broken = b'{"user_fingerprint": "visitor-1", "event_type": '
     not_utf8 = b'{"user_fingerprint": "\xff\xfe"}'
     async with Running(make_service(storage_url)) as client:
-        for path, body in ((EVENTS, broken), (BATCH, b'{"events": [}'), (EVENTS, not_utf8), (EVENTS, b"")):
+        for path, body in (
+            (EVENTS, broken),
+            (BATCH, b'{"events": [}'),
+            (EVENTS, not_utf8),
+            (EVENTS, b""),
+        ):
             answer = await client.post(path, content=body, headers=JSON)
             error = assert_error(answer, 400, "malformed_json")
             assert error["details"][0]["field"] == ""
@@ -249,20 +300,28 @@ async def test_a_body_that_is_not_json_is_415(storage_url, path):
     body = {"events": [event()]} if path == BATCH else event()
     text = json.dumps(body).encode()
     async with Running(make_service(storage_url)) as client:
-        form = await client.post(path, data={"user_fingerprint": "v", "session_id": "s", "event_type": "page_view"})
+        form = await client.post(
+            path, data={"user_fingerprint": "v", "session_id": "s", "event_type": "page_view"}
+        )
         assert form.request.headers["content-type"] == "application/x-www-form-urlencoded"
         assert_error(form, 415, "unsupported_media_type")
         # what navigator.sendBeacon sends a string as
-        plain = await client.post(path, content=text, headers={"Content-Type": "text/plain;charset=UTF-8"})
+        plain = await client.post(
+            path, content=text, headers={"Content-Type": "text/plain;charset=UTF-8"}
+        )
         assert plain.status_code == 200, plain.text
         none = await client.post(path, content=text)
         assert "content-type" not in none.request.headers
         assert_error(none, 415, "unsupported_media_type")
 
         # JSON with parameters, or a +json type, is JSON
-        with_charset = await client.post(path, content=text, headers={"Content-Type": "application/json; charset=utf-8"})
+        with_charset = await client.post(
+            path, content=text, headers={"Content-Type": "application/json; charset=utf-8"}
+        )
         assert with_charset.status_code == 200, with_charset.text
-        suffixed = await client.post(path, content=text, headers={"Content-Type": "application/vnd.api+json"})
+        suffixed = await client.post(
+            path, content=text, headers={"Content-Type": "application/vnd.api+json"}
+        )
         assert suffixed.status_code == 200, suffixed.text
     letters = await dead_letters(storage_url)
     assert letters == []  # a refused media type is not an event to keep
@@ -299,7 +358,9 @@ async def test_a_batch_over_max_batch_is_413_too_many_events(storage_url):
         error = assert_error(await client.post(BATCH, json=six), 413, "too_many_events")
         assert "5" in error["message"] and "6" in error["message"]
 
-        five = await client.post(BATCH, json={"events": [event(session_id=f"s{i}") for i in range(5)]})
+        five = await client.post(
+            BATCH, json={"events": [event(session_id=f"s{i}") for i in range(5)]}
+        )
         assert five.status_code == 200, five.text
         assert_count(five.json()["accepted"], 5)
     (rows,) = await db(storage_url, "SELECT count(*) FROM analytics_events")
@@ -308,7 +369,16 @@ async def test_a_batch_over_max_batch_is_413_too_many_events(storage_url):
 
 @pytest.mark.parametrize(
     "body",
-    [{"events": []}, {"events": {}}, {"events": None}, {"event": [event()]}, [event()], "events", 42, None],
+    [
+        {"events": []},
+        {"events": {}},
+        {"events": None},
+        {"event": [event()]},
+        [event()],
+        "events",
+        42,
+        None,
+    ],
     ids=["empty-list", "object", "null", "wrong-key", "bare-list", "string", "number", "json-null"],
 )
 async def test_a_batch_of_the_wrong_shape_is_400_invalid_batch(sqlite_url, body):
@@ -327,12 +397,16 @@ async def test_the_same_event_id_twice_is_stored_once_and_answered_duplicate(sto
         first = await client.post(EVENTS, json=event(event_id=event_id))
         assert first.status_code == 200 and first.json()["duplicate"] is False
         assert first.json()["eventId"] == event_id
-        second = await client.post(EVENTS, json=event(event_id=event_id, event_type="booking_started"))
+        second = await client.post(
+            EVENTS, json=event(event_id=event_id, event_type="booking_started")
+        )
         assert second.status_code == 200, second.text
         assert second.json()["duplicate"] is True and second.json()["eventId"] == event_id
         # the same UUID in upper case is the same id
         third = await client.post(EVENTS, json=event(event_id=event_id.upper()))
-        assert third.json()["duplicate"] is True and third.json()["eventId"] == event_id.upper()  # as sent
+        assert (
+            third.json()["duplicate"] is True and third.json()["eventId"] == event_id.upper()
+        )  # as sent
 
     assert await id_counts(storage_url, [event_id]) == (1, 1)
     row = await stored_event(storage_url, event_id)
@@ -413,10 +487,15 @@ async def test_accepted_acks_answer_202_and_store_shortly_after(storage_url):
         single = await client.post(EVENTS, json=event(event_id=repeated))
         assert single.status_code == 202, single.text
         body = single.json()
-        assert body["success"] is True and body["eventId"] == repeated and body["duplicate"] is False
+        assert (
+            body["success"] is True and body["eventId"] == repeated and body["duplicate"] is False
+        )
         parse_rfc3339_z(body["timestamp"])
 
-        batch = await client.post(BATCH, json={"events": [event(), event(event_type="bad type"), event(event_id=repeated)]})
+        batch = await client.post(
+            BATCH,
+            json={"events": [event(), event(event_type="bad type"), event(event_id=repeated)]},
+        )
         assert batch.status_code == 202, batch.text
         answer = batch.json()
         assert [r["status"] for r in answer["results"]] == ["accepted", "rejected", "duplicate"]
@@ -513,7 +592,7 @@ def frozen_gc():
     gc.unfreeze()
 
 
-async def test_backpressure_503_while_the_database_is_away_then_everything_acknowledged_is_stored_once(
+async def test_backpressure_503_while_the_database_is_away_then_everything_acknowledged_is_stored_once(  # noqa: E501
     postgres_url, frozen_gc
 ):
     inbox, flood = 50, 80
@@ -534,7 +613,9 @@ async def test_backpressure_503_while_the_database_is_away_then_everything_ackno
             answers: dict[int, httpx.Response] = {}
             sent: dict[int, dict] = {}
             limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
-            flood_client = httpx.AsyncClient(base_url=str(client.base_url), timeout=30, limits=limits)
+            flood_client = httpx.AsyncClient(
+                base_url=str(client.base_url), timeout=30, limits=limits
+            )
 
             async def post_one(n: int) -> None:
                 # half with a client event_id, half with one the service assigns
@@ -599,7 +680,11 @@ async def test_backpressure_503_while_the_database_is_away_then_everything_ackno
                         assert body["eventId"] == sent[n]["event_id"]
                     acknowledged.append(body["eventId"])
             assert await id_counts(postgres_url, acknowledged) == (inbox, inbox)
-            refused_ids = [sent[n]["event_id"] for n, a in answers.items() if a.status_code == 503 and "event_id" in sent[n]]
+            refused_ids = [
+                sent[n]["event_id"]
+                for n, a in answers.items()
+                if a.status_code == 503 and "event_id" in sent[n]
+            ]
             assert await id_counts(postgres_url, refused_ids) == (0, 0)  # refused means not taken
 
             # and it takes new work again
@@ -621,7 +706,14 @@ async def timed_post(client: httpx.AsyncClient, body: dict) -> tuple[httpx.Respo
 
 async def test_a_batch_with_a_dead_letter_and_valid_events_resolves_on_sqlite(sqlite_url):
     ids = [str(uuid.uuid4()) for _ in range(3)]
-    batch = {"events": [event(event_id=ids[0]), {"event_type": 5}, event(event_id=ids[1]), event(event_id=ids[2])]}
+    batch = {
+        "events": [
+            event(event_id=ids[0]),
+            {"event_type": 5},
+            event(event_id=ids[1]),
+            event(event_id=ids[2]),
+        ]
+    }
     async with Running(make_service(sqlite_url)) as client:
         with trio.fail_after(3):
             answer = await client.post(BATCH, json=batch)
@@ -644,14 +736,20 @@ async def test_a_batch_with_a_dead_letter_and_valid_events_resolves_on_sqlite(sq
         results: list[httpx.Response] = []
 
         async def post(n: int) -> None:
-            events = [event(session_id=f"c{n}"), {"session_id": f"c{n}"}] if n % 2 else [{"event_type": "?"}]
+            events = (
+                [event(session_id=f"c{n}"), {"session_id": f"c{n}"}]
+                if n % 2
+                else [{"event_type": "?"}]
+            )
             results.append(await client.post(BATCH, json={"events": events}))
 
         with trio.fail_after(5):
             async with trio.open_nursery() as nursery:
                 for n in range(40):
                     nursery.start_soon(post, n)
-        assert sorted(r.status_code for r in results) == [200] * 20 + [400] * 20  # 400: nothing kept
+        assert (
+            sorted(r.status_code for r in results) == [200] * 20 + [400] * 20
+        )  # 400: nothing kept
 
     assert await id_counts(sqlite_url, ids) == (3, 3)
     letters = await dead_letters(sqlite_url)
@@ -701,7 +799,9 @@ async def test_a_client_retry_held_through_an_outage_is_still_answered_duplicate
     )
 
 
-async def test_an_id_repeated_within_a_batch_held_through_an_outage_is_answered_duplicate(postgres_url):
+async def test_an_id_repeated_within_a_batch_held_through_an_outage_is_answered_duplicate(
+    postgres_url,
+):
     repeated, other = str(uuid.uuid4()), str(uuid.uuid4())
     batch = {"events": [event(event_id=repeated), event(event_id=other), event(event_id=repeated)]}
     answers: dict[str, httpx.Response] = {}
@@ -728,11 +828,18 @@ async def test_an_id_repeated_within_a_batch_held_through_an_outage_is_answered_
     counts = (body["accepted"], body["duplicates"], body["rejected"])
     passed_on = [i for i in forwarded_ids(stored_feed) if i != warm.json()["eventId"]]
     assert (statuses, counts, sorted(passed_on)) == (
-        ["stored", "stored", "duplicate"], (2, 1, 0), sorted([repeated, other])
-    ), f"answered {statuses}, counts {counts}, and passed {repeated} on as stored {passed_on.count(repeated)} times"
+        ["stored", "stored", "duplicate"],
+        (2, 1, 0),
+        sorted([repeated, other]),
+    ), (
+        f"answered {statuses}, counts {counts}, and passed {repeated} on as stored "
+        f"{passed_on.count(repeated)} times"
+    )
 
 
-async def test_a_commit_whose_reply_is_lost_reports_stored_and_keeps_each_dead_letter_once(postgres_url):
+async def test_a_commit_whose_reply_is_lost_reports_stored_and_keeps_each_dead_letter_once(
+    postgres_url,
+):
     """The database commits, the reply never arrives (connection lost), the batcher retries: the
     events are ours and answered ``stored`` (not ``duplicate``), and the batch's dead letter is
     kept once, not once per attempt."""
@@ -753,7 +860,9 @@ async def test_a_commit_whose_reply_is_lost_reports_stored_and_keeps_each_dead_l
     assert (body["accepted"], body["duplicates"], body["rejected"]) == (2, 0, 1)
     assert await id_counts(postgres_url, [a, b]) == (2, 2)
     letters = await dead_letters(postgres_url)
-    assert len(letters) == 1, f"one rejected event, {len(letters)} identical dead letters: {letters}"
+    assert len(letters) == 1, (
+        f"one rejected event, {len(letters)} identical dead letters: {letters}"
+    )
 
 
 async def test_text_the_database_cannot_hold_in_a_rejected_event_does_not_stop_storage(storage_url):
@@ -761,7 +870,9 @@ async def test_text_the_database_cannot_hold_in_a_rejected_event_does_not_stop_s
     PostgreSQL's jsonb cannot hold: the letter is kept with printable escapes instead, and the
     service goes on storing events."""
     async with Running(make_service(storage_url)) as client:
-        body = event(**{"bad\u0000name": 1}, properties={"bad\u0000name": 2})  # it cannot be kept there
+        body = event(
+            **{"bad\u0000name": 1}, properties={"bad\u0000name": 2}
+        )  # it cannot be kept there
         answer = await client.post(EVENTS, json=body)
         assert_error(answer, 400, "invalid_event")
         after = await client.post(EVENTS, json=event(event_type="after"))
@@ -776,18 +887,28 @@ async def test_text_the_database_cannot_hold_in_a_rejected_event_does_not_stop_s
 
 async def test_a_batch_with_unknown_top_level_fields_is_400(sqlite_url):
     async with Running(make_service(sqlite_url)) as client:
-        answer = await client.post(BATCH, json={"events": [event()], "sent_at": "2025-07-16T10:00:00Z"})
+        answer = await client.post(
+            BATCH, json={"events": [event()], "sent_at": "2025-07-16T10:00:00Z"}
+        )
     error = assert_error(answer, 400, "invalid_batch")
-    assert error["details"] == [{"field": "sent_at",
-                                 "message": 'is not a known field; a batch holds only "events" (and "write_key")'}]
+    assert error["details"] == [
+        {
+            "field": "sent_at",
+            "message": 'is not a known field; a batch holds only "events" (and "write_key")',
+        }
+    ]
 
 
-async def test_a_durable_request_gets_503_with_its_ids_after_ack_timeout_and_can_resend_them(postgres_url):
+async def test_a_durable_request_gets_503_with_its_ids_after_ack_timeout_and_can_resend_them(
+    postgres_url,
+):
     """While the database is away an admitted event is held, but its request is not held past
     `ingest.ack_timeout`: it gets 503 naming the event id, and resending that id after the
     database is back stores the event once (it is answered duplicate if the held copy won)."""
     async with proxied_postgres(postgres_url) as (proxy, proxied_url):
-        service = make_service(proxied_url, **{"ingest.ack_timeout": 0.5, "storage.ping_timeout": 0.3})
+        service = make_service(
+            proxied_url, **{"ingest.ack_timeout": 0.5, "storage.ping_timeout": 0.3}
+        )
         async with Running(service) as client:
             assert (await client.post(EVENTS, json=event(session_id="warm-up"))).status_code == 200
             proxy.switch_off()

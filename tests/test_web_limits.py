@@ -5,7 +5,8 @@ client, SQLite / PostgreSQL and Redis real (a TCP proxy takes Redis away).
   ``X-Forwarded-For`` from an untrusted peer changes nothing, a trusted proxy's separates clients;
 - ``limits.admin_rate`` per admin credential; ``limits.ws_connect_rate`` per address;
 - shared through Redis by two services, and in-process when Redis is away (never an error);
-- ``auth.write_keys``: header, batch envelope, each event; 401 otherwise; ``write_key`` never stored.
+- ``auth.write_keys``: header, batch envelope, each event; 401 otherwise; ``write_key`` never
+  stored.
 """
 
 from __future__ import annotations
@@ -79,16 +80,23 @@ async def test_ingest_over_its_rate_gets_429_with_the_headers_and_stores_nothing
 
 async def test_a_forged_x_forwarded_for_from_an_untrusted_peer_changes_nothing(sqlite_url):
     async with Running(make_service(sqlite_url, **{"limits.ingest_rate": "2/1m"})) as client:
-        answers = [await client.post(EVENTS, json=event(), headers={"X-Forwarded-For": f"198.51.100.{n}"})
-                   for n in range(4)]
+        answers = [
+            await client.post(EVENTS, json=event(), headers={"X-Forwarded-For": f"198.51.100.{n}"})
+            for n in range(4)
+        ]
     assert [a.status_code for a in answers] == [200, 200, 429, 429]
 
 
 async def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_bucket(sqlite_url):
-    service = make_service(sqlite_url, **{"limits.ingest_rate": "2/1m", "web.trusted_proxies": "127.0.0.1"})
+    service = make_service(
+        sqlite_url, **{"limits.ingest_rate": "2/1m", "web.trusted_proxies": "127.0.0.1"}
+    )
     async with Running(service) as client:
+
         async def post(forwarded: str) -> int:
-            return (await client.post(EVENTS, json=event(), headers={"X-Forwarded-For": forwarded})).status_code
+            return (
+                await client.post(EVENTS, json=event(), headers={"X-Forwarded-For": forwarded})
+            ).status_code
 
         assert [await post("198.51.100.1") for _ in range(3)] == [200, 200, 429]
         assert [await post("198.51.100.2") for _ in range(3)] == [200, 200, 429]
@@ -116,18 +124,28 @@ async def test_admin_routes_are_limited_per_credential(sqlite_url):
         first = [await client.get(REALTIME, headers=AUTH) for _ in range(2)]
         assert [a.status_code for a in first] == [200, 200]
         assert_rate_headers(first[1], 2, 0)
-        assert_limited(await client.get("/api/analytics/funnel", headers=AUTH), 2, "limits.admin_rate")
+        assert_limited(
+            await client.get("/api/analytics/funnel", headers=AUTH), 2, "limits.admin_rate"
+        )
         # another credential has its own bucket, whatever address it comes from
-        assert (await client.get(REALTIME, headers={"Authorization": f"Bearer {other}"})).status_code == 200
+        assert (
+            await client.get(REALTIME, headers={"Authorization": f"Bearer {other}"})
+        ).status_code == 200
         # no credential: 401 as before (the limit is the credential's)
         assert (await client.get(REALTIME)).status_code == 401
-        assert (await client.get(REALTIME, headers={"Authorization": "Bearer wrong-token-0123456789"})).status_code == 401
+        assert (
+            await client.get(REALTIME, headers={"Authorization": "Bearer wrong-token-0123456789"})
+        ).status_code == 401
 
 
 async def test_websocket_connections_are_limited_per_address(sqlite_url):
     service = make_service(sqlite_url, **{"limits.ws_connect_rate": "2/1m"})
     url = f"ws://127.0.0.1:{service.settings.web.port}/api/analytics/ws?token={TOKEN}"
-    async with Running(service), open_websocket_url(url) as first, open_websocket_url(url) as second:
+    async with (
+        Running(service),
+        open_websocket_url(url) as first,
+        open_websocket_url(url) as second,
+    ):
         for ws in (first, second):
             assert json.loads(await ws.get_message())["type"] == "connection_established"
         with pytest.raises(ConnectionRejected) as rejected:
@@ -142,17 +160,32 @@ async def test_websocket_connections_are_limited_per_address(sqlite_url):
 # --- shared through Redis, and Redis away ---------------------------------------------------------
 
 
-async def test_two_services_on_one_redis_share_a_clients_bucket(postgres_url, redis_url, redis_prefix):
-    settings = {"limits.ingest_rate": "40/1m", "redis.url": redis_url, "redis.key_prefix": redis_prefix}
-    async with Running(make_service(postgres_url, **settings)) as a, Running(make_service(postgres_url, **settings)) as b:
-        statuses = [(await (a if n % 2 else b).post(EVENTS, json=event())).status_code for n in range(60)]
-    assert statuses.count(429) >= 20 - 2 * 2  # over the shared 40, less what each lease (2) may hold back
+async def test_two_services_on_one_redis_share_a_clients_bucket(
+    postgres_url, redis_url, redis_prefix
+):
+    settings = {
+        "limits.ingest_rate": "40/1m",
+        "redis.url": redis_url,
+        "redis.key_prefix": redis_prefix,
+    }
+    async with (
+        Running(make_service(postgres_url, **settings)) as a,
+        Running(make_service(postgres_url, **settings)) as b,
+    ):
+        statuses = [
+            (await (a if n % 2 else b).post(EVENTS, json=event())).status_code for n in range(60)
+        ]
+    assert (
+        statuses.count(429) >= 20 - 2 * 2
+    )  # over the shared 40, less what each lease (2) may hold back
     assert statuses.count(200) <= 40 and statuses[:36] == [200] * 36
 
 
 async def test_with_redis_unreachable_the_limit_holds_in_process_without_errors(sqlite_url):
     closed = f"redis://127.0.0.1:{free_port()}/0"
-    async with Running(make_service(sqlite_url, **{"limits.ingest_rate": "3/1m", "redis.url": closed})) as client:
+    async with Running(
+        make_service(sqlite_url, **{"limits.ingest_rate": "3/1m", "redis.url": closed})
+    ) as client:
         statuses = [(await client.post(EVENTS, json=event())).status_code for _ in range(5)]
     assert statuses == [200, 200, 200, 429, 429]
 
@@ -161,8 +194,12 @@ async def test_redis_going_away_and_back_never_fails_a_request(sqlite_url, redis
     async with trio.open_nursery() as nursery:
         proxy = TcpProxy("127.0.0.1", 6379)
         port = await nursery.start(proxy.run)
-        settings = {"limits.ingest_rate": "100/1m", "limits.admin_rate": "100/1m",
-                    "redis.url": f"redis://127.0.0.1:{port}/0", "redis.key_prefix": redis_prefix}
+        settings = {
+            "limits.ingest_rate": "100/1m",
+            "limits.admin_rate": "100/1m",
+            "redis.url": f"redis://127.0.0.1:{port}/0",
+            "redis.key_prefix": redis_prefix,
+        }
         async with Running(make_service(sqlite_url, **settings)) as client:
             assert (await client.post(EVENTS, json=event())).status_code == 200  # leased from Redis
             proxy.switch_off()
@@ -182,19 +219,40 @@ def keyed_service(url: str):
     return make_service(url, **{"auth.write_keys": f"{KEY},{sha(HASHED_KEY)}"})
 
 
-async def test_with_write_keys_ingest_needs_one_in_the_header_the_envelope_or_each_event(storage_url):
+async def test_with_write_keys_ingest_needs_one_in_the_header_the_envelope_or_each_event(
+    storage_url,
+):
     async with Running(keyed_service(storage_url)) as client:
         accepted = [
             await client.post(EVENTS, json=event(session_id="h"), headers={"X-Write-Key": KEY}),
-            await client.post(EVENTS, json=event(session_id="b", write_key=HASHED_KEY)),  # sha256-configured
+            await client.post(
+                EVENTS, json=event(session_id="b", write_key=HASHED_KEY)
+            ),  # sha256-configured
             await client.post(BATCH, json={"events": [event(session_id="e1")], "write_key": KEY}),
-            await client.post(BATCH, json={"events": [event(session_id="e2", write_key=KEY),
-                                                      event(session_id="e3", write_key=HASHED_KEY)]}),
-            await client.post("/api/analytics/track/journey", json={
-                "user_fingerprint": "visitor-1", "session_id": "j", "step": "pricing", "write_key": KEY}),
+            await client.post(
+                BATCH,
+                json={
+                    "events": [
+                        event(session_id="e2", write_key=KEY),
+                        event(session_id="e3", write_key=HASHED_KEY),
+                    ]
+                },
+            ),
+            await client.post(
+                "/api/analytics/track/journey",
+                json={
+                    "user_fingerprint": "visitor-1",
+                    "session_id": "j",
+                    "step": "pricing",
+                    "write_key": KEY,
+                },
+            ),
             # sendBeacon: text/plain, the key in the body
-            await client.post(EVENTS, content=json.dumps(event(session_id="beacon", write_key=KEY)),
-                              headers={"Content-Type": "text/plain;charset=UTF-8"}),
+            await client.post(
+                EVENTS,
+                content=json.dumps(event(session_id="beacon", write_key=KEY)),
+                headers={"Content-Type": "text/plain;charset=UTF-8"},
+            ),
         ]
         assert [a.status_code for a in accepted] == [200] * 6, [a.text for a in accepted]
         rows = await db(storage_url, "SELECT properties FROM analytics_events")
@@ -208,18 +266,36 @@ async def test_without_a_valid_write_key_ingest_is_401_and_nothing_is_kept(sqlit
     async with Running(keyed_service(sqlite_url)) as client:
         missing = assert_error(await client.post(EVENTS, json=event()), 401, "missing_write_key")
         assert "X-Write-Key" in missing["message"] and "auth.write_keys" in missing["message"]
-        wrong = await client.post(EVENTS, json=event(), headers={"X-Write-Key": "wrong-key-0123456789"})
+        wrong = await client.post(
+            EVENTS, json=event(), headers={"X-Write-Key": "wrong-key-0123456789"}
+        )
         assert "wrong-key" not in assert_error(wrong, 401, "invalid_write_key")["message"]
-        assert_error(await client.post(EVENTS, json=event(write_key=sha(KEY))), 401, "invalid_write_key")
-        assert_error(await client.post(BATCH, json={"events": [event()], "write_key": 42}), 401, "invalid_write_key")
-        partly = assert_error(await client.post(BATCH, json={"events": [event(write_key=KEY), event()]}),
-                              401, "missing_write_key")
+        assert_error(
+            await client.post(EVENTS, json=event(write_key=sha(KEY))), 401, "invalid_write_key"
+        )
+        assert_error(
+            await client.post(BATCH, json={"events": [event()], "write_key": 42}),
+            401,
+            "invalid_write_key",
+        )
+        partly = assert_error(
+            await client.post(BATCH, json={"events": [event(write_key=KEY), event()]}),
+            401,
+            "missing_write_key",
+        )
         assert [d["field"] for d in partly["details"]] == ["events[1].write_key"]
         # an invalid event without a key, and broken JSON without a key: no dead letter either
         assert_error(await client.post(EVENTS, json={"event_type": ""}), 401, "missing_write_key")
-        assert_error(await client.post(EVENTS, content=b"{broken", headers={"Content-Type": "application/json"}),
-                     401, "missing_write_key")
-        assert (await client.get(REALTIME, headers=AUTH)).status_code == 200  # admin routes need no write key
+        assert_error(
+            await client.post(
+                EVENTS, content=b"{broken", headers={"Content-Type": "application/json"}
+            ),
+            401,
+            "missing_write_key",
+        )
+        assert (
+            await client.get(REALTIME, headers=AUTH)
+        ).status_code == 200  # admin routes need no write key
         await trio.sleep(0.2)
     assert await stored_count(sqlite_url) == 0
     assert await dead_letters(sqlite_url) == []

@@ -24,16 +24,34 @@ async def client(storage_url):
         await nursery.start(service.run)
         now = datetime.now(UTC)
         events: list[Event] = []
-        for n, (fp, kind, minutes, value) in enumerate([
-            ("v1", "page_view", -50, None), ("v1", "booking_started", -40, None), ("v1", "booking_completed", -10, 120.0),
-            ("v2", "page_view", -30, None), ("v2", "booking_started", -20, None),
-        ]):
-            events.append(make_event(n, user_fingerprint=fp, session_id=f"{fp}-s", event_type=kind, value=value,
-                                     timestamp=now + timedelta(minutes=minutes), received_at=now))
+        for n, (fp, kind, minutes, value) in enumerate(
+            [
+                ("v1", "page_view", -50, None),
+                ("v1", "booking_started", -40, None),
+                ("v1", "booking_completed", -10, 120.0),
+                ("v2", "page_view", -30, None),
+                ("v2", "booking_started", -20, None),
+            ]
+        ):
+            events.append(
+                make_event(
+                    n,
+                    user_fingerprint=fp,
+                    session_id=f"{fp}-s",
+                    event_type=kind,
+                    value=value,
+                    timestamp=now + timedelta(minutes=minutes),
+                    received_at=now,
+                )
+            )
         await service.storage.write_batch(events)
         await service.profiles.storage.apply_profile_deltas(
-            [delta_from_events(fp, [e for e in events if e.user_fingerprint == fp]) for fp in ("v1", "v2")])
-        app = create_app(service, Activity())
+            [
+                delta_from_events(fp, [e for e in events if e.user_fingerprint == fp])
+                for fp in ("v1", "v2")
+            ]
+        )
+        app = create_app(service.app_parts, Activity())
         async with app.test_app() as test_app:
             yield test_app.test_client()
         service.request_stop()
@@ -44,8 +62,16 @@ async def get(client, path, **headers):
     return answer.status_code, await answer.get_json()
 
 
-@pytest.mark.parametrize("path", ["/api/analytics/dashboard", "/api/analytics/revenue", "/api/analytics/performance",
-                                  "/api/analytics/customers", "/api/analytics/insights"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/analytics/dashboard",
+        "/api/analytics/revenue",
+        "/api/analytics/performance",
+        "/api/analytics/customers",
+        "/api/analytics/insights",
+    ],
+)
 async def test_admin_only(client, path):
     answer = await client.get(path)
     assert answer.status_code == 401 and (await answer.get_json())["error"] == "unauthorized"
@@ -62,11 +88,23 @@ async def test_the_four_report_routes_answer_what_the_pages_read(client):
     status, performance = await get(client, "/api/analytics/performance")
     assert status == 200
     data = performance["data"]
-    assert data["performance"]["averageTimeHours"] == 0.5 and data["performance"]["efficiency"] == 50.0
-    assert data["bookings"] == {"started": 2, "completed": 1, "open": 1, "inProgress": None, "pending": None}
+    assert (
+        data["performance"]["averageTimeHours"] == 0.5 and data["performance"]["efficiency"] == 50.0
+    )
+    assert data["bookings"] == {
+        "started": 2,
+        "completed": 1,
+        "open": 1,
+        "inProgress": None,
+        "pending": None,
+    }
 
     status, customers = await get(client, "/api/analytics/customers?timeframe=1%20hour")
-    assert status == 200 and customers["data"]["customers"] == {"total": 2, "new": 2, "returning": 0}
+    assert status == 200 and customers["data"]["customers"] == {
+        "total": 2,
+        "new": 2,
+        "returning": 0,
+    }
 
     status, dashboard = await get(client, "/api/analytics/dashboard?timeframe=2%20hours")
     assert status == 200
@@ -89,16 +127,22 @@ async def test_the_visitor_list_pages_newest_first(client):
     assert [v["fingerprint"] for v in second["data"]["insights"]] == ["v2"]
 
 
-@pytest.mark.parametrize(("path", "field"), [
-    ("/api/analytics/insights?limit=0", "limit"), ("/api/analytics/insights?page=x", "page"),
-    ("/api/analytics/insights?limit=500", "limit"), ("/api/analytics/insights?sort=name", "sort"),
-    ("/api/analytics/dashboard?timeframe=7%20days%27%3B%20DROP%20TABLE%20x", "timeframe"),
-    ("/api/analytics/performance?timeframe=1%20year", "timeframe"), ("/api/analytics/customers?from=x", "from"),
-    ("/api/analytics/revenue?month=3", "month"),
-    ("/api/analytics/funnel?timeframe=soon", "timeframe"),
-    ("/api/analytics/funnel?timeframe=1%20day&to=2026-01-01T00:00:00Z", "timeframe"),
-    ("/api/analytics/funnel?funnel_name=checkout", "funnel_name"),
-])
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/api/analytics/insights?limit=0", "limit"),
+        ("/api/analytics/insights?page=x", "page"),
+        ("/api/analytics/insights?limit=500", "limit"),
+        ("/api/analytics/insights?sort=name", "sort"),
+        ("/api/analytics/dashboard?timeframe=7%20days%27%3B%20DROP%20TABLE%20x", "timeframe"),
+        ("/api/analytics/performance?timeframe=1%20year", "timeframe"),
+        ("/api/analytics/customers?from=x", "from"),
+        ("/api/analytics/revenue?month=3", "month"),
+        ("/api/analytics/funnel?timeframe=soon", "timeframe"),
+        ("/api/analytics/funnel?timeframe=1%20day&to=2026-01-01T00:00:00Z", "timeframe"),
+        ("/api/analytics/funnel?funnel_name=checkout", "funnel_name"),
+    ],
+)
 async def test_bad_parameters_are_400_naming_them(client, path, field):
     status, body = await get(client, path)
     assert status == 400 and body["error"] == "invalid_parameter"
@@ -110,7 +154,12 @@ async def test_funnel_by_name_and_timeframe(client):
     assert status == 200
     data = body["data"]
     assert (data["name"], data["timeframe"]) == ("booking", "1 hour")
-    assert [s["step"] for s in data["steps"]] == ["page_view", "service_viewed", "booking_started", "booking_completed"]
+    assert [s["step"] for s in data["steps"]] == [
+        "page_view",
+        "service_viewed",
+        "booking_started",
+        "booking_completed",
+    ]
     assert data["steps"][0]["count"] == 2
     _, later = await get(client, "/api/analytics/funnel?funnel_name=booking&timeframe=1%20minute")
     assert later["data"]["steps"][0]["count"] == 0

@@ -19,14 +19,35 @@ from .test_web_ingest import BATCH, EVENTS, db, is_postgres
 
 JOURNEY = "/api/analytics/track/journey"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
-AGENT = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
+AGENT = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0 Safari/537.36"
+)
 #: The extra columns of migration 0005, as the tests read them back.
-COLUMNS = ("client_event_id", "event_name", "user_id", "utm_source", "utm_medium", "utm_campaign", "utm_term",
-           "utm_content", "device_type", "browser", "os", "screen_resolution", "viewport_size", "time_on_page",
-           "time_since_last_event", "user_agent", "ip_address")
+COLUMNS = (
+    "client_event_id",
+    "event_name",
+    "user_id",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_term",
+    "utm_content",
+    "device_type",
+    "browser",
+    "os",
+    "screen_resolution",
+    "viewport_size",
+    "time_on_page",
+    "time_since_last_event",
+    "user_agent",
+    "ip_address",
+)
 
 
-def tracker_event(n: int, *, fingerprint: str = "device-1a2b3c", now: int = 1_764_686_400_000) -> dict:
+def tracker_event(
+    n: int, *, fingerprint: str = "device-1a2b3c", now: int = 1_764_686_400_000
+) -> dict:
     """Event ``n`` as behavioral-tracking.ts builds it (trackEvent), field for field."""
     return {
         "id": f"{now + n}_k3j5h6g7f{n}",
@@ -54,7 +75,11 @@ def tracker_event(n: int, *, fingerprint: str = "device-1a2b3c", now: int = 1_76
 async def extra_columns(url: str, event_id: str) -> dict:
     where = "event_id = %s::uuid" if is_postgres(url) else "event_id = %s"
     cast = ", ".join(f"host({c})" if c == "ip_address" and is_postgres(url) else c for c in COLUMNS)
-    rows = await db(url, f"SELECT {cast}, properties, event_timestamp FROM analytics_events WHERE {where}", (event_id,))
+    rows = await db(
+        url,
+        f"SELECT {cast}, properties, event_timestamp FROM analytics_events WHERE {where}",
+        (event_id,),
+    )
     assert len(rows) == 1, rows
     row = dict(zip((*COLUMNS, "properties", "event_timestamp"), rows[0], strict=True))
     if isinstance(row["properties"], str):
@@ -71,7 +96,9 @@ async def test_the_trackers_batch_is_stored_field_for_field(storage_url):
         assert body["success"] is True and body["accepted"] == 10
         assert (body["processed"], body["failed"]) == (10, 0)  # the original's names
         assert [r["status"] for r in body["results"]] == ["stored"] * 10
-        assert [r["eventId"] for r in body["results"]] == [e["id"] for e in events]  # the ids it sent
+        assert [r["eventId"] for r in body["results"]] == [
+            e["id"] for e in events
+        ]  # the ids it sent
         assert all("warnings" not in r for r in body["results"])
 
         # the tracker re-queues its last 10 events when a flush fails: a replay is a duplicate
@@ -80,10 +107,22 @@ async def test_the_trackers_batch_is_stored_field_for_field(storage_url):
 
     first = await extra_columns(storage_url, client_event_uuid("device-1a2b3c", events[0]["id"]))
     assert first == {
-        "client_event_id": events[0]["id"], "event_name": "Page View", "user_id": None, "utm_source": "google",
-        "utm_medium": "cpc", "utm_campaign": "winter-repairs", "utm_term": None, "utm_content": None,
-        "device_type": "desktop", "browser": "Chrome", "os": "Linux x86_64", "screen_resolution": "1920x1080",
-        "viewport_size": "1280x720", "time_on_page": 0.0, "time_since_last_event": 0.0, "user_agent": AGENT,
+        "client_event_id": events[0]["id"],
+        "event_name": "Page View",
+        "user_id": None,
+        "utm_source": "google",
+        "utm_medium": "cpc",
+        "utm_campaign": "winter-repairs",
+        "utm_term": None,
+        "utm_content": None,
+        "device_type": "desktop",
+        "browser": "Chrome",
+        "os": "Linux x86_64",
+        "screen_resolution": "1920x1080",
+        "viewport_size": "1280x720",
+        "time_on_page": 0.0,
+        "time_since_last_event": 0.0,
+        "user_agent": AGENT,
         "ip_address": "127.0.0.0",  # anonymized by default
         "properties": {"page_title": "Repairs", "element_selector": "#b0"},
         "event_timestamp": first["event_timestamp"],
@@ -97,15 +136,25 @@ async def test_the_trackers_batch_is_stored_field_for_field(storage_url):
 async def test_a_beacon_of_text_plain_json_is_taken(storage_url):
     text = json.dumps({"events": [tracker_event(0, fingerprint="beacon-visitor")]})
     async with Running(make_service(storage_url)) as client:
-        answer = await client.post(BATCH, content=text, headers={"Content-Type": "text/plain;charset=UTF-8"})
+        answer = await client.post(
+            BATCH, content=text, headers={"Content-Type": "text/plain;charset=UTF-8"}
+        )
         assert answer.status_code == 200, answer.text
-    (count,) = await db(storage_url, "SELECT count(*) FROM analytics_events WHERE user_fingerprint = 'beacon-visitor'")
+    (count,) = await db(
+        storage_url,
+        "SELECT count(*) FROM analytics_events WHERE user_fingerprint = 'beacon-visitor'",
+    )
     assert count == (1,)
 
 
 async def test_unknown_fields_are_kept_and_named_in_the_answer(storage_url):
-    body = {"user_fingerprint": "v", "session_id": "s", "event_type": "click", "element_id": "cta",
-            "scroll_position": {"x": 0, "y": 420}}
+    body = {
+        "user_fingerprint": "v",
+        "session_id": "s",
+        "event_type": "click",
+        "element_id": "cta",
+        "scroll_position": {"x": 0, "y": 420},
+    }
     async with Running(make_service(storage_url)) as client:
         answer = await client.post(EVENTS, json=body)
         assert answer.status_code == 200, answer.text
@@ -115,14 +164,22 @@ async def test_unknown_fields_are_kept_and_named_in_the_answer(storage_url):
         ]
         event_id = answer.json()["eventId"]
         batch = await client.post(BATCH, json={"events": [body]})
-        assert [w["field"] for w in batch.json()["results"][0]["warnings"]] == ["element_id", "scroll_position"]
+        assert [w["field"] for w in batch.json()["results"][0]["warnings"]] == [
+            "element_id",
+            "scroll_position",
+        ]
     row = await extra_columns(storage_url, event_id)
     assert row["properties"] == {"element_id": "cta", "scroll_position": {"x": 0, "y": 420}}
 
 
 async def test_the_api_clients_metadata_is_kept_as_custom_data(storage_url):
-    body = {"user_fingerprint": "v", "session_id": "s", "event_type": "quote_requested",
-            "page_url": "https://revivatech.co.uk/quote", "metadata": {"device": "iPhone 15", "issue": "screen"}}
+    body = {
+        "user_fingerprint": "v",
+        "session_id": "s",
+        "event_type": "quote_requested",
+        "page_url": "https://revivatech.co.uk/quote",
+        "metadata": {"device": "iPhone 15", "issue": "screen"},
+    }
     async with Running(make_service(storage_url)) as client:
         answer = await client.post(EVENTS, json=body)
         assert answer.status_code == 200, answer.text
@@ -132,7 +189,9 @@ async def test_the_api_clients_metadata_is_kept_as_custom_data(storage_url):
 
 
 async def test_a_batch_of_which_nothing_is_kept_is_400_and_its_repeats_are_kept_once(storage_url):
-    refused = {"events": [{"user_fingerprint": "v", "event_type": "click", "timestamp": 1764686400}]}
+    refused = {
+        "events": [{"user_fingerprint": "v", "event_type": "click", "timestamp": 1764686400}]
+    }
     async with Running(make_service(storage_url)) as client:
         for _ in range(3):  # the original tracker resends a failed batch every 5 s
             answer = await client.post(BATCH, json=refused)
@@ -148,9 +207,19 @@ async def test_a_batch_of_which_nothing_is_kept_is_400_and_its_repeats_are_kept_
 @pytest.mark.parametrize(
     ("mode", "proxies", "forwarded", "kept"),
     [
-        ("anonymized", "", "203.0.113.77", "127.0.0.0"),  # the header of an untrusted peer is ignored
+        (
+            "anonymized",
+            "",
+            "203.0.113.77",
+            "127.0.0.0",
+        ),  # the header of an untrusted peer is ignored
         ("anonymized", "127.0.0.1", "203.0.113.77", "203.0.113.0"),
-        ("full", "127.0.0.0/8", "198.51.100.2, 203.0.113.77", "203.0.113.77"),  # the nearest untrusted hop
+        (
+            "full",
+            "127.0.0.0/8",
+            "198.51.100.2, 203.0.113.77",
+            "203.0.113.77",
+        ),  # the nearest untrusted hop
         ("full", "127.0.0.1, 203.0.113.0/24", "198.51.100.2, 203.0.113.77", "198.51.100.2"),
         ("anonymized", "127.0.0.1", "2001:db8:aaaa:bbbb:cccc:dddd:eeee:ffff", "2001:db8:aaaa::"),
         ("none", "127.0.0.1", "203.0.113.77", None),
@@ -159,8 +228,11 @@ async def test_a_batch_of_which_nothing_is_kept_is_400_and_its_repeats_are_kept_
 async def test_the_client_address_is_kept_as_configured(sqlite_url, mode, proxies, forwarded, kept):
     service = make_service(sqlite_url, **{"ingest.client_ip": mode, "web.trusted_proxies": proxies})
     async with Running(service) as client:
-        answer = await client.post(EVENTS, json={"user_fingerprint": "v", "session_id": "s", "event_type": "x"},
-                                   headers={"X-Forwarded-For": forwarded})
+        answer = await client.post(
+            EVENTS,
+            json={"user_fingerprint": "v", "session_id": "s", "event_type": "x"},
+            headers={"X-Forwarded-For": forwarded},
+        )
         assert answer.status_code == 200, answer.text
     assert (await extra_columns(sqlite_url, answer.json()["eventId"]))["ip_address"] == kept
 
@@ -168,11 +240,23 @@ async def test_the_client_address_is_kept_as_configured(sqlite_url, mode, proxie
 async def test_the_journey_clients_steps_are_stored_numbered_and_shown(storage_url):
     # customer-intelligence.ts: no event_type, the original's names
     steps = [
-        {"user_fingerprint": "journey-visitor", "session_id": "s-1", "journey_stage": "consideration",
-         "touchpoint": "booking_form", "time_spent_seconds": 41.5},
-        {"user_fingerprint": "journey-visitor", "session_id": "s-1", "journey_stage": "conversion",
-         "touchpoint": "booking_complete", "time_spent_seconds": 12.25, "user_id": "customer-9",
-         "entry_method": "direct", "content_consumed": {"pages": 3}},
+        {
+            "user_fingerprint": "journey-visitor",
+            "session_id": "s-1",
+            "journey_stage": "consideration",
+            "touchpoint": "booking_form",
+            "time_spent_seconds": 41.5,
+        },
+        {
+            "user_fingerprint": "journey-visitor",
+            "session_id": "s-1",
+            "journey_stage": "conversion",
+            "touchpoint": "booking_complete",
+            "time_spent_seconds": 12.25,
+            "user_id": "customer-9",
+            "entry_method": "direct",
+            "content_consumed": {"pages": 3},
+        },
     ]
     async with Running(make_service(storage_url)) as client:
         answers = [await client.post(JOURNEY, json=step) for step in steps]
@@ -186,10 +270,13 @@ async def test_the_journey_clients_steps_are_stored_numbered_and_shown(storage_u
         data = shown.json()["data"]
         points = data["sessions"][0]["touchpoints"]
         assert [(p["type"], p.get("stage"), p["timeSpentSeconds"]) for p in points] == [
-            ("booking_form", "consideration", 41.5), ("booking_complete", "conversion", 12.25)]
+            ("booking_form", "consideration", 41.5),
+            ("booking_complete", "conversion", 12.25),
+        ]
         assert data["totalSteps"] == 2
-        assert [(s["touchpoint"], s["journey_stage"], s["sequence_number"]) for s in data["journey"]] == [
-            ("booking_complete", "conversion", 2), ("booking_form", "consideration", 1)]
+        assert [
+            (s["touchpoint"], s["journey_stage"], s["sequence_number"]) for s in data["journey"]
+        ] == [("booking_complete", "conversion", 2), ("booking_form", "consideration", 1)]
         assert data["journey"][0]["entry_method"] == "direct"
 
         limited = await client.get("/api/analytics/journey/journey-visitor?limit=1", headers=ADMIN)
@@ -201,24 +288,38 @@ async def test_the_journey_clients_steps_are_stored_numbered_and_shown(storage_u
         assert unknown.status_code == 200, unknown.text
         assert unknown.json()["data"]["journey"] == [] and unknown.json()["data"]["totalSteps"] == 0
 
-    (user_id,) = await db(storage_url, "SELECT user_id FROM analytics_events WHERE user_id IS NOT NULL")
+    (user_id,) = await db(
+        storage_url, "SELECT user_id FROM analytics_events WHERE user_id IS NOT NULL"
+    )
     assert user_id == ("customer-9",)
 
 
 async def test_several_forwarded_for_headers_are_one_list(sqlite_url):
-    service = make_service(sqlite_url, **{"ingest.client_ip": "full", "web.trusted_proxies": "127.0.0.1"})
+    service = make_service(
+        sqlite_url, **{"ingest.client_ip": "full", "web.trusted_proxies": "127.0.0.1"}
+    )
     async with Running(service) as client:
-        answer = await client.post(EVENTS, json={"user_fingerprint": "v", "session_id": "s", "event_type": "x"},
-                                   headers=[("X-Forwarded-For", "198.51.100.2"), ("X-Forwarded-For", "203.0.113.77"),
-                                            ("User-Agent", AGENT)])
+        answer = await client.post(
+            EVENTS,
+            json={"user_fingerprint": "v", "session_id": "s", "event_type": "x"},
+            headers=[
+                ("X-Forwarded-For", "198.51.100.2"),
+                ("X-Forwarded-For", "203.0.113.77"),
+                ("User-Agent", AGENT),
+            ],
+        )
         assert answer.status_code == 200, answer.text
     row = await extra_columns(sqlite_url, answer.json()["eventId"])
     assert (row["ip_address"], row["user_agent"]) == ("203.0.113.77", AGENT)
 
 
 async def test_a_resent_journey_step_is_a_duplicate_answered_at_once(sqlite_url):
-    step = {"user_fingerprint": "resender", "session_id": "s", "touchpoint": "booking_form",
-            "event_id": str(uuid.uuid4())}
+    step = {
+        "user_fingerprint": "resender",
+        "session_id": "s",
+        "touchpoint": "booking_form",
+        "event_id": str(uuid.uuid4()),
+    }
     async with Running(make_service(sqlite_url)) as client:
         first = await client.post(JOURNEY, json=step)
         assert first.status_code == 200 and first.json()["sequenceNumber"] == 1

@@ -74,7 +74,7 @@ class ScorerActor:
     interval: float = 1.0
     max_share: float = 0.05
     rescore_interval: float = 3600.0
-    #: told of each visitor whose scores were recorded (a hook for the live feed; unset for now)
+    #: told of each visitor whose scores were recorded (the live feed follows them)
     on_recorded: Callable[[ScoreRecord], None] | None = None
     activity: Activity = attrs.Factory(Activity)
     stats: ScorerStats = attrs.Factory(ScorerStats)

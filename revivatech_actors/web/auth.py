@@ -53,9 +53,15 @@ class AdminAuth:
         limiter: ``limits.admin_rate`` per credential; None: no limit.
     """
 
-    def __init__(self, tokens: Iterable[str], *, jwt_secret: str = "",
-                 jwt_roles: Iterable[str] = ("ADMIN", "SUPER_ADMIN"), allowed_origins: Iterable[str] = (),
-                 limiter: Limiter | None = None) -> None:
+    def __init__(
+        self,
+        tokens: Iterable[str],
+        *,
+        jwt_secret: str = "",
+        jwt_roles: Iterable[str] = ("ADMIN", "SUPER_ADMIN"),
+        allowed_origins: Iterable[str] = (),
+        limiter: Limiter | None = None,
+    ) -> None:
         self.credentials = AdminCredentials(tuple(tokens), jwt_secret, frozenset(jwt_roles))
         self.limiter = limiter
         if not self.credentials.tokens:
@@ -71,7 +77,8 @@ class AdminAuth:
         return self.credentials.judge(presented).is_admin
 
     def trusts_origin(self, origin: str | None, host: str | None) -> bool:
-        """True when a page of ``origin`` may use the cookie: the service's own origin or an allowed one."""
+        """True when a page of ``origin`` may use the cookie: the service's own origin or an
+        allowed one."""
         return is_same_origin(origin, host) or self._origins.is_allowed(origin)
 
     @staticmethod
@@ -83,8 +90,11 @@ class AdminAuth:
         return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
     @staticmethod
-    def credential(headers: Mapping[str, str], cookies: Mapping[str, str],
-                   args: Mapping[str, str] | None = None) -> Credential:
+    def credential(
+        headers: Mapping[str, str],
+        cookies: Mapping[str, str],
+        args: Mapping[str, str] | None = None,
+    ) -> Credential:
         """Where the request's credential is: the header, ``args["token"]`` (when ``args`` is
         given), then the cookie."""
         token = AdminAuth.bearer(headers.get("Authorization"))
@@ -111,7 +121,9 @@ def denied(verdict: Verdict, *, hint: str = "send Authorization: Bearer <token>"
     if verdict.access.status == 403:
         return error_response(403, "forbidden", verdict.reason)
     challenge = _REALM if verdict is MISSING else _REALM + ', error="invalid_token"'
-    return error_response(401, "unauthorized", f"{verdict.reason}: {hint}", headers={"WWW-Authenticate": challenge})
+    return error_response(
+        401, "unauthorized", f"{verdict.reason}: {hint}", headers={"WWW-Authenticate": challenge}
+    )
 
 
 def admin_only(auth: AdminAuth):
@@ -128,8 +140,12 @@ def admin_only(auth: AdminAuth):
                 return await handler(*args, **kwargs)
             decision = await auth.limiter.take(verdict.subject)
             if not decision.allowed:
-                return too_many_requests(auth.limiter.rate, decision, "admin requests for this credential",
-                                         "limits.admin_rate")
+                return too_many_requests(
+                    auth.limiter.rate,
+                    decision,
+                    "admin requests for this credential",
+                    "limits.admin_rate",
+                )
             return await with_headers(await handler(*args, **kwargs), decision)
 
         return guarded

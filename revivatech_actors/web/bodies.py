@@ -28,5 +28,7 @@ async def read_body() -> bytes:
 def close_if_body_unread(response: Response) -> None:
     """Mark ``response`` ``Connection: close`` when the request declared a body that
     :func:`read_body` did not read."""
-    if not g.get("body_read") and (request.content_length or "Transfer-Encoding" in request.headers):
+    if not g.get("body_read") and (
+        request.content_length or "Transfer-Encoding" in request.headers
+    ):
         response.headers["Connection"] = "close"

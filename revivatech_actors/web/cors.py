@@ -1,5 +1,6 @@
-"""CORS glue: answers preflights and puts the headers :func:`~revivatech_actors.domain.cors.cors_headers`
-decides on every answer (errors included: they pass through ``after_request`` as well)."""
+"""CORS glue: answers preflights and puts the headers
+:func:`~revivatech_actors.domain.cors.cors_headers` decides on every answer (errors included:
+they pass through ``after_request`` as well)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,18 @@ from ..domain.cors import CorsPolicy, RouteKind, cors_headers
 __all__ = ["INGEST_PATHS", "register_cors"]
 
 #: Routes trackers post to from any site; every other route is an admin route for CORS.
-INGEST_PATHS = frozenset({"/api/analytics/events", "/api/analytics/events/batch", "/api/analytics/track/journey"})
+INGEST_PATHS = frozenset(
+    {"/api/analytics/events", "/api/analytics/events/batch", "/api/analytics/track/journey"}
+)
 
 
 def register_cors(app: Quart, settings: CorsSettings) -> None:
-    policy = CorsPolicy(settings.ingest_origins, settings.allowed_origins, settings.allow_credentials, settings.max_age)
+    policy = CorsPolicy(
+        settings.ingest_origins,
+        settings.allowed_origins,
+        settings.allow_credentials,
+        settings.max_age,
+    )
 
     # One hook for both: every hook costs each request (ingest's single events are ~1,400/s).
     @app.after_request

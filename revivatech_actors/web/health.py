@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from quart import Quart, request
 
 from ..domain.health import ProbeResult
 from ..domain.timefmt import iso_utc
+from ..probes import HealthChecks
 from ..supervisor import ActorStatus, UnknownActor
 from .auth import AdminAuth, admin_only
 from .responses import error_response, json_response
-
-if TYPE_CHECKING:
-    from ..service import Service
 
 __all__ = ["actor_status_json", "register_health_routes"]
 
@@ -35,7 +34,11 @@ def actor_status_json(node: ActorStatus) -> dict[str, Any]:
     }
     if node.last_error is not None:
         error = node.last_error
-        data["lastError"] = {"type": error.type, "message": error.message, "time": iso_utc(error.time)}
+        data["lastError"] = {
+            "type": error.type,
+            "message": error.message,
+            "time": iso_utc(error.time),
+        }
     if node.inbox is not None:
         data["inbox"] = {"depth": node.inbox.depth, "capacity": node.inbox.capacity}
     if node.kind == "supervisor":
@@ -48,11 +51,33 @@ def _probe_json(probe: ProbeResult | None, *, detailed: bool) -> dict[str, Any] 
     name hosts and databases, and the health endpoint is open to anyone."""
     if probe is None:
         return None
-    error = probe.error if detailed or probe.error is None else "unreachable (send an admin token for details)"
-    return {"ok": probe.ok, "latencyMs": probe.latency_ms, "error": error, "checkedAt": iso_utc(probe.checked_at)}
+    error = (
+        probe.error
+        if detailed or probe.error is None
+        else "unreachable (send an admin token for details)"
+    )
+    return {
+        "ok": probe.ok,
+        "latencyMs": probe.latency_ms,
+        "error": error,
+        "checkedAt": iso_utc(probe.checked_at),
+    }
 
 
-def register_health_routes(app: Quart, service: Service, auth: AdminAuth) -> None:
+def register_health_routes(
+    app: Quart,
+    checks: HealthChecks,
+    auth: AdminAuth,
+    *,
+    worker: int | None,
+    actor_stats: Callable[[], dict[str, Any]],
+    inject_crash: Callable[[str], None] | None,
+) -> None:
+    """The operator routes. ``worker`` is this process's index under `serve --workers N`;
+    ``actor_stats()`` the actors' own figures; ``inject_crash`` is None unless
+    ``faults.enabled``."""
+    tree = checks.tree
+
     @app.get("/healthz")
     async def healthz():
         # Liveness: answering at all proves the event loop turns. No dependency is consulted,
@@ -61,14 +86,14 @@ def register_health_routes(app: Quart, service: Service, auth: AdminAuth) -> Non
 
     @app.get("/readyz")
     async def readyz():
-        readiness = await service.readiness()
+        readiness = await checks.readiness()
         payload = {"ready": readiness.ready, "reasons": list(readiness.reasons)}
         return json_response(payload, 200 if readiness.ready else 503)
 
     @app.get("/api/analytics/health")
     @app.get("/health")  # where the original service answered it (its API client reads `status`)
     async def health():
-        snapshot = await service.health()
+        snapshot = await checks.health()
         detailed = auth.judge_http(request.headers, request.cookies).is_admin
         report = snapshot.report
         summary = report.actors
@@ -84,7 +109,7 @@ def register_health_routes(app: Quart, service: Service, auth: AdminAuth) -> Non
             "storageEngine": snapshot.storage_engine,
             "eventLoopLagMs": snapshot.loop_lag_ms,
             "pid": os.getpid(),
-            "worker": service.worker,
+            "worker": worker,
             "checks": {
                 "database": _probe_json(snapshot.database, detailed=detailed),
                 "redis": _probe_json(snapshot.redis, detailed=detailed),
@@ -104,20 +129,32 @@ def register_health_routes(app: Quart, service: Service, auth: AdminAuth) -> Non
     @app.get("/api/analytics/actors")
     @admin_only(auth)
     async def actors():
-        stats = {"profiles": service.profiles.stats_json(), "scorer": service.scorer.stats_json(),
-                 "broadcaster": service.broadcaster.stats_json(), "janitor": service.janitor.stats_json()}
-        return json_response({"success": True, "data": actor_status_json(service.actor_tree()), "stats": stats,
-                              "pid": os.getpid(), "worker": service.worker})
+        payload = {
+            "success": True,
+            "data": actor_status_json(tree()),
+            "stats": actor_stats(),
+            "pid": os.getpid(),
+            "worker": worker,
+        }
+        return json_response(payload)
 
-    if service.settings.faults.enabled:
+    if inject_crash is not None:
+        crash = inject_crash
 
         @app.post("/api/analytics/actors/<name>/crash")
         @admin_only(auth)
         async def crash_actor(name: str):
             try:
-                service.inject_crash(name)
+                crash(name)
             except UnknownActor:
                 return error_response(404, "unknown_actor", f"no actor named {name!r}")
             except RuntimeError as exc:
                 return error_response(409, "actor_not_running", str(exc))
-            return json_response({"success": True, "actor": name, "message": "crash injected; watch /api/analytics/actors"}, 202)
+            return json_response(
+                {
+                    "success": True,
+                    "actor": name,
+                    "message": "crash injected; watch /api/analytics/actors",
+                },
+                202,
+            )

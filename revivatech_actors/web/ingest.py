@@ -19,15 +19,16 @@ from __future__ import annotations
 import functools
 import logging
 import math
-from datetime import UTC, datetime
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 import trio
 from quart import Quart, request
 
-from ..actors.ingest import Overloaded
+from ..actors.ingest import IngestActor, Overloaded
+from ..config import IngestSettings
 from ..domain.addresses import client_address, kept_address, parse_networks
 from ..domain.event_time import TimeBounds, bound_event_time
 from ..domain.journeys import validate_journey_step
@@ -37,22 +38,18 @@ from ..domain.timefmt import iso_datetime
 from ..domain.validation import FieldError, ValidEvent, truncate_payload, validate_event
 from ..domain.write_keys import HEADER, RESERVED_FIELD, KeyRefusal, judge_write_keys, pop_write_key
 from ..messages import DeadLetter, Event, Status, Submission
-from .limits import limited
+from ..shared_state.limits import Limiter
 from .bodies import read_body
+from .limits import limited
 from .responses import error_response, json_response
-
-if TYPE_CHECKING:
-    from ..service import Service
 
 __all__ = ["register_ingest_routes"]
 
 logger = logging.getLogger(__name__)
 
-#: Validating a batch yields to the event loop every this many events (~1 ms of work), so the
-#: largest batch never holds other requests (health checks too) for long. Not more often: under
-#: load each yield waits a whole scheduler round (~5 ms, every runnable task's step), and yielding
-#: every 25 events made a 100-event batch's validation take ~7 ms instead of ~0.5
-#: (docs/performance.md).
+#: Validating a batch yields to the event loop every this many events, so the largest batch
+#: never holds other requests (health checks too) for long. Not more often: under load each
+#: yield waits a whole scheduler round (every runnable task's step; docs/performance.md).
 YIELD_EVERY = 250
 #: Longest User-Agent kept with an event, in characters.
 MAX_USER_AGENT_LENGTH = 1024
@@ -72,8 +69,9 @@ def _letter(received_at: datetime, errors: list[FieldError], payload: str) -> De
 
 
 def _is_json(mimetype: str) -> bool:
-    return (mimetype in ("application/json", "text/plain")
-            or (mimetype.startswith("application/") and mimetype.endswith("+json")))
+    return mimetype in ("application/json", "text/plain") or (
+        mimetype.startswith("application/") and mimetype.endswith("+json")
+    )
 
 
 def _client_headers(raw: list[tuple[bytes, bytes]]) -> tuple[str | None, str | None]:
@@ -96,26 +94,43 @@ def _warned(answer: dict[str, Any], warnings: tuple[FieldError, ...]) -> dict[st
     return answer
 
 
-def register_ingest_routes(app: Quart, service: Service) -> None:
-    settings = service.settings.ingest
+def register_ingest_routes(
+    app: Quart,
+    settings: IngestSettings,
+    ingest: IngestActor,
+    *,
+    trusted_proxies: tuple[str, ...],
+    write_keys: tuple[str, ...],
+    limiter: Limiter | None,
+    journey_step_number: Callable[[str], Awaitable[int]],
+) -> None:
+    """The ingest routes, handing submissions to ``ingest``. ``trusted_proxies`` is
+    ``web.trusted_proxies``, ``write_keys`` ``auth.write_keys``, ``limiter`` the
+    ``limits.ingest_rate`` one; ``journey_step_number(fingerprint)`` numbers a journey step."""
     durable = settings.ack == "durable"
-    ingest = service.ingest
     retry_after = {"Retry-After": str(max(1, math.ceil(settings.enqueue_timeout)))}
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body
-    proxies = parse_networks(service.settings.web.trusted_proxies)
+    proxies = parse_networks(trusted_proxies)
     keep_ip = settings.client_ip
-    write_keys = SecretSet(service.settings.auth.write_keys)
+    keys = SecretSet(write_keys)
     bounds = TimeBounds(settings.max_future_seconds, settings.max_age_days)
 
-    def checked(validate: Callable[[object], ValidEvent | list[FieldError]], data: object,
-                received_at: datetime) -> ValidEvent | list[FieldError]:
+    def checked(
+        validate: Callable[[object], ValidEvent | list[FieldError]],
+        data: object,
+        received_at: datetime,
+    ) -> ValidEvent | list[FieldError]:
         """``validate(data)``, then its time bounded (ingest.max_future_seconds, max_age_days)."""
         result = validate(data)
-        return bound_event_time(result, received_at, bounds) if isinstance(result, ValidEvent) else result
+        return (
+            bound_event_time(result, received_at, bounds)
+            if isinstance(result, ValidEvent)
+            else result
+        )
 
     @functools.lru_cache(maxsize=4096)
     def kept_ip(peer: str | None, forwarded_for: str | None) -> str | None:
-        # Cached: a site's visitors (and its proxies) send many requests each; parsing costs ~10 µs.
+        # Cached: a site's visitors (and its proxies) send many requests each, parsed once.
         return kept_address(client_address(peer, forwarded_for, proxies), keep_ip)
 
     @functools.lru_cache(maxsize=4096)
@@ -125,10 +140,10 @@ def register_ingest_routes(app: Quart, service: Service) -> None:
     def limit_key() -> str:
         return client_key(request.remote_addr, _client_headers(request.scope["headers"])[1])
 
-    limit = limited(service.limits.ingest, limit_key, "event requests from this address", "limits.ingest_rate")
+    limit = limited(limiter, limit_key, "event requests from this address", "limits.ingest_rate")
 
     def header_key() -> str | None:
-        return request.headers.get(HEADER) if len(write_keys) else None
+        return request.headers.get(HEADER) if len(keys) else None
 
     def refused(refusal: KeyRefusal):
         return error_response(401, refusal.error, refusal.message, details=refusal.details)
@@ -137,14 +152,24 @@ def register_ingest_routes(app: Quart, service: Service) -> None:
         """Queue dead letters without waiting: a refused request is answered at once, whatever
         the database is doing. With no room (an overloaded service) they are only logged."""
         if not ingest.offer(Submission(letters[0].received_at, [], letters)):
-            logger.warning("%d dead letter(s) not kept, ingest is full: %s", len(letters), [d.reasons for d in letters])
+            logger.warning(
+                "%d dead letter(s) not kept, ingest is full: %s",
+                len(letters),
+                [d.reasons for d in letters],
+            )
 
-    def submission(received_at: datetime, valid: list[ValidEvent], letters: list[DeadLetter] | None = None) -> Submission:
+    def submission(
+        received_at: datetime, valid: list[ValidEvent], letters: list[DeadLetter] | None = None
+    ) -> Submission:
         """The request's events, with what the request says of its client."""
         agent, forwarded = _client_headers(request.scope["headers"])
-        return Submission(received_at, valid, letters or [],
-                          user_agent=agent[:MAX_USER_AGENT_LENGTH] if agent else None,
-                          ip_address=kept_ip(request.remote_addr, forwarded))
+        return Submission(
+            received_at,
+            valid,
+            letters or [],
+            user_agent=agent[:MAX_USER_AGENT_LENGTH] if agent else None,
+            ip_address=kept_ip(request.remote_addr, forwarded),
+        )
 
     async def pass_on(submission: Submission):
         """Queue and wait (commit or queue, by ack mode). An error response, or None when done."""
@@ -160,16 +185,23 @@ def register_ingest_routes(app: Quart, service: Service) -> None:
                 # let the client resend safely: a resent event_id is stored once.
                 ids = [event.client_id or event.event_id for event in submission.events]
                 message = (
-                    f"not stored within {settings.ack_timeout:g} s (the database is unavailable); the event(s) "
-                    "are held and will be stored when it returns: resend them with these event_id values"
+                    f"not stored within {settings.ack_timeout:g} s (the database is unavailable); "
+                    "the event(s) are held and will be stored when it returns: resend them with "
+                    "these event_id values"
                 )
                 details = [{"field": "event_id", "message": event_id} for event_id in ids]
-                return error_response(503, "not_yet_stored", message, details=details, headers=retry_after)
+                return error_response(
+                    503, "not_yet_stored", message, details=details, headers=retry_after
+                )
         else:
             await submission.queued.wait()
         if submission.failure is not None:
-            logger.error("the event pipeline failed for this request: %s", submission.failure)  # with its request id
-            return error_response(500, "internal_error", f"the event pipeline failed: {submission.failure}")
+            logger.error(
+                "the event pipeline failed for this request: %s", submission.failure
+            )  # with its request id
+            return error_response(
+                500, "internal_error", f"the event pipeline failed: {submission.failure}"
+            )
         return None
 
     async def read_json() -> tuple[datetime, Any, Any]:
@@ -177,31 +209,43 @@ def register_ingest_routes(app: Quart, service: Service) -> None:
         received_at = datetime.now(UTC)
         if not _is_json(request.mimetype):
             shown = request.mimetype or "none"
-            message = f"send the events as JSON (Content-Type: application/json or text/plain), not {shown}"
+            message = (
+                "send the events as JSON (Content-Type: application/json or text/plain), "
+                f"not {shown}"
+            )
             return received_at, None, error_response(415, "unsupported_media_type", message)
         body = await read_body()  # over ingest.max_body: 413 from Quart
         try:
             return received_at, orjson.loads(body), None
         except orjson.JSONDecodeError as exc:
-            refusal = judge_write_keys(write_keys, header=header_key())
+            refusal = judge_write_keys(keys, header=header_key())
             if refusal is not None:  # no key, no dead letter
                 return received_at, None, refused(refusal)
             if str(exc).startswith("depth limit exceeded"):  # the parser's fixed limit, named
-                error = FieldError("", f"malformed JSON: nested deeper than {MAX_JSON_DEPTH} levels ({exc})")
+                error = FieldError(
+                    "", f"malformed JSON: nested deeper than {MAX_JSON_DEPTH} levels ({exc})"
+                )
             else:
                 error = FieldError("", f"malformed JSON: {exc}")
             # Kept as a dead letter too: a client sending broken JSON wants finding.
             keep([_letter(received_at, [error], body.decode("utf-8", errors="replace"))])
-            return received_at, None, error_response(400, "malformed_json", error.message, details=[error.as_dict()])
+            return (
+                received_at,
+                None,
+                error_response(400, "malformed_json", error.message, details=[error.as_dict()]),
+            )
 
-    async def store_one(validate: Callable[[object], ValidEvent | list[FieldError]], what: str,
-                        extra: Callable[[Event, bool], Awaitable[dict[str, Any]]] | None = None):
+    async def store_one(
+        validate: Callable[[object], ValidEvent | list[FieldError]],
+        what: str,
+        extra: Callable[[Event, bool], Awaitable[dict[str, Any]]] | None = None,
+    ):
         """One event (or journey step): validated by ``validate``, stored, answered; ``extra``
         (given the event and whether it was a duplicate) adds to a kept event's answer."""
         received_at, data, failure = await read_json()
         if failure is not None:
             return failure
-        refusal = judge_write_keys(write_keys, header=header_key(), body=pop_write_key(data))
+        refusal = judge_write_keys(keys, header=header_key(), body=pop_write_key(data))
         if refusal is not None:
             return refused(refusal)
         result = checked(validate, data, received_at)
@@ -209,15 +253,23 @@ def register_ingest_routes(app: Quart, service: Service) -> None:
             details = [error.as_dict() for error in result]
             keep([_letter(received_at, result, orjson.dumps(data).decode())])
             named = ", ".join(error.field or "(body)" for error in result)
-            return error_response(400, f"invalid_{what.replace(' ', '_')}", f"invalid {what}: {named}", details=details)
+            return error_response(
+                400,
+                f"invalid_{what.replace(' ', '_')}",
+                f"invalid {what}: {named}",
+                details=details,
+            )
         warnings = result.warnings
         pending = submission(received_at, [result])
         failure = await pass_on(pending)
         if failure is not None:
             return failure
         event = pending.events[0]
-        answer = {"success": True, "eventId": event.client_id or event.event_id,
-                  "timestamp": iso_datetime(event.timestamp)}
+        answer = {
+            "success": True,
+            "eventId": event.client_id or event.event_id,
+            "timestamp": iso_datetime(event.timestamp),
+        }
         if not durable:
             answer["duplicate"] = 0 in pending.seen_before
             answer["status"] = "accepted"
@@ -240,7 +292,7 @@ def register_ingest_routes(app: Quart, service: Service) -> None:
         """What the original answered a journey step with: the stored event's id, and the
         step's ordinal among the visitor's explicit steps as its stored events count them
         (a duplicate's is the count of now)."""
-        number = await service.profiles.journey_step_number(event.user_fingerprint)
+        number = await journey_step_number(event.user_fingerprint)
         return {"journeyId": event.event_id, "sequenceNumber": number}
 
     @app.post("/api/analytics/track/journey")
@@ -259,21 +311,38 @@ def register_ingest_routes(app: Quart, service: Service) -> None:
         items = data.get("events") if isinstance(data, dict) else None
         if not isinstance(items, list):
             message = 'a batch must be a JSON object with an "events" array'
-            return error_response(400, "invalid_batch", message, details=[{"field": "events", "message": message}])
+            return error_response(
+                400, "invalid_batch", message, details=[{"field": "events", "message": message}]
+            )
         unknown = [key for key in data if key not in ("events", RESERVED_FIELD)]
         if unknown:  # as strict as an event's fields: nothing sent is silently ignored
             message = f'is not a known field; a batch holds only "events" (and "{RESERVED_FIELD}")'
             details = [{"field": key, "message": message} for key in unknown]
-            return error_response(400, "invalid_batch", f"unknown field(s) in the batch: {', '.join(unknown)}", details=details)
+            return error_response(
+                400,
+                "invalid_batch",
+                f"unknown field(s) in the batch: {', '.join(unknown)}",
+                details=details,
+            )
         if not items:
             message = "the batch holds no events"
-            return error_response(400, "invalid_batch", message, details=[{"field": "events", "message": message}])
+            return error_response(
+                400, "invalid_batch", message, details=[{"field": "events", "message": message}]
+            )
         if len(items) > settings.max_batch:
-            message = f"a batch may hold at most ingest.max_batch = {settings.max_batch} events, got {len(items)}"
-            return error_response(413, "too_many_events", message,
-                                  details=[{"field": "events", "message": message}])
-        refusal = judge_write_keys(write_keys, header=header_key(), body=pop_write_key(data),
-                                   events=[pop_write_key(item) for item in items])
+            message = (
+                f"a batch may hold at most ingest.max_batch = {settings.max_batch} events, "
+                f"got {len(items)}"
+            )
+            return error_response(
+                413, "too_many_events", message, details=[{"field": "events", "message": message}]
+            )
+        refusal = judge_write_keys(
+            keys,
+            header=header_key(),
+            body=pop_write_key(data),
+            events=[pop_write_key(item) for item in items],
+        )
         if refusal is not None:
             return refused(refusal)
 
@@ -312,24 +381,40 @@ def register_ingest_routes(app: Quart, service: Service) -> None:
                 status = outcome.status.value
             else:
                 status = "duplicate" if position in pending.seen_before else "accepted"
-            result = {"index": index, "status": status, "eventId": event.client_id or event.event_id}
+            result = {
+                "index": index,
+                "status": status,
+                "eventId": event.client_id or event.event_id,
+            }
             if durable and outcome.status is Status.REJECTED:
                 result["errors"] = [{"field": "", "message": outcome.reason}]
             elif index in warned:
                 _warned(result, warned[index])
             counts[status] += 1
             results[index] = result
-        return _batch_answer(results, counts["stored"] if durable else counts["accepted"], counts["duplicate"],
-                             counts["rejected"])
+        return _batch_answer(
+            results,
+            counts["stored"] if durable else counts["accepted"],
+            counts["duplicate"],
+            counts["rejected"],
+        )
 
     def _batch_answer(results: list[dict[str, Any]], accepted: int, duplicates: int, rejected: int):
         """The batch's answer: ``success`` only when something was kept (stored, a duplicate of
         what is stored, or queued); otherwise 400, with each event's reasons in ``results``."""
-        answer = {"success": accepted + duplicates > 0, "accepted": accepted, "duplicates": duplicates,
-                  "rejected": rejected, "processed": accepted + duplicates, "failed": rejected,
-                  "results": results}
+        answer = {
+            "success": accepted + duplicates > 0,
+            "accepted": accepted,
+            "duplicates": duplicates,
+            "rejected": rejected,
+            "processed": accepted + duplicates,
+            "failed": rejected,
+            "results": results,
+        }
         if not answer["success"]:
             answer["error"] = "nothing_stored"
-            answer["message"] = f"none of the {len(results)} event(s) was kept: see each one's errors in results"
+            answer["message"] = (
+                f"none of the {len(results)} event(s) was kept: see each one's errors in results"
+            )
             return json_response(answer, 400)
         return json_response(answer, 200 if durable else 202)

@@ -6,8 +6,7 @@ profile and storage for the recorded predictions and journeys; the documents are
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, TypeVar
+from typing import Any, TypeVar
 
 import trio
 from quart import Quart, Response, request
@@ -19,9 +18,6 @@ from ..storage import StorageError
 from .auth import AdminAuth, admin_only
 from .responses import error_response, json_response
 
-if TYPE_CHECKING:
-    from ..service import Service
-
 __all__ = ["register_insights_routes"]
 
 #: Seconds a visitor read may take before the answer is 503.
@@ -31,7 +27,8 @@ T = TypeVar("T")
 
 #: Most predictions per model an insights answer may list (``?history=``).
 MAX_HISTORY = 100
-#: Journey steps listed when the request gives no ``?limit=`` (the original service's default), and the most.
+#: Journey steps listed when the request gives no ``?limit=`` (the original service's default),
+#: and the most.
 DEFAULT_JOURNEY_LIMIT = 50
 MAX_JOURNEY_LIMIT = 1000
 
@@ -49,11 +46,15 @@ def _bad_fingerprint(fingerprint: str):
         message = "a user_fingerprint cannot contain the NUL character"
     else:
         return None
-    return error_response(400, "invalid_fingerprint", message, details=[{"field": "fingerprint", "message": message}])
+    return error_response(
+        400, "invalid_fingerprint", message, details=[{"field": "fingerprint", "message": message}]
+    )
 
 
 def _unknown(fingerprint: str):
-    return error_response(404, "unknown_visitor", f"no events were stored for the visitor {fingerprint!r}")
+    return error_response(
+        404, "unknown_visitor", f"no events were stored for the visitor {fingerprint!r}"
+    )
 
 
 async def _within_deadline(read: Callable[[], Awaitable[T]]) -> T | Response:
@@ -63,16 +64,29 @@ async def _within_deadline(read: Callable[[], Awaitable[T]]) -> T | Response:
         with trio.move_on_after(READ_TIMEOUT):
             return await read()
     except StorageError as exc:
-        return error_response(503, "storage_unavailable", f"the visitor's data cannot be read now: {exc}",
-                              headers=_RETRY_AFTER)
-    return error_response(503, "storage_unavailable",
-                          f"the visitor's data could not be read within {READ_TIMEOUT:g} s (storage is slow or away)",
-                          headers=_RETRY_AFTER)
+        return error_response(
+            503,
+            "storage_unavailable",
+            f"the visitor's data cannot be read now: {exc}",
+            headers=_RETRY_AFTER,
+        )
+    return error_response(
+        503,
+        "storage_unavailable",
+        f"the visitor's data could not be read within {READ_TIMEOUT:g} s (storage is slow or away)",
+        headers=_RETRY_AFTER,
+    )
 
 
-def register_insights_routes(app: Quart, service: Service, auth: AdminAuth) -> None:
-    profiles = service.profiles
-    scoring = service.settings.scoring
+def register_insights_routes(
+    app: Quart,
+    auth: AdminAuth,
+    *,
+    visitor_insights: Callable[[str, int], Awaitable[dict[str, Any] | None]],
+    live_journeys: Callable[[str], Awaitable[list[Any]]],
+) -> None:
+    """The visitor routes: ``visitor_insights(fingerprint, history)`` is the insights document
+    (None: unknown visitor), ``live_journeys(fingerprint)`` the visitor's journeys."""
 
     @app.get("/api/analytics/insights/<path:fingerprint>")
     @admin_only(auth)
@@ -83,10 +97,17 @@ def register_insights_routes(app: Quart, service: Service, auth: AdminAuth) -> N
         raw = request.args.get("history", "1")
         history = _whole_number(raw, 1, MAX_HISTORY)
         if history is None:
-            message = f"history must be an integer between 1 and {MAX_HISTORY} (predictions per model), got {raw!r}"
-            return error_response(400, "invalid_parameter", message, details=[{"field": "history", "message": message}])
-        data = await _within_deadline(
-            lambda: profiles.insights(fingerprint, history=history, scoring=scoring, now=datetime.now(UTC)))
+            message = (
+                f"history must be an integer between 1 and {MAX_HISTORY} "
+                f"(predictions per model), got {raw!r}"
+            )
+            return error_response(
+                400,
+                "invalid_parameter",
+                message,
+                details=[{"field": "history", "message": message}],
+            )
+        data = await _within_deadline(lambda: visitor_insights(fingerprint, history))
         if not isinstance(data, dict):
             return data if data is not None else _unknown(fingerprint)
         return json_response({"success": True, "data": data})
@@ -100,10 +121,17 @@ def register_insights_routes(app: Quart, service: Service, auth: AdminAuth) -> N
         raw = request.args.get("limit", str(DEFAULT_JOURNEY_LIMIT))
         limit = _whole_number(raw, 1, MAX_JOURNEY_LIMIT)
         if limit is None:
-            message = f"limit must be an integer between 1 and {MAX_JOURNEY_LIMIT} (journey steps), got {raw!r}"
-            return error_response(400, "invalid_parameter", message, details=[{"field": "limit", "message": message}])
-        journeys = await _within_deadline(lambda: profiles.live_journeys(fingerprint))
+            message = (
+                f"limit must be an integer between 1 and {MAX_JOURNEY_LIMIT} (journey steps), "
+                f"got {raw!r}"
+            )
+            return error_response(
+                400, "invalid_parameter", message, details=[{"field": "limit", "message": message}]
+            )
+        journeys = await _within_deadline(lambda: live_journeys(fingerprint))
         if not isinstance(journeys, list):
             return journeys
         # An unknown visitor has an empty journey (200), as in the original service.
-        return json_response({"success": True, "data": journey_document(fingerprint, journeys, limit=limit)})
+        return json_response(
+            {"success": True, "data": journey_document(fingerprint, journeys, limit=limit)}
+        )

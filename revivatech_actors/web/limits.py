@@ -23,8 +23,11 @@ __all__ = ["limited", "rate_headers", "too_many_requests"]
 
 
 def rate_headers(decision: Decision) -> dict[str, str]:
-    return {"RateLimit-Limit": str(decision.limit), "RateLimit-Remaining": str(decision.remaining),
-            "RateLimit-Reset": str(math.ceil(decision.reset))}
+    return {
+        "RateLimit-Limit": str(decision.limit),
+        "RateLimit-Remaining": str(decision.remaining),
+        "RateLimit-Reset": str(math.ceil(decision.reset)),
+    }
 
 
 def too_many_requests(rate: Rate, decision: Decision, what: str, setting: str) -> Response:
@@ -33,7 +36,9 @@ def too_many_requests(rate: Rate, decision: Decision, what: str, setting: str) -
     record_rate_limited(setting.removeprefix("limits."))
     retry = max(1, math.ceil(decision.retry_after))
     message = f"too many {what}: the limit is {rate.text} ({setting}); retry in {retry} s"
-    return error_response(429, "rate_limited", message, headers={**rate_headers(decision), "Retry-After": str(retry)})
+    return error_response(
+        429, "rate_limited", message, headers={**rate_headers(decision), "Retry-After": str(retry)}
+    )
 
 
 async def with_headers(result, decision: Decision) -> Response:
@@ -45,7 +50,14 @@ async def with_headers(result, decision: Decision) -> Response:
     return response
 
 
-def limited(limiter: Limiter | None, key: Callable[[], str], what: str, setting: str, *, headers: bool = True):
+def limited(
+    limiter: Limiter | None,
+    key: Callable[[], str],
+    what: str,
+    setting: str,
+    *,
+    headers: bool = True,
+):
     """Decorate a route so that each request takes a token of ``limiter`` for ``key()`` (answered
     429 without one); ``limiter`` None leaves the route unlimited. ``headers=False`` leaves an
     allowed answer as it is (a WebSocket's: its headers went out with the upgrade)."""

@@ -1,5 +1,5 @@
-"""``WS /api/analytics/ws``: the live feed, translated to the broadcaster (its protocol: docs/api.md,
-"WS /api/analytics/ws").
+"""``WS /api/analytics/ws``: the live feed, translated to the broadcaster (its protocol:
+docs/api.md, "WS /api/analytics/ws").
 
 Who may connect is decided before the upgrade, cheaply and without a log line per refusal:
 
@@ -32,26 +32,31 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 import orjson
 import trio
 from quart import Quart, Response, websocket
 
-from ..actors.broadcaster import TRY_AGAIN_LATER, ClientFeed, ClientRefused, encode
+from ..actors.broadcaster import (
+    TRY_AGAIN_LATER,
+    BroadcasterActor,
+    ClientFeed,
+    ClientRefused,
+    encode,
+)
+from ..config import BroadcastSettings
 from ..domain.addresses import client_address, parse_networks
-from ..domain.rates import address_key
 from ..domain.live_limits import MessageBudget, Verdict, spend, subscription_verdict
+from ..domain.rates import address_key
 from ..domain.validation import MAX_ID_LENGTH
+from ..shared_state.limits import Limiter
 from ..storage import StorageError
+from ._hypercorn_fixes import abort_connection
 from .auth import AdminAuth, denied
 from .limits import limited
 from .responses import error_response
-from .server import abort_connection
-
-if TYPE_CHECKING:
-    from ..service import Service
 
 __all__ = ["register_live_routes"]
 
@@ -79,53 +84,85 @@ class _Conduct:
     subscription_warned: bool = False
 
 
-def register_live_routes(app: Quart, service: Service, auth: AdminAuth) -> None:
-    broadcaster = service.broadcaster
-    settings = service.settings.broadcast
+def register_live_routes(
+    app: Quart,
+    auth: AdminAuth,
+    broadcaster: BroadcasterActor,
+    settings: BroadcastSettings,
+    *,
+    trusted_proxies: tuple[str, ...],
+    limiter: Limiter | None,
+) -> None:
+    """The live feed, served by ``broadcaster``. ``trusted_proxies`` is ``web.trusted_proxies``,
+    ``limiter`` the ``limits.ws_connect_rate`` one."""
     stuck_timeout = settings.stuck_timeout
     public_realtime = settings.public_realtime
     rate = settings.max_messages_per_second
     max_subscriptions = settings.max_subscriptions
-    rate_error = _error("too_many_messages", f"more than broadcast.max_messages_per_second = {rate:g} messages; "
-                                             "messages over it are not handled, and the connection is closed "
-                                             f"({POLICY_VIOLATION}) if they go on")
-    subscriptions_error = _error("too_many_subscriptions",
-                                 f"this connection holds broadcast.max_subscriptions = {max_subscriptions} "
-                                 "subscriptions; unsubscribe first (another one refused closes the connection "
-                                 f"with {POLICY_VIOLATION})")
+    rate_error = _error(
+        "too_many_messages",
+        f"more than broadcast.max_messages_per_second = {rate:g} messages; "
+        "messages over it are not handled, and the connection is closed "
+        f"({POLICY_VIOLATION}) if they go on",
+    )
+    subscriptions_error = _error(
+        "too_many_subscriptions",
+        f"this connection holds broadcast.max_subscriptions = {max_subscriptions} "
+        "subscriptions; unsubscribe first (another one refused closes the connection "
+        f"with {POLICY_VIOLATION})",
+    )
 
     def may_subscribe(feed: ClientFeed, conduct: _Conduct) -> bool:
-        """Whether a new subscription fits; if not, the client is warned or its connection closed."""
-        verdict = subscription_verdict(int(feed.realtime) + len(feed.fingerprints), max_subscriptions,
-                                       conduct.subscription_warned)
+        """Whether a new subscription fits; if not, the client is warned or its connection
+        closed."""
+        verdict = subscription_verdict(
+            int(feed.realtime) + len(feed.fingerprints),
+            max_subscriptions,
+            conduct.subscription_warned,
+        )
         if verdict is Verdict.WARN:
             conduct.subscription_warned = True
             feed.reply(subscriptions_error)
         elif verdict is Verdict.CLOSE:
-            feed.close(POLICY_VIOLATION, f"more than broadcast.max_subscriptions = {max_subscriptions}")
+            feed.close(
+                POLICY_VIOLATION, f"more than broadcast.max_subscriptions = {max_subscriptions}"
+            )
         return verdict is Verdict.ALLOW
-    proxies = parse_networks(service.settings.web.trusted_proxies)
+
+    proxies = parse_networks(trusted_proxies)
 
     def limit_key() -> str:
         forwarded = ", ".join(websocket.headers.getlist("X-Forwarded-For")) or None
         return address_key(client_address(websocket.remote_addr, forwarded, proxies))
 
-    limit = limited(service.limits.ws_connect, limit_key, "WebSocket connections from this address",
-                    "limits.ws_connect_rate", headers=False)
+    limit = limited(
+        limiter,
+        limit_key,
+        "WebSocket connections from this address",
+        "limits.ws_connect_rate",
+        headers=False,
+    )
 
     def admission() -> Response | bool:
-        """The refusal of the upgrade, else whether the connection is public (see the module docstring)."""
+        """The refusal of the upgrade, else whether the connection is public (see the module
+        docstring)."""
         found = AdminAuth.credential(websocket.headers, websocket.cookies, websocket.args)
-        if found.source == "cookie" and not auth.trusts_origin(websocket.headers.get("Origin"),
-                                                                websocket.headers.get("Host")):
-            return error_response(403, "cross_origin", "the token cookie is not accepted from this page's origin "
-                                                       "(neither the service's own nor in cors.allowed_origins); "
-                                                       + _HINT)
+        if found.source == "cookie" and not auth.trusts_origin(
+            websocket.headers.get("Origin"), websocket.headers.get("Host")
+        ):
+            return error_response(
+                403,
+                "cross_origin",
+                "the token cookie is not accepted from this page's origin "
+                "(neither the service's own nor in cors.allowed_origins); " + _HINT,
+            )
         verdict = auth.judge(found.token)
         if verdict.is_admin:
             return False
         if public_realtime and found.source in ("none", "cookie"):
-            return True  # no credential, or an ambient one that is no admin's (a logged-in customer)
+            return (
+                True  # no credential, or an ambient one that is no admin's (a logged-in customer)
+            )
         return denied(verdict, hint=_HINT)
 
     async def send_first_insights(feed: ClientFeed, fingerprint: str) -> None:
@@ -133,16 +170,30 @@ def register_live_routes(app: Quart, service: Service, auth: AdminAuth) -> None:
             with trio.move_on_after(READ_TIMEOUT):
                 data = await broadcaster.insights_data(fingerprint)
                 if data is None:
-                    feed.reply(_error("unknown_visitor", f"no events were stored for the visitor {fingerprint!r} "
-                                                         "yet; its insights follow when its scores are recorded"))
+                    feed.reply(
+                        _error(
+                            "unknown_visitor",
+                            f"no events were stored for the visitor {fingerprint!r} "
+                            "yet; its insights follow when its scores are recorded",
+                        )
+                    )
                 elif fingerprint in feed.fingerprints:
-                    feed.put_insights(fingerprint, encode({"type": "user_insights", "fingerprint": fingerprint,
-                                                           "data": data}))
+                    feed.put_insights(
+                        fingerprint,
+                        encode({"type": "user_insights", "fingerprint": fingerprint, "data": data}),
+                    )
                 return
         except StorageError as exc:
-            feed.reply(_error("storage_unavailable", f"the visitor's insights cannot be read now: {exc}"))
+            feed.reply(
+                _error("storage_unavailable", f"the visitor's insights cannot be read now: {exc}")
+            )
             return
-        feed.reply(_error("storage_unavailable", f"the visitor's insights could not be read within {READ_TIMEOUT:g} s"))
+        feed.reply(
+            _error(
+                "storage_unavailable",
+                f"the visitor's insights could not be read within {READ_TIMEOUT:g} s",
+            )
+        )
 
     async def handle(feed: ClientFeed, raw: str | bytes, conduct: _Conduct) -> None:
         try:
@@ -156,16 +207,28 @@ def register_live_routes(app: Quart, service: Service, auth: AdminAuth) -> None:
         elif kind == "subscribe_realtime":
             if feed.realtime or may_subscribe(feed, conduct):
                 broadcaster.subscribe_realtime(feed)
-        elif kind in ("subscribe_user_insights", "unsubscribe") and not isinstance(message.get("fingerprint"), (str, type(None))):
+        elif kind in ("subscribe_user_insights", "unsubscribe") and not isinstance(
+            message.get("fingerprint"), (str, type(None))
+        ):
             feed.reply(_error("invalid_message", "fingerprint must be a string"))
         elif kind == "subscribe_user_insights" and feed.public:
-            feed.reply(_error("admin_only", "following a visitor's insights needs an admin credential "
-                                            f"({_HINT}); this connection may follow realtime metrics only"))
+            feed.reply(
+                _error(
+                    "admin_only",
+                    "following a visitor's insights needs an admin credential "
+                    f"({_HINT}); this connection may follow realtime metrics only",
+                )
+            )
         elif kind == "subscribe_user_insights":
             fingerprint = message.get("fingerprint")
             if not fingerprint or len(fingerprint) > MAX_ID_LENGTH:
-                feed.reply(_error("invalid_message", f"subscribe_user_insights needs a fingerprint of 1 to "
-                                                     f"{MAX_ID_LENGTH} characters"))
+                feed.reply(
+                    _error(
+                        "invalid_message",
+                        f"subscribe_user_insights needs a fingerprint of 1 to "
+                        f"{MAX_ID_LENGTH} characters",
+                    )
+                )
                 return
             if fingerprint not in feed.fingerprints and not may_subscribe(feed, conduct):
                 return
@@ -181,10 +244,20 @@ def register_live_routes(app: Quart, service: Service, auth: AdminAuth) -> None:
                 for followed in [fingerprint] if fingerprint else list(feed.fingerprints):
                     broadcaster.unfollow(feed, followed)
             else:
-                feed.reply(_error("invalid_message", f"unsubscribe needs channel {' or '.join(_CHANNELS)}, got {channel!r}"))
+                feed.reply(
+                    _error(
+                        "invalid_message",
+                        f"unsubscribe needs channel {' or '.join(_CHANNELS)}, got {channel!r}",
+                    )
+                )
         else:
-            feed.reply(_error("unknown_type", "type must be subscribe_realtime, subscribe_user_insights, "
-                                              f"unsubscribe or ping, got {kind!r}"))
+            feed.reply(
+                _error(
+                    "unknown_type",
+                    "type must be subscribe_realtime, subscribe_user_insights, "
+                    f"unsubscribe or ping, got {kind!r}",
+                )
+            )
 
     async def read_messages(feed: ClientFeed) -> None:
         conduct = _Conduct(MessageBudget.full(rate, trio.current_time()))
@@ -196,7 +269,9 @@ def register_live_routes(app: Quart, service: Service, auth: AdminAuth) -> None:
             elif verdict is Verdict.WARN:
                 feed.reply(rate_error)
             elif verdict is Verdict.CLOSE:
-                feed.close(POLICY_VIOLATION, f"more than broadcast.max_messages_per_second = {rate:g}")
+                feed.close(
+                    POLICY_VIOLATION, f"more than broadcast.max_messages_per_second = {rate:g}"
+                )
                 return
 
     async def write_messages(feed: ClientFeed, sending: list[float | None]) -> None:
@@ -217,8 +292,12 @@ def register_live_routes(app: Quart, service: Service, auth: AdminAuth) -> None:
             await trio.sleep(stuck_timeout / 4)
             began = sending[0]
             if began is not None and trio.current_time() - began > stuck_timeout:
-                logger.warning("live feed client %s stuck for %g s on one send: closed (%d)",
-                               feed.client_id, stuck_timeout, TRY_AGAIN_LATER)
+                logger.warning(
+                    "live feed client %s stuck for %g s on one send: closed (%d)",
+                    feed.client_id,
+                    stuck_timeout,
+                    TRY_AGAIN_LATER,
+                )
                 feed.close(TRY_AGAIN_LATER, "the client does not read fast enough")
                 await abort_connection(websocket.scope.get("client"))
                 return
@@ -236,13 +315,23 @@ def register_live_routes(app: Quart, service: Service, auth: AdminAuth) -> None:
         try:
             try:
                 await websocket.accept()
-            except Exception as exc:  # a client that broke the handshake: its connection ends, nothing else
+            except (
+                Exception
+            ) as exc:  # a client that broke the handshake: its connection ends, nothing else
                 logger.warning("live feed handshake failed: %r", exc)
                 return None
-            await websocket.send(encode({"type": "connection_established", "clientId": feed.client_id,
-                                         "access": "public" if feed.public else "admin",
-                                         "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds")
-                                         .replace("+00:00", "Z")}))
+            await websocket.send(
+                encode(
+                    {
+                        "type": "connection_established",
+                        "clientId": feed.client_id,
+                        "access": "public" if feed.public else "admin",
+                        "timestamp": datetime.now(UTC)
+                        .isoformat(timespec="milliseconds")
+                        .replace("+00:00", "Z"),
+                    }
+                )
+            )
             sending: list[float | None] = [None]  # when the send under way began
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(read_messages, feed)

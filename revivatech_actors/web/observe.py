@@ -29,8 +29,14 @@ from ..prometheus import exposition, record_http_request
 from .auth import AdminAuth, denied
 from .responses import error_response
 
-__all__ = ["MAX_REQUEST_ID", "MetricsAccess", "Observation", "register_metrics_route", "register_observation",
-           "route_template"]
+__all__ = [
+    "MAX_REQUEST_ID",
+    "MetricsAccess",
+    "Observation",
+    "register_metrics_route",
+    "register_observation",
+    "route_template",
+]
 
 access_logger = logging.getLogger("revivatech_actors.access")
 
@@ -89,9 +95,20 @@ class Observation:
         record_http_request(method, route, status, seconds)
         if self._access_log:
             duration_ms = round(seconds * 1000, 1)
-            access_logger.info("%s %s %d %.1f ms", method, path, status, duration_ms,
-                               extra={"method": method, "path": path, "route": route, "status": status,
-                                      "duration_ms": duration_ms})
+            access_logger.info(
+                "%s %s %d %.1f ms",
+                method,
+                path,
+                status,
+                duration_ms,
+                extra={
+                    "method": method,
+                    "path": path,
+                    "route": route,
+                    "status": status,
+                    "duration_ms": duration_ms,
+                },
+            )
 
 
 def register_observation(app: Quart, *, access_log: bool, http_hooks: bool = True) -> Observation:
@@ -101,6 +118,7 @@ def register_observation(app: Quart, *, access_log: bool, http_hooks: bool = Tru
     observation = Observation(access_log=access_log)
 
     if http_hooks:
+
         @app.before_request
         async def note_request():
             observation.begin(request.headers)
@@ -148,12 +166,24 @@ class MetricsAccess:
         if self.open:
             return None
         presented = AdminAuth.bearer(headers.get("Authorization"))
-        if self._token and presented is not None and hmac.compare_digest(presented.encode(), self._token):
+        if (
+            self._token
+            and presented is not None
+            and hmac.compare_digest(presented.encode(), self._token)
+        ):
             return None
-        hint = "send Authorization: Bearer <metrics.token>" if self._token else "send Authorization: Bearer <admin token>"
+        hint = (
+            "send Authorization: Bearer <metrics.token>"
+            if self._token
+            else "send Authorization: Bearer <admin token>"
+        )
         if self._admins is None:
-            return error_response(401, "unauthorized", f"a valid metrics token is needed: {hint}",
-                                  headers={"WWW-Authenticate": 'Bearer realm="revivatech-actors"'})
+            return error_response(
+                401,
+                "unauthorized",
+                f"a valid metrics token is needed: {hint}",
+                headers={"WWW-Authenticate": 'Bearer realm="revivatech-actors"'},
+            )
         verdict = self._admins.judge_http(headers, cookies)
         if verdict.is_admin:
             return None
@@ -173,5 +203,7 @@ def register_metrics_route(app: Quart, access: MetricsAccess, sample: Callable[[
             return refused
         sample()
         # reads the workers' files under --workers N
-        body, content_type = await trio.to_thread.run_sync(exposition, request.headers.get("Accept"))
+        body, content_type = await trio.to_thread.run_sync(
+            exposition, request.headers.get("Accept")
+        )
         return Response(body, status=200, content_type=content_type)

@@ -3,24 +3,24 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from quart import Quart
 
 from .auth import AdminAuth, admin_only
 from .responses import json_response
 
-if TYPE_CHECKING:
-    from ..service import Service
-
 __all__ = ["register_realtime_routes"]
 
 
-def register_realtime_routes(app: Quart, service: Service, auth: AdminAuth) -> None:
-    metrics = service.metrics
+def register_realtime_routes(
+    app: Quart, auth: AdminAuth, document: Callable[[], Awaitable[dict[str, Any]]]
+) -> None:
+    """The realtime route; ``document()`` is the realtime document as of now."""
 
     @app.get("/api/analytics/realtime")
     @admin_only(auth)
     async def realtime():
-        data = await metrics.document()
+        data = await document()
         return json_response({"success": True, "data": data})

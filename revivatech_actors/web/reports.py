@@ -5,12 +5,13 @@ parameters only, ``domain.reports`` does the maths."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from quart import Quart, request
 
+from ..config import FunnelSettings
 from ..domain.funnel import FunnelQuery, ParameterError, funnel_document, parse_timeframe
 from ..domain.profiles import BOOKING_COMPLETED_TYPES, BOOKING_STARTED_TYPES
 from ..domain.reports import (
@@ -24,13 +25,10 @@ from ..domain.reports import (
     top_user_row,
 )
 from ..domain.timefmt import iso_datetime
-from ..storage import QueryTimeout, StorageError
+from ..storage import QueryTimeout, Storage, StorageError
 from .auth import AdminAuth, admin_only
 from .insights import _within_deadline
 from .responses import error_response, json_response
-
-if TYPE_CHECKING:
-    from ..service import Service
 
 __all__ = ["register_report_routes"]
 
@@ -45,7 +43,12 @@ _RETRY_AFTER = {"Retry-After": "5"}
 
 
 def _bad(exc: ParameterError):
-    return error_response(400, "invalid_parameter", str(exc), details=[{"field": exc.parameter, "message": exc.message}])
+    return error_response(
+        400,
+        "invalid_parameter",
+        str(exc),
+        details=[{"field": exc.parameter, "message": exc.message}],
+    )
 
 
 def _timeframe(args: Mapping[str, str], default: str) -> tuple[float, str]:
@@ -63,10 +66,16 @@ def _period(default: str) -> tuple[datetime, datetime, str]:
     return now - timedelta(seconds=seconds), now, timeframe
 
 
-def register_report_routes(app: Quart, service: Service, auth: AdminAuth) -> None:
-    funnel_settings = service.settings.funnel
-    profiles = service.profiles
-    metrics = service.metrics
+def register_report_routes(
+    app: Quart,
+    auth: AdminAuth,
+    *,
+    funnel_settings: FunnelSettings,
+    reader: Storage,
+    realtime_document: Callable[[], Awaitable[dict[str, Any]]],
+) -> None:
+    """The report routes, read from ``reader`` (storage the web layer reads from); the
+    dashboard's overview is ``realtime_document()``'s."""
 
     @app.get("/api/analytics/insights")
     @admin_only(auth)
@@ -75,7 +84,7 @@ def register_report_routes(app: Quart, service: Service, auth: AdminAuth) -> Non
             page, limit = parse_page(request.args.to_dict())
         except ParameterError as exc:
             return _bad(exc)
-        found = await _within_deadline(lambda: profiles.reader_storage.profiles_page((page - 1) * limit, limit))
+        found = await _within_deadline(lambda: reader.profiles_page((page - 1) * limit, limit))
         if not hasattr(found, "profiles"):
             return found
         return json_response({"success": True, "data": insights_page_document(page, limit, found)})
@@ -89,10 +98,13 @@ def register_report_routes(app: Quart, service: Service, auth: AdminAuth) -> Non
         now = datetime.now(UTC)
         since, until = revenue_range(now)
         days = await _within_deadline(
-            lambda: profiles.reader_storage.revenue_by_day(since, until, BOOKING_COMPLETED_TYPES))
+            lambda: reader.revenue_by_day(since, until, BOOKING_COMPLETED_TYPES)
+        )
         if not isinstance(days, list):
             return days
-        return json_response({"success": True, "data": revenue_document(days, now), "timestamp": iso_datetime(now)})
+        return json_response(
+            {"success": True, "data": revenue_document(days, now), "timestamp": iso_datetime(now)}
+        )
 
     @app.get("/api/analytics/performance")
     @admin_only(auth)
@@ -104,14 +116,27 @@ def register_report_routes(app: Quart, service: Service, auth: AdminAuth) -> Non
         # starts up to one conversion window before the period pair with its completions
         lookback = since - timedelta(seconds=funnel_settings.window)
         types = BOOKING_STARTED_TYPES | BOOKING_COMPLETED_TYPES
-        events = await _within_deadline(lambda: profiles.reader_storage.booking_events(
-            lookback, now + timedelta(seconds=1), types, MAX_BOOKING_EVENTS))
+        events = await _within_deadline(
+            lambda: reader.booking_events(
+                lookback, now + timedelta(seconds=1), types, MAX_BOOKING_EVENTS
+            )
+        )
         if not isinstance(events, list):
             return events
-        figures = booking_figures(events, since=since, window=funnel_settings.window,
-                                  started_types=BOOKING_STARTED_TYPES, completed_types=BOOKING_COMPLETED_TYPES)
-        data = performance_document(figures, timeframe=timeframe, since=since, now=now,
-                                    truncated=len(events) >= MAX_BOOKING_EVENTS)
+        figures = booking_figures(
+            events,
+            since=since,
+            window=funnel_settings.window,
+            started_types=BOOKING_STARTED_TYPES,
+            completed_types=BOOKING_COMPLETED_TYPES,
+        )
+        data = performance_document(
+            figures,
+            timeframe=timeframe,
+            since=since,
+            now=now,
+            truncated=len(events) >= MAX_BOOKING_EVENTS,
+        )
         return json_response({"success": True, "data": data, "timestamp": iso_datetime(now)})
 
     @app.get("/api/analytics/customers")
@@ -121,7 +146,7 @@ def register_report_routes(app: Quart, service: Service, auth: AdminAuth) -> Non
             since, now, timeframe = _period(REPORT_TIMEFRAME)
         except ParameterError as exc:
             return _bad(exc)
-        counts = await _within_deadline(lambda: profiles.reader_storage.visitor_counts(since))
+        counts = await _within_deadline(lambda: reader.visitor_counts(since))
         if not hasattr(counts, "active"):
             return counts
         data = customers_document(counts, timeframe=timeframe, since=since, now=now)
@@ -134,31 +159,46 @@ def register_report_routes(app: Quart, service: Service, auth: AdminAuth) -> Non
             since, now, timeframe = _period(DASHBOARD_TIMEFRAME)
         except ParameterError as exc:
             return _bad(exc)
-        storage = profiles.reader_storage
         # each named funnel (the default steps when none is named), over the timeframe
         named = funnel_settings.named_steps() or {None: funnel_settings.steps}
 
         async def funnels() -> list[dict[str, Any]]:
             shown = []
             for name, steps in named.items():
-                query = FunnelQuery(tuple(steps), since, now, funnel_settings.window, None, name=name,
-                                    timeframe=timeframe)
-                counted = await storage.funnel(query, timeout=funnel_settings.timeout)
+                query = FunnelQuery(
+                    tuple(steps),
+                    since,
+                    now,
+                    funnel_settings.window,
+                    None,
+                    name=name,
+                    timeframe=timeframe,
+                )
+                counted = await reader.funnel(query, timeout=funnel_settings.timeout)
                 shown.append(funnel_document(query, counted, computed_at=now, cached=False))
             return shown
 
         try:  # bounded by funnel.timeout per funnel, as GET /funnel is
             computed = await funnels()
         except QueryTimeout:
-            return error_response(503, "funnel_timeout", f"a dashboard funnel took longer than funnel.timeout = "
-                                  f"{funnel_settings.timeout:g} s; ask a shorter timeframe", headers=_RETRY_AFTER)
+            return error_response(
+                503,
+                "funnel_timeout",
+                f"a dashboard funnel took longer than funnel.timeout = "
+                f"{funnel_settings.timeout:g} s; ask a shorter timeframe",
+                headers=_RETRY_AFTER,
+            )
         except StorageError as exc:
-            return error_response(503, "storage_unavailable", f"the dashboard cannot be computed now: {exc}",
-                                  headers=_RETRY_AFTER)
-        top = await _within_deadline(lambda: storage.top_profiles(since, TOP_USERS))
+            return error_response(
+                503,
+                "storage_unavailable",
+                f"the dashboard cannot be computed now: {exc}",
+                headers=_RETRY_AFTER,
+            )
+        top = await _within_deadline(lambda: reader.top_profiles(since, TOP_USERS))
         if not isinstance(top, list):
             return top
-        realtime = await metrics.document()
+        realtime = await realtime_document()
         data = {
             "overview": realtime["overview"],
             "funnels": computed,

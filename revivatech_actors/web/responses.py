@@ -11,8 +11,15 @@ from quart import Response
 __all__ = ["error_response", "json_response"]
 
 
-def json_response(payload: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(payload), status=status, headers=dict(headers or {}), content_type="application/json")
+def json_response(
+    payload: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    return Response(
+        orjson.dumps(payload),
+        status=status,
+        headers=dict(headers or {}),
+        content_type="application/json",
+    )
 
 
 def error_response(

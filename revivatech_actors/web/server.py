@@ -8,6 +8,9 @@ stop accepting, let open requests finish within ``graceful_timeout`` — is trig
 A worker of ``serve --workers N`` (``reuse_port``) listens through a socket it makes itself with
 ``SO_REUSEPORT`` (:func:`reuse_port_listener`), which the other workers' sockets on the same
 address join; the kernel spreads new connections between them.
+
+The fixes to Hypercorn (:mod:`._hypercorn_fixes`) are installed when a server starts, before it
+listens; never at import.
 """
 
 from __future__ import annotations
@@ -21,80 +24,22 @@ import attrs
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
-from hypercorn.trio.tcp_server import TCPServer
-from hypercorn.utils import parse_socket_addr
 from quart_trio import QuartTrio
 
 from ..supervisor import Activity
-from . import connection_limits
-from .connection_limits import ConnectionLimits, admit, guard_config, raise_open_file_limit, release
-from . import _hypercorn_fixes
+from ._hypercorn_fixes import apply as apply_hypercorn_fixes
+from ._hypercorn_fixes import guard_config
+from .connection_limits import ConnectionLimits, raise_open_file_limit
 
-__all__ = ["WebServer", "abort_connection"]
+__all__ = ["WebServer", "reuse_port_listener"]
 
 logger = logging.getLogger(__name__)
 
 #: Pending connections the kernel queues while the loop is busy; Hypercorn's 100 drops bursts.
 BACKLOG = 2048
-#: Largest WebSocket message a client may send when none is configured (the protocol's messages are tiny).
+#: Largest WebSocket message a client may send when none is configured (the protocol's
+#: messages are tiny).
 WEBSOCKET_MAX_MESSAGE = 64 * 1024
-
-
-#: Open connections by peer address (the ASGI scope's ``client``), for :func:`abort_connection`.
-_OPEN_CONNECTIONS: dict[tuple[str, int], TCPServer] = {}
-
-
-def _watch_connections() -> None:
-    """Wrap Hypercorn's per-connection task so that (1) an error inside one connection ends that
-    connection, not the server, (2) a connection can be aborted by its peer address, and (3) the
-    connection counts against its server's ``web.max_connections`` (:mod:`.connection_limits`).
-
-    (1): Hypercorn 0.18 lets an exception escape a connection's task (e.g. h11's
-    LocalProtocolError when a WebSocket client sends a frame before the handshake's answer), and
-    it then stops the whole server with every other connection on it. (2): Hypercorn shields
-    each socket write from cancellation, so a peer that stops reading blocks its sender for
-    good; closing the socket is the only way to free it (:func:`abort_connection`).
-    Applied once, at import.
-    """
-    if getattr(TCPServer.run, "_watched", False):
-        return
-    run_connection = TCPServer.run
-
-    async def run(self: TCPServer) -> None:
-        if not await admit(self):
-            return
-        try:
-            key = parse_socket_addr(self.stream.socket.family, self.stream.socket.getpeername())
-        except OSError:
-            key = None
-        if key is not None:
-            _OPEN_CONNECTIONS[key] = self
-        try:
-            await run_connection(self)
-        except* Exception as group:  # the connection is closed by now (TCPServer.run's finally)
-            logger.warning("a connection failed and was closed: %r", group.exceptions[0])
-        finally:
-            release(self)
-            if key is not None and _OPEN_CONNECTIONS.get(key) is self:
-                del _OPEN_CONNECTIONS[key]
-
-    run._watched = True  # type: ignore[attr-defined]
-    TCPServer.run = run  # type: ignore[method-assign]
-
-
-async def abort_connection(client: tuple[str, int] | list | None) -> bool:
-    """Close the TCP connection of the peer ``client`` (the ASGI scope's ``client``) at once,
-    whatever is being written to it; False if there is no such connection."""
-    connection = _OPEN_CONNECTIONS.get(tuple(client)) if client else None
-    if connection is None:
-        return False
-    await connection.stream.aclose()
-    return True
-
-
-_watch_connections()
-connection_limits.install()
-_hypercorn_fixes.apply()
 
 
 def _bind_address(host: str, port: int) -> str:
@@ -150,6 +95,7 @@ class WebServer:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         self._shutdown = trio.Event()  # a restarted server must not see the previous stop
+        apply_hypercorn_fixes()
         config = HypercornConfig()
         listener = reuse_port_listener(self.host, self.port) if self.reuse_port else None
         # Hypercorn takes a duplicate of the listener and closes it when it stops accepting; the
@@ -174,12 +120,21 @@ class WebServer:
         try:
             async with trio.open_nursery() as nursery:
                 self.bound = await nursery.start(
-                    lambda task_status: serve(self.app, config, shutdown_trigger=self._shutdown.wait, task_status=task_status)
+                    lambda task_status: serve(
+                        self.app,
+                        config,
+                        shutdown_trigger=self._shutdown.wait,
+                        task_status=task_status,
+                    )
                 )
                 if listener is not None:
                     listener.close()
                     listener = None
-                logger.info("%slistening on %s", f"{self.name}: " if self.name else "", ", ".join(self.bound))
+                logger.info(
+                    "%slistening on %s",
+                    f"{self.name}: " if self.name else "",
+                    ", ".join(self.bound),
+                )
                 task_status.started()
         finally:
             if listener is not None:
