@@ -9,8 +9,15 @@ JSON body naming the setting, or the connection is closed at once (``web.max_con
 from __future__ import annotations
 
 import json
+import logging
 
 import trio
+
+from revivatech_actors.web.connection_limits import (
+    REFUSAL_LOG_INTERVAL,
+    ConnectionGuard,
+    ConnectionLimits,
+)
 
 from .helpers import read_until_closed
 from .test_service import Running, make_service
@@ -335,3 +342,21 @@ async def test_http2_over_cleartext_is_not_taken_up(sqlite_url):
         await preface.send_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
         received, _ = await read_until_closed(preface, 1)
         assert received.startswith(b"HTTP/1.1 4"), received  # an HTTP/1.1 refusal, no HTTP/2 frames
+
+
+async def test_refusals_past_the_cap_are_logged_once_per_interval_and_none_is_left_out(
+    autojump_clock, caplog
+):
+    guard = ConnectionGuard(ConnectionLimits(header_timeout=1, body_timeout=1, max_connections=2,
+                                             max_header_size=8192))
+    assert guard.admit() and guard.admit()
+    with caplog.at_level(logging.WARNING, logger="revivatech_actors.web.connection_limits"):
+        assert not guard.admit()  # logged at once
+        for _ in range(4):
+            assert not guard.admit()  # counted, not logged: a flood is one line
+        assert [r.getMessage().split(" new")[0] for r in caplog.records] == ["1"]
+        await trio.sleep(REFUSAL_LOG_INTERVAL)
+        guard.release()  # no new refusal came: the four are still reported
+        assert [r.getMessage().split(" new")[0] for r in caplog.records] == ["1", "4"]
+        guard.release()
+        assert len(caplog.records) == 2  # nothing pending: nothing more

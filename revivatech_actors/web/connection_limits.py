@@ -86,6 +86,16 @@ class ConnectionGuard:
             self.open += 1
             return True
         self.refused += 1
+        self._log_refusals()
+        return False
+
+    def release(self) -> None:
+        self.open -= 1
+        if self.refused:  # refusals not logged yet: a flood that stopped is still reported
+            self._log_refusals()
+
+    def _log_refusals(self) -> None:
+        """One line per REFUSAL_LOG_INTERVAL at most, counting the refusals since the last."""
         now = trio.current_time()
         if now - self.logged_at >= REFUSAL_LOG_INTERVAL:
             logger.warning(
@@ -94,10 +104,6 @@ class ConnectionGuard:
                 self.limits.max_connections,
             )
             self.refused, self.logged_at = 0, now
-        return False
-
-    def release(self) -> None:
-        self.open -= 1
 
 
 class Phase(enum.Enum):
