@@ -3,6 +3,7 @@ crashes and owners; activation, ordering, passivation, reads and writes, on real
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 import attrs
@@ -183,10 +184,11 @@ async def test_a_restarted_actor_starts_over_from_storage(storage, storage_url):
     assert query(storage_url, PROFILE, ("r",)) == [(5, 1, 0)]
 
 
-async def test_two_owners_share_the_partitions_and_a_survivor_takes_over(postgres_url):
+async def test_two_owners_share_the_partitions_and_a_survivor_takes_over(postgres_url, caplog):
     """Two actors on one database (as two instances): each owns half the partitions, events
     stored through either reach their owner through the log, every profile is exact; one
     dies and the other takes its partitions over, replaying what the dead one had not written."""
+    caplog.set_level(logging.INFO, logger="revivatech_actors.actors.profiles")
     events = [visit(f"v{n % 40}", n, session=f"v{n % 40}-s{n // 40 % 2}") for n in range(400)]
     async with open_storage(postgres_url) as first, open_storage(postgres_url) as second:
         await first.migrate()
@@ -199,6 +201,9 @@ async def test_two_owners_share_the_partitions_and_a_survivor_takes_over(postgre
                     lambda: len(a.actor.owned_partitions) == len(b.actor.owned_partitions) == 4
                 )
                 assert set(a.actor.owned_partitions).isdisjoint(b.actor.owned_partitions)
+                given = [r.getMessage() for r in caplog.records if "given up" in r.getMessage()]
+                assert given == ["4 partition(s) of 8 given up to other instances "
+                                 "(2 instance(s) alive): 4-7"]  # one line, not one per partition
                 for n in range(0, 400, 20):
                     await (a, b)[(n // 20) % 2].feed(events[n : n + 20])
                 for visitor in ("v0", "v7", "v13"):  # every stored event counts, on both

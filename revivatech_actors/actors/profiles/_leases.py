@@ -60,10 +60,13 @@ class Leases:
         self._taken_untold.clear()
         self._taken_news = trio.Event()
 
-    def give_up(self, partition: int, why: str) -> None:
-        """Stop deriving ``partition`` and release its lease at the next round (if owned)."""
+    def give_up(self, partition: int, why: str | None) -> bool:
+        """Stop deriving ``partition`` and release its lease at the next round (if owned);
+        ``why`` as for ``Router.lose``."""
         if self.router.lose(partition, why):
             self.to_release.add(partition)
+            return True
+        return False
 
     async def keep(self, lease_round: Callable[[], Awaitable[None]], ttl: float) -> None:
         """Run ``lease_round`` ``LEASE_ROUNDS_PER_TTL`` times per ``ttl``, for ever; failures
@@ -87,17 +90,19 @@ class Leases:
         router = self.router
         share = target_share(self.partitions, self.owners)
         if len(router.cursors) > share:  # others joined: the highest partitions go to them
-            for partition in sorted(router.cursors)[share:]:
-                self.give_up(partition, "given up to another instance")
+            given = [p for p in sorted(router.cursors)[share:] if self.give_up(p, None)]
+            _log_lost(given, "given up to other instances", self.partitions, self.owners)
         release = sorted(self.to_release)
         result = await self.storage.lease_round(
             owner, partitions=self.partitions, ttl=ttl, release=release, claim=claim
         )
         self.to_release.difference_update(release)
         self.owners = result.owners
+        taken_over = []
         for partition, cursor in list(router.cursors.items()):
-            if result.owned.get(partition) != cursor.epoch:
-                router.lose(partition, "taken over by another instance")
+            if result.owned.get(partition) != cursor.epoch and router.lose(partition, None):
+                taken_over.append(partition)
+        _log_lost(taken_over, "taken over by other instances", self.partitions, result.owners)
         claimed = {new.partition for new in result.claimed}
         for new in result.claimed:
             router.cursors[new.partition] = Cursor(
@@ -139,3 +144,12 @@ def _ranges(numbers: list[int]) -> str:
         run = [n for _, n in group]
         parts.append(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}")
     return ", ".join(parts)
+
+
+def _log_lost(partitions: list[int], why: str, of: int, owners: int) -> None:
+    """One line for the partitions lost in one lease round (none: no line)."""
+    if partitions:
+        logger.info(
+            "%d partition(s) of %d %s (%d instance(s) alive): %s",
+            len(partitions), of, why, owners, _ranges(partitions),
+        )

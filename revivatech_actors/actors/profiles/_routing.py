@@ -182,13 +182,15 @@ class Router:
 
     # ------------------------------------------------------------------ ownership
 
-    def lose(self, partition: int, why: str) -> bool:
+    def lose(self, partition: int, why: str | None) -> bool:
         """Stop deriving ``partition`` (False if it was not owned): its unwritten events are
-        left to its next owner, who applies them from the log."""
+        left to its next owner, who applies them from the log. Logged with ``why``, unless
+        None (the caller logs partitions lost together in one line)."""
         if self.cursors.pop(partition, None) is None:
             return False
         self.stats.partitions_lost += 1
-        logger.info("partition %d %s", partition, why)
+        if why is not None:
+            logger.info("partition %d %s", partition, why)
         for actor in self.dirty.pop(partition, {}).values():
             self.unwritten_events -= len(actor.pending or ())
             self.unwritten_visitors -= 1
