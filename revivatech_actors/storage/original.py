@@ -26,7 +26,7 @@ from psycopg import sql
 import trio
 
 from ..domain.original import REQUIRED_COLUMNS
-from ._base import first_line, mask_password
+from ._messages import first_line, mask_password
 from ._errors import StorageError
 
 __all__ = ["OriginalSource", "Position", "SourceError"]

@@ -1,7 +1,7 @@
 """PostgreSQL storage through psycopg 3's *blocking* API in worker threads.
 
 psycopg's async API does not run under trio (it needs an asyncio loop), so calls go through
-``trio.to_thread.run_sync`` with one ``CapacityLimiter(1)`` per connection (see ``_base``). One
+``trio.to_thread.run_sync`` with one ``CapacityLimiter(1)`` per connection (see ``_connections``). One
 exception, the hot path: a batch of events without dead letters is one statement, sent and awaited
 on the event loop itself through libpq's non-blocking API (``_execute_on_loop``): under load a
 thread hop costs several milliseconds of waiting for the GIL each way (docs/performance.md). This
@@ -42,7 +42,8 @@ from ..domain.realtime import BUCKET_SECONDS
 from ..domain.scoring import MODEL_TYPES, ScoreRecord
 from ..messages import DeadLetter, Event
 
-from ._base import Storage, first_line, mask_password
+from ._interface import Storage
+from ._messages import first_line, mask_password
 from ._lifecycle import PurgeStep, RejectedLetter
 from ._errors import QueryTimeout, StorageError, StorageUnavailable
 from ._records import (

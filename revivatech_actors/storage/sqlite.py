@@ -2,7 +2,7 @@
 
 One writer connection and one health connection (WAL mode lets the health connection read while
 the writer writes). Connections are made with ``check_same_thread=False`` and used by one worker
-thread at a time (see ``_base._Lane``). Transactions are explicit: connections run in autocommit
+thread at a time (see ``_connections.Lane``). Transactions are explicit: connections run in autocommit
 mode (``isolation_level=None``) and ``BEGIN IMMEDIATE`` takes the write lock up front, so two writers
 never deadlock upgrading a read lock.
 
@@ -32,7 +32,8 @@ from ..domain.profiles import ProfileDelta, ProfileState, Touch, journey_rows, s
 from ..domain.realtime import BUCKET_SECONDS
 from ..domain.scoring import CHURN, ENGAGEMENT, LEAD, MODEL_TYPES, PRICE_SENSITIVITY, ScoreRecord
 from ..messages import DeadLetter, Event
-from ._base import Storage, first_line
+from ._interface import Storage
+from ._messages import first_line
 from ._errors import QueryTimeout, StorageError, StorageMisconfigured, StorageUnavailable
 from ._lifecycle import PurgeStep, RejectedLetter
 from ._records import (
