@@ -12,7 +12,7 @@ import abc
 import datetime
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from importlib.resources.abc import Traversable
 from typing import Any, ClassVar
 
@@ -45,11 +45,6 @@ from ._reports import BookingEvent, DailyRevenue, ProfilesPage, VisitorCounts
 __all__ = ["LOG_PAGE_EVENTS", "CommittedBatch", "Storage"]
 
 logger = logging.getLogger(__name__)
-
-#: Profiles whose scores do not reflect their latest write (the same in both engines).
-_UNSCORED_PROFILES = (
-    "SELECT user_fingerprint FROM user_behavior_profiles WHERE version > scored_version"
-)
 
 #: Of the log read by ``read_log``, at most this many events at a time (whole transactions: one
 #: larger than that comes whole, alone).
@@ -107,6 +102,8 @@ class Storage(MigratingStorage):
     #: Errors meaning "the database refuses these rows" (not "the database is unreachable"):
     #: ``write_batch`` bisects a batch that raises one of them.
     _row_errors: ClassVar[tuple[type[Exception], ...]]
+    #: The engine's named queries (``_queries.load_queries``).
+    _queries: ClassVar[Mapping[str, str]]
 
     def __init__(
         self,
@@ -362,7 +359,8 @@ class Storage(MigratingStorage):
         Reads the whole profiles table (the columns are not indexed, so profile writes stay
         heap-only updates): meant for when partitions change hands, not for every cycle."""
         wanted = frozenset(partitions)
-        rows = await self._on_writer(lambda conn: conn.execute(_UNSCORED_PROFILES).fetchall())
+        query = self._queries["unscored_profiles"]
+        rows = await self._on_writer(lambda conn: conn.execute(query).fetchall())
         return [fp for (fp,) in rows if partition_of(fp, count) in wanted]
 
     async def recent_predictions(self, user_fingerprint: str, limit: int) -> list[StoredPrediction]:

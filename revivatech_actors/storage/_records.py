@@ -34,7 +34,6 @@ __all__ = [
     "profile_delta_row",
     "score_record_row",
     "session_delta_row",
-    "session_merge_sql",
     "stored_scores",
 ]
 
@@ -61,21 +60,6 @@ def event_extra_items(e: Event) -> dict[str, Any]:
     if e.ip_address is not None:
         items["ip_address"] = e.ip_address
     return items
-
-
-def session_merge_sql(least: str, greatest: str) -> str:
-    """The ``ON CONFLICT (session_id) DO UPDATE`` of an ``analytics_sessions`` row (aliased ``s``)
-    by a session delta, in an engine's names for the two-argument least and greatest: both
-    engines merge by these rules, the ones ``domain.sessions.SessionDelta.merged`` applies."""
-    return f"""ON CONFLICT (session_id) DO UPDATE SET
-    event_count = s.event_count + excluded.event_count,
-    page_views = s.page_views + excluded.page_views,
-    entry_page = CASE WHEN excluded.started_at < s.started_at THEN excluded.entry_page ELSE s.entry_page END,
-    exit_page = CASE WHEN excluded.last_activity_at >= s.last_activity_at THEN excluded.exit_page ELSE s.exit_page END,
-    referrer = CASE WHEN excluded.started_at < s.started_at THEN excluded.referrer ELSE s.referrer END,
-    utm_source = CASE WHEN excluded.started_at < s.started_at THEN excluded.utm_source ELSE s.utm_source END,
-    started_at = {least}(s.started_at, excluded.started_at),
-    last_activity_at = {greatest}(s.last_activity_at, excluded.last_activity_at)"""
 
 
 @attrs.frozen

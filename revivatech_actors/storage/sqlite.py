@@ -36,6 +36,7 @@ from ._interface import Storage
 from ._messages import first_line
 from ._errors import QueryTimeout, StorageError, StorageMisconfigured, StorageUnavailable
 from ._lifecycle import PurgeStep, RejectedLetter
+from ._queries import load_queries
 from ._records import (
     EVENT_EXTRA_COLUMNS,
     LogEntry,
@@ -46,7 +47,6 @@ from ._records import (
     VisitorKeys,
     event_extra_values,
     score_record_row,
-    session_merge_sql,
     stored_scores,
 )
 from ._reports import BookingEvent, DailyRevenue, ProfilesPage, VisitorCounts
@@ -82,134 +82,37 @@ _UNAVAILABLE_ERRORS = (
 
 _MEMORY = ":memory:"
 
-_EXTRA_LIST = ", ".join(EVENT_EXTRA_COLUMNS)
+#: The named queries of ``sql/sqlite/queries/*.sql``.
+Q = load_queries("sqlite")
 
-#: Per-connection staging table: one executemany in, then one INSERT ... SELECT that skips stored
-#: ids and says (RETURNING) which rows went in. ``WHERE true`` is SQLite's required disambiguation
-#: between a SELECT's join clause and the upsert's ON CONFLICT.
-_CREATE_STAGING = """
-CREATE TEMP TABLE IF NOT EXISTS staging_events (
-    seq INTEGER, event_id TEXT, user_fingerprint TEXT, session_id TEXT, event_type TEXT,
-    event_timestamp TEXT, received_at TEXT, sent_at TEXT, page_url TEXT, referrer TEXT,
-    value REAL, properties TEXT, log_slot INTEGER, {extra}
+_EXTRA_LIST = ", ".join(EVENT_EXTRA_COLUMNS)
+_CREATE_STAGING = Q["create_staging"].replace("{extra}", _EXTRA_LIST)
+_INSERT_STAGING = Q["insert_staging"].replace(
+    "{marks}", ", ".join("?" * (13 + len(EVENT_EXTRA_COLUMNS)))
 )
-""".format(extra=_EXTRA_LIST)
-_INSERT_STAGING = f"INSERT INTO temp.staging_events VALUES ({', '.join('?' * (13 + len(EVENT_EXTRA_COLUMNS)))})"
-_INSERT_FROM_STAGING = f"""
-INSERT INTO analytics_events (event_id, user_fingerprint, session_id, event_type, event_timestamp,
-                              received_at, sent_at, page_url, referrer, value, properties, log_slot, log_txn,
-                              log_seq, {_EXTRA_LIST})
-SELECT event_id, user_fingerprint, session_id, event_type, event_timestamp,
-       received_at, sent_at, page_url, referrer, value, properties, log_slot, ?, seq, {_EXTRA_LIST}
-FROM temp.staging_events WHERE true ORDER BY seq
-ON CONFLICT (event_id) DO NOTHING
-RETURNING event_id
-"""
-_UPSERT_SESSION = """
-INSERT INTO analytics_sessions AS s (session_id, user_fingerprint, started_at, last_activity_at,
-                                     event_count, page_views, entry_page, exit_page, referrer, utm_source)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-""" + session_merge_sql("min", "max")
+_INSERT_FROM_STAGING = Q["insert_from_staging"].replace("{extra}", _EXTRA_LIST)
 #: Bound parameters per statement (SQLite's limit is 32766 since 3.32; stay far below it).
 _MAX_PARAMETERS = 500
-_INSERT_DEAD_LETTER = (
-    "INSERT INTO rejected_events (letter_id, received_at, source, reasons, payload)"
-    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (letter_id) DO UPDATE SET times_received = times_received + 1,"
-    " last_received_at = max(coalesce(last_received_at, received_at), excluded.received_at)"
-)
 
 
-_UPSERT_PROFILE = """
-INSERT INTO user_behavior_profiles AS p (user_fingerprint, total_events, total_page_views, bookings_started,
-                                         total_bookings, total_value, first_seen, last_seen, last_booking_at,
-                                         days_active, total_sessions, event_counts, device_counts, customer_id,
-                                         customer_id_at, version)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)
-ON CONFLICT (user_fingerprint) DO UPDATE SET
-    total_events = p.total_events + excluded.total_events,
-    total_page_views = p.total_page_views + excluded.total_page_views,
-    bookings_started = p.bookings_started + excluded.bookings_started,
-    total_bookings = p.total_bookings + excluded.total_bookings,
-    total_value = p.total_value + excluded.total_value,
-    first_seen = coalesce(min(p.first_seen, excluded.first_seen), p.first_seen, excluded.first_seen),
-    last_seen = coalesce(max(p.last_seen, excluded.last_seen), p.last_seen, excluded.last_seen),
-    last_booking_at = coalesce(max(p.last_booking_at, excluded.last_booking_at), p.last_booking_at, excluded.last_booking_at),
-    days_active = p.days_active + excluded.days_active,
-    total_sessions = p.total_sessions + excluded.total_sessions,
-    event_counts = (SELECT json_group_object(key, total) FROM (
-        SELECT key, sum(value) AS total FROM (
-            SELECT key, value FROM json_each(p.event_counts) UNION ALL SELECT key, value FROM json_each(excluded.event_counts)
-        ) GROUP BY key)),
-    device_counts = (SELECT coalesce(json_group_object(key, total), '{}') FROM (
-        SELECT key, sum(value) AS total FROM (
-            SELECT key, value FROM json_each(p.device_counts) UNION ALL SELECT key, value FROM json_each(excluded.device_counts)
-        ) GROUP BY key)),
-    -- the later event's user_id; on equal times the greater id (domain.profiles._later_id)
-    customer_id = CASE WHEN excluded.customer_id_at IS NOT NULL AND (p.customer_id_at IS NULL
-                            OR excluded.customer_id_at > p.customer_id_at
-                            OR (excluded.customer_id_at = p.customer_id_at AND excluded.customer_id > p.customer_id))
-                       THEN excluded.customer_id ELSE p.customer_id END,
-    customer_id_at = coalesce(max(p.customer_id_at, excluded.customer_id_at), p.customer_id_at, excluded.customer_id_at),
-    version = p.version + 1,  -- its scores are due (migration 0008)
-    updated_at = strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')
-RETURNING user_fingerprint
-"""
-_INSERT_ACTIVE_DAY = "INSERT INTO visitor_active_days (user_fingerprint, day) VALUES (?, ?) ON CONFLICT DO NOTHING"
-_SELECT_JOURNEY = (
-    "SELECT touchpoints, stage, first_touch_source, first_touch_at, last_touch_source, last_touch_at, started_at, updated_at"
-    " FROM customer_journeys WHERE user_fingerprint = ? AND session_id = ?"
-)
-_UPSERT_JOURNEY = """
-INSERT INTO customer_journeys (user_fingerprint, session_id, touchpoints, stage, first_touch_source, first_touch_at,
-                               last_touch_source, last_touch_at, started_at, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (user_fingerprint, session_id) DO UPDATE SET
-    touchpoints = excluded.touchpoints, stage = excluded.stage, first_touch_source = excluded.first_touch_source,
-    first_touch_at = excluded.first_touch_at, last_touch_source = excluded.last_touch_source,
-    last_touch_at = excluded.last_touch_at, started_at = excluded.started_at, updated_at = excluded.updated_at
-"""
-_RECORD_SCORE = """
-UPDATE user_behavior_profiles SET
-    segment = ?, scored_at = ?, scored_version = ?,
-    engagement_score = coalesce(?, engagement_score), lead_score = coalesce(?, lead_score),
-    churn_risk_score = coalesce(?, churn_risk_score), price_sensitivity_score = coalesce(?, price_sensitivity_score)
-WHERE user_fingerprint = ?
-"""
-_INSERT_PREDICTION = (
-    "INSERT INTO ml_predictions (user_fingerprint, model_type, prediction_value, confidence_score, factors, created_at)"
-    " VALUES (?, ?, ?, ?, ?, ?)"
-)
-_PROFILE_COLUMNS = (
-    "p.user_fingerprint, p.total_events, p.total_sessions, p.total_page_views, p.bookings_started, p.total_bookings,"
-    " p.total_value, p.first_seen, p.last_seen, p.last_booking_at,"
-    " p.retired_session_seconds + (SELECT coalesce(sum((julianday(s.last_activity_at) - julianday(s.started_at))"
-    "  * 86400.0), 0.0) FROM analytics_sessions s WHERE s.user_fingerprint = p.user_fingerprint),"
-    " p.days_active, p.event_counts, p.segment, p.engagement_score, p.lead_score, p.churn_risk_score,"
-    " p.price_sensitivity_score, p.updated_at, p.device_counts, p.customer_id, p.customer_id_at, p.version"
-)
+def _marks(count: int) -> str:
+    """An IN-list of ``count`` placeholders (NULL for none: matches nothing)."""
+    return ", ".join("?" * count) or "NULL"
 
 
-_TOUCH_COLUMNS = """e.log_txn, e.log_slot % :partitions, e.user_fingerprint, e.event_id, e.event_type, e.session_id,
-    e.event_timestamp, e.page_url, e.referrer, e.value, CASE WHEN e.event_type = :step THEN e.properties END,
-    e.device_type, e.user_id"""
-_LOG_ROWS = """
-WITH c AS (SELECT json_extract(value, '$.partition') AS partition, json_extract(value, '$.horizon') AS horizon,
-                  json_extract(value, '$.applied') AS applied FROM json_each(:cursors)),
-     r AS (SELECT json_extract(value, '$[0]') AS low, json_extract(value, '$[1]') AS high FROM json_each(:ranges))
-SELECT """ + _TOUCH_COLUMNS + """
-FROM r CROSS JOIN analytics_events e JOIN c ON c.partition = e.log_slot % :partitions
-WHERE e.log_txn >= r.low AND e.log_txn < r.high AND e.log_txn >= c.horizon
-  AND e.log_txn NOT IN (SELECT value FROM json_each(c.applied))
-ORDER BY e.log_txn, e.log_seq
-"""
-_VISITOR_TAIL = """
-SELECT """ + _TOUCH_COLUMNS + """
-FROM analytics_events e
-WHERE e.log_txn >= :horizon AND e.log_slot = :slot AND e.user_fingerprint = :fp
-  AND e.log_txn NOT IN (SELECT value FROM json_each(:applied))
-ORDER BY e.log_txn, e.log_seq
-"""
+def _with_marks(name: str, count: int) -> str:
+    """The query ``name`` with its ``{marks}`` IN-list of ``count`` placeholders."""
+    return Q[name].replace("{marks}", _marks(count))
 
+
+_BUCKET = str(int(BUCKET_SECONDS))
+_REALTIME_NEWEST = {
+    key: Q[name].replace("{bucket}", _BUCKET)
+    for key, name in (
+        ("user_fingerprint", "realtime_newest_by_visitor"),
+        ("session_id", "realtime_newest_by_session"),
+    )
+}
 
 def _optional_timestamp(value: dt.datetime | None) -> str | None:
     return None if value is None else format_timestamp(value)
@@ -290,6 +193,7 @@ class SQLiteStorage(Storage):
     engine = "sqlite"
     migrations_folder = "sqlite"
     _driver_errors = (sqlite3.Error,)
+    _queries = Q
     # ValueError: text Python cannot encode as UTF-8 (a lone surrogate); OverflowError: an
     # integer wider than 64 bits.
     _row_errors = (sqlite3.IntegrityError, sqlite3.DataError, ValueError, OverflowError)
@@ -377,13 +281,10 @@ class SQLiteStorage(Storage):
         return StorageError(message)
 
     def _ping_blocking(self, conn: sqlite3.Connection) -> None:
-        # Reads the schema page, so it proves the file is there and readable, not just the library.
-        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        conn.execute(Q["ping"]).fetchone()
 
     def _table_names_blocking(self, conn: sqlite3.Connection) -> set[str]:
-        rows = conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
-        ).fetchall()
+        rows = conn.execute(Q["table_names"]).fetchall()
         return {name for (name,) in rows}
 
     @contextlib.contextmanager
@@ -401,24 +302,13 @@ class SQLiteStorage(Storage):
         """Nothing to do: ``BEGIN IMMEDIATE`` already holds the database's write lock."""
 
     def _ensure_migrations_table(self, conn: sqlite3.Connection) -> None:
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations ("
-            " version INTEGER PRIMARY KEY,"
-            " name TEXT NOT NULL,"
-            " checksum TEXT NOT NULL,"
-            " applied_at TEXT NOT NULL"
-            ") STRICT"
-        )
+        conn.execute(Q["create_migrations_table"])
 
     def _read_applied(self, conn: sqlite3.Connection) -> list[AppliedMigration]:
-        exists = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
-        ).fetchone()
+        exists = conn.execute(Q["migrations_table_exists"]).fetchone()
         if exists is None:
             return []
-        rows = conn.execute(
-            "SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version"
-        ).fetchall()
+        rows = conn.execute(Q["applied_migrations"]).fetchall()
         return [
             AppliedMigration(version=v, name=n, checksum=c, applied_at=parse_timestamp(at))
             for v, n, c, at in rows
@@ -431,7 +321,7 @@ class SQLiteStorage(Storage):
     def _record_migration(self, conn: sqlite3.Connection, migration: Migration) -> AppliedMigration:
         applied_at = format_timestamp(dt.datetime.now(dt.timezone.utc))
         conn.execute(
-            "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?, ?, ?, ?)",
+            Q["record_migration"],
             (migration.version, migration.name, migration.checksum, applied_at),
         )
         return AppliedMigration(
@@ -454,27 +344,25 @@ class SQLiteStorage(Storage):
             ],
         )
         try:
-            # One writer at a time holds the database: event writes commit in the order of this count.
-            (txn,) = conn.execute("UPDATE event_log_clock SET last_txn = last_txn + 1 RETURNING last_txn").fetchone()
+            (txn,) = conn.execute(Q["next_log_txn"]).fetchone()
             return {event_id for (event_id,) in conn.execute(_INSERT_FROM_STAGING, (txn,)).fetchall()}
         finally:
-            conn.execute("DELETE FROM temp.staging_events")
+            conn.execute(Q["clear_staging"])
 
     def _log_txn(self, conn: sqlite3.Connection) -> int:
-        return conn.execute("SELECT last_txn FROM event_log_clock").fetchone()[0]
+        return conn.execute(Q["log_txn"]).fetchone()[0]
 
     def _received_times_blocking(self, conn: sqlite3.Connection, event_ids: list[str]) -> dict[str, dt.datetime]:
         found: dict[str, dt.datetime] = {}
         for start in range(0, len(event_ids), _MAX_PARAMETERS):
             chunk = event_ids[start : start + _MAX_PARAMETERS]
-            marks = ", ".join("?" * len(chunk))
-            rows = conn.execute(f"SELECT event_id, received_at FROM analytics_events WHERE event_id IN ({marks})", chunk)
+            rows = conn.execute(_with_marks("received_times", len(chunk)), chunk)
             found.update((event_id, parse_timestamp(received_at)) for event_id, received_at in rows)
         return found
 
     def _insert_dead_letters(self, conn: sqlite3.Connection, letters: Sequence[DeadLetter]) -> None:
         conn.executemany(
-            _INSERT_DEAD_LETTER,
+            Q["insert_dead_letter"],
             [(d.letter_id, format_timestamp(d.received_at), d.source, orjson.dumps(d.reasons).decode(), d.payload) for d in letters],
         )
 
@@ -484,12 +372,12 @@ class SQLiteStorage(Storage):
         # by the same rules PostgreSQL applies in SQL.
         for d in deltas:
             fp = d.user_fingerprint
-            row = conn.execute("SELECT last_booking_at FROM user_behavior_profiles WHERE user_fingerprint = ?", (fp,)).fetchone()
+            row = conn.execute(Q["last_booking"], (fp,)).fetchone()
             booked_at = _optional_datetime(row[0]) if row else None
-            new_days = sum(conn.execute(_INSERT_ACTIVE_DAY, (fp, day.isoformat())).rowcount for day in d.active_days)
+            new_days = sum(conn.execute(Q["insert_active_day"], (fp, day.isoformat())).rowcount for day in d.active_days)
             new_sessions = sum(self._merge_journey(conn, j, booked_at, max_touchpoints) for j in journey_rows(d))
             conn.execute(
-                _UPSERT_PROFILE,
+                Q["upsert_profile"],
                 (
                     fp, d.events, d.page_views, d.bookings_started, d.bookings_completed, d.value,
                     _optional_timestamp(d.first_seen), _optional_timestamp(d.last_seen),
@@ -498,7 +386,7 @@ class SQLiteStorage(Storage):
                 ),
             )
         conn.executemany(
-            _UPSERT_SESSION,
+            Q["upsert_session"],
             [
                 (
                     d.session_id, d.user_fingerprint, format_timestamp(d.started_at), format_timestamp(d.last_activity_at),
@@ -514,7 +402,7 @@ class SQLiteStorage(Storage):
         """Insert or merge one session's journey row; True when the session is new."""
         fp, sid = j["user_fingerprint"], j["session_id"]
         started, last_at = j["started_at"], j["last_at"]
-        old = conn.execute(_SELECT_JOURNEY, (fp, sid)).fetchone()
+        old = conn.execute(Q["select_journey"], (fp, sid)).fetchone()
         first = (j["first_source"], j["first_source_at"])
         last = (j["last_source"], j["last_source_at"])
         if old is None:
@@ -538,7 +426,7 @@ class SQLiteStorage(Storage):
                 last = (old_last, parse_timestamp(old_last_at))
             started, last_at = min(started, old_started_at), max(last_at, parse_timestamp(old_updated))
         conn.execute(
-            _UPSERT_JOURNEY,
+            Q["upsert_journey"],
             (fp, sid, orjson.dumps(touchpoints).decode(), stage, first[0], _optional_timestamp(first[1]), last[0],
              _optional_timestamp(last[1]), format_timestamp(started), format_timestamp(last_at)),
         )
@@ -548,17 +436,14 @@ class SQLiteStorage(Storage):
         found: dict[str, ProfileState] = {}
         for start in range(0, len(user_fingerprints), _MAX_PARAMETERS):
             chunk = user_fingerprints[start : start + _MAX_PARAMETERS]
-            marks = ", ".join("?" * len(chunk))
-            rows = conn.execute(f"SELECT {_PROFILE_COLUMNS} FROM user_behavior_profiles p WHERE p.user_fingerprint IN ({marks})", chunk)
+            rows = conn.execute(_with_marks("load_profiles", len(chunk)), chunk)
             found.update((row[0], _profile_state(row)) for row in rows)
         return found
 
     def _visitor_keys_blocking(self, conn: sqlite3.Connection, user_fingerprint: str) -> VisitorKeys:
         with _read_snapshot(conn):  # sessions and days as of one write
-            sessions = conn.execute("SELECT session_id FROM customer_journeys WHERE user_fingerprint = ?",
-                                    (user_fingerprint,)).fetchall()
-            days = conn.execute("SELECT day FROM visitor_active_days WHERE user_fingerprint = ?",
-                                (user_fingerprint,)).fetchall()
+            sessions = conn.execute(Q["visitor_sessions"], (user_fingerprint,)).fetchall()
+            days = conn.execute(Q["visitor_days"], (user_fingerprint,)).fetchall()
         return VisitorKeys(
             sessions=frozenset(sid for (sid,) in sessions),
             days=frozenset(dt.date.fromisoformat(day) for (day,) in days),
@@ -568,10 +453,7 @@ class SQLiteStorage(Storage):
         for r in records:
             row = score_record_row(r)
             at = format_timestamp(r.scored_at)
-            stored = conn.execute(
-                "SELECT scored_version, scored_at FROM user_behavior_profiles WHERE user_fingerprint = ?",
-                (r.user_fingerprint,),
-            ).fetchone()
+            stored = conn.execute(Q["scored_state"], (r.user_fingerprint,)).fetchone()
             if stored is None:  # no profile: nothing to score
                 continue
             if (stored[0], stored[1] or "") > (r.version, at):  # an older result changes nothing
@@ -580,22 +462,18 @@ class SQLiteStorage(Storage):
             for p in row["predictions"]:
                 values[p["model_type"]] = p["value"]
                 conn.execute(
-                    _INSERT_PREDICTION,
+                    Q["insert_prediction"],
                     (r.user_fingerprint, p["model_type"], p["value"], p["confidence"], orjson.dumps(p["factors"]).decode(), at),
                 )
             conn.execute(
-                _RECORD_SCORE,
+                Q["record_score"],
                 (r.segment, at, r.version, values.get(ENGAGEMENT), values.get(LEAD), values.get(CHURN),
                  values.get(PRICE_SENSITIVITY), r.user_fingerprint),
             )
 
     def _profiles_to_rescore_blocking(self, conn: sqlite3.Connection, scored_before: dt.datetime,
                                       limit: int) -> list[ProfileState]:
-        rows = conn.execute(
-            f"SELECT {_PROFILE_COLUMNS} FROM user_behavior_profiles p WHERE p.scored_at IS NULL OR p.scored_at < ?"
-            " ORDER BY p.scored_at NULLS FIRST LIMIT ?",
-            (format_timestamp(scored_before), limit),
-        )
+        rows = conn.execute(Q["profiles_to_rescore"], (format_timestamp(scored_before), limit))
         return [_profile_state(row) for row in rows.fetchall()]
 
     def _recent_predictions_blocking(self, conn: sqlite3.Connection, user_fingerprint: str,
@@ -606,9 +484,7 @@ class SQLiteStorage(Storage):
         with _read_snapshot(conn):
             for model_type in MODEL_TYPES:  # each model's latest rows, through its index
                 rows += conn.execute(
-                    "SELECT model_type, prediction_value, confidence_score, factors, created_at, id FROM ml_predictions"
-                    " WHERE user_fingerprint = ? AND model_type = ? ORDER BY created_at DESC, id DESC LIMIT ?",
-                    (user_fingerprint, model_type, limit),
+                    Q["recent_predictions"], (user_fingerprint, model_type, limit)
                 ).fetchall()
         rows.sort(key=lambda row: (row[4], row[5]), reverse=True)
         return [StoredPrediction(model, value, confidence, orjson.loads(factors), parse_timestamp(created))
@@ -641,93 +517,57 @@ class SQLiteStorage(Storage):
 
     def _realtime_seed_blocking(self, conn: sqlite3.Connection, since: dt.datetime, page_types: list[str],
                                 conversion_types: list[str]) -> RealtimeSeed:
-        bucket = f"(CAST(strftime('%s', substr(event_timestamp, 1, 19)) AS INTEGER) / {int(BUCKET_SECONDS)})"
-        pages = ", ".join("?" * len(page_types)) or "NULL"
-        conversions = ", ".join("?" * len(conversion_types)) or "NULL"
+        pages, conversions = _marks(len(page_types)), _marks(len(conversion_types))
+        counts_sql = Q["realtime_counts"].replace("{pages}", pages)
+        counts_sql = counts_sql.replace("{conversions}", conversions).replace("{bucket}", _BUCKET)
+        pages_sql = Q["realtime_pages"].replace("{pages}", pages).replace("{bucket}", _BUCKET)
         since_text = format_timestamp(since)
         with _read_snapshot(conn):  # one snapshot for the four answers
             counts = conn.execute(
-                f"SELECT {bucket}, count(*), count(*) FILTER (WHERE event_type IN ({pages})),"
-                f" count(*) FILTER (WHERE event_type IN ({conversions}))"
-                " FROM analytics_events WHERE event_timestamp >= ? GROUP BY 1",
-                (*page_types, *conversion_types, since_text),
+                counts_sql, (*page_types, *conversion_types, since_text)
             ).fetchall()
-            page_views = conn.execute(
-                f"SELECT {bucket}, page_url, count(*) FROM analytics_events WHERE event_timestamp >= ?"
-                f" AND event_type IN ({pages}) AND page_url IS NOT NULL GROUP BY 1, 2",
-                (since_text, *page_types),
-            ).fetchall()
-            newest = {}
-            for key in ("user_fingerprint", "session_id"):
-                newest[key] = dict(conn.execute(
-                    f"SELECT {key}, CAST(strftime('%s', substr(max(event_timestamp), 1, 19)) AS INTEGER)"
-                    f" / {int(BUCKET_SECONDS)} FROM analytics_events WHERE event_timestamp >= ? GROUP BY 1",
-                    (since_text,),
-                ).fetchall())
+            page_views = conn.execute(pages_sql, (since_text, *page_types)).fetchall()
+            newest = {
+                key: dict(conn.execute(sql, (since_text,)).fetchall())
+                for key, sql in _REALTIME_NEWEST.items()
+            }
         return RealtimeSeed([tuple(r) for r in counts], [tuple(r) for r in page_views],
                             newest["user_fingerprint"], newest["session_id"])
 
     def _load_journeys_blocking(self, conn: sqlite3.Connection, user_fingerprint: str) -> list[StoredJourney]:
-        rows = conn.execute(
-            "SELECT session_id, touchpoints, stage, first_touch_source, last_touch_source, started_at, updated_at"
-            " FROM customer_journeys WHERE user_fingerprint = ? ORDER BY started_at, id",
-            (user_fingerprint,),
-        )
+        rows = conn.execute(Q["load_journeys"], (user_fingerprint,))
         return [StoredJourney(sid, orjson.loads(points), stage, first, last, parse_timestamp(started), parse_timestamp(updated))
                 for sid, points, stage, first, last, started, updated in rows.fetchall()]
 
-    # Admin reports: the page and the top visitors are chosen in a subquery, so the session time
-    # of _PROFILE_COLUMNS is summed for the rows shown only. Stored times are fixed-width UTC text,
-    # so comparing the text compares the times, and its first 10 characters are the UTC day.
+    # Admin reports: see sql/sqlite/queries/reports.sql.
 
     def _profiles_page_blocking(self, conn: sqlite3.Connection, offset: int, limit: int) -> ProfilesPage:
-        order = "ORDER BY {p}last_seen IS NULL, {p}last_seen DESC, {p}user_fingerprint"
         with _read_snapshot(conn):  # the count and the page of one snapshot
-            (total,) = conn.execute("SELECT count(*) FROM user_behavior_profiles").fetchone()
-            rows = conn.execute(
-                f"SELECT {_PROFILE_COLUMNS} FROM (SELECT * FROM user_behavior_profiles {order.format(p='')}"
-                f" LIMIT ? OFFSET ?) p {order.format(p='p.')}",
-                (limit, offset),
-            ).fetchall()
+            (total,) = conn.execute(Q["count_profiles"]).fetchone()
+            rows = conn.execute(Q["profiles_page"], (limit, offset)).fetchall()
         return ProfilesPage(total, [_profile_state(row) for row in rows])
 
     def _top_profiles_blocking(self, conn: sqlite3.Connection, since: dt.datetime, limit: int) -> list[ProfileState]:
-        order = ("ORDER BY {p}engagement_score IS NULL, {p}engagement_score DESC, {p}last_seen DESC,"
-                 " {p}user_fingerprint")
-        rows = conn.execute(
-            f"SELECT {_PROFILE_COLUMNS} FROM (SELECT * FROM user_behavior_profiles WHERE last_seen >= ?"
-            f" {order.format(p='')} LIMIT ?) p {order.format(p='p.')}",
-            (format_timestamp(since), limit),
-        )
+        rows = conn.execute(Q["top_profiles"], (format_timestamp(since), limit))
         return [_profile_state(row) for row in rows.fetchall()]
 
     def _visitor_counts_blocking(self, conn: sqlite3.Connection, since: dt.datetime) -> VisitorCounts:
         at = format_timestamp(since)
-        active, new = conn.execute(
-            "SELECT count(*) FILTER (WHERE last_seen >= ?), count(*) FILTER (WHERE first_seen >= ?)"
-            " FROM user_behavior_profiles",
-            (at, at),
-        ).fetchone()
+        active, new = conn.execute(Q["visitor_counts"], (at, at)).fetchone()
         return VisitorCounts(active, new)
 
     def _revenue_by_day_blocking(self, conn: sqlite3.Connection, since: dt.datetime, until: dt.datetime,
                                  types: list[str]) -> list[DailyRevenue]:
-        marks = ", ".join("?" * len(types)) or "NULL"
         rows = conn.execute(
-            "SELECT substr(event_timestamp, 1, 10), coalesce(sum(value), 0.0), count(*) FROM analytics_events"
-            f" WHERE event_type IN ({marks}) AND event_timestamp >= ? AND event_timestamp < ? GROUP BY 1 ORDER BY 1",
+            Q["revenue_by_day"].replace("{types}", _marks(len(types))),
             (*types, format_timestamp(since), format_timestamp(until)),
         ).fetchall()
         return [DailyRevenue(dt.date.fromisoformat(day), float(revenue), orders) for day, revenue, orders in rows]
 
     def _booking_events_blocking(self, conn: sqlite3.Connection, since: dt.datetime, until: dt.datetime,
                                  types: list[str], limit: int) -> list[BookingEvent]:
-        marks = ", ".join("?" * len(types)) or "NULL"
         rows = conn.execute(
-            "SELECT user_fingerprint, event_type, event_timestamp, value FROM ("
-            " SELECT * FROM analytics_events"
-            f" WHERE event_type IN ({marks}) AND event_timestamp >= ? AND event_timestamp < ?"
-            " ORDER BY event_timestamp DESC, event_id DESC LIMIT ?) ORDER BY event_timestamp, event_id",
+            Q["booking_events"].replace("{types}", _marks(len(types))),
             (*types, format_timestamp(since), format_timestamp(until), limit),
         ).fetchall()
         return [BookingEvent(fp, kind, parse_timestamp(at), value) for fp, kind, at, value in rows]
@@ -739,13 +579,12 @@ class SQLiteStorage(Storage):
                           positions: Sequence[PartitionPosition]) -> int:
         now = format_timestamp(dt.datetime.now(dt.UTC))
         return sum(conn.execute(
-            "UPDATE profile_partitions SET horizon = ?, applied = ?, writes = writes + 1, updated_at = ?"
-            " WHERE partition = ? AND owner = ? AND epoch = ? AND writes = ?",
+            Q["record_position"],
             (p.horizon, orjson.dumps(sorted(p.applied)).decode(), now, p.partition, owner, p.epoch, p.writes),
         ).rowcount for p in positions)
 
     def _partition_rows(self, conn: sqlite3.Connection, partitions: list[int]) -> dict[int, tuple[str | None, int, int]]:
-        rows = conn.execute("SELECT partition, owner, epoch, writes FROM profile_partitions").fetchall()
+        rows = conn.execute(Q["partition_rows"]).fetchall()
         wanted = set(partitions)
         return {partition: (owner, epoch, writes) for partition, owner, epoch, writes in rows if partition in wanted}
 
@@ -753,91 +592,80 @@ class SQLiteStorage(Storage):
         """Nothing to do: ``BEGIN IMMEDIATE`` already holds the database's write lock."""
 
     def _partition_count(self, conn: sqlite3.Connection) -> int:
-        return conn.execute("SELECT count(*) FROM profile_partitions").fetchone()[0]
+        return conn.execute(Q["partition_count"]).fetchone()[0]
 
     def _create_partitions(self, conn: sqlite3.Connection, partitions: range) -> None:
         now = format_timestamp(dt.datetime.now(dt.UTC))
-        conn.executemany("INSERT INTO profile_partitions (partition, horizon, updated_at) VALUES (?, 0, ?)",
-                         [(p, now) for p in partitions])
-        conn.executemany("INSERT INTO profile_leases (partition) VALUES (?)", [(p,) for p in partitions])
+        conn.executemany(Q["create_partition"], [(p, now) for p in partitions])
+        conn.executemany(Q["create_lease"], [(p,) for p in partitions])
 
     def _split_partitions(self, conn: sqlite3.Connection, held: int, count: int) -> None:
         now = format_timestamp(dt.datetime.now(dt.UTC))
-        parents = {p: (h, a) for p, h, a in conn.execute("SELECT partition, horizon, applied FROM profile_partitions")}
-        conn.executemany("INSERT INTO profile_partitions (partition, horizon, applied, updated_at) VALUES (?, ?, ?, ?)",
+        parents = {p: (h, a) for p, h, a in conn.execute(Q["partition_positions"])}
+        conn.executemany(Q["split_partition"],
                          [(q, *parents[q % held], now) for q in range(held, count)])
-        conn.executemany("INSERT INTO profile_leases (partition) VALUES (?)", [(q,) for q in range(held, count)])
-        conn.execute("UPDATE profile_leases SET owner = NULL, lease_until = NULL")
+        conn.executemany(Q["create_lease"], [(q,) for q in range(held, count)])
+        conn.execute(Q["release_all_leases"])
 
     def _live_leases(self, conn: sqlite3.Connection) -> int:
         now = format_timestamp(dt.datetime.now(dt.UTC))
-        return conn.execute("SELECT count(*) FROM profile_leases WHERE owner IS NOT NULL AND lease_until > ?",
-                            (now,)).fetchone()[0]
+        return conn.execute(Q["live_leases"], (now,)).fetchone()[0]
 
     def _lease_heartbeat(self, conn: sqlite3.Connection, owner: str, ttl: float) -> None:
         now = dt.datetime.now(dt.UTC)
-        conn.execute("INSERT INTO profile_owners (owner, alive_until, started_at) VALUES (?, ?, ?)"
-                     " ON CONFLICT (owner) DO UPDATE SET alive_until = excluded.alive_until",
+        conn.execute(Q["lease_heartbeat"],
                      (owner, format_timestamp(now + dt.timedelta(seconds=ttl)), format_timestamp(now)))
-        conn.execute("DELETE FROM profile_owners WHERE alive_until < ?",
-                     (format_timestamp(now - dt.timedelta(minutes=1)),))
+        conn.execute(Q["forget_owners"], (format_timestamp(now - dt.timedelta(minutes=1)),))
 
     def _lease_release(self, conn: sqlite3.Connection, owner: str, partitions: list[int]) -> None:
-        conn.executemany("UPDATE profile_leases SET owner = NULL, lease_until = NULL WHERE owner = ? AND partition = ?",
-                         [(owner, p) for p in partitions])
+        conn.executemany(Q["lease_release"], [(owner, p) for p in partitions])
 
     def _lease_renew(self, conn: sqlite3.Connection, owner: str, ttl: float) -> dict[int, int]:
         until = format_timestamp(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=ttl))
-        renewed = [p for (p,) in conn.execute("UPDATE profile_leases SET lease_until = ? WHERE owner = ? RETURNING partition",
-                                              (until, owner)).fetchall()]
-        epochs = dict(conn.execute("SELECT partition, epoch FROM profile_partitions").fetchall())
+        renewed = [p for (p,) in conn.execute(Q["lease_renew"], (until, owner)).fetchall()]
+        epochs = dict(conn.execute(Q["partition_epochs"]).fetchall())
         return {p: epochs[p] for p in renewed}
 
     def _live_owners(self, conn: sqlite3.Connection) -> int:
         now = format_timestamp(dt.datetime.now(dt.UTC))
-        return conn.execute("SELECT count(*) FROM profile_owners WHERE alive_until > ?", (now,)).fetchone()[0]
+        return conn.execute(Q["live_owners"], (now,)).fetchone()[0]
 
     def _lease_claim(self, conn: sqlite3.Connection, owner: str, ttl: float, want: int) -> list[PartitionPosition]:
         now = dt.datetime.now(dt.UTC)
         taken = [p for (p,) in conn.execute(
-            "UPDATE profile_leases SET owner = ?, lease_until = ? WHERE partition IN ("
-            " SELECT partition FROM profile_leases WHERE owner IS NULL OR lease_until IS NULL OR lease_until < ?"
-            " ORDER BY partition LIMIT ?) RETURNING partition",
+            Q["lease_claim"],
             (owner, format_timestamp(now + dt.timedelta(seconds=ttl)), format_timestamp(now), want),
         ).fetchall()]
-        rows = [conn.execute("UPDATE profile_partitions SET owner = ?, epoch = epoch + 1 WHERE partition = ?"
-                             " RETURNING partition, epoch, writes, horizon, applied", (owner, p)).fetchone() for p in taken]
+        rows = [conn.execute(Q["claim_partition"], (owner, p)).fetchone() for p in taken]
         return sorted((PartitionPosition(partition, epoch, writes, horizon, frozenset(orjson.loads(applied)))
                        for partition, epoch, writes, horizon, applied in rows), key=lambda c: c.partition)
 
     def _leave_blocking(self, conn: sqlite3.Connection, owner: str) -> None:
         with self._transaction(conn):
-            conn.execute("UPDATE profile_leases SET owner = NULL, lease_until = NULL WHERE owner = ?", (owner,))
-            conn.execute("DELETE FROM profile_owners WHERE owner = ?", (owner,))
+            conn.execute(Q["leave_leases"], (owner,))
+            conn.execute(Q["leave_owners"], (owner,))
 
     def _log_horizon(self, conn: sqlite3.Connection) -> int:
-        # Writers take turns: every counted write has committed.
-        return conn.execute("SELECT last_txn + 1 FROM event_log_clock").fetchone()[0]
+        return conn.execute(Q["log_horizon"]).fetchone()[0]
 
     def _log_rows(self, conn: sqlite3.Connection, cursors: list[PartitionPosition], partitions: int,
                   ranges: list[tuple[int, int]], limit: int | None) -> list[LogEntry]:
         rows = [{"partition": c.partition, "horizon": c.horizon, "applied": sorted(c.applied)} for c in cursors]
         params = {"cursors": orjson.dumps(rows).decode(), "partitions": partitions, "ranges": orjson.dumps(ranges).decode(),
                   "step": JOURNEY_STEP_TYPE}
-        sql = _LOG_ROWS if limit is None else _LOG_ROWS + f" LIMIT {int(limit)}"
+        sql = Q["log_rows"] if limit is None else Q["log_rows"] + f" LIMIT {int(limit)}"
         return [_log_entry(row) for row in conn.execute(sql, params).fetchall()]
 
     def _read_snapshot(self, conn: sqlite3.Connection) -> contextlib.AbstractContextManager[None]:
         return _read_snapshot(conn)
 
     def _visitor_tail(self, conn: sqlite3.Connection, user_fingerprint: str, partition: int) -> list[Touch]:
-        position = conn.execute("SELECT horizon, applied FROM profile_partitions WHERE partition = ?",
-                                (partition,)).fetchone()
+        position = conn.execute(Q["partition_position"], (partition,)).fetchone()
         if position is None:
             return []
         params = {"horizon": position[0], "applied": position[1], "slot": slot_of(user_fingerprint),
                   "fp": user_fingerprint, "partitions": 1, "step": JOURNEY_STEP_TYPE}
-        return [_log_entry(row).touch for row in conn.execute(_VISITOR_TAIL, params).fetchall()]
+        return [_log_entry(row).touch for row in conn.execute(Q["visitor_tail"], params).fetchall()]
 
     # ------------------------------------------------------------------ the data lifecycle
 
@@ -848,110 +676,84 @@ class SQLiteStorage(Storage):
             if table in _PURGE_BY_TIME:
                 deleted = conn.execute(_PURGE_BY_TIME[table], params).rowcount
                 return PurgeStep(deleted, True if deleted == limit else None)  # fewer than asked: none left
-            key = _PURGE_KEYS[table]
-            after = "" if resume is None else f" WHERE {key} > :after"
-            keys = conn.execute(f"SELECT {key} FROM {table}{after} ORDER BY {key} LIMIT :limit", params).fetchall()
+            first_keys, keys_after = _PURGE_KEYS[table]
+            keys = conn.execute(first_keys if resume is None else keys_after, params).fetchall()
             if not keys:
                 return PurgeStep(0, None)
             span = {"first": keys[0][0], "last": keys[-1][0], "cutoff": params["cutoff"]}
             if table == "customer_journeys":
-                deleted = conn.execute(_PURGE_JOURNEYS, span).rowcount
+                deleted = conn.execute(Q["purge_journeys"], span).rowcount
             else:
-                retired = conn.execute(_PURGE_SESSIONS, span).fetchall()
+                retired = conn.execute(Q["purge_sessions"], span).fetchall()
                 deleted = len(retired)
                 seconds: dict[str, float] = {}
                 for fp, s in retired:
                     seconds[fp] = seconds.get(fp, 0.0) + s
-                conn.executemany("UPDATE user_behavior_profiles SET retired_session_seconds = retired_session_seconds + ?"
-                                 " WHERE user_fingerprint = ?", [(s, fp) for fp, s in sorted(seconds.items())])
+                conn.executemany(Q["retire_session_seconds"],
+                                 [(s, fp) for fp, s in sorted(seconds.items())])
         return PurgeStep(deleted, keys[-1][0] if len(keys) == limit else None)
 
     def _erase_events(self, conn: sqlite3.Connection, user_fingerprint: str, since_txn: int | None) -> dict[str, int]:
         if since_txn is None:
-            n = conn.execute("DELETE FROM analytics_events WHERE user_fingerprint = ?", (user_fingerprint,)).rowcount
+            n = conn.execute(Q["erase_events"], (user_fingerprint,)).rowcount
         else:
-            n = conn.execute("DELETE FROM analytics_events WHERE log_txn >= ? AND user_fingerprint = ?",
-                             (since_txn, user_fingerprint)).rowcount
+            n = conn.execute(Q["erase_events_since"], (since_txn, user_fingerprint)).rowcount
         return {"analytics_events": n}
 
     def _erase_letters(self, conn: sqlite3.Connection, needles: tuple[str, str]) -> int:
-        return conn.execute("DELETE FROM rejected_events WHERE instr(payload, ?) > 0 OR instr(payload, ?) > 0",
-                            needles).rowcount
+        return conn.execute(Q["erase_dead_letters"], needles).rowcount
 
     def _fence_partition(self, conn: sqlite3.Connection, partition: int) -> None:
-        conn.execute("UPDATE profile_partitions SET epoch = epoch + 1, updated_at = ? WHERE partition = ?",
+        conn.execute(Q["fence_partition"],
                      (format_timestamp(dt.datetime.now(dt.UTC)), partition))
 
     def _erase_derived(self, conn: sqlite3.Connection, user_fingerprint: str) -> dict[str, int]:
-        return {table: conn.execute(f"DELETE FROM {table} WHERE user_fingerprint = ?", (user_fingerprint,)).rowcount
-                for table in _ERASE_ORDER}
+        return {table: conn.execute(sql, (user_fingerprint,)).rowcount
+                for table, sql in _ERASE_DERIVED.items()}
 
     def _rejected_page_blocking(self, conn: sqlite3.Connection, limit: int, before: int | None) -> list[RejectedLetter]:
-        where = "" if before is None else " WHERE id < :before"
-        rows = conn.execute(
-            "SELECT id, letter_id, received_at, last_received_at, times_received, source, reasons, payload"
-            f" FROM rejected_events{where} ORDER BY id DESC LIMIT :limit", {"before": before, "limit": limit},
-        ).fetchall()
+        sql = Q["rejected_page"] if before is None else Q["rejected_page_before"]
+        rows = conn.execute(sql, {"before": before, "limit": limit}).fetchall()
         return [RejectedLetter(i, letter, parse_timestamp(at), _optional_datetime(last), times, source,
                                orjson.loads(reasons), payload)
                 for i, letter, at, last, times, source, reasons, payload in rows]
 
 
 #: The retention janitor's batches (``Storage.purge_step``); see postgres.py's for the reasons.
+#: The retention janitor's batches (``Storage.purge_step``), by table: through a time index...
 _PURGE_BY_TIME = {
-    "analytics_events": """
-DELETE FROM analytics_events WHERE rowid IN (
-    SELECT e.rowid FROM analytics_events e
-    WHERE e.event_timestamp < :cutoff
-      AND (e.log_txn IS NULL OR e.log_txn < (
-          SELECT p.horizon FROM profile_partitions p
-          WHERE p.partition = e.log_slot % nullif((SELECT count(*) FROM profile_partitions), 0)))
-    LIMIT :limit)""",
-    "ml_predictions": """
-DELETE FROM ml_predictions WHERE id IN (SELECT id FROM ml_predictions WHERE created_at < :cutoff LIMIT :limit)""",
-    "rejected_events": """
-DELETE FROM rejected_events WHERE id IN (
-    SELECT id FROM rejected_events
-    WHERE received_at < :cutoff AND coalesce(last_received_at, received_at) < :cutoff LIMIT :limit)""",
+    "analytics_events": Q["purge_events"],
+    "ml_predictions": Q["purge_predictions"],
+    "rejected_events": Q["purge_dead_letters"],
 }
-_PURGE_KEYS = {"analytics_sessions": "session_id", "customer_journeys": "id"}
-_PURGE_JOURNEYS = """
-DELETE FROM customer_journeys WHERE id >= :first AND id <= :last AND updated_at < :cutoff"""
-_PURGE_SESSIONS = """
-DELETE FROM analytics_sessions
-WHERE session_id >= :first AND session_id <= :last AND last_activity_at < :cutoff
-RETURNING user_fingerprint, (julianday(last_activity_at) - julianday(started_at)) * 86400.0"""
-_ERASE_ORDER = ("user_behavior_profiles", "ml_predictions", "analytics_sessions", "customer_journeys",
-                "visitor_active_days")
+#: ... or walking the primary key: the first keys, and those after a key.
+_PURGE_KEYS = {
+    "analytics_sessions": (Q["session_keys"], Q["session_keys_after"]),
+    "customer_journeys": (Q["journey_keys"], Q["journey_keys_after"]),
+}
+#: An erasure's derived rows, by table: the profile first.
+_ERASE_DERIVED = {
+    "user_behavior_profiles": Q["erase_profile"],
+    "ml_predictions": Q["erase_predictions"],
+    "analytics_sessions": Q["erase_sessions"],
+    "customer_journeys": Q["erase_journeys"],
+    "visitor_active_days": Q["erase_days"],
+}
 
 
 def _funnel_sql(steps: int, types: int) -> str:
-    """The funnel of ``steps`` steps (``domain.funnel``) as one statement, as on PostgreSQL but
-    in SQLite's terms (``row_number()`` for DISTINCT ON, a window-function median). SQLite
-    computes with times to the millisecond, so a step within half a millisecond past its window
-    still counts."""
-    ctes = [f"""e AS MATERIALIZED (
-    SELECT user_fingerprint AS fp, event_type, event_timestamp AS t, event_id AS id FROM analytics_events
-    WHERE event_type IN ({", ".join(f":type{i}" for i in range(types))})
-      AND event_timestamp >= :start AND event_timestamp <= :horizon)""",
-            """s1 AS (
-    SELECT fp, t AS t1, t, id, NULL AS gap FROM (
-        SELECT fp, t, id, row_number() OVER (PARTITION BY fp ORDER BY t, id) AS rn
-        FROM e WHERE event_type = :step1 AND t < :end)
-    WHERE rn = 1)"""]
-    for k in range(2, steps + 1):
-        ctes.append(f"""s{k} AS (
-    SELECT fp, t1, t, id, gap FROM (
-        SELECT p.fp, p.t1, x.t, x.id, round((julianday(x.t) - julianday(p.t)) * 86400.0, 3) AS gap,
-               row_number() OVER (PARTITION BY p.fp ORDER BY x.t, x.id) AS rn
-        FROM s{k - 1} p JOIN e x ON x.fp = p.fp AND x.event_type = :step{k} AND (x.t, x.id) > (p.t, p.id)
-            AND (julianday(x.t) - julianday(p.t1)) * 86400.0 <= :window + 0.0005
-            AND (julianday(x.t) - julianday(p.t)) * 86400.0 <= :window{k} + 0.0005)
-    WHERE rn = 1)""")
-    figures = [f"""(SELECT count(*) FROM s{k}), (SELECT avg(gap) FROM (
-        SELECT gap, row_number() OVER (ORDER BY gap) AS rn, count(*) OVER () AS n FROM s{k} WHERE gap IS NOT NULL)
-        WHERE rn IN ((n + 1) / 2, (n + 2) / 2))""" for k in range(1, steps + 1)]
-    return "WITH " + ",\n".join(ctes) + "\nSELECT " + ",\n       ".join(figures)
+    """The funnel of ``steps`` steps over ``types`` event types as one statement (see
+    ``sql/sqlite/queries/funnel.sql``)."""
+    ctes = [
+        Q["funnel_events"].replace("{types}", ", ".join(f":type{i}" for i in range(types))),
+        Q["funnel_first_step"],
+    ]
+    ctes += [
+        Q["funnel_next_step"].replace("{k}", str(k)).replace("{prev}", str(k - 1))
+        for k in range(2, steps + 1)
+    ]
+    figures = [Q["funnel_step_figures"].replace("{k}", str(k)) for k in range(1, steps + 1)]
+    return "WITH " + ",\n".join(ctes) + "\nSELECT " + ",\n".join(figures)
 
 
 @contextlib.contextmanager
