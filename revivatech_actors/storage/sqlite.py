@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 
 from ..domain.funnel import FunnelQuery, FunnelStep
-from ..domain.journeys import JOURNEY_STEP_TYPE, higher_stage
+from ..domain.journeys import JOURNEY_STEP_TYPE, JourneyRow, merge_journey
 from ..domain.partitions import slot_of
 from ..domain.profiles import ProfileDelta, ProfileState, Touch, journey_rows, sessions_of
 from ..domain.realtime import BUCKET_SECONDS
@@ -399,36 +399,22 @@ class SQLiteStorage(Storage):
 
     def _merge_journey(self, conn: sqlite3.Connection, j: dict[str, Any], booked_at: dt.datetime | None,
                        max_touchpoints: int) -> bool:
-        """Insert or merge one session's journey row; True when the session is new."""
+        """Insert or merge one session's journey row (``domain.journeys.merge_journey``); True
+        when the session is new."""
         fp, sid = j["user_fingerprint"], j["session_id"]
-        started, last_at = j["started_at"], j["last_at"]
-        old = conn.execute(Q["select_journey"], (fp, sid)).fetchone()
-        first = (j["first_source"], j["first_source_at"])
-        last = (j["last_source"], j["last_source_at"])
-        if old is None:
-            stage = j["stage"]
-            if stage != "booking" and booked_at is not None and booked_at < started:
-                stage = "retention"
-            touchpoints = j["touchpoints"][:max_touchpoints]
-        else:
-            old_points, old_stage, old_first, old_first_at, old_last, old_last_at, old_started, old_updated = old
-            old_started_at = parse_timestamp(old_started)
-            touchpoints = orjson.loads(old_points)
-            if len(touchpoints) < max_touchpoints:
-                touchpoints += orjson.loads(orjson.dumps(j["touchpoints"]))[: max_touchpoints - len(touchpoints)]
-            stage = j["stage"]
-            if stage != "booking" and booked_at is not None and booked_at < min(started, old_started_at):
-                stage = "retention"
-            stage = higher_stage(old_stage, stage)
-            if old_first_at is not None and (first[1] is None or parse_timestamp(old_first_at) <= first[1]):
-                first = (old_first, parse_timestamp(old_first_at))
-            if old_last_at is not None and (last[1] is None or parse_timestamp(old_last_at) > last[1]):
-                last = (old_last, parse_timestamp(old_last_at))
-            started, last_at = min(started, old_started_at), max(last_at, parse_timestamp(old_updated))
+        stored = conn.execute(Q["select_journey"], (fp, sid)).fetchone()
+        new = JourneyRow(
+            j["touchpoints"], j["stage"], j["first_source"], j["first_source_at"], j["last_source"],
+            j["last_source_at"], j["started_at"], j["last_at"],
+        )
+        old = None if stored is None else _journey_row(stored)
+        row = merge_journey(old, new, max_touchpoints, booked_at)
         conn.execute(
             Q["upsert_journey"],
-            (fp, sid, orjson.dumps(touchpoints).decode(), stage, first[0], _optional_timestamp(first[1]), last[0],
-             _optional_timestamp(last[1]), format_timestamp(started), format_timestamp(last_at)),
+            (fp, sid, orjson.dumps(row.touchpoints).decode(), row.stage, row.first_source,
+             _optional_timestamp(row.first_source_at), row.last_source,
+             _optional_timestamp(row.last_source_at), format_timestamp(row.started_at),
+             format_timestamp(row.last_at)),
         )
         return old is None
 
@@ -769,6 +755,15 @@ def _read_snapshot(conn: sqlite3.Connection) -> Iterator[None]:
         if conn.in_transaction:
             conn.execute("COMMIT")
 
+
+
+def _journey_row(row: tuple[Any, ...]) -> JourneyRow:
+    """A ``select_journey`` row as ``merge_journey`` takes it."""
+    points, stage, first, first_at, last, last_at, started, updated = row
+    return JourneyRow(
+        orjson.loads(points), stage, first, _optional_datetime(first_at), last,
+        _optional_datetime(last_at), parse_timestamp(started), parse_timestamp(updated),
+    )
 
 def _profile_state(row: tuple[Any, ...]) -> ProfileState:
     (fp, events, sessions, views, started, bookings, value, first, last, booked, seconds, days, counts,
