@@ -18,7 +18,7 @@ import abc
 import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Self, TypeVar
 
 import attrs
@@ -84,6 +84,8 @@ class StorageConnections(abc.ABC):
 
     #: Exceptions of the driver, translated to StorageError by ``_translate_error``.
     _driver_errors: ClassVar[tuple[type[Exception], ...]]
+    #: The engine's named queries (``_queries.load_queries``).
+    _queries: ClassVar[Mapping[str, str]]
 
     def __init__(
         self,

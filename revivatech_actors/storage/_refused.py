@@ -12,7 +12,7 @@ import json
 import logging
 import uuid
 from collections.abc import Iterable, Sequence
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import attrs
 
@@ -40,7 +40,7 @@ DEAD_LETTER_PAYLOAD_LIMIT = 8192
 class EventStore(Protocol):
     """The engine hooks ``write_bisecting`` uses (see ``EventsStorage``)."""
 
-    _row_errors: tuple[type[Exception], ...]
+    _row_errors: ClassVar[tuple[type[Exception], ...]]
 
     def _where(self) -> str: ...
     def _transaction(self, conn: Any) -> contextlib.AbstractContextManager[None]: ...
