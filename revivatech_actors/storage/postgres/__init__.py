@@ -4,7 +4,7 @@ psycopg's async API does not run under trio (it needs an asyncio loop), so calls
 ``trio.to_thread.run_sync`` with one ``CapacityLimiter(1)`` per connection (see
 ``_connections``). One exception, the hot path: a batch of events without dead letters is one
 statement, sent and awaited on the event loop itself through libpq's non-blocking API
-(``events._execute_on_loop``), since under load every thread hop waits for the GIL
+(``libpq.execute_on_loop``), since under load every thread hop waits for the GIL
 (docs/performance.md). This package is the only one of the project that imports psycopg, beside
 ``storage/original.py`` (the original service's tables, read by ``import-original``).
 

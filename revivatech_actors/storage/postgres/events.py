@@ -11,9 +11,6 @@ from typing import Any, ClassVar
 
 import orjson
 import psycopg
-import psycopg.errors
-import psycopg.pq
-import trio
 
 from ...domain.partitions import slot_of
 from ...messages import DeadLetter, Event
@@ -24,6 +21,7 @@ from .._records import (
     event_extra_items,
     event_extra_values,
 )
+from .libpq import execute_on_loop
 
 __all__ = ["CREATE_STAGING", "PostgresEvents"]
 
@@ -64,7 +62,7 @@ _STORE_EVENTS = _store_events_sql("staging_events", EVENT_EXTRA_COLUMNS)
 def _store_events_json_sql(extra: tuple[str, ...]) -> tuple[str, bytes]:
     """``store_events`` reading a batch from one JSON parameter (``events_json_source``), whose
     record declares only the extra columns the batch holds (``extra``): the statement for
-    psycopg, and the same for ``_execute_on_loop`` in libpq's placeholders."""
+    psycopg, and the same for ``libpq.execute_on_loop`` in libpq's placeholders."""
     declared = "".join(f", {c} {_EXTRA_TYPES.get(c, 'text')}" for c in extra)
     source = Q["events_json_source"].replace("{declared}", declared)
     sql = _store_events_sql(source, extra)
@@ -98,30 +96,6 @@ def _events_json(events: Sequence[Event]) -> tuple[bytes, tuple[str, ...]]:
             present.update(extra)
         rows.append(row)
     return orjson.dumps(rows), tuple(c for c in EVENT_EXTRA_COLUMNS if c in present)
-
-
-async def _execute_on_loop(
-    pgconn: psycopg.pq.abc.PGconn, query: bytes, params: list[bytes]
-) -> psycopg.pq.abc.PGresult:
-    """Run one statement (text parameters, text results) on ``pgconn`` — in non-blocking mode,
-    as psycopg keeps its connections — waiting for its socket on the trio loop, and return its
-    result. Raises psycopg.OperationalError when the connection fails; cancellation leaves the
-    connection mid-protocol (close it)."""
-    pgconn.send_query_params(query, params)
-    fd = pgconn.socket
-    while pgconn.flush():  # 1: part of the query is still to be sent
-        await trio.lowlevel.wait_writable(fd)
-    result = None
-    while True:
-        pgconn.consume_input()
-        while pgconn.is_busy():
-            await trio.lowlevel.wait_readable(fd)
-            pgconn.consume_input()
-        last = pgconn.get_result()
-        if last is None:  # ready for the next query
-            assert result is not None
-            return result
-        result = last
 
 
 def _inserted(events: Sequence[Event], not_inserted: str) -> set[str]:
@@ -185,24 +159,23 @@ class PostgresEvents(EventsStorage):
         conn = self._claim_lane(lane)
         if conn is None:
             return None
-        broken = (
-            True  # until the exchange is over: a cancellation leaves the connection mid-protocol
-        )
+        # until the exchange is over: a cancellation leaves the connection mid-protocol
+        broken = True
         try:
             rows, extra = _events_json(events)
             _, statement = _store_events_json_sql(extra)
             params = [rows, str(len(events)).encode()]
             try:
-                result = await _execute_on_loop(conn.pgconn, statement, params)
+                row, error = await execute_on_loop(conn, statement, params)
             except psycopg.Error as exc:  # the connection failed: nothing is known of the commit
                 raise self._translate_error(exc) from exc
             broken = False
-            if result.status != psycopg.pq.ExecStatus.TUPLES_OK:
-                error = psycopg.errors.error_from_result(result, encoding=conn.info.encoding)
+            if error is not None:
                 if isinstance(error, self._row_errors):
                     return None  # rolled back: the worker thread's path isolates the refused rows
                 raise self._translate_error(error) from error
-            return _inserted(events, result.get_value(0, 1).decode()), int(result.get_value(0, 0))
+            txn, not_inserted = row
+            return _inserted(events, not_inserted or ""), int(txn or 0)
         finally:
             await self._release_lane(lane, broken=broken)
 
