@@ -37,9 +37,11 @@ __all__ = [
     "STEP_PROPERTIES",
     "STEP_TOUCHPOINT_FIELDS",
     "STAGES",
+    "JourneyRow",
     "SessionJourney",
     "event_stage",
     "higher_stage",
+    "merge_journey",
     "touch_source",
     "touchpoint",
     "type_stage",
@@ -111,6 +113,74 @@ def higher_stage(a: str | None, b: str | None) -> str | None:
     if b is None:
         return a
     return a if _RANK.get(a, -1) >= _RANK.get(b, -1) else b
+
+
+@attrs.frozen
+class JourneyRow:
+    """A session's journey as ``customer_journeys`` holds it, or what a write brings to it: the
+    touchpoints in order, the stage reached, where the first and last touches came from (and
+    when), and when the session started and was last active."""
+
+    touchpoints: list[dict[str, Any]]
+    stage: str | None
+    first_source: str | None
+    first_source_at: datetime | None
+    last_source: str | None
+    last_source_at: datetime | None
+    started_at: datetime
+    last_at: datetime
+
+
+def merge_journey(
+    old: JourneyRow | None,
+    new: JourneyRow,
+    max_touchpoints: int,
+    booked_at: datetime | None = None,
+) -> JourneyRow:
+    """The journey row once ``new`` (a write's part of one session) is merged into ``old`` (the
+    stored row; None for a session not stored yet). ``booked_at`` is the visitor's last completed
+    booking before this write, if any.
+
+    Guarantees (the rule PostgreSQL applies in SQL, ``sql/postgres/queries/profiles.sql``):
+
+    * touchpoints are appended in order, and only while the row holds fewer than
+      ``max_touchpoints`` (it never grows past them);
+    * the stage only rises (:func:`higher_stage`); a session that started after ``booked_at``
+      is ``retention`` unless it reached ``booking``;
+    * the first source is the one of the earliest sourced touch, the last source the one of the
+      latest (of equal times, the one written last); the row spans the earliest start and the
+      latest activity of both.
+
+    Pure: ``old`` and ``new`` are not changed.
+    """
+    started = new.started_at if old is None else min(new.started_at, old.started_at)
+    stage = new.stage
+    if stage != "booking" and booked_at is not None and booked_at < started:
+        stage = "retention"
+    if old is None:
+        return attrs.evolve(new, touchpoints=new.touchpoints[:max_touchpoints], stage=stage)
+    room = max_touchpoints - len(old.touchpoints)
+    touchpoints = old.touchpoints + new.touchpoints[:room] if room > 0 else old.touchpoints
+    first = (new.first_source, new.first_source_at)
+    if old.first_source_at is not None and (
+        new.first_source_at is None or old.first_source_at <= new.first_source_at
+    ):
+        first = (old.first_source, old.first_source_at)
+    last = (new.last_source, new.last_source_at)
+    if old.last_source_at is not None and (
+        new.last_source_at is None or old.last_source_at > new.last_source_at
+    ):
+        last = (old.last_source, old.last_source_at)
+    return JourneyRow(
+        touchpoints=touchpoints,
+        stage=higher_stage(old.stage, stage),
+        first_source=first[0],
+        first_source_at=first[1],
+        last_source=last[0],
+        last_source_at=last[1],
+        started_at=started,
+        last_at=max(new.last_at, old.last_at),
+    )
 
 
 def touch_source(event: EventFields) -> str | None:

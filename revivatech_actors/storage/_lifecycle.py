@@ -40,4 +40,6 @@ def fingerprint_needles(user_fingerprint: str) -> tuple[str, str]:
     with non-ASCII characters as they are (validation letters) and escaped (database letters).
     An erasure deletes the letters whose payload holds either: a payload naming the visitor as
     a whole JSON value, not as part of a longer one."""
-    return json.dumps(user_fingerprint, ensure_ascii=False), json.dumps(user_fingerprint, ensure_ascii=True)
+    return json.dumps(user_fingerprint, ensure_ascii=False), json.dumps(
+        user_fingerprint, ensure_ascii=True
+    )

@@ -13,10 +13,10 @@ from typing import Any
 import attrs
 
 from ..domain.profiles import ProfileDelta, ProfileState, Touch
+from ..domain.scoring import CHURN, ENGAGEMENT, LEAD, PRICE_SENSITIVITY, ScoreRecord
+from ..domain.sessions import SessionDelta
 from ..domain.validation import DETAIL_FIELDS
 from ..messages import Event
-from ..domain.sessions import SessionDelta
-from ..domain.scoring import CHURN, ENGAGEMENT, LEAD, PRICE_SENSITIVITY, ScoreRecord
 
 __all__ = [
     "EVENT_EXTRA_COLUMNS",
@@ -34,7 +34,6 @@ __all__ = [
     "profile_delta_row",
     "score_record_row",
     "session_delta_row",
-    "session_merge_sql",
     "stored_scores",
 ]
 
@@ -48,12 +47,21 @@ _NO_DETAILS = (None,) * len(DETAIL_FIELDS)
 
 def event_extra_values(e: Event) -> tuple[Any, ...]:
     """``e``'s values of :data:`EVENT_EXTRA_COLUMNS`, None where absent."""
-    return (e.client_id, *(_NO_DETAILS if e.details is None else e.details), e.user_agent, e.ip_address)
+    return (
+        e.client_id,
+        *(_NO_DETAILS if e.details is None else e.details),
+        e.user_agent,
+        e.ip_address,
+    )
 
 
 def event_extra_items(e: Event) -> dict[str, Any]:
     """``e``'s present values of :data:`EVENT_EXTRA_COLUMNS`, by column (usually few or none)."""
-    items = {} if e.details is None else {k: v for k, v in zip(DETAIL_FIELDS, e.details) if v is not None}
+    items = (
+        {}
+        if e.details is None
+        else {k: v for k, v in zip(DETAIL_FIELDS, e.details, strict=False) if v is not None}
+    )
     if e.client_id is not None:
         items["client_event_id"] = e.client_id
     if e.user_agent is not None:
@@ -61,21 +69,6 @@ def event_extra_items(e: Event) -> dict[str, Any]:
     if e.ip_address is not None:
         items["ip_address"] = e.ip_address
     return items
-
-
-def session_merge_sql(least: str, greatest: str) -> str:
-    """The ``ON CONFLICT (session_id) DO UPDATE`` of an ``analytics_sessions`` row (aliased ``s``)
-    by a session delta, in an engine's names for the two-argument least and greatest: both
-    engines merge by these rules, the ones ``domain.sessions.SessionDelta.merged`` applies."""
-    return f"""ON CONFLICT (session_id) DO UPDATE SET
-    event_count = s.event_count + excluded.event_count,
-    page_views = s.page_views + excluded.page_views,
-    entry_page = CASE WHEN excluded.started_at < s.started_at THEN excluded.entry_page ELSE s.entry_page END,
-    exit_page = CASE WHEN excluded.last_activity_at >= s.last_activity_at THEN excluded.exit_page ELSE s.exit_page END,
-    referrer = CASE WHEN excluded.started_at < s.started_at THEN excluded.referrer ELSE s.referrer END,
-    utm_source = CASE WHEN excluded.started_at < s.started_at THEN excluded.utm_source ELSE s.utm_source END,
-    started_at = {least}(s.started_at, excluded.started_at),
-    last_activity_at = {greatest}(s.last_activity_at, excluded.last_activity_at)"""
 
 
 @attrs.frozen
@@ -123,8 +116,9 @@ class VisitorKeys:
     days: frozenset[date]
 
 
-def stored_scores(engagement: float | None, lead: float | None, churn: float | None,
-                  price: float | None) -> dict[str, float]:
+def stored_scores(
+    engagement: float | None, lead: float | None, churn: float | None, price: float | None
+) -> dict[str, float]:
     """The profile's score columns as ``ProfileState.scores`` (models never recorded left out)."""
     values = {ENGAGEMENT: engagement, LEAD: lead, CHURN: churn, PRICE_SENSITIVITY: price}
     return {model: float(value) for model, value in values.items() if value is not None}
@@ -132,29 +126,55 @@ def stored_scores(engagement: float | None, lead: float | None, churn: float | N
 
 def profile_delta_row(d: ProfileDelta) -> dict[str, Any]:
     return {
-        "user_fingerprint": d.user_fingerprint, "events": d.events, "page_views": d.page_views,
-        "bookings_started": d.bookings_started, "bookings_completed": d.bookings_completed, "value": d.value,
-        "first_seen": d.first_seen, "last_seen": d.last_seen, "last_booking_at": d.last_booking_at,
-        "days": sorted(d.active_days), "counts": d.event_counts, "devices": d.device_counts,
-        "customer_id": d.customer_id, "customer_id_at": d.customer_id_at,
+        "user_fingerprint": d.user_fingerprint,
+        "events": d.events,
+        "page_views": d.page_views,
+        "bookings_started": d.bookings_started,
+        "bookings_completed": d.bookings_completed,
+        "value": d.value,
+        "first_seen": d.first_seen,
+        "last_seen": d.last_seen,
+        "last_booking_at": d.last_booking_at,
+        "days": sorted(d.active_days),
+        "counts": d.event_counts,
+        "devices": d.device_counts,
+        "customer_id": d.customer_id,
+        "customer_id_at": d.customer_id_at,
     }
 
 
 def session_delta_row(s: SessionDelta) -> dict[str, Any]:
     # by hand, not attrs.asdict: this runs for every session of every profile write
     return {
-        "session_id": s.session_id, "user_fingerprint": s.user_fingerprint, "started_at": s.started_at,
-        "last_activity_at": s.last_activity_at, "event_count": s.event_count, "page_views": s.page_views,
-        "entry_page": s.entry_page, "exit_page": s.exit_page, "referrer": s.referrer, "utm_source": s.utm_source,
+        "session_id": s.session_id,
+        "user_fingerprint": s.user_fingerprint,
+        "started_at": s.started_at,
+        "last_activity_at": s.last_activity_at,
+        "event_count": s.event_count,
+        "page_views": s.page_views,
+        "entry_page": s.entry_page,
+        "exit_page": s.exit_page,
+        "referrer": s.referrer,
+        "utm_source": s.utm_source,
     }
 
 
 def score_record_row(r: ScoreRecord) -> dict[str, Any]:
     return {
-        "user_fingerprint": r.user_fingerprint, "scored_at": r.scored_at, "segment": r.segment,
-        "version": r.version, "predictions": [
-            {"model_type": s.model_type, "value": s.value, "confidence": s.confidence,
-             "factors": [{"name": f.name, "value": f.value, "contribution": f.contribution} for f in s.factors]}
+        "user_fingerprint": r.user_fingerprint,
+        "scored_at": r.scored_at,
+        "segment": r.segment,
+        "version": r.version,
+        "predictions": [
+            {
+                "model_type": s.model_type,
+                "value": s.value,
+                "confidence": s.confidence,
+                "factors": [
+                    {"name": f.name, "value": f.value, "contribution": f.contribution}
+                    for f in s.factors
+                ],
+            }
             for s in r.recorded
         ],
     }
@@ -181,7 +201,9 @@ class LeaseRound:
     alive."""
 
     owned: dict[int, int]  # partition -> epoch, every partition this instance holds now
-    claimed: list[PartitionPosition]  # those of ``owned`` that were not this instance's before the round
+    claimed: list[
+        PartitionPosition
+    ]  # those of ``owned`` that were not this instance's before the round
     owners: int
 
 
@@ -203,7 +225,9 @@ class LogPage:
 
     entries: list[LogEntry]
     horizon: int
-    more: bool = False  # the page stopped short of what the log holds below the oldest transaction in flight
+    more: bool = (
+        False  # the page stopped short of what the log holds below the oldest transaction in flight
+    )
 
 
 @attrs.frozen

@@ -110,14 +110,16 @@ def migrations_from_texts(files: Mapping[str, str]) -> list[Migration]:
             msg = f"{by_version[version].filename} and {filename} share the number {version:04d}"
             raise MigrationError(msg)
         text = files[filename]
-        by_version[version] = Migration(version=version, name=name, sql=text, checksum=checksum(text))
+        by_version[version] = Migration(
+            version=version, name=name, sql=text, checksum=checksum(text)
+        )
     if not by_version:
         raise MigrationError("no migration files (NNNN_name.sql) found")
     ordered = [by_version[v] for v in sorted(by_version)]
     if ordered[0].version != 1:
         msg = f"migrations must start at 0001, the first is {ordered[0].filename}"
         raise MigrationError(msg)
-    for before, after in zip(ordered, ordered[1:]):
+    for before, after in zip(ordered, ordered[1:], strict=False):
         if after.version != before.version + 1:
             msg = (
                 f"migration {before.version + 1:04d} is missing "
@@ -188,7 +190,8 @@ def plan_migrations(
         if row.checksum != migration.checksum:
             msg = (
                 f"{migration.filename} was changed after it was applied "
-                f"(applied sha256 {row.checksum[:12]}..., file sha256 {migration.checksum[:12]}...); "
+                f"(applied sha256 {row.checksum[:12]}..., "
+                f"file sha256 {migration.checksum[:12]}...); "
                 "never edit an applied migration, add a new file instead"
             )
             raise MigrationError(msg)

@@ -8,7 +8,7 @@ cursor in keyset order ``(created_at NULLS FIRST, id)`` (ids compared byte-wise,
 from just after a given position: one sort per run, rows streamed in chunks, and a resumed run
 starts where the last one's checkpoint says.
 
-Beside ``postgres.py``, the only module that imports psycopg: reading another service's schema
+Beside ``storage/postgres``, the only module that imports psycopg: reading another service's schema
 is not this service's storage interface. Nothing shown to a user ever carries the URL's password.
 """
 
@@ -22,12 +22,12 @@ import attrs
 import psycopg
 import psycopg.conninfo
 import psycopg.rows
-from psycopg import sql
 import trio
+from psycopg import sql
 
 from ..domain.original import REQUIRED_COLUMNS
-from ._base import first_line, mask_password
 from ._errors import StorageError
+from ._messages import first_line, mask_password
 
 __all__ = ["OriginalSource", "Position", "SourceError"]
 
@@ -47,7 +47,10 @@ class Position:
     id: str
 
     def as_json(self) -> dict[str, str | None]:
-        return {"created_at": None if self.created_at is None else self.created_at.isoformat(), "id": self.id}
+        return {
+            "created_at": None if self.created_at is None else self.created_at.isoformat(),
+            "id": self.id,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Position:
@@ -88,15 +91,20 @@ class OriginalSource:
         return f"{self.url_for_display}: {message}"
 
     async def open(self, tables: Sequence[str]) -> dict[str, dict[str, str]]:
-        """Connect, begin the snapshot and return, of ``tables``, those present: name -> column -> type.
+        """Connect, begin the snapshot and return, of ``tables``, those present:
+        name -> column -> type.
 
         Raises:
             SourceError: unreachable, or a table lacks the columns its order needs.
         """
 
         def connect() -> dict[str, dict[str, str]]:
-            conn = psycopg.connect(self._url, connect_timeout=max(1, round(self._connect_timeout)),
-                                   autocommit=False, row_factory=psycopg.rows.dict_row)
+            conn = psycopg.connect(
+                self._url,
+                connect_timeout=max(1, round(self._connect_timeout)),
+                autocommit=False,
+                row_factory=psycopg.rows.dict_row,
+            )
             conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             conn.read_only = True
             self._conn = conn
@@ -119,12 +127,17 @@ class OriginalSource:
             missing = [name for name in REQUIRED_COLUMNS if name not in columns]
             if missing:
                 await self.close()
-                msg = f"table {table} has no column {', '.join(missing)}: not the original service's schema"
+                missing_text = ", ".join(missing)
+                msg = (
+                    f"table {table} has no column {missing_text}: not the original service's schema"
+                )
                 raise SourceError(self._scrub(msg))
         self._columns = found
         return found
 
-    def _select(self, table: str, columns: Sequence[str], after: Position | None) -> tuple[sql.Composed, list[Any]]:
+    def _select(
+        self, table: str, columns: Sequence[str], after: Position | None
+    ) -> tuple[sql.Composed, list[Any]]:
         present = self._columns[table]
         fields = []
         for name in columns:
@@ -135,8 +148,9 @@ class OriginalSource:
             else:
                 fields.append(sql.Identifier(name))
         where, params = self._after(after)
-        query = sql.SQL('SELECT {} FROM {} {} ORDER BY created_at NULLS FIRST, id::text COLLATE "C"').format(
-            sql.SQL(", ").join(fields), sql.Identifier(table), where)
+        query = sql.SQL(
+            'SELECT {} FROM {} {} ORDER BY created_at NULLS FIRST, id::text COLLATE "C"'
+        ).format(sql.SQL(", ").join(fields), sql.Identifier(table), where)
         return query, params
 
     @staticmethod
@@ -144,10 +158,17 @@ class OriginalSource:
         if after is None:
             return sql.SQL(""), []
         if after.created_at is None:
-            return (sql.SQL('WHERE (created_at IS NULL AND id::text COLLATE "C" > %s) OR created_at IS NOT NULL'),
-                    [after.id])
-        return (sql.SQL('WHERE created_at > %s OR (created_at = %s AND id::text COLLATE "C" > %s)'),
-                [after.created_at, after.created_at, after.id])
+            return (
+                sql.SQL(
+                    'WHERE (created_at IS NULL AND id::text COLLATE "C" > %s)'
+                    " OR created_at IS NOT NULL"
+                ),
+                [after.id],
+            )
+        return (
+            sql.SQL('WHERE created_at > %s OR (created_at = %s AND id::text COLLATE "C" > %s)'),
+            [after.created_at, after.created_at, after.id],
+        )
 
     async def count(self, table: str, after: Position | None) -> int:
         """Rows of ``table`` after ``after`` (all with None), in the snapshot."""
@@ -166,7 +187,9 @@ class OriginalSource:
 
         def run() -> None:
             assert self._conn is not None
-            cursor = self._conn.cursor(name=f"revivatech_import_{table}", row_factory=psycopg.rows.dict_row)
+            cursor = self._conn.cursor(
+                name=f"revivatech_import_{table}", row_factory=psycopg.rows.dict_row
+            )
             cursor.execute(query, params)
             self._cursors[table] = cursor
 

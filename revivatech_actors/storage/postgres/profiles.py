@@ -1,0 +1,136 @@
+"""Profiles, sessions, journeys and active days on PostgreSQL: one statement writes a chunk of
+visitors' deltas (``upsert_profiles``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+import psycopg
+
+from ...domain.journeys import STAGES
+from ...domain.profiles import ProfileDelta, ProfileState, journey_rows, sessions_of
+from .._interface.profiles import ProfilesStorage
+from .._queries import load_queries
+from .._records import (
+    StoredJourney,
+    VisitorKeys,
+    profile_delta_row,
+    session_delta_row,
+    stored_scores,
+)
+
+__all__ = ["PostgresProfiles", "profile_state"]
+
+Q = load_queries("postgres")
+
+
+def profile_state(row: tuple[Any, ...]) -> ProfileState:
+    (
+        fp,
+        events,
+        sessions,
+        page_views,
+        started,
+        bookings,
+        value,
+        first,
+        last,
+        last_booking,
+        seconds,
+        days,
+        counts,
+        segment,
+        engagement,
+        lead,
+        churn,
+        price,
+        updated,
+        devices,
+        customer_id,
+        customer_id_at,
+        version,
+    ) = row
+    return ProfileState(
+        user_fingerprint=fp,
+        total_events=events,
+        total_sessions=sessions,
+        total_page_views=page_views,
+        bookings_started=started,
+        total_bookings=bookings,
+        total_value=value,
+        first_seen=first,
+        last_seen=last,
+        last_booking_at=last_booking,
+        total_session_seconds=seconds,
+        days_active=days,
+        event_counts=dict(counts),
+        segment=segment,
+        scores=stored_scores(engagement, lead, churn, price),
+        updated_at=updated,
+        device_counts=dict(devices),
+        customer_id=customer_id,
+        customer_id_at=customer_id_at,
+        version=version,
+    )
+
+
+class PostgresProfiles(ProfilesStorage):
+    """The profiles hooks of ``_interface.profiles``."""
+
+    def _upsert_profiles(
+        self,
+        conn: psycopg.Connection[Any],
+        deltas: Sequence[ProfileDelta],
+        max_touchpoints: int,
+        return_rows: bool,
+    ) -> dict[str, ProfileState]:
+        profiles = orjson.dumps([profile_delta_row(d) for d in deltas]).decode()
+        journeys = [row for d in deltas for row in journey_rows(d)]
+        for row in journeys:
+            if len(row["touchpoints"]) > max_touchpoints:
+                row["touchpoints"] = row["touchpoints"][:max_touchpoints]
+        sessions = orjson.dumps([session_delta_row(row) for row in sessions_of(deltas)]).decode()
+        conn.execute(
+            Q["upsert_profiles"],
+            {
+                "deltas": profiles,
+                "journeys": orjson.dumps(journeys).decode(),
+                "sessions": sessions,
+                "max_touchpoints": max_touchpoints,
+                "stages": list(STAGES),
+            },
+        )
+        # Read after the statement, not RETURNING from it: its session time sums the session rows
+        # the statement itself updated, which its own subqueries would not see.
+        return (
+            self._load_profiles_blocking(conn, [d.user_fingerprint for d in deltas])
+            if return_rows
+            else {}
+        )
+
+    def _load_profiles_blocking(
+        self, conn: psycopg.Connection[Any], user_fingerprints: list[str]
+    ) -> dict[str, ProfileState]:
+        rows = conn.execute(Q["load_profiles"], (user_fingerprints,)).fetchall()
+        return {row[0]: profile_state(row) for row in rows}
+
+    def _visitor_keys_blocking(
+        self, conn: psycopg.Connection[Any], user_fingerprint: str
+    ) -> VisitorKeys:
+        rows = conn.execute(Q["visitor_keys"], {"fp": user_fingerprint}).fetchall()
+        return VisitorKeys(
+            sessions=frozenset(key for kind, key in rows if kind == "session"),
+            days=frozenset(dt.date.fromisoformat(key) for kind, key in rows if kind == "day"),
+        )
+
+    def _load_journeys_blocking(
+        self, conn: psycopg.Connection[Any], user_fingerprint: str
+    ) -> list[StoredJourney]:
+        rows = conn.execute(Q["load_journeys"], (user_fingerprint,)).fetchall()
+        return [
+            StoredJourney(sid, touchpoints, stage, first, last, started, updated)
+            for sid, touchpoints, stage, first, last, started, updated in rows
+        ]
