@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING
 import trio
 
 from . import __version__
-from .config import ConfigError, Settings, env_var_name, load_settings, render_toml, settings_as_dict
+from .config import (
+    ConfigError,
+    Settings,
+    env_var_name,
+    load_settings,
+    render_toml,
+    settings_as_dict,
+)
 from .logs import Redactor, configure_logging
 from .start_checks import EXIT_CONFIG
 
@@ -61,53 +68,89 @@ def _parser() -> argparse.ArgumentParser:
     _add_config_argument(serve)
     serve.add_argument("--host", help="address to listen on (overrides web.host)")
     serve.add_argument("--port", help="TCP port to listen on (overrides web.port)")
-    serve.add_argument("--workers", metavar="N",
-                       help="processes serving the port, each a whole service (overrides web.workers; "
-                            "more than 1 needs PostgreSQL and Redis)")
+    serve.add_argument(
+        "--workers",
+        metavar="N",
+        help="processes serving the port, each a whole service (overrides web.workers; "
+        "more than 1 needs PostgreSQL and Redis)",
+    )
     # Set by the parent of `serve --workers N` on the processes it starts: serve as worker INDEX.
     serve.add_argument("--worker", type=int, metavar="INDEX", help=argparse.SUPPRESS)
 
     migrate = commands.add_parser("migrate", help="apply pending database migrations and exit")
     _add_config_argument(migrate)
 
-    check = commands.add_parser("check-config", help="validate the configuration and print it, secrets masked")
+    check = commands.add_parser(
+        "check-config", help="validate the configuration and print it, secrets masked"
+    )
     _add_config_argument(check)
 
     # Only this command loads the bench client: its options are parsed by its own parser
     # (revivatech_actors.bench), from the arguments this one leaves unrecognised.
-    commands.add_parser("bench", add_help=False,
-                        help="load a running server over HTTP and report events/s and latency")
+    commands.add_parser(
+        "bench",
+        add_help=False,
+        help="load a running server over HTTP and report events/s and latency",
+    )
 
     imported = commands.add_parser(
         "import-original",
         help="store the original RevivaTech service's history (analytics_events, customer_journeys) as events",
         description="Read the original service's analytics_events and customer_journeys from its PostgreSQL "
-                    "database and store them in storage.url through this service's pipeline, with their original "
-                    "times and ids. Idempotent; an interrupted run is resumed by running it again.",
+        "database and store them in storage.url through this service's pipeline, with their original "
+        "times and ids. Idempotent; an interrupted run is resumed by running it again.",
     )
     _add_config_argument(imported)
-    imported.add_argument("--from", dest="source", required=True, metavar="POSTGRESQL_URL",
-                          help="the original's database, postgresql://user@host:5432/db (a password may come from "
-                               "PGPASSWORD or ~/.pgpass instead of the URL)")
-    imported.add_argument("--chunk-size", type=int, default=IMPORT_CHUNK_SIZE, metavar="ROWS",
-                          help=f"rows read and checkpointed at a time (default {IMPORT_CHUNK_SIZE})")
-    imported.add_argument("--state", metavar="FILE",
-                          help="checkpoint file (default: revivatech-import-<hash of the two URLs>.json here)")
-    imported.add_argument("--restart", action="store_true",
-                          help="ignore the checkpoint of an interrupted run and read from the first row")
-    imported.add_argument("--source-timezone", default="UTC", metavar="ZONE",
-                          help="time zone the original wrote its TIMESTAMP WITHOUT TIME ZONE columns in "
-                               "(IANA name, default UTC)")
+    imported.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        metavar="POSTGRESQL_URL",
+        help="the original's database, postgresql://user@host:5432/db (a password may come from "
+        "PGPASSWORD or ~/.pgpass instead of the URL)",
+    )
+    imported.add_argument(
+        "--chunk-size",
+        type=int,
+        default=IMPORT_CHUNK_SIZE,
+        metavar="ROWS",
+        help=f"rows read and checkpointed at a time (default {IMPORT_CHUNK_SIZE})",
+    )
+    imported.add_argument(
+        "--state",
+        metavar="FILE",
+        help="checkpoint file (default: revivatech-import-<hash of the two URLs>.json here)",
+    )
+    imported.add_argument(
+        "--restart",
+        action="store_true",
+        help="ignore the checkpoint of an interrupted run and read from the first row",
+    )
+    imported.add_argument(
+        "--source-timezone",
+        default="UTC",
+        metavar="ZONE",
+        help="time zone the original wrote its TIMESTAMP WITHOUT TIME ZONE columns in "
+        "(IANA name, default UTC)",
+    )
     imported.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    imported.add_argument("--verbose", action="store_true", help="log at log.level (default: warnings only)")
+    imported.add_argument(
+        "--verbose", action="store_true", help="log at log.level (default: warnings only)"
+    )
     return parser
 
 
-def _configure_logging(settings: Settings, level: str | None = None, *, worker: int | None = None) -> Redactor:
+def _configure_logging(
+    settings: Settings, level: str | None = None, *, worker: int | None = None
+) -> Redactor:
     """Log to stderr in ``log.format`` at ``level`` (default ``log.level``), masking every
     configured secret."""
-    return configure_logging(level or settings.log.level, fmt=settings.log.format, worker=worker,
-                             secrets=_configured_secrets(settings))
+    return configure_logging(
+        level or settings.log.level,
+        fmt=settings.log.format,
+        worker=worker,
+        secrets=_configured_secrets(settings),
+    )
 
 
 def _configured_secrets(settings: Settings) -> list[str]:
@@ -146,8 +189,11 @@ def _admin_tokens(settings: Settings, redact: Redactor) -> tuple[tuple[str, ...]
         )
         return (generated,), None
     path = _write_token_file(generated)
-    logger.warning("no admin token is configured (auth.admin_tokens): generated one for this run, written to %s "
-                   "(readable by its owner only; removed at exit)", path)
+    logger.warning(
+        "no admin token is configured (auth.admin_tokens): generated one for this run, written to %s "
+        "(readable by its owner only; removed at exit)",
+        path,
+    )
     return (generated,), path
 
 
@@ -158,12 +204,16 @@ def _write_token_file(token: str) -> str:
         try:
             descriptor, path = tempfile.mkstemp(prefix=TOKEN_FILE_PREFIX, suffix=".txt", dir=folder)
         except OSError as exc:
-            logger.warning("cannot write the generated admin token in %s: %s", folder, exc.strerror or exc)
+            logger.warning(
+                "cannot write the generated admin token in %s: %s", folder, exc.strerror or exc
+            )
             continue
         with os.fdopen(descriptor, "w") as file:
             file.write(token + "\n")
         return os.path.abspath(path)
-    raise SystemExit("revivatech-actors: nowhere to write the generated admin token; configure auth.admin_tokens")
+    raise SystemExit(
+        "revivatech-actors: nowhere to write the generated admin token; configure auth.admin_tokens"
+    )
 
 
 def _remove_token_file(path: str | None) -> None:
@@ -174,7 +224,9 @@ def _remove_token_file(path: str | None) -> None:
     except FileNotFoundError:  # removed by hand already: nothing is left to protect
         return
     except OSError as exc:
-        logger.warning("could not remove the generated admin token's file %s: %s", path, exc.strerror or exc)
+        logger.warning(
+            "could not remove the generated admin token's file %s: %s", path, exc.strerror or exc
+        )
 
 
 def _serve(settings: Settings, redact: Redactor, *, worker: int | None = None) -> int:
@@ -254,7 +306,9 @@ def _serve_workers(settings: Settings, args: argparse.Namespace, redact: Redacto
         _remove_token_file(token_file)
 
 
-def _run_workers(settings: Settings, args: argparse.Namespace, env: dict[str, str], metrics_dir: str) -> int:
+def _run_workers(
+    settings: Settings, args: argparse.Namespace, env: dict[str, str], metrics_dir: str
+) -> int:
     from prometheus_client.multiprocess import mark_process_dead
 
     from .start_checks import storage_refusal
@@ -263,22 +317,36 @@ def _run_workers(settings: Settings, args: argparse.Namespace, env: dict[str, st
 
     web = settings.web
     # The worker reads the same files and environment; these make its settings the parent's.
-    passed = [arg for name in ("config", "host", "port", "workers") if getattr(args, name) is not None
-              for arg in (f"--{name}", getattr(args, name))]
+    passed = [
+        arg
+        for name in ("config", "host", "port", "workers")
+        if getattr(args, name) is not None
+        for arg in (f"--{name}", getattr(args, name))
+    ]
 
     def command(index: int) -> list[str]:
         return [sys.executable, "-m", "revivatech_actors", "serve", *passed, "--worker", str(index)]
 
-    pool = WorkerPool(command, web.workers, env, stop_deadline=settings.shutdown.timeout + STOP_MARGIN,
-                      on_exit=lambda pid: mark_process_dead(pid, metrics_dir))
+    pool = WorkerPool(
+        command,
+        web.workers,
+        env,
+        stop_deadline=settings.shutdown.timeout + STOP_MARGIN,
+        on_exit=lambda pid: mark_process_dead(pid, metrics_dir),
+    )
 
     async def run() -> int:
         try:
             applied, known, where, engine = await _apply_migrations(settings)
         except StorageError as exc:
             return _refuse(storage_refusal(exc))
-        logger.info("%s; starting %d workers on %s:%d (SO_REUSEPORT)", _storage_line(applied, known, where, engine),
-                    web.workers, web.host, web.port)
+        logger.info(
+            "%s; starting %d workers on %s:%d (SO_REUSEPORT)",
+            _storage_line(applied, known, where, engine),
+            web.workers,
+            web.host,
+            web.port,
+        )
         return await serve_workers(pool)
 
     return trio.run(run)
@@ -297,7 +365,9 @@ async def _apply_migrations(settings: Settings) -> tuple[list, list, str, str]:
     try:
         await storage.open()
         applied = await storage.migrate()
-        await storage.ensure_partitions(settings.profiles.partitions)  # a mismatch stops here, not in an actor
+        await storage.ensure_partitions(
+            settings.profiles.partitions
+        )  # a mismatch stops here, not in an actor
         return applied, await storage.applied_migrations(), storage.url_for_display, storage.engine
     finally:
         await storage.close()
@@ -368,8 +438,12 @@ def _import_original(settings: Settings, args: argparse.Namespace) -> int:
     except (ZoneInfoNotFoundError, ValueError):
         return refuse(f"--source-timezone: unknown time zone {args.source_timezone!r}")
     options = ImportOptions(
-        source_url=args.source, chunk_size=args.chunk_size, state_path=Path(args.state) if args.state else None,
-        restart=args.restart, zone=zone, progress=not args.no_progress,
+        source_url=args.source,
+        chunk_size=args.chunk_size,
+        state_path=Path(args.state) if args.state else None,
+        restart=args.restart,
+        zone=zone,
+        progress=not args.no_progress,
     )
     from .start_checks import StartRefused
 
@@ -377,7 +451,9 @@ def _import_original(settings: Settings, args: argparse.Namespace) -> int:
         _prepare_storage(settings)
     except StartRefused as refused:
         return _refuse(refused)
-    gc.set_threshold(*GC_THRESHOLDS)  # as serve: many short-lived objects, freed by reference counting
+    gc.set_threshold(
+        *GC_THRESHOLDS
+    )  # as serve: many short-lived objects, freed by reference counting
     try:
         return trio.run(run_import, settings, options)
     except ImportFailed as exc:

@@ -66,8 +66,14 @@ from .storage._messages import mask_password
 from .storage.original import OriginalSource, Position, SourceError
 from .supervisor import SupervisorGaveUp
 
-__all__ = ["DEFAULT_CHUNK_SIZE", "ImportFailed", "ImportOptions", "ImportState", "default_state_path",
-           "run_import"]
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "ImportFailed",
+    "ImportOptions",
+    "ImportState",
+    "default_state_path",
+    "run_import",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +111,9 @@ class ImportOptions:
 def default_state_path(source_url: str, destination_url: str) -> Path:
     """``revivatech-import-<hash>.json`` in the working folder, one per source and destination
     (the hash is of the URLs with their passwords masked)."""
-    digest = hashlib.sha256(f"{mask_password(source_url)}\n{mask_password(destination_url)}".encode()).hexdigest()
+    digest = hashlib.sha256(
+        f"{mask_password(source_url)}\n{mask_password(destination_url)}".encode()
+    ).hexdigest()
     return Path(f"revivatech-import-{digest[:12]}.json")
 
 
@@ -117,17 +125,24 @@ class ImportState:
     source: str  # masked URLs: the file says which import it belongs to, never a password
     destination: str
     positions: dict[str, Position] = attrs.Factory(dict)
-    counts: dict[str, TableCounts] = attrs.Factory(lambda: {table: TableCounts() for table in TABLES})
+    counts: dict[str, TableCounts] = attrs.Factory(
+        lambda: {table: TableCounts() for table in TABLES}
+    )
     runs: int = 0
     #: False while a run is going on: found False, the last run was killed before its stop wrote
     #: the profile deltas it held (see the module docstring).
     stopped_cleanly: bool = True
 
     def as_json(self) -> dict[str, Any]:
-        return {"version": STATE_VERSION, "source": self.source, "destination": self.destination, "runs": self.runs,
-                "stopped_cleanly": self.stopped_cleanly,
-                "positions": {t: p.as_json() for t, p in self.positions.items()},
-                "counts": {t: c.as_json() for t, c in self.counts.items()}}
+        return {
+            "version": STATE_VERSION,
+            "source": self.source,
+            "destination": self.destination,
+            "runs": self.runs,
+            "stopped_cleanly": self.stopped_cleanly,
+            "positions": {t: p.as_json() for t, p in self.positions.items()},
+            "counts": {t: c.as_json() for t, c in self.counts.items()},
+        }
 
     @classmethod
     def load(cls, path: Path) -> ImportState | None:
@@ -138,10 +153,14 @@ class ImportState:
             if data.get("version") != STATE_VERSION:
                 raise ValueError(f"version {data.get('version')!r}, expected {STATE_VERSION}")
             return cls(
-                source=data["source"], destination=data["destination"], runs=int(data.get("runs", 0)),
+                source=data["source"],
+                destination=data["destination"],
+                runs=int(data.get("runs", 0)),
                 stopped_cleanly=bool(data.get("stopped_cleanly", True)),
                 positions={t: Position.from_json(p) for t, p in data.get("positions", {}).items()},
-                counts={t: TableCounts.from_json(data.get("counts", {}).get(t, {})) for t in TABLES},
+                counts={
+                    t: TableCounts.from_json(data.get("counts", {}).get(t, {})) for t in TABLES
+                },
             )
         except FileNotFoundError:
             return None
@@ -219,7 +238,9 @@ class _Run:
         self.stopping = True
         self.pipeline_scope.cancel()
 
-    async def read_chunks(self, send: trio.MemorySendChannel[list[tuple[str, dict[str, Any]]]]) -> None:
+    async def read_chunks(
+        self, send: trio.MemorySendChannel[list[tuple[str, dict[str, Any]]]]
+    ) -> None:
         """Both tables merged in time order (rows of equal time: events first), in chunks."""
         async with send:
             with self.reader_scope:
@@ -249,7 +270,9 @@ class _Run:
             for rank, table in enumerate(self.tables):
                 buffer = buffers[table]
                 if not buffer and table not in exhausted:
-                    buffer.extend(reversed(await self.source.fetch(table, size)))  # popped from the end
+                    buffer.extend(
+                        reversed(await self.source.fetch(table, size))
+                    )  # popped from the end
                     if not buffer:
                         exhausted.add(table)
                 if buffer:
@@ -261,16 +284,24 @@ class _Run:
                 return
             yield best, buffers[best].pop()
 
-    async def submit_chunks(self, chunks: trio.MemoryReceiveChannel[list[tuple[str, dict[str, Any]]]],
-                            send: trio.MemorySendChannel[_Chunk]) -> None:
+    async def submit_chunks(
+        self,
+        chunks: trio.MemoryReceiveChannel[list[tuple[str, dict[str, Any]]]],
+        send: trio.MemorySendChannel[_Chunk],
+    ) -> None:
         assert self.service is not None
         client_ip = self.settings.ingest.client_ip
         async with send, chunks:
             async for raw in chunks:
                 if self.stopping:
                     break  # read, never submitted: the next run reads these rows again
-                rows = [import_row(table, row, zone=self.options.zone, client_ip=client_ip) for table, row in raw]
-                positions = {table: Position(row["created_at"], str(row["id"])) for table, row in raw}
+                rows = [
+                    import_row(table, row, zone=self.options.zone, client_ip=client_ip)
+                    for table, row in raw
+                ]
+                positions = {
+                    table: Position(row["created_at"], str(row["id"])) for table, row in raw
+                }
                 chunk = _Chunk(rows, positions)
                 for submission in _submissions(chunk):
                     await self._submit(submission)
@@ -292,7 +323,9 @@ class _Run:
     async def complete_chunks(self, chunks: trio.MemoryReceiveChannel[_Chunk]) -> None:
         async with chunks:
             async for chunk in chunks:
-                submissions = [s for s, _ in chunk.submissions] + ([chunk.letters] if chunk.letters else [])
+                submissions = [s for s, _ in chunk.submissions] + (
+                    [chunk.letters] if chunk.letters else []
+                )
                 for submission in submissions:
                     await submission.done.wait()
                     if submission.failure is not None:
@@ -332,7 +365,9 @@ class _Run:
     def draw(self, *, final: bool) -> None:
         if not self.options.progress:
             return
-        line = progress_line(self.done_before + self.done, self.total, time.monotonic() - self.started)
+        line = progress_line(
+            self.done_before + self.done, self.total, time.monotonic() - self.started
+        )
         if self.err.isatty():
             self.err.write("\r\x1b[2K" + line + ("\n" if final else ""))
         else:
@@ -343,18 +378,29 @@ class _Run:
 
     def summary(self) -> str:
         state = self.state
-        status = ("complete" if self.complete else
-                  f"{'failed' if self.failure else 'interrupted'}: run the same command again to resume")
+        status = (
+            "complete"
+            if self.complete
+            else f"{'failed' if self.failure else 'interrupted'}: run the same command again to resume"
+        )
         runs = f" ({state.runs} runs)" if state.runs > 1 else ""
-        lines = [f"import-original {status}{runs}",
-                 f"  from {self.source.url_for_display}",
-                 f"  to   {mask_password(self.settings.storage.url)}",
-                 f"  {'table':<20}{'read':>10}{'stored':>10}{'duplicates':>12}{'skipped':>10}"]
+        lines = [
+            f"import-original {status}{runs}",
+            f"  from {self.source.url_for_display}",
+            f"  to   {mask_password(self.settings.storage.url)}",
+            f"  {'table':<20}{'read':>10}{'stored':>10}{'duplicates':>12}{'skipped':>10}",
+        ]
         for table in TABLES:
             c = state.counts[table]
             note = "" if table in self.tables else "  (no such table in the source)"
-            lines.append(f"  {table:<20}{c.read:>10,}{c.stored:>10,}{c.duplicates:>12,}{c.skipped_total:>10,}{note}")
-        reasons = [(table, reason, n) for table in TABLES for reason, n in state.counts[table].skipped.most_common()]
+            lines.append(
+                f"  {table:<20}{c.read:>10,}{c.stored:>10,}{c.duplicates:>12,}{c.skipped_total:>10,}{note}"
+            )
+        reasons = [
+            (table, reason, n)
+            for table in TABLES
+            for reason, n in state.counts[table].skipped.most_common()
+        ]
         if reasons:
             lines.append("  skipped, by reason (each kept in rejected_events):")
             lines.extend(f"    {table}: {n:,} × {reason}" for table, reason, n in reasons)
@@ -374,15 +420,25 @@ def _submissions(chunk: _Chunk) -> list[Submission]:
     runs: list[tuple[str | None, list[ImportedRow]]] = []
     for row in chunk.rows:
         if row.valid is None:
-            letters.append(DeadLetter(received_at=received_at, source="validation",
-                                      reasons=tuple(error.as_dict() for error in row.errors), payload=row.payload))
+            letters.append(
+                DeadLetter(
+                    received_at=received_at,
+                    source="validation",
+                    reasons=tuple(error.as_dict() for error in row.errors),
+                    payload=row.payload,
+                )
+            )
         elif runs and runs[-1][0] == row.ip_address:
             runs[-1][1].append(row)
         else:
             runs.append((row.ip_address, [row]))
     chunk.submissions = [
-        (Submission(received_at, [row.valid for row in rows if row.valid is not None], ip_address=ip),
-         [row.table for row in rows])
+        (
+            Submission(
+                received_at, [row.valid for row in rows if row.valid is not None], ip_address=ip
+            ),
+            [row.table for row in rows],
+        )
         for ip, rows in runs
     ]
     if letters:
@@ -390,8 +446,13 @@ def _submissions(chunk: _Chunk) -> list[Submission]:
     return [s for s, _ in chunk.submissions] + ([chunk.letters] if chunk.letters else [])
 
 
-async def run_import(settings: Settings, options: ImportOptions, *, out: TextIO = sys.stdout,
-                     err: TextIO = sys.stderr) -> int:
+async def run_import(
+    settings: Settings,
+    options: ImportOptions,
+    *,
+    out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
+) -> int:
     """Import; print progress on ``err`` and the summary on ``out``. Returns the exit code: 0 when
     every row was read and committed, 1 when interrupted or failed (the checkpoint stays).
 
@@ -399,11 +460,16 @@ async def run_import(settings: Settings, options: ImportOptions, *, out: TextIO 
         ImportFailed: before anything was imported (a state file of another import, say).
     """
     state_path = options.state_path or default_state_path(options.source_url, settings.storage.url)
-    source_shown, destination_shown = mask_password(options.source_url), mask_password(settings.storage.url)
+    source_shown, destination_shown = (
+        mask_password(options.source_url),
+        mask_password(settings.storage.url),
+    )
     state = None if options.restart else ImportState.load(state_path)
     if state is not None and (state.source, state.destination) != (source_shown, destination_shown):
-        msg = (f"the state file {state_path} belongs to the import from {state.source} to {state.destination}; "
-               "pass --state FILE for this one, or --restart to start it over")
+        msg = (
+            f"the state file {state_path} belongs to the import from {state.source} to {state.destination}; "
+            "pass --state FILE for this one, or --restart to start it over"
+        )
         raise ImportFailed(msg)
     resumed = state is not None
     state = state or ImportState(source_shown, destination_shown)
@@ -421,14 +487,30 @@ async def run_import(settings: Settings, options: ImportOptions, *, out: TextIO 
             for table in tables:
                 remaining += await source.count(table, state.positions.get(table))
             done_before = sum(state.counts[table].read for table in TABLES)
-            run = _Run(settings, options, state, state_path, source, tables, done_before + remaining, out, err,
-                       done_before=done_before)
+            run = _Run(
+                settings,
+                options,
+                state,
+                state_path,
+                source,
+                tables,
+                done_before + remaining,
+                out,
+                err,
+                done_before=done_before,
+            )
             if resumed:
-                print(f"resuming from {state_path}: {done_before:,} rows done, {remaining:,} to go", file=err)
+                print(
+                    f"resuming from {state_path}: {done_before:,} rows done, {remaining:,} to go",
+                    file=err,
+                )
                 if not state.stopped_cleanly:
-                    print("warning: the last run was killed before it stopped: the rows it stored after its last "
-                          "checkpoint come back as duplicates, and their part in the profiles may be missing "
-                          "(docs/operations.md)", file=err)
+                    print(
+                        "warning: the last run was killed before it stopped: the rows it stored after its last "
+                        "checkpoint come back as duplicates, and their part in the profiles may be missing "
+                        "(docs/operations.md)",
+                        file=err,
+                    )
             code = await _run_pipeline(run, signals)
         except SourceError as exc:
             print(f"revivatech-actors: import-original: reading the source failed: {exc}", file=err)
@@ -450,14 +532,22 @@ async def _run_pipeline(run: _Run, signals: Any) -> int:
     service = run.service = Service.build(settings, (), web=False)
 
     def stop(name: str) -> None:
-        print(f"\n{name}: stopping once the rows already submitted are stored (again: exit at once)",
-              file=run.err, flush=True)
+        print(
+            f"\n{name}: stopping once the rows already submitted are stored (again: exit at once)",
+            file=run.err,
+            flush=True,
+        )
         run.stop()
 
     try:
         async with trio.open_nursery() as outer:
-            outer.start_soon(watch_signals, signals, stop, deadline,
-                             f"the import did not stop within shutdown.timeout = {deadline:g} s")
+            outer.start_soon(
+                watch_signals,
+                signals,
+                stop,
+                deadline,
+                f"the import did not stop within shutdown.timeout = {deadline:g} s",
+            )
             async with trio.open_nursery() as nursery:
                 await nursery.start(service.run)
                 try:

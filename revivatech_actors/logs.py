@@ -37,7 +37,9 @@ REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("request
 #: Written instead of a secret.
 MASK = "***"
 #: Query parameters whose values are credentials wherever they appear in a logged URL.
-_SECRET_PARAMETER = re.compile(r"(?i)([?&;](?:token|access_token|api_key|apikey|password|secret)=)[^&;\s\"'#]+")
+_SECRET_PARAMETER = re.compile(
+    r"(?i)([?&;](?:token|access_token|api_key|apikey|password|secret)=)[^&;\s\"'#]+"
+)
 #: Secrets shorter than this are not searched for (an empty or one-letter "secret" would mask
 #: every line); configured secrets are at least 16 characters anyway.
 _MIN_SECRET = 4
@@ -95,8 +97,10 @@ class _TextFormatter(logging.Formatter):
 class _JsonFormatter(JsonFormatter):
     def __init__(self, redact: Redactor, static_fields: dict[str, object]) -> None:
         super().__init__(
-            "{asctime}{levelname}{name}{message}{request_id}", style="{",
-            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"}, static_fields=static_fields,
+            "{asctime}{levelname}{name}{message}{request_id}",
+            style="{",
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            static_fields=static_fields,
             json_ensure_ascii=False,
         )
         self._redact = redact
@@ -113,8 +117,9 @@ class _JsonFormatter(JsonFormatter):
         return self._redact(super().format(record))
 
 
-def configure_logging(level: str, *, fmt: str = "text", worker: int | None = None,
-                      secrets: Iterable[str] = ()) -> Redactor:
+def configure_logging(
+    level: str, *, fmt: str = "text", worker: int | None = None, secrets: Iterable[str] = ()
+) -> Redactor:
     """Send every log record at ``level`` or above to stderr in ``fmt`` (``text`` or ``json``),
     replacing what was configured before. ``worker`` is the index under ``serve --workers N``:
     its lines name it, since every worker writes to one stderr. Returns the :class:`Redactor`,
@@ -129,7 +134,9 @@ def configure_logging(level: str, *, fmt: str = "text", worker: int | None = Non
             handler.addFilter(_PidFilter())
     else:
         who = "" if worker is None else f"worker-{worker}[%(process)d] "
-        handler.setFormatter(_TextFormatter(f"%(asctime)s %(levelname)-7s {who}%(name)s: %(message)s", redact))
+        handler.setFormatter(
+            _TextFormatter(f"%(asctime)s %(levelname)-7s {who}%(name)s: %(message)s", redact)
+        )
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

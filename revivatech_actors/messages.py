@@ -21,7 +21,15 @@ from .domain.validation import EventDetails, ValidEvent
 from .logs import current_request_id
 
 __all__ = [
-    "DUPLICATE", "STORED", "DeadLetter", "Event", "Outcome", "PartitionsTaken", "Status", "StoredBatch", "Submission",
+    "DUPLICATE",
+    "STORED",
+    "DeadLetter",
+    "Event",
+    "Outcome",
+    "PartitionsTaken",
+    "Status",
+    "StoredBatch",
+    "Submission",
 ]
 
 
@@ -70,7 +78,10 @@ class DeadLetter:
     #: Derived from the content (source, reasons, payload): a client that resends the same refused
     #: input, or a retried write after a lost commit reply, is kept once (its repeats counted).
     letter_id: str = attrs.field(
-        default=attrs.Factory(lambda self: _letter_id(self.source, self.reasons, self.payload), takes_self=True))
+        default=attrs.Factory(
+            lambda self: _letter_id(self.source, self.reasons, self.payload), takes_self=True
+        )
+    )
 
 
 #: Namespace of dead letters' content-derived ids.

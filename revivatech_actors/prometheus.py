@@ -32,10 +32,26 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 
 __all__ = [
-    "ACTIVE_PROFILE_ACTORS", "ACTOR_INBOX_DEPTH", "ACTOR_RESTARTS", "BATCH_FLUSH_SECONDS", "BATCH_SIZE",
-    "EVENTS_DUPLICATE", "EVENTS_RECEIVED", "EVENTS_REJECTED", "EVENTS_STORED", "HTTP_METHODS",
-    "COMMIT_LAG_SECONDS", "HTTP_REQUESTS", "HTTP_REQUEST_SECONDS", "INGEST_LAG_SECONDS", "MULTIPROC_ENV", "RATE_LIMITED",
-    "WEBSOCKET_CLIENTS", "exposition", "record_http_request", "record_rate_limited",
+    "ACTIVE_PROFILE_ACTORS",
+    "ACTOR_INBOX_DEPTH",
+    "ACTOR_RESTARTS",
+    "BATCH_FLUSH_SECONDS",
+    "BATCH_SIZE",
+    "EVENTS_DUPLICATE",
+    "EVENTS_RECEIVED",
+    "EVENTS_REJECTED",
+    "EVENTS_STORED",
+    "HTTP_METHODS",
+    "COMMIT_LAG_SECONDS",
+    "HTTP_REQUESTS",
+    "HTTP_REQUEST_SECONDS",
+    "INGEST_LAG_SECONDS",
+    "MULTIPROC_ENV",
+    "RATE_LIMITED",
+    "WEBSOCKET_CLIENTS",
+    "exposition",
+    "record_http_request",
+    "record_rate_limited",
 ]
 
 #: prometheus-client's multiprocess directory; set for the workers of `serve --workers N`.
@@ -51,42 +67,90 @@ disable_created_metrics()
 # Events per batch: from a lone event up to past batch.max_events' default (2000).
 _BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 # Seconds: commits take milliseconds; a database that is away makes them take up to minutes.
-_SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+_SECONDS_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+)
 
-EVENTS_RECEIVED = Counter("revivatech_events_received_total",
-                          "Events received by the ingest routes, valid or not (a malformed body counts as one).")
+EVENTS_RECEIVED = Counter(
+    "revivatech_events_received_total",
+    "Events received by the ingest routes, valid or not (a malformed body counts as one).",
+)
 EVENTS_STORED = Counter("revivatech_events_stored_total", "Events committed to storage.")
-EVENTS_DUPLICATE = Counter("revivatech_events_duplicate_total",
-                           "Events whose event_id was already stored (not stored again).")
-EVENTS_REJECTED = Counter("revivatech_events_rejected_total",
-                          "Events refused: stage=validation by the ingest rules, stage=database by storage.",
-                          ["stage"])
-BATCH_SIZE = Histogram("revivatech_batch_size_events", "Events per committed storage batch.",
-                       buckets=_BATCH_BUCKETS)
-BATCH_FLUSH_SECONDS = Histogram("revivatech_batch_flush_seconds",
-                                "Seconds from a batch's first write attempt to its commit (retries included).",
-                                buckets=_SECONDS_BUCKETS)
-COMMIT_LAG_SECONDS = Histogram("revivatech_event_commit_lag_seconds",
-                               "Seconds from receiving an event to committing it, for the oldest event of "
-                               "each committed batch.", buckets=_SECONDS_BUCKETS)
-INGEST_LAG_SECONDS = Gauge("revivatech_ingest_lag_seconds",
-                           "Seconds the oldest event received and not yet committed has waited (0 when none).",
-                           multiprocess_mode="livemax")
-ACTOR_INBOX_DEPTH = Gauge("revivatech_actor_inbox_depth", "Messages waiting in an actor's inbox.", ["actor"],
-                          multiprocess_mode="livesum")
-ACTOR_RESTARTS = Counter("revivatech_actor_restarts_total", "Restarts of an actor by its supervisor.", ["actor"])
-ACTIVE_PROFILE_ACTORS = Gauge("revivatech_profile_actors_active", "Visitor profile actors active in memory.",
-                              multiprocess_mode="livesum")
-WEBSOCKET_CLIENTS = Gauge("revivatech_websocket_clients", "Open live-feed WebSocket clients.",
-                          multiprocess_mode="livesum")
-HTTP_REQUESTS = Counter("revivatech_http_requests_total", "Answered HTTP requests by route template and status.",
-                        ["method", "route", "status"])
-HTTP_REQUEST_SECONDS = Histogram("revivatech_http_request_duration_seconds",
-                                 "Seconds to handle an HTTP request, by route template.", ["method", "route"],
-                                 buckets=_SECONDS_BUCKETS)
+EVENTS_DUPLICATE = Counter(
+    "revivatech_events_duplicate_total",
+    "Events whose event_id was already stored (not stored again).",
+)
+EVENTS_REJECTED = Counter(
+    "revivatech_events_rejected_total",
+    "Events refused: stage=validation by the ingest rules, stage=database by storage.",
+    ["stage"],
+)
+BATCH_SIZE = Histogram(
+    "revivatech_batch_size_events", "Events per committed storage batch.", buckets=_BATCH_BUCKETS
+)
+BATCH_FLUSH_SECONDS = Histogram(
+    "revivatech_batch_flush_seconds",
+    "Seconds from a batch's first write attempt to its commit (retries included).",
+    buckets=_SECONDS_BUCKETS,
+)
+COMMIT_LAG_SECONDS = Histogram(
+    "revivatech_event_commit_lag_seconds",
+    "Seconds from receiving an event to committing it, for the oldest event of "
+    "each committed batch.",
+    buckets=_SECONDS_BUCKETS,
+)
+INGEST_LAG_SECONDS = Gauge(
+    "revivatech_ingest_lag_seconds",
+    "Seconds the oldest event received and not yet committed has waited (0 when none).",
+    multiprocess_mode="livemax",
+)
+ACTOR_INBOX_DEPTH = Gauge(
+    "revivatech_actor_inbox_depth",
+    "Messages waiting in an actor's inbox.",
+    ["actor"],
+    multiprocess_mode="livesum",
+)
+ACTOR_RESTARTS = Counter(
+    "revivatech_actor_restarts_total", "Restarts of an actor by its supervisor.", ["actor"]
+)
+ACTIVE_PROFILE_ACTORS = Gauge(
+    "revivatech_profile_actors_active",
+    "Visitor profile actors active in memory.",
+    multiprocess_mode="livesum",
+)
+WEBSOCKET_CLIENTS = Gauge(
+    "revivatech_websocket_clients", "Open live-feed WebSocket clients.", multiprocess_mode="livesum"
+)
+HTTP_REQUESTS = Counter(
+    "revivatech_http_requests_total",
+    "Answered HTTP requests by route template and status.",
+    ["method", "route", "status"],
+)
+HTTP_REQUEST_SECONDS = Histogram(
+    "revivatech_http_request_duration_seconds",
+    "Seconds to handle an HTTP request, by route template.",
+    ["method", "route"],
+    buckets=_SECONDS_BUCKETS,
+)
 for _stage in ("validation", "database"):  # both series exist from the start, at 0
     EVENTS_REJECTED.labels(_stage)
-RATE_LIMITED = Counter("revivatech_rate_limited_total", "Requests refused by a rate limit, by limit.", ["limit"])
+RATE_LIMITED = Counter(
+    "revivatech_rate_limited_total", "Requests refused by a rate limit, by limit.", ["limit"]
+)
 
 
 def record_rate_limited(limit: str) -> None:

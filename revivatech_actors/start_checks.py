@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .storage import StorageError
 
-__all__ = ["EXIT_CONFIG", "EXIT_FAILED", "StartRefused", "check_listen", "listen_refusal", "storage_refusal"]
+__all__ = [
+    "EXIT_CONFIG",
+    "EXIT_FAILED",
+    "StartRefused",
+    "check_listen",
+    "listen_refusal",
+    "storage_refusal",
+]
 
 #: A setting must change: the exit code of every configuration error (docs/operations.md,
 #: "Signals and exit codes").
@@ -50,10 +57,15 @@ def _address(host: str, port: int) -> str:
 def listen_refusal(host: str, port: int, exc: OSError) -> StartRefused:
     """The refusal for a failure to listen on ``host:port`` with ``exc``."""
     if isinstance(exc, socket.gaierror):
-        return StartRefused(f"configuration error: web.host: cannot resolve {host!r} ({exc.strerror or exc}; "
-                            f"{_HOST_HINT})", EXIT_CONFIG)
+        return StartRefused(
+            f"configuration error: web.host: cannot resolve {host!r} ({exc.strerror or exc}; "
+            f"{_HOST_HINT})",
+            EXIT_CONFIG,
+        )
     reason, hint = _BIND_REASONS.get(exc.errno, ((exc.strerror or str(exc)).lower(), _PORT_HINT))
-    return StartRefused(f"error: cannot listen on {_address(host, port)}: {reason} ({hint})", EXIT_FAILED)
+    return StartRefused(
+        f"error: cannot listen on {_address(host, port)}: {reason} ({hint})", EXIT_FAILED
+    )
 
 
 def check_listen(host: str, port: int) -> None:
@@ -68,7 +80,9 @@ def check_listen(host: str, port: int) -> None:
         StartRefused: the address cannot be listened on (see :func:`listen_refusal`).
     """
     try:
-        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        with socket.socket(
+            socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM
+        ) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind((host, port))
     except OSError as exc:
@@ -78,13 +92,20 @@ def check_listen(host: str, port: int) -> None:
 def storage_refusal(exc: StorageError) -> StartRefused:
     """The refusal for ``exc``, raised while opening or migrating the database before a start."""
     # Imported here: the CLI imports this module for EXIT_CONFIG before any command is chosen.
-    from .storage import MigrationError, PartitionsMismatch, StorageMisconfigured, StorageUnavailable
+    from .storage import (
+        MigrationError,
+        PartitionsMismatch,
+        StorageMisconfigured,
+        StorageUnavailable,
+    )
 
     if isinstance(exc, (StorageMisconfigured, PartitionsMismatch)):
         key = "storage.url: " if isinstance(exc, StorageMisconfigured) else ""
         return StartRefused(f"configuration error: {key}{exc}", EXIT_CONFIG)
     if isinstance(exc, StorageUnavailable):
-        return StartRefused(f"error: {exc} (is the database running? check {_STORAGE_HINT})", EXIT_FAILED)
+        return StartRefused(
+            f"error: {exc} (is the database running? check {_STORAGE_HINT})", EXIT_FAILED
+        )
     if isinstance(exc, MigrationError):
         return StartRefused(f"error: migration failed: {exc}", EXIT_FAILED)
     return StartRefused(f"error: {exc}", EXIT_FAILED)

@@ -240,7 +240,9 @@ class Supervisor:
 
     # -- public API -------------------------------------------------------------------------
 
-    def as_child(self, *, restart: Restart = Restart.PERMANENT, shutdown_timeout: float = 30.0) -> ChildSpec:
+    def as_child(
+        self, *, restart: Restart = Restart.PERMANENT, shutdown_timeout: float = 30.0
+    ) -> ChildSpec:
         """A spec that runs this supervisor under another one; stopping it stops it in order."""
         return ChildSpec(
             name=self.name,
@@ -382,13 +384,22 @@ class Supervisor:
                     # Nothing is restarted once the supervisor stops: a child may end on its own
                     # because a sibling stopped before it (a closed inbox), and that is no crash.
                     if crash is not None:
-                        logger.error("%s/%s failed while stopping", self.name, spec.name, exc_info=crash)
+                        logger.error(
+                            "%s/%s failed while stopping", self.name, spec.name, exc_info=crash
+                        )
                     if child.state is not State.FAILED:  # an abandoned child stays failed
                         child.state = State.FAILED if crash is not None else State.STOPPED
                     return
-                if spec.restart is Restart.TEMPORARY or (spec.restart is Restart.TRANSIENT and crash is None):
+                if spec.restart is Restart.TEMPORARY or (
+                    spec.restart is Restart.TRANSIENT and crash is None
+                ):
                     if crash is not None:
-                        logger.error("%s/%s crashed (temporary: not restarted)", self.name, spec.name, exc_info=crash)
+                        logger.error(
+                            "%s/%s crashed (temporary: not restarted)",
+                            self.name,
+                            spec.name,
+                            exc_info=crash,
+                        )
                     else:
                         logger.info("%s/%s finished", self.name, spec.name)
                     child.state = State.FAILED if crash is not None else State.STOPPED
@@ -399,11 +410,20 @@ class Supervisor:
                 delay = self._backoff(child)
                 if crash is not None:
                     logger.error(
-                        "%s/%s crashed; restart %d in %.2f s", self.name, spec.name, child.restarts + 1, delay, exc_info=crash
+                        "%s/%s crashed; restart %d in %.2f s",
+                        self.name,
+                        spec.name,
+                        child.restarts + 1,
+                        delay,
+                        exc_info=crash,
                     )
                 else:
                     logger.warning(
-                        "%s/%s exited; restart %d in %.2f s", self.name, spec.name, child.restarts + 1, delay
+                        "%s/%s exited; restart %d in %.2f s",
+                        self.name,
+                        spec.name,
+                        child.restarts + 1,
+                        delay,
                     )
                 child.state = State.RESTARTING
                 child.restarts += 1
@@ -430,7 +450,11 @@ class Supervisor:
                 times.popleft()
         if len(self._restart_times) <= self.max_restarts:
             return True
-        reason = f"{type(_single_leaf(crash)).__name__}: {_single_leaf(crash)}" if crash else "exited normally"
+        reason = (
+            f"{type(_single_leaf(crash)).__name__}: {_single_leaf(crash)}"
+            if crash
+            else "exited normally"
+        )
         msg = (
             f"supervisor {self.name!r} gave up: more than {self.max_restarts} restarts within "
             f"{self.max_seconds:g} s; last: {child.spec.name!r} ({reason})"
@@ -452,7 +476,12 @@ class Supervisor:
         spec = child.spec
         child.stopping = True
         if child.done.is_set():
-            logger.info("%s/%s stopped (it had already finished: %s)", self.name, spec.name, child.state.value)
+            logger.info(
+                "%s/%s stopped (it had already finished: %s)",
+                self.name,
+                spec.name,
+                child.state.value,
+            )
             return
         if not child.launched:  # the start ended before reaching it: nothing to stop
             child.state = State.STOPPED
@@ -467,14 +496,23 @@ class Supervisor:
         with trio.move_on_after(spec.shutdown_timeout):
             await child.done.wait()
         if not child.done.is_set() and graceful and child.scope is not None:
-            logger.warning("%s/%s did not stop within %g s; cancelling it", self.name, spec.name, spec.shutdown_timeout)
+            logger.warning(
+                "%s/%s did not stop within %g s; cancelling it",
+                self.name,
+                spec.name,
+                spec.shutdown_timeout,
+            )
             child.scope.cancel()
             with trio.move_on_after(CANCEL_GRACE):
                 await child.done.wait()
         if child.done.is_set():
-            logger.info("%s/%s stopped in %.3f s", self.name, spec.name, trio.current_time() - began)
+            logger.info(
+                "%s/%s stopped in %.3f s", self.name, spec.name, trio.current_time() - began
+            )
             return
-        logger.error("%s/%s ignored cancellation past its deadline; abandoned", self.name, spec.name)
+        logger.error(
+            "%s/%s ignored cancellation past its deadline; abandoned", self.name, spec.name
+        )
         child.last_error = ErrorRecord(
             type="ShutdownTimeout",
             message=f"did not stop within {spec.shutdown_timeout:g} s",

@@ -41,7 +41,13 @@ import trio
 from .start_checks import EXIT_CONFIG  # a worker that exits with it would refuse again if restarted
 
 __all__ = [
-    "ExitWindow", "WorkerPool", "describe_exit", "next_delay", "reuse_port_problem", "run_as_worker", "serve_workers",
+    "ExitWindow",
+    "WorkerPool",
+    "describe_exit",
+    "next_delay",
+    "reuse_port_problem",
+    "run_as_worker",
+    "serve_workers",
 ]
 
 logger = logging.getLogger(__name__)
@@ -128,7 +134,9 @@ class WorkerPool:
     _stop_signal: int | None = attrs.field(init=False, default=None)
     _stopping: trio.Event = attrs.field(init=False, factory=trio.Event)
     _killed: bool = attrs.field(init=False, default=False)
-    _exit_code: int | None = attrs.field(init=False, default=None)  # decided before the workers ended
+    _exit_code: int | None = attrs.field(
+        init=False, default=None
+    )  # decided before the workers ended
 
     def pids(self) -> dict[int, int]:
         """The running workers' process ids by index."""
@@ -177,7 +185,8 @@ class WorkerPool:
         delay: float | None = None
         while True:
             process = await trio.lowlevel.open_process(
-                list(self.command(index)), env=dict(self.env),
+                list(self.command(index)),
+                env=dict(self.env),
                 stdin=subprocess.PIPE,  # never written: its end of file tells the worker the parent is gone
                 process_group=0,  # a terminal's Ctrl-C reaches the parent only, which forwards it
             )
@@ -208,8 +217,12 @@ class WorkerPool:
                 self._give_up(EXIT_CONFIG)
                 return
             if self.exits.record(trio.current_time()):
-                logger.critical("%s: more than %d worker exits within %g s; stopping every worker",
-                                what, self.exits.limit, self.exits.seconds)
+                logger.critical(
+                    "%s: more than %d worker exits within %g s; stopping every worker",
+                    what,
+                    self.exits.limit,
+                    self.exits.seconds,
+                )
                 self._give_up(1)
                 return
             delay = next_delay(delay, trio.current_time() - started)
@@ -228,7 +241,11 @@ async def serve_workers(pool: WorkerPool) -> int:
 
             async def watch() -> None:
                 async for signum in signals:
-                    logger.warning("%s received: stopping %d worker(s)", signal.Signals(signum).name, pool.count)
+                    logger.warning(
+                        "%s received: stopping %d worker(s)",
+                        signal.Signals(signum).name,
+                        pool.count,
+                    )
                     pool.stop(signum)
                     break
                 async for signum in signals:
@@ -238,7 +255,9 @@ async def serve_workers(pool: WorkerPool) -> int:
             nursery.start_soon(watch)
             code = await pool.run()
             nursery.cancel_scope.cancel()
-    logger.log(logging.INFO if code == 0 else logging.ERROR, "every worker stopped; exit code %d", code)
+    logger.log(
+        logging.INFO if code == 0 else logging.ERROR, "every worker stopped; exit code %d", code
+    )
     return code
 
 

@@ -14,7 +14,9 @@ import uuid
 
 import pytest
 
-POSTGRES_ADMIN_URL = os.environ.get("REVIVATECH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+POSTGRES_ADMIN_URL = os.environ.get(
+    "REVIVATECH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 REDIS_TEST_URL = os.environ.get("REVIVATECH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -74,7 +76,9 @@ class _DatabasePool:
                 return self._ready.get(timeout=1.0)
             except queue.Empty:
                 if not self._thread.is_alive():
-                    raise RuntimeError(f"no test database could be made: {self._failure}") from self._failure
+                    raise RuntimeError(
+                        f"no test database could be made: {self._failure}"
+                    ) from self._failure
 
     def close(self, admin) -> None:
         """Stop making databases and drop those made but not taken."""

@@ -112,14 +112,20 @@ class TcpProxy:
                     muted = [False]  # True once the server's answers are to be dropped
                     async with server, trio.open_nursery() as pipes:
                         pipes.start_soon(self._upstream, client, server, pipes.cancel_scope, muted)
-                        pipes.start_soon(self._downstream, server, client, pipes.cancel_scope, muted)
+                        pipes.start_soon(
+                            self._downstream, server, client, pipes.cancel_scope, muted
+                        )
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 pass
             finally:
                 self._connection_scopes.discard(scope)
 
     async def _upstream(
-        self, client: trio.SocketStream, server: trio.SocketStream, both: trio.CancelScope, muted: list[bool]
+        self,
+        client: trio.SocketStream,
+        server: trio.SocketStream,
+        both: trio.CancelScope,
+        muted: list[bool],
     ) -> None:
         try:
             while data := await client.receive_some(_CHUNK):
@@ -137,7 +143,10 @@ class TcpProxy:
 
     @staticmethod
     async def _downstream(
-        server: trio.SocketStream, client: trio.SocketStream, both: trio.CancelScope, muted: list[bool]
+        server: trio.SocketStream,
+        client: trio.SocketStream,
+        both: trio.CancelScope,
+        muted: list[bool],
     ) -> None:
         try:
             while data := await server.receive_some(_CHUNK):

@@ -35,8 +35,16 @@ STORED, DUPLICATE = Status.STORED, Status.DUPLICATE
 
 def as_valid(event: Event) -> ValidEvent:
     return ValidEvent(
-        event.user_fingerprint, event.session_id, event.event_type, event.event_id, event.timestamp,
-        event.sent_at, event.page_url, event.referrer, event.value, event.properties,
+        event.user_fingerprint,
+        event.session_id,
+        event.event_type,
+        event.event_id,
+        event.timestamp,
+        event.sent_at,
+        event.page_url,
+        event.referrer,
+        event.value,
+        event.properties,
     )
 
 
@@ -52,7 +60,12 @@ def events(count: int, start: int = 0) -> list[Event]:
 
 
 def letter(n: int = 0) -> DeadLetter:
-    return DeadLetter(BASE_TIME, "validation", ({"field": "event_type", "message": "is required"},), f'{{"n": {n}}}')
+    return DeadLetter(
+        BASE_TIME,
+        "validation",
+        ({"field": "event_type", "message": "is required"},),
+        f'{{"n": {n}}}',
+    )
 
 
 def statuses(submission: Submission) -> list[Status]:
@@ -88,7 +101,9 @@ class Rig:
         return submission
 
     def submit_nowait(self, submission: Submission) -> Submission:
-        self.budget.used += min(submission.size, self.budget.capacity)  # nobody waits in these tests
+        self.budget.used += min(
+            submission.size, self.budget.capacity
+        )  # nobody waits in these tests
         self.send.send_nowait(submission)
         return submission
 
@@ -177,8 +192,12 @@ class PgProxy:
                     self._scopes.add(scope)
                     try:
                         async with trio.open_nursery() as nursery:
-                            nursery.start_soon(self._pump, client, upstream, nursery.cancel_scope, False)
-                            nursery.start_soon(self._pump, upstream, client, nursery.cancel_scope, True)
+                            nursery.start_soon(
+                                self._pump, client, upstream, nursery.cancel_scope, False
+                            )
+                            nursery.start_soon(
+                                self._pump, upstream, client, nursery.cancel_scope, True
+                            )
                     finally:
                         self._scopes.discard(scope)
 
@@ -234,7 +253,9 @@ async def test_batches_grow_with_load(storage, storage_url):
     rig = Rig(storage, max_events=2000)
     async with rig.running() as batcher:
         first = await rig.submit(submission_of(events(10)))
-        await trio.testing.wait_all_tasks_blocked()  # the batcher took the first (usually still writing it)
+        await (
+            trio.testing.wait_all_tasks_blocked()
+        )  # the batcher took the first (usually still writing it)
         rest = [rig.submit_nowait(submission_of(events(10, start=10 * n))) for n in range(1, 50)]
         await wait_done(first, *rest)
         assert all(statuses(submission) == [STORED] * 10 for submission in [first, *rest])
@@ -342,7 +363,9 @@ async def test_dead_letters_alone_resolve_and_are_stored(storage, storage_url):
         assert only_letters.failure is None
         assert rig.budget.used == 0
     assert sorted(query(storage_url, "SELECT source, payload FROM rejected_events")) == [
-        ("validation", '{"n": 1}'), ("validation", '{"n": 2}')]
+        ("validation", '{"n": 1}'),
+        ("validation", '{"n": 2}'),
+    ]
     assert count(storage_url) == 0
 
 
@@ -410,7 +433,9 @@ async def test_events_are_held_and_retried_while_the_storage_is_closed(storage, 
             await storage.open()
             await wait_done(*held)
         failures = batcher.stats.failed_flushes
-        assert all(outcome.status is STORED for submission in held for outcome in submission.outcomes)
+        assert all(
+            outcome.status is STORED for submission in held for outcome in submission.outcomes
+        )
         assert batcher.held_events == 0 and batcher.oldest_held() is None
         assert rig.budget.used == 0
         assert batcher.stats.duplicates == 0
@@ -447,12 +472,15 @@ async def test_events_are_held_while_postgres_is_unreachable(proxied_postgres, p
         while len(announced) < 12:
             announced.extend(feed.receive_nowait().events)
         assert sorted(event.event_id for event in announced) == sorted(
-            event.event_id for submission in held for event in submission.events)
+            event.event_id for submission in held for event in submission.events
+        )
     assert count(postgres_url) == 13
 
 
 @pytest.mark.parametrize("path", ["one statement", "transaction"])
-async def test_a_commit_whose_acknowledgement_was_lost_counts_as_stored(proxied_postgres, postgres_url, path):
+async def test_a_commit_whose_acknowledgement_was_lost_counts_as_stored(
+    proxied_postgres, postgres_url, path
+):
     """The flush committed but the connection broke before the client heard it: the retry finds
     the ids stored, and the batcher reports them stored (its own attempt), once each. Events
     alone are one autocommitted statement; with a dead letter the write is a transaction (COPY,
@@ -518,7 +546,9 @@ async def test_a_replay_of_an_old_event_stays_a_duplicate_after_a_retry(storage,
         await wait_done(replay, timeout=3)
         assert count(storage_url) == 2
         assert statuses(replay) == [DUPLICATE, STORED]
-        assert [event.event_id for event in feed.receive_nowait().events] == [replay.events[1].event_id]
+        assert [event.event_id for event in feed.receive_nowait().events] == [
+            replay.events[1].event_id
+        ]
 
 
 # ---------------------------------------------------------------------------------- stopping
@@ -541,13 +571,17 @@ async def test_stop_writes_the_pending_events_first(storage, storage_url):
     with trio.fail_after(2):
         async with trio.open_nursery() as nursery:
             await nursery.start(rig.batcher.run)
-    assert all(submission.done.is_set() and statuses(submission) == [STORED] * 7 for submission in waiting)
+    assert all(
+        submission.done.is_set() and statuses(submission) == [STORED] * 7 for submission in waiting
+    )
     assert rig.batcher.stats.largest_batch <= 10
     assert rig.budget.used == 0
     assert count(storage_url) == 28
 
 
-async def test_stop_while_the_database_is_away_waits_until_everything_is_written(storage, storage_url):
+async def test_stop_while_the_database_is_away_waits_until_everything_is_written(
+    storage, storage_url
+):
     rig = Rig(storage)
     returned = trio.Event()
 
@@ -574,7 +608,9 @@ async def test_stop_while_the_database_is_away_waits_until_everything_is_written
 async def test_closing_the_inbox_ends_run_after_writing_everything(storage, storage_url):
     rig = Rig(storage, max_events=8)
     feed = rig.batcher.subscribe()
-    waiting = [rig.submit_nowait(submission_of(events(5, start=10 * n), [letter(n)])) for n in range(5)]
+    waiting = [
+        rig.submit_nowait(submission_of(events(5, start=10 * n), [letter(n)])) for n in range(5)
+    ]
     rig.send.close()
     with trio.fail_after(2):
         async with trio.open_nursery() as nursery:
@@ -607,7 +643,9 @@ def jump_when_idle(mock_clock) -> None:
     mock_clock.autojump_threshold = 0
 
 
-async def test_a_lone_event_waits_max_wait_and_a_full_batch_does_not(mock_clock, storage, storage_url):
+async def test_a_lone_event_waits_max_wait_and_a_full_batch_does_not(
+    mock_clock, storage, storage_url
+):
     jump_when_idle(mock_clock)
     rig = Rig(storage, max_events=10, max_wait=0.05)
     async with trio.open_nursery() as nursery:
@@ -661,10 +699,19 @@ async def test_ingest_and_batcher_together(storage, storage_url):
     client_id = str(uuid.uuid4())
     sent_at = BASE_TIME - timedelta(hours=1)  # the client's clock is an hour behind
     incoming = [
-        validate_event({"user_fingerprint": "fp", "session_id": "s", "event_type": "page_view",
-                        "event_id": client_id, "timestamp": (sent_at - timedelta(seconds=5)).isoformat(),
-                        "sent_at": sent_at.isoformat()}),
-        validate_event({"user_fingerprint": "fp", "session_id": "s", "event_type": "booking_started"}),
+        validate_event(
+            {
+                "user_fingerprint": "fp",
+                "session_id": "s",
+                "event_type": "page_view",
+                "event_id": client_id,
+                "timestamp": (sent_at - timedelta(seconds=5)).isoformat(),
+                "sent_at": sent_at.isoformat(),
+            }
+        ),
+        validate_event(
+            {"user_fingerprint": "fp", "session_id": "s", "event_type": "booking_started"}
+        ),
     ]
     with trio.fail_after(3):
         async with trio.open_nursery() as nursery:
@@ -681,16 +728,23 @@ async def test_ingest_and_batcher_together(storage, storage_url):
             assert replay.seen_before == {0}
             assert statuses(replay) == [DUPLICATE]
             ingest.request_stop()  # ingest closes the batcher's inbox: both end
-    rows = query(storage_url, "SELECT event_id, event_type, event_timestamp FROM analytics_events ORDER BY event_type")
+    rows = query(
+        storage_url,
+        "SELECT event_id, event_type, event_timestamp FROM analytics_events ORDER BY event_type",
+    )
     assert len(rows) == 2
     (assigned_id, _, _), (kept_id, _, corrected) = rows
     assert str(kept_id) == client_id
     assert uuid.UUID(str(assigned_id)).version == 7
     corrected_text = corrected if isinstance(corrected, str) else corrected.isoformat()
-    assert corrected_text.startswith("2026-11-01T11:59:55")  # BASE_TIME - 5 s, by the server's clock
+    assert corrected_text.startswith(
+        "2026-11-01T11:59:55"
+    )  # BASE_TIME - 5 s, by the server's clock
 
 
-async def test_a_full_budget_turns_submissions_away_while_the_database_is_away(storage, storage_url):
+async def test_a_full_budget_turns_submissions_away_while_the_database_is_away(
+    storage, storage_url
+):
     budget = EventBudget(10)
     to_batcher, batcher_inbox = trio.open_memory_channel(10)
     ingest = IngestActor(to_batcher, budget, enqueue_timeout=0.1)

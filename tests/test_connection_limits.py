@@ -347,8 +347,9 @@ async def test_http2_over_cleartext_is_not_taken_up(sqlite_url):
 async def test_refusals_past_the_cap_are_logged_once_per_interval_and_none_is_left_out(
     autojump_clock, caplog
 ):
-    guard = ConnectionGuard(ConnectionLimits(header_timeout=1, body_timeout=1, max_connections=2,
-                                             max_header_size=8192))
+    guard = ConnectionGuard(
+        ConnectionLimits(header_timeout=1, body_timeout=1, max_connections=2, max_header_size=8192)
+    )
     assert guard.admit() and guard.admit()
     with caplog.at_level(logging.WARNING, logger="revivatech_actors.web.connection_limits"):
         assert not guard.admit()  # logged at once

@@ -17,8 +17,15 @@ TOKEN = "s3cret-admin-token-0123456789"
 ROLES = frozenset({"ADMIN", "SUPER_ADMIN"})
 
 
-def signed(claims: dict | None = None, *, secret: str = SECRET, algorithm: str = "HS256", **extra) -> str:
-    body = {"userId": "u1", "email": "admin@example.com", "role": "ADMIN", "exp": int(time.time()) + 900}
+def signed(
+    claims: dict | None = None, *, secret: str = SECRET, algorithm: str = "HS256", **extra
+) -> str:
+    body = {
+        "userId": "u1",
+        "email": "admin@example.com",
+        "role": "ADMIN",
+        "exp": int(time.time()) + 900,
+    }
     body.update(claims or {})
     body.update(extra)
     return jwt.encode({k: v for k, v in body.items() if v is not None}, secret, algorithm=algorithm)
@@ -27,7 +34,9 @@ def signed(claims: dict | None = None, *, secret: str = SECRET, algorithm: str =
 def crafted(header: dict, claims: dict, signature: bytes = b"") -> str:
     """A token built by hand (algorithms PyJWT would not sign with here)."""
     part = lambda data: base64.urlsafe_b64encode(data).rstrip(b"=").decode()  # noqa: E731
-    return ".".join([part(json.dumps(header).encode()), part(json.dumps(claims).encode()), part(signature)])
+    return ".".join(
+        [part(json.dumps(header).encode()), part(json.dumps(claims).encode()), part(signature)]
+    )
 
 
 def test_an_admin_jwt_is_admin_for_each_admin_role():
@@ -50,17 +59,36 @@ def _exp() -> int:
     [
         (lambda: signed(exp=int(time.time()) - 1), "expired admin token"),
         (lambda: signed(exp=None), "the token has no exp claim; only expiring JWTs are accepted"),
-        (lambda: signed(secret="another-secret-of-32-bytes-or-more!"), "the token's signature does not verify"),
+        (
+            lambda: signed(secret="another-secret-of-32-bytes-or-more!"),
+            "the token's signature does not verify",
+        ),
         (lambda: signed(algorithm="HS512"), "the token is not signed with HS256"),
-        (lambda: crafted({"alg": "none", "typ": "JWT"}, {"role": "ADMIN", "exp": _exp()}),
-         "the token is not signed with HS256"),
-        (lambda: crafted({"alg": "RS256", "typ": "JWT"}, {"role": "ADMIN", "exp": _exp()}, b"\x01" * 256),
-         "the token is not signed with HS256"),
+        (
+            lambda: crafted({"alg": "none", "typ": "JWT"}, {"role": "ADMIN", "exp": _exp()}),
+            "the token is not signed with HS256",
+        ),
+        (
+            lambda: crafted(
+                {"alg": "RS256", "typ": "JWT"}, {"role": "ADMIN", "exp": _exp()}, b"\x01" * 256
+            ),
+            "the token is not signed with HS256",
+        ),
         (lambda: signed(nbf=int(time.time()) + 600), "invalid admin token"),
         (lambda: "not-a-jwt-at-all-but-long-enough", "invalid admin token"),
         (lambda: signed()[:-3], "the token's signature does not verify"),
     ],
-    ids=["expired", "no-exp", "bad-signature", "HS512", "alg-none", "RS256", "not-yet-valid", "garbage", "truncated"],
+    ids=[
+        "expired",
+        "no-exp",
+        "bad-signature",
+        "HS512",
+        "alg-none",
+        "RS256",
+        "not-yet-valid",
+        "garbage",
+        "truncated",
+    ],
 )
 def test_tokens_that_prove_nothing_are_401_and_never_quoted(token, reason):
     presented = token()

@@ -81,7 +81,11 @@ def test_docs_cite_no_file_outside_the_repository(doc: Path):
 
 
 def test_slugs_follow_github():
-    assert _slug("GET /api/analytics/insights/{fingerprint}") == "get-apianalyticsinsightsfingerprint"
+    assert (
+        _slug("GET /api/analytics/insights/{fingerprint}") == "get-apianalyticsinsightsfingerprint"
+    )
     assert _slug("Browsers on another origin (CORS)") == "browsers-on-another-origin-cors"
     assert _slug("Engagement (`engagement_scoring`)") == "engagement-engagement_scoring"
-    assert _slug("What to watch: profiles, scorer, janitor") == "what-to-watch-profiles-scorer-janitor"
+    assert (
+        _slug("What to watch: profiles, scorer, janitor") == "what-to-watch-profiles-scorer-janitor"
+    )

@@ -34,14 +34,21 @@ def execute(url: str, sql: str, params: tuple = ()) -> None:
 
 
 def position(claim, *, horizon=None, applied=frozenset(), writes=None) -> PartitionPosition:
-    return PartitionPosition(claim.partition, claim.epoch, claim.writes if writes is None else writes,
-                             claim.horizon if horizon is None else horizon, applied)
+    return PartitionPosition(
+        claim.partition,
+        claim.epoch,
+        claim.writes if writes is None else writes,
+        claim.horizon if horizon is None else horizon,
+        applied,
+    )
 
 
 def test_the_slot_is_md5_based_and_the_same_everywhere():
     digest = hashlib.md5(b"visitor-42").digest()
     assert slot_of("visitor-42") == int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
-    assert slot_of("visitor-42") == 1531752443  # `echo -n visitor-42 | md5sum`: db4caffb..., top bit cleared
+    assert (
+        slot_of("visitor-42") == 1531752443
+    )  # `echo -n visitor-42 | md5sum`: db4caffb..., top bit cleared
     # growing to a multiple splits a partition without moving a visitor between the old ones
     for fp in (f"v{n}" for n in range(200)):
         assert partition_of(fp, 64) % 16 == partition_of(fp, 16)
@@ -71,7 +78,9 @@ async def test_a_transaction_that_commits_late_is_not_skipped(postgres_url):
         cursor = Cursor(0, claim.horizon, epoch=claim.epoch)
 
         async def read() -> list[str]:
-            page = await storage.read_log([position(claim, horizon=cursor.horizon, applied=frozenset(cursor.applied))], 1)
+            page = await storage.read_log(
+                [position(claim, horizon=cursor.horizon, applied=frozenset(cursor.applied))], 1
+            )
             for entry in page.entries:
                 cursor.mark(entry.txn)
             cursor.advance(page.horizon)
@@ -80,9 +89,12 @@ async def test_a_transaction_that_commits_late_is_not_skipped(postgres_url):
         late = make_event(0, user_fingerprint="late")
         with psycopg.connect(postgres_url) as slow:  # takes its transaction id first, commits last
             slow.execute("BEGIN")
-            slow.execute("INSERT INTO analytics_events (event_id, user_fingerprint, session_id, event_type,"
-                         " event_timestamp, received_at, log_slot, log_seq) VALUES (%s, 'late', 's', 'page_view',"
-                         " now(), now(), %s, 0)", (late.event_id, slot_of("late")))
+            slow.execute(
+                "INSERT INTO analytics_events (event_id, user_fingerprint, session_id, event_type,"
+                " event_timestamp, received_at, log_slot, log_seq) VALUES (%s, 'late', 's', 'page_view',"
+                " now(), now(), %s, 0)",
+                (late.event_id, slot_of("late")),
+            )
             seen: list[str] = []
             written: list[str] = []
 
@@ -107,7 +119,9 @@ async def test_a_transaction_that_commits_late_is_not_skipped(postgres_url):
 async def test_events_come_back_in_log_order_whole_transactions_by_page(storage):
     await storage.ensure_partitions(2)
     claims = (await storage.lease_round("me", partitions=2, ttl=30)).claimed
-    batches = [[make_event(10 * b + i, user_fingerprint=f"v{i}") for i in range(5)] for b in range(4)]
+    batches = [
+        [make_event(10 * b + i, user_fingerprint=f"v{i}") for i in range(5)] for b in range(4)
+    ]
     txns = [(await storage.commit_batch(batch)).log_txn for batch in batches]
     assert txns == sorted(txns) and len(set(txns)) == 4
     positions = [position(c) for c in claims]
@@ -115,21 +129,35 @@ async def test_events_come_back_in_log_order_whole_transactions_by_page(storage)
         while (await storage.read_log(positions, 2)).horizon <= txns[-1]:
             await trio.sleep(0.05)
     page = await storage.read_log(positions, 2, limit=12)  # 12 events: two whole transactions
-    assert page.more and [e.event_id for e in page.entries] == [e.event_id for b in batches[:2] for e in b]
+    assert page.more and [e.event_id for e in page.entries] == [
+        e.event_id for b in batches[:2] for e in b
+    ]
     assert page.horizon == txns[2]
     rest = await storage.read_log([position(c, horizon=page.horizon) for c in claims], 2)
-    assert not rest.more and [e.event_id for e in rest.entries] == [e.event_id for b in batches[2:] for e in b]
+    assert not rest.more and [e.event_id for e in rest.entries] == [
+        e.event_id for b in batches[2:] for e in b
+    ]
     skip = await storage.read_log([position(c, applied=frozenset(txns[:3])) for c in claims], 2)
     assert [e.event_id for e in skip.entries] == [e.event_id for e in batches[3]]
-    skipped = await storage.read_log(positions, 2, skip=[txns[1], txns[2]])  # brought by the fast path
-    assert [e.event_id for e in skipped.entries] == [e.event_id for b in (batches[0], batches[3]) for e in b]
-    only = await storage.read_log([position(c) for c in claims if c.partition == partition_of("v1", 2)], 2)
-    assert {e.user_fingerprint for e in only.entries} == {f"v{i}" for i in range(5) if partition_of(f"v{i}", 2) == partition_of("v1", 2)}
+    skipped = await storage.read_log(
+        positions, 2, skip=[txns[1], txns[2]]
+    )  # brought by the fast path
+    assert [e.event_id for e in skipped.entries] == [
+        e.event_id for b in (batches[0], batches[3]) for e in b
+    ]
+    only = await storage.read_log(
+        [position(c) for c in claims if c.partition == partition_of("v1", 2)], 2
+    )
+    assert {e.user_fingerprint for e in only.entries} == {
+        f"v{i}" for i in range(5) if partition_of(f"v{i}", 2) == partition_of("v1", 2)
+    }
 
 
 async def test_a_write_of_derived_state_is_fenced_and_a_retry_is_recognised(storage, storage_url):
     await storage.ensure_partitions(2)
-    claims = {c.partition: c for c in (await storage.lease_round("a", partitions=2, ttl=30)).claimed}
+    claims = {
+        c.partition: c for c in (await storage.lease_round("a", partitions=2, ttl=30)).claimed
+    }
     events = [make_event(n, user_fingerprint="fenced") for n in range(3)]
     txn = (await storage.commit_batch(events)).log_txn
     mine = claims[partition_of("fenced", 2)]
@@ -166,15 +194,20 @@ async def test_leases_are_shared_renewed_taken_over_and_given_up(storage, storag
     second = await storage.lease_round("b", partitions=8, ttl=30)
     assert sorted(second.owned) == list(range(8)) and second.owners == 1
     await storage.leave("b")
-    assert query(storage_url, "SELECT count(*) FROM profile_leases WHERE owner IS NOT NULL") == [(0,)]
+    assert query(storage_url, "SELECT count(*) FROM profile_leases WHERE owner IS NOT NULL") == [
+        (0,)
+    ]
     assert query(storage_url, "SELECT count(*) FROM profile_owners") == [(0,)]
 
 
 async def test_partitions_only_grow_to_a_multiple_with_every_instance_stopped(storage, storage_url):
     await storage.ensure_partitions(4)
     await storage.ensure_partitions(4)  # the same count: nothing to do
-    execute(storage_url, "UPDATE profile_partitions SET horizon = %s WHERE partition = 1",
-          ("7" if storage_url.startswith("postgres") else 7,))
+    execute(
+        storage_url,
+        "UPDATE profile_partitions SET horizon = %s WHERE partition = 1",
+        ("7" if storage_url.startswith("postgres") else 7,),
+    )
     for count in (2, 6):
         with pytest.raises(PartitionsMismatch, match="can only grow, to a multiple of 4"):
             await storage.ensure_partitions(count)
@@ -183,19 +216,30 @@ async def test_partitions_only_grow_to_a_multiple_with_every_instance_stopped(st
         await storage.ensure_partitions(8)
     await storage.leave("a")
     await storage.ensure_partitions(8)
-    rows = query(storage_url, "SELECT partition, horizon FROM profile_partitions WHERE partition IN (1, 5) ORDER BY 1")
-    assert [(p, str(h)) for p, h in rows] == [(1, "7"), (5, "7")]  # each new partition at its parent's position
+    rows = query(
+        storage_url,
+        "SELECT partition, horizon FROM profile_partitions WHERE partition IN (1, 5) ORDER BY 1",
+    )
+    assert [(p, str(h)) for p, h in rows] == [
+        (1, "7"),
+        (5, "7"),
+    ]  # each new partition at its parent's position
     assert isinstance(PartitionsMismatch("x"), StorageError)
 
 
 async def test_a_visitor_view_is_the_stored_rows_and_the_log_they_do_not_reflect(storage):
     await storage.ensure_partitions(2)
-    claims = {c.partition: c for c in (await storage.lease_round("a", partitions=2, ttl=30)).claimed}
+    claims = {
+        c.partition: c for c in (await storage.lease_round("a", partitions=2, ttl=30)).claimed
+    }
     first = [make_event(n, user_fingerprint="seen") for n in range(2)]
     txn = (await storage.commit_batch(first)).log_txn
     mine = claims[partition_of("seen", 2)]
-    await storage.apply_profile_deltas([delta_from_events("seen", first)], owner="a",
-                                       positions=[position(mine, applied=frozenset({txn}))])
+    await storage.apply_profile_deltas(
+        [delta_from_events("seen", first)],
+        owner="a",
+        positions=[position(mine, applied=frozenset({txn}))],
+    )
     later = [make_event(5, user_fingerprint="seen", session_id="later")]
     await storage.write_batch(later)
     view = await storage.visitor_view("seen", mine.partition)

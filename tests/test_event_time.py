@@ -70,8 +70,11 @@ def test_an_old_time_is_kept_down_to_max_age_days_and_refused_beyond():
 def test_a_conflicting_sent_timestamp_property_is_refused():
     sent = valid(timestamp="2099-01-01T00:00:00Z", properties={SENT_TIMESTAMP: "something else"})
     assert bound_event_time(sent, RECEIVED, BOUNDS) == [
-        FieldError(f"properties.{SENT_TIMESTAMP}", "is where a timestamp too far ahead is kept, and it holds "
-                                                   "another value")]
+        FieldError(
+            f"properties.{SENT_TIMESTAMP}",
+            "is where a timestamp too far ahead is kept, and it holds another value",
+        )
+    ]
 
 
 def test_an_event_without_a_time_is_unchanged():
@@ -86,30 +89,43 @@ async def stored_properties(url: str, event_id: str) -> dict:
     import json
 
     where = "event_id = %s::uuid" if is_postgres(url) else "event_id = %s"
-    ((properties,),) = await db(url, f"SELECT properties FROM analytics_events WHERE {where}", (event_id,))
+    ((properties,),) = await db(
+        url, f"SELECT properties FROM analytics_events WHERE {where}", (event_id,)
+    )
     return json.loads(properties) if isinstance(properties, str) else properties
 
 
 async def test_an_event_dated_2099_is_stored_at_its_receive_time(storage_url):
     async with Running(make_service(storage_url, **{"profiles.flush_interval": 0.1})) as client:
         before = datetime.now(UTC)
-        answer = await client.post(EVENTS, json=event(user_fingerprint="from-2099", timestamp="2099-01-01T00:00:00Z"))
+        answer = await client.post(
+            EVENTS, json=event(user_fingerprint="from-2099", timestamp="2099-01-01T00:00:00Z")
+        )
         after = datetime.now(UTC)
         assert answer.status_code == 200, answer.text
         body = answer.json()
         (warning,) = body["warnings"]
-        assert warning["field"] == "timestamp" and "ingest.max_future_seconds = 3600" in warning["message"]
+        assert (
+            warning["field"] == "timestamp"
+            and "ingest.max_future_seconds = 3600" in warning["message"]
+        )
         row = await stored_event(storage_url, body["eventId"])
         assert before <= row["event_timestamp"] <= after
-        assert (await stored_properties(storage_url, body["eventId"]))[SENT_TIMESTAMP] == "2099-01-01T00:00:00.000Z"
+        assert (await stored_properties(storage_url, body["eventId"]))[
+            SENT_TIMESTAMP
+        ] == "2099-01-01T00:00:00.000Z"
 
         # an hour ahead is still within the bound: kept as sent
         soon = (datetime.now(UTC) + timedelta(minutes=50)).replace(microsecond=0)
-        kept = await client.post(EVENTS, json=event(user_fingerprint="from-2099", timestamp=iso(soon)))
+        kept = await client.post(
+            EVENTS, json=event(user_fingerprint="from-2099", timestamp=iso(soon))
+        )
         assert kept.status_code == 200 and "warnings" not in kept.json()
         assert (await stored_event(storage_url, kept.json()["eventId"]))["event_timestamp"] == soon
 
-        insights = await client.get("/api/analytics/insights/from-2099", headers={"Authorization": f"Bearer {TOKEN}"})
+        insights = await client.get(
+            "/api/analytics/insights/from-2099", headers={"Authorization": f"Bearer {TOKEN}"}
+        )
         assert insights.status_code == 200, insights.text
         last_seen = datetime.fromisoformat(insights.json()["data"]["profile"]["lastSeen"])
         assert last_seen == soon  # not 2099
@@ -118,14 +134,21 @@ async def test_an_event_dated_2099_is_stored_at_its_receive_time(storage_url):
 async def test_max_age_days_refuses_older_events_in_a_batch_and_keeps_the_rest(sqlite_url):
     async with Running(make_service(sqlite_url, **{"ingest.max_age_days": 7})) as client:
         now = datetime.now(UTC)
-        batch = {"events": [event(session_id="old", timestamp=iso(now - timedelta(days=8))),
-                            event(session_id="recent", timestamp=iso(now - timedelta(days=6))),
-                            event(session_id="future", timestamp="2099-01-01T00:00:00Z")]}
+        batch = {
+            "events": [
+                event(session_id="old", timestamp=iso(now - timedelta(days=8))),
+                event(session_id="recent", timestamp=iso(now - timedelta(days=6))),
+                event(session_id="future", timestamp="2099-01-01T00:00:00Z"),
+            ]
+        }
         answer = await client.post(BATCH, json=batch)
         assert answer.status_code == 200, answer.text
         old, recent, future = answer.json()["results"]
         assert old["status"] == "rejected"
-        assert old["errors"][0]["field"] == "timestamp" and "ingest.max_age_days = 7" in old["errors"][0]["message"]
+        assert (
+            old["errors"][0]["field"] == "timestamp"
+            and "ingest.max_age_days = 7" in old["errors"][0]["message"]
+        )
         assert recent["status"] == "stored" and "warnings" not in recent
         assert future["status"] == "stored" and future["warnings"][0]["field"] == "timestamp"
 

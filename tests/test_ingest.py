@@ -13,8 +13,8 @@ import trio
 import trio.testing
 
 from revivatech_actors.actors.ingest import EventBudget, IngestActor, Overloaded, RecentIds
-from revivatech_actors.ids import new_event_ids
 from revivatech_actors.domain.validation import ValidEvent, validate_event
+from revivatech_actors.ids import new_event_ids
 from revivatech_actors.messages import DeadLetter, Submission
 
 RECEIVED_AT = datetime(2026, 11, 1, 12, 0, 0, 500000, tzinfo=UTC)
@@ -29,7 +29,9 @@ def valid(**fields) -> ValidEvent:
 
 
 def letter() -> DeadLetter:
-    return DeadLetter(RECEIVED_AT, "validation", ({"field": "event_type", "message": "is required"},), "{}")
+    return DeadLetter(
+        RECEIVED_AT, "validation", ({"field": "event_type", "message": "is required"},), "{}"
+    )
 
 
 # ------------------------------------------------------------------------------- EventBudget
@@ -273,8 +275,14 @@ async def test_submission_is_forwarded_converted(pipe):
     submission = Submission(
         RECEIVED_AT,
         [
-            valid(event_id=client_id.upper(), timestamp=client_time.isoformat(), sent_at=client_sent.isoformat(),
-                  page_url="https://x.example/a", value=12.5, properties={"k": "v"}),
+            valid(
+                event_id=client_id.upper(),
+                timestamp=client_time.isoformat(),
+                sent_at=client_sent.isoformat(),
+                page_url="https://x.example/a",
+                value=12.5,
+                properties={"k": "v"},
+            ),
             valid(),  # no id, no timestamp
             valid(timestamp=server_time.isoformat()),  # timestamp without sent_at: taken as is
         ],
@@ -294,8 +302,16 @@ async def test_submission_is_forwarded_converted(pipe):
     assert first.timestamp == RECEIVED_AT - timedelta(seconds=10)
     assert first.received_at == RECEIVED_AT
     assert first.sent_at == client_sent
-    assert (first.user_fingerprint, first.session_id, first.event_type) == ("fp-1", "s-1", "page_view")
-    assert (first.page_url, first.value, first.properties) == ("https://x.example/a", 12.5, {"k": "v"})
+    assert (first.user_fingerprint, first.session_id, first.event_type) == (
+        "fp-1",
+        "s-1",
+        "page_view",
+    )
+    assert (first.page_url, first.value, first.properties) == (
+        "https://x.example/a",
+        12.5,
+        {"k": "v"},
+    )
 
     assigned = uuid.UUID(second.event_id)
     assert assigned.version == 7
@@ -456,7 +472,9 @@ async def test_a_full_downstream_makes_submit_wait_and_a_closed_one_refuse():
         nursery.start_soon(refused)
         await trio.testing.wait_all_tasks_blocked()
         await receive.aclose()  # the batcher is gone
-    assert budget.used == 4  # first, second and third are held until committed; the refused one gave its room back
+    assert (
+        budget.used == 4
+    )  # first, second and third are held until committed; the refused one gave its room back
 
 
 def test_offer_to_a_closed_downstream_is_refused_and_gives_its_room_back_once():

@@ -10,7 +10,13 @@ import pytest
 import trio
 
 from revivatech_actors.actors.janitor import JanitorActor
-from revivatech_actors.domain.retention import PURGED_TABLES, RejectedQuery, cutoff_of, pause_after, rejected_query
+from revivatech_actors.domain.retention import (
+    PURGED_TABLES,
+    RejectedQuery,
+    cutoff_of,
+    pause_after,
+    rejected_query,
+)
 from revivatech_actors.storage import open_storage
 from revivatech_actors.storage._records import PartitionPosition
 
@@ -33,20 +39,31 @@ def test_the_pause_keeps_the_busy_share():
         pause_after(0.02, 0.0)
 
 
-@pytest.mark.parametrize(("args", "expected"), [
-    ({}, RejectedQuery(50, None)),
-    ({"limit": "500", "cursor": "17"}, RejectedQuery(500, 17)),
-    ({"limit": "1"}, RejectedQuery(1, None)),
-])
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ({}, RejectedQuery(50, None)),
+        ({"limit": "500", "cursor": "17"}, RejectedQuery(500, 17)),
+        ({"limit": "1"}, RejectedQuery(1, None)),
+    ],
+)
 def test_good_dead_letter_pages(args, expected):
     assert rejected_query(args) == expected
 
 
-@pytest.mark.parametrize(("args", "fields"), [
-    ({"limit": "0"}, ["limit"]), ({"limit": "501"}, ["limit"]), ({"limit": "-1"}, ["limit"]),
-    ({"limit": "²"}, ["limit"]), ({"cursor": "0"}, ["cursor"]), ({"cursor": "x"}, ["cursor"]),
-    ({"cursor": "9" * 20}, ["cursor"]), ({"limit": "", "cursor": ""}, ["limit", "cursor"]),
-])
+@pytest.mark.parametrize(
+    ("args", "fields"),
+    [
+        ({"limit": "0"}, ["limit"]),
+        ({"limit": "501"}, ["limit"]),
+        ({"limit": "-1"}, ["limit"]),
+        ({"limit": "²"}, ["limit"]),
+        ({"cursor": "0"}, ["cursor"]),
+        ({"cursor": "x"}, ["cursor"]),
+        ({"cursor": "9" * 20}, ["cursor"]),
+        ({"limit": "", "cursor": ""}, ["limit", "cursor"]),
+    ],
+)
 def test_bad_dead_letter_pages_name_the_parameter(args, fields):
     problems = rejected_query(args)
     assert [p["field"] for p in problems] == fields
@@ -64,10 +81,19 @@ async def old_events(storage, n: int) -> None:
     """``n`` events 60 days before NOW, applied by the owner of their one partition."""
     await storage.ensure_partitions(1)
     (claim,) = (await storage.lease_round("a", partitions=1, ttl=30)).claimed
-    txn = (await storage.commit_batch([make_event(i, user_fingerprint="v", timestamp=NOW - timedelta(days=60))
-                                       for i in range(n)])).log_txn
-    await storage.apply_profile_deltas([], positions=[PartitionPosition(0, claim.epoch, claim.writes, txn + 1,
-                                                                         frozenset())], owner="a")
+    txn = (
+        await storage.commit_batch(
+            [
+                make_event(i, user_fingerprint="v", timestamp=NOW - timedelta(days=60))
+                for i in range(n)
+            ]
+        )
+    ).log_txn
+    await storage.apply_profile_deltas(
+        [],
+        positions=[PartitionPosition(0, claim.epoch, claim.writes, txn + 1, frozenset())],
+        owner="a",
+    )
 
 
 async def test_zero_days_deletes_nothing(storage, sqlite_url):
@@ -105,8 +131,13 @@ async def test_a_pass_deletes_in_batches_and_rests_between_them(storage, sqlite_
         assert next_began - ended >= 4 * (ended - began) * 0.9
     assert query(sqlite_url, "SELECT count(*) FROM analytics_events") == [(0,)]
     stats = janitor.stats_json()
-    assert stats["deleted"]["analytics_events"] == 5 and stats["lastPassDeleted"]["analytics_events"] == 5
-    assert stats["lastCutoff"] == (NOW - timedelta(days=30)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    assert (
+        stats["deleted"]["analytics_events"] == 5
+        and stats["lastPassDeleted"]["analytics_events"] == 5
+    )
+    assert stats["lastCutoff"] == (NOW - timedelta(days=30)).isoformat(
+        timespec="milliseconds"
+    ).replace("+00:00", "Z")
     assert stats["passes"] == 1 and stats["purging"] is False
 
 
@@ -135,7 +166,9 @@ async def test_the_actor_passes_every_interval_and_stops_when_asked(storage, sql
 
 async def test_a_stop_cuts_a_rest_short(storage):
     await old_events(storage, 4)
-    janitor = JanitorActor(storage, days=30, batch_size=1, max_share=0.000_001, now=lambda: NOW)  # rests ~forever
+    janitor = JanitorActor(
+        storage, days=30, batch_size=1, max_share=0.000_001, now=lambda: NOW
+    )  # rests ~forever
     with trio.fail_after(5):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(janitor.purge_pass)

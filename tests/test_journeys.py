@@ -21,7 +21,12 @@ from revivatech_actors.domain.journeys import (
     validate_journey_step,
     visitor_stage,
 )
-from revivatech_actors.domain.profiles import ProfileDelta, ProfileState, delta_from_events, journey_rows
+from revivatech_actors.domain.profiles import (
+    ProfileDelta,
+    ProfileState,
+    delta_from_events,
+    journey_rows,
+)
 from revivatech_actors.domain.scoring import (
     ABANDON_TYPES,
     CONTACT_TYPES,
@@ -42,11 +47,24 @@ def at(minutes: float) -> datetime:
     return T0 + timedelta(minutes=minutes)
 
 
-def ev(minutes: float = 0, event_type: str = "page_view", *, session: str = "s1", visitor: str = "v1", **fields):
+def ev(
+    minutes: float = 0,
+    event_type: str = "page_view",
+    *,
+    session: str = "s1",
+    visitor: str = "v1",
+    **fields,
+):
     """An event of ``visitor`` in ``session``, ``minutes`` after T0, with no referrer by default."""
     fields.setdefault("page_url", f"{SITE}/page")
-    return make_event(0, user_fingerprint=visitor, session_id=session, event_type=event_type,
-                      timestamp=at(minutes), **fields)
+    return make_event(
+        0,
+        user_fingerprint=visitor,
+        session_id=session,
+        event_type=event_type,
+        timestamp=at(minutes),
+        **fields,
+    )
 
 
 def step(minutes: float = 0, name: str = "checkout", stage: object = None, **fields):
@@ -69,7 +87,11 @@ STAGE_OF_TYPE = (
     [(t, "consideration") for t in SERVICE_TYPES + PRICING_TYPES + DISCOUNT_TYPES]
     + [(t, "decision") for t in QUOTE_TYPES + CONTACT_TYPES + ("booking_started",)]
     + [("booking_completed", "booking")]
-    + [(t, "awareness") for t in ("page_view", "pageview", "click", "scroll", "custom:thing", "booking") + ABANDON_TYPES]
+    + [
+        (t, "awareness")
+        for t in ("page_view", "pageview", "click", "scroll", "custom:thing", "booking")
+        + ABANDON_TYPES
+    ]
 )
 
 
@@ -83,7 +105,9 @@ def test_event_stage_of_a_step_is_the_stage_it_marks(stage):
     assert event_stage(step(stage=stage)) == stage
 
 
-@pytest.mark.parametrize("stage", [None, "", "BOOKING", "purchase", " decision", 3, ["booking"], {"s": 1}, True])
+@pytest.mark.parametrize(
+    "stage", [None, "", "BOOKING", "purchase", " decision", 3, ["booking"], {"s": 1}, True]
+)
 def test_event_stage_of_a_step_without_a_valid_stage_is_awareness(stage):
     e = ev(event_type=JOURNEY_STEP_TYPE, properties={"step": "x", "stage": stage})
     assert event_stage(e) == "awareness"
@@ -95,11 +119,16 @@ def test_event_stage_of_a_step_without_properties_is_awareness():
 
 @pytest.mark.parametrize("event_type", ["page_view", "service_viewed", "booking_completed"])
 def test_a_stage_property_only_counts_on_a_journey_step(event_type):
-    e = ev(event_type=event_type, properties={"stage": "booking" if event_type != "booking_completed" else "awareness"})
+    e = ev(
+        event_type=event_type,
+        properties={"stage": "booking" if event_type != "booking_completed" else "awareness"},
+    )
     assert event_stage(e) == dict(STAGE_OF_TYPE)[event_type]
 
 
-@pytest.mark.parametrize("event_type", sorted({t for t, _ in STAGE_OF_TYPE} | {JOURNEY_STEP_TYPE, "retention"}))
+@pytest.mark.parametrize(
+    "event_type", sorted({t for t, _ in STAGE_OF_TYPE} | {JOURNEY_STEP_TYPE, "retention"})
+)
 def test_no_event_type_shows_retention_on_its_own(event_type):
     assert event_stage(ev(event_type=event_type)) != "retention"
 
@@ -161,9 +190,17 @@ def test_stage_rank_order():
         (f"{SITE}/x", "https://m.facebook.com:443/", "m.facebook.com"),
         (f"{SITE}/x", "https://www.revivatech.example/", "www.revivatech.example"),  # another host
         (None, "https://bing.com/search", "bing.com"),
-        (f"{SITE}/x?utm_source=&utm_medium=cpc", "https://bing.com/", "bing.com"),  # empty utm_source
+        (
+            f"{SITE}/x?utm_source=&utm_medium=cpc",
+            "https://bing.com/",
+            "bing.com",
+        ),  # empty utm_source
         (f"{SITE}/x", f"{SITE}/pricing", None),  # same host: a page of the site itself
-        (f"{SITE}/x", "https://REVIVATECH.example/pricing", None),  # hosts compare case-insensitively
+        (
+            f"{SITE}/x",
+            "https://REVIVATECH.example/pricing",
+            None,
+        ),  # hosts compare case-insensitively
         (f"{SITE}/x", None, None),  # direct visit
         (f"{SITE}/x", "", None),
         (None, None, None),
@@ -194,8 +231,13 @@ def test_touchpoint_without_a_page():
 
 def test_touchpoint_of_an_explicit_step_uses_the_step_name():
     e = step(7, name="chose_repair", stage="decision", page_url=f"{SITE}/repair")
-    assert touchpoint(e) == {"type": "chose_repair", "page": f"{SITE}/repair", "at": at(7), "step": True,
-                             "stage": "decision"}
+    assert touchpoint(e) == {
+        "type": "chose_repair",
+        "page": f"{SITE}/repair",
+        "at": at(7),
+        "step": True,
+        "stage": "decision",
+    }
 
 
 def test_touchpoint_at_is_a_datetime():
@@ -208,22 +250,50 @@ def test_touchpoint_at_is_a_datetime():
 def test_new_journey_is_empty_awareness():
     j = SessionJourney("s")
     assert (j.touchpoints, j.stage, j.started_at, j.last_at, j.first_source, j.last_source) == (
-        [], "awareness", None, None, None, None)
+        [],
+        "awareness",
+        None,
+        None,
+        None,
+        None,
+    )
 
 
 def test_add_keeps_touchpoints_in_arrival_order():
     events = [ev(30, "page_view"), ev(10, "pricing_viewed"), ev(20, "quote_requested")]
     j = journey_of(events)
     assert [(p["type"], p["at"]) for p in j.touchpoints] == [
-        ("page_view", at(30)), ("pricing_viewed", at(10)), ("quote_requested", at(20))]
+        ("page_view", at(30)),
+        ("pricing_viewed", at(10)),
+        ("quote_requested", at(20)),
+    ]
 
 
 @pytest.mark.parametrize(
     ("types", "stages"),
     [
-        (["page_view", "pricing_viewed", "page_view", "quote_requested", "service_viewed", "booking_completed",
-          "contact_clicked", "page_view"],
-         ["awareness", "consideration", "consideration", "decision", "decision", "booking", "booking", "booking"]),
+        (
+            [
+                "page_view",
+                "pricing_viewed",
+                "page_view",
+                "quote_requested",
+                "service_viewed",
+                "booking_completed",
+                "contact_clicked",
+                "page_view",
+            ],
+            [
+                "awareness",
+                "consideration",
+                "consideration",
+                "decision",
+                "decision",
+                "booking",
+                "booking",
+                "booking",
+            ],
+        ),
         (["booking_completed", "page_view", "pricing_viewed"], ["booking", "booking", "booking"]),
         (["contact_clicked", "coupon_applied"], ["decision", "decision"]),
         (["page_view", "click"], ["awareness", "awareness"]),
@@ -239,7 +309,9 @@ def test_stage_only_rises(types, stages):
 
 
 def test_a_step_raises_the_stage_but_an_invalid_step_stage_does_not():
-    j = journey_of([ev(0), step(1, stage="decision"), step(2, stage="bogus"), step(3, stage="consideration")])
+    j = journey_of(
+        [ev(0), step(1, stage="decision"), step(2, stage="bogus"), step(3, stage="consideration")]
+    )
     assert j.stage == "decision"
 
 
@@ -260,9 +332,13 @@ SOURCED = [  # (minutes, page_url, referrer); sources: bing @5, google @10, news
 ]
 
 
-@pytest.mark.parametrize("order", [tuple(range(6)), tuple(reversed(range(6))), (2, 0, 5, 3, 1, 4), (4, 5, 3, 2, 1, 0)])
+@pytest.mark.parametrize(
+    "order", [tuple(range(6)), tuple(reversed(range(6))), (2, 0, 5, 3, 1, 4), (4, 5, 3, 2, 1, 0)]
+)
 def test_first_and_last_source_by_event_time(order):
-    j = journey_of([ev(SOURCED[i][0], page_url=SOURCED[i][1], referrer=SOURCED[i][2]) for i in order])
+    j = journey_of(
+        [ev(SOURCED[i][0], page_url=SOURCED[i][1], referrer=SOURCED[i][2]) for i in order]
+    )
     assert (j.first_source, j.first_source_at) == ("bing.com", at(5))
     assert (j.last_source, j.last_source_at) == ("news", at(20))
     assert (j.started_at, j.last_at) == (at(1), at(30))
@@ -270,13 +346,22 @@ def test_first_and_last_source_by_event_time(order):
 
 def test_a_journey_without_sources_has_none():
     j = journey_of([ev(0), ev(1, referrer=f"{SITE}/x"), ev(2, page_url=None)])
-    assert (j.first_source, j.first_source_at, j.last_source, j.last_source_at) == (None, None, None, None)
+    assert (j.first_source, j.first_source_at, j.last_source, j.last_source_at) == (
+        None,
+        None,
+        None,
+        None,
+    )
 
 
 def test_a_single_sourced_event_is_both_first_and_last_source():
     j = journey_of([ev(0), ev(4, referrer="https://duckduckgo.com/"), ev(9)])
     assert (j.first_source, j.first_source_at, j.last_source, j.last_source_at) == (
-        "duckduckgo.com", at(4), "duckduckgo.com", at(4))
+        "duckduckgo.com",
+        at(4),
+        "duckduckgo.com",
+        at(4),
+    )
 
 
 # --- visitor_stage -------------------------------------------------------------------------------
@@ -292,7 +377,10 @@ def sessions_of(*stages):
         ((), None),
         (("awareness",), "awareness"),
         (("booking",), "booking"),
-        (("decision", "consideration"), "consideration"),  # the latest session's stage, not the highest
+        (
+            ("decision", "consideration"),
+            "consideration",
+        ),  # the latest session's stage, not the highest
         (("consideration", "decision"), "decision"),
         (("booking", "awareness"), "retention"),
         (("booking", "decision"), "retention"),
@@ -321,8 +409,16 @@ MINIMAL = {"user_fingerprint": "fp-1", "session_id": "sess-1", "step": "checkout
 def test_a_minimal_step_becomes_a_journey_step_event():
     result = validate_journey_step(dict(MINIMAL))
     assert result == ValidEvent(
-        user_fingerprint="fp-1", session_id="sess-1", event_type="journey_step", event_id=None, timestamp=None,
-        sent_at=None, page_url=None, referrer=None, value=None, properties={"step": "checkout"},
+        user_fingerprint="fp-1",
+        session_id="sess-1",
+        event_type="journey_step",
+        event_id=None,
+        timestamp=None,
+        sent_at=None,
+        page_url=None,
+        referrer=None,
+        value=None,
+        properties={"step": "checkout"},
     )
 
 
@@ -336,9 +432,14 @@ def test_a_step_with_a_stage_records_it_in_properties(stage):
 
 def test_a_full_step_keeps_its_event_fields_and_properties():
     body = {
-        **MINIMAL, "stage": "decision", "event_id": "123E4567-E89B-12D3-A456-426614174000",
-        "timestamp": "2026-01-02T03:04:05.678+02:00", "sent_at": "2026-01-02T01:04:06Z",
-        "page_url": f"{SITE}/book", "referrer": "https://google.com/", "value": 12,
+        **MINIMAL,
+        "stage": "decision",
+        "event_id": "123E4567-E89B-12D3-A456-426614174000",
+        "timestamp": "2026-01-02T03:04:05.678+02:00",
+        "sent_at": "2026-01-02T01:04:06Z",
+        "page_url": f"{SITE}/book",
+        "referrer": "https://google.com/",
+        "value": 12,
         "properties": {"device": "iphone", "step": "overwritten", "nested": {"a": [1, 2]}},
     }
     result = validate_journey_step(body)
@@ -347,8 +448,17 @@ def test_a_full_step_keeps_its_event_fields_and_properties():
     assert result.event_id == "123e4567-e89b-12d3-a456-426614174000"
     assert result.timestamp == datetime(2026, 1, 2, 1, 4, 5, 678000, tzinfo=UTC)
     assert result.sent_at == datetime(2026, 1, 2, 1, 4, 6, tzinfo=UTC)
-    assert (result.page_url, result.referrer, result.value) == (f"{SITE}/book", "https://google.com/", 12.0)
-    assert result.properties == {"device": "iphone", "step": "checkout", "nested": {"a": [1, 2]}, "stage": "decision"}
+    assert (result.page_url, result.referrer, result.value) == (
+        f"{SITE}/book",
+        "https://google.com/",
+        12.0,
+    )
+    assert result.properties == {
+        "device": "iphone",
+        "step": "checkout",
+        "nested": {"a": [1, 2]},
+        "stage": "decision",
+    }
     assert body["properties"]["step"] == "overwritten"  # the input is not modified
 
 
@@ -367,8 +477,14 @@ def test_a_step_of_the_longest_length_is_valid():
 def test_a_valid_step_stage_is_read_back_by_event_stage():
     result = validate_journey_step({**MINIMAL, "stage": "decision"})
     assert isinstance(result, ValidEvent)
-    e = make_event(0, **{f.name: getattr(result, f.name) for f in attrs.fields(ValidEvent) if f.name not in (
-        "event_id", "timestamp", "sent_at", "warnings")})
+    e = make_event(
+        0,
+        **{
+            f.name: getattr(result, f.name)
+            for f in attrs.fields(ValidEvent)
+            if f.name not in ("event_id", "timestamp", "sent_at", "warnings")
+        },
+    )
     assert event_stage(e) == "decision"
     assert touchpoint(e)["type"] == "checkout" and touchpoint(e)["step"] is True
 
@@ -385,16 +501,31 @@ STAGE_TEXT = "must be a non-empty string (a name of STAGES ranks; any other is k
         ({"step": "   "}, [FieldError("step", REQUIRED_STEP)]),
         ({"step": 5}, [FieldError("step", REQUIRED_STEP)]),
         ({"step": ["a"]}, [FieldError("step", REQUIRED_STEP)]),
-        ({"step": "s" * (MAX_STEP_LENGTH + 1)}, [FieldError("step", f"must be at most {MAX_STEP_LENGTH} characters")]),
+        (
+            {"step": "s" * (MAX_STEP_LENGTH + 1)},
+            [FieldError("step", f"must be at most {MAX_STEP_LENGTH} characters")],
+        ),
         ({"stage": ""}, [FieldError("stage", STAGE_TEXT)]),
         ({"stage": 3}, [FieldError("stage", STAGE_TEXT)]),
         ({"journey_stage": 3}, [FieldError("journey_stage", STAGE_TEXT)]),
         ({"touchpoint": 5, "step": None}, [FieldError("touchpoint", REQUIRED_STEP)]),
-        ({"touchpoint": "a", "step": "b"}, [FieldError("touchpoint", "differs from step, sent too; send one of them")]),
-        ({"time_spent_seconds": -1}, [FieldError("time_spent_seconds", "must be a finite number >= 0")]),
-        ({"time_spent_seconds": "3"}, [FieldError("time_spent_seconds", "must be a finite number >= 0")]),
+        (
+            {"touchpoint": "a", "step": "b"},
+            [FieldError("touchpoint", "differs from step, sent too; send one of them")],
+        ),
+        (
+            {"time_spent_seconds": -1},
+            [FieldError("time_spent_seconds", "must be a finite number >= 0")],
+        ),
+        (
+            {"time_spent_seconds": "3"},
+            [FieldError("time_spent_seconds", "must be a finite number >= 0")],
+        ),
         ({"content_consumed": [1]}, [FieldError("content_consumed", "must be a JSON object")]),
-        ({"entry_method": 5}, [FieldError("entry_method", "must be a string of at most 256 characters")]),
+        (
+            {"entry_method": 5},
+            [FieldError("entry_method", "must be a string of at most 256 characters")],
+        ),
     ],
 )
 def test_step_errors(changes, expected):
@@ -405,7 +536,9 @@ def test_step_errors(changes, expected):
 
 
 def test_missing_step_is_reported_when_absent():
-    assert validate_journey_step({"user_fingerprint": "fp", "session_id": "s"}) == [FieldError("step", REQUIRED_STEP)]
+    assert validate_journey_step({"user_fingerprint": "fp", "session_id": "s"}) == [
+        FieldError("step", REQUIRED_STEP)
+    ]
 
 
 def test_missing_session_id_is_reported_with_the_step_errors():
@@ -418,32 +551,60 @@ def test_missing_session_id_is_reported_with_the_step_errors():
 
 
 def test_the_original_clients_step_is_kept_as_sent():
-    result = validate_journey_step({"user_fingerprint": "fp", "session_id": "s", "journey_stage": "conversion",
-                                    "touchpoint": "booking_complete", "time_spent_seconds": 42.5})
+    result = validate_journey_step(
+        {
+            "user_fingerprint": "fp",
+            "session_id": "s",
+            "journey_stage": "conversion",
+            "touchpoint": "booking_complete",
+            "time_spent_seconds": 42.5,
+        }
+    )
     assert isinstance(result, ValidEvent)
     assert result.event_type == JOURNEY_STEP_TYPE
-    assert result.properties == {"step": "booking_complete", "stage": "conversion", "time_spent_seconds": 42.5}
+    assert result.properties == {
+        "step": "booking_complete",
+        "stage": "conversion",
+        "time_spent_seconds": 42.5,
+    }
     e = make_event(0, event_type=JOURNEY_STEP_TYPE, properties=result.properties)
     assert event_stage(e) == "awareness"  # kept as sent, but not a stage that ranks
     assert touchpoint(e)["stage"] == "conversion" and touchpoint(e)["time_spent_seconds"] == 42.5
 
 
 def test_the_original_apis_step_fields_go_to_properties_and_columns():
-    result = validate_journey_step({
-        "user_fingerprint": "fp", "session_id": "s", "event_type": "journey", "journey_stage": "decision",
-        "touchpoint": "quote", "user_id": "u-7", "entry_method": "search", "traffic_source": "google",
-        "content_consumed": {"pages": 3}, "actions_taken": {"quote": True},
-    })
+    result = validate_journey_step(
+        {
+            "user_fingerprint": "fp",
+            "session_id": "s",
+            "event_type": "journey",
+            "journey_stage": "decision",
+            "touchpoint": "quote",
+            "user_id": "u-7",
+            "entry_method": "search",
+            "traffic_source": "google",
+            "content_consumed": {"pages": 3},
+            "actions_taken": {"quote": True},
+        }
+    )
     assert isinstance(result, ValidEvent)
     assert result.details.user_id == "u-7"
-    assert result.properties == {"step": "quote", "stage": "decision", "event_type": "journey",
-                                 "entry_method": "search", "traffic_source": "google",
-                                 "content_consumed": {"pages": 3}, "actions_taken": {"quote": True}}
+    assert result.properties == {
+        "step": "quote",
+        "stage": "decision",
+        "event_type": "journey",
+        "entry_method": "search",
+        "traffic_source": "google",
+        "content_consumed": {"pages": 3},
+        "actions_taken": {"quote": True},
+    }
     assert result.warnings == ()
 
 
 def test_event_field_errors_of_an_otherwise_valid_step():
-    result = validate_journey_step({**MINIMAL, "session_id": None, "value": "12", "timestamp": "yesterday"})
+    result = validate_journey_step(
+        {**MINIMAL, "session_id": None, "value": "12", "timestamp": "yesterday"}
+    )
     assert isinstance(result, list)
     assert [e.field for e in result] == ["session_id", "timestamp", "value"]
 
@@ -495,8 +656,14 @@ def test_add_counts_everything():
     assert d.first_seen == at(-30)
     assert d.last_seen == at(2 * DAY)
     assert d.last_booking_at == at(DAY + 9)
-    assert d.event_counts == {"page_view": 2, "pageview": 1, "booking_started": 1, "booking_completed": 3,
-                              "pricing_viewed": 1, "service_viewed": 1}
+    assert d.event_counts == {
+        "page_view": 2,
+        "pageview": 1,
+        "booking_started": 1,
+        "booking_completed": 3,
+        "pricing_viewed": 1,
+        "service_viewed": 1,
+    }
     assert d.active_days == {date(2026, 3, 1), date(2026, 3, 2), date(2026, 3, 3)}
     assert list(d.sessions) == ["s1", "s2", "s0"]  # in order of appearance
     for session_id, journey in d.sessions.items():
@@ -515,21 +682,31 @@ def test_add_one_event_at_a_time_matches_delta_from_events():
 
 def test_an_empty_delta():
     d = delta_from_events("v1", [])
-    assert (d.events, d.page_views, d.bookings_started, d.bookings_completed, d.value) == (0, 0, 0, 0, 0.0)
+    assert (d.events, d.page_views, d.bookings_started, d.bookings_completed, d.value) == (
+        0,
+        0,
+        0,
+        0,
+        0.0,
+    )
     assert (d.first_seen, d.last_seen, d.last_booking_at) == (None, None, None)
     assert (d.event_counts, d.active_days, d.sessions) == ({}, set(), {})
     assert list(journey_rows(d)) == []
 
 
 def test_value_of_events_other_than_completed_bookings_is_ignored():
-    d = delta_from_events("v1", [ev(0, t, value=10.0) for t in ("page_view", "booking_started", "quote_requested")])
+    d = delta_from_events(
+        "v1", [ev(0, t, value=10.0) for t in ("page_view", "booking_started", "quote_requested")]
+    )
     assert d.value == 0.0
     assert d.last_booking_at is None
 
 
 def test_active_days_follow_the_events_utc_date():
     late = datetime(2026, 3, 1, 23, 59, 59, tzinfo=UTC)
-    d = delta_from_events("v1", [make_event(0, timestamp=late), make_event(1, timestamp=late + timedelta(seconds=2))])
+    d = delta_from_events(
+        "v1", [make_event(0, timestamp=late), make_event(1, timestamp=late + timedelta(seconds=2))]
+    )
     assert d.active_days == {date(2026, 3, 1), date(2026, 3, 2)}
 
 
@@ -545,17 +722,41 @@ def test_journey_rows_one_row_per_session_with_sorted_touchpoints():
     rows = list(journey_rows(d))
     assert [r["session_id"] for r in rows] == ["s1", "s2", "s0"]
     s2 = rows[1]
-    assert set(s2) == {"user_fingerprint", "session_id", "touchpoints", "stage", "started_at", "last_at",
-                       "first_source", "first_source_at", "last_source", "last_source_at"}
+    assert set(s2) == {
+        "user_fingerprint",
+        "session_id",
+        "touchpoints",
+        "stage",
+        "started_at",
+        "last_at",
+        "first_source",
+        "first_source_at",
+        "last_source",
+        "last_source_at",
+    }
     assert s2["user_fingerprint"] == "v1"
-    assert [p["at"] for p in s2["touchpoints"]] == [at(DAY + 1), at(DAY + 5), at(DAY + 9), at(2 * DAY)]
-    assert [p["type"] for p in s2["touchpoints"]] == ["booking_completed", "pricing_viewed", "booking_completed",
-                                                     "service_viewed"]
+    assert [p["at"] for p in s2["touchpoints"]] == [
+        at(DAY + 1),
+        at(DAY + 5),
+        at(DAY + 9),
+        at(2 * DAY),
+    ]
+    assert [p["type"] for p in s2["touchpoints"]] == [
+        "booking_completed",
+        "pricing_viewed",
+        "booking_completed",
+        "service_viewed",
+    ]
     assert (s2["started_at"], s2["last_at"]) == (at(DAY + 1), at(2 * DAY))
     assert rows[0]["first_source"] == rows[0]["last_source"] == "google.com"
     assert rows[2]["first_source"] is None
     # the journey itself keeps arrival order: rows sort a copy
-    assert [p["at"] for p in d.sessions["s2"].touchpoints] == [at(DAY + 5), at(DAY + 1), at(DAY + 9), at(2 * DAY)]
+    assert [p["at"] for p in d.sessions["s2"].touchpoints] == [
+        at(DAY + 5),
+        at(DAY + 1),
+        at(DAY + 9),
+        at(2 * DAY),
+    ]
 
 
 def test_journey_rows_stages():
@@ -584,10 +785,17 @@ def test_a_session_after_a_booked_session_is_retention_unless_it_booked(later_ty
 
 
 def test_journey_rows_without_a_booking_keep_each_sessions_stage():
-    events = [ev(0, "pricing_viewed", session="a"), ev(DAY, "page_view", session="b"),
-              ev(2 * DAY, "contact_clicked", session="c")]
+    events = [
+        ev(0, "pricing_viewed", session="a"),
+        ev(DAY, "page_view", session="b"),
+        ev(2 * DAY, "contact_clicked", session="c"),
+    ]
     rows = rows_by_session(delta_from_events("v1", events))
-    assert {s: r["stage"] for s, r in rows.items()} == {"a": "consideration", "b": "awareness", "c": "decision"}
+    assert {s: r["stage"] for s, r in rows.items()} == {
+        "a": "consideration",
+        "b": "awareness",
+        "c": "decision",
+    }
 
 
 def test_retention_is_measured_from_the_first_booked_session():
@@ -600,12 +808,18 @@ def test_retention_is_measured_from_the_first_booked_session():
     ]
     rows = rows_by_session(delta_from_events("v1", events))
     assert {s: r["stage"] for s, r in rows.items()} == {
-        "before": "awareness", "booked1": "booking", "between": "retention", "booked2": "booking",
-        "after": "retention"}
+        "before": "awareness",
+        "booked1": "booking",
+        "between": "retention",
+        "booked2": "booking",
+        "after": "retention",
+    }
 
 
 def test_journey_rows_do_not_change_the_delta():
-    d = delta_from_events("v1", [ev(0, "booking_completed", session="a"), ev(DAY, "page_view", session="b")])
+    d = delta_from_events(
+        "v1", [ev(0, "booking_completed", session="a"), ev(DAY, "page_view", session="b")]
+    )
     assert [r["stage"] for r in journey_rows(d)] == ["booking", "retention"]
     assert d.sessions["b"].stage == "awareness"
 
@@ -626,10 +840,22 @@ def test_a_session_begun_before_the_booking_completed_is_not_retention():
 
 def base_state() -> ProfileState:
     return ProfileState(
-        "v1", total_events=10, total_sessions=3, total_page_views=6, bookings_started=2, total_bookings=1,
-        total_value=40.0, first_seen=at(-DAY), last_seen=at(-60), last_booking_at=at(-120),
-        total_session_seconds=900.0, days_active=2, event_counts={"page_view": 6, "booking_completed": 1},
-        segment="new", scores={"engagement_scoring": 12.5}, updated_at=at(-60),
+        "v1",
+        total_events=10,
+        total_sessions=3,
+        total_page_views=6,
+        bookings_started=2,
+        total_bookings=1,
+        total_value=40.0,
+        first_seen=at(-DAY),
+        last_seen=at(-60),
+        last_booking_at=at(-120),
+        total_session_seconds=900.0,
+        days_active=2,
+        event_counts={"page_view": 6, "booking_completed": 1},
+        segment="new",
+        scores={"engagement_scoring": 12.5},
+        updated_at=at(-60),
     )
 
 
@@ -644,11 +870,21 @@ def test_apply_adds_a_delta():
     assert state.first_seen == at(-DAY)
     assert state.last_seen == at(2 * DAY)
     assert state.last_booking_at == at(DAY + 9)
-    assert state.event_counts == {"page_view": 8, "pageview": 1, "booking_started": 1, "booking_completed": 4,
-                                  "pricing_viewed": 1, "service_viewed": 1}
+    assert state.event_counts == {
+        "page_view": 8,
+        "pageview": 1,
+        "booking_started": 1,
+        "booking_completed": 4,
+        "pricing_viewed": 1,
+        "service_viewed": 1,
+    }
     # sessions, days, session seconds, segment and scores stay as stored
     assert (state.total_sessions, state.days_active, state.total_session_seconds) == (3, 2, 900.0)
-    assert (state.segment, state.scores, state.updated_at) == ("new", {"engagement_scoring": 12.5}, at(-60))
+    assert (state.segment, state.scores, state.updated_at) == (
+        "new",
+        {"engagement_scoring": 12.5},
+        at(-60),
+    )
 
 
 def test_apply_keeps_earlier_first_seen_and_later_times():
@@ -684,8 +920,12 @@ def test_plus_leaves_the_original_unchanged():
 
 def test_plus_applies_several_deltas_and_skips_none():
     parts = [VISIT[:3], VISIT[3:6], VISIT[6:]]
-    live = base_state().plus(None, *(delta_from_events("v1", p) for p in parts[:2]), None,
-                             delta_from_events("v1", parts[2]))
+    live = base_state().plus(
+        None,
+        *(delta_from_events("v1", p) for p in parts[:2]),
+        None,
+        delta_from_events("v1", parts[2]),
+    )
     expected = base_state()
     expected.apply(delta_from_events("v1", VISIT))
     assert attrs.evolve(live, total_value=0.0) == attrs.evolve(expected, total_value=0.0)

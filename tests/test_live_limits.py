@@ -10,7 +10,13 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
 
-from revivatech_actors.domain.live_limits import GRACE_SECONDS, MessageBudget, Verdict, spend, subscription_verdict
+from revivatech_actors.domain.live_limits import (
+    GRACE_SECONDS,
+    MessageBudget,
+    Verdict,
+    spend,
+    subscription_verdict,
+)
 
 from .test_service import TOKEN, Running, make_service
 
@@ -66,7 +72,9 @@ def url(service) -> str:
     return f"ws://127.0.0.1:{service.settings.web.port}/api/analytics/ws?token={TOKEN}"
 
 
-async def messages_until_closed(ws, timeout: float = 5.0) -> tuple[list[dict], int | None, str | None]:
+async def messages_until_closed(
+    ws, timeout: float = 5.0
+) -> tuple[list[dict], int | None, str | None]:
     """Every message received until the server closes: (messages, close code, close reason)."""
     received = []
     with trio.fail_after(timeout):
@@ -99,7 +107,10 @@ async def test_a_message_over_max_message_size_closes_with_1009(sqlite_url):
             assert await next_reply(ws, {"pong"}) == {"type": "pong"}
             await ws.send_message(json.dumps({"type": "ping", "pad": "p" * 1100}))
             _, code, reason = await messages_until_closed(ws)
-            assert code == 1009 and reason == "a message may be at most broadcast.max_message_size = 1024 bytes"
+            assert (
+                code == 1009
+                and reason == "a message may be at most broadcast.max_message_size = 1024 bytes"
+            )
 
 
 async def test_messages_over_max_messages_per_second_get_an_error_then_1008(sqlite_url):
@@ -133,7 +144,9 @@ async def test_messages_over_max_messages_per_second_get_an_error_then_1008(sqli
                 nursery.start_soon(flood)
                 rest, code, reason = await messages_until_closed(ws)
             assert code == 1008 and "broadcast.max_messages_per_second" in reason
-            assert all(message["type"] == "pong" for message in rest)  # no second error: one warning
+            assert all(
+                message["type"] == "pong" for message in rest
+            )  # no second error: one warning
 
 
 async def test_subscriptions_over_max_subscriptions_get_an_error_then_1008(sqlite_url):
@@ -142,25 +155,43 @@ async def test_subscriptions_over_max_subscriptions_get_an_error_then_1008(sqlit
         async with open_websocket_url(url(service)) as ws:
             await hello(ws)
             await ws.send_message(json.dumps({"type": "subscribe_realtime"}))
-            for n in range(2):  # 3 subscriptions: within the limit (unknown visitors are still followed)
-                await ws.send_message(json.dumps({"type": "subscribe_user_insights", "fingerprint": f"fp-{n}"}))
+            for n in range(
+                2
+            ):  # 3 subscriptions: within the limit (unknown visitors are still followed)
+                await ws.send_message(
+                    json.dumps({"type": "subscribe_user_insights", "fingerprint": f"fp-{n}"})
+                )
                 assert (await next_reply(ws, {"error"}))["error"] == "unknown_visitor"
-            await ws.send_message(json.dumps({"type": "subscribe_user_insights", "fingerprint": "fp-0"}))  # not new
+            await ws.send_message(
+                json.dumps({"type": "subscribe_user_insights", "fingerprint": "fp-0"})
+            )  # not new
             assert (await next_reply(ws, {"error"}))["error"] == "unknown_visitor"
 
-            await ws.send_message(json.dumps({"type": "subscribe_user_insights", "fingerprint": "fp-3"}))
+            await ws.send_message(
+                json.dumps({"type": "subscribe_user_insights", "fingerprint": "fp-3"})
+            )
             refused = await next_reply(ws, {"error"})
             assert refused["error"] == "too_many_subscriptions"
             assert "broadcast.max_subscriptions = 3" in refused["message"]
 
             # an unsubscribe makes room, and forgives the refusal
-            await ws.send_message(json.dumps({"type": "unsubscribe", "channel": "user_insights", "fingerprint": "fp-1"}))
-            await ws.send_message(json.dumps({"type": "subscribe_user_insights", "fingerprint": "fp-3"}))
+            await ws.send_message(
+                json.dumps(
+                    {"type": "unsubscribe", "channel": "user_insights", "fingerprint": "fp-1"}
+                )
+            )
+            await ws.send_message(
+                json.dumps({"type": "subscribe_user_insights", "fingerprint": "fp-3"})
+            )
             assert (await next_reply(ws, {"error"}))["error"] == "unknown_visitor"
-            await ws.send_message(json.dumps({"type": "subscribe_user_insights", "fingerprint": "fp-4"}))
+            await ws.send_message(
+                json.dumps({"type": "subscribe_user_insights", "fingerprint": "fp-4"})
+            )
             assert (await next_reply(ws, {"error"}))["error"] == "too_many_subscriptions"
 
-            await ws.send_message(json.dumps({"type": "subscribe_user_insights", "fingerprint": "fp-5"}))
+            await ws.send_message(
+                json.dumps({"type": "subscribe_user_insights", "fingerprint": "fp-5"})
+            )
             _, code, reason = await messages_until_closed(ws)
             assert code == 1008 and "broadcast.max_subscriptions" in reason
 
@@ -168,11 +199,17 @@ async def test_subscriptions_over_max_subscriptions_get_an_error_then_1008(sqlit
 async def test_an_upgrade_with_headers_over_web_max_header_size_is_refused_with_431(sqlite_url):
     service = make_service(sqlite_url, **{"web.max_header_size": 2048})
     async with Running(service):
-        async with open_websocket_url(url(service), extra_headers=[(b"x-padding", b"p" * 1500)]) as ws:
+        async with open_websocket_url(
+            url(service), extra_headers=[(b"x-padding", b"p" * 1500)]
+        ) as ws:
             await hello(ws)
         with pytest.raises(ConnectionRejected) as refused:
-            async with open_websocket_url(url(service), extra_headers=[(b"x-padding", b"p" * 3000)]):
+            async with open_websocket_url(
+                url(service), extra_headers=[(b"x-padding", b"p" * 3000)]
+            ):
                 pass
         assert refused.value.status_code == 431
         body = json.loads(refused.value.body)
-        assert body["error"] == "headers_too_large" and "web.max_header_size = 2048" in body["message"]
+        assert (
+            body["error"] == "headers_too_large" and "web.max_header_size = 2048" in body["message"]
+        )

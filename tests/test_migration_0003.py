@@ -62,7 +62,11 @@ def up_to_0002(storage_url, tmp_path):
     folder = tmp_path / "up-to-0002"
     folder.mkdir()
     names = sorted(entry.name for entry in shipped.iterdir() if entry.name.endswith(".sql"))
-    assert names[:3] == ["0001_init.sql", "0002_visitor_rollups.sql", "0003_journeys_and_scores.sql"]
+    assert names[:3] == [
+        "0001_init.sql",
+        "0002_visitor_rollups.sql",
+        "0003_journeys_and_scores.sql",
+    ]
     for name in names[:2]:
         (folder / name).write_bytes(shipped.joinpath(name).read_bytes())
     return folder
@@ -85,17 +89,60 @@ async def test_visitor_sessions_become_journeys(storage_url, up_to_0002):
         "INSERT INTO user_behavior_profiles (user_fingerprint, total_events, total_sessions, total_page_views,"
         " first_seen, last_seen, days_active, event_counts) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
     )
-    execute(storage_url, [
-        (insert_session, ("m-s1", "m", s(STARTED), s(LAST), 2, 2)),
-        (insert_session, ("m-s2", "m", s(STARTED + timedelta(days=1)), s(STARTED + timedelta(days=1, seconds=30)), 1, 1)),
-        (insert_profile, ("m", 4, 3, 4, s(STARTED), s(STARTED + timedelta(days=1, seconds=30)), 2, '{"page_view": 4}')),
-        ("INSERT INTO visitor_active_days (user_fingerprint, day) VALUES (%s, %s)", ("m", "2026-11-01")),
-        ("INSERT INTO visitor_active_days (user_fingerprint, day) VALUES (%s, %s)", ("m", "2026-11-02")),
-        ("INSERT INTO visitor_sessions (user_fingerprint, session_id) VALUES (%s, %s)", ("m", "m-s1")),
-        ("INSERT INTO visitor_sessions (user_fingerprint, session_id) VALUES (%s, %s)", ("m", "m-s2")),
-        ("INSERT INTO visitor_sessions (user_fingerprint, session_id) VALUES (%s, %s)", ("m", "m-orphan")),
-        ("INSERT INTO visitor_sessions (user_fingerprint, session_id) VALUES (%s, %s)", ("n", "n-s1")),
-    ])
+    execute(
+        storage_url,
+        [
+            (insert_session, ("m-s1", "m", s(STARTED), s(LAST), 2, 2)),
+            (
+                insert_session,
+                (
+                    "m-s2",
+                    "m",
+                    s(STARTED + timedelta(days=1)),
+                    s(STARTED + timedelta(days=1, seconds=30)),
+                    1,
+                    1,
+                ),
+            ),
+            (
+                insert_profile,
+                (
+                    "m",
+                    4,
+                    3,
+                    4,
+                    s(STARTED),
+                    s(STARTED + timedelta(days=1, seconds=30)),
+                    2,
+                    '{"page_view": 4}',
+                ),
+            ),
+            (
+                "INSERT INTO visitor_active_days (user_fingerprint, day) VALUES (%s, %s)",
+                ("m", "2026-11-01"),
+            ),
+            (
+                "INSERT INTO visitor_active_days (user_fingerprint, day) VALUES (%s, %s)",
+                ("m", "2026-11-02"),
+            ),
+            (
+                "INSERT INTO visitor_sessions (user_fingerprint, session_id) VALUES (%s, %s)",
+                ("m", "m-s1"),
+            ),
+            (
+                "INSERT INTO visitor_sessions (user_fingerprint, session_id) VALUES (%s, %s)",
+                ("m", "m-s2"),
+            ),
+            (
+                "INSERT INTO visitor_sessions (user_fingerprint, session_id) VALUES (%s, %s)",
+                ("m", "m-orphan"),
+            ),
+            (
+                "INSERT INTO visitor_sessions (user_fingerprint, session_id) VALUES (%s, %s)",
+                ("n", "n-s1"),
+            ),
+        ],
+    )
 
     before = datetime.now(UTC) - timedelta(seconds=5)  # the database clock is not ours
     async with open_storage(storage_url) as storage:
@@ -111,10 +158,17 @@ async def test_visitor_sessions_become_journeys(storage_url, up_to_0002):
         assert (journeys["m-s1"].started_at, journeys["m-s1"].updated_at) == (STARTED, LAST)
         assert journeys["m-s2"].started_at == STARTED + timedelta(days=1)
         assert journeys["m-s2"].updated_at == STARTED + timedelta(days=1, seconds=30)
-        orphan = journeys["m-orphan"]  # no analytics_sessions row: stamped with the migration's time
+        orphan = journeys[
+            "m-orphan"
+        ]  # no analytics_sessions row: stamped with the migration's time
         assert before <= orphan.started_at <= after and before <= orphan.updated_at <= after
         for j in journeys.values():  # journeys without touchpoints, stage or sources
-            assert (j.touchpoints, j.stage, j.first_touch_source, j.last_touch_source) == ([], None, None, None)
+            assert (j.touchpoints, j.stage, j.first_touch_source, j.last_touch_source) == (
+                [],
+                None,
+                None,
+                None,
+            )
         assert [j.session_id for j in await storage.load_journeys("n")] == ["n-s1"]
         keys = await storage.visitor_keys("m")
         assert keys.sessions == {"m-s1", "m-s2", "m-orphan"}
@@ -126,7 +180,9 @@ async def test_visitor_sessions_become_journeys(storage_url, up_to_0002):
         assert (profile.segment, profile.scores) == (None, {})
 
         # a migrated session is not counted again; a new one is
-        more = make_event(0, user_fingerprint="m", session_id="m-s1", timestamp=LAST + timedelta(seconds=10))
+        more = make_event(
+            0, user_fingerprint="m", session_id="m-s1", timestamp=LAST + timedelta(seconds=10)
+        )
         await storage.write_batch([more])
         state = (await storage.apply_profile_deltas([delta_from_events("m", [more])]))["m"]
         assert (state.total_sessions, state.days_active, state.total_events) == (3, 2, 5)
@@ -134,13 +190,17 @@ async def test_visitor_sessions_become_journeys(storage_url, up_to_0002):
         assert journey.stage == "awareness"
         assert len(journey.touchpoints) == 1
         assert (journey.started_at, journey.updated_at) == (STARTED, LAST + timedelta(seconds=10))
-        fresh = make_event(0, user_fingerprint="m", session_id="m-s3", timestamp=STARTED + timedelta(days=2))
+        fresh = make_event(
+            0, user_fingerprint="m", session_id="m-s3", timestamp=STARTED + timedelta(days=2)
+        )
         await storage.write_batch([fresh])
         state = (await storage.apply_profile_deltas([delta_from_events("m", [fresh])]))["m"]
         assert (state.total_sessions, state.days_active) == (4, 3)
 
         # the scorer's column exists and works on migrated profiles
-        assert [p.user_fingerprint for p in await storage.profiles_to_rescore(BASE_TIME, 10)] == ["m"]
+        assert [p.user_fingerprint for p in await storage.profiles_to_rescore(BASE_TIME, 10)] == [
+            "m"
+        ]
     assert query(storage_url, "SELECT count(*) FROM customer_journeys") == [(5,)]
 
 

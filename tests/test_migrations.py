@@ -33,7 +33,7 @@ EXPECTED_TABLES = {
     "schema_migrations",
 }
 
-NOW = dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.UTC)
 
 
 def applied(migration, *, digest=None):
@@ -68,7 +68,11 @@ def test_parse_migration_filename():
 
 def test_migrations_from_texts_orders_by_version_and_ignores_other_files():
     migrations = migrations_from_texts(THREE)
-    assert [m.filename for m in migrations] == ["0001_first.sql", "0002_second.sql", "0003_third.sql"]
+    assert [m.filename for m in migrations] == [
+        "0001_first.sql",
+        "0002_second.sql",
+        "0003_third.sql",
+    ]
     assert [m.version for m in migrations] == [1, 2, 3]
     assert migrations[1].sql == "CREATE TABLE b (x int);"
     assert migrations[0].checksum == hashlib.sha256(b"CREATE TABLE a (x int);").hexdigest()
@@ -86,7 +90,9 @@ def test_duplicate_numbers_are_refused_naming_both_files():
 
 def test_a_gap_in_the_numbers_is_refused_naming_the_missing_number():
     files = {"0001_a.sql": "", "0002_b.sql": "", "0004_d.sql": ""}
-    with pytest.raises(MigrationError, match=r"0003 is missing \(between 0002_b\.sql and 0004_d\.sql\)"):
+    with pytest.raises(
+        MigrationError, match=r"0003 is missing \(between 0002_b\.sql and 0004_d\.sql\)"
+    ):
         migrations_from_texts(files)
 
 
@@ -145,7 +151,12 @@ def test_both_engines_define_the_same_tables_and_columns():
     sqlite = _columns_by_table(sql.joinpath("sqlite/0001_init.sql").read_text())
     assert set(postgres) == EXPECTED_TABLES - {"schema_migrations"}
     assert postgres == sqlite
-    assert postgres["analytics_events"][:4] == ["event_id", "user_fingerprint", "session_id", "event_type"]
+    assert postgres["analytics_events"][:4] == [
+        "event_id",
+        "user_fingerprint",
+        "session_id",
+        "event_type",
+    ]
 
 
 def test_split_statements_respects_strings_comments_and_triggers():
@@ -194,7 +205,9 @@ def test_plan_refuses_a_database_migrated_by_a_newer_release():
 
 def test_plan_refuses_to_apply_out_of_order():
     migrations = migrations_from_texts(THREE)
-    with pytest.raises(MigrationError, match=r"0002_second\.sql is not applied but 0003_third\.sql is"):
+    with pytest.raises(
+        MigrationError, match=r"0002_second\.sql is not applied but 0003_third\.sql is"
+    ):
         plan_migrations(migrations, [applied(migrations[0]), applied(migrations[2])])
 
 
@@ -204,7 +217,7 @@ def test_plan_refuses_to_apply_out_of_order():
 async def test_migrate_creates_every_table_once(storage_url):
     shipped = load_migrations("sqlite" if storage_url.startswith("sqlite") else "postgres")
     async with open_storage(storage_url) as storage:
-        before = dt.datetime.now(dt.timezone.utc)
+        before = dt.datetime.now(dt.UTC)
         assert await storage.applied_migrations() == []
         done = await storage.migrate()
         assert [(m.version, m.name, m.checksum) for m in done] == [
@@ -218,14 +231,16 @@ async def test_migrate_creates_every_table_once(storage_url):
         slack = dt.timedelta(seconds=5)  # the database clock is not ours
         for row in rows:
             assert row.applied_at.tzinfo is not None
-            assert before - slack <= row.applied_at <= dt.datetime.now(dt.timezone.utc) + slack
+            assert before - slack <= row.applied_at <= dt.datetime.now(dt.UTC) + slack
 
 
 async def test_migrate_applies_only_new_files(storage_url, tmp_path):
     (tmp_path / "0001_a.sql").write_text("CREATE TABLE a (x INTEGER);")
     async with open_storage(storage_url, migrations_dir=tmp_path) as storage:
         assert [m.version for m in await storage.migrate()] == [1]
-        (tmp_path / "0002_b.sql").write_text("CREATE TABLE b (x INTEGER);\nCREATE TABLE c (x INTEGER);")
+        (tmp_path / "0002_b.sql").write_text(
+            "CREATE TABLE b (x INTEGER);\nCREATE TABLE c (x INTEGER);"
+        )
         assert [m.filename for m in await storage.migrate()] == ["0002_b.sql"]
         assert {"a", "b", "c", "schema_migrations"} <= await storage.table_names()
         assert [m.version for m in await storage.applied_migrations()] == [1, 2]

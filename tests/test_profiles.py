@@ -202,8 +202,9 @@ async def test_two_owners_share_the_partitions_and_a_survivor_takes_over(postgre
                 )
                 assert set(a.actor.owned_partitions).isdisjoint(b.actor.owned_partitions)
                 given = [r.getMessage() for r in caplog.records if "given up" in r.getMessage()]
-                assert given == ["4 partition(s) of 8 given up to other instances "
-                                 "(2 instance(s) alive): 4-7"]  # one line, not one per partition
+                assert given == [
+                    "4 partition(s) of 8 given up to other instances (2 instance(s) alive): 4-7"
+                ]  # one line, not one per partition
                 for n in range(0, 400, 20):
                     await (a, b)[(n // 20) % 2].feed(events[n : n + 20])
                 for visitor in ("v0", "v7", "v13"):  # every stored event counts, on both

@@ -35,7 +35,11 @@ REFUSED = [
     ("/api/analytics/funnel?windows=1h,2h,99999999999999999999w", "windows", "at most 3650 days"),
     ("/api/analytics/funnel?to=0001-01-01T00:00:00Z", "to", "from 1970-01-01T00:00:00.000Z"),
     ("/api/analytics/funnel?to=9999-12-31T23:59:59Z", "to", "to before 3000-01-01T00:00:00.000Z"),
-    ("/api/analytics/funnel?from=9999-12-31T23:00:00-05:00", "from", "to before 3000-01-01T00:00:00.000Z"),
+    (
+        "/api/analytics/funnel?from=9999-12-31T23:00:00-05:00",
+        "from",
+        "to before 3000-01-01T00:00:00.000Z",
+    ),
     ("/api/analytics/dashboard?timeframe=3651%20days", "timeframe", "at most 3650 days"),
     ("/api/analytics/performance?timeframe=9999999%20days", "timeframe", "at most 3650 days"),
 ]

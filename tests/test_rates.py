@@ -12,7 +12,13 @@ import trio
 
 from revivatech_actors.domain.credentials import Access, AdminCredentials
 from revivatech_actors.domain.rates import (
-    MAX_CHUNK, Rate, TokenBucket, address_key, lease_chunk, parse_rate, rate_problem,
+    MAX_CHUNK,
+    Rate,
+    TokenBucket,
+    address_key,
+    lease_chunk,
+    parse_rate,
+    rate_problem,
 )
 from revivatech_actors.domain.secrets import SecretSet
 from revivatech_actors.domain.write_keys import judge_write_keys, pop_write_key
@@ -29,18 +35,44 @@ def sha(text: str) -> str:
 # --- parsing -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("text", "count", "seconds"), [
-    ("600/1m", 600, 60), ("100/15m", 100, 900), ("1200/1m", 1200, 60), ("10/1s", 10, 1), ("5/30s", 5, 30),
-    ("1/24h", 1, 86400), (" 7/2h ", 7, 7200),
-])
+@pytest.mark.parametrize(
+    ("text", "count", "seconds"),
+    [
+        ("600/1m", 600, 60),
+        ("100/15m", 100, 900),
+        ("1200/1m", 1200, 60),
+        ("10/1s", 10, 1),
+        ("5/30s", 5, 30),
+        ("1/24h", 1, 86400),
+        (" 7/2h ", 7, 7200),
+    ],
+)
 def test_rates_parse(text, count, seconds):
     rate = parse_rate(text)
     assert (rate.count, rate.seconds, rate.text) == (count, seconds, text.strip())
     assert rate.per_second == count / seconds
 
 
-@pytest.mark.parametrize("text", ["", "600", "600/", "/1m", "600/m", "600/1", "600/1d", "600/1M", "0/1m", "1.5/1m",
-                                  "600/0s", "600/25h", "600 / 1m", "1000000001/1s", "six/1m"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "600",
+        "600/",
+        "/1m",
+        "600/m",
+        "600/1",
+        "600/1d",
+        "600/1M",
+        "0/1m",
+        "1.5/1m",
+        "600/0s",
+        "600/25h",
+        "600 / 1m",
+        "1000000001/1s",
+        "six/1m",
+    ],
+)
 def test_bad_rates_are_refused_with_a_reason(text):
     problem = rate_problem(text)
     assert problem is not None and repr(text.strip()) in problem or repr(text) in problem
@@ -77,8 +109,12 @@ def test_a_clock_going_back_refills_nothing():
 def test_over_a_span_a_client_gets_at_most_n_plus_the_refill():
     rate = parse_rate("60/1m")
     bucket = TokenBucket(rate, now=0.0)
-    allowed = sum(bucket.take(t / 100).allowed for t in range(0, 12_001))  # 100 tries a second, 0 to 120 s
-    assert 60 + 119 <= allowed <= 60 + 120  # the burst, then one a second (the last one: float rounding)
+    allowed = sum(
+        bucket.take(t / 100).allowed for t in range(0, 12_001)
+    )  # 100 tries a second, 0 to 120 s
+    assert (
+        60 + 119 <= allowed <= 60 + 120
+    )  # the burst, then one a second (the last one: float rounding)
 
 
 def test_the_local_limiter_keeps_one_bucket_per_key_and_forgets_the_least_recent():
@@ -103,7 +139,10 @@ def test_the_lease_chunk_is_a_twentieth_of_the_bucket_within_bounds():
 
 def test_clients_are_keyed_by_ipv4_address_and_ipv6_slash_64():
     assert address_key(ipaddress.ip_address("203.0.113.9")) == "203.0.113.9"
-    one, other = ipaddress.ip_address("2001:db8:1:2::1"), ipaddress.ip_address("2001:db8:1:2:ffff::9")
+    one, other = (
+        ipaddress.ip_address("2001:db8:1:2::1"),
+        ipaddress.ip_address("2001:db8:1:2:ffff::9"),
+    )
     assert address_key(one) == address_key(other) == "2001:db8:1:2::/64"
     assert address_key(ipaddress.ip_address("2001:db8:1:3::1")) != address_key(one)
     assert address_key(None) == "unknown"
@@ -129,7 +168,9 @@ def test_admin_tokens_may_be_hashed_and_name_a_subject_that_is_not_the_token():
     assert verdict.access is Access.ADMIN
     assert verdict.subject.startswith("token:") and KEY not in verdict.subject
     assert credentials.judge(sha(KEY)).access is Access.INVALID
-    assert AdminCredentials([KEY]).judge(KEY).subject == verdict.subject  # the same credential either way
+    assert (
+        AdminCredentials([KEY]).judge(KEY).subject == verdict.subject
+    )  # the same credential either way
 
 
 def test_a_jwts_subject_is_its_sub_claim_so_refreshed_tokens_share_a_limit():
@@ -141,9 +182,14 @@ def test_a_jwts_subject_is_its_sub_claim_so_refreshed_tokens_share_a_limit():
     credentials = AdminCredentials([KEY], secret)
 
     def signed(**claims) -> str:
-        return jwt.encode({"role": "ADMIN", "exp": int(time.time()) + 900, **claims}, secret, algorithm="HS256")
+        return jwt.encode(
+            {"role": "ADMIN", "exp": int(time.time()) + 900, **claims}, secret, algorithm="HS256"
+        )
 
-    first, refreshed = credentials.judge(signed(sub="u1", iat=1)), credentials.judge(signed(sub="u1", iat=2))
+    first, refreshed = (
+        credentials.judge(signed(sub="u1", iat=1)),
+        credentials.judge(signed(sub="u1", iat=2)),
+    )
     assert first.subject == refreshed.subject == "jwt:u1"
     assert credentials.judge(signed(userId=42)).subject == "jwt:42"  # the main app's own claim
     anonymous = signed()
@@ -183,13 +229,21 @@ def test_a_missing_key_is_refused_naming_where_it_belongs():
     assert [d["field"] for d in refusal.details] == ["events[1].write_key", "events[3].write_key"]
 
 
-@pytest.mark.parametrize(("header", "body", "events", "where"), [
-    ("wrong-key-0123456789", None, [], "X-Write-Key header"),
-    (None, "wrong-key-0123456789", [], "write_key"),
-    (None, 12345, [], "write_key"),  # not even a string
-    (KEY, None, ["wrong-key-0123456789"], "events[0].write_key"),  # a wrong key is refused, never ignored
-    ("", None, [], "X-Write-Key header"),
-])
+@pytest.mark.parametrize(
+    ("header", "body", "events", "where"),
+    [
+        ("wrong-key-0123456789", None, [], "X-Write-Key header"),
+        (None, "wrong-key-0123456789", [], "write_key"),
+        (None, 12345, [], "write_key"),  # not even a string
+        (
+            KEY,
+            None,
+            ["wrong-key-0123456789"],
+            "events[0].write_key",
+        ),  # a wrong key is refused, never ignored
+        ("", None, [], "X-Write-Key header"),
+    ],
+)
 def test_a_wrong_key_anywhere_is_refused_without_quoting_it(header, body, events, where):
     refusal = judge_write_keys(SecretSet([KEY]), header=header, body=body, events=events)
     assert refusal.error == "invalid_write_key"

@@ -16,11 +16,23 @@ T0 = 1_800_000_000.0  # a bucket boundary: 1_800_000_000 / 10 is whole
 
 
 def window(seconds: int = 300, top: int = 10) -> RealtimeWindow:
-    return RealtimeWindow(seconds, page_types=frozenset({"page_view"}),
-                          conversion_types=frozenset({"booking_completed"}), top_pages=top)
+    return RealtimeWindow(
+        seconds,
+        page_types=frozenset({"page_view"}),
+        conversion_types=frozenset({"booking_completed"}),
+        top_pages=top,
+    )
 
 
-def add(w: RealtimeWindow, at: float, user="u1", session="s1", event_type="page_view", page="/home", now=None):
+def add(
+    w: RealtimeWindow,
+    at: float,
+    user="u1",
+    session="s1",
+    event_type="page_view",
+    page="/home",
+    now=None,
+):
     w.add_event(user, session, event_type, page, at, at if now is None else now)
 
 
@@ -32,7 +44,13 @@ def test_bucket_of_cuts_time_in_buckets_of_ten_seconds():
 
 def test_an_empty_window_reports_zeros_and_no_request_figures():
     f = window().figures(T0)
-    assert (f.active_users, f.active_sessions, f.events, f.page_views, f.conversions) == (0, 0, 0, 0, 0)
+    assert (f.active_users, f.active_sessions, f.events, f.page_views, f.conversions) == (
+        0,
+        0,
+        0,
+        0,
+        0,
+    )
     assert f.top_pages == () and f.requests == 0
     assert f.avg_response_ms is None and f.error_rate is None
 
@@ -61,7 +79,9 @@ def test_everything_leaves_the_window_when_its_bucket_does():
     w = window(seconds=60)
     add(w, T0, "old", "s-old")
     add(w, T0 + 30, "new", "s-new")
-    assert w.figures(T0 + 69).active_users == 2  # 69 s later: the window spans 60 s and the filling bucket
+    assert (
+        w.figures(T0 + 69).active_users == 2
+    )  # 69 s later: the window spans 60 s and the filling bucket
     f = w.figures(T0 + 70)  # T0's bucket left the window
     assert (f.active_users, f.active_sessions, f.events, f.page_views) == (1, 1, 1, 1)
     f = w.figures(T0 + 100)
@@ -112,8 +132,12 @@ def test_request_figures_average_time_and_share_of_server_errors():
 def test_restore_seeds_the_window_as_if_the_events_had_been_added():
     now = T0 + 70  # a 60-second window: the buckets of T0+10 .. T0+79
     live = window(seconds=60)
-    events = [(T0 + 15, "u1", "s1", "page_view", "/a"), (T0 + 40, "u1", "s2", "booking_completed", "/b"),
-              (T0 + 45, "u2", "s3", "page_view", "/a"), (T0 + 5, "gone", "s9", "page_view", "/z")]
+    events = [
+        (T0 + 15, "u1", "s1", "page_view", "/a"),
+        (T0 + 40, "u1", "s2", "booking_completed", "/b"),
+        (T0 + 45, "u2", "s3", "page_view", "/a"),
+        (T0 + 5, "gone", "s9", "page_view", "/z"),
+    ]
     for at, user, session, event_type, page in events:
         live.add_event(user, session, event_type, page, at, now)
     seeded = window(seconds=60)
@@ -126,7 +150,13 @@ def test_restore_seeds_the_window_as_if_the_events_had_been_added():
         now=now,
     )
     f = seeded.figures(now)
-    assert (f.active_users, f.active_sessions, f.events, f.page_views, f.conversions) == (2, 3, 3, 2, 1)
+    assert (f.active_users, f.active_sessions, f.events, f.page_views, f.conversions) == (
+        2,
+        3,
+        3,
+        2,
+        1,
+    )
     assert f.top_pages == (("/a", 2),)
     f = seeded.figures(T0 + 80)  # T0+15's bucket left: session s1 with it; u1 stays (seen at T0+40)
     assert (f.active_users, f.active_sessions, f.events, f.top_pages) == (2, 2, 2, (("/a", 1),))
@@ -162,14 +192,22 @@ def test_adding_a_batch_counts_as_adding_each_event():
     from .helpers import make_event
 
     now = T0 + 100
-    events = [make_event(n, user_fingerprint=f"u{n % 4}", session_id=f"s{n % 6}",
-                         event_type=("page_view", "booking_completed", "click")[n % 3],
-                         page_url=None if n % 5 == 0 else f"/p{n % 3}",
-                         timestamp=datetime.fromtimestamp(T0 + (n * 7) % 130 - 20, UTC))  # late, old and future ones too
-              for n in range(60)]
+    events = [
+        make_event(
+            n,
+            user_fingerprint=f"u{n % 4}",
+            session_id=f"s{n % 6}",
+            event_type=("page_view", "booking_completed", "click")[n % 3],
+            page_url=None if n % 5 == 0 else f"/p{n % 3}",
+            timestamp=datetime.fromtimestamp(T0 + (n * 7) % 130 - 20, UTC),
+        )  # late, old and future ones too
+        for n in range(60)
+    ]
     one_by_one, batched = window(60), window(60)
     for e in events:
-        one_by_one.add_event(e.user_fingerprint, e.session_id, e.event_type, e.page_url, e.timestamp.timestamp(), now)
+        one_by_one.add_event(
+            e.user_fingerprint, e.session_id, e.event_type, e.page_url, e.timestamp.timestamp(), now
+        )
     batched.add_events(events[:25], now)
     batched.add_events(events[25:], now)
     for at in (now, now + 30, now + 65):
@@ -178,12 +216,20 @@ def test_adding_a_batch_counts_as_adding_each_event():
 
 
 def test_the_public_document_strips_query_and_fragment_from_top_pages_and_merges_them():
-    data = {"overview": {"total_events": 9}, "topPages": [
-        {"page_url": "https://x.example/book?email=someone%40example.com", "views": 3},
-        {"page_url": "https://x.example/", "views": 3},
-        {"page_url": "https://x.example/book#step-2", "views": 2},
-        {"page_url": "https://x.example/book", "views": 1}]}
+    data = {
+        "overview": {"total_events": 9},
+        "topPages": [
+            {"page_url": "https://x.example/book?email=someone%40example.com", "views": 3},
+            {"page_url": "https://x.example/", "views": 3},
+            {"page_url": "https://x.example/book#step-2", "views": 2},
+            {"page_url": "https://x.example/book", "views": 1},
+        ],
+    }
     public = public_realtime_document(data)
-    assert public["topPages"] == [{"page_url": "https://x.example/book", "views": 6},
-                                  {"page_url": "https://x.example/", "views": 3}]
-    assert public["overview"] == data["overview"] and data["topPages"][0]["views"] == 3  # the input is untouched
+    assert public["topPages"] == [
+        {"page_url": "https://x.example/book", "views": 6},
+        {"page_url": "https://x.example/", "views": 3},
+    ]
+    assert (
+        public["overview"] == data["overview"] and data["topPages"][0]["views"] == 3
+    )  # the input is untouched

@@ -25,7 +25,8 @@ def test_an_outage_is_logged_once_each_way(caplog):
         now[0] += 1.0
     assert outage.away
     assert [(r.levelname, r.getMessage().split(":")[0]) for r in caplog.records] == [
-        ("WARNING", "Redis unreachable (refused)")]
+        ("WARNING", "Redis unreachable (refused)")
+    ]
     outage.worked()
     outage.worked()
     assert not outage.away

@@ -31,7 +31,10 @@ async def storage(storage_url):
 async def written(storage, visitor: str, *, days_ago: float = 0, events: int = 1):
     """Store ``events`` page views of ``visitor`` and return its profile as a write returns it."""
     moment = datetime.now(UTC) - timedelta(days=days_ago)
-    batch = [make_event(n, user_fingerprint=visitor, session_id=f"{visitor}-s", timestamp=moment) for n in range(events)]
+    batch = [
+        make_event(n, user_fingerprint=visitor, session_id=f"{visitor}-s", timestamp=moment)
+        for n in range(events)
+    ]
     return (await storage.apply_profile_deltas([delta_from_events(visitor, batch)]))[visitor]
 
 
@@ -51,7 +54,9 @@ async def test_a_first_score_records_every_model_then_only_moves(storage, storag
     assert set(stored.scores) == set(MODEL_TYPES) and stored.segment == "new"
     actor._waiting["v1"] = stored  # nothing changed since: nothing new is recorded
     await actor.score_waiting(budget=1.0)
-    assert len(query(storage_url, "SELECT 1 FROM ml_predictions WHERE user_fingerprint = 'v1'")) == 4
+    assert (
+        len(query(storage_url, "SELECT 1 FROM ml_predictions WHERE user_fingerprint = 'v1'")) == 4
+    )
     assert actor.stats.scored == 2 and actor.stats.predictions == 4
 
 
@@ -59,7 +64,9 @@ async def test_the_budget_bounds_one_cycle_and_the_rest_waits_in_order(storage):
     actor, _ = scorer(storage)
     for n in range(50):
         actor._waiting[f"w{n}"] = await written(storage, f"w{n}")
-    assert await actor.score_waiting(budget=0.0) == 1  # at least one per cycle, however small the budget
+    assert (
+        await actor.score_waiting(budget=0.0) == 1
+    )  # at least one per cycle, however small the budget
     assert actor.backlog == 49 and next(iter(actor._waiting)) == "w1"  # oldest first
     assert await actor.score_waiting(budget=5.0) == 49 and actor.backlog == 0
 
@@ -76,10 +83,14 @@ async def test_written_profiles_reach_the_scorer_and_are_recorded(storage, stora
                 await trio.sleep(0.02)
         actor.request_stop()
     assert recorded[0].user_fingerprint == "live" and len(recorded[0].recorded) == 4
-    assert query(storage_url, "SELECT count(*) FROM ml_predictions WHERE user_fingerprint = 'live'") == [(4,)]
+    assert query(
+        storage_url, "SELECT count(*) FROM ml_predictions WHERE user_fingerprint = 'live'"
+    ) == [(4,)]
 
 
-async def test_profiles_written_but_not_scored_before_a_crash_are_scored_when_taken(storage, storage_url):
+async def test_profiles_written_but_not_scored_before_a_crash_are_scored_when_taken(
+    storage, storage_url
+):
     """A process died between profile writes and the scorer's record: the instance that takes
     those partitions scores them first, and only those of the partitions it took."""
     visitors = [f"crash-{n}" for n in range(10)]
@@ -104,7 +115,9 @@ async def test_profiles_written_but_not_scored_before_a_crash_are_scored_when_ta
         actor.request_stop()
     assert actor.stats.unscored_taken == len(mine)
     assert sorted(fp for (fp,) in query(storage_url, due)) == sorted(set(visitors) - set(mine))
-    counts = dict(query(storage_url, "SELECT user_fingerprint, count(*) FROM ml_predictions GROUP BY 1"))
+    counts = dict(
+        query(storage_url, "SELECT user_fingerprint, count(*) FROM ml_predictions GROUP BY 1")
+    )
     assert all(counts[fp] > 4 for fp in mine)  # three events instead of one: engagement moved
 
 
@@ -117,7 +130,11 @@ async def test_churn_risk_of_an_idle_visitor_is_recomputed_without_new_events(st
     # months later, as storage sees it: move the visit back in time instead of waiting
     old = datetime.now(UTC) - timedelta(days=90)
     value = format_timestamp(old) if storage_url.startswith("sqlite") else old
-    query(storage_url, "UPDATE user_behavior_profiles SET last_seen = %s, first_seen = %s RETURNING 1", (value, value))
+    query(
+        storage_url,
+        "UPDATE user_behavior_profiles SET last_seen = %s, first_seen = %s RETURNING 1",
+        (value, value),
+    )
     await trio.sleep(0.01)
     await actor.score_waiting(budget=1.0)  # nothing waits: it asks storage for idle profiles
     assert actor.stats.rescored_idle >= 1
@@ -138,4 +155,6 @@ async def test_written_fingerprints_are_read_when_their_turn_comes(storage, stor
                 await trio.sleep(0.02)
         actor.request_stop()
     assert actor.stats.scored == 250
-    assert query(storage_url, "SELECT count(DISTINCT user_fingerprint) FROM ml_predictions") == [(250,)]
+    assert query(storage_url, "SELECT count(DISTINCT user_fingerprint) FROM ml_predictions") == [
+        (250,)
+    ]

@@ -26,15 +26,23 @@ class CountingConnection(RedisConnection):
 def limiter(rate: str, url: str, prefix: str) -> tuple[SharedLimiter, CountingConnection]:
     parsed = parse_rate(rate)
     connection = CountingConnection(url, timeout=1.0)
-    return SharedLimiter(parsed, connection, prefix, fallback=LocalLimiter(parsed), timeout=1.0), connection
+    return SharedLimiter(
+        parsed, connection, prefix, fallback=LocalLimiter(parsed), timeout=1.0
+    ), connection
 
 
 async def test_a_process_asks_redis_once_per_chunk(redis_url, redis_prefix):
-    shared, connection = limiter("1200/1h", redis_url, redis_prefix)  # per hour: no refill to speak of
+    shared, connection = limiter(
+        "1200/1h", redis_url, redis_prefix
+    )  # per hour: no refill to speak of
     chunk = lease_chunk(shared.rate)
     decisions = [await shared.take("203.0.113.7") for _ in range(3 * chunk)]
     assert all(d.allowed for d in decisions) and connection.calls == 3
-    assert decisions[0].limit == 1200 and decisions[0].remaining == 1199 and decisions[-1].remaining == 1200 - 3 * chunk
+    assert (
+        decisions[0].limit == 1200
+        and decisions[0].remaining == 1199
+        and decisions[-1].remaining == 1200 - 3 * chunk
+    )
     connection.close()
 
 
@@ -52,14 +60,21 @@ async def test_concurrent_requests_of_a_client_share_one_call(redis_url, redis_p
     connection.close()
 
 
-async def test_two_processes_hold_a_client_to_the_combined_rate_and_refusals_cost_no_call(redis_url, redis_prefix):
-    (a, calls_a), (b, calls_b) = limiter("100/1h", redis_url, redis_prefix), limiter("100/1h", redis_url, redis_prefix)
+async def test_two_processes_hold_a_client_to_the_combined_rate_and_refusals_cost_no_call(
+    redis_url, redis_prefix
+):
+    (a, calls_a), (b, calls_b) = (
+        limiter("100/1h", redis_url, redis_prefix),
+        limiter("100/1h", redis_url, redis_prefix),
+    )
     chunk = lease_chunk(a.rate)
     allowed = 0
     for n in range(300):
         allowed += (await (a if n % 2 else b).take("198.51.100.4")).allowed
     assert 100 - 2 * chunk <= allowed <= 100
-    assert calls_a.calls + calls_b.calls <= 100 // chunk + 4  # refused from memory until a token is due
+    assert (
+        calls_a.calls + calls_b.calls <= 100 // chunk + 4
+    )  # refused from memory until a token is due
     refused = await a.take("198.51.100.4")
     assert not refused.allowed and refused.retry_after > 0 and refused.remaining == 0
     assert (await a.take("198.51.100.5")).allowed  # another client

@@ -161,7 +161,9 @@ def test_open_storage_refuses_unknown_or_malformed_urls():
 
 def test_url_for_display_masks_the_password():
     storage = open_storage("postgresql://app:s3cret@db.example:6432/analytics?sslmode=require")
-    assert storage.url_for_display == "postgresql://app:***@db.example:6432/analytics?sslmode=require"
+    assert (
+        storage.url_for_display == "postgresql://app:***@db.example:6432/analytics?sslmode=require"
+    )
     storage = open_storage("postgresql://app@db.example/analytics?password=s3cret&sslmode=require")
     assert "s3cret" not in storage.url_for_display
     assert "password=***" in storage.url_for_display
@@ -253,7 +255,9 @@ async def test_sqlite_creates_the_file_in_an_existing_folder(tmp_path):
 async def test_sqlite_never_makes_a_missing_folder_and_names_it(tmp_path):
     path = tmp_path / "nested" / "deeper" / "analytics.db"
     storage = open_storage(f"sqlite:///{path}")
-    with pytest.raises(StorageMisconfigured, match=rf"^the folder {re.escape(str(path.parent))} does not exist "):
+    with pytest.raises(
+        StorageMisconfigured, match=rf"^the folder {re.escape(str(path.parent))} does not exist "
+    ):
         await storage.open()
     assert not storage.is_open
     assert not (tmp_path / "nested").exists()
@@ -314,7 +318,9 @@ async def test_postgres_silent_host_fails_within_connect_timeout(nursery):
     port = listeners[0].socket.getsockname()[1]
     storage = open_storage(f"postgresql://postgres@127.0.0.1:{port}/postgres", connect_timeout=0.5)
     started = time.monotonic()
-    with pytest.raises(StorageUnavailable, match=rf"127\.0\.0\.1:{port}: no connection within 0\.5 s"):
+    with pytest.raises(
+        StorageUnavailable, match=rf"127\.0\.0\.1:{port}: no connection within 0\.5 s"
+    ):
         await storage.open()
     assert time.monotonic() - started < 0.5 + 1.0
 
@@ -376,4 +382,3 @@ async def test_postgres_concurrent_migrations_apply_each_file_exactly_once(postg
     async with open_storage(postgres_url, migrations_dir=tmp_path) as storage:
         assert [m.version for m in await storage.applied_migrations()] == [1, 2, 3]
         assert {"step_1", "step_2", "step_3"} <= await storage.table_names()
-

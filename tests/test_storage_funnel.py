@@ -32,9 +32,17 @@ HISTORY = {
 async def storage(storage_url):
     async with open_storage(storage_url) as storage:
         await storage.migrate()
-        events = [make_event(n, user_fingerprint=fp, session_id=f"{fp}-s", event_type=kind,
-                             timestamp=T + timedelta(seconds=at))
-                  for fp, history in HISTORY.items() for n, (at, kind) in enumerate(history)]
+        events = [
+            make_event(
+                n,
+                user_fingerprint=fp,
+                session_id=f"{fp}-s",
+                event_type=kind,
+                timestamp=T + timedelta(seconds=at),
+            )
+            for fp, history in HISTORY.items()
+            for n, (at, kind) in enumerate(history)
+        ]
         await storage.write_batch(events)
         yield storage
 
@@ -58,21 +66,42 @@ async def test_ordered_steps_within_the_window(storage):
 
 async def test_the_window_counts_from_entering_and_includes_its_end(storage):
     steps = await funnel(storage, query([A, B, C], window=100))
-    assert [s.visitors for s in steps] == [6, 4, 0]  # v4's B is exactly 100 s in; v1's C at 120 is out
+    assert [s.visitors for s in steps] == [
+        6,
+        4,
+        0,
+    ]  # v4's B is exactly 100 s in; v1's C at 120 is out
 
 
 async def test_per_step_windows_count_from_the_previous_step(storage):
     steps = await funnel(storage, query([A, B, C, D], windows=(3600, 3600, 3600)))
-    assert steps == [FunnelStep(6, None), FunnelStep(4, 45.0), FunnelStep(1, 60.0), FunnelStep(1, 480.0)]
+    assert steps == [
+        FunnelStep(6, None),
+        FunnelStep(4, 45.0),
+        FunnelStep(1, 60.0),
+        FunnelStep(1, 480.0),
+    ]
     steps = await funnel(storage, query([A, B, C, D], windows=(59, 3600, 3600)))
-    assert [s.visitors for s in steps] == [6, 2, 0, 0]  # B within 59 s: v2 and v5 (v1 60, v4 100 are out)
+    assert [s.visitors for s in steps] == [
+        6,
+        2,
+        0,
+        0,
+    ]  # B within 59 s: v2 and v5 (v1 60, v4 100 are out)
 
 
 async def test_the_range_selects_who_enters_later_steps_may_fall_after_it(storage):
-    steps = await funnel(storage, query([A, B], start=T - timedelta(seconds=200), end=T + timedelta(seconds=1)))
+    steps = await funnel(
+        storage, query([A, B], start=T - timedelta(seconds=200), end=T + timedelta(seconds=1))
+    )
     # entries in [T-200, T+1): v1, v2, v3? no (its A is at +10), v4, v5 (at -100), v6
-    assert steps == [FunnelStep(5, None), FunnelStep(4, 80.0)]  # gaps 60, 30, 100 and v5's 150 (from -100)
-    assert (await funnel(storage, query([A, B], start=T + timedelta(seconds=11))))[0] == FunnelStep(1, None)  # v5
+    assert steps == [
+        FunnelStep(5, None),
+        FunnelStep(4, 80.0),
+    ]  # gaps 60, 30, 100 and v5's 150 (from -100)
+    assert (await funnel(storage, query([A, B], start=T + timedelta(seconds=11))))[0] == FunnelStep(
+        1, None
+    )  # v5
 
 
 async def test_a_repeated_step_needs_another_later_event(storage):
@@ -80,31 +109,78 @@ async def test_a_repeated_step_needs_another_later_event(storage):
 
 
 async def test_no_entries_count_zero_everywhere(storage):
-    assert await funnel(storage, query(["nothing", A])) == [FunnelStep(0, None), FunnelStep(0, None)]
+    assert await funnel(storage, query(["nothing", A])) == [
+        FunnelStep(0, None),
+        FunnelStep(0, None),
+    ]
 
 
 async def test_events_stamped_at_the_same_time_keep_the_order_of_their_ids(storage_url):
     async with open_storage(storage_url) as storage:
         await storage.migrate()
         at = T + timedelta(hours=1)
-        ids = ["01a00000-0000-7000-8000-000000000001", "01a00000-0000-7000-8000-000000000002",
-               "01a00000-0000-7000-8000-000000000003"]
-        await storage.write_batch([
-            make_event(0, event_id=ids[0], user_fingerprint="w", session_id="w", event_type=A, timestamp=at),
-            make_event(1, event_id=ids[1], user_fingerprint="w", session_id="w", event_type=B, timestamp=at),
-            make_event(2, event_id=ids[2], user_fingerprint="w", session_id="w", event_type=A, timestamp=at),
-        ])
+        ids = [
+            "01a00000-0000-7000-8000-000000000001",
+            "01a00000-0000-7000-8000-000000000002",
+            "01a00000-0000-7000-8000-000000000003",
+        ]
+        await storage.write_batch(
+            [
+                make_event(
+                    0,
+                    event_id=ids[0],
+                    user_fingerprint="w",
+                    session_id="w",
+                    event_type=A,
+                    timestamp=at,
+                ),
+                make_event(
+                    1,
+                    event_id=ids[1],
+                    user_fingerprint="w",
+                    session_id="w",
+                    event_type=B,
+                    timestamp=at,
+                ),
+                make_event(
+                    2,
+                    event_id=ids[2],
+                    user_fingerprint="w",
+                    session_id="w",
+                    event_type=A,
+                    timestamp=at,
+                ),
+            ]
+        )
         assert await funnel(storage, query([A, B])) == [FunnelStep(1, None), FunnelStep(1, 0.0)]
-        assert await funnel(storage, query([A, B, A])) == [FunnelStep(1, None), FunnelStep(1, 0.0), FunnelStep(1, 0.0)]
-        assert await funnel(storage, query([B, A, B])) == [FunnelStep(1, None), FunnelStep(1, 0.0), FunnelStep(0, None)]
+        assert await funnel(storage, query([A, B, A])) == [
+            FunnelStep(1, None),
+            FunnelStep(1, 0.0),
+            FunnelStep(1, 0.0),
+        ]
+        assert await funnel(storage, query([B, A, B])) == [
+            FunnelStep(1, None),
+            FunnelStep(1, 0.0),
+            FunnelStep(0, None),
+        ]
 
 
 async def test_a_funnel_longer_than_its_timeout_is_cancelled_by_the_database(storage):
     from revivatech_actors.storage import QueryTimeout
 
-    more = [make_event(n, user_fingerprint=f"x{n % 500}", session_id=f"x{n % 500}", event_type=(A, B)[n % 2],
-                       timestamp=T + timedelta(seconds=n % 3000)) for n in range(6000)]
+    more = [
+        make_event(
+            n,
+            user_fingerprint=f"x{n % 500}",
+            session_id=f"x{n % 500}",
+            event_type=(A, B)[n % 2],
+            timestamp=T + timedelta(seconds=n % 3000),
+        )
+        for n in range(6000)
+    ]
     await storage.write_batch(more)
     with pytest.raises(QueryTimeout, match="took longer than 0.001 s"):
         await storage.funnel(query([A, B, A, B, A, B, A, B, A, B]), timeout=0.001)
-    assert (await funnel(storage, query([A, B])))[0].visitors == 6 + 250  # the connection still works
+    assert (await funnel(storage, query([A, B])))[
+        0
+    ].visitors == 6 + 250  # the connection still works

@@ -94,7 +94,12 @@ async def test_children_start_in_order_and_only_once_ready(autojump_clock):
     async with trio.open_nursery() as nursery:
         await nursery.start(sup.run)
         # b was not even started until a reported ready at t=2; the supervisor is ready at t=5.
-        assert rec.events == [(0, "a:starting"), (2, "a:running"), (2, "b:starting"), (5, "b:running")]
+        assert rec.events == [
+            (0, "a:starting"),
+            (2, "a:running"),
+            (2, "b:starting"),
+            (5, "b:running"),
+        ]
         assert trio.current_time() == 5
         assert state_of(sup, "a") is State.RUNNING and state_of(sup, "root") is State.RUNNING
         sup.request_stop()
@@ -171,7 +176,9 @@ async def test_intensity_exceeded_gives_up_after_stopping_children_in_order(auto
         max_seconds=60,
         backoff_initial=0.1,
     )
-    with pytest.raises(SupervisorGaveUp, match=r"more than 3 restarts within 60 s; last: 'doomed'") as caught:
+    with pytest.raises(
+        SupervisorGaveUp, match=r"more than 3 restarts within 60 s; last: 'doomed'"
+    ) as caught:
         await sup.run()  # returns only by giving up: nobody asks it to stop
     assert rec.names().count("doomed:crash") == 4  # 3 restarts allowed, the 4th crash ends it
     assert isinstance(caught.value.__cause__, BaseException)
@@ -208,7 +215,9 @@ async def test_restart_types(autojump_clock):
     sup = make_supervisor(
         ChildSpec("perm_exit", finishing("perm_exit"), restart=Restart.PERMANENT),
         ChildSpec("trans_exit", finishing("trans_exit"), restart=Restart.TRANSIENT),
-        ChildSpec("trans_crash", crashing_actor("trans_crash", rec, times=1), restart=Restart.TRANSIENT),
+        ChildSpec(
+            "trans_crash", crashing_actor("trans_crash", rec, times=1), restart=Restart.TRANSIENT
+        ),
         ChildSpec("temp_crash", crashing_actor("temp_crash", rec), restart=Restart.TEMPORARY),
         max_restarts=100,
     )
@@ -302,7 +311,9 @@ async def test_child_ignoring_cancellation_is_abandoned_at_its_deadline(autojump
 
 async def test_stop_during_restart_backoff_is_immediate(autojump_clock):
     rec = Recorder()
-    sup = make_supervisor(ChildSpec("flaky", crashing_actor("flaky", rec, after=1)), backoff_initial=50)
+    sup = make_supervisor(
+        ChildSpec("flaky", crashing_actor("flaky", rec, after=1)), backoff_initial=50
+    )
     async with trio.open_nursery() as nursery:
         await nursery.start(sup.run)
         await trio.sleep(2)

@@ -35,8 +35,10 @@ EVENT_TYPE_MESSAGE = "must be 1 to 64 characters of A-Z a-z 0-9 _ . : -"
 TIME_SHAPE = "must be an RFC 3339 date-time, e.g. 2025-07-16T10:55:03.268Z"
 TIME_NAIVE = "must include a time zone offset (RFC 3339)"
 TIME_NOT_STRING = "must be an RFC 3339 string or a number of epoch milliseconds"
-TIME_AMBIGUOUS = ("is a number below 10^11: epoch seconds and milliseconds cannot be told apart there; "
-                  "send epoch milliseconds or an RFC 3339 string")
+TIME_AMBIGUOUS = (
+    "is a number below 10^11: epoch seconds and milliseconds cannot be told apart there; "
+    "send epoch milliseconds or an RFC 3339 string"
+)
 TIME_MILLIS_RANGE = "must be epoch milliseconds between the years 1973 and 9999"
 CLIENT_ID = "must be a UUID or a string of 1 to 128 characters"
 TIME_INVALID = "is not a valid date and time"
@@ -82,7 +84,10 @@ def test_constants():
 
 
 def test_field_error_as_dict():
-    assert FieldError("event_type", "is required").as_dict() == {"field": "event_type", "message": "is required"}
+    assert FieldError("event_type", "is required").as_dict() == {
+        "field": "event_type",
+        "message": "is required",
+    }
 
 
 def test_minimal_event_gets_defaults():
@@ -167,7 +172,18 @@ def test_identifier_accepted(field, value):
         (["fp"], ["must be a string"]),
         (True, ["must be a string"]),
     ],
-    ids=["absent", "null", "empty", "129 chars", "space", "whitespace", "long blank", "int", "list", "bool"],
+    ids=[
+        "absent",
+        "null",
+        "empty",
+        "129 chars",
+        "space",
+        "whitespace",
+        "long blank",
+        "int",
+        "list",
+        "bool",
+    ],
 )
 def test_identifier_refused(field, value, messages):
     assert errors(event(**{field: value})) == [(field, message) for message in messages]
@@ -198,7 +214,18 @@ def test_event_type_accepted(value):
         ("٣", EVENT_TYPE_MESSAGE),
         (7, "must be a string"),
     ],
-    ids=["absent", "null", "empty", "65 chars", "space", "trailing newline", "accent", "slash", "arabic digit", "int"],
+    ids=[
+        "absent",
+        "null",
+        "empty",
+        "65 chars",
+        "space",
+        "trailing newline",
+        "accent",
+        "slash",
+        "arabic digit",
+        "int",
+    ],
 )
 def test_event_type_refused(value, message):
     assert errors(event(event_type=value)) == [("event_type", message)]
@@ -246,7 +273,9 @@ def test_event_id_random_uuids_round_trip():
 def test_an_event_id_that_is_not_a_uuid_maps_to_its_uuid5_and_is_echoed(value):
     result = valid(event(event_id=value))
     assert result.client_id == value
-    assert result.event_id == str(uuid.uuid5(uuid.uuid5(ID_NAMESPACE, BASE["user_fingerprint"]), value))
+    assert result.event_id == str(
+        uuid.uuid5(uuid.uuid5(ID_NAMESPACE, BASE["user_fingerprint"]), value)
+    )
     assert result.event_id == client_event_uuid(BASE["user_fingerprint"], value)
     assert valid(event(event_id=value)).event_id == result.event_id  # a replay is a duplicate
     other = valid(event(event_id=value, user_fingerprint="someone else"))
@@ -384,7 +413,9 @@ def test_time_refused(field, value, message):
 
 
 @pytest.mark.parametrize("field", ["page_url", "referrer"])
-@pytest.mark.parametrize("value", ["https://example.com/", "", "x" * 2048, "/relative?q=1#frag", None, ...])
+@pytest.mark.parametrize(
+    "value", ["https://example.com/", "", "x" * 2048, "/relative?q=1#frag", None, ...]
+)
 def test_url_accepted(field, value):
     assert getattr(valid(event(**{field: value})), field) == (None if value is ... else value)
 
@@ -408,7 +439,16 @@ def test_url_refused(field, value, message):
 
 @pytest.mark.parametrize(
     ("value", "stored"),
-    [(0, 0.0), (129, 129.0), (-5, -5.0), (129.99, 129.99), (1e300, 1e300), (2**64, float(2**64)), (None, None), (..., None)],
+    [
+        (0, 0.0),
+        (129, 129.0),
+        (-5, -5.0),
+        (129.99, 129.99),
+        (1e300, 1e300),
+        (2**64, float(2**64)),
+        (None, None),
+        (..., None),
+    ],
 )
 def test_value_accepted(value, stored):
     result = valid(event(value=value)).value
@@ -418,8 +458,30 @@ def test_value_accepted(value, stored):
 
 @pytest.mark.parametrize(
     "value",
-    [True, False, float("nan"), float("inf"), float("-inf"), 10**400, "129.99", "", [1], {"amount": 1}],
-    ids=["true", "false", "nan", "inf", "-inf", "int beyond float", "numeric string", "empty string", "list", "dict"],
+    [
+        True,
+        False,
+        float("nan"),
+        float("inf"),
+        float("-inf"),
+        10**400,
+        "129.99",
+        "",
+        [1],
+        {"amount": 1},
+    ],
+    ids=[
+        "true",
+        "false",
+        "nan",
+        "inf",
+        "-inf",
+        "int beyond float",
+        "numeric string",
+        "empty string",
+        "list",
+        "dict",
+    ],
 )
 def test_value_refused(value):
     assert errors(event(value=value)) == [("value", NUMBER)]
@@ -456,7 +518,17 @@ def sized(size: int) -> dict:
         (sized(32768), None),
         ({"big": 2**63 - 1, "small": -(2**63)}, None),
     ],
-    ids=["null", "absent", "empty", "mixed", "depth 5", "depth 5 with lists", "empty containers", "32768 bytes", "64-bit ints"],
+    ids=[
+        "null",
+        "absent",
+        "empty",
+        "mixed",
+        "depth 5",
+        "depth 5 with lists",
+        "empty containers",
+        "32768 bytes",
+        "64-bit ints",
+    ],
 )
 def test_properties_accepted(value, stored):
     result = valid(event(properties=value)).properties
@@ -465,10 +537,16 @@ def test_properties_accepted(value, stored):
 
 def test_depth_counts_each_level():
     assert valid(event(properties={"a": {"b": 1}})).properties == {"a": {"b": 1}}
-    assert valid(event(properties={"a": [[[[1]]]]})).properties == {"a": [[[[1]]]]}  # 1 object + 4 lists
-    assert errors(event(properties={"a": [[[[[1]]]]]})) == [("properties", "is nested deeper than 5 levels")]
+    assert valid(event(properties={"a": [[[[1]]]]})).properties == {
+        "a": [[[[1]]]]
+    }  # 1 object + 4 lists
+    assert errors(event(properties={"a": [[[[[1]]]]]})) == [
+        ("properties", "is nested deeper than 5 levels")
+    ]
     assert valid(event(properties={"a": [[[{}]]]})).properties == {"a": [[[{}]]]}
-    assert errors(event(properties={"a": [[[[{}]]]]})) == [("properties", "is nested deeper than 5 levels")]  # {} too
+    assert errors(event(properties={"a": [[[[{}]]]]})) == [
+        ("properties", "is nested deeper than 5 levels")
+    ]  # {} too
 
 
 @pytest.mark.parametrize(
@@ -506,7 +584,9 @@ def test_multibyte_characters_count_as_bytes():
     assert size == 8 + 3 * 10_920 == 32768
     assert valid(event(properties=properties))
     properties = {"a": "€" * 10_920 + "x"}
-    assert errors(event(properties=properties)) == [("properties", "is larger than 32768 bytes when encoded (got 32769)")]
+    assert errors(event(properties=properties)) == [
+        ("properties", "is larger than 32768 bytes when encoded (got 32769)")
+    ]
 
 
 # --- unknown fields and several errors at once ---------------------------------------------------
@@ -526,7 +606,11 @@ def test_unknown_fields_are_warned_in_the_order_sent():
 
 def test_an_unknown_field_whose_name_properties_holds_otherwise_is_refused():
     assert errors(event(colour="red", properties={"colour": "blue"})) == [
-        ("colour", "cannot be kept in properties: properties already has a different value under that name")]
+        (
+            "colour",
+            "cannot be kept in properties: properties already has a different value under that name",
+        )
+    ]
     assert valid(event(colour="red", properties={"colour": "red"})).properties == {"colour": "red"}
 
 
@@ -537,7 +621,9 @@ def test_unknown_fields_count_against_the_properties_limits():
     for _ in range(MAX_PROPERTIES_DEPTH):
         level["d"] = {}
         level = level["d"]
-    assert errors(event(nested=deep)) == [("properties", f"is nested deeper than {MAX_PROPERTIES_DEPTH} levels")]
+    assert errors(event(nested=deep)) == [
+        ("properties", f"is nested deeper than {MAX_PROPERTIES_DEPTH} levels")
+    ]
 
 
 # --- what trackers send beside the core fields ----------------------------------------------------
@@ -578,15 +664,30 @@ def test_the_trackers_event_is_taken_whole_without_warnings():
     assert result.referrer == "https://www.google.com/"
     assert result.properties == {"page_title": "Home", "page_load_time": 812}
     assert result.details == EventDetails(
-        event_name="Page View", user_id="customer-42", utm_source="google", utm_medium="cpc", utm_campaign="winter",
-        utm_term="screen repair", utm_content="ad-1", device_type="desktop", browser="Chrome", os="Linux x86_64",
-        screen_resolution="1920x1080", viewport_size="1280x720", time_on_page=1520.0, time_since_last_event=310.5,
+        event_name="Page View",
+        user_id="customer-42",
+        utm_source="google",
+        utm_medium="cpc",
+        utm_campaign="winter",
+        utm_term="screen repair",
+        utm_content="ad-1",
+        device_type="desktop",
+        browser="Chrome",
+        os="Linux x86_64",
+        screen_resolution="1920x1080",
+        viewport_size="1280x720",
+        time_on_page=1520.0,
+        time_since_last_event=310.5,
     )
 
 
 def test_epoch_milliseconds_keep_their_fraction():
-    assert valid(event(timestamp=1764686400123.5)).timestamp == datetime(2025, 12, 2, 14, 40, 0, 123500, tzinfo=UTC)
-    assert valid(event(sent_at=100_000_000_000)).sent_at == datetime(1973, 3, 3, 9, 46, 40, tzinfo=UTC)
+    assert valid(event(timestamp=1764686400123.5)).timestamp == datetime(
+        2025, 12, 2, 14, 40, 0, 123500, tzinfo=UTC
+    )
+    assert valid(event(sent_at=100_000_000_000)).sent_at == datetime(
+        1973, 3, 3, 9, 46, 40, tzinfo=UTC
+    )
 
 
 def test_core_only_events_have_no_details():
@@ -631,7 +732,9 @@ def test_a_detail_of_the_wrong_type_is_kept_in_properties():
 
 
 def test_a_detail_too_long_is_refused():
-    assert errors(event(event_name="n" * 257)) == [("event_name", "must be at most 256 characters (got 257)")]
+    assert errors(event(event_name="n" * 257)) == [
+        ("event_name", "must be at most 256 characters (got 257)")
+    ]
 
 
 def test_null_details_are_absent():
@@ -682,7 +785,9 @@ def test_errors_serialise_for_the_api():
 
 
 def test_input_is_not_modified():
-    data = event(event_id="123E4567-E89B-12D3-A456-426614174000", timestamp="2025-07-16T12:55:03+02:00")
+    data = event(
+        event_id="123E4567-E89B-12D3-A456-426614174000", timestamp="2025-07-16T12:55:03+02:00"
+    )
     before = dict(data)
     valid(data)
     assert data == before
@@ -698,14 +803,20 @@ def test_ten_thousand_varied_valid_events():
         data = {
             "user_fingerprint": f"fp_{rng.randrange(500)}",
             "session_id": f"sess_{rng.randrange(2000)}",
-            "event_type": rng.choice(["page_view", "click", "booking:started", "booking.completed", "form-submit"]),
+            "event_type": rng.choice(
+                ["page_view", "click", "booking:started", "booking.completed", "form-submit"]
+            ),
         }
         if i % 2:
             data["event_id"] = str(uuid.UUID(int=rng.getrandbits(128), version=4))
         if i % 3:
-            moment = datetime(2025, 7, 16, tzinfo=UTC) + timedelta(seconds=rng.randrange(86_400), milliseconds=rng.randrange(1000))
+            moment = datetime(2025, 7, 16, tzinfo=UTC) + timedelta(
+                seconds=rng.randrange(86_400), milliseconds=rng.randrange(1000)
+            )
             offset = timezone(timedelta(minutes=rng.choice([-300, 0, 60, 120, 330])))
-            data["timestamp"] = moment.astimezone(offset).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            data["timestamp"] = (
+                moment.astimezone(offset).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            )
             data["sent_at"] = (moment + timedelta(seconds=1)).isoformat()
         if i % 4 == 0:
             data["page_url"] = f"https://example.com/repair/{i}"
@@ -741,13 +852,17 @@ def test_clock_skew_corrects_a_client_clock_one_hour_behind():
     # receives at 11:00:00 (UTC). The clock is an hour (and a second of transit) behind.
     timestamp = datetime(2025, 7, 16, 9, 59, 58, tzinfo=UTC)
     sent_at = datetime(2025, 7, 16, 9, 59, 59, tzinfo=UTC)
-    assert correct_clock_skew(timestamp, sent_at, RECEIVED) == datetime(2025, 7, 16, 10, 59, 59, tzinfo=UTC)
+    assert correct_clock_skew(timestamp, sent_at, RECEIVED) == datetime(
+        2025, 7, 16, 10, 59, 59, tzinfo=UTC
+    )
 
 
 def test_clock_skew_corrects_a_client_clock_ahead():
     timestamp = datetime(2025, 7, 16, 11, 4, 0, tzinfo=UTC)
     sent_at = datetime(2025, 7, 16, 11, 5, 0, tzinfo=UTC)
-    assert correct_clock_skew(timestamp, sent_at, RECEIVED) == datetime(2025, 7, 16, 10, 59, 0, tzinfo=UTC)
+    assert correct_clock_skew(timestamp, sent_at, RECEIVED) == datetime(
+        2025, 7, 16, 10, 59, 0, tzinfo=UTC
+    )
 
 
 def test_clock_skew_without_sent_at_keeps_timestamp():
@@ -756,8 +871,12 @@ def test_clock_skew_without_sent_at_keeps_timestamp():
 
 
 def test_clock_skew_from_validated_offsets():
-    result = valid(event(timestamp="2025-07-16T11:59:58+02:00", sent_at="2025-07-16T11:59:59+02:00"))
-    assert correct_clock_skew(result.timestamp, result.sent_at, RECEIVED) == datetime(2025, 7, 16, 10, 59, 59, tzinfo=UTC)
+    result = valid(
+        event(timestamp="2025-07-16T11:59:58+02:00", sent_at="2025-07-16T11:59:59+02:00")
+    )
+    assert correct_clock_skew(result.timestamp, result.sent_at, RECEIVED) == datetime(
+        2025, 7, 16, 10, 59, 59, tzinfo=UTC
+    )
 
 
 # --- truncate_payload ---------------------------------------------------------------------------
@@ -789,7 +908,10 @@ def test_truncate_marker_counts_what_was_cut(length):
 
 
 def test_truncate_with_a_custom_limit():
-    assert truncate_payload("abcdefghijklmnopqrstuvwxyz" * 2, limit=30) == "abcdefghi…[truncated 43 chars]"
+    assert (
+        truncate_payload("abcdefghijklmnopqrstuvwxyz" * 2, limit=30)
+        == "abcdefghi…[truncated 43 chars]"
+    )
     assert truncate_payload("abcdef", limit=6) == "abcdef"
     assert truncate_payload("abcdefg", limit=3) == "abc"  # no room even for the marker
 

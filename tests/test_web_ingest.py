@@ -229,8 +229,11 @@ INVALID_EVENTS = [
     ),
     ("not a JSON object", [1, 2], {""}),
     # PostgreSQL cannot store U+0000: refused by field on both engines, never by the database
-    ("NUL characters", event(user_fingerprint="a\x00b", page_url="/p\x00", properties={"k\x00": "v"}),
-     {"user_fingerprint", "page_url", "properties"}),
+    (
+        "NUL characters",
+        event(user_fingerprint="a\x00b", page_url="/p\x00", properties={"k\x00": "v"}),
+        {"user_fingerprint", "page_url", "properties"},
+    ),
 ]
 
 

@@ -75,14 +75,24 @@ while True:
 """
 
 
-def pool_of(tmp_path, count: int, *, on_term: str = "0", first_exit: str = "-", env: dict | None = None,
-            stop_deadline: float = 10.0, exits: ExitWindow | None = None) -> WorkerPool:
+def pool_of(
+    tmp_path,
+    count: int,
+    *,
+    on_term: str = "0",
+    first_exit: str = "-",
+    env: dict | None = None,
+    stop_deadline: float = 10.0,
+    exits: ExitWindow | None = None,
+) -> WorkerPool:
     def command(index: int) -> list[str]:
         folder = tmp_path / f"w{index}"
         folder.mkdir(exist_ok=True)
         return [sys.executable, "-I", "-S", "-c", WORKER, str(folder), on_term, first_exit]
 
-    return WorkerPool(command, count, env or {}, stop_deadline=stop_deadline, exits=exits or ExitWindow())
+    return WorkerPool(
+        command, count, env or {}, stop_deadline=stop_deadline, exits=exits or ExitWindow()
+    )
 
 
 async def ready_pids(tmp_path, count: int, timeout: float = 5.0) -> set[int]:
@@ -95,7 +105,9 @@ async def ready_pids(tmp_path, count: int, timeout: float = 5.0) -> set[int]:
             await trio.sleep(0.02)
 
 
-async def test_stop_forwards_the_signal_and_the_pool_exits_zero_when_every_worker_did(tmp_path, caplog):
+async def test_stop_forwards_the_signal_and_the_pool_exits_zero_when_every_worker_did(
+    tmp_path, caplog
+):
     caplog.set_level(logging.INFO, "revivatech_actors.workers")
     pool = pool_of(tmp_path, 2)
     result = []
@@ -116,6 +128,7 @@ async def test_stop_forwards_the_signal_and_the_pool_exits_zero_when_every_worke
 async def test_a_worker_that_exits_non_zero_at_the_stop_makes_the_pool_exit_one(tmp_path):
     pool = pool_of(tmp_path, 1, on_term="1")
     async with trio.open_nursery() as nursery:
+
         async def run() -> None:
             assert await pool.run() == 1
 
@@ -124,11 +137,18 @@ async def test_a_worker_that_exits_non_zero_at_the_stop_makes_the_pool_exit_one(
         pool.stop()
 
 
-async def test_a_worker_ended_by_the_forwarded_signal_before_its_handlers_stopped_cleanly(tmp_path, caplog):
+async def test_a_worker_ended_by_the_forwarded_signal_before_its_handlers_stopped_cleanly(
+    tmp_path, caplog
+):
     caplog.set_level(logging.INFO, "revivatech_actors.workers")
-    pool = WorkerPool(lambda index: [sys.executable, "-I", "-S", "-c", "import time; time.sleep(30)"], 1, {},
-                      stop_deadline=5)
+    pool = WorkerPool(
+        lambda index: [sys.executable, "-I", "-S", "-c", "import time; time.sleep(30)"],
+        1,
+        {},
+        stop_deadline=5,
+    )
     async with trio.open_nursery() as nursery:
+
         async def run() -> None:
             assert await pool.run() == 0
 
@@ -147,13 +167,18 @@ async def test_a_worker_that_dies_is_logged_and_started_again(tmp_path, caplog):
         nursery.start_soon(pool.run)
         (pid,) = await ready_pids(tmp_path, 1)  # the second start: the first exited 3 at once
         assert pool.pids() == {1: pid}
-        assert any("exited with code 3; starting another in 0.5 s" in r.message for r in caplog.records)
+        assert any(
+            "exited with code 3; starting another in 0.5 s" in r.message for r in caplog.records
+        )
 
         (tmp_path / "w1" / f"ready-{pid}").unlink()
         os.kill(pid, signal.SIGKILL)  # as an operator would
         (replacement,) = await ready_pids(tmp_path, 1)
         assert replacement != pid and pool.pids() == {1: replacement}
-        assert any(f"(pid {pid}) was killed by SIGKILL; starting another" in r.message for r in caplog.records)
+        assert any(
+            f"(pid {pid}) was killed by SIGKILL; starting another" in r.message
+            for r in caplog.records
+        )
         pool.stop()
 
 
@@ -162,7 +187,10 @@ async def test_too_many_exits_within_the_window_stop_every_worker_with_exit_one(
     pool = pool_of(tmp_path, 2, first_exit="always", exits=ExitWindow(limit=1, seconds=60))
     with trio.fail_after(5):
         assert await pool.run() == 1
-    assert any("more than 1 worker exits within 60 s; stopping every worker" in r.message for r in caplog.records)
+    assert any(
+        "more than 1 worker exits within 60 s; stopping every worker" in r.message
+        for r in caplog.records
+    )
 
 
 async def test_a_worker_refusing_its_configuration_stops_the_pool_with_exit_two(tmp_path):
@@ -174,6 +202,7 @@ async def test_a_worker_refusing_its_configuration_stops_the_pool_with_exit_two(
 async def test_workers_that_outlive_the_stop_deadline_are_killed(tmp_path, caplog):
     pool = pool_of(tmp_path, 2, on_term="ignore", stop_deadline=0.3)
     async with trio.open_nursery() as nursery:
+
         async def run() -> None:
             assert await pool.run() == 1
 
@@ -181,12 +210,16 @@ async def test_workers_that_outlive_the_stop_deadline_are_killed(tmp_path, caplo
         pids = await ready_pids(tmp_path, 2)
         pool.stop()
     assert not any(process_alive(pid) for pid in pids)
-    assert any("forced exit: workers still running 0.3 s after the stop began" in r.message for r in caplog.records)
+    assert any(
+        "forced exit: workers still running 0.3 s after the stop began" in r.message
+        for r in caplog.records
+    )
 
 
 async def test_kill_ends_every_worker_at_once(tmp_path):
     pool = pool_of(tmp_path, 2, on_term="ignore")
     async with trio.open_nursery() as nursery:
+
         async def run() -> None:
             assert await pool.run() == 1
 
@@ -206,7 +239,10 @@ def test_reuse_port_listeners_share_one_address():
     second = reuse_port_listener("127.0.0.1", port)
     try:
         assert first.getsockname() == second.getsockname() == ("127.0.0.1", port)
-        with socket.socket() as plain, pytest.raises(OSError):  # one without SO_REUSEPORT is refused
+        with (
+            socket.socket() as plain,
+            pytest.raises(OSError),
+        ):  # one without SO_REUSEPORT is refused
             plain.bind(("127.0.0.1", port))
     finally:
         first.close()

@@ -32,10 +32,10 @@ from ..messages import STORED, DeadLetter, Event, Outcome, Status, StoredBatch, 
 from ..prometheus import (
     BATCH_FLUSH_SECONDS,
     BATCH_SIZE,
+    COMMIT_LAG_SECONDS,
     EVENTS_DUPLICATE,
     EVENTS_REJECTED,
     EVENTS_STORED,
-    COMMIT_LAG_SECONDS,
 )
 from ..storage import Storage, StorageError
 from ..supervisor import Activity
@@ -146,7 +146,8 @@ class BatcherActor:
                 # requests for them were never answered; accepted (202) ones are lost.
                 logger.error(
                     "stopped with %d event(s) and %d queued submission(s) not written to storage",
-                    self._pending_events, queued,
+                    self._pending_events,
+                    queued,
                 )
 
     async def _run(self) -> None:
@@ -166,7 +167,11 @@ class BatcherActor:
                     if not self._pending:
                         continue
             closed = self._drain() or closed
-            if self.max_wait > 0 and self._pending_events < self.max_events and not (closed or self._stopping):
+            if (
+                self.max_wait > 0
+                and self._pending_events < self.max_events
+                and not (closed or self._stopping)
+            ):
                 closed = await self._wait_for_more() or closed
             await self._flush_one_batch()
         for subscriber in self._subscribers:
@@ -218,15 +223,21 @@ class BatcherActor:
         parts, events, letters = self._take_batch()
         # What is logged while this batch is written (a failed flush, rows the database refused)
         # names the requests it holds.
-        request_ids = REQUEST_ID.set(batch_request_ids([chunk.submission.request_id for chunk, _, _ in parts]))
+        request_ids = REQUEST_ID.set(
+            batch_request_ids([chunk.submission.request_id for chunk, _, _ in parts])
+        )
         try:
             await self._flush(parts, events, letters)
         finally:
             REQUEST_ID.reset(request_ids)
 
-    async def _flush(self, parts: list[tuple[_Chunk, int, int]], events: list[Event], letters: list[DeadLetter]) -> None:
+    async def _flush(
+        self, parts: list[tuple[_Chunk, int, int]], events: list[Event], letters: list[DeadLetter]
+    ) -> None:
         started = time.perf_counter()
-        committed = await self._with_retry(lambda: self.storage.commit_batch(events, letters), events)
+        committed = await self._with_retry(
+            lambda: self.storage.commit_batch(events, letters), events
+        )
         outcomes = committed.outcomes
         # after a failed attempt, some events may have been stored by it, in another transaction
         log_txn = None if self._maybe_stored else committed.log_txn
@@ -279,7 +290,9 @@ class BatcherActor:
             if outcomes[position].status is Status.DUPLICATE and event_id in self._maybe_stored
         }
         if first:
-            received = await self._with_retry(lambda: self.storage.received_times(list(first)), events)
+            received = await self._with_retry(
+                lambda: self.storage.received_times(list(first)), events
+            )
             for event_id, position in first.items():
                 if received.get(event_id) == events[position].received_at:
                     outcomes[position] = STORED
@@ -322,4 +335,6 @@ class BatcherActor:
             BATCH_SIZE.observe(len(events))
             BATCH_FLUSH_SECONDS.observe(seconds)
             # submissions are taken oldest first: the first event waited longest
-            COMMIT_LAG_SECONDS.observe(max(0.0, (datetime.now(UTC) - events[0].received_at).total_seconds()))
+            COMMIT_LAG_SECONDS.observe(
+                max(0.0, (datetime.now(UTC) - events[0].received_at).total_seconds())
+            )

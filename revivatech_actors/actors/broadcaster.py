@@ -78,12 +78,18 @@ class ClientFeed:
     realtime: bool = False
     fingerprints: set[str] = attrs.Factory(set)
     _replies: collections.deque[str] = attrs.field(init=False, factory=collections.deque)
-    _snapshot: str | None = attrs.field(init=False, default=None)  # latest realtime_metrics not yet sent
-    _insights: dict[str, str] = attrs.field(init=False, factory=dict)  # fingerprint -> latest user_insights
+    _snapshot: str | None = attrs.field(
+        init=False, default=None
+    )  # latest realtime_metrics not yet sent
+    _insights: dict[str, str] = attrs.field(
+        init=False, factory=dict
+    )  # fingerprint -> latest user_insights
     _wake: trio.Event = attrs.field(init=False, factory=trio.Event)
     close_code: int | None = attrs.field(init=False, default=None)  # set: the writer closes with it
     close_reason: str = attrs.field(init=False, default="")
-    replaced: int = attrs.field(init=False, default=0)  # messages replaced by newer ones before being sent
+    replaced: int = attrs.field(
+        init=False, default=0
+    )  # messages replaced by newer ones before being sent
 
     def reply(self, message: dict[str, Any]) -> None:
         if len(self._replies) >= MAX_REPLIES:
@@ -147,11 +153,15 @@ class BroadcasterActor:
     activity: Activity = attrs.Factory(Activity)
     clients: dict[str, ClientFeed] = attrs.field(init=False, factory=dict)
     public_clients: int = attrs.field(init=False, default=0)  # how many of ``clients`` are public
-    _followers: dict[str, set[ClientFeed]] = attrs.field(init=False, factory=dict)  # fingerprint -> feeds
+    _followers: dict[str, set[ClientFeed]] = attrs.field(
+        init=False, factory=dict
+    )  # fingerprint -> feeds
     _changed_visitors: set[str] = attrs.field(init=False, factory=set)
     _visitors_changed: trio.Event = attrs.field(init=False, factory=trio.Event)
     _realtime_requested: trio.Event = attrs.field(init=False, factory=trio.Event)
-    _remote_change: trio.Event = attrs.field(init=False, factory=trio.Event)  # another instance counted events
+    _remote_change: trio.Event = attrs.field(
+        init=False, factory=trio.Event
+    )  # another instance counted events
     _to_publish: set[str] = attrs.field(init=False, factory=set)
     _publish_wanted: trio.Event = attrs.field(init=False, factory=trio.Event)
     _last_snapshot: str | None = attrs.field(init=False, default=None)
@@ -166,13 +176,21 @@ class BroadcasterActor:
         """A feed for a new admin client (``public``: a tokenless one); raises ClientRefused past
         its cap (``max_clients`` or ``max_public_clients``) or while not running."""
         if not self._running:
-            raise ClientRefused("not_running", "the live feed is not running (the service is starting or stopping)")
+            raise ClientRefused(
+                "not_running", "the live feed is not running (the service is starting or stopping)"
+            )
         if public and self.public_clients >= self.max_public_clients:
-            raise ClientRefused("too_many_clients", f"{self.public_clients} clients without a token are connected, "
-                                                    "the most broadcast.max_public_clients allows")
+            raise ClientRefused(
+                "too_many_clients",
+                f"{self.public_clients} clients without a token are connected, "
+                "the most broadcast.max_public_clients allows",
+            )
         if not public and len(self.clients) - self.public_clients >= self.max_clients:
-            raise ClientRefused("too_many_clients", f"{len(self.clients) - self.public_clients} admin clients are "
-                                                    "connected, the most broadcast.max_clients allows")
+            raise ClientRefused(
+                "too_many_clients",
+                f"{len(self.clients) - self.public_clients} admin clients are "
+                "connected, the most broadcast.max_clients allows",
+            )
         feed = ClientFeed(new_id(), public=public)
         self.clients[feed.client_id] = feed
         self.public_clients += public
@@ -242,7 +260,9 @@ class BroadcasterActor:
                 nursery.start_soon(self._broadcast_realtime)
                 nursery.start_soon(self._send_insights)
                 if self.shared is not None:
-                    nursery.start_soon(self.shared.listen, self._window_changed_elsewhere, self._insights_changed)
+                    nursery.start_soon(
+                        self.shared.listen, self._window_changed_elsewhere, self._insights_changed
+                    )
                     nursery.start_soon(self._publish_insights)
                 task_status.started()
                 await trio.sleep_forever()
@@ -258,6 +278,7 @@ class BroadcasterActor:
             # until the metrics change, a client subscribes, or the periodic interval is up
             with trio.move_on_after(self.interval):
                 async with trio.open_nursery() as waiters:
+
                     async def change() -> None:
                         nonlocal version
                         version = await self.wait_for_change(version)
@@ -274,7 +295,10 @@ class BroadcasterActor:
                     waiters.start_soon(change)
                     waiters.start_soon(subscription)
                     waiters.start_soon(elsewhere)
-            wait = max(self._last_snapshot_at + self.min_interval, cycle_began + 0.001) - time.monotonic()
+            wait = (
+                max(self._last_snapshot_at + self.min_interval, cycle_began + 0.001)
+                - time.monotonic()
+            )
             if wait > 0:  # throttle: at most one snapshot per min_interval (and no busy loop)
                 await trio.sleep(wait)
             self._realtime_requested = trio.Event()
@@ -294,7 +318,9 @@ class BroadcasterActor:
                 continue
             if feed.public:
                 if public_encoded is None:
-                    public_encoded = encode({"type": "realtime_metrics", "data": public_realtime_document(data)})
+                    public_encoded = encode(
+                        {"type": "realtime_metrics", "data": public_realtime_document(data)}
+                    )
                 feed.put_snapshot(public_encoded)
             else:
                 feed.put_snapshot(encoded)
@@ -317,11 +343,15 @@ class BroadcasterActor:
                     with trio.move_on_after(INSIGHTS_READ_TIMEOUT):
                         data = await self.insights_data(fingerprint)
                 except StorageError as exc:  # its followers get the next change; the others go on
-                    logger.warning("insights of %s not sent: storage unavailable: %s", fingerprint, exc)
+                    logger.warning(
+                        "insights of %s not sent: storage unavailable: %s", fingerprint, exc
+                    )
                     continue
                 if data is None:
                     continue
-                encoded = encode({"type": "user_insights", "fingerprint": fingerprint, "data": data})
+                encoded = encode(
+                    {"type": "user_insights", "fingerprint": fingerprint, "data": data}
+                )
                 for feed in list(self._followers.get(fingerprint, ())):
                     feed.put_insights(fingerprint, encoded)
                 self.activity.record()
@@ -336,8 +366,12 @@ class BroadcasterActor:
                 await self.shared.publish_insights(fingerprints)
             except (redis.RedisError, OSError) as exc:
                 # Debug: the Redis connection logs the outage once.
-                logger.debug("Redis unreachable: recorded insights of %d visitor(s) go to this instance's "
-                               "clients only: %s", len(fingerprints), exc)
+                logger.debug(
+                    "Redis unreachable: recorded insights of %d visitor(s) go to this instance's "
+                    "clients only: %s",
+                    len(fingerprints),
+                    exc,
+                )
                 for fingerprint in fingerprints:
                     self._insights_changed(fingerprint)
 

@@ -51,11 +51,15 @@ class EventBudget:
 
     capacity: int
     used: int = 0
-    _waiters: collections.deque[tuple[int, trio.Event]] = attrs.field(init=False, factory=collections.deque)
+    _waiters: collections.deque[tuple[int, trio.Event]] = attrs.field(
+        init=False, factory=collections.deque
+    )
 
     def try_acquire(self, amount: int) -> bool:
         """Reserve ``amount`` events if there is room right now (and nobody waits before us)."""
-        amount = min(amount, self.capacity)  # a submission larger than the budget waits for all of it
+        amount = min(
+            amount, self.capacity
+        )  # a submission larger than the budget waits for all of it
         if not self._waiters and self.used + amount <= self.capacity:
             self.used += amount
             return True
@@ -201,7 +205,11 @@ class IngestActor:
     def _forwarded(self, submission: Submission) -> None:
         submission.queued.set()
         self.activity.record(len(submission.events))
-        logger.debug("admitted %d event(s) and %d dead letter(s)", len(submission.events), len(submission.dead_letters))
+        logger.debug(
+            "admitted %d event(s) and %d dead letter(s)",
+            len(submission.events),
+            len(submission.dead_letters),
+        )
 
     def request_stop(self) -> None:
         """Refuse new submissions; :meth:`run` then closes the way to the batcher."""
@@ -216,7 +224,9 @@ class IngestActor:
     def _convert(self, submission: Submission) -> list[Event]:
         received_at = submission.received_at
         user_agent, ip_address = submission.user_agent, submission.ip_address
-        fresh_ids = iter(new_event_ids(sum(valid.event_id is None for valid in submission.incoming)))
+        fresh_ids = iter(
+            new_event_ids(sum(valid.event_id is None for valid in submission.incoming))
+        )
         events = []
         for index, valid in enumerate(submission.incoming):
             if valid.event_id is None:

@@ -89,12 +89,21 @@ class JanitorActor:
     def stats_json(self) -> dict[str, Any]:
         s = self.stats
         return {
-            "enabled": self.days > 0, "days": self.days, "interval": self.interval, "batchSize": self.batch_size,
-            "purging": self._purging, "passes": s.passes, "batches": s.batches, "deleted": dict(s.deleted),
-            "lastPassDeleted": dict(s.last_pass_deleted), "lastPassAt": iso_utc(s.last_pass_at),
+            "enabled": self.days > 0,
+            "days": self.days,
+            "interval": self.interval,
+            "batchSize": self.batch_size,
+            "purging": self._purging,
+            "passes": s.passes,
+            "batches": s.batches,
+            "deleted": dict(s.deleted),
+            "lastPassDeleted": dict(s.last_pass_deleted),
+            "lastPassAt": iso_utc(s.last_pass_at),
             "lastPassSeconds": round(s.last_pass_seconds, 3),
             "lastCutoff": None if s.last_cutoff is None else iso_datetime(s.last_cutoff),
-            "failures": s.failures, "lastError": s.last_error, "erasures": s.erasures,
+            "failures": s.failures,
+            "lastError": s.last_error,
+            "erasures": s.erasures,
         }
 
     def request_stop(self) -> None:
@@ -141,7 +150,9 @@ class JanitorActor:
                 resume = None
                 while not self._stopping:
                     batch_began = time.perf_counter()
-                    step = await self.storage.purge_step(table, cutoff, limit=self.batch_size, resume=resume)
+                    step = await self.storage.purge_step(
+                        table, cutoff, limit=self.batch_size, resume=resume
+                    )
                     took = time.perf_counter() - batch_began
                     deleted[table] += step.deleted
                     s.deleted[table] += step.deleted
@@ -154,16 +165,22 @@ class JanitorActor:
         except StorageError as exc:
             s.failures += 1
             s.last_error = str(exc)
-            logger.warning("retention pass stopped by a storage error, the next starts in %g s: %s",
-                           self.interval, exc)
+            logger.warning(
+                "retention pass stopped by a storage error, the next starts in %g s: %s",
+                self.interval,
+                exc,
+            )
         finally:
             self._purging = False
             s.passes += 1
             s.last_pass_deleted = deleted
             s.last_pass_seconds = time.perf_counter() - began
         if any(deleted.values()):
-            logger.info("retention: deleted rows older than %s: %s", iso_datetime(cutoff),
-                        ", ".join(f"{table} {n}" for table, n in deleted.items() if n))
+            logger.info(
+                "retention: deleted rows older than %s: %s",
+                iso_datetime(cutoff),
+                ", ".join(f"{table} {n}" for table, n in deleted.items() if n),
+            )
         return deleted
 
     async def erase(self, user_fingerprint: str) -> dict[str, int]:
@@ -180,8 +197,11 @@ class JanitorActor:
         self.activity.record()
         if self.on_erased is not None:
             self.on_erased(user_fingerprint, partition)
-        logger.info("erased a visitor of partition %d: %s", partition,
-                    ", ".join(f"{table} {n}" for table, n in removed.items()))
+        logger.info(
+            "erased a visitor of partition %d: %s",
+            partition,
+            ", ".join(f"{table} {n}" for table, n in removed.items()),
+        )
         return removed
 
     async def dead_letters(self, limit: int, before: int | None = None) -> list[RejectedLetter]:

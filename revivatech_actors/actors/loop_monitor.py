@@ -25,7 +25,9 @@ WINDOW = 80
 class LoopMonitor:
     interval: float = SAMPLE_INTERVAL
     activity: Activity = attrs.Factory(Activity)
-    _samples: collections.deque[float] = attrs.field(init=False, factory=lambda: collections.deque(maxlen=WINDOW))
+    _samples: collections.deque[float] = attrs.field(
+        init=False, factory=lambda: collections.deque(maxlen=WINDOW)
+    )
 
     @property
     def lag_ms(self) -> float | None:

@@ -30,7 +30,13 @@ import attrs
 import redis
 import trio
 
-from ..domain.realtime import RealtimeFigures, RealtimeWindow, ServiceUptime, bucket_of, realtime_document
+from ..domain.realtime import (
+    RealtimeFigures,
+    RealtimeWindow,
+    ServiceUptime,
+    bucket_of,
+    realtime_document,
+)
 from ..messages import Event, StoredBatch
 from ..shared_state.realtime import RedisRealtime
 from ..storage import Storage, StorageError
@@ -74,16 +80,24 @@ class MetricsActor:
     uptime: ServiceUptime = attrs.field(init=False)
     _changed: trio.Event = attrs.field(init=False, factory=trio.Event)
     shared_ok: bool = attrs.field(init=False, default=True)  # the last call to Redis succeeded
-    _shared_retry_at: float = attrs.field(init=False, default=0.0)  # trio clock: no Redis call before
-    _requests: dict[int, list] = attrs.field(init=False, factory=lambda: collections.defaultdict(lambda: [0, 0.0, 0]))
+    _shared_retry_at: float = attrs.field(
+        init=False, default=0.0
+    )  # trio clock: no Redis call before
+    _requests: dict[int, list] = attrs.field(
+        init=False, factory=lambda: collections.defaultdict(lambda: [0, 0.0, 0])
+    )
 
     def __attrs_post_init__(self) -> None:
         self.window = self._new_window()
         self.uptime = ServiceUptime(started=self.started_at)
 
     def _new_window(self) -> RealtimeWindow:
-        return RealtimeWindow(self.window_seconds, page_types=self.page_types,
-                              conversion_types=self.conversion_types, top_pages=self.top_pages)
+        return RealtimeWindow(
+            self.window_seconds,
+            page_types=self.page_types,
+            conversion_types=self.conversion_types,
+            top_pages=self.top_pages,
+        )
 
     # ------------------------------------------------------------------ what the web layer calls
 
@@ -112,12 +126,18 @@ class MetricsActor:
     def _shared_worked(self) -> None:
         if not self.shared_ok:
             # Debug: the Redis connection logs the outage and its end, once each.
-            logger.debug("Redis reachable again: realtime figures are shared by every instance again")
+            logger.debug(
+                "Redis reachable again: realtime figures are shared by every instance again"
+            )
         self.shared_ok = True
 
     def _shared_failed(self, what: str, exc: BaseException) -> None:
         if self.shared_ok:
-            logger.debug("Redis unreachable (%s): realtime figures are this instance's until it is back: %s", what, exc)
+            logger.debug(
+                "Redis unreachable (%s): realtime figures are this instance's until it is back: %s",
+                what,
+                exc,
+            )
         self.shared_ok = False
         self._shared_retry_at = trio.current_time() + REDIS_RETRY_AFTER
 
@@ -147,7 +167,9 @@ class MetricsActor:
     # ------------------------------------------------------------------ the actor
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        self.window = self._new_window()  # a restarted actor rebuilds from storage, not on top of it
+        self.window = (
+            self._new_window()
+        )  # a restarted actor rebuilds from storage, not on top of it
         await self._restore()
         async with trio.open_nursery() as nursery:
             if self.is_ready is not None:
@@ -163,22 +185,34 @@ class MetricsActor:
         since = datetime.fromtimestamp(self.window.start(now), UTC)
         try:
             with trio.fail_after(RESTORE_TIMEOUT):
-                seed = await self.storage.realtime_seed(since, page_types=self.page_types,
-                                                        conversion_types=self.conversion_types)
+                seed = await self.storage.realtime_seed(
+                    since, page_types=self.page_types, conversion_types=self.conversion_types
+                )
         except (StorageError, trio.TooSlowError) as exc:
-            logger.warning("realtime window starts empty: the stored events since %s could not be read (%s)",
-                           since.isoformat(), exc or "timed out")
+            logger.warning(
+                "realtime window starts empty: the stored events since %s could not be read (%s)",
+                since.isoformat(),
+                exc or "timed out",
+            )
             return
-        self.window.restore(seed.bucket_counts, seed.page_views, seed.users, seed.sessions, now=self.clock())
+        self.window.restore(
+            seed.bucket_counts, seed.page_views, seed.users, seed.sessions, now=self.clock()
+        )
         if self.shared is not None:
             try:
                 if await self.shared.claim_seed(now):
                     await self.shared.restore(seed, now)
-                    logger.info("the shared realtime window in Redis was empty: rebuilt it from storage")
+                    logger.info(
+                        "the shared realtime window in Redis was empty: rebuilt it from storage"
+                    )
             except _REDIS_ERRORS as exc:
                 self._shared_failed("rebuild", exc)
-        logger.info("realtime window rebuilt from storage: %d visitor(s), %d event(s) since %s",
-                    len(seed.users), sum(row[1] for row in seed.bucket_counts), since.isoformat())
+        logger.info(
+            "realtime window rebuilt from storage: %d visitor(s), %d event(s) since %s",
+            len(seed.users),
+            sum(row[1] for row in seed.bucket_counts),
+            since.isoformat(),
+        )
 
     async def _count_events(self) -> None:
         while True:
@@ -213,7 +247,9 @@ class MetricsActor:
             if not self._use_shared():
                 continue
             try:
-                await self.shared.add_requests({b: (n, secs, errors) for b, (n, secs, errors) in pending.items()})
+                await self.shared.add_requests(
+                    {b: (n, secs, errors) for b, (n, secs, errors) in pending.items()}
+                )
             except _REDIS_ERRORS as exc:
                 self._shared_failed("count requests", exc)
 

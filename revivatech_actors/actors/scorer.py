@@ -79,7 +79,9 @@ class ScorerActor:
     activity: Activity = attrs.Factory(Activity)
     stats: ScorerStats = attrs.Factory(ScorerStats)
     # visitor → its row when known (idle rescoring reads it), else None: read when its turn comes
-    _waiting: collections.OrderedDict[str, ProfileState | None] = attrs.field(init=False, factory=collections.OrderedDict)
+    _waiting: collections.OrderedDict[str, ProfileState | None] = attrs.field(
+        init=False, factory=collections.OrderedDict
+    )
     _next_rescore: float = attrs.field(init=False, default=0.0)
     # partitions taken whose unscored profiles are not queued yet, and the partition count
     _taken: set[int] = attrs.field(init=False, factory=set)
@@ -94,8 +96,14 @@ class ScorerActor:
 
     def stats_json(self) -> dict[str, int]:
         s = self.stats
-        return {"waiting": len(self._waiting), "scored": s.scored, "predictions": s.predictions,
-                "rescoredIdle": s.rescored_idle, "unscoredTaken": s.unscored_taken, "failedWrites": s.failed_writes}
+        return {
+            "waiting": len(self._waiting),
+            "scored": s.scored,
+            "predictions": s.predictions,
+            "rescoredIdle": s.rescored_idle,
+            "unscoredTaken": s.unscored_taken,
+            "failedWrites": s.failed_writes,
+        }
 
     def request_stop(self) -> None:
         """Score what fits in ``FINAL_BUDGET`` seconds, store it and return. Visitors still waiting
@@ -112,13 +120,18 @@ class ScorerActor:
                 nursery.start_soon(self._receive)
                 task_status.started()
                 while not self._stopping:
-                    with trio.CancelScope(deadline=trio.current_time() + self.interval) as self._sleep:
+                    with trio.CancelScope(
+                        deadline=trio.current_time() + self.interval
+                    ) as self._sleep:
                         await trio.sleep_forever()
                     self._sleep = None
                     await self.score_waiting(FINAL_BUDGET if self._stopping else None)
                 if self._waiting:
-                    logger.warning("stopping with %d visitor(s) not scored since their last profile write; their "
-                                   "partitions' next owner scores them", len(self._waiting))
+                    logger.warning(
+                        "stopping with %d visitor(s) not scored since their last profile write; their "
+                        "partitions' next owner scores them",
+                        len(self._waiting),
+                    )
                 nursery.cancel_scope.cancel()
         finally:
             await close_storages(self.storage)
@@ -132,7 +145,9 @@ class ScorerActor:
             waiting = self._waiting
             for item in written:  # a written visitor's fingerprint, or its stored row
                 if isinstance(item, str):
-                    waiting[item] = None  # keeps its place in line; its row is read when its turn comes
+                    waiting[item] = (
+                        None  # keeps its place in line; its row is read when its turn comes
+                    )
                 else:
                     waiting[item.user_fingerprint] = item
         self._stopping = True
@@ -146,7 +161,9 @@ class ScorerActor:
             await self._fetch_unscored()
         if not self._waiting and not self._stopping and trio.current_time() >= self._next_rescore:
             await self._fetch_idle()
-        deadline = time.perf_counter() + (self.max_share * self.interval if budget is None else budget)
+        deadline = time.perf_counter() + (
+            self.max_share * self.interval if budget is None else budget
+        )
         now = datetime.now(UTC)
         waiting = self._waiting
         scored = 0
@@ -155,7 +172,9 @@ class ScorerActor:
             unread = [fp for fp, state in turn if state is None]
             if unread:
                 read = await self._read(unread)
-                turn = [(fp, state or read.get(fp)) for fp, state in turn]  # put back read, if put back
+                turn = [
+                    (fp, state or read.get(fp)) for fp, state in turn
+                ]  # put back read, if put back
             records: list[ScoreRecord] = []
             next_yield = time.perf_counter() + SLICE
             for index, (fp, state) in enumerate(turn):
@@ -165,7 +184,9 @@ class ScorerActor:
                 if clock >= deadline:
                     self._put_back(turn[index + 1 :])
                     break
-                if clock >= next_yield:  # let requests through: a cycle must not stall the event loop
+                if (
+                    clock >= next_yield
+                ):  # let requests through: a cycle must not stall the event loop
                     await trio.lowlevel.checkpoint()
                     next_yield = time.perf_counter() + SLICE
             await self._record(records)
@@ -177,8 +198,12 @@ class ScorerActor:
             return
         # row locks in one order, as the profile writes take them
         records.sort(key=operator.attrgetter("user_fingerprint"))
-        await until_it_succeeds(lambda: self.storage.record_scores(records), logger=logger, what="record scores",
-                                on_failure=self._failed)
+        await until_it_succeeds(
+            lambda: self.storage.record_scores(records),
+            logger=logger,
+            what="record scores",
+            on_failure=self._failed,
+        )
         self.stats.scored += len(records)
         self.stats.predictions += sum(len(r.recorded) for r in records)
         self.activity.record(len(records))
@@ -188,8 +213,12 @@ class ScorerActor:
                     self.on_recorded(record)
 
     async def _read(self, fingerprints: list[str]) -> dict[str, ProfileState]:
-        return await until_it_succeeds(lambda: self.storage.load_profiles(fingerprints), logger=logger,
-                                       what="read profiles to score", on_failure=self._failed)
+        return await until_it_succeeds(
+            lambda: self.storage.load_profiles(fingerprints),
+            logger=logger,
+            what="read profiles to score",
+            on_failure=self._failed,
+        )
 
     def _put_back(self, rest: list[tuple[str, ProfileState | None]]) -> None:
         """Put visitors not reached back at the head of the line, in order (unless a newer write
@@ -201,8 +230,12 @@ class ScorerActor:
 
     async def _fetch_unscored(self) -> None:
         taken, count = frozenset(self._taken), self._partition_count
-        found = await until_it_succeeds(lambda: self.storage.unscored_profiles(taken, count), logger=logger,
-                                        what="find profiles written since their last score", on_failure=self._failed)
+        found = await until_it_succeeds(
+            lambda: self.storage.unscored_profiles(taken, count),
+            logger=logger,
+            what="find profiles written since their last score",
+            on_failure=self._failed,
+        )
         self._taken -= taken
         for fp in reversed(found):  # ahead of the line: they have waited since before this process
             if fp not in self._waiting:
@@ -210,13 +243,21 @@ class ScorerActor:
                 self._waiting.move_to_end(fp, last=False)
         self.stats.unscored_taken += len(found)
         if found:
-            logger.info("%d profile(s) of the %d partition(s) taken were written since their last score: "
-                        "scoring them first", len(found), len(taken))
+            logger.info(
+                "%d profile(s) of the %d partition(s) taken were written since their last score: "
+                "scoring them first",
+                len(found),
+                len(taken),
+            )
 
     async def _fetch_idle(self) -> None:
         before = datetime.now(UTC) - timedelta(seconds=self.rescore_interval)
-        idle = await until_it_succeeds(lambda: self.storage.profiles_to_rescore(before, RESCORE_BATCH), logger=logger,
-                                       what="find idle profiles", on_failure=self._failed)
+        idle = await until_it_succeeds(
+            lambda: self.storage.profiles_to_rescore(before, RESCORE_BATCH),
+            logger=logger,
+            what="find idle profiles",
+            on_failure=self._failed,
+        )
         for state in idle:
             self._waiting.setdefault(state.user_fingerprint, state)
         self.stats.rescored_idle += len(idle)

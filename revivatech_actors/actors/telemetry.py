@@ -61,7 +61,9 @@ class TelemetryActor:
         ACTIVE_PROFILE_ACTORS.set(self.active_profiles())
         WEBSOCKET_CLIENTS.set(self.websocket_clients())
         oldest = self.oldest_held()
-        INGEST_LAG_SECONDS.set(0.0 if oldest is None else max(0.0, (datetime.now(UTC) - oldest).total_seconds()))
+        INGEST_LAG_SECONDS.set(
+            0.0 if oldest is None else max(0.0, (datetime.now(UTC) - oldest).total_seconds())
+        )
         self.activity.record()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

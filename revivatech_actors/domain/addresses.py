@@ -52,7 +52,9 @@ def _trusted(address: IPAddress, proxies: tuple[IPNetwork, ...]) -> bool:
     return any(address.version == net.version and address in net for net in proxies)
 
 
-def client_address(peer: str | None, forwarded_for: str | None, proxies: tuple[IPNetwork, ...]) -> IPAddress | None:
+def client_address(
+    peer: str | None, forwarded_for: str | None, proxies: tuple[IPNetwork, ...]
+) -> IPAddress | None:
     """The client's address: ``peer`` (the TCP peer), unless it is a trusted proxy, in which case
     the ``X-Forwarded-For`` entries are walked from the right while they are trusted proxies too.
     An entry that is not an address ends the walk at the last address known. None when the peer

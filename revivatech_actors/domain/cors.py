@@ -58,8 +58,13 @@ class CorsPolicy:
         return origin is not None and origin.lower() in self.allowed_origins
 
 
-def cors_headers(origin: str | None, kind: RouteKind, policy: CorsPolicy, *,
-                 preflight_methods: Iterable[str] | None = None) -> dict[str, str]:
+def cors_headers(
+    origin: str | None,
+    kind: RouteKind,
+    policy: CorsPolicy,
+    *,
+    preflight_methods: Iterable[str] | None = None,
+) -> dict[str, str]:
     """The CORS headers of an answer to a request from ``origin`` on a route of ``kind``.
 
     Args:
@@ -77,7 +82,9 @@ def cors_headers(origin: str | None, kind: RouteKind, policy: CorsPolicy, *,
         headers["Access-Control-Allow-Origin"] = origin
         if policy.allow_credentials:
             headers["Access-Control-Allow-Credentials"] = "true"
-    elif kind is RouteKind.INGEST and (policy.any_ingest_origin or origin.lower() in policy.ingest_origins):
+    elif kind is RouteKind.INGEST and (
+        policy.any_ingest_origin or origin.lower() in policy.ingest_origins
+    ):
         headers["Access-Control-Allow-Origin"] = "*" if policy.any_ingest_origin else origin
     else:
         return headers

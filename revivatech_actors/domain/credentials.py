@@ -67,21 +67,30 @@ def judge_jwt(token: str, *, secret: str, roles: Iterable[str]) -> Verdict:
     """The verdict on ``token`` as the main app's JWT (HS256 with ``secret``, ``exp`` required,
     ``role`` in ``roles``). ``exp``, ``nbf`` and ``iat`` are checked against the clock, without leeway."""
     try:
-        claims = jwt.decode(token, secret, algorithms=JWT_ALGORITHMS, options={"require": JWT_REQUIRED_CLAIMS})
+        claims = jwt.decode(
+            token, secret, algorithms=JWT_ALGORITHMS, options={"require": JWT_REQUIRED_CLAIMS}
+        )
     except jwt.ExpiredSignatureError:
         return Verdict(Access.INVALID, "expired admin token")
     except jwt.MissingRequiredClaimError:
-        return Verdict(Access.INVALID, "the token has no exp claim; only expiring JWTs are accepted")
+        return Verdict(
+            Access.INVALID, "the token has no exp claim; only expiring JWTs are accepted"
+        )
     except jwt.InvalidAlgorithmError:
         return Verdict(Access.INVALID, "the token is not signed with HS256")
     except jwt.InvalidSignatureError:
         return Verdict(Access.INVALID, "the token's signature does not verify")
-    except jwt.InvalidTokenError:  # malformed, not yet valid, bad claim types, or a wrong static token
+    except (
+        jwt.InvalidTokenError
+    ):  # malformed, not yet valid, bad claim types, or a wrong static token
         return INVALID
     role = claims.get("role")
     if not isinstance(role, str) or role not in roles:
-        return Verdict(Access.FORBIDDEN, "admin privileges required: the token's role is not an admin role "
-                                         "(auth.jwt_admin_roles)")
+        return Verdict(
+            Access.FORBIDDEN,
+            "admin privileges required: the token's role is not an admin role "
+            "(auth.jwt_admin_roles)",
+        )
     for claim in JWT_SUBJECT_CLAIMS:
         subject = claims.get(claim)
         if isinstance(subject, str | int) and not isinstance(subject, bool) and str(subject):
@@ -95,10 +104,14 @@ class AdminCredentials:
 
     tokens: SecretSet = attrs.field(converter=SecretSet)  # plain or sha256:<hex>
     jwt_secret: str = ""  # empty: JWTs are not accepted
-    jwt_roles: frozenset[str] = attrs.field(default=frozenset({"ADMIN", "SUPER_ADMIN"}), converter=frozenset)
+    jwt_roles: frozenset[str] = attrs.field(
+        default=frozenset({"ADMIN", "SUPER_ADMIN"}), converter=frozenset
+    )
 
     def __repr__(self) -> str:  # never the secrets
-        return f"AdminCredentials(tokens={len(self.tokens)}, jwt={'on' if self.jwt_secret else 'off'})"
+        return (
+            f"AdminCredentials(tokens={len(self.tokens)}, jwt={'on' if self.jwt_secret else 'off'})"
+        )
 
     def is_static_token(self, presented: str) -> bool:
         return self.tokens.match(presented) is not None

@@ -29,7 +29,9 @@ class TimeBounds:
     max_age_days: int
 
 
-def bound_event_time(event: ValidEvent, received_at: datetime, bounds: TimeBounds) -> ValidEvent | list[FieldError]:
+def bound_event_time(
+    event: ValidEvent, received_at: datetime, bounds: TimeBounds
+) -> ValidEvent | list[FieldError]:
     """``event`` with its time within ``bounds`` of ``received_at``, or why it is refused.
 
     The time judged is the skew-corrected one (:func:`correct_clock_skew`), as it would be stored.
@@ -46,15 +48,31 @@ def bound_event_time(event: ValidEvent, received_at: datetime, bounds: TimeBound
     if ahead > bounds.max_future_seconds:
         sent = iso_datetime(event.timestamp)
         if event.properties.get(SENT_TIMESTAMP, sent) != sent:
-            return [FieldError(f"properties.{SENT_TIMESTAMP}", "is where a timestamp too far ahead is kept, "
-                                                               "and it holds another value")]
-        warning = FieldError("timestamp", f"is {ahead:.0f} s ahead of the time the event was received, more than "
-                                          f"ingest.max_future_seconds = {bounds.max_future_seconds:g}; replaced by "
-                                          f"the receive time, the sent value kept in properties.{SENT_TIMESTAMP}")
-        return attrs.evolve(event, timestamp=None, properties={**event.properties, SENT_TIMESTAMP: sent},
-                            warnings=(*event.warnings, warning))
+            return [
+                FieldError(
+                    f"properties.{SENT_TIMESTAMP}",
+                    "is where a timestamp too far ahead is kept, and it holds another value",
+                )
+            ]
+        warning = FieldError(
+            "timestamp",
+            f"is {ahead:.0f} s ahead of the time the event was received, more than "
+            f"ingest.max_future_seconds = {bounds.max_future_seconds:g}; replaced by "
+            f"the receive time, the sent value kept in properties.{SENT_TIMESTAMP}",
+        )
+        return attrs.evolve(
+            event,
+            timestamp=None,
+            properties={**event.properties, SENT_TIMESTAMP: sent},
+            warnings=(*event.warnings, warning),
+        )
     if bounds.max_age_days and happened < received_at - timedelta(days=bounds.max_age_days):
         days = (received_at - happened).total_seconds() / 86400
-        return [FieldError("timestamp", f"is {days:.1f} days before the time the event was received, older than "
-                                        f"ingest.max_age_days = {bounds.max_age_days}")]
+        return [
+            FieldError(
+                "timestamp",
+                f"is {days:.1f} days before the time the event was received, older than "
+                f"ingest.max_age_days = {bounds.max_age_days}",
+            )
+        ]
     return event

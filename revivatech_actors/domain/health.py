@@ -22,7 +22,14 @@ import attrs
 
 from ..supervisor import ActorStatus, Restart, State
 
-__all__ = ["HealthReport", "ProbeResult", "Readiness", "assess_health", "assess_readiness", "LOOP_LAG_DEGRADED_MS"]
+__all__ = [
+    "HealthReport",
+    "ProbeResult",
+    "Readiness",
+    "assess_health",
+    "assess_readiness",
+    "LOOP_LAG_DEGRADED_MS",
+]
 
 #: An event loop that wakes a sleeping task this late answers every request at least this late.
 LOOP_LAG_DEGRADED_MS = 500.0

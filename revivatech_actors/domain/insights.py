@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 from .journeys import STEP_TOUCHPOINT_FIELDS, type_stage, visitor_stage
 from .profiles import ProfileState
-from .sessions import PAGE_VIEW_TYPES
 from .scoring import (
     CHURN,
     ENGAGEMENT,
@@ -24,6 +23,7 @@ from .scoring import (
     score_all,
     segment,
 )
+from .sessions import PAGE_VIEW_TYPES
 from .timefmt import iso_datetime
 
 if TYPE_CHECKING:
@@ -49,15 +49,24 @@ UNKNOWN_STAGE = "unknown"
 def snapshot(state: ProfileState) -> ProfileSnapshot:
     """What the scores read of a profile."""
     return ProfileSnapshot(
-        total_events=state.total_events, total_sessions=state.total_sessions, total_page_views=state.total_page_views,
-        bookings_started=state.bookings_started, total_bookings=state.total_bookings, total_value=state.total_value,
-        first_seen=state.first_seen, last_seen=state.last_seen, last_booking_at=state.last_booking_at,
-        total_session_seconds=state.total_session_seconds, days_active=state.days_active,
+        total_events=state.total_events,
+        total_sessions=state.total_sessions,
+        total_page_views=state.total_page_views,
+        bookings_started=state.bookings_started,
+        total_bookings=state.total_bookings,
+        total_value=state.total_value,
+        first_seen=state.first_seen,
+        last_seen=state.last_seen,
+        last_booking_at=state.last_booking_at,
+        total_session_seconds=state.total_session_seconds,
+        days_active=state.days_active,
         event_counts=state.event_counts,
     )
 
 
-def evaluate(state: ProfileState, now: datetime, settings: ScoringSettings) -> tuple[dict[str, Score], str]:
+def evaluate(
+    state: ProfileState, now: datetime, settings: ScoringSettings
+) -> tuple[dict[str, Score], str]:
     """Every model's score of ``state`` at ``now``, and its segment."""
     p = snapshot(state)
     scores = score_all(p, now, settings)
@@ -69,11 +78,17 @@ def score_record(state: ProfileState, now: datetime, settings: ScoringSettings) 
     ``settings.record_threshold`` from the values last recorded (``state.scores``)."""
     scores, seg = evaluate(state, now, settings)
     moved = tuple(
-        score for model, score in scores.items()
+        score
+        for model, score in scores.items()
         if changed_enough(state.scores.get(model), score.value, settings.record_threshold)
     )
-    return ScoreRecord(user_fingerprint=state.user_fingerprint, scored_at=now, segment=seg, recorded=moved,
-                       version=state.version)
+    return ScoreRecord(
+        user_fingerprint=state.user_fingerprint,
+        scored_at=now,
+        segment=seg,
+        recorded=moved,
+        version=state.version,
+    )
 
 
 def _time(moment: datetime | None) -> str | None:
@@ -102,7 +117,9 @@ def _profile(state: ProfileState, seg: str) -> dict[str, Any]:
 
 
 def _factors(score: Score) -> list[dict[str, Any]]:
-    return [{"name": f.name, "value": f.value, "contribution": f.contribution} for f in score.factors]
+    return [
+        {"name": f.name, "value": f.value, "contribution": f.contribution} for f in score.factors
+    ]
 
 
 def conversion_probability(lead: float) -> float:
@@ -120,10 +137,16 @@ def latest_session(journeys: Sequence[StoredJourney]) -> str | None:
 
 
 def _page_views(journey: StoredJourney) -> int:
-    return sum(1 for point in journey.touchpoints if point.get("type") in PAGE_VIEW_TYPES and not point.get("step"))
+    return sum(
+        1
+        for point in journey.touchpoints
+        if point.get("type") in PAGE_VIEW_TYPES and not point.get("step")
+    )
 
 
-def behavior(state: ProfileState, journeys: Sequence[StoredJourney], *, max_touchpoints: int) -> dict[str, Any]:
+def behavior(
+    state: ProfileState, journeys: Sequence[StoredJourney], *, max_touchpoints: int
+) -> dict[str, Any]:
     """The original's ``behavior``: average session length (seconds), page views per session,
     bounce rate and preferred device.
 
@@ -168,37 +191,60 @@ def journey_summary(journeys: Sequence[StoredJourney]) -> dict[str, Any]:
     ordered = sorted(by_stage.items(), key=lambda item: item[1][1], reverse=True)
     return {
         "currentStage": visitor_stage([{"stage": j.stage} for j in journeys]) or UNKNOWN_STAGE,
-        "stages": [{"journey_stage": stage, "visits": visits, "lastActivityAt": iso_datetime(last)}
-                   for stage, (visits, last) in ordered],
+        "stages": [
+            {"journey_stage": stage, "visits": visits, "lastActivityAt": iso_datetime(last)}
+            for stage, (visits, last) in ordered
+        ],
     }
 
 
-def insights_document(state: ProfileState, predictions: Sequence[StoredPrediction], now: datetime,
-                      settings: ScoringSettings, *, journeys: Sequence[StoredJourney] = (),
-                      max_touchpoints: int = 500) -> dict[str, Any]:
+def insights_document(
+    state: ProfileState,
+    predictions: Sequence[StoredPrediction],
+    now: datetime,
+    settings: ScoringSettings,
+    *,
+    journeys: Sequence[StoredJourney] = (),
+    max_touchpoints: int = 500,
+) -> dict[str, Any]:
     """``data`` of the insights answer: the profile, its scores as of ``now`` (with confidence and
     factors under ``scoreDetails``), the recorded predictions, and the original's ``behavior`` and
     ``journey`` from the visitor's ``journeys`` (in order of start, as storage lists them).
     ``profile.customerId`` is the ``user_id`` of the visitor's latest event that carried one."""
     scores, seg = evaluate(state, now, settings)
-    names = {ENGAGEMENT: "engagement", LEAD: "lead", CHURN: "churnRisk", PRICE_SENSITIVITY: "priceSensitivity"}
+    names = {
+        ENGAGEMENT: "engagement",
+        LEAD: "lead",
+        CHURN: "churnRisk",
+        PRICE_SENSITIVITY: "priceSensitivity",
+    }
     profile = _profile(state, seg)
     profile["sessionId"] = latest_session(journeys)
     profile["customerId"] = state.customer_id
     return {
         "profile": profile,
-        "scores": {**{names[model]: scores[model].value for model in MODEL_TYPES},
-                   "conversionProbability": conversion_probability(scores[LEAD].value)},
+        "scores": {
+            **{names[model]: scores[model].value for model in MODEL_TYPES},
+            "conversionProbability": conversion_probability(scores[LEAD].value),
+        },
         "behavior": behavior(state, journeys, max_touchpoints=max_touchpoints),
         "journey": journey_summary(journeys),
         "scoreDetails": {
-            names[model]: {"value": scores[model].value, "confidence": scores[model].confidence,
-                           "factors": _factors(scores[model])}
+            names[model]: {
+                "value": scores[model].value,
+                "confidence": scores[model].confidence,
+                "factors": _factors(scores[model]),
+            }
             for model in MODEL_TYPES
         },
         "predictions": [
-            {"model_type": p.model_type, "prediction_value": p.prediction_value, "confidence_score": p.confidence_score,
-             "factors": p.factors, "created_at": iso_datetime(p.created_at)}
+            {
+                "model_type": p.model_type,
+                "prediction_value": p.prediction_value,
+                "confidence_score": p.confidence_score,
+                "factors": p.factors,
+                "created_at": iso_datetime(p.created_at),
+            }
             for p in predictions
         ],
         "computedAt": iso_datetime(now),
@@ -229,7 +275,9 @@ def _with_time_spent(points: list[dict[str, Any]]) -> None:
         point["timeSpentSeconds"] = spent
 
 
-def journey_document(user_fingerprint: str, journeys: Sequence[StoredJourney], *, limit: int = 50) -> dict[str, Any]:
+def journey_document(
+    user_fingerprint: str, journeys: Sequence[StoredJourney], *, limit: int = 50
+) -> dict[str, Any]:
     """``data`` of the journey answer: sessions in order of start, each with its touchpoints in
     time order (each with the time spent on it); the first touch (of the first session with a
     source) and the last touch (of the latest one) and the visitor's current stage. ``journey``
@@ -241,14 +289,23 @@ def journey_document(user_fingerprint: str, journeys: Sequence[StoredJourney], *
     for j in journeys:
         points = sorted((_touchpoint(p) for p in j.touchpoints), key=lambda p: p["at"] or "")
         _with_time_spent(points)
-        sessions.append({
-            "sessionId": j.session_id, "stage": j.stage, "startedAt": iso_datetime(j.started_at),
-            "lastActivityAt": iso_datetime(j.updated_at), "firstTouch": j.first_touch_source,
-            "lastTouch": j.last_touch_source, "touchpoints": points,
-        })
+        sessions.append(
+            {
+                "sessionId": j.session_id,
+                "stage": j.stage,
+                "startedAt": iso_datetime(j.started_at),
+                "lastActivityAt": iso_datetime(j.updated_at),
+                "firstTouch": j.first_touch_source,
+                "lastTouch": j.last_touch_source,
+                "touchpoints": points,
+            }
+        )
         steps.extend((point, j.session_id) for point in points)
     steps.sort(key=lambda item: item[0]["at"] or "")
-    journey = [_original_step(point, session_id, number) for number, (point, session_id) in enumerate(steps, 1)]
+    journey = [
+        _original_step(point, session_id, number)
+        for number, (point, session_id) in enumerate(steps, 1)
+    ]
     journey = journey[::-1][:limit]
     first_touch = next((s["firstTouch"] for s in sessions if s["firstTouch"]), None)
     last_touch = next((s["lastTouch"] for s in reversed(sessions) if s["lastTouch"]), None)
@@ -267,7 +324,9 @@ def journey_document(user_fingerprint: str, journeys: Sequence[StoredJourney], *
 def _original_step(point: dict[str, Any], session_id: str, number: int) -> dict[str, Any]:
     """One touchpoint as a row of the original service's journey (its column names)."""
     return {
-        "journey_stage": point.get("stage") if point.get("step") else type_stage(point["type"] or ""),
+        "journey_stage": point.get("stage")
+        if point.get("step")
+        else type_stage(point["type"] or ""),
         "touchpoint": point["type"],
         "sequence_number": number,
         "time_spent_seconds": point["timeSpentSeconds"],

@@ -49,6 +49,7 @@ __all__ = [
     "visitor_stage",
 ]
 
+
 class EventFields(Protocol):
     """What journeys read of an event: a stored :class:`~..messages.Event`, or the slimmer
     ``domain.profiles.Touch`` a profile actor keeps until it writes."""
@@ -202,7 +203,12 @@ def touchpoint(event: EventFields) -> dict[str, Any]:
     ``step: true`` marks an explicit step."""
     if event.event_type == JOURNEY_STEP_TYPE:
         properties = event.properties
-        point = {"type": str(properties.get("step")), "page": event.page_url, "at": event.timestamp, "step": True}
+        point = {
+            "type": str(properties.get("step")),
+            "page": event.page_url,
+            "at": event.timestamp,
+            "step": True,
+        }
         for name in STEP_TOUCHPOINT_FIELDS:
             if properties.get(name) is not None:
                 point[name] = properties[name]
@@ -211,8 +217,14 @@ def touchpoint(event: EventFields) -> dict[str, Any]:
 
 
 #: What a step's touchpoint keeps of its properties besides its name (the original's columns).
-STEP_TOUCHPOINT_FIELDS = ("stage", "time_spent_seconds", "entry_method", "traffic_source", "content_consumed",
-                          "actions_taken")
+STEP_TOUCHPOINT_FIELDS = (
+    "stage",
+    "time_spent_seconds",
+    "entry_method",
+    "traffic_source",
+    "content_consumed",
+    "actions_taken",
+)
 
 
 @attrs.define
@@ -245,7 +257,9 @@ class SessionJourney:
         stage = event_stage(event)
         if stage != "awareness":
             self.stage = higher_stage(self.stage, stage) or stage
-            if event.event_type in _BOOKING_TYPES and (self.booked_at is None or moment < self.booked_at):
+            if event.event_type in _BOOKING_TYPES and (
+                self.booked_at is None or moment < self.booked_at
+            ):
                 self.booked_at = moment
         if self.started_at is None or moment < self.started_at:
             self.started_at = moment
@@ -253,14 +267,15 @@ class SessionJourney:
         if self.last_at is None or moment >= self.last_at:
             self.last_at = moment
             self.exit_page = event.page_url
-        if event.referrer is not None or (event.page_url is not None and "utm_source=" in event.page_url):
+        if event.referrer is not None or (
+            event.page_url is not None and "utm_source=" in event.page_url
+        ):
             source = touch_source(event)
             if source is not None:
                 if self.first_source_at is None or moment < self.first_source_at:
                     self.first_source, self.first_source_at = source, moment
                 if self.last_source_at is None or moment >= self.last_source_at:
                     self.last_source, self.last_source_at = source, moment
-
 
 
 def visitor_stage(sessions: list[dict[str, Any]]) -> str | None:
@@ -280,15 +295,22 @@ def visitor_stage(sessions: list[dict[str, Any]]) -> str | None:
 STEP_ALIASES = {"touchpoint": "step", "journey_stage": "stage"}
 #: What else a journey step may carry, kept in the event's properties: name -> kind.
 STEP_PROPERTIES = {
-    "time_spent_seconds": "number", "event_type": "text", "entry_method": "text", "traffic_source": "text",
-    "content_consumed": "object", "actions_taken": "object",
+    "time_spent_seconds": "number",
+    "event_type": "text",
+    "entry_method": "text",
+    "traffic_source": "text",
+    "content_consumed": "object",
+    "actions_taken": "object",
 }
 #: Longest step or stage name, in characters.
 MAX_STEP_LENGTH = 64
 _STEP_REQUIRED = "is required (or touchpoint): the name of the step, a non-empty string"
 _STAGE_TEXT = "must be a non-empty string (a name of STAGES ranks; any other is kept as sent)"
-_KINDS = {"number": "a finite number", "text": f"a string of at most {MAX_STEP_LENGTH * 4} characters",
-          "object": "a JSON object"}
+_KINDS = {
+    "number": "a finite number",
+    "text": f"a string of at most {MAX_STEP_LENGTH * 4} characters",
+    "object": "a JSON object",
+}
 
 
 def validate_journey_step(data: object) -> ValidEvent | list[FieldError]:
@@ -308,7 +330,9 @@ def validate_journey_step(data: object) -> ValidEvent | list[FieldError]:
             if fields.get(field) is None:
                 fields[field] = value
             elif value is not None and value != fields[field]:
-                errors.append(FieldError(alias, f"differs from {field}, sent too; send one of them"))
+                errors.append(
+                    FieldError(alias, f"differs from {field}, sent too; send one of them")
+                )
     named = {}
     for field, alias in (("step", "touchpoint"), ("stage", "journey_stage")):
         value = fields.pop(field, None)
@@ -334,7 +358,9 @@ def validate_journey_step(data: object) -> ValidEvent | list[FieldError]:
         if ok:
             named[name] = value
         else:
-            errors.append(FieldError(name, f"must be {_KINDS[kind]}" + (" >= 0" if kind == "number" else "")))
+            errors.append(
+                FieldError(name, f"must be {_KINDS[kind]}" + (" >= 0" if kind == "number" else ""))
+            )
     properties = fields.get("properties")
     fields["event_type"] = JOURNEY_STEP_TYPE
     if isinstance(properties, dict) or properties is None:

@@ -60,15 +60,46 @@ TABLES = (EVENTS_TABLE, JOURNEYS_TABLE)
 #: plus ``utm_content`` and ``utm_term`` (in both of its schemas). A column a deployment lacks
 #: reads as NULL.
 EVENT_COLUMNS = (
-    "id", "user_fingerprint", "session_id", "user_id", "event_type", "event_name", "event_data", "page_url",
-    "referrer_url", "utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term", "device_type",
-    "browser", "os", "screen_resolution", "ip_address", "geo_country", "geo_city", "created_at", "processed_at",
+    "id",
+    "user_fingerprint",
+    "session_id",
+    "user_id",
+    "event_type",
+    "event_name",
+    "event_data",
+    "page_url",
+    "referrer_url",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_content",
+    "utm_term",
+    "device_type",
+    "browser",
+    "os",
+    "screen_resolution",
+    "ip_address",
+    "geo_country",
+    "geo_city",
+    "created_at",
+    "processed_at",
 )
 #: Columns of ``customer_journeys`` read: what the original's ``POST /track/journey`` wrote.
 #: ``sequence_number`` is not carried over: this service numbers a visitor's steps itself.
 JOURNEY_COLUMNS = (
-    "id", "user_fingerprint", "session_id", "user_id", "journey_stage", "touchpoint", "time_spent_seconds",
-    "entry_method", "traffic_source", "content_consumed", "actions_taken", "stage_entered_at", "created_at",
+    "id",
+    "user_fingerprint",
+    "session_id",
+    "user_id",
+    "journey_stage",
+    "touchpoint",
+    "time_spent_seconds",
+    "entry_method",
+    "traffic_source",
+    "content_consumed",
+    "actions_taken",
+    "stage_entered_at",
+    "created_at",
 )
 #: Columns without which a table cannot be read in order (the keyset is ``(created_at, id)``).
 REQUIRED_COLUMNS = ("id", "created_at")
@@ -77,13 +108,35 @@ JOURNEY_ID_PREFIX = JOURNEYS_TABLE + ":"
 
 #: The tracker's field names that a row of ``analytics_events`` carries under the same name.
 _EVENT_FIELDS = (
-    "user_fingerprint", "session_id", "user_id", "event_type", "event_name", "event_data", "page_url",
-    "referrer_url", "utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term", "device_type",
-    "browser", "os", "screen_resolution",
+    "user_fingerprint",
+    "session_id",
+    "user_id",
+    "event_type",
+    "event_name",
+    "event_data",
+    "page_url",
+    "referrer_url",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_content",
+    "utm_term",
+    "device_type",
+    "browser",
+    "os",
+    "screen_resolution",
 )
 _STEP_FIELDS = (
-    "user_fingerprint", "session_id", "user_id", "journey_stage", "touchpoint", "time_spent_seconds",
-    "entry_method", "traffic_source", "content_consumed", "actions_taken",
+    "user_fingerprint",
+    "session_id",
+    "user_id",
+    "journey_stage",
+    "touchpoint",
+    "time_spent_seconds",
+    "entry_method",
+    "traffic_source",
+    "content_consumed",
+    "actions_taken",
 )
 #: Journey columns whose ``{}`` is the original's default for "not sent" (``req.body.x || {}``).
 _EMPTY_MEANS_ABSENT = frozenset({"content_consumed", "actions_taken"})
@@ -170,7 +223,9 @@ def _kept_ip(value: Any, mode: str) -> str | None:
     return kept_address(mapped or address, mode)
 
 
-def import_row(table: str, row: Mapping[str, Any], *, zone: tzinfo = UTC, client_ip: str = "anonymized") -> ImportedRow:
+def import_row(
+    table: str, row: Mapping[str, Any], *, zone: tzinfo = UTC, client_ip: str = "anonymized"
+) -> ImportedRow:
     """Map and validate one row of ``table`` (:data:`EVENTS_TABLE` or :data:`JOURNEYS_TABLE`)."""
     if table == EVENTS_TABLE:
         body = event_body(row, zone)
@@ -184,7 +239,11 @@ def import_row(table: str, row: Mapping[str, Any], *, zone: tzinfo = UTC, client
         msg = f"not a table of the original service: {table!r}"
         raise ValueError(msg)
     # Without a time, ingest would stamp the import's own time: history would look like today's.
-    errors = [] if "timestamp" in body else [FieldError(time_fields[0], _NO_TIME.format(other=time_fields[1]))]
+    errors = (
+        []
+        if "timestamp" in body
+        else [FieldError(time_fields[0], _NO_TIME.format(other=time_fields[1]))]
+    )
     if not isinstance(result, ValidEvent):
         errors.extend(result)
     payload = truncate_payload(orjson.dumps(body, default=str).decode())
@@ -209,13 +268,21 @@ class TableCounts:
         return sum(self.skipped.values())
 
     def as_json(self) -> dict[str, Any]:
-        return {"read": self.read, "stored": self.stored, "duplicates": self.duplicates,
-                "skipped": dict(self.skipped)}
+        return {
+            "read": self.read,
+            "stored": self.stored,
+            "duplicates": self.duplicates,
+            "skipped": dict(self.skipped),
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> TableCounts:
-        return cls(int(data.get("read", 0)), int(data.get("stored", 0)), int(data.get("duplicates", 0)),
-                   Counter({str(k): int(v) for k, v in dict(data.get("skipped", {})).items()}))
+        return cls(
+            int(data.get("read", 0)),
+            int(data.get("stored", 0)),
+            int(data.get("duplicates", 0)),
+            Counter({str(k): int(v) for k, v in dict(data.get("skipped", {})).items()}),
+        )
 
 
 def skip_reason(errors: tuple[FieldError, ...]) -> str:
@@ -232,6 +299,9 @@ def progress_line(done: int, total: int, seconds: float, *, width: int = 24) -> 
     line = f"[{'#' * filled}{'.' * (width - filled)}]  {done:,}/{total:,} rows  {share * 100:5.1f}%  {rate:,.0f} rows/s"
     if rate > 0 and total > done:
         left = int((total - done) / rate)
-        line += f"  ETA {left // 3600}:{left // 60 % 60:02d}:{left % 60:02d}" if left >= 3600 else \
-            f"  ETA {left // 60}:{left % 60:02d}"
+        line += (
+            f"  ETA {left // 3600}:{left // 60 % 60:02d}:{left % 60:02d}"
+            if left >= 3600
+            else f"  ETA {left // 60}:{left % 60:02d}"
+        )
     return line

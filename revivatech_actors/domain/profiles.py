@@ -11,9 +11,9 @@ appended and its stage rises, also in any order.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from datetime import date, datetime
 from sys import intern
 from typing import Any, NamedTuple
-from datetime import date, datetime
 
 import attrs
 
@@ -46,7 +46,9 @@ def _greatest(a: datetime | None, b: datetime | None) -> datetime | None:
     return b if a is None else a if b is None else max(a, b)
 
 
-def _later_id(a: str | None, a_at: datetime | None, b: str | None, b_at: datetime | None) -> tuple[str | None, datetime | None]:
+def _later_id(
+    a: str | None, a_at: datetime | None, b: str | None, b_at: datetime | None
+) -> tuple[str | None, datetime | None]:
     """Of two (customer id, time) pairs, the later; on equal times the greater id, so the
     result does not depend on the order of merging (storage applies the same rule)."""
     if b_at is None:
@@ -76,7 +78,9 @@ class ProfileDelta:
     last_booking_at: datetime | None = None
     event_counts: dict[str, int] = attrs.Factory(dict)
     active_days: set[date] = attrs.Factory(set)
-    sessions: dict[str, SessionJourney] = attrs.Factory(dict)  # by session id, in order of appearance
+    sessions: dict[str, SessionJourney] = attrs.Factory(
+        dict
+    )  # by session id, in order of appearance
     device_counts: dict[str, int] = attrs.Factory(dict)  # events per device_type
     customer_id: str | None = None  # the user_id of the latest event with one
     customer_id_at: datetime | None = None
@@ -101,7 +105,8 @@ class ProfileDelta:
             self.device_counts[device] = self.device_counts.get(device, 0) + 1
         if event.user_id is not None:
             self.customer_id, self.customer_id_at = _later_id(
-                self.customer_id, self.customer_id_at, event.user_id, moment)
+                self.customer_id, self.customer_id_at, event.user_id, moment
+            )
         if event_type in PAGE_VIEW_TYPES:
             self.page_views += 1
         elif event_type in BOOKING_STARTED_TYPES:
@@ -120,13 +125,24 @@ def journey_rows(d: ProfileDelta) -> Iterator[dict[str, Any]]:
     first_booking = min(booked) if booked else None
     for j in d.sessions.values():
         stage = j.stage
-        if stage != "booking" and first_booking is not None and j.started_at is not None and first_booking < j.started_at:
+        if (
+            stage != "booking"
+            and first_booking is not None
+            and j.started_at is not None
+            and first_booking < j.started_at
+        ):
             stage = "retention"
         yield {
-            "user_fingerprint": d.user_fingerprint, "session_id": j.session_id,
-            "touchpoints": sorted(j.touchpoints, key=_at), "stage": stage, "started_at": j.started_at,
-            "last_at": j.last_at, "first_source": j.first_source, "first_source_at": j.first_source_at,
-            "last_source": j.last_source, "last_source_at": j.last_source_at,
+            "user_fingerprint": d.user_fingerprint,
+            "session_id": j.session_id,
+            "touchpoints": sorted(j.touchpoints, key=_at),
+            "stage": stage,
+            "started_at": j.started_at,
+            "last_at": j.last_at,
+            "first_source": j.first_source,
+            "first_source_at": j.first_source_at,
+            "last_source": j.last_source,
+            "last_source_at": j.last_source_at,
         }
 
 
@@ -166,11 +182,20 @@ def touch_of(event: Event) -> Touch:
     page = event.page_url
     event_type = event.event_type
     details = event.details
-    return _new_touch(Touch, (
-        intern(event_type), intern(event.session_id), event.timestamp, None if page is None else intern(page),
-        event.referrer, event.value, event.properties if event_type == JOURNEY_STEP_TYPE else _NO_PROPERTIES,
-        None if details is None else details.device_type, None if details is None else details.user_id,
-    ))
+    return _new_touch(
+        Touch,
+        (
+            intern(event_type),
+            intern(event.session_id),
+            event.timestamp,
+            None if page is None else intern(page),
+            event.referrer,
+            event.value,
+            event.properties if event_type == JOURNEY_STEP_TYPE else _NO_PROPERTIES,
+            None if details is None else details.device_type,
+            None if details is None else details.user_id,
+        ),
+    )
 
 
 def delta_from_events(user_fingerprint: str, events: Iterable[EventFields]) -> ProfileDelta:
@@ -227,12 +252,17 @@ class ProfileState:
         _add_counts(self.event_counts, delta.event_counts)
         _add_counts(self.device_counts, delta.device_counts)
         self.customer_id, self.customer_id_at = _later_id(
-            self.customer_id, self.customer_id_at, delta.customer_id, delta.customer_id_at)
+            self.customer_id, self.customer_id_at, delta.customer_id, delta.customer_id_at
+        )
 
     def plus(self, *deltas: ProfileDelta | None) -> ProfileState:
         """A copy with ``deltas`` applied (this state is left as it is)."""
-        live = attrs.evolve(self, event_counts=dict(self.event_counts), scores=dict(self.scores),
-                            device_counts=dict(self.device_counts))
+        live = attrs.evolve(
+            self,
+            event_counts=dict(self.event_counts),
+            scores=dict(self.scores),
+            device_counts=dict(self.device_counts),
+        )
         for delta in deltas:
             if delta is not None:
                 live.apply(delta)

@@ -15,7 +15,16 @@ import re
 
 import attrs
 
-__all__ = ["Decision", "Rate", "TokenBucket", "address_key", "decision", "lease_chunk", "parse_rate", "rate_problem"]
+__all__ = [
+    "Decision",
+    "Rate",
+    "TokenBucket",
+    "address_key",
+    "decision",
+    "lease_chunk",
+    "parse_rate",
+    "rate_problem",
+]
 
 #: "N/<int>(s|m|h)": a count, a slash, a whole number of seconds, minutes or hours.
 _RATE = re.compile(r"([0-9]+)/([0-9]+)([smh])")
@@ -119,7 +128,9 @@ class TokenBucket:
 def decision(allowed: bool, capacity: float, tokens: float, per_second: float) -> Decision:
     """The decision for a bucket of ``capacity`` holding ``tokens`` after the request."""
     return Decision(
-        allowed=allowed, limit=int(capacity), remaining=max(0, math.floor(tokens)),
+        allowed=allowed,
+        limit=int(capacity),
+        remaining=max(0, math.floor(tokens)),
         reset=max(0.0, (capacity - tokens) / per_second),
         retry_after=0.0 if allowed else max(0.0, (1 - tokens) / per_second),
     )

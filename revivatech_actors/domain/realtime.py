@@ -106,7 +106,9 @@ class RealtimeWindow:
     page_types: frozenset[str]
     conversion_types: frozenset[str]
     top_pages: int = 10
-    _buckets: collections.deque[Bucket] = attrs.field(init=False, factory=collections.deque)  # oldest first
+    _buckets: collections.deque[Bucket] = attrs.field(
+        init=False, factory=collections.deque
+    )  # oldest first
     _user_bucket: dict[str, int] = attrs.field(init=False, factory=dict)
     _session_bucket: dict[str, int] = attrs.field(init=False, factory=dict)
 
@@ -145,13 +147,23 @@ class RealtimeWindow:
         buckets = self._buckets
         while buckets and buckets[0].number < oldest:
             gone = buckets.popleft()
-            for seen, members in ((self._user_bucket, gone.users), (self._session_bucket, gone.sessions)):
+            for seen, members in (
+                (self._user_bucket, gone.users),
+                (self._session_bucket, gone.sessions),
+            ):
                 for key in members:
                     if seen.get(key) == gone.number:
                         del seen[key]
 
-    def add_event(self, user: str, session: str, event_type: str, page_url: str | None,
-                  event_time: float, now: float) -> None:
+    def add_event(
+        self,
+        user: str,
+        session: str,
+        event_type: str,
+        page_url: str | None,
+        event_time: float,
+        now: float,
+    ) -> None:
         """Count one stored event (``event_time`` and ``now`` in seconds since the epoch)."""
         stamp = datetime.fromtimestamp(event_time, UTC)
         self.add_events([_StoredEvent(user, session, event_type, page_url, stamp)], now)
@@ -203,9 +215,14 @@ class RealtimeWindow:
         if status >= 500:
             bucket.server_errors += 1
 
-    def restore(self, bucket_counts: Iterable[tuple[int, int, int, int]],
-                page_views: Iterable[tuple[int, str, int]], users: Mapping[str, int],
-                sessions: Mapping[str, int], now: float) -> None:
+    def restore(
+        self,
+        bucket_counts: Iterable[tuple[int, int, int, int]],
+        page_views: Iterable[tuple[int, str, int]],
+        users: Mapping[str, int],
+        sessions: Mapping[str, int],
+        now: float,
+    ) -> None:
         """Seed the window from storage (at start): per bucket ``(bucket, events, page views,
         conversions)``; ``(bucket, page URL, views)``; each visitor's and session's newest bucket."""
         now_bucket = bucket_of(now)
@@ -219,8 +236,10 @@ class RealtimeWindow:
             bucket = self._bucket(number, now_bucket)
             if bucket is not None:
                 bucket.pages[page] += views
-        for seen, members, attribute in ((self._user_bucket, users, "users"),
-                                         (self._session_bucket, sessions, "sessions")):
+        for seen, members, attribute in (
+            (self._user_bucket, users, "users"),
+            (self._session_bucket, sessions, "sessions"),
+        ):
             for key, number in members.items():
                 bucket = self._bucket(number, now_bucket)
                 if bucket is not None and seen.get(key, bucket.number - 1) < bucket.number:
@@ -245,7 +264,9 @@ class RealtimeWindow:
             conversions=sum(b.conversions for b in buckets),
             top_pages=tuple(top),
             requests=requests,
-            avg_response_ms=1000 * sum(b.request_seconds for b in buckets) / requests if requests else None,
+            avg_response_ms=1000 * sum(b.request_seconds for b in buckets) / requests
+            if requests
+            else None,
             error_rate=sum(b.server_errors for b in buckets) / requests if requests else None,
         )
 
@@ -264,7 +285,9 @@ class ServiceUptime:
         if self._last is not None and ready and self._last_ready:
             self.ready_seconds += now - self._last
         elif self._last is not None and (ready or self._last_ready):
-            self.ready_seconds += (now - self._last) / 2  # changed in between: half of it, on average
+            self.ready_seconds += (
+                now - self._last
+            ) / 2  # changed in between: half of it, on average
         self._last, self._last_ready = now, ready
 
     def percent(self, now: float) -> float:
@@ -276,8 +299,9 @@ class ServiceUptime:
         return min(100.0, 100 * self.ready_seconds / observed)
 
 
-def realtime_document(figures: RealtimeFigures, uptime_percent: float, now: datetime,
-                      source: str = "local") -> dict[str, Any]:
+def realtime_document(
+    figures: RealtimeFigures, uptime_percent: float, now: datetime, source: str = "local"
+) -> dict[str, Any]:
     """The ``data`` of ``GET /api/analytics/realtime`` (and of a ``realtime_metrics`` message):
     the original service's shape, every figure a JSON number. ``avgResponseTime`` is in
     milliseconds and ``errorRate`` a share of 1 (both 0 when no request was answered in the

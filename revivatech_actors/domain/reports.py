@@ -53,8 +53,12 @@ def whole_number_within(raw: str, low: int, high: int) -> bool:
     """Whether ``raw`` is a whole number of ASCII digits from ``low`` to ``high`` (``"²"`` and
     other Unicode digits are not, nor a string too long to be one, which ``int`` would refuse
     with an error past 4300 digits)."""
-    return (raw.isascii() and raw.isdigit() and len(raw.lstrip("0")) <= len(str(high))
-            and low <= int(raw) <= high)
+    return (
+        raw.isascii()
+        and raw.isdigit()
+        and len(raw.lstrip("0")) <= len(str(high))
+        and low <= int(raw) <= high
+    )
 
 
 def _whole_number(args: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -73,8 +77,10 @@ def parse_page(args: Mapping[str, str]) -> tuple[int, int]:
     unknown = sorted(set(args) - {"page", "limit"})
     if unknown:
         raise ParameterError(unknown[0], "unknown parameter; the visitor list takes page and limit")
-    return (_whole_number(args, "page", 1, 1, MAX_PAGE),
-            _whole_number(args, "limit", DEFAULT_PAGE_LIMIT, 1, MAX_PAGE_LIMIT))
+    return (
+        _whole_number(args, "page", 1, 1, MAX_PAGE),
+        _whole_number(args, "limit", DEFAULT_PAGE_LIMIT, 1, MAX_PAGE_LIMIT),
+    )
 
 
 def _time(moment: datetime | None) -> str | None:
@@ -159,8 +165,11 @@ def _growth(current: float, previous: float) -> float | None:
 
 def revenue_document(days: Sequence[DailyRevenue], now: datetime) -> dict[str, Any]:
     """``data`` of ``GET /revenue`` from the completed bookings per UTC day of ``revenue_range``."""
-    this_month, last_month, next_month = (month_start(now).date(), month_start(now, 1).date(),
-                                          month_start(now, -1).date())
+    this_month, last_month, next_month = (
+        month_start(now).date(),
+        month_start(now, 1).date(),
+        month_start(now, -1).date(),
+    )
     today = now.astimezone(UTC).date()
     year = date(today.year, 1, 1)
     current, current_orders = _sum(days, this_month, next_month)
@@ -169,16 +178,29 @@ def revenue_document(days: Sequence[DailyRevenue], now: datetime) -> dict[str, A
     growth = _growth(current, previous)
     first_daily = today - timedelta(days=DAILY_DAYS - 1)
     return {
-        "currentMonth": {"total": current, "orders": current_orders, "growth": growth,
-                         "from": iso_datetime(month_start(now)), "target": None, "completion": None},
+        "currentMonth": {
+            "total": current,
+            "orders": current_orders,
+            "growth": growth,
+            "from": iso_datetime(month_start(now)),
+            "target": None,
+            "completion": None,
+        },
         "previousMonth": {"total": previous, "orders": previous_orders},
         "thisYear": {"total": yearly, "orders": yearly_orders, "target": None, "completion": None},
-        "daily": [{"date": d.day.isoformat(), "revenue": round(d.revenue, 2), "orders": d.orders}
-                  for d in days if first_daily <= d.day <= today],
+        "daily": [
+            {"date": d.day.isoformat(), "revenue": round(d.revenue, 2), "orders": d.orders}
+            for d in days
+            if first_daily <= d.day <= today
+        ],
         "topCategories": None,
-        "summary": {"totalRevenue": yearly, "totalOrders": yearly_orders,
-                    "averageOrderValue": round(yearly / yearly_orders, 2) if yearly_orders else None,
-                    "monthlyGrowth": growth, "period": "thisYear"},
+        "summary": {
+            "totalRevenue": yearly,
+            "totalOrders": yearly_orders,
+            "averageOrderValue": round(yearly / yearly_orders, 2) if yearly_orders else None,
+            "monthlyGrowth": growth,
+            "period": "thisYear",
+        },
     }
 
 
@@ -196,8 +218,14 @@ class BookingFigures:
     durations: tuple[float, ...]
 
 
-def booking_figures(events: Sequence[BookingEvent], *, since: datetime, window: float,
-                    started_types: frozenset[str], completed_types: frozenset[str]) -> BookingFigures:
+def booking_figures(
+    events: Sequence[BookingEvent],
+    *,
+    since: datetime,
+    window: float,
+    started_types: frozenset[str],
+    completed_types: frozenset[str],
+) -> BookingFigures:
     """Pair each visitor's completion with their latest booking start before it, at most
     ``window`` seconds earlier (events in time order; starts before ``since`` may pair with
     completions after it). Counts cover events at or after ``since``; a start is converted when
@@ -225,8 +253,9 @@ def _period(timeframe: str, since: datetime, now: datetime) -> dict[str, Any]:
     return {"timeframe": timeframe, "from": iso_datetime(since), "to": iso_datetime(now)}
 
 
-def performance_document(figures: BookingFigures, *, timeframe: str, since: datetime, now: datetime,
-                         truncated: bool) -> dict[str, Any]:
+def performance_document(
+    figures: BookingFigures, *, timeframe: str, since: datetime, now: datetime, truncated: bool
+) -> dict[str, Any]:
     """``data`` of ``GET /performance``: booking start → completion times and the share of
     started bookings completed; what only the workshop knows is None."""
     hours = [seconds / 3600 for seconds in figures.durations]
@@ -234,11 +263,18 @@ def performance_document(figures: BookingFigures, *, timeframe: str, since: date
         "performance": {
             "averageTimeHours": round(fmean(hours), 2) if hours else None,
             "medianTimeHours": round(median(hours), 2) if hours else None,
-            "efficiency": round(figures.converted / figures.started * 100, 1) if figures.started else None,
+            "efficiency": round(figures.converted / figures.started * 100, 1)
+            if figures.started
+            else None,
             "timedBookings": len(hours),
         },
-        "bookings": {"started": figures.started, "completed": figures.completed,
-                     "open": figures.started - figures.converted, "inProgress": None, "pending": None},
+        "bookings": {
+            "started": figures.started,
+            "completed": figures.completed,
+            "open": figures.started - figures.converted,
+            "inProgress": None,
+            "pending": None,
+        },
         "period": _period(timeframe, since, now),
         "truncated": truncated,
     }
@@ -247,10 +283,16 @@ def performance_document(figures: BookingFigures, *, timeframe: str, since: date
 # --- customers -----------------------------------------------------------------------------------
 
 
-def customers_document(counts: VisitorCounts, *, timeframe: str, since: datetime, now: datetime) -> dict[str, Any]:
+def customers_document(
+    counts: VisitorCounts, *, timeframe: str, since: datetime, now: datetime
+) -> dict[str, Any]:
     """``data`` of ``GET /customers``: visitors active in the period, new (first seen in it) and
     returning (seen before it too)."""
     return {
-        "customers": {"total": counts.active, "new": counts.new, "returning": counts.active - counts.new},
+        "customers": {
+            "total": counts.active,
+            "new": counts.new,
+            "returning": counts.active - counts.new,
+        },
         "period": _period(timeframe, since, now),
     }

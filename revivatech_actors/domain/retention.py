@@ -15,19 +15,35 @@ from datetime import datetime, timedelta
 import attrs
 
 __all__ = [
-    "ERASED_TABLES", "PURGED_TABLES", "RejectedQuery", "cutoff_of", "pause_after", "rejected_query",
+    "ERASED_TABLES",
+    "PURGED_TABLES",
+    "RejectedQuery",
+    "cutoff_of",
+    "pause_after",
+    "rejected_query",
 ]
 
 #: What the janitor deletes, in the order it goes through them. A row is old by, in order:
 #: ``event_timestamp`` (and only below its partition's horizon), ``last_activity_at``,
 #: ``updated_at``, ``created_at``, and when it was last received (docs/operations.md,
 #: "Data lifecycle").
-PURGED_TABLES = ("analytics_events", "analytics_sessions", "customer_journeys", "ml_predictions", "rejected_events")
+PURGED_TABLES = (
+    "analytics_events",
+    "analytics_sessions",
+    "customer_journeys",
+    "ml_predictions",
+    "rejected_events",
+)
 
 #: Every table that holds rows of one visitor, in the order an erasure reports them.
 ERASED_TABLES = (
-    "analytics_events", "analytics_sessions", "customer_journeys", "visitor_active_days", "ml_predictions",
-    "user_behavior_profiles", "rejected_events",
+    "analytics_events",
+    "analytics_sessions",
+    "customer_journeys",
+    "visitor_active_days",
+    "ml_predictions",
+    "user_behavior_profiles",
+    "rejected_events",
 )
 
 #: Dead letters listed per page when the request gives no ``limit``, and the most.
@@ -66,14 +82,30 @@ def rejected_query(args: Mapping[str, str]) -> RejectedQuery | list[dict[str, st
     ``nextCursor`` of the previous page: a positive integer)."""
     problems = []
     raw_limit = args.get("limit", str(DEFAULT_REJECTED_LIMIT))
-    if not (raw_limit.isascii() and raw_limit.isdigit()) or not 1 <= int(raw_limit) <= MAX_REJECTED_LIMIT:
-        problems.append({"field": "limit", "message": f"limit must be an integer between 1 and {MAX_REJECTED_LIMIT}, "
-                                                      f"got {raw_limit!r}"})
+    if (
+        not (raw_limit.isascii() and raw_limit.isdigit())
+        or not 1 <= int(raw_limit) <= MAX_REJECTED_LIMIT
+    ):
+        problems.append(
+            {
+                "field": "limit",
+                "message": f"limit must be an integer between 1 and {MAX_REJECTED_LIMIT}, "
+                f"got {raw_limit!r}",
+            }
+        )
     raw_cursor = args.get("cursor")
-    if raw_cursor is not None and (not (raw_cursor.isascii() and raw_cursor.isdigit()) or int(raw_cursor) < 1
-                                   or len(raw_cursor) > 19):
-        problems.append({"field": "cursor", "message": "cursor must be the nextCursor of a previous page "
-                                                       f"(a positive integer), got {raw_cursor!r}"})
+    if raw_cursor is not None and (
+        not (raw_cursor.isascii() and raw_cursor.isdigit())
+        or int(raw_cursor) < 1
+        or len(raw_cursor) > 19
+    ):
+        problems.append(
+            {
+                "field": "cursor",
+                "message": "cursor must be the nextCursor of a previous page "
+                f"(a positive integer), got {raw_cursor!r}",
+            }
+        )
     if problems:
         return problems
     return RejectedQuery(int(raw_limit), None if raw_cursor is None else int(raw_cursor))

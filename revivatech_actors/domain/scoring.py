@@ -142,7 +142,9 @@ class ProfileSnapshot:
     total_page_views: float = attrs.field(default=0, converter=_number)
     bookings_started: float = attrs.field(default=0, converter=_number)
     total_bookings: float = attrs.field(default=0, converter=_number)  # completed bookings
-    total_value: float = attrs.field(default=0.0, converter=_number)  # revenue of completed bookings
+    total_value: float = attrs.field(
+        default=0.0, converter=_number
+    )  # revenue of completed bookings
     first_seen: datetime | None = attrs.field(default=None, converter=_moment)
     last_seen: datetime | None = attrs.field(default=None, converter=_moment)
     last_booking_at: datetime | None = attrs.field(default=None, converter=_moment)
@@ -296,10 +298,18 @@ def engagement_score(p: ProfileSnapshot, now: datetime, settings: ScoringSetting
     s = settings.engagement
     parts = [
         _part("sessions", p.sessions, s.sessions_weight, s.sessions_cap),
-        _part("pages_per_session", p.pages_per_session,
-              s.pages_per_session_weight, s.pages_per_session_cap),
-        _part("avg_session_seconds", p.avg_session_seconds,
-              s.session_seconds_weight, s.session_seconds_cap),
+        _part(
+            "pages_per_session",
+            p.pages_per_session,
+            s.pages_per_session_weight,
+            s.pages_per_session_cap,
+        ),
+        _part(
+            "avg_session_seconds",
+            p.avg_session_seconds,
+            s.session_seconds_weight,
+            s.session_seconds_cap,
+        ),
         _part("days_active", p.days_active, s.days_active_weight, s.days_active_cap),
     ]
     idle = days_idle(p, now) or 0.0
@@ -396,7 +406,12 @@ def price_sensitivity(p: ProfileSnapshot, now: datetime, settings: ScoringSettin
     return _build(PRICE_SENSITIVITY, parts, _confidence(p.total_events, s.confidence_events))
 
 
-_MODELS = {ENGAGEMENT: engagement_score, LEAD: lead_score, CHURN: churn_risk, PRICE_SENSITIVITY: price_sensitivity}
+_MODELS = {
+    ENGAGEMENT: engagement_score,
+    LEAD: lead_score,
+    CHURN: churn_risk,
+    PRICE_SENSITIVITY: price_sensitivity,
+}
 
 
 def score_all(p: ProfileSnapshot, now: datetime, settings: ScoringSettings) -> dict[str, Score]:
@@ -420,16 +435,25 @@ class ScoreRecord:
 # --- segments and recording ----------------------------------------------------------------------
 
 
-def _score_value(scores: Mapping[str, Score | float], model_type: str, p: ProfileSnapshot, now: datetime,
-                 settings: ScoringSettings) -> float:
+def _score_value(
+    scores: Mapping[str, Score | float],
+    model_type: str,
+    p: ProfileSnapshot,
+    now: datetime,
+    settings: ScoringSettings,
+) -> float:
     given = scores.get(model_type)
     if given is None:
         return _MODELS[model_type](p, now, settings).value
     return _number(given.value if isinstance(given, Score) else given)
 
 
-def segment(p: ProfileSnapshot, scores: Mapping[str, Score | float], now: datetime,
-            settings: ScoringSettings) -> str:
+def segment(
+    p: ProfileSnapshot,
+    scores: Mapping[str, Score | float],
+    now: datetime,
+    settings: ScoringSettings,
+) -> str:
     """The visitor's segment; the first rule that applies wins:
 
     1. ``churned``: last seen at least ``churned_after_days`` days ago (loyal customers too);

@@ -27,7 +27,7 @@ def digest(value: str) -> bytes:
 def secret_problem(entry: str, min_length: int) -> str | None:
     """Why ``entry`` cannot be a configured secret, or None. Never quotes the entry."""
     if entry.startswith(HASH_PREFIX):
-        if not _HEX_DIGEST.fullmatch(entry[len(HASH_PREFIX):]):
+        if not _HEX_DIGEST.fullmatch(entry[len(HASH_PREFIX) :]):
             return f"a hashed one is {HASH_PREFIX} followed by the 64 hex digits of its SHA-256"
         return None
     if len(entry) < min_length:
@@ -45,7 +45,7 @@ class SecretSet:
         digests = []
         for entry in entries:
             if entry.startswith(HASH_PREFIX):
-                hex_digits = entry[len(HASH_PREFIX):]
+                hex_digits = entry[len(HASH_PREFIX) :]
                 if not _HEX_DIGEST.fullmatch(hex_digits):
                     raise ValueError(f"a hashed secret is {HASH_PREFIX} followed by 64 hex digits")
                 digests.append(bytes.fromhex(hex_digits))

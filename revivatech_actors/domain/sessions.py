@@ -9,9 +9,9 @@ visitor's events, written when its profile is, not in the events' own commit.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import datetime
-import re
 from typing import Protocol
 
 import attrs
@@ -87,9 +87,15 @@ def session_deltas(journeys: Iterable[tuple[str, SessionRun]]) -> list[SessionDe
         if j.started_at is None or j.last_at is None:
             continue  # no event: nothing to add
         delta = SessionDelta(
-            session_id=j.session_id, user_fingerprint=user_fingerprint, started_at=j.started_at,
-            last_activity_at=j.last_at, event_count=j.event_count, page_views=j.page_views,
-            entry_page=j.entry_page, exit_page=j.exit_page, referrer=j.entry_referrer,
+            session_id=j.session_id,
+            user_fingerprint=user_fingerprint,
+            started_at=j.started_at,
+            last_activity_at=j.last_at,
+            event_count=j.event_count,
+            page_views=j.page_views,
+            entry_page=j.entry_page,
+            exit_page=j.exit_page,
+            referrer=j.entry_referrer,
             utm_source=utm_source(j.entry_page),
         )
         earlier = by_id.get(j.session_id)

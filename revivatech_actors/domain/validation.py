@@ -179,8 +179,10 @@ _BLANK = "must not be blank"
 _ID_LENGTH = f"must be 1 to {MAX_ID_LENGTH} characters"
 _EVENT_TYPE = f"must be 1 to {MAX_EVENT_TYPE_LENGTH} characters of A-Z a-z 0-9 _ . : -"
 _TIME_NOT_STRING = "must be an RFC 3339 string or a number of epoch milliseconds"
-_TIME_AMBIGUOUS = ("is a number below 10^11: epoch seconds and milliseconds cannot be told apart there; "
-                   "send epoch milliseconds or an RFC 3339 string")
+_TIME_AMBIGUOUS = (
+    "is a number below 10^11: epoch seconds and milliseconds cannot be told apart there; "
+    "send epoch milliseconds or an RFC 3339 string"
+)
 _TIME_MILLIS_RANGE = "must be epoch milliseconds between the years 1973 and 9999"
 _CLIENT_ID = f"must be a UUID or a string of 1 to {MAX_CLIENT_ID_LENGTH} characters"
 _DETAIL_LENGTH = f"must be at most {MAX_DETAIL_LENGTH} characters"
@@ -226,12 +228,20 @@ def validate_event(data: object) -> ValidEvent | list[FieldError]:
 
     # user_fingerprint, session_id: required strings of 1..128 characters, not only whitespace
     fingerprint = get("user_fingerprint")
-    if type(fingerprint) is not str or not 0 < len(fingerprint) <= MAX_ID_LENGTH or fingerprint.isspace():
+    if (
+        type(fingerprint) is not str
+        or not 0 < len(fingerprint) <= MAX_ID_LENGTH
+        or fingerprint.isspace()
+    ):
         errors = _id_errors(errors, "user_fingerprint", fingerprint)
     elif "\x00" in fingerprint:
         errors = _add(errors, "user_fingerprint", _NUL)
     session_id = get("session_id")
-    if type(session_id) is not str or not 0 < len(session_id) <= MAX_ID_LENGTH or session_id.isspace():
+    if (
+        type(session_id) is not str
+        or not 0 < len(session_id) <= MAX_ID_LENGTH
+        or session_id.isspace()
+    ):
         errors = _id_errors(errors, "session_id", session_id)
     elif "\x00" in session_id:
         errors = _add(errors, "session_id", _NUL)
@@ -264,7 +274,11 @@ def validate_event(data: object) -> ValidEvent | list[FieldError]:
                 event_id = str(event_id)
             if type(event_id) is str and "\x00" in event_id:
                 errors = _add(errors, id_field, _NUL)
-            elif type(event_id) is str and 0 < len(event_id) <= MAX_CLIENT_ID_LENGTH and not event_id.isspace():
+            elif (
+                type(event_id) is str
+                and 0 < len(event_id) <= MAX_CLIENT_ID_LENGTH
+                and not event_id.isspace()
+            ):
                 client_id = event_id
                 if type(fingerprint) is str:
                     event_id = client_event_uuid(fingerprint, client_id)
@@ -333,7 +347,9 @@ def validate_event(data: object) -> ValidEvent | list[FieldError]:
             size = len(encoded)
             if size > MAX_PROPERTIES_BYTES:
                 errors = _add(
-                    errors, "properties", f"is larger than {MAX_PROPERTIES_BYTES} bytes when encoded (got {size})"
+                    errors,
+                    "properties",
+                    f"is larger than {MAX_PROPERTIES_BYTES} bytes when encoded (got {size})",
                 )
             elif b"\\u0000" in encoded and _holds_nul(properties):  # the walk only when it may
                 errors = _add(errors, "properties", _NUL)
@@ -344,9 +360,19 @@ def validate_event(data: object) -> ValidEvent | list[FieldError]:
     # them (the realtime window's buckets, the visitor actors' touches) then holds one copy of
     # each, not one per event, for as long as the window spans.
     return ValidEvent(
-        intern(fingerprint), intern(session_id), intern(event_type), event_id, timestamp, sent_at,
-        None if page_url is None else intern(page_url), referrer, value, properties,
-        client_id, details, () if warnings is None else tuple(warnings),
+        intern(fingerprint),
+        intern(session_id),
+        intern(event_type),
+        event_id,
+        timestamp,
+        sent_at,
+        None if page_url is None else intern(page_url),
+        referrer,
+        value,
+        properties,
+        client_id,
+        details,
+        () if warnings is None else tuple(warnings),
     )
 
 
@@ -378,8 +404,15 @@ def _visitor_namespace(user_fingerprint: str) -> bytes:
     return bytes(_uuid5_bytes(ID_NAMESPACE.bytes, user_fingerprint))
 
 
-def _extended(data: dict[Any, Any]) -> tuple[
-    dict[Any, Any], str, EventDetails | None, dict[str, Any] | None, list[FieldError] | None, list[FieldError] | None
+def _extended(
+    data: dict[Any, Any],
+) -> tuple[
+    dict[Any, Any],
+    str,
+    EventDetails | None,
+    dict[str, Any] | None,
+    list[FieldError] | None,
+    list[FieldError] | None,
 ]:
     """Sort out an event with fields beyond the core ones: (the fields to validate, aliases
     resolved; the name the event id came under; the detail fields; what to keep in properties by
@@ -436,7 +469,9 @@ def _extended(data: dict[Any, Any]) -> tuple[
                 id_field = alias
         elif data[field] != value:
             kept[alias] = value
-            warnings.append(FieldError(alias, f"{field} was sent too and is used; {alias} kept in properties"))
+            warnings.append(
+                FieldError(alias, f"{field} was sent too and is used; {alias} kept in properties")
+            )
     custom = [name for name in _CUSTOM_DATA if data.get(name) is not None]
     if custom:
         properties = data.get("properties")
@@ -446,10 +481,17 @@ def _extended(data: dict[Any, Any]) -> tuple[
             if type(values) is not dict:
                 kept[name] = values
                 warnings.append(FieldError(name, "is not a JSON object; kept in properties"))
-            elif merged.keys() & values.keys() and any(merged.get(key, item) != item for key, item in values.items()):
+            elif merged.keys() & values.keys() and any(
+                merged.get(key, item) != item for key, item in values.items()
+            ):
                 kept[name] = values
-                warnings.append(FieldError(name, "has keys that other custom data holds with other values; "
-                                                 f"kept whole in properties.{name}"))
+                warnings.append(
+                    FieldError(
+                        name,
+                        "has keys that other custom data holds with other values; "
+                        f"kept whole in properties.{name}",
+                    )
+                )
             else:
                 merged.update(values)
         if properties is None or isinstance(properties, dict):
@@ -593,7 +635,9 @@ def _too_deep(container: dict[Any, Any] | list[Any] | tuple[Any, ...], level: in
     """Whether anything inside ``container`` (which is at nesting ``level``) goes past the depth
     limit. Stops descending at the limit, so hostile nesting costs no more than legitimate nesting."""
     for child in container.values() if type(container) is dict else container:
-        if type(child) in _CONTAINERS and (level >= MAX_PROPERTIES_DEPTH or _too_deep(child, level + 1)):
+        if type(child) in _CONTAINERS and (
+            level >= MAX_PROPERTIES_DEPTH or _too_deep(child, level + 1)
+        ):
             return True
     return False
 
@@ -601,7 +645,9 @@ def _too_deep(container: dict[Any, Any] | list[Any] | tuple[Any, ...], level: in
 # --- times and payloads for ingest and dead letters --------------------------------------------
 
 
-def correct_clock_skew(timestamp: datetime | None, sent_at: datetime | None, received_at: datetime) -> datetime:
+def correct_clock_skew(
+    timestamp: datetime | None, sent_at: datetime | None, received_at: datetime
+) -> datetime:
     """When the event happened, by the server's clock (the Segment rule).
 
     No ``timestamp``: ``received_at``. With ``sent_at``: ``timestamp + (received_at - sent_at)``,

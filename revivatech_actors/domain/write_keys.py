@@ -42,8 +42,9 @@ class KeyRefusal:
     details: tuple[dict[str, str], ...]
 
 
-def judge_write_keys(keys: SecretSet, *, header: str | None, body: object = None,
-                     events: Sequence[object] = ()) -> KeyRefusal | None:
+def judge_write_keys(
+    keys: SecretSet, *, header: str | None, body: object = None, events: Sequence[object] = ()
+) -> KeyRefusal | None:
     """None when the request may store, else the refusal. ``header`` is ``X-Write-Key``,
     ``body`` the ``write_key`` of the request's JSON object (a single event's own, or a batch's
     envelope), ``events`` each batched event's ``write_key`` (None when absent)."""
@@ -63,16 +64,26 @@ def judge_write_keys(keys: SecretSet, *, header: str | None, body: object = None
     wrong = [where for where, key in presented if key is not None and not valid(key)]
     if wrong:
         details = tuple({"field": where, "message": "is not a valid write key"} for where in wrong)
-        return KeyRefusal("invalid_write_key", f"invalid write key in {', '.join(wrong)}: {_HOW}", details)
+        return KeyRefusal(
+            "invalid_write_key", f"invalid write key in {', '.join(wrong)}: {_HOW}", details
+        )
     if header is not None or body is not None:
         return None  # valid, and covers every event of the request
     if not events:
         message = f"a write key is required: {_HOW}"
-        return KeyRefusal("missing_write_key", message, ({"field": RESERVED_FIELD, "message": message},))
+        return KeyRefusal(
+            "missing_write_key", message, ({"field": RESERVED_FIELD, "message": message},)
+        )
     uncovered = [index for index, key in enumerate(events) if key is None]
     if not uncovered:
         return None
-    details = tuple({"field": f"events[{index}].{RESERVED_FIELD}", "message": "no write key covers this event"}
-                    for index in uncovered)
-    return KeyRefusal("missing_write_key", f"a write key is required for {len(uncovered)} event(s) of the batch: "
-                                           f"{_HOW} (of the batch or of each event)", details)
+    details = tuple(
+        {"field": f"events[{index}].{RESERVED_FIELD}", "message": "no write key covers this event"}
+        for index in uncovered
+    )
+    return KeyRefusal(
+        "missing_write_key",
+        f"a write key is required for {len(uncovered)} event(s) of the batch: "
+        f"{_HOW} (of the batch or of each event)",
+        details,
+    )

@@ -66,6 +66,8 @@ class RedisCache:
 
     async def put(self, key: str, value: bytes, ttl: float) -> None:
         try:
-            await self._connection.call(lambda client: client.set(self._prefix + key, value, px=max(1, int(ttl * 1000))))
+            await self._connection.call(
+                lambda client: client.set(self._prefix + key, value, px=max(1, int(ttl * 1000)))
+            )
         except (redis.RedisError, OSError) as exc:
             logger.debug("funnel cache in Redis unavailable (answer not cached): %s", exc)

@@ -83,7 +83,9 @@ class Limiter(Protocol):
 class LocalLimiter:
     """Buckets of ``rate`` per key, in this process. ``clock`` gives seconds (monotonic)."""
 
-    def __init__(self, rate: Rate, *, clock: Callable[[], float] = time.monotonic, max_keys: int = MAX_KEYS) -> None:
+    def __init__(
+        self, rate: Rate, *, clock: Callable[[], float] = time.monotonic, max_keys: int = MAX_KEYS
+    ) -> None:
         self.rate = rate
         self._clock = clock
         self._max_keys = max_keys
@@ -125,8 +127,17 @@ class SharedLimiter:
     docstring); ``fallback`` judges while Redis is away. Every wait for Redis is bounded by
     ``timeout`` seconds."""
 
-    def __init__(self, rate: Rate, connection: RedisConnection, prefix: str, *, fallback: LocalLimiter,
-                 timeout: float, clock: Callable[[], float] = time.monotonic, max_keys: int = MAX_KEYS) -> None:
+    def __init__(
+        self,
+        rate: Rate,
+        connection: RedisConnection,
+        prefix: str,
+        *,
+        fallback: LocalLimiter,
+        timeout: float,
+        clock: Callable[[], float] = time.monotonic,
+        max_keys: int = MAX_KEYS,
+    ) -> None:
         self.rate = rate
         self._connection = connection
         self._prefix = prefix
@@ -155,8 +166,12 @@ class SharedLimiter:
     def _spend(self, lease: _Lease, now: float) -> Decision | None:
         """The decision from what is held here, or None when Redis must be asked."""
         if now < lease.refused_until:
-            return decision(False, self.rate.count, lease.shared + (now - lease.granted_at) * self.rate.per_second,
-                            self.rate.per_second)
+            return decision(
+                False,
+                self.rate.count,
+                lease.shared + (now - lease.granted_at) * self.rate.per_second,
+                self.rate.per_second,
+            )
         if lease.tokens > 0 and now < lease.expires:
             lease.tokens -= 1
             held = lease.tokens + lease.shared + (now - lease.granted_at) * self.rate.per_second
@@ -193,7 +208,9 @@ class SharedLimiter:
             lease.refused_until = now + (1 - shared) / self.rate.per_second
             return decision(False, self.rate.count, shared, self.rate.per_second)
         lease.tokens = count - 1
-        return decision(True, self.rate.count, min(lease.tokens + shared, self.rate.count), self.rate.per_second)
+        return decision(
+            True, self.rate.count, min(lease.tokens + shared, self.rate.count), self.rate.per_second
+        )
 
     async def _ask(self, key: str) -> tuple[int, float] | None:
         """(tokens granted, tokens left in the shared bucket), or None when Redis is away."""
@@ -209,7 +226,10 @@ class SharedLimiter:
             try:
                 granted, left = await self._connection.call(lease)
                 return int(granted), float(left)
-            except (redis.RedisError, OSError) as exc:  # the connection's outage logs it, once per outage
+            except (
+                redis.RedisError,
+                OSError,
+            ) as exc:  # the connection's outage logs it, once per outage
                 logger.debug("rate limits in Redis unavailable: %s", exc)
         if scope.cancelled_caught:
             self._connection.outage.failed(TimeoutError(f"no answer within {self._timeout:g} s"))
@@ -227,8 +247,16 @@ class RateLimits:
     ws_connect: Limiter | None = None
 
     @classmethod
-    def build(cls, *, admin: str, ingest: str, ws_connect: str, connection: RedisConnection | None = None,
-              prefix: str = "", timeout: float = 1.0) -> RateLimits:
+    def build(
+        cls,
+        *,
+        admin: str,
+        ingest: str,
+        ws_connect: str,
+        connection: RedisConnection | None = None,
+        prefix: str = "",
+        timeout: float = 1.0,
+    ) -> RateLimits:
         """Limiters for the rates as written (``""``: none); shared through ``connection`` (keys
         ``{prefix}{admin|ingest|ws}:{client}``) when given, else in this process."""
 
@@ -239,7 +267,12 @@ class RateLimits:
             local = LocalLimiter(rate)
             if connection is None:
                 return local
-            return SharedLimiter(rate, connection, f"{prefix}{name}:", fallback=local, timeout=timeout)
+            return SharedLimiter(
+                rate, connection, f"{prefix}{name}:", fallback=local, timeout=timeout
+            )
 
-        return cls(admin=limiter(admin, "admin"), ingest=limiter(ingest, "ingest"),
-                   ws_connect=limiter(ws_connect, "ws"))
+        return cls(
+            admin=limiter(admin, "admin"),
+            ingest=limiter(ingest, "ingest"),
+            ws_connect=limiter(ws_connect, "ws"),
+        )

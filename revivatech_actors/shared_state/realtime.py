@@ -51,8 +51,17 @@ class RedisRealtime:
     """The shared window (see the module docstring). ``window`` is in seconds; ``top_pages``
     as in ``RealtimeWindow``."""
 
-    def __init__(self, connection: RedisConnection, url: str, prefix: str, *, window: int,
-                 page_types: frozenset[str], conversion_types: frozenset[str], top_pages: int = 10) -> None:
+    def __init__(
+        self,
+        connection: RedisConnection,
+        url: str,
+        prefix: str,
+        *,
+        window: int,
+        page_types: frozenset[str],
+        conversion_types: frozenset[str],
+        top_pages: int = 10,
+    ) -> None:
         self._connection = connection
         self._url = url
         self._prefix = prefix
@@ -152,7 +161,9 @@ class RedisRealtime:
         buckets = self._buckets(now)
 
         def read(client: redis.Redis) -> list:
-            scratch = f"{self._prefix}rt:scratch:{uuid.uuid4().hex}"  # instances read at the same time
+            scratch = (
+                f"{self._prefix}rt:scratch:{uuid.uuid4().hex}"  # instances read at the same time
+            )
             pipe = client.pipeline(transaction=False)
             pipe.pfcount(*[self._key("u", b) for b in buckets])
             pipe.pfcount(*[self._key("s", b) for b in buckets])
@@ -170,11 +181,19 @@ class RedisRealtime:
         for counters in results[2 : 2 + len(buckets)]:
             for field, value in counters.items():
                 totals[field.decode()] += int(value)
-        top = sorted(((page.decode(), int(views)) for page, views in results[-2]), key=lambda item: (-item[1], item[0]))
+        top = sorted(
+            ((page.decode(), int(views)) for page, views in results[-2]),
+            key=lambda item: (-item[1], item[0]),
+        )
         requests = totals["requests"]
         return RealtimeFigures(
-            window_seconds=self.window, active_users=users, active_sessions=sessions, events=totals["events"],
-            page_views=totals["page_views"], conversions=totals["conversions"], top_pages=tuple(top),
+            window_seconds=self.window,
+            active_users=users,
+            active_sessions=sessions,
+            events=totals["events"],
+            page_views=totals["page_views"],
+            conversions=totals["conversions"],
+            top_pages=tuple(top),
             requests=requests,
             avg_response_ms=totals["request_us"] / 1000 / requests if requests else None,
             error_rate=totals["errors"] / requests if requests else None,
@@ -190,7 +209,9 @@ class RedisRealtime:
         def claim(client: redis.Redis) -> bool:
             if client.exists(*[self._key("c", b) for b in buckets]):
                 return False
-            return bool(client.set(f"{self._prefix}rt:seed-lock", b"1", nx=True, ex=SEED_LOCK_SECONDS))
+            return bool(
+                client.set(f"{self._prefix}rt:seed-lock", b"1", nx=True, ex=SEED_LOCK_SECONDS)
+            )
 
         return await self._connection.call(claim)
 
@@ -234,7 +255,9 @@ class RedisRealtime:
 
     # ------------------------------------------------------------------ pub/sub
 
-    async def listen(self, on_change: Callable[[], None], on_insights: Callable[[str], None]) -> None:
+    async def listen(
+        self, on_change: Callable[[], None], on_insights: Callable[[str], None]
+    ) -> None:
         """Until cancelled: hand each ``events`` message to ``on_change`` and each ``insights``
         fingerprint to ``on_insights``, in trio. A dedicated thread (its own connection) listens;
         a lost connection is retried by it every second. Raises nothing on Redis errors."""
@@ -261,7 +284,9 @@ class RedisRealtime:
                             if stop.is_set():
                                 return
                             if message is not None and message["type"] == "message":
-                                trio.from_thread.run_sync(deliver, message["channel"], message["data"], trio_token=token)
+                                trio.from_thread.run_sync(
+                                    deliver, message["channel"], message["data"], trio_token=token
+                                )
                     except (redis.RedisError, OSError) as exc:
                         self._connection.outage.failed(exc)  # logged once per outage, there
                         logger.debug("Redis pub/sub lost (%s); retrying in 1 s", exc)
@@ -272,6 +297,7 @@ class RedisRealtime:
                 client.close()
 
         async with trio.open_nursery() as nursery:
+
             async def stop_when_cancelled() -> None:
                 try:
                     await trio.sleep_forever()

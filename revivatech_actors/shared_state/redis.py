@@ -48,23 +48,33 @@ class RedisOutage:
             if self._since is not None:
                 return
             self._since = self._clock()
-        logger.warning("Redis unreachable (%s): realtime figures, live-feed updates from other instances, the "
-                       "funnel cache and rate limits are this instance's own until it is back", exc)
+        logger.warning(
+            "Redis unreachable (%s): realtime figures, live-feed updates from other instances, the "
+            "funnel cache and rate limits are this instance's own until it is back",
+            exc,
+        )
 
     def worked(self) -> None:
         with self._lock:
             if self._since is None:
                 return
             lasted, self._since = self._clock() - self._since, None
-        logger.info("Redis reachable again after %.1f s: realtime figures, live-feed updates, the funnel cache "
-                    "and rate limits are shared again", lasted)
+        logger.info(
+            "Redis reachable again after %.1f s: realtime figures, live-feed updates, the funnel cache "
+            "and rate limits are shared again",
+            lasted,
+        )
 
 
 class RedisConnection:
     """One Redis client used from trio. ``url`` is a ``redis://``, ``rediss://`` or ``unix://`` URL."""
 
-    def __init__(self, url: str, *, timeout: float = 1.0, outage: RedisOutage | None = None) -> None:
-        self._client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    def __init__(
+        self, url: str, *, timeout: float = 1.0, outage: RedisOutage | None = None
+    ) -> None:
+        self._client = redis.Redis.from_url(
+            url, socket_connect_timeout=timeout, socket_timeout=timeout
+        )
         self._limiter = trio.CapacityLimiter(1)
         self._timeout = timeout
         #: Reported to by every call and probe; users with connections of their own report to it too.
@@ -75,10 +85,14 @@ class RedisConnection:
         started = time.perf_counter()
         try:
             with trio.fail_after(self._timeout + 0.5):
-                await trio.to_thread.run_sync(self._client.ping, limiter=self._limiter, abandon_on_cancel=True)
+                await trio.to_thread.run_sync(
+                    self._client.ping, limiter=self._limiter, abandon_on_cancel=True
+                )
         except (redis.RedisError, OSError) as exc:
             self.outage.failed(exc)
-            return ProbeResult(ok=False, error=f"{type(exc).__name__}: {exc}", checked_at=time.time())
+            return ProbeResult(
+                ok=False, error=f"{type(exc).__name__}: {exc}", checked_at=time.time()
+            )
         except trio.TooSlowError:
             error = f"no answer within {self._timeout:g} s"
             self.outage.failed(TimeoutError(error))
@@ -92,7 +106,9 @@ class RedisConnection:
         each call costs a thread hop). Raises redis.RedisError / OSError; bounded by the timeout.
         The caller need not log such an error: :attr:`outage` does, once per outage."""
         try:
-            result = await trio.to_thread.run_sync(fn, self._client, limiter=self._limiter, abandon_on_cancel=True)
+            result = await trio.to_thread.run_sync(
+                fn, self._client, limiter=self._limiter, abandon_on_cancel=True
+            )
         except (redis.RedisError, OSError) as exc:
             self.outage.failed(exc)
             raise

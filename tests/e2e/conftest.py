@@ -29,13 +29,25 @@ def service_env(**settings: str) -> dict[str, str]:
 class ServeProcess:
     """A ``revivatech-actors serve`` subprocess on a free port, its output captured in a file."""
 
-    def __init__(self, cwd, *, env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, cwd, *, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+    ) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_path = cwd / f"serve-{self.port}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        command = [sys.executable, "-m", "revivatech_actors", "serve", "--port", str(self.port), *args]
-        self.process = subprocess.Popen(command, cwd=cwd, env=env or service_env(), stdout=self._log, stderr=subprocess.STDOUT)
+        command = [
+            sys.executable,
+            "-m",
+            "revivatech_actors",
+            "serve",
+            "--port",
+            str(self.port),
+            *args,
+        ]
+        self.process = subprocess.Popen(
+            command, cwd=cwd, env=env or service_env(), stdout=self._log, stderr=subprocess.STDOUT
+        )
 
     def output(self) -> str:
         return self.log_path.read_text()
@@ -44,7 +56,9 @@ class ServeProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                pytest.fail(f"serve exited with {self.process.returncode} before it was ready:\n{self.output()}")
+                pytest.fail(
+                    f"serve exited with {self.process.returncode} before it was ready:\n{self.output()}"
+                )
             try:
                 if httpx.get(self.base_url + "/readyz", timeout=1).status_code == 200:
                     return
@@ -77,7 +91,9 @@ def serve(tmp_path):
     """Start ``serve`` processes (killed at the end if still running): ``serve(env=..., args=...)``."""
     started: list[ServeProcess] = []
 
-    def start(*, env: dict[str, str] | None = None, args: tuple[str, ...] = (), ready: bool = True) -> ServeProcess:
+    def start(
+        *, env: dict[str, str] | None = None, args: tuple[str, ...] = (), ready: bool = True
+    ) -> ServeProcess:
         process = ServeProcess(tmp_path, env=env, args=args)
         started.append(process)
         if ready:
@@ -102,7 +118,11 @@ def run_cli(*args: str, cwd, **env: str) -> subprocess.CompletedProcess:
     """``revivatech-actors *args`` to its end, with ``env`` as its only REVIVATECH_* settings."""
     return subprocess.run(
         [sys.executable, "-m", "revivatech_actors", *args],
-        cwd=cwd, env=service_env(**env), capture_output=True, text=True, timeout=30,
+        cwd=cwd,
+        env=service_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
 
 

@@ -44,7 +44,9 @@ async def test_every_acknowledged_event_survives_sigkill_exactly_once(serve, pos
     )
     server = serve(env=env)
 
-    acknowledged: dict[str, dict] = {}  # event_id -> the event, for every id answered stored/duplicate
+    acknowledged: dict[
+        str, dict
+    ] = {}  # event_id -> the event, for every id answered stored/duplicate
     unanswered = 0  # events whose request was cut by the kill
     refused = 0  # events answered otherwise (there should be none)
     killing = trio.Event()
@@ -91,7 +93,9 @@ async def test_every_acknowledged_event_survives_sigkill_exactly_once(serve, pos
         assert server.process.wait(5) == -9
 
     assert refused == 0
-    assert len(acknowledged) > 100, f"too little load to mean anything: {len(acknowledged)} events acknowledged"
+    assert len(acknowledged) > 100, (
+        f"too little load to mean anything: {len(acknowledged)} events acknowledged"
+    )
 
     restarted = serve(env=env)  # same database; waits for /readyz
     restarted_at = time.monotonic()
@@ -102,8 +106,12 @@ async def test_every_acknowledged_event_survives_sigkill_exactly_once(serve, pos
         "SELECT count(*), count(DISTINCT event_id) FROM analytics_events WHERE event_id = ANY(%s::uuid[])",
         (ids,),
     )
-    assert (rows, distinct) == (len(ids), len(ids)), f"{len(ids) - distinct} acknowledged event(s) lost"
-    ((total,),) = await trio.to_thread.run_sync(query, postgres_url, "SELECT count(*) FROM analytics_events")
+    assert (rows, distinct) == (len(ids), len(ids)), (
+        f"{len(ids) - distinct} acknowledged event(s) lost"
+    )
+    ((total,),) = await trio.to_thread.run_sync(
+        query, postgres_url, "SELECT count(*) FROM analytics_events"
+    )
     # nothing beyond what was sent: at most the unanswered events were stored in addition
     assert len(ids) <= total <= len(ids) + unanswered
 
@@ -118,11 +126,15 @@ async def test_every_acknowledged_event_survives_sigkill_exactly_once(serve, pos
             body = answer.json()
             assert (body["accepted"], body["duplicates"], body["rejected"]) == (0, len(chunk), 0)
             assert {result["status"] for result in body["results"]} == {"duplicate"}
-            assert [result["eventId"] for result in body["results"]] == [e["event_id"] for e in chunk]
+            assert [result["eventId"] for result in body["results"]] == [
+                e["event_id"] for e in chunk
+            ]
         single = await client.post(EVENTS, json=events[0])
         assert single.status_code == 200 and single.json()["duplicate"] is True
 
-    ((after,),) = await trio.to_thread.run_sync(query, postgres_url, "SELECT count(*) FROM analytics_events")
+    ((after,),) = await trio.to_thread.run_sync(
+        query, postgres_url, "SELECT count(*) FROM analytics_events"
+    )
     assert after == total  # the re-posts stored nothing
     print(
         f"\ndurability: {len(ids)} acknowledged, {unanswered} cut by SIGKILL, {total} stored;"

@@ -112,15 +112,21 @@ def totals(url: str) -> tuple[int, int]:
 
 
 def stored_counts(url: str, fingerprints: list[str]) -> dict[str, int]:
-    rows = query(url, "SELECT user_fingerprint, count(*) FROM analytics_events WHERE user_fingerprint = ANY(%s)"
-                      " GROUP BY user_fingerprint", (fingerprints,))
+    rows = query(
+        url,
+        "SELECT user_fingerprint, count(*) FROM analytics_events WHERE user_fingerprint = ANY(%s)"
+        " GROUP BY user_fingerprint",
+        (fingerprints,),
+    )
     counts = dict.fromkeys(fingerprints, 0)
     counts.update({fp: int(n) for fp, n in rows})
     return counts
 
 
 def sample_visitors(url: str, rng: random.Random, size: int = SAMPLE) -> list[str]:
-    everyone = sorted(fp for (fp,) in query(url, "SELECT DISTINCT user_fingerprint FROM analytics_events"))
+    everyone = sorted(
+        fp for (fp,) in query(url, "SELECT DISTINCT user_fingerprint FROM analytics_events")
+    )
     return rng.sample(everyone, min(size, len(everyone)))
 
 
@@ -141,14 +147,19 @@ def recount_mismatches(url: str, fingerprints: list[str]) -> list[str]:
         if got is None:
             lines.append(f"{fp}: no profile row (recount: {dict(zip(FIELDS, want, strict=True))})")
             continue
-        diffs = [f"{field} {g} (recount {w})" for field, w, g in zip(FIELDS, want, got, strict=True)
-                 if not _same(field, w, g)]
+        diffs = [
+            f"{field} {g} (recount {w})"
+            for field, w, g in zip(FIELDS, want, got, strict=True)
+            if not _same(field, w, g)
+        ]
         if diffs:
             lines.append(f"{fp}: " + ", ".join(diffs))
     return lines
 
 
-async def wait_until_profiles_equal_events(url: str, sample: list[str], since: float, what: str) -> float:
+async def wait_until_profiles_equal_events(
+    url: str, sample: list[str], since: float, what: str
+) -> float:
     """Poll until the sum of the profiles' event counts equals the stored events and the sampled
     visitors' profiles equal their recount, at most ``CONVERGE_SECONDS`` after ``since``; returns
     the seconds it took, or fails saying what was counted over time and which visitors differ."""
@@ -189,7 +200,9 @@ NO_LIMITS = {"REVIVATECH_LIMITS_INGEST_RATE": "", "REVIVATECH_LIMITS_ADMIN_RATE"
 
 
 def single_env(postgres_url: str) -> dict[str, str]:
-    return service_env(REVIVATECH_STORAGE_URL=postgres_url, REVIVATECH_AUTH_ADMIN_TOKENS=ADMIN_TOKEN, **NO_LIMITS)
+    return service_env(
+        REVIVATECH_STORAGE_URL=postgres_url, REVIVATECH_AUTH_ADMIN_TOKENS=ADMIN_TOKEN, **NO_LIMITS
+    )
 
 
 async def post(client: Client, path: str, body: dict) -> tuple[int, dict] | None:
@@ -252,7 +265,9 @@ async def flood_then_sigkill(server, mode: str, kill_after: float, seed: int) ->
 
 @pytest.mark.parametrize("kill", [1, 2])
 @pytest.mark.parametrize("mode", ["batch", "single"])
-async def test_profiles_equal_stored_events_after_sigkill_in_a_flood(serve, postgres_url, mode, kill):
+async def test_profiles_equal_stored_events_after_sigkill_in_a_flood(
+    serve, postgres_url, mode, kill
+):
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
     kill_after = rng.uniform(*KILL_WINDOW)
@@ -266,14 +281,18 @@ async def test_profiles_equal_stored_events_after_sigkill_in_a_flood(serve, post
     serve(env=env)  # the same database; waits for /readyz
     ready_at = time.monotonic()
     sample = await trio.to_thread.run_sync(sample_visitors, postgres_url, rng)
-    what = (f"{mode} flood (seed {seed}) SIGKILLed {kill_after:.2f} s in, {acked} events acknowledged"
-            f" ({tally}), restart ready in {ready_at - restarted_at:.2f} s")
+    what = (
+        f"{mode} flood (seed {seed}) SIGKILLed {kill_after:.2f} s in, {acked} events acknowledged"
+        f" ({tally}), restart ready in {ready_at - restarted_at:.2f} s"
+    )
     took = await wait_until_profiles_equal_events(postgres_url, sample, ready_at, what)
     stored, _ = await trio.to_thread.run_sync(totals, postgres_url)
     print(f"\n{what}: {stored} stored; profiles exact {took:.2f} s after ready")
 
 
-async def test_profiles_equal_stored_events_after_sigkill_right_after_the_last_ack(serve, postgres_url):
+async def test_profiles_equal_stored_events_after_sigkill_right_after_the_last_ack(
+    serve, postgres_url
+):
     env = single_env(postgres_url)
     server = serve(env=env)
     visitors = new_visitors(20)
@@ -286,15 +305,21 @@ async def test_profiles_equal_stored_events_after_sigkill_right_after_the_last_a
     server.process.kill()  # right after the last ack
     assert server.process.wait(5) == -9
 
-    ((stored,),) = await trio.to_thread.run_sync(query, postgres_url, "SELECT count(*) FROM analytics_events")
+    ((stored,),) = await trio.to_thread.run_sync(
+        query, postgres_url, "SELECT count(*) FROM analytics_events"
+    )
     assert stored == 200, "every acknowledged event is stored (test_durability.py)"
     restarted_at = time.monotonic()
     serve(env=env)
     ready_at = time.monotonic()
-    what = (f"200 single events to 20 visitors, SIGKILL right after the last ack, restart ready in"
-            f" {ready_at - restarted_at:.2f} s")
+    what = (
+        f"200 single events to 20 visitors, SIGKILL right after the last ack, restart ready in"
+        f" {ready_at - restarted_at:.2f} s"
+    )
     took = await wait_until_profiles_equal_events(postgres_url, visitors, ready_at, what)
-    print(f"\nno load: restart ready in {ready_at - restarted_at:.2f} s, profiles exact {took:.2f} s later")
+    print(
+        f"\nno load: restart ready in {ready_at - restarted_at:.2f} s, profiles exact {took:.2f} s later"
+    )
 
 
 UNSCORED_SQL = "SELECT count(*) FROM user_behavior_profiles WHERE version > scored_version"
@@ -325,7 +350,9 @@ def unscored(url: str) -> int:
     return int(count)
 
 
-async def test_profiles_written_but_not_scored_before_a_sigkill_are_scored_after_the_restart(serve, postgres_url):
+async def test_profiles_written_but_not_scored_before_a_sigkill_are_scored_after_the_restart(
+    serve, postgres_url
+):
     """Recorded scores follow the profiles across a crash: profiles written just before a SIGKILL,
     whose scores the scorer had not recorded yet, are scored by the restarted instance (and
     not an hour later by the idle rescoring)."""
@@ -333,31 +360,49 @@ async def test_profiles_written_but_not_scored_before_a_sigkill_are_scored_after
     env = single_env(postgres_url)
     first = serve(env={**env, "REVIVATECH_SCORING_MAX_SHARE": "1"})
     await post_one_event_each(first, visitors)
-    await wait_for(lambda: totals(postgres_url) == (SCORE_VISITORS, SCORE_VISITORS) and unscored(postgres_url) == 0,
-                   CONVERGE_SECONDS, "every visitor's first event profiled and scored")
+    await wait_for(
+        lambda: (
+            totals(postgres_url) == (SCORE_VISITORS, SCORE_VISITORS) and unscored(postgres_url) == 0
+        ),
+        CONVERGE_SECONDS,
+        "every visitor's first event profiled and scored",
+    )
     first.signal()
     assert first.wait_exit() == 0
 
     # a scorer far slower than the profile writes: most profiles are written, not yet scored
     slow = serve(env={**env, "REVIVATECH_SCORING_MAX_SHARE": "0.001"})
     await post_one_event_each(slow, visitors)
-    await wait_for(lambda: totals(postgres_url) == (2 * SCORE_VISITORS, 2 * SCORE_VISITORS), CONVERGE_SECONDS,
-                   "every visitor's second event profiled")
+    await wait_for(
+        lambda: totals(postgres_url) == (2 * SCORE_VISITORS, 2 * SCORE_VISITORS),
+        CONVERGE_SECONDS,
+        "every visitor's second event profiled",
+    )
     slow.process.kill()
     assert slow.process.wait(5) == -9
     left = await trio.to_thread.run_sync(unscored, postgres_url)
-    assert left >= SCORE_VISITORS // 2, f"the slow scorer scored {SCORE_VISITORS - left}: nothing left to prove"
+    assert left >= SCORE_VISITORS // 2, (
+        f"the slow scorer scored {SCORE_VISITORS - left}: nothing left to prove"
+    )
 
     restarted_at = time.monotonic()
     serve(env=env)
     ready_in = time.monotonic() - restarted_at
-    took = await wait_for(lambda: unscored(postgres_url) == 0, CONVERGE_SECONDS,
-                          f"{left} profiles written but not scored at the SIGKILL, scored after the restart")
+    took = await wait_for(
+        lambda: unscored(postgres_url) == 0,
+        CONVERGE_SECONDS,
+        f"{left} profiles written but not scored at the SIGKILL, scored after the restart",
+    )
     rows = await trio.to_thread.run_sync(
-        query, postgres_url, "SELECT count(*) FROM user_behavior_profiles WHERE version = 2 AND scored_version = 2"
-                             " AND total_events = 2 AND scored_at IS NOT NULL")
+        query,
+        postgres_url,
+        "SELECT count(*) FROM user_behavior_profiles WHERE version = 2 AND scored_version = 2"
+        " AND total_events = 2 AND scored_at IS NOT NULL",
+    )
     assert rows == [(SCORE_VISITORS,)]
-    print(f"\n{left} profiles unscored at the SIGKILL; restart ready in {ready_in:.2f} s, all scored {took:.2f} s later")
+    print(
+        f"\n{left} profiles unscored at the SIGKILL; restart ready in {ready_in:.2f} s, all scored {took:.2f} s later"
+    )
 
 
 # ---------------------------------------------------------------------------- several instances
@@ -366,9 +411,14 @@ async def test_profiles_written_but_not_scored_before_a_sigkill_are_scored_after
 def instance_env(postgres_url: str, redis_url: str, prefix: str) -> dict[str, str]:
     """As test_two_instances_e2e.py starts its instances."""
     return service_env(
-        REVIVATECH_STORAGE_URL=postgres_url, REVIVATECH_REDIS_URL=redis_url, REVIVATECH_REDIS_KEY_PREFIX=prefix,
-        REVIVATECH_AUTH_ADMIN_TOKENS=ADMIN_TOKEN, REVIVATECH_BROADCAST_MIN_INTERVAL="0.1",
-        REVIVATECH_PROFILES_FLUSH_INTERVAL="0.2", **NO_LIMITS)
+        REVIVATECH_STORAGE_URL=postgres_url,
+        REVIVATECH_REDIS_URL=redis_url,
+        REVIVATECH_REDIS_KEY_PREFIX=prefix,
+        REVIVATECH_AUTH_ADMIN_TOKENS=ADMIN_TOKEN,
+        REVIVATECH_BROADCAST_MIN_INTERVAL="0.1",
+        REVIVATECH_PROFILES_FLUSH_INTERVAL="0.2",
+        **NO_LIMITS,
+    )
 
 
 def start_instances(serve, count: int, env: dict[str, str]) -> dict[str, object]:
@@ -391,7 +441,8 @@ async def read_total_events(http: httpx.AsyncClient, server, fp: str) -> int | s
 
 @pytest.mark.parametrize("instances", [2, 3])
 async def test_every_instance_reads_a_visitors_count_within_a_second_of_the_ack(
-        serve, postgres_url, redis_url, redis_prefix, instances):
+    serve, postgres_url, redis_url, redis_prefix, instances
+):
     servers = start_instances(serve, instances, instance_env(postgres_url, redis_url, redis_prefix))
     names = list(servers)
     visitors = new_visitors(INSTANCE_VISITORS)
@@ -412,8 +463,12 @@ async def test_every_instance_reads_a_visitors_count_within_a_second_of_the_ack(
                 for name, server in servers.items():
                     while (got := await read_total_events(http, server, fp)) != acked[fp]:
                         if time.monotonic() - acked_at > ACK_VISIBLE_SECONDS:
-                            readings = {n: await read_total_events(http, s, fp) for n, s in servers.items()}
-                            (stored,) = (await trio.to_thread.run_sync(stored_counts, postgres_url, [fp])).values()
+                            readings = {
+                                n: await read_total_events(http, s, fp) for n, s in servers.items()
+                            }
+                            (stored,) = (
+                                await trio.to_thread.run_sync(stored_counts, postgres_url, [fp])
+                            ).values()
                             pytest.fail(
                                 f"{instances} instances: visitor {fp}'s event #{acked[fp]} was acknowledged by"
                                 f" instance {target}; {ACK_VISIBLE_SECONDS:g} s later instance {name} reads"
@@ -426,13 +481,16 @@ async def test_every_instance_reads_a_visitors_count_within_a_second_of_the_ack(
                     waited = time.monotonic() - acked_at
                     if waited > slowest[0]:
                         slowest = (waited, name, fp)
-    print(f"\n{instances} instances, {sum(acked.values())} events: slowest read {slowest[0] * 1000:.0f} ms"
-          f" (instance {slowest[1]})")
+    print(
+        f"\n{instances} instances, {sum(acked.values())} events: slowest read {slowest[0] * 1000:.0f} ms"
+        f" (instance {slowest[1]})"
+    )
 
 
 @pytest.mark.parametrize("instances", [2, 3])
 async def test_live_instances_read_every_visitors_stored_count_after_one_is_killed(
-        serve, postgres_url, redis_url, redis_prefix, instances):
+    serve, postgres_url, redis_url, redis_prefix, instances
+):
     servers = start_instances(serve, instances, instance_env(postgres_url, redis_url, redis_prefix))
     rng = random.Random()
     victim = rng.choice(list(servers))
@@ -471,7 +529,9 @@ async def test_live_instances_read_every_visitors_stored_count_after_one_is_kill
             stop.set()
         last_post = time.monotonic()
         assert servers[victim].process.wait(5) == -9
-        assert sum(n for key, n in tally.items() if key.startswith("200")) > 100, f"too little load: {tally}"
+        assert sum(n for key, n in tally.items() if key.startswith("200")) > 100, (
+            f"too little load: {tally}"
+        )
 
         deadline = killed_at + TAKEOVER_SECONDS
         while True:
@@ -484,15 +544,19 @@ async def test_live_instances_read_every_visitors_stored_count_after_one_is_kill
                         wrong[(name, fp)] = got
             now = time.monotonic()
             if not wrong:
-                print(f"\n{instances} instances, {victim} killed {kill_after:.2f} s in ({dict(tally)}):"
-                      f" live instances exact {now - killed_at:.2f} s after the kill,"
-                      f" {now - last_post:.2f} s after the last post")
+                print(
+                    f"\n{instances} instances, {victim} killed {kill_after:.2f} s in ({dict(tally)}):"
+                    f" live instances exact {now - killed_at:.2f} s after the kill,"
+                    f" {now - last_post:.2f} s after the last post"
+                )
                 return
             if now >= deadline:
                 break
             await trio.sleep(POLL_SECONDS)
-    lines = "\n    ".join(f"instance {name} reads {fp}: {got} (stored {stored[fp]})"
-                          for (name, fp), got in sorted(wrong.items())[:12])
+    lines = "\n    ".join(
+        f"instance {name} reads {fp}: {got} (stored {stored[fp]})"
+        for (name, fp), got in sorted(wrong.items())[:12]
+    )
     pytest.fail(
         f"{instances} instances, {victim} SIGKILLed {kill_after:.2f} s into the load and posts kept going to"
         f" {live} for {post_after_kill:g} s: {TAKEOVER_SECONDS:g} s after the kill {len(wrong)} of"

@@ -21,7 +21,6 @@ CROWD = 150
 MAX_CONNECTIONS = CROWD + 2  # the crowd, the keep-alive client and the slow body
 
 
-
 async def trickle(stream: trio.SocketStream, data: bytes, interval: float) -> None:
     for byte in data:
         try:
@@ -32,14 +31,17 @@ async def trickle(stream: trio.SocketStream, data: bytes, interval: float) -> No
 
 
 async def test_slow_clients_are_cut_and_the_connection_cap_spares_established_clients(serve):
-    server = serve(env=service_env(
-        REVIVATECH_AUTH_ADMIN_TOKENS=ADMIN_TOKEN,
-        REVIVATECH_WEB_HEADER_TIMEOUT="2",
-        REVIVATECH_WEB_BODY_TIMEOUT="2",
-        REVIVATECH_WEB_MAX_CONNECTIONS=str(MAX_CONNECTIONS),
-    ))
-    async with httpx.AsyncClient(base_url=server.base_url, timeout=5,
-                                 limits=httpx.Limits(max_connections=1)) as client:
+    server = serve(
+        env=service_env(
+            REVIVATECH_AUTH_ADMIN_TOKENS=ADMIN_TOKEN,
+            REVIVATECH_WEB_HEADER_TIMEOUT="2",
+            REVIVATECH_WEB_BODY_TIMEOUT="2",
+            REVIVATECH_WEB_MAX_CONNECTIONS=str(MAX_CONNECTIONS),
+        )
+    )
+    async with httpx.AsyncClient(
+        base_url=server.base_url, timeout=5, limits=httpx.Limits(max_connections=1)
+    ) as client:
         assert (await client.get("/healthz")).status_code == 200  # its connection stays open
 
         outcomes: list[tuple[bytes, bool, float]] = []
@@ -63,12 +65,18 @@ async def test_slow_clients_are_cut_and_the_connection_cap_spares_established_cl
                 outcomes.append((received, closed, trio.current_time() - opened))
                 nursery.cancel_scope.cancel()
 
-        event = json.dumps({"user_fingerprint": "v", "session_id": "s", "event_type": "page_view"}).encode()
-        post = (b"POST /api/analytics/events HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
-                b"Content-Length: %d\r\n\r\n" % len(event)) + event
+        event = json.dumps(
+            {"user_fingerprint": "v", "session_id": "s", "event_type": "page_view"}
+        ).encode()
+        post = (
+            b"POST /api/analytics/events HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(event)
+        ) + event
         async with trio.open_nursery() as nursery:
             for _ in range(CROWD):
-                nursery.start_soon(slow_client, b"GET /api/analytics/health HTTP/1.1\r\nHost: t\r\n\r\n", False)
+                nursery.start_soon(
+                    slow_client, b"GET /api/analytics/health HTTP/1.1\r\nHost: t\r\n\r\n", False
+                )
             nursery.start_soon(slow_client, post, True)
             with trio.fail_after(5):
                 await crowd_open.wait()

@@ -65,7 +65,10 @@ def test_insights_reflect_an_event_at_once_and_predictions_follow(serve, storage
     server = start(serve, storage_url)
     fp = new_fingerprint()
     with httpx.Client(base_url=server.base_url, timeout=5) as client:
-        posted = client.post(EVENTS, json={"user_fingerprint": fp, "session_id": "s-1", "event_type": "booking_started"})
+        posted = client.post(
+            EVENTS,
+            json={"user_fingerprint": fp, "session_id": "s-1", "event_type": "booking_started"},
+        )
         assert posted.status_code == 200, posted.text
         assert posted.json()["success"] is True
 
@@ -78,10 +81,23 @@ def test_insights_reflect_an_event_at_once_and_predictions_follow(serve, storage
 
         profile = data["profile"]
         assert profile["fingerprint"] == fp
-        counts = {key: profile[key] for key in ("totalEvents", "totalSessions", "bookingsStarted",
-                                                "totalPageViews", "totalBookings")}
-        assert counts == {"totalEvents": 1, "totalSessions": 1, "bookingsStarted": 1,
-                          "totalPageViews": 0, "totalBookings": 0}
+        counts = {
+            key: profile[key]
+            for key in (
+                "totalEvents",
+                "totalSessions",
+                "bookingsStarted",
+                "totalPageViews",
+                "totalBookings",
+            )
+        }
+        assert counts == {
+            "totalEvents": 1,
+            "totalSessions": 1,
+            "bookingsStarted": 1,
+            "totalPageViews": 0,
+            "totalBookings": 0,
+        }
         for key, value in counts.items():
             assert type(value) is int, (key, value)
         assert profile["eventCounts"] == {"booking_started": 1}
@@ -95,8 +111,12 @@ def test_insights_reflect_an_event_at_once_and_predictions_follow(serve, storage
         assert 0 <= scores["conversionProbability"] <= 1
         # the original's fields, from the live profile and its one session
         assert (profile["sessionId"], profile["customerId"]) == ("s-1", None)
-        assert data["behavior"] == {"avgSessionDuration": 0.0, "pagesPerSession": 0.0, "bounceRate": None,
-                                    "preferredDevice": None}
+        assert data["behavior"] == {
+            "avgSessionDuration": 0.0,
+            "pagesPerSession": 0.0,
+            "bounceRate": None,
+            "preferredDevice": None,
+        }
         assert data["journey"]["currentStage"] == "decision"
         assert [s["journey_stage"] for s in data["journey"]["stages"]] == ["decision"]
         assert isinstance(data["predictions"], list)
@@ -127,8 +147,13 @@ def test_insights_errors_unknown_visitor_no_token_bad_history(serve, storage_url
     server = start(serve, storage_url)
     fp = new_fingerprint()
     with httpx.Client(base_url=server.base_url, timeout=5) as client:
-        assert client.post(EVENTS, json={"user_fingerprint": fp, "session_id": "s-1",
-                                         "event_type": "page_view"}).status_code == 200
+        assert (
+            client.post(
+                EVENTS,
+                json={"user_fingerprint": fp, "session_id": "s-1", "event_type": "page_view"},
+            ).status_code
+            == 200
+        )
 
         unknown = client.get(f"/api/analytics/insights/{new_fingerprint()}", headers=AUTH)
         assert unknown.status_code == 404, unknown.text
@@ -139,11 +164,15 @@ def test_insights_errors_unknown_visitor_no_token_bad_history(serve, storage_url
         no_token = client.get(f"/api/analytics/insights/{fp}")
         assert no_token.status_code == 401, no_token.text
         assert no_token.json()["success"] is False and no_token.json()["error"] == "unauthorized"
-        wrong_token = client.get(f"/api/analytics/insights/{fp}", headers={"Authorization": "Bearer not-the-token"})
+        wrong_token = client.get(
+            f"/api/analytics/insights/{fp}", headers={"Authorization": "Bearer not-the-token"}
+        )
         assert wrong_token.status_code == 401
 
         for bad in ("0", "101", "abc", "-1"):
-            answer = client.get(f"/api/analytics/insights/{fp}", params={"history": bad}, headers=AUTH)
+            answer = client.get(
+                f"/api/analytics/insights/{fp}", params={"history": bad}, headers=AUTH
+            )
             assert answer.status_code == 400, (bad, answer.text)
             body = answer.json()
             assert body["success"] is False and body["error"] == "invalid_parameter"
@@ -181,21 +210,39 @@ class Visit:
         fp, s1, s2, t = self.fp, self.s1, self.s2, self.t
 
         def event(session: str, event_type: str, at: str, **more) -> dict:
-            return {"event_id": str(uuid.uuid4()), "user_fingerprint": fp, "session_id": session,
-                    "event_type": event_type, "timestamp": at, **more}
+            return {
+                "event_id": str(uuid.uuid4()),
+                "user_fingerprint": fp,
+                "session_id": session,
+                "event_type": event_type,
+                "timestamp": at,
+                **more,
+            }
 
         # deliberately out of time order
         return [
             event(s2, "page_view", t["return"], page_url=f"{SITE}/", referrer=REFERRER),
-            event(s1, "booking_completed", t["completed"], page_url=f"{SITE}/booking/done", value=149.0),
+            event(
+                s1,
+                "booking_completed",
+                t["completed"],
+                page_url=f"{SITE}/booking/done",
+                value=149.0,
+            ),
             event(s1, "page_view", t["landing"], page_url=self.landing_page),
             event(s1, "booking_started", t["started"], page_url=f"{SITE}/booking"),
             event(s1, "service_viewed", t["service"], page_url=f"{SITE}/services/screen-repair"),
         ]
 
     def step(self) -> dict:
-        return {"user_fingerprint": self.fp, "session_id": self.s1, "step": "quote_form_opened",
-                "stage": "decision", "timestamp": self.t["quote"], "page_url": f"{SITE}/quote"}
+        return {
+            "user_fingerprint": self.fp,
+            "session_id": self.s1,
+            "step": "quote_form_opened",
+            "stage": "decision",
+            "timestamp": self.t["quote"],
+            "page_url": f"{SITE}/quote",
+        }
 
     def expected_session_1(self) -> list[tuple]:
         t = self.t
@@ -252,28 +299,54 @@ def test_journey_orders_sessions_and_touchpoints_and_tracks_stage_and_sources(se
         assert [s["startedAt"] for s in sessions] == [visit.t["landing"], visit.t["return"]]
         assert [s["lastActivityAt"] for s in sessions] == [visit.t["completed"], visit.t["return"]]
         assert [(s["firstTouch"], s["lastTouch"]) for s in sessions] == [
-            ("newsletter", "newsletter"), (REFERRER_HOST, REFERRER_HOST)]
+            ("newsletter", "newsletter"),
+            (REFERRER_HOST, REFERRER_HOST),
+        ]
         for session in sessions:
             ats = [p["at"] for p in session["touchpoints"]]
             assert all(isinstance(at, str) and at.endswith("Z") for at in ats), ats
             assert ats == sorted(ats)
-        first, second = ([(p["type"], p["page"], p["at"]) for p in s["touchpoints"]] for s in sessions)
+        first, second = (
+            [(p["type"], p["page"], p["at"]) for p in s["touchpoints"]] for s in sessions
+        )
         assert first == visit.expected_session_1()
         assert second == visit.expected_session_2()
         steps = [p for p in sessions[0]["touchpoints"] if p.get("step")]
-        seconds = (datetime.fromisoformat(visit.t["started"]) - datetime.fromisoformat(visit.t["quote"])).total_seconds()
-        assert steps == [{"type": "quote_form_opened", "page": f"{SITE}/quote", "at": visit.t["quote"], "step": True,
-                          "stage": "decision", "timeSpentSeconds": seconds}]  # until the next touchpoint
-        assert all("step" not in p for s in sessions for p in s["touchpoints"] if p["type"] != "quote_form_opened")
+        seconds = (
+            datetime.fromisoformat(visit.t["started"]) - datetime.fromisoformat(visit.t["quote"])
+        ).total_seconds()
+        assert steps == [
+            {
+                "type": "quote_form_opened",
+                "page": f"{SITE}/quote",
+                "at": visit.t["quote"],
+                "step": True,
+                "stage": "decision",
+                "timeSpentSeconds": seconds,
+            }
+        ]  # until the next touchpoint
+        assert all(
+            "step" not in p
+            for s in sessions
+            for p in s["touchpoints"]
+            if p["type"] != "quote_form_opened"
+        )
 
         # The same answer once every profile write has run (the step merged into a stored row).
         time.sleep(0.5)
         later = client.get(f"/api/analytics/journey/{visit.fp}", headers=AUTH)
         assert later.status_code == 200 and later.json()["data"] == data
 
-        insights = client.get(f"/api/analytics/insights/{visit.fp}", headers=AUTH).json()["data"]["profile"]
-        assert (insights["totalEvents"], insights["totalSessions"], insights["totalPageViews"],
-                insights["bookingsStarted"], insights["totalBookings"]) == (6, 2, 2, 1, 1)
+        insights = client.get(f"/api/analytics/insights/{visit.fp}", headers=AUTH).json()["data"][
+            "profile"
+        ]
+        assert (
+            insights["totalEvents"],
+            insights["totalSessions"],
+            insights["totalPageViews"],
+            insights["bookingsStarted"],
+            insights["totalBookings"],
+        ) == (6, 2, 2, 1, 1)
         assert insights["totalValue"] == 149.0
         assert insights["eventCounts"]["journey_step"] == 1
     stop(server)
@@ -284,7 +357,9 @@ def test_journey_errors_unknown_visitor_and_bad_steps(serve, storage_url):
     visit = Visit()
     with httpx.Client(base_url=server.base_url, timeout=5) as client:
         unknown = client.get(f"/api/analytics/journey/{visit.fp}", headers=AUTH)
-        assert unknown.status_code == 200, unknown.text  # an empty journey, as the original answered
+        assert unknown.status_code == 200, (
+            unknown.text
+        )  # an empty journey, as the original answered
         assert unknown.json()["data"]["journey"] == [] and unknown.json()["data"]["sessions"] == []
         assert client.get(f"/api/analytics/journey/{visit.fp}").status_code == 401
 
@@ -322,7 +397,9 @@ def test_profile_and_journeys_are_in_the_database_after_sigterm(serve, storage_u
     stop(server)
     output = server.output()
     assert "root/profiles stopped in" in output and "stopped cleanly" in output, output
-    assert "were written" not in output, output  # no "stopped before N visitor profile(s) were written"
+    assert "were written" not in output, (
+        output
+    )  # no "stopped before N visitor profile(s) were written"
 
     profiles = query(
         storage_url,
@@ -353,6 +430,9 @@ def test_profile_and_journeys_are_in_the_database_after_sigterm(serve, storage_u
 
     assert points(rows[0][4]) == visit.expected_session_1()
     assert points(rows[1][4]) == visit.expected_session_2()
-    step_flags = [p.get("step") for p in (json.loads(rows[0][4]) if isinstance(rows[0][4], str) else rows[0][4])
-                  if p["type"] == "quote_form_opened"]
+    step_flags = [
+        p.get("step")
+        for p in (json.loads(rows[0][4]) if isinstance(rows[0][4], str) else rows[0][4])
+        if p["type"] == "quote_form_opened"
+    ]
     assert step_flags == [True]

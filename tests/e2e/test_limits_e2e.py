@@ -23,8 +23,13 @@ def sha(text: str) -> str:
 
 
 def shared_env(postgres_url: str, redis_url: str, prefix: str, **settings: str) -> dict[str, str]:
-    return service_env(REVIVATECH_STORAGE_URL=postgres_url, REVIVATECH_REDIS_URL=redis_url,
-                       REVIVATECH_REDIS_KEY_PREFIX=prefix, REVIVATECH_LIMITS_INGEST_RATE=f"{RATE}/1h", **settings)
+    return service_env(
+        REVIVATECH_STORAGE_URL=postgres_url,
+        REVIVATECH_REDIS_URL=redis_url,
+        REVIVATECH_REDIS_KEY_PREFIX=prefix,
+        REVIVATECH_LIMITS_INGEST_RATE=f"{RATE}/1h",
+        **settings,
+    )
 
 
 def post_events(urls: list[str], count: int, **headers: str) -> list[int]:
@@ -33,8 +38,14 @@ def post_events(urls: list[str], count: int, **headers: str) -> list[int]:
     # no keep-alive: the kernel picks a worker per connection
     with httpx.Client(timeout=5, limits=httpx.Limits(max_keepalive_connections=0)) as client:
         for n in range(count):
-            body = {"user_fingerprint": f"fp-{n}", "session_id": f"s-{n}", "event_type": "page_view"}
-            statuses.append(client.post(urls[n % len(urls)] + EVENTS, json=body, headers=headers).status_code)
+            body = {
+                "user_fingerprint": f"fp-{n}",
+                "session_id": f"s-{n}",
+                "event_type": "page_view",
+            }
+            statuses.append(
+                client.post(urls[n % len(urls)] + EVENTS, json=body, headers=headers).status_code
+            )
     return statuses
 
 
@@ -54,28 +65,46 @@ def test_a_badly_written_rate_stops_serve_with_exit_code_2(tmp_path, rate):
     assert "N/<int>(s|m|h)" in result.stderr or "count of a rate" in result.stderr
 
 
-def test_two_instances_on_one_redis_enforce_one_rate_per_client(serve, postgres_url, redis_url, redis_prefix):
-    env = shared_env(postgres_url, redis_url, redis_prefix, REVIVATECH_AUTH_ADMIN_TOKENS=sha(ADMIN_TOKEN),
-                     REVIVATECH_LIMITS_ADMIN_RATE="4/1m")
+def test_two_instances_on_one_redis_enforce_one_rate_per_client(
+    serve, postgres_url, redis_url, redis_prefix
+):
+    env = shared_env(
+        postgres_url,
+        redis_url,
+        redis_prefix,
+        REVIVATECH_AUTH_ADMIN_TOKENS=sha(ADMIN_TOKEN),
+        REVIVATECH_LIMITS_ADMIN_RATE="4/1m",
+    )
     a, b = serve(env=env), serve(env=env)
     assert_combined_rate(post_events([a.base_url, b.base_url], 2 * RATE), 2)
 
     # the admin rate is one credential's across the instances too; the hashed token is accepted
     auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    statuses = [httpx.get(server.base_url + "/api/analytics/realtime", headers=auth, timeout=5).status_code
-                for server in (a, b, a, b, a, b, a, b)]
+    statuses = [
+        httpx.get(server.base_url + "/api/analytics/realtime", headers=auth, timeout=5).status_code
+        for server in (a, b, a, b, a, b, a, b)
+    ]
     assert statuses == [200] * 4 + [429] * 4, statuses  # a chunk of 1 token: exact
 
 
-def test_workers_on_one_redis_enforce_one_rate_per_client(serve, postgres_url, redis_url, redis_prefix):
+def test_workers_on_one_redis_enforce_one_rate_per_client(
+    serve, postgres_url, redis_url, redis_prefix
+):
     server = serve(env=shared_env(postgres_url, redis_url, redis_prefix), args=("--workers", "2"))
     assert_combined_rate(post_events([server.base_url], 2 * RATE), 2)
 
 
 def test_write_keys_configured_as_hashes_open_ingest_to_their_holders_only(serve, sqlite_url):
-    server = serve(env=service_env(REVIVATECH_STORAGE_URL=sqlite_url, REVIVATECH_AUTH_WRITE_KEYS=sha(WRITE_KEY)))
+    server = serve(
+        env=service_env(
+            REVIVATECH_STORAGE_URL=sqlite_url, REVIVATECH_AUTH_WRITE_KEYS=sha(WRITE_KEY)
+        )
+    )
     assert post_events([server.base_url], 2, **{"X-Write-Key": WRITE_KEY}) == [200, 200]
-    refused = httpx.post(server.base_url + EVENTS, json={"user_fingerprint": "f", "session_id": "s",
-                                                         "event_type": "page_view"}, timeout=5)
+    refused = httpx.post(
+        server.base_url + EVENTS,
+        json={"user_fingerprint": "f", "session_id": "s", "event_type": "page_view"},
+        timeout=5,
+    )
     assert refused.status_code == 401 and refused.json()["error"] == "missing_write_key"
     assert post_events([server.base_url], 1, **{"X-Write-Key": sha(WRITE_KEY)}) == [401]

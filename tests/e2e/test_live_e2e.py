@@ -26,8 +26,11 @@ pytestmark = pytest.mark.e2e
 
 
 def start(serve, **settings: str):
-    defaults = {"REVIVATECH_AUTH_ADMIN_TOKENS": ADMIN_TOKEN, "REVIVATECH_PROFILES_FLUSH_INTERVAL": "0.2",
-                "REVIVATECH_BROADCAST_MIN_INTERVAL": "0.1"}
+    defaults = {
+        "REVIVATECH_AUTH_ADMIN_TOKENS": ADMIN_TOKEN,
+        "REVIVATECH_PROFILES_FLUSH_INTERVAL": "0.2",
+        "REVIVATECH_BROADCAST_MIN_INTERVAL": "0.1",
+    }
     return serve(env=service_env(**{**defaults, **settings}))
 
 
@@ -40,7 +43,15 @@ async def post(server, *events: dict) -> None:
 async def test_the_protocol(serve):
     server = start(serve)
     fp = f"fp-{uuid.uuid4().hex[:12]}"
-    await post(server, {"user_fingerprint": fp, "session_id": "s1", "event_type": "page_view", "page_url": "https://x.example/"})
+    await post(
+        server,
+        {
+            "user_fingerprint": fp,
+            "session_id": "s1",
+            "event_type": "page_view",
+            "page_url": "https://x.example/",
+        },
+    )
     async with open_websocket_url(ws_url(server)) as ws:
         hello = json.loads(await ws.get_message())
         assert hello["type"] == "connection_established" and hello["clientId"]
@@ -48,17 +59,26 @@ async def test_the_protocol(serve):
         await ws.send_message(json.dumps({"type": "subscribe_realtime"}))
         first = await next_of(ws, "realtime_metrics", timeout=2)
         assert first["data"]["overview"]["total_events"] == 1
-        assert {"active_users", "active_sessions", "page_views", "conversions"} <= first["data"]["overview"].keys()
+        assert {"active_users", "active_sessions", "page_views", "conversions"} <= first["data"][
+            "overview"
+        ].keys()
 
-        await post(server, {"user_fingerprint": fp, "session_id": "s1", "event_type": "booking_started"})
+        await post(
+            server, {"user_fingerprint": fp, "session_id": "s1", "event_type": "booking_started"}
+        )
         with trio.fail_after(3):
             while (await next_of(ws, "realtime_metrics"))["data"]["overview"]["total_events"] != 2:
                 pass
 
         await ws.send_message(json.dumps({"type": "ping"}))
         assert await next_of(ws, "pong", timeout=2) == {"type": "pong"}
-        for bad in ["not json", json.dumps([1]), json.dumps({"type": "dance"}),
-                    json.dumps({"type": "subscribe_user_insights"}), json.dumps({"type": "unsubscribe", "channel": "x"})]:
+        for bad in [
+            "not json",
+            json.dumps([1]),
+            json.dumps({"type": "dance"}),
+            json.dumps({"type": "subscribe_user_insights"}),
+            json.dumps({"type": "unsubscribe", "channel": "x"}),
+        ]:
             await ws.send_message(bad)
             error = await next_of(ws, "error", timeout=2)
             assert error["error"] and error["message"]
@@ -69,16 +89,32 @@ async def test_the_protocol(serve):
         insights = await next_of(ws, "user_insights", timeout=3)
         assert insights["fingerprint"] == insights["data"]["profile"]["fingerprint"] == fp
         assert insights["data"]["profile"]["totalEvents"] == 2
-        assert set(insights["data"]["scores"]) == {"engagement", "lead", "churnRisk", "priceSensitivity", "conversionProbability"}
+        assert set(insights["data"]["scores"]) == {
+            "engagement",
+            "lead",
+            "churnRisk",
+            "priceSensitivity",
+            "conversionProbability",
+        }
 
         # a booking moves the scores: the scorer records them, and the follower hears of it
-        await post(server, {"user_fingerprint": fp, "session_id": "s1", "event_type": "booking_completed", "value": 120})
+        await post(
+            server,
+            {
+                "user_fingerprint": fp,
+                "session_id": "s1",
+                "event_type": "booking_completed",
+                "value": 120,
+            },
+        )
         with trio.fail_after(10):
             while (await next_of(ws, "user_insights"))["data"]["profile"]["totalBookings"] != 1:
                 pass
 
         await ws.send_message(json.dumps({"type": "unsubscribe", "channel": "realtime"}))
-        await ws.send_message(json.dumps({"type": "unsubscribe", "channel": "user_insights", "fingerprint": fp}))
+        await ws.send_message(
+            json.dumps({"type": "unsubscribe", "channel": "user_insights", "fingerprint": fp})
+        )
         await ws.send_message(json.dumps({"type": "ping"}))
         await next_of(ws, "pong", timeout=2)
         await post(server, {"user_fingerprint": fp, "session_id": "s1", "event_type": "page_view"})
@@ -95,8 +131,10 @@ async def test_admin_token_header_or_query_and_the_client_cap(serve):
                 pass
         assert rejected.value.status_code == 401
     headers = [("Authorization", f"Bearer {ADMIN_TOKEN}")]
-    async with open_websocket_url(ws_url(server, None), extra_headers=headers) as first, \
-            open_websocket_url(ws_url(server)) as second:
+    async with (
+        open_websocket_url(ws_url(server, None), extra_headers=headers) as first,
+        open_websocket_url(ws_url(server)) as second,
+    ):
         for ws in (first, second):
             assert json.loads(await ws.get_message())["type"] == "connection_established"
         with pytest.raises(ConnectionRejected) as rejected:
@@ -119,7 +157,9 @@ ADMIN_UI = "http://localhost:3010"
 
 
 def jwt_of(role: str = "ADMIN", *, exp: int = 900) -> str:
-    return jwt.encode({"userId": "u1", "role": role, "exp": int(time.time()) + exp}, JWT_SECRET, algorithm="HS256")
+    return jwt.encode(
+        {"userId": "u1", "role": role, "exp": int(time.time()) + exp}, JWT_SECRET, algorithm="HS256"
+    )
 
 
 async def refused_status(url: str, headers: list[tuple[str, str]] = ()) -> int:
@@ -137,43 +177,77 @@ async def access_of(url: str, headers: list[tuple[str, str]] = ()) -> str:
 
 
 async def test_jwts_and_the_cookie_only_from_a_trusted_page(serve):
-    server = start(serve, REVIVATECH_AUTH_JWT_SECRET=JWT_SECRET, REVIVATECH_CORS_ALLOWED_ORIGINS=ADMIN_UI)
+    server = start(
+        serve, REVIVATECH_AUTH_JWT_SECRET=JWT_SECRET, REVIVATECH_CORS_ALLOWED_ORIGINS=ADMIN_UI
+    )
     url = ws_url(server, None)
     cookie = ("Cookie", f"token={jwt_of()}")
     assert await access_of(url, [("Authorization", f"Bearer {jwt_of()}")]) == "admin"
     assert await access_of(ws_url(server, jwt_of("SUPER_ADMIN"))) == "admin"
     assert await access_of(url, [cookie, ("Origin", ADMIN_UI)]) == "admin"
-    assert await access_of(url, [cookie, ("Origin", server.base_url)]) == "admin"  # the service's own page
-    assert await access_of(ws_url(server), [("Origin", "https://evil.example")]) == "admin"  # explicit: any page
+    assert (
+        await access_of(url, [cookie, ("Origin", server.base_url)]) == "admin"
+    )  # the service's own page
+    assert (
+        await access_of(ws_url(server), [("Origin", "https://evil.example")]) == "admin"
+    )  # explicit: any page
     # a cookie from a foreign page, or with no page named, would be cross-site WebSocket hijacking
     assert await refused_status(url, [cookie, ("Origin", "https://evil.example")]) == 403
     assert await refused_status(url, [cookie]) == 403
     assert await refused_status(url, [("Authorization", f"Bearer {jwt_of('CUSTOMER')}")]) == 403
-    assert await refused_status(url, [("Cookie", f"token={jwt_of('CUSTOMER')}"), ("Origin", ADMIN_UI)]) == 403
+    assert (
+        await refused_status(url, [("Cookie", f"token={jwt_of('CUSTOMER')}"), ("Origin", ADMIN_UI)])
+        == 403
+    )
     assert await refused_status(ws_url(server, jwt_of(exp=-5))) == 401
     assert await refused_status(url) == 401  # public_realtime is off by default
 
 
 async def test_public_realtime_for_tokenless_clients_with_their_own_cap(serve):
-    server = start(serve, REVIVATECH_BROADCAST_PUBLIC_REALTIME="true", REVIVATECH_BROADCAST_MAX_PUBLIC_CLIENTS="2",
-                   REVIVATECH_BROADCAST_MAX_CLIENTS="1", REVIVATECH_AUTH_JWT_SECRET=JWT_SECRET,
-                   REVIVATECH_CORS_ALLOWED_ORIGINS=ADMIN_UI)
+    server = start(
+        serve,
+        REVIVATECH_BROADCAST_PUBLIC_REALTIME="true",
+        REVIVATECH_BROADCAST_MAX_PUBLIC_CLIENTS="2",
+        REVIVATECH_BROADCAST_MAX_CLIENTS="1",
+        REVIVATECH_AUTH_JWT_SECRET=JWT_SECRET,
+        REVIVATECH_CORS_ALLOWED_ORIGINS=ADMIN_UI,
+    )
     fp = f"fp-{uuid.uuid4().hex[:12]}"
-    await post(server, {"user_fingerprint": fp, "session_id": "s1", "event_type": "page_view",
-                        "page_url": "https://x.example/booking?email=someone%40example.com"})
+    await post(
+        server,
+        {
+            "user_fingerprint": fp,
+            "session_id": "s1",
+            "event_type": "page_view",
+            "page_url": "https://x.example/booking?email=someone%40example.com",
+        },
+    )
     # as analyticsWebSocketService.ts does: no token, subscribe_realtime after connection_established
-    async with open_websocket_url(ws_url(server, None), extra_headers=[("Origin", "https://shop.example")]) as visitor, \
-            open_websocket_url(ws_url(server, None), extra_headers=[("Cookie", f"token={jwt_of('CUSTOMER')}"),
-                                                                   ("Origin", ADMIN_UI)]) as customer:
-        for ws in (visitor, customer):  # a logged-in customer's cookie is no admin credential: public too
+    async with (
+        open_websocket_url(
+            ws_url(server, None), extra_headers=[("Origin", "https://shop.example")]
+        ) as visitor,
+        open_websocket_url(
+            ws_url(server, None),
+            extra_headers=[("Cookie", f"token={jwt_of('CUSTOMER')}"), ("Origin", ADMIN_UI)],
+        ) as customer,
+    ):
+        for ws in (
+            visitor,
+            customer,
+        ):  # a logged-in customer's cookie is no admin credential: public too
             hello = json.loads(await ws.get_message())
             assert (hello["type"], hello["access"]) == ("connection_established", "public")
             await ws.send_message(json.dumps({"type": "subscribe_realtime"}))
             realtime = await next_of(ws, "realtime_metrics", timeout=3)
             assert realtime["data"]["overview"]["total_events"] == 1
             # aggregates only: a page's query string may carry a visitor's data
-            assert realtime["data"]["topPages"] == [{"page_url": "https://x.example/booking", "views": 1}]
-        await visitor.send_message(json.dumps({"type": "subscribe_user_insights", "fingerprint": fp}))
+            assert realtime["data"]["topPages"] == [
+                {"page_url": "https://x.example/booking", "views": 1}
+            ]
+        await visitor.send_message(
+            json.dumps({"type": "subscribe_user_insights", "fingerprint": fp})
+        )
         error = await next_of(visitor, "error", timeout=2)
         assert error["error"] == "admin_only" and error["message"]
         await visitor.send_message(json.dumps({"type": "ping"}))  # the connection stays
@@ -185,11 +259,15 @@ async def test_public_realtime_for_tokenless_clients_with_their_own_cap(serve):
         async with open_websocket_url(ws_url(server)) as admin:
             hello = json.loads(await admin.get_message())
             assert hello["access"] == "admin"
-            await admin.send_message(json.dumps({"type": "subscribe_user_insights", "fingerprint": fp}))
+            await admin.send_message(
+                json.dumps({"type": "subscribe_user_insights", "fingerprint": fp})
+            )
             insights = await next_of(admin, "user_insights", timeout=3)
             assert insights["fingerprint"] == fp
             assert await refused_status(ws_url(server)) == 503  # max_clients = 1
-        with trio.move_on_after(0.5):  # the visitor never hears of the visitor followed by the admin
+        with trio.move_on_after(
+            0.5
+        ):  # the visitor never hears of the visitor followed by the admin
             while True:
                 message = json.loads(await visitor.get_message())
                 assert message["type"] != "user_insights", message
@@ -229,8 +307,12 @@ def _raw_websocket(port: int, *, wait_for_handshake: bool = True) -> socket.sock
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", port))
     key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall((f"GET /api/analytics/ws?token={ADMIN_TOKEN} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    sock.sendall(
+        (
+            f"GET /api/analytics/ws?token={ADMIN_TOKEN} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
     if wait_for_handshake:
         answer = b""
         while b"\r\n\r\n" not in answer:
@@ -238,7 +320,11 @@ def _raw_websocket(port: int, *, wait_for_handshake: bool = True) -> socket.sock
         assert answer.startswith(b"HTTP/1.1 101"), answer
     payload = json.dumps({"type": "subscribe_realtime"}).encode()
     mask = os.urandom(4)
-    sock.sendall(bytes([0x81, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+    sock.sendall(
+        bytes([0x81, 0x80 | len(payload)])
+        + mask
+        + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    )
     return sock
 
 
@@ -279,10 +365,16 @@ async def test_a_client_breaking_the_handshake_affects_no_other_connection(serve
 
 
 async def test_a_client_that_stops_reading_delays_nobody_and_is_closed_with_1013(serve):
-    server = start(serve, REVIVATECH_BROADCAST_MIN_INTERVAL="0.01", REVIVATECH_BROADCAST_STUCK_TIMEOUT="1",
-                   REVIVATECH_REALTIME_TOP_PAGES="100")
+    server = start(
+        serve,
+        REVIVATECH_BROADCAST_MIN_INTERVAL="0.01",
+        REVIVATECH_BROADCAST_STUCK_TIMEOUT="1",
+        REVIVATECH_REALTIME_TOP_PAGES="100",
+    )
     stuck = _raw_websocket(server.port)
-    big_page = "https://x.example/" + "p" * 1500  # large snapshots (100 such pages) fill the buffers sooner
+    big_page = (
+        "https://x.example/" + "p" * 1500
+    )  # large snapshots (100 such pages) fill the buffers sooner
     gaps = []
     try:
         async with open_websocket_url(ws_url(server)) as ws, trio.open_nursery() as nursery:
@@ -294,8 +386,18 @@ async def test_a_client_that_stops_reading_delays_nobody_and_is_closed_with_1013
                 n = 0
                 while True:
                     n += 1
-                    await post(server, *[{"user_fingerprint": f"u{n}-{i}", "session_id": f"s{n}-{i}",
-                                          "event_type": "page_view", "page_url": f"{big_page}{n}-{i}"} for i in range(10)])
+                    await post(
+                        server,
+                        *[
+                            {
+                                "user_fingerprint": f"u{n}-{i}",
+                                "session_id": f"s{n}-{i}",
+                                "event_type": "page_view",
+                                "page_url": f"{big_page}{n}-{i}",
+                            }
+                            for i in range(10)
+                        ],
+                    )
                     await trio.sleep(0.02)
 
             nursery.start_soon(load)
@@ -308,8 +410,12 @@ async def test_a_client_that_stops_reading_delays_nobody_and_is_closed_with_1013
                 gaps.append(now - last)
                 last = now
                 async with httpx.AsyncClient(base_url=server.base_url, timeout=5) as client:
-                    stats = (await client.get("/api/analytics/actors",
-                                              headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})).json()["stats"]
+                    stats = (
+                        await client.get(
+                            "/api/analytics/actors",
+                            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+                        )
+                    ).json()["stats"]
                 if stats["broadcaster"]["clients"] == 1:
                     closed_stuck = True
                     break
@@ -329,9 +435,30 @@ def test_the_fan_out_benchmark_measures_update_delays(serve):
 
     server = start(serve, REVIVATECH_BROADCAST_MIN_INTERVAL="0.2")
     result = subprocess.run(
-        [sys.executable, "-m", "revivatech_actors", "bench", "--url", server.base_url, "--mode", "ws",
-         "--clients", "20", "--rate", "500", "--batch-size", "50", "--duration", "3", "--token", ADMIN_TOKEN, "--json"],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "revivatech_actors",
+            "bench",
+            "--url",
+            server.base_url,
+            "--mode",
+            "ws",
+            "--clients",
+            "20",
+            "--rate",
+            "500",
+            "--batch-size",
+            "50",
+            "--duration",
+            "3",
+            "--token",
+            ADMIN_TOKEN,
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     figures = json.loads(result.stdout)

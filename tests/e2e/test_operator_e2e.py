@@ -51,7 +51,8 @@ def test_a_port_in_use_stops_the_start_with_one_line_and_a_hint(tmp_path):
     assert refused.returncode == 1
     assert one_line(refused.stderr) == (
         f"revivatech-actors: error: cannot listen on 127.0.0.1:{port}: address already in use "
-        "(is another serve running? set --port or REVIVATECH_WEB_PORT)")
+        "(is another serve running? set --port or REVIVATECH_WEB_PORT)"
+    )
 
 
 def test_a_free_port_is_served(serve):
@@ -59,21 +60,39 @@ def test_a_free_port_is_served(serve):
     assert httpx.get(server.base_url + "/healthz").status_code == 200
 
 
-def test_an_unreachable_database_stops_the_start_with_one_line_and_a_hint(tmp_path, closed_port_url):
+def test_an_unreachable_database_stops_the_start_with_one_line_and_a_hint(
+    tmp_path, closed_port_url
+):
     port = closed_port_url.rsplit(":", 1)[1].split("/")[0]
-    refused = run_cli("serve", "--port", str(free_port()), cwd=tmp_path, REVIVATECH_STORAGE_URL=closed_port_url)
+    refused = run_cli(
+        "serve", "--port", str(free_port()), cwd=tmp_path, REVIVATECH_STORAGE_URL=closed_port_url
+    )
     assert refused.returncode == 1
     line = one_line(refused.stderr)
-    assert line.startswith(f"revivatech-actors: error: cannot connect to PostgreSQL at 127.0.0.1:{port}: "), line
-    assert line.endswith("(is the database running? check storage.url or REVIVATECH_STORAGE_URL)"), line
+    assert line.startswith(
+        f"revivatech-actors: error: cannot connect to PostgreSQL at 127.0.0.1:{port}: "
+    ), line
+    assert line.endswith(
+        "(is the database running? check storage.url or REVIVATECH_STORAGE_URL)"
+    ), line
 
 
 def test_the_traceback_of_a_failed_start_is_in_the_debug_log(tmp_path, closed_port_url):
-    refused = run_cli("serve", "--port", str(free_port()), cwd=tmp_path, REVIVATECH_STORAGE_URL=closed_port_url,
-                      REVIVATECH_LOG_LEVEL="debug")
+    refused = run_cli(
+        "serve",
+        "--port",
+        str(free_port()),
+        cwd=tmp_path,
+        REVIVATECH_STORAGE_URL=closed_port_url,
+        REVIVATECH_LOG_LEVEL="debug",
+    )
     assert refused.returncode == 1
     assert "Traceback" in refused.stderr and "StorageUnavailable" in refused.stderr
-    assert refused.stderr.strip().splitlines()[-1].startswith("revivatech-actors: error: cannot connect")
+    assert (
+        refused.stderr.strip()
+        .splitlines()[-1]
+        .startswith("revivatech-actors: error: cannot connect")
+    )
 
 
 @pytest.mark.parametrize("host", ["not a host", "bad_host!", "-leading.example"])
@@ -81,20 +100,27 @@ def test_a_host_that_is_no_host_name_is_a_configuration_error(tmp_path, host):
     refused = run_cli("serve", f"--host={host}", "--port", str(free_port()), cwd=tmp_path)
     assert refused.returncode == 2
     line = one_line(refused.stderr)
-    assert line.startswith(f"revivatech-actors: configuration error: web.host: must be an IP address or a host name, "
-                           f"got {host!r}"), line
+    assert line.startswith(
+        f"revivatech-actors: configuration error: web.host: must be an IP address or a host name, "
+        f"got {host!r}"
+    ), line
     assert not (tmp_path / "revivatech.db").exists()
 
 
 def test_a_host_name_that_does_not_resolve_is_a_configuration_error(tmp_path):
-    refused = run_cli("serve", "--host", "nowhere.invalid", "--port", str(free_port()), cwd=tmp_path)
+    refused = run_cli(
+        "serve", "--host", "nowhere.invalid", "--port", str(free_port()), cwd=tmp_path
+    )
     assert refused.returncode == 2
     assert one_line(refused.stderr).startswith(
-        "revivatech-actors: configuration error: web.host: cannot resolve 'nowhere.invalid'"), refused.stderr
+        "revivatech-actors: configuration error: web.host: cannot resolve 'nowhere.invalid'"
+    ), refused.stderr
 
 
 def test_a_host_name_that_resolves_is_served(serve):
-    server = serve(env=service_env(REVIVATECH_AUTH_ADMIN_TOKENS=ADMIN_TOKEN), args=("--host", "localhost"))
+    server = serve(
+        env=service_env(REVIVATECH_AUTH_ADMIN_TOKENS=ADMIN_TOKEN), args=("--host", "localhost")
+    )
     assert httpx.get(server.base_url + "/healthz").status_code == 200
 
 
@@ -105,27 +131,41 @@ def test_a_host_name_that_resolves_is_served(serve):
 def test_a_sqlite_url_in_a_missing_folder_is_refused_naming_it(tmp_path, command):
     missing = tmp_path / "no" / "such"
     args = (*command, str(free_port())) if command[-1] == "--port" else command
-    refused = run_cli(*args, cwd=tmp_path, REVIVATECH_STORAGE_URL=f"sqlite:///{missing}/analytics.db")
+    refused = run_cli(
+        *args, cwd=tmp_path, REVIVATECH_STORAGE_URL=f"sqlite:///{missing}/analytics.db"
+    )
     assert refused.returncode == 2
     assert one_line(refused.stderr) == (
         f"revivatech-actors: configuration error: storage.url: the folder {missing} does not exist "
-        "(create it, or set storage.url or REVIVATECH_STORAGE_URL to a file in an existing folder)")
+        "(create it, or set storage.url or REVIVATECH_STORAGE_URL to a file in an existing folder)"
+    )
     assert not (tmp_path / "no").exists()
 
 
-def test_import_original_refuses_a_destination_in_a_missing_folder_in_one_line(tmp_path, postgres_url):
+def test_import_original_refuses_a_destination_in_a_missing_folder_in_one_line(
+    tmp_path, postgres_url
+):
     missing = tmp_path / "gone"
-    refused = run_cli("import-original", "--from", postgres_url, "--no-progress", cwd=tmp_path,
-                      REVIVATECH_STORAGE_URL=f"sqlite:///{missing}/analytics.db")
+    refused = run_cli(
+        "import-original",
+        "--from",
+        postgres_url,
+        "--no-progress",
+        cwd=tmp_path,
+        REVIVATECH_STORAGE_URL=f"sqlite:///{missing}/analytics.db",
+    )
     assert refused.returncode == 2
     assert one_line(refused.stderr).startswith(
-        f"revivatech-actors: configuration error: storage.url: the folder {missing} does not exist "), refused.stderr
+        f"revivatech-actors: configuration error: storage.url: the folder {missing} does not exist "
+    ), refused.stderr
     assert not missing.exists()
 
 
 def test_a_sqlite_url_in_an_existing_folder_is_created(tmp_path):
     (tmp_path / "data").mkdir()
-    done = run_cli("migrate", cwd=tmp_path, REVIVATECH_STORAGE_URL=f"sqlite:///{tmp_path}/data/analytics.db")
+    done = run_cli(
+        "migrate", cwd=tmp_path, REVIVATECH_STORAGE_URL=f"sqlite:///{tmp_path}/data/analytics.db"
+    )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "data" / "analytics.db").exists()
 
@@ -134,22 +174,39 @@ def test_a_sqlite_url_in_an_existing_folder_is_created(tmp_path):
 
 
 def test_storage_is_announced_once_per_start_with_the_password_masked(serve, new_database):
-    url = new_database().replace("postgresql://postgres@", "postgresql://postgres:not-a-real-secret@")
-    server = serve(env=service_env(REVIVATECH_AUTH_ADMIN_TOKENS=ADMIN_TOKEN, REVIVATECH_STORAGE_URL=url))
+    url = new_database().replace(
+        "postgresql://postgres@", "postgresql://postgres:not-a-real-secret@"
+    )
+    server = serve(
+        env=service_env(REVIVATECH_AUTH_ADMIN_TOKENS=ADMIN_TOKEN, REVIVATECH_STORAGE_URL=url)
+    )
     output = server.output()
     announced = [line for line in output.splitlines() if "storage open" in line]
     assert len(announced) == 1, output
-    assert "postgresql://postgres:***@127.0.0.1:5432/" in announced[0] and "(postgresql" in announced[0]
+    assert (
+        "postgresql://postgres:***@127.0.0.1:5432/" in announced[0]
+        and "(postgresql" in announced[0]
+    )
     assert "not-a-real-secret" not in output
 
 
-def test_storage_is_announced_once_by_the_parent_of_several_workers(serve, postgres_url, redis_url, redis_prefix):
-    server = serve(env=service_env(REVIVATECH_AUTH_ADMIN_TOKENS=ADMIN_TOKEN, REVIVATECH_STORAGE_URL=postgres_url,
-                                   REVIVATECH_REDIS_URL=redis_url, REVIVATECH_REDIS_KEY_PREFIX=redis_prefix),
-                   args=("--workers", "2"))
+def test_storage_is_announced_once_by_the_parent_of_several_workers(
+    serve, postgres_url, redis_url, redis_prefix
+):
+    server = serve(
+        env=service_env(
+            REVIVATECH_AUTH_ADMIN_TOKENS=ADMIN_TOKEN,
+            REVIVATECH_STORAGE_URL=postgres_url,
+            REVIVATECH_REDIS_URL=redis_url,
+            REVIVATECH_REDIS_KEY_PREFIX=redis_prefix,
+        ),
+        args=("--workers", "2"),
+    )
     announced = [line for line in server.output().splitlines() if "storage open" in line]
     assert len(announced) == 1, server.output()
-    assert announced[0].endswith("; starting 2 workers on 127.0.0.1:%d (SO_REUSEPORT)" % server.port)
+    assert announced[0].endswith(
+        "; starting 2 workers on 127.0.0.1:%d (SO_REUSEPORT)" % server.port
+    )
 
 
 def test_migrate_prints_each_migration_once(tmp_path):
@@ -183,10 +240,14 @@ def test_a_stop_with_nothing_in_flight_is_prompt_on_postgresql_with_redis(
     serve, postgres_url, redis_url, redis_prefix
 ):
     """The live feed's Redis listener polls in a thread; a stop does not wait out its poll."""
-    server = serve(env=service_env(
-        REVIVATECH_AUTH_ADMIN_TOKENS=ADMIN_TOKEN, REVIVATECH_STORAGE_URL=postgres_url,
-        REVIVATECH_REDIS_URL=redis_url, REVIVATECH_REDIS_KEY_PREFIX=redis_prefix,
-    ))
+    server = serve(
+        env=service_env(
+            REVIVATECH_AUTH_ADMIN_TOKENS=ADMIN_TOKEN,
+            REVIVATECH_STORAGE_URL=postgres_url,
+            REVIVATECH_REDIS_URL=redis_url,
+            REVIVATECH_REDIS_KEY_PREFIX=redis_prefix,
+        )
+    )
     with httpx.Client(base_url=server.base_url) as client:
         assert client.get("/api/analytics/realtime", headers=AUTH).status_code == 200
     time.sleep(0.5)
@@ -248,15 +309,24 @@ class ProxyThread:
 
 
 def redis_lines(output: str) -> list[str]:
-    return [line for line in output.splitlines() if "redis" in line.lower() and re.search(r" (WARNING|ERROR|INFO) ", line)]
+    return [
+        line
+        for line in output.splitlines()
+        if "redis" in line.lower() and re.search(r" (WARNING|ERROR|INFO) ", line)
+    ]
 
 
 def test_redis_away_is_logged_once_and_its_return_once(serve, redis_url, redis_prefix):
     host, port = redis_url.split("//")[1].split("/")[0].split(":")
     with ProxyThread(host, int(port)) as proxied:
-        server = serve(env=service_env(
-            REVIVATECH_AUTH_ADMIN_TOKENS=ADMIN_TOKEN, REVIVATECH_REDIS_URL=f"redis://127.0.0.1:{proxied.proxy.port}/0",
-            REVIVATECH_REDIS_KEY_PREFIX=redis_prefix, REVIVATECH_PROFILES_FLUSH_INTERVAL="0.2"))
+        server = serve(
+            env=service_env(
+                REVIVATECH_AUTH_ADMIN_TOKENS=ADMIN_TOKEN,
+                REVIVATECH_REDIS_URL=f"redis://127.0.0.1:{proxied.proxy.port}/0",
+                REVIVATECH_REDIS_KEY_PREFIX=redis_prefix,
+                REVIVATECH_PROFILES_FLUSH_INTERVAL="0.2",
+            )
+        )
         before = len(redis_lines(server.output()))
         event = {"user_fingerprint": "fp-redis-away", "session_id": "s1", "event_type": "page_view"}
         with httpx.Client(base_url=server.base_url, timeout=10) as client:
@@ -305,12 +375,37 @@ sys.exit(main(sys.argv[2:]))
 
 
 def test_bench_ws_runs_on_the_runtime_dependencies_alone(serve, tmp_path):
-    server = serve(env=service_env(REVIVATECH_AUTH_ADMIN_TOKENS=ADMIN_TOKEN, REVIVATECH_BROADCAST_MIN_INTERVAL="0.1"))
+    server = serve(
+        env=service_env(
+            REVIVATECH_AUTH_ADMIN_TOKENS=ADMIN_TOKEN, REVIVATECH_BROADCAST_MIN_INTERVAL="0.1"
+        )
+    )
     done = subprocess.run(
-        [sys.executable, "-c", RUNTIME_ONLY, str(REPOSITORY / "pyproject.toml"), "bench", "--mode", "ws",
-         "--url", server.base_url, "--clients", "2", "--rate", "100", "--duration", "2", "--token", ADMIN_TOKEN,
-         "--json"],
-        cwd=tmp_path, env=service_env(), capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-c",
+            RUNTIME_ONLY,
+            str(REPOSITORY / "pyproject.toml"),
+            "bench",
+            "--mode",
+            "ws",
+            "--url",
+            server.base_url,
+            "--clients",
+            "2",
+            "--rate",
+            "100",
+            "--duration",
+            "2",
+            "--token",
+            ADMIN_TOKEN,
+            "--json",
+        ],
+        cwd=tmp_path,
+        env=service_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1])["updates_received"] > 0
@@ -318,15 +413,31 @@ def test_bench_ws_runs_on_the_runtime_dependencies_alone(serve, tmp_path):
 
 def test_the_blocker_refuses_what_only_the_test_extra_brings(tmp_path):
     """The check above can fail: httpx is a test-only dependency, and importing it is refused."""
-    probe = RUNTIME_ONLY.replace("from revivatech_actors.cli import main\nsys.exit(main(sys.argv[2:]))", "import httpx")
-    done = subprocess.run([sys.executable, "-c", probe, str(REPOSITORY / "pyproject.toml")],
-                          cwd=tmp_path, env=service_env(), capture_output=True, text=True, timeout=30)
+    probe = RUNTIME_ONLY.replace(
+        "from revivatech_actors.cli import main\nsys.exit(main(sys.argv[2:]))", "import httpx"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(REPOSITORY / "pyproject.toml")],
+        cwd=tmp_path,
+        env=service_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert done.returncode == 1 and "a test-only dependency" in done.stderr
 
 
 def test_serve_does_not_load_the_websocket_bench_client(tmp_path):
-    probe = ("import sys; from revivatech_actors import cli; cli._parser(); "
-             "print(sorted(m for m in sys.modules if m.startswith(('trio_websocket', 'revivatech_actors.bench'))))")
-    done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=service_env(),
-                          capture_output=True, text=True, timeout=30)
+    probe = (
+        "import sys; from revivatech_actors import cli; cli._parser(); "
+        "print(sorted(m for m in sys.modules if m.startswith(('trio_websocket', 'revivatech_actors.bench'))))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=tmp_path,
+        env=service_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr

@@ -19,8 +19,13 @@ SITE = "https://revivatech.example"
 
 
 def start(serve, storage_url: str):
-    return serve(env=service_env(REVIVATECH_STORAGE_URL=storage_url, REVIVATECH_AUTH_ADMIN_TOKENS=ADMIN_TOKEN,
-                                 REVIVATECH_REALTIME_CONVERSION_TYPES="booking_completed,quote_accepted"))
+    return serve(
+        env=service_env(
+            REVIVATECH_STORAGE_URL=storage_url,
+            REVIVATECH_AUTH_ADMIN_TOKENS=ADMIN_TOKEN,
+            REVIVATECH_REALTIME_CONVERSION_TYPES="booking_completed,quote_accepted",
+        )
+    )
 
 
 def number(value: object) -> bool:
@@ -30,10 +35,30 @@ def number(value: object) -> bool:
 def test_realtime_counts_what_was_posted_and_survives_a_restart(serve, storage_url):
     tag = uuid.uuid4().hex[:8]
     events = [
-        {"user_fingerprint": f"a-{tag}", "session_id": f"a1-{tag}", "event_type": "page_view", "page_url": f"{SITE}/home"},
-        {"user_fingerprint": f"a-{tag}", "session_id": f"a1-{tag}", "event_type": "page_view", "page_url": f"{SITE}/prices"},
-        {"user_fingerprint": f"a-{tag}", "session_id": f"a2-{tag}", "event_type": "booking_completed", "value": 80},
-        {"user_fingerprint": f"b-{tag}", "session_id": f"b1-{tag}", "event_type": "page_view", "page_url": f"{SITE}/home"},
+        {
+            "user_fingerprint": f"a-{tag}",
+            "session_id": f"a1-{tag}",
+            "event_type": "page_view",
+            "page_url": f"{SITE}/home",
+        },
+        {
+            "user_fingerprint": f"a-{tag}",
+            "session_id": f"a1-{tag}",
+            "event_type": "page_view",
+            "page_url": f"{SITE}/prices",
+        },
+        {
+            "user_fingerprint": f"a-{tag}",
+            "session_id": f"a2-{tag}",
+            "event_type": "booking_completed",
+            "value": 80,
+        },
+        {
+            "user_fingerprint": f"b-{tag}",
+            "session_id": f"b1-{tag}",
+            "event_type": "page_view",
+            "page_url": f"{SITE}/home",
+        },
         {"user_fingerprint": f"c-{tag}", "session_id": f"c1-{tag}", "event_type": "quote_accepted"},
     ]
     server = start(serve, storage_url)
@@ -47,14 +72,27 @@ def test_realtime_counts_what_was_posted_and_survives_a_restart(serve, storage_u
         answer = client.get("/api/analytics/realtime", headers=AUTH)
         assert answer.status_code == 200, answer.text
         data = answer.json()["data"]
-        assert data["overview"] == {"active_users": 3, "active_sessions": 4, "total_events": 5, "page_views": 3,
-                                    "conversions": 2}
-        assert data["topPages"] == [{"page_url": f"{SITE}/home", "views": 2}, {"page_url": f"{SITE}/prices", "views": 1}]
+        assert data["overview"] == {
+            "active_users": 3,
+            "active_sessions": 4,
+            "total_events": 5,
+            "page_views": 3,
+            "conversions": 2,
+        }
+        assert data["topPages"] == [
+            {"page_url": f"{SITE}/home", "views": 2},
+            {"page_url": f"{SITE}/prices", "views": 1},
+        ]
         performance = data["performance"]
-        assert all(number(performance[key]) for key in ("avgResponseTime", "errorRate", "uptime", "requests"))
+        assert all(
+            number(performance[key])
+            for key in ("avgResponseTime", "errorRate", "uptime", "requests")
+        )
         assert performance["requests"] >= 4  # the 401, two posts and the 400 before this request
         assert 0 < performance["avgResponseTime"] < 1000
-        assert performance["errorRate"] == 0  # a 400 or 401 is the client's error, not the service's
+        assert (
+            performance["errorRate"] == 0
+        )  # a 400 or 401 is the client's error, not the service's
         assert 0 < performance["uptime"] <= 100
         assert data["timestamp"].endswith("Z") and data["windowSeconds"] == 300
     server.signal(signal.SIGTERM)

@@ -16,7 +16,9 @@ pytestmark = pytest.mark.e2e
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
-def test_serve_with_no_configuration_uses_sqlite_in_the_working_folder_and_generates_a_token(serve, tmp_path):
+def test_serve_with_no_configuration_uses_sqlite_in_the_working_folder_and_generates_a_token(
+    serve, tmp_path
+):
     server = serve()
     assert (tmp_path / "revivatech.db").exists()
     token = generated_token(server)  # stderr is a file here: the token is in a file, not the log
@@ -25,9 +27,15 @@ def test_serve_with_no_configuration_uses_sqlite_in_the_working_folder_and_gener
 
     health = httpx.get(server.base_url + "/api/analytics/health").json()
     assert (health["status"], health["database"], health["redis"], health["storageEngine"]) == (
-        "healthy", "connected", "disabled", "sqlite")
+        "healthy",
+        "connected",
+        "disabled",
+        "sqlite",
+    )
     assert httpx.get(server.base_url + "/api/analytics/actors").status_code == 401
-    tree = httpx.get(server.base_url + "/api/analytics/actors", headers={"Authorization": f"Bearer {token}"})
+    tree = httpx.get(
+        server.base_url + "/api/analytics/actors", headers={"Authorization": f"Bearer {token}"}
+    )
     assert tree.status_code == 200 and tree.json()["data"]["state"] == "running"
 
 
@@ -39,7 +47,10 @@ def test_sigterm_stops_in_order_and_exits_zero_within_the_deadline(serve):
     took = time.monotonic() - sent
     assert took < 10.0, f"shutdown took {took:.2f} s"
     output = server.output()
-    order = [output.index(f"root/{name} stopped") for name in ("web", "loop_monitor", "ingest", "batcher", "storage")]
+    order = [
+        output.index(f"root/{name} stopped")
+        for name in ("web", "loop_monitor", "ingest", "batcher", "storage")
+    ]
     assert order == sorted(order), output
     assert "stopped cleanly" in output
 
@@ -61,25 +72,39 @@ def test_a_second_signal_forces_exit_one(serve):
 
 
 def test_serve_on_postgresql(serve, postgres_url):
-    server = serve(env=service_env(REVIVATECH_STORAGE_URL=postgres_url, REVIVATECH_AUTH_ADMIN_TOKENS=ADMIN_TOKEN))
+    server = serve(
+        env=service_env(
+            REVIVATECH_STORAGE_URL=postgres_url, REVIVATECH_AUTH_ADMIN_TOKENS=ADMIN_TOKEN
+        )
+    )
     health = httpx.get(server.base_url + "/api/analytics/health").json()
-    assert (health["status"], health["database"], health["storageEngine"]) == ("healthy", "connected", "postgresql")
+    assert (health["status"], health["database"], health["storageEngine"]) == (
+        "healthy",
+        "connected",
+        "postgresql",
+    )
     server.signal()
     assert server.wait_exit() == 0
 
 
 def test_serve_with_redis_reports_it_connected(serve, redis_url):
-    server = serve(env=service_env(REVIVATECH_REDIS_URL=redis_url, REVIVATECH_AUTH_ADMIN_TOKENS=ADMIN_TOKEN))
+    server = serve(
+        env=service_env(REVIVATECH_REDIS_URL=redis_url, REVIVATECH_AUTH_ADMIN_TOKENS=ADMIN_TOKEN)
+    )
     assert httpx.get(server.base_url + "/api/analytics/health").json()["redis"] == "connected"
 
 
 def test_injected_crash_is_restarted_and_reported(serve):
-    server = serve(env=service_env(REVIVATECH_AUTH_ADMIN_TOKENS=ADMIN_TOKEN, REVIVATECH_FAULTS_ENABLED="true"))
+    server = serve(
+        env=service_env(REVIVATECH_AUTH_ADMIN_TOKENS=ADMIN_TOKEN, REVIVATECH_FAULTS_ENABLED="true")
+    )
     answer = httpx.post(server.base_url + "/api/analytics/actors/loop_monitor/crash", headers=AUTH)
     assert answer.status_code == 202
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        children = httpx.get(server.base_url + "/api/analytics/actors", headers=AUTH).json()["data"]["children"]
+        children = httpx.get(server.base_url + "/api/analytics/actors", headers=AUTH).json()[
+            "data"
+        ]["children"]
         monitor = next(child for child in children if child["name"] == "loop_monitor")
         if monitor["restarts"] == 1 and monitor["state"] == "running":
             break
@@ -93,7 +118,12 @@ def test_injected_crash_is_restarted_and_reported(serve):
 
 def test_unreachable_database_stops_the_start_and_exits_non_zero(serve, closed_port_url):
     # Before any actor starts: one line, no supervisor restarts (tests/e2e/test_operator_e2e.py).
-    server = serve(env=service_env(REVIVATECH_STORAGE_URL=closed_port_url, REVIVATECH_AUTH_ADMIN_TOKENS=ADMIN_TOKEN), ready=False)
+    server = serve(
+        env=service_env(
+            REVIVATECH_STORAGE_URL=closed_port_url, REVIVATECH_AUTH_ADMIN_TOKENS=ADMIN_TOKEN
+        ),
+        ready=False,
+    )
     assert server.wait_exit(timeout=30) == 1
     output = server.output()
     assert "cannot connect to PostgreSQL" in output and "restart" not in output
@@ -127,8 +157,10 @@ def test_unknown_key_in_config_file_and_serve_port_flag(tmp_path):
 
 def test_check_config_prints_effective_settings_with_secrets_masked(tmp_path):
     result = run_cli(
-        "check-config", cwd=tmp_path,
-        REVIVATECH_AUTH_ADMIN_TOKENS=ADMIN_TOKEN, REVIVATECH_WEB_PORT="4000",
+        "check-config",
+        cwd=tmp_path,
+        REVIVATECH_AUTH_ADMIN_TOKENS=ADMIN_TOKEN,
+        REVIVATECH_WEB_PORT="4000",
         REVIVATECH_STORAGE_URL="postgresql://app:hunter2hunter2@db.example:5432/analytics",
     )
     assert result.returncode == 0, result.stderr
@@ -143,7 +175,9 @@ def test_migrate_applies_once(tmp_path, postgres_url):
     assert first.returncode == 0, first.stderr
     assert "applied 0001_init" in first.stdout
     second = run_cli("migrate", cwd=tmp_path, REVIVATECH_STORAGE_URL=postgres_url)
-    assert second.returncode == 0 and "0 new" in second.stdout and "applied 0001" not in second.stdout
+    assert (
+        second.returncode == 0 and "0 new" in second.stdout and "applied 0001" not in second.stdout
+    )
 
 
 def test_every_command_has_help(tmp_path):
@@ -156,8 +190,18 @@ def test_every_command_has_help(tmp_path):
 def test_partitions_that_cannot_be_applied_stop_the_start_with_exit_2(tmp_path, postgres_url):
     """profiles.partitions may only grow, to a multiple, with every instance stopped: anything
     else is a configuration error before anything starts (docs/scaling.md)."""
-    assert run_cli("migrate", cwd=tmp_path, REVIVATECH_STORAGE_URL=postgres_url).returncode == 0  # 64
+    assert (
+        run_cli("migrate", cwd=tmp_path, REVIVATECH_STORAGE_URL=postgres_url).returncode == 0
+    )  # 64
     for command in (("migrate",), ("serve", "--port", str(free_port()))):
-        done = run_cli(*command, cwd=tmp_path, REVIVATECH_STORAGE_URL=postgres_url, REVIVATECH_PROFILES_PARTITIONS="48")
+        done = run_cli(
+            *command,
+            cwd=tmp_path,
+            REVIVATECH_STORAGE_URL=postgres_url,
+            REVIVATECH_PROFILES_PARTITIONS="48",
+        )
         assert done.returncode == 2, done.stderr
-        assert "configuration error: profiles.partitions is 48, but the database holds 64 partitions" in done.stderr
+        assert (
+            "configuration error: profiles.partitions is 48, but the database holds 64 partitions"
+            in done.stderr
+        )

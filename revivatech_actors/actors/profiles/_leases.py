@@ -151,5 +151,9 @@ def _log_lost(partitions: list[int], why: str, of: int, owners: int) -> None:
     if partitions:
         logger.info(
             "%d partition(s) of %d %s (%d instance(s) alive): %s",
-            len(partitions), of, why, owners, _ranges(partitions),
+            len(partitions),
+            of,
+            why,
+            owners,
+            _ranges(partitions),
         )
