@@ -26,6 +26,7 @@ from revivatech_actors.messages import DeadLetter, Event, Status, Submission
 from revivatech_actors.storage import open_storage
 
 from .helpers import BASE_TIME, make_event, query
+from .tcp_proxy import PG_COMMIT_COMPLETE, PG_SELECT_1_COMPLETE, TcpProxy
 
 STORED, DUPLICATE = Status.STORED, Status.DUPLICATE
 
@@ -136,90 +137,11 @@ async def storage(storage_url):
     await storage.close()
 
 
-class PgProxy:
-    """Forwards a local port to PostgreSQL. ``go_down()`` closes every proxied connection and
-    refuses new ones until ``come_back()``; ``lose_next_ack(tag)`` drops the connections at the
-    moment the server completes the next command ``tag`` names, without passing the answer on."""
-
-    # CommandComplete: 'C', int32 length (4 + the tag with its NUL), the tag
-    COMMIT_COMPLETE = b"C\x00\x00\x00\x0bCOMMIT\x00"
-    #: the one-statement store of events (it answers one row: its transaction, the ids not inserted)
-    STORE_COMPLETE = b"C\x00\x00\x00\x0dSELECT 1\x00"
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.port = 0
-        self.up = True
-        self.accepted = 0
-        self.refused = 0
-        self.acks_lost = 0
-        self._lose_ack: bytes | None = None
-        self._scopes: set[trio.CancelScope] = set()
-
-    async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-        self.port = listeners[0].socket.getsockname()[1]
-        async with trio.open_nursery() as nursery:
-            task_status.started()
-            await trio.serve_listeners(self._handle, listeners, handler_nursery=nursery)
-
-    def go_down(self) -> None:
-        self.up = False
-        self._drop_all()
-
-    def come_back(self) -> None:
-        self.up = True
-
-    def lose_next_ack(self, tag: bytes) -> None:
-        self._lose_ack = tag
-
-    def _drop_all(self) -> None:
-        for scope in list(self._scopes):
-            scope.cancel()
-
-    async def _handle(self, client: trio.SocketStream) -> None:
-        async with client:
-            if not self.up:
-                self.refused += 1
-                return
-            self.accepted += 1
-            try:
-                upstream = await trio.open_tcp_stream("127.0.0.1", self.target_port)
-            except OSError:
-                return
-            async with upstream:
-                with trio.CancelScope() as scope:
-                    self._scopes.add(scope)
-                    try:
-                        async with trio.open_nursery() as nursery:
-                            nursery.start_soon(
-                                self._pump, client, upstream, nursery.cancel_scope, False
-                            )
-                            nursery.start_soon(
-                                self._pump, upstream, client, nursery.cancel_scope, True
-                            )
-                    finally:
-                        self._scopes.discard(scope)
-
-    async def _pump(self, source, sink, pair_scope: trio.CancelScope, from_server: bool) -> None:
-        try:
-            while data := await source.receive_some(65536):
-                if from_server and self._lose_ack is not None and self._lose_ack in data:
-                    self._lose_ack = None
-                    self.acks_lost += 1
-                    self._drop_all()
-                    return
-                await sink.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
-        pair_scope.cancel()
-
-
 @pytest.fixture
 async def proxied_postgres(postgres_url, nursery):
-    """A PostgreSQL storage (migrated) whose connections pass through a ``PgProxy``."""
-    proxy = PgProxy(urllib.parse.urlsplit(postgres_url).port)
-    await nursery.start(proxy.serve)
+    """A PostgreSQL storage (migrated) whose connections pass through a ``TcpProxy``."""
+    proxy = TcpProxy("127.0.0.1", urllib.parse.urlsplit(postgres_url).port)
+    await nursery.start(proxy.run)
     parts = urllib.parse.urlsplit(postgres_url)
     url = urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}"))
     storage = open_storage(url, connect_timeout=2.0)
@@ -453,7 +375,7 @@ async def test_events_are_held_while_postgres_is_unreachable(proxied_postgres, p
         warm = await rig.submit(submission_of(events(1)))
         await wait_done(warm)
         assert len((await feed.receive()).events) == 1
-        proxy.go_down()
+        proxy.refuse()
         held = [await rig.submit(submission_of(events(4, start=10 * n))) for n in range(1, 4)]
         with trio.fail_after(5):
             await wait_until(lambda: batcher.stats.failed_flushes >= 3, timeout=4)
@@ -463,7 +385,7 @@ async def test_events_are_held_while_postgres_is_unreachable(proxied_postgres, p
             assert 4 <= batcher.held_events <= 12
             assert rig.budget.used == 12
             assert count(postgres_url) == 1
-            proxy.come_back()
+            await proxy.switch_on()
             await wait_done(*held, timeout=4)
         assert [statuses(submission) for submission in held] == [[STORED] * 4] * 3
         assert batcher.held_events == 0
@@ -492,10 +414,10 @@ async def test_a_commit_whose_acknowledgement_was_lost_counts_as_stored(
     with_letter = path == "transaction"
     submission = submission_of(events(size), [letter(1)] if with_letter else [])
     async with rig.running() as batcher:
-        proxy.lose_next_ack(PgProxy.COMMIT_COMPLETE if with_letter else PgProxy.STORE_COMPLETE)
+        proxy.lose_next_answer(PG_COMMIT_COMPLETE if with_letter else PG_SELECT_1_COMPLETE)
         await rig.submit(submission)
         await wait_done(submission, timeout=4)
-        assert proxy.acks_lost == 1
+        assert proxy.answers_lost == 1
         assert batcher.stats.failed_flushes == 1
         assert statuses(submission) == [STORED] * size
         assert (batcher.stats.stored, batcher.stats.duplicates) == (size, 0)

@@ -23,60 +23,9 @@ from revivatech_actors.storage import (
     open_storage,
 )
 
+from .tcp_proxy import TcpProxy
+
 # ------------------------------------------------------------------------------------- helpers
-
-
-class TcpProxy:
-    """Forwards 127.0.0.1:<port> to a target port; can pause the traffic or drop connections."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.port = 0
-        self.connections = 0
-        self._paused = False
-        self._resumed = trio.Event()
-        self._scopes: list[trio.CancelScope] = []
-
-    async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-        self.port = listeners[0].socket.getsockname()[1]
-        async with trio.open_nursery() as nursery:
-            task_status.started()
-            await trio.serve_listeners(self._handle, listeners, handler_nursery=nursery)
-
-    def pause(self) -> None:
-        self._paused = True
-
-    def resume(self) -> None:
-        self._paused = False
-        self._resumed.set()
-        self._resumed = trio.Event()
-
-    def drop_all(self) -> None:
-        for scope in self._scopes:
-            scope.cancel()
-        self._scopes.clear()
-
-    async def _handle(self, client: trio.SocketStream) -> None:
-        self.connections += 1
-        async with client:
-            upstream = await trio.open_tcp_stream("127.0.0.1", self.target_port)
-            async with upstream:
-                with trio.CancelScope() as scope:
-                    self._scopes.append(scope)
-                    async with trio.open_nursery() as nursery:
-                        nursery.start_soon(self._pump, client, upstream, nursery.cancel_scope)
-                        nursery.start_soon(self._pump, upstream, client, nursery.cancel_scope)
-
-    async def _pump(self, source, sink, pair_scope: trio.CancelScope) -> None:
-        try:
-            while data := await source.receive_some(65536):
-                while self._paused:
-                    await self._resumed.wait()
-                await sink.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
-        pair_scope.cancel()
 
 
 def with_port(url: str, port: int) -> str:
@@ -86,8 +35,8 @@ def with_port(url: str, port: int) -> str:
 
 @pytest.fixture
 async def proxied_postgres_url(postgres_url, nursery):
-    proxy = TcpProxy(urllib.parse.urlsplit(postgres_url).port)
-    await nursery.start(proxy.serve)
+    proxy = TcpProxy("127.0.0.1", urllib.parse.urlsplit(postgres_url).port)
+    await nursery.start(proxy.run)
     return proxy, with_port(postgres_url, proxy.port)
 
 
@@ -349,7 +298,7 @@ async def test_postgres_lost_connections_are_reopened_on_the_next_call(proxied_p
     proxy, url = proxied_postgres_url
     async with open_storage(url) as storage:
         await storage.ping()
-        assert proxy.connections == 2  # writer + health
+        assert proxy.connections_proxied == 2  # writer + health
         proxy.drop_all()
         await trio.sleep(0.05)
         with pytest.raises(StorageUnavailable):
@@ -359,7 +308,7 @@ async def test_postgres_lost_connections_are_reopened_on_the_next_call(proxied_p
             await storage.applied_migrations()  # the writer finds out on its next call...
         assert await storage.applied_migrations() == []  # ...and reconnects on the one after
         assert len(await storage.migrate()) >= 1
-        assert proxy.connections == 4
+        assert proxy.connections_proxied == 4
 
 
 async def test_postgres_concurrent_migrations_apply_each_file_exactly_once(postgres_url, tmp_path):
