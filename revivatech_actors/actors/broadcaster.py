@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -205,7 +204,7 @@ class BroadcasterActor:
     def subscribe_realtime(self, feed: ClientFeed) -> None:
         """Subscribe ``feed`` to realtime_metrics; it gets the current snapshot at once."""
         feed.realtime = True
-        now = time.monotonic()
+        now = trio.current_time()
         last = self._last_public_snapshot if feed.public else self._last_snapshot
         if last is not None and now - self._last_snapshot_at < self.min_interval:
             feed.put_snapshot(last)  # fresh enough: no need to build one for it
@@ -274,7 +273,7 @@ class BroadcasterActor:
     async def _broadcast_realtime(self) -> None:
         version = -1  # of the metrics, as last seen
         while True:
-            cycle_began = time.monotonic()
+            cycle_began = trio.current_time()
             # until the metrics change, a client subscribes, or the periodic interval is up
             with trio.move_on_after(self.interval):
                 async with trio.open_nursery() as waiters:
@@ -297,7 +296,7 @@ class BroadcasterActor:
                     waiters.start_soon(elsewhere)
             wait = (
                 max(self._last_snapshot_at + self.min_interval, cycle_began + 0.001)
-                - time.monotonic()
+                - trio.current_time()
             )
             if wait > 0:  # throttle: at most one snapshot per min_interval (and no busy loop)
                 await trio.sleep(wait)
@@ -326,7 +325,7 @@ class BroadcasterActor:
                 feed.put_snapshot(encoded)
             sent += 1
         self._last_snapshot, self._last_public_snapshot = encoded, public_encoded
-        self._last_snapshot_at = time.monotonic()
+        self._last_snapshot_at = trio.current_time()
         self.snapshots_sent += sent
         self.activity.record(sent)
 
