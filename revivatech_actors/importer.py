@@ -62,7 +62,7 @@ from .domain.original import (
 )
 from .messages import DeadLetter, Status, Submission
 from .service import Service, watch_signals
-from .storage._messages import mask_password
+from .domain.secrets import mask_password
 from .storage.original import OriginalSource, Position, SourceError
 from .supervisor import SupervisorGaveUp
 

@@ -5,10 +5,10 @@ import json
 import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import attrs
 
+from ..domain.secrets import mask_password
 from ._convert import NAMED_STEPS
 from ._settings import Settings
 
@@ -20,20 +20,6 @@ _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 class InlineTable(dict[str, Any]):
     """A setting whose value is a table (``funnel.named``): :func:`render_toml` writes it on one
     line, where a plain dict inside a table becomes a ``[table.subtable]``."""
-
-
-def mask_url(url: str) -> str:
-    """``url`` with its password (userinfo or ``?password=``) replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is not None:
-        userinfo, _, hostport = parts.netloc.rpartition("@")
-        masked_netloc = f"//{userinfo.partition(':')[0]}:{MASK}@{hostport}"
-        url = url.replace("//" + parts.netloc, masked_netloc, 1)
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
-    if any(name == "password" for name, _ in pairs):
-        masked = urlencode([(n, MASK if n == "password" else v) for n, v in pairs], safe="*")
-        url = url.replace("?" + parts.query, "?" + masked, 1)
-    return url
 
 
 def settings_as_dict(settings: Settings, *, mask_secrets: bool = True) -> dict[str, dict[str, Any]]:
@@ -60,7 +46,7 @@ def _as_dict(group: Any, mask_secrets: bool) -> dict[str, Any]:
             # an empty secret stays visible as empty: the operator sees it is off
             value = [MASK] * len(value) if isinstance(value, list) else (MASK if value else value)
         elif mask_secrets and field.metadata.get("url") and value:
-            value = mask_url(value)
+            value = mask_password(value)
         table[field.name] = value
     return table
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import urllib.parse
 from collections.abc import Iterable
 
-__all__ = ["HASH_PREFIX", "SecretSet", "digest", "secret_problem"]
+__all__ = ["HASH_PREFIX", "SecretSet", "digest", "mask_password", "secret_problem"]
 
 HASH_PREFIX = "sha256:"
 _HEX_DIGEST = re.compile(r"[0-9a-fA-F]{64}")
@@ -66,3 +67,27 @@ class SecretSet:
         for known in self._digests:
             matched |= hmac.compare_digest(candidate, known)
         return candidate if matched else None
+
+
+def mask_password(url: str) -> str:
+    """``url`` with the password (userinfo or ``password=`` query parameter) replaced by ``***``.
+
+    Everything else is left exactly as written.
+    """
+    parts = urllib.parse.urlsplit(url)
+    masked = url
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{hosts}"
+        masked = masked.replace(f"//{parts.netloc}", f"//{netloc}", 1)
+    if parts.query:
+        pairs = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+        if any(key == "password" for key, _ in pairs):
+            query = "&".join(
+                f"{key}=***"
+                if key == "password"
+                else f"{urllib.parse.quote(key)}={urllib.parse.quote(value)}"
+                for key, value in pairs
+            )
+            masked = masked.replace(f"?{parts.query}", f"?{query}", 1)
+    return masked

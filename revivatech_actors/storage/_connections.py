@@ -24,8 +24,9 @@ from typing import Any, ClassVar, Self, TypeVar
 import attrs
 import trio
 
+from ..domain.secrets import mask_password
 from ._errors import StorageError, StorageUnavailable
-from ._messages import first_line, mask_password
+from ._messages import first_line
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",

@@ -6,9 +6,9 @@ from __future__ import annotations
 from importlib.resources.abc import Traversable
 from typing import Any
 
+from ..domain.secrets import mask_password
 from ._connections import DEFAULT_CONNECT_TIMEOUT, DEFAULT_PING_TIMEOUT
 from ._interface import Storage
-from ._messages import mask_password
 
 __all__ = ["open_storage"]
 

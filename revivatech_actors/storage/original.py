@@ -26,8 +26,9 @@ import trio
 from psycopg import sql
 
 from ..domain.original import REQUIRED_COLUMNS
+from ..domain.secrets import mask_password
 from ._errors import StorageError
-from ._messages import first_line, mask_password
+from ._messages import first_line
 
 __all__ = ["OriginalSource", "Position", "SourceError"]
 

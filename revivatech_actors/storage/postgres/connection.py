@@ -16,8 +16,9 @@ import psycopg
 import psycopg.conninfo
 import psycopg.types.json
 
+from ...domain.secrets import mask_password
 from .._errors import StorageError, StorageUnavailable
-from .._messages import first_line, mask_password
+from .._messages import first_line
 from .._migrate import MigratingStorage
 from .._queries import load_queries
 from ..migrations import AppliedMigration, Migration
