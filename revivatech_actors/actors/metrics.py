@@ -37,6 +37,7 @@ from ..domain.realtime import (
     bucket_of,
     realtime_document,
 )
+from ..domain.timefmt import iso_datetime
 from ..messages import Event, StoredBatch
 from ..shared_state.realtime import RedisRealtime
 from ..storage import Storage, StorageError
@@ -191,7 +192,7 @@ class MetricsActor:
         except (StorageError, trio.TooSlowError) as exc:
             logger.warning(
                 "realtime window starts empty: the stored events since %s could not be read (%s)",
-                since.isoformat(),
+                iso_datetime(since),
                 exc or "timed out",
             )
             return
@@ -211,7 +212,7 @@ class MetricsActor:
             "realtime window rebuilt from storage: %d visitor(s), %d event(s) since %s",
             len(seed.users),
             sum(row[1] for row in seed.bucket_counts),
-            since.isoformat(),
+            iso_datetime(since),
         )
 
     async def _count_events(self) -> None:

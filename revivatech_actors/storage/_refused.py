@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Protocol
 
 import attrs
 
+from ..domain.validation import truncate_payload
 from ..messages import DUPLICATE, STORED, DeadLetter, Event, Outcome, Status
 from ._messages import first_line
 
@@ -192,9 +193,7 @@ def event_as_json(event: Event) -> str:
 
 def refused_event_letter(event: Event, reason: str) -> DeadLetter:
     """The dead letter of an event the database refused, with ``reason``."""
-    payload = event_as_json(event)
-    if len(payload) > DEAD_LETTER_PAYLOAD_LIMIT:
-        payload = payload[:DEAD_LETTER_PAYLOAD_LIMIT]
+    payload = truncate_payload(event_as_json(event), DEAD_LETTER_PAYLOAD_LIMIT)
     # The same letter however often this batch is retried; another request refused for the
     # same event_id (received at another instant) is a letter of its own.
     name = f"{event.event_id}@{event.received_at.isoformat()}"
