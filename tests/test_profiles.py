@@ -125,6 +125,44 @@ async def test_reads_see_every_stored_event_before_any_write(storage):
         rig.actor.request_stop()
 
 
+async def test_journeys_read_before_their_write_are_what_the_write_stores(storage, storage_url):
+    """The read path merges unwritten sessions by the rule storage writes them with: the stage
+    after a stored booking (retention), the earliest sourced touch as first source, the latest
+    as last, even when events arrive out of order."""
+    ad = "https://revivatech.example/p?utm_source="
+    first = Rig(storage)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(first.actor.run)
+        await first.feed(
+            [
+                visit("r", 10, session="s1", page_url=ad + "mail"),
+                visit("r", 20, session="s1", event_type="booking_completed"),
+            ]
+        )
+        await first.settle()
+        first.actor.request_stop()
+    later = Rig(storage, flush_interval=60)  # writes only when it stops
+    async with trio.open_nursery() as nursery:
+        await nursery.start(later.actor.run)
+        await later.feed(
+            [
+                visit("r", 50, session="s2", page_url=ad + "late"),
+                visit("r", 40, session="s2", page_url=ad + "early"),  # older, arrives later
+                visit("r", 5, session="s1", page_url=ad + "earlier"),  # before s1's first
+            ]
+        )
+        before = await later.actor.live_journeys("r")
+        later.actor.request_stop()
+    async with open_storage(storage_url) as reader:  # the actor closed its own at its stop
+        after = await reader.load_journeys("r")
+    assert [(j.session_id, j.stage) for j in before] == [("s1", "booking"), ("s2", "retention")]
+    assert [(j.first_touch_source, j.last_touch_source) for j in before] == [
+        ("earlier", "mail"),
+        ("early", "late"),
+    ]
+    assert before == after
+
+
 async def test_one_visitors_events_are_applied_in_order(storage):
     rig = Rig(storage)
     events = [visit("ordered", n, event_type=f"step_{n}") for n in range(30)]

@@ -97,7 +97,7 @@ class StoredPrediction:
 @attrs.frozen
 class StoredJourney:
     """One ``customer_journeys`` row: a visitor's session, its touchpoints as stored (``at`` is
-    RFC 3339 text), its stage and where its first and last touches came from."""
+    RFC 3339 text), its stage and where (and when) its first and last sourced touches came from."""
 
     session_id: str
     touchpoints: list[dict[str, Any]]
@@ -106,6 +106,8 @@ class StoredJourney:
     last_touch_source: str | None
     started_at: datetime
     updated_at: datetime
+    first_touch_at: datetime | None = None
+    last_touch_at: datetime | None = None
 
 
 @attrs.frozen

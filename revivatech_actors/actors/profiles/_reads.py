@@ -11,14 +11,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import attrs
+import orjson
 
 from ...config import ScoringSettings
 from ...domain.insights import insights_document
-from ...domain.journeys import JOURNEY_STEP_TYPE, higher_stage
+from ...domain.journeys import JOURNEY_STEP_TYPE, JourneyRow, merge_journey
 from ...domain.partitions import partition_of
 from ...domain.profiles import ProfileDelta, ProfileState, delta_from_events, journey_rows
-from ...domain.timefmt import iso_datetime
 from ...storage import Storage, StoredJourney
 from ...storage._records import VisitorView
 
@@ -74,34 +73,57 @@ def live_state(
     live = base.plus(delta)
     live.total_sessions += len(delta.sessions.keys() - view.keys.sessions)
     live.days_active += len(delta.active_days - view.keys.days)
-    return live, _with_pending(view.journeys, delta, max_touchpoints)
+    booked_at = None if view.profile is None else view.profile.last_booking_at
+    return live, _with_pending(view.journeys, delta, max_touchpoints, booked_at)
 
 
 def _with_pending(
-    stored: list[StoredJourney], pending: ProfileDelta, max_touchpoints: int
+    stored: list[StoredJourney],
+    pending: ProfileDelta,
+    max_touchpoints: int,
+    booked_at: datetime | None,
 ) -> list[StoredJourney]:
+    """The stored journeys with the pending sessions merged in by the rule storage writes them
+    with (``merge_journey``), so a read before the write shows what the write will store."""
     journeys = {j.session_id: j for j in stored}
     for row in journey_rows(pending):
-        points = [{**p, "at": iso_datetime(p["at"])} for p in row["touchpoints"]]
-        old = journeys.get(row["session_id"])
-        if old is None:
-            journeys[row["session_id"]] = StoredJourney(
-                row["session_id"],
-                points[:max_touchpoints],
-                row["stage"],
-                row["first_source"],
-                row["last_source"],
-                row["started_at"],
-                row["last_at"],
-            )
-        else:
-            room = max(0, max_touchpoints - len(old.touchpoints))
-            journeys[row["session_id"]] = attrs.evolve(
-                old,
-                touchpoints=old.touchpoints + points[:room],
-                stage=higher_stage(old.stage, row["stage"]),
-                last_touch_source=row["last_source"] or old.last_touch_source,
-                started_at=min(old.started_at, row["started_at"]),
-                updated_at=max(old.updated_at, row["last_at"]),
-            )
+        new = JourneyRow(
+            orjson.loads(orjson.dumps(row["touchpoints"])),  # as storage keeps them: JSON
+            row["stage"],
+            row["first_source"],
+            row["first_source_at"],
+            row["last_source"],
+            row["last_source_at"],
+            row["started_at"],
+            row["last_at"],
+        )
+        sid = row["session_id"]
+        old = journeys.get(sid)
+        merged = merge_journey(
+            None if old is None else _journey_row(old), new, max_touchpoints, booked_at
+        )
+        journeys[sid] = StoredJourney(
+            sid,
+            merged.touchpoints,
+            merged.stage,
+            merged.first_source,
+            merged.last_source,
+            merged.started_at,
+            merged.last_at,
+            merged.first_source_at,
+            merged.last_source_at,
+        )
     return sorted(journeys.values(), key=lambda j: j.started_at)
+
+
+def _journey_row(stored: StoredJourney) -> JourneyRow:
+    return JourneyRow(
+        stored.touchpoints,
+        stored.stage,
+        stored.first_touch_source,
+        stored.first_touch_at,
+        stored.last_touch_source,
+        stored.last_touch_at,
+        stored.started_at,
+        stored.updated_at,
+    )

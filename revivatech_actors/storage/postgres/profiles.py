@@ -131,6 +131,6 @@ class PostgresProfiles(ProfilesStorage):
     ) -> list[StoredJourney]:
         rows = conn.execute(Q["load_journeys"], (user_fingerprint,)).fetchall()
         return [
-            StoredJourney(sid, touchpoints, stage, first, last, started, updated)
-            for sid, touchpoints, stage, first, last, started, updated in rows
+            StoredJourney(sid, points, stage, first, last, started, updated, first_at, last_at)
+            for sid, points, stage, first, last, started, updated, first_at, last_at in rows
         ]

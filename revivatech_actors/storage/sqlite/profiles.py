@@ -232,6 +232,8 @@ class SQLiteProfiles(ProfilesStorage):
                 last,
                 parse_timestamp(started),
                 parse_timestamp(updated),
+                optional_datetime(first_at),
+                optional_datetime(last_at),
             )
-            for sid, points, stage, first, last, started, updated in rows.fetchall()
+            for sid, points, stage, first, last, started, updated, first_at, last_at in rows
         ]

@@ -116,5 +116,5 @@ SELECT day FROM visitor_active_days WHERE user_fingerprint = ?
 
 -- name: load_journeys
 SELECT session_id, touchpoints, stage, first_touch_source, last_touch_source, started_at,
-       updated_at
+       updated_at, first_touch_at, last_touch_at
 FROM customer_journeys WHERE user_fingerprint = ? ORDER BY started_at, id
