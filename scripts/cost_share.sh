@@ -56,7 +56,8 @@ LIMITER = ("shared_state/limits.py", "web/limits.py", "domain/rates.py")
 def samples(name):
     for line in open(f"{out}/{name}"):
         stack, _, n = line.rstrip().rpartition(" ")
-        yield stack.split(";"), int(n)
+        if n.isdigit():  # a thread name may hold spaces; its count is still last
+            yield stack.split(";"), int(n)
 
 total = limiter = 0
 for frames, n in samples("busy.txt"):
