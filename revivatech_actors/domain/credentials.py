@@ -65,7 +65,8 @@ INVALID = Verdict(Access.INVALID, "invalid admin token")
 
 def judge_jwt(token: str, *, secret: str, roles: Iterable[str]) -> Verdict:
     """The verdict on ``token`` as the main app's JWT (HS256 with ``secret``, ``exp`` required,
-    ``role`` in ``roles``). ``exp``, ``nbf`` and ``iat`` are checked against the clock, without leeway."""
+    ``role`` in ``roles``). ``exp``, ``nbf`` and ``iat`` are checked against the clock, without
+    leeway."""
     try:
         claims = jwt.decode(
             token, secret, algorithms=JWT_ALGORITHMS, options={"require": JWT_REQUIRED_CLAIMS}

@@ -224,7 +224,8 @@ class RealtimeWindow:
         now: float,
     ) -> None:
         """Seed the window from storage (at start): per bucket ``(bucket, events, page views,
-        conversions)``; ``(bucket, page URL, views)``; each visitor's and session's newest bucket."""
+        conversions)``; ``(bucket, page URL, views)``; each visitor's and session's newest
+        bucket."""
         now_bucket = bucket_of(now)
         for number, events, views, conversions in bucket_counts:
             bucket = self._bucket(number, now_bucket)
@@ -307,7 +308,8 @@ def realtime_document(
     milliseconds and ``errorRate`` a share of 1 (both 0 when no request was answered in the
     window); ``uptime`` is a percentage (this instance's). ``source`` is ``redis`` when the
     figures are every instance's, ``local`` when they are this instance's alone.
-    ``activeSessions`` repeats ``overview.active_sessions`` where the original admin page reads it."""
+    ``activeSessions`` repeats ``overview.active_sessions`` where the original admin page reads
+    it."""
     return {
         "timestamp": iso_datetime(now),
         "windowSeconds": figures.window_seconds,

@@ -1,4 +1,5 @@
-"""The realtime window in Redis, shared by every instance, and the pub/sub that tells them of changes.
+"""The realtime window in Redis, shared by every instance, and the pub/sub that tells them of
+changes.
 
 Same buckets as ``domain.realtime`` (``BUCKET_SECONDS`` wide; the window is the filling bucket
 and the ones before it). Per bucket ``b``, under the configured key prefix:
