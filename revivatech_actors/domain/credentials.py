@@ -99,6 +99,11 @@ def judge_jwt(token: str, *, secret: str, roles: Iterable[str]) -> Verdict:
     return Verdict(Access.ADMIN, "admin", "jwt:" + digest(token).hex()[:SUBJECT_HEX_DIGITS])
 
 
+def _roles(roles: Iterable[str]) -> frozenset[str]:
+    # attrs types a converter's argument from its signature: frozenset's own is generic
+    return frozenset(roles)
+
+
 @attrs.frozen
 class AdminCredentials:
     """The configured admin credentials; :meth:`judge` decides on a presented one."""
@@ -106,7 +111,7 @@ class AdminCredentials:
     tokens: SecretSet = attrs.field(converter=SecretSet)  # plain or sha256:<hex>
     jwt_secret: str = ""  # empty: JWTs are not accepted
     jwt_roles: frozenset[str] = attrs.field(
-        default=frozenset({"ADMIN", "SUPER_ADMIN"}), converter=frozenset
+        default=frozenset({"ADMIN", "SUPER_ADMIN"}), converter=_roles
     )
 
     def __repr__(self) -> str:  # never the secrets

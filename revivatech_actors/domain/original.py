@@ -250,6 +250,7 @@ def import_row(
     payload = truncate_payload(orjson.dumps(body, default=str).decode())
     if errors:
         return ImportedRow(table, None, tuple(errors), payload)
+    assert isinstance(result, ValidEvent)  # validation returns a list only of one error or more
     ip = _kept_ip(row.get("ip_address"), client_ip) if table == EVENTS_TABLE else None
     return ImportedRow(table, result, (), payload, ip)
 

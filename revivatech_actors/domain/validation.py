@@ -26,7 +26,7 @@ import re
 import uuid
 from datetime import UTC, datetime
 from sys import intern
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import attrs
 import orjson
@@ -360,6 +360,9 @@ def validate_event(data: object) -> ValidEvent | list[FieldError]:
 
     if errors is not None:
         return errors
+    if TYPE_CHECKING:  # what the checks above passed means; not asserted at run time (hot path)
+        assert type(fingerprint) is str and type(session_id) is str and type(event_type) is str
+        assert not isinstance(timestamp, str) and not isinstance(sent_at, str)
     # Interned: the same visitor, session, type or page arrives in many events, and what keeps
     # them (the realtime window's buckets, the visitor actors' touches) then holds one copy of
     # each, not one per event, for as long as the window spans.
