@@ -202,7 +202,8 @@ class WorkerPool:
                 code = await process.wait()
             finally:
                 del self._processes[index]
-                process.stdin.close()
+                # stdin=PIPE: an FdStream, which trio types as an optional SendStream
+                process.stdin.close()  # type: ignore[union-attr]
                 if self.on_exit is not None:
                     self.on_exit(process.pid)
             if self._stop_signal is not None:
