@@ -95,10 +95,12 @@ def _parser() -> argparse.ArgumentParser:
 
     imported = commands.add_parser(
         "import-original",
-        help="store the original RevivaTech service's history (analytics_events, customer_journeys) as events",
-        description="Read the original service's analytics_events and customer_journeys from its PostgreSQL "
-        "database and store them in storage.url through this service's pipeline, with their original "
-        "times and ids. Idempotent; an interrupted run is resumed by running it again.",
+        help="store the original RevivaTech service's history (analytics_events, "
+        "customer_journeys) as events",
+        description="Read the original service's analytics_events and customer_journeys from its "
+        "PostgreSQL database and store them in storage.url through this service's pipeline, with "
+        "their original times and ids. Idempotent; an interrupted run is resumed by running it "
+        "again.",
     )
     _add_config_argument(imported)
     imported.add_argument(
@@ -154,7 +156,8 @@ def _configure_logging(
 
 
 def _configured_secrets(settings: Settings) -> list[str]:
-    """The secrets in ``settings`` that no log line may show: tokens, the JWT secret, URL passwords."""
+    """The secrets in ``settings`` that no log line may show: tokens, the JWT secret, URL
+    passwords."""
     from urllib.parse import urlsplit
 
     found = [*settings.auth.admin_tokens, settings.auth.jwt_secret, settings.metrics.token]
@@ -190,8 +193,8 @@ def _admin_tokens(settings: Settings, redact: Redactor) -> tuple[tuple[str, ...]
         return (generated,), None
     path = _write_token_file(generated)
     logger.warning(
-        "no admin token is configured (auth.admin_tokens): generated one for this run, written to %s "
-        "(readable by its owner only; removed at exit)",
+        "no admin token is configured (auth.admin_tokens): generated one for this run, "
+        "written to %s (readable by its owner only; removed at exit)",
         path,
     )
     return (generated,), path
@@ -403,7 +406,10 @@ def _storage_line(applied: list, known: list, where: str, engine: str) -> str:
     """The one line per start about the database: where (password masked), the engine, and the
     migrations, naming those this start applied."""
     new = f": {', '.join(_migration_name(m) for m in applied)}" if applied else ""
-    return f"storage open: {where} ({engine}), {len(known)} migration(s) applied, {len(applied)} new{new}"
+    return (
+        f"storage open: {where} ({engine}), {len(known)} migration(s) applied, "
+        f"{len(applied)} new{new}"
+    )
 
 
 def _migrate(settings: Settings) -> int:
@@ -447,7 +453,8 @@ def _import_original(settings: Settings, args: argparse.Namespace) -> int:
     )
     from .start_checks import StartRefused
 
-    try:  # as before serve: a destination that cannot work is one line, not the supervisor giving up
+    # As before serve: a destination that cannot work is one line, not the supervisor giving up.
+    try:
         _prepare_storage(settings)
     except StartRefused as refused:
         return _refuse(refused)

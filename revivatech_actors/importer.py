@@ -78,7 +78,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Rows per chunk: one read from the source, one checkpoint. Large enough that the batcher writes
-#: full batches and the checkpoint's fsync is rare; small enough that an interruption repeats little.
+#: full batches and the checkpoint's fsync is rare; small enough that an interruption repeats
+#: little.
 DEFAULT_CHUNK_SIZE = 2000
 #: Chunks read ahead or submitted and not yet committed: the source's read of the next chunk and
 #: its mapping overlap the commit of the last one.
@@ -165,7 +166,10 @@ class ImportState:
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            msg = f"cannot read the state file {path}: {exc} (remove it, or pass --restart, to start over)"
+            msg = (
+                f"cannot read the state file {path}: {exc} "
+                "(remove it, or pass --restart, to start over)"
+            )
             raise ImportFailed(msg) from None
 
     def save(self, path: Path) -> None:
@@ -381,7 +385,8 @@ class _Run:
         status = (
             "complete"
             if self.complete
-            else f"{'failed' if self.failure else 'interrupted'}: run the same command again to resume"
+            else f"{'failed' if self.failure else 'interrupted'}: "
+            "run the same command again to resume"
         )
         runs = f" ({state.runs} runs)" if state.runs > 1 else ""
         lines = [
@@ -394,7 +399,8 @@ class _Run:
             c = state.counts[table]
             note = "" if table in self.tables else "  (no such table in the source)"
             lines.append(
-                f"  {table:<20}{c.read:>10,}{c.stored:>10,}{c.duplicates:>12,}{c.skipped_total:>10,}{note}"
+                f"  {table:<20}{c.read:>10,}{c.stored:>10,}"
+                f"{c.duplicates:>12,}{c.skipped_total:>10,}{note}"
             )
         reasons = [
             (table, reason, n)
@@ -467,7 +473,8 @@ async def run_import(
     state = None if options.restart else ImportState.load(state_path)
     if state is not None and (state.source, state.destination) != (source_shown, destination_shown):
         msg = (
-            f"the state file {state_path} belongs to the import from {state.source} to {state.destination}; "
+            f"the state file {state_path} belongs to the import from {state.source} "
+            f"to {state.destination}; "
             "pass --state FILE for this one, or --restart to start it over"
         )
         raise ImportFailed(msg)
@@ -506,9 +513,9 @@ async def run_import(
                 )
                 if not state.stopped_cleanly:
                     print(
-                        "warning: the last run was killed before it stopped: the rows it stored after its last "
-                        "checkpoint come back as duplicates, and their part in the profiles may be missing "
-                        "(docs/operations.md)",
+                        "warning: the last run was killed before it stopped: the rows it stored "
+                        "after its last checkpoint come back as duplicates, and their part in the "
+                        "profiles may be missing (docs/operations.md)",
                         file=err,
                     )
             code = await _run_pipeline(run, signals)

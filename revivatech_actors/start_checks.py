@@ -34,7 +34,7 @@ _PORT_HINT = "set --port or REVIVATECH_WEB_PORT"
 _HOST_HINT = "set --host or REVIVATECH_WEB_HOST"
 _STORAGE_HINT = "storage.url or REVIVATECH_STORAGE_URL"
 #: Why a bind failed, as an operator would say it, and what to do, by errno.
-_BIND_REASONS = {
+_BIND_REASONS: dict[int | None, tuple[str, str]] = {
     errno.EADDRINUSE: ("address already in use", f"is another serve running? {_PORT_HINT}"),
     errno.EACCES: ("permission denied", f"ports below 1024 need privileges; {_PORT_HINT}"),
     errno.EADDRNOTAVAIL: ("no interface of this machine has that address", _HOST_HINT),

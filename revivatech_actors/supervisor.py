@@ -27,7 +27,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 import attrs
@@ -200,6 +200,11 @@ class _Child:
         )
 
 
+def _child_specs(children: Iterable[ChildSpec]) -> tuple[ChildSpec, ...]:
+    # attrs types a converter's argument from its signature: tuple's own is generic
+    return tuple(children)
+
+
 @attrs.define(eq=False)
 class Supervisor:
     """Runs ``children`` one_for_one; see the module docstring for the rules.
@@ -216,7 +221,7 @@ class Supervisor:
     """
 
     name: str
-    children: Sequence[ChildSpec] = attrs.field(converter=tuple)
+    children: Sequence[ChildSpec] = attrs.field(converter=_child_specs)
     max_restarts: int = 5
     max_seconds: float = 30.0
     backoff_initial: float = 0.1
@@ -487,10 +492,11 @@ class Supervisor:
             child.state = State.STOPPED
             return
         began = trio.current_time()
-        graceful = spec.stop is not None and child.state is State.RUNNING
+        stop = spec.stop if child.state is State.RUNNING else None
+        graceful = stop is not None
         child.state = State.STOPPING
-        if graceful:
-            spec.stop()
+        if stop is not None:
+            stop()
         elif child.scope is not None:
             child.scope.cancel()
         with trio.move_on_after(spec.shutdown_timeout):

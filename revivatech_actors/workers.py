@@ -187,7 +187,8 @@ class WorkerPool:
             process = await trio.lowlevel.open_process(
                 list(self.command(index)),
                 env=dict(self.env),
-                stdin=subprocess.PIPE,  # never written: its end of file tells the worker the parent is gone
+                # stdin is never written: its end of file tells the worker the parent is gone.
+                stdin=subprocess.PIPE,
                 process_group=0,  # a terminal's Ctrl-C reaches the parent only, which forwards it
             )
             self._processes[index] = process
@@ -201,12 +202,14 @@ class WorkerPool:
                 code = await process.wait()
             finally:
                 del self._processes[index]
-                process.stdin.close()
+                # stdin=PIPE: an FdStream, which trio types as an optional SendStream
+                process.stdin.close()  # type: ignore[union-attr]
                 if self.on_exit is not None:
                     self.on_exit(process.pid)
             if self._stop_signal is not None:
                 if self._stop_signal != signal.SIGKILL and code == -self._stop_signal:
-                    code = 0  # the forwarded signal came before its handlers: it had served nothing yet
+                    # The forwarded signal came before its handlers: it had served nothing yet.
+                    code = 0
                 level = logging.INFO if code == 0 else logging.ERROR
                 logger.log(level, "worker %d (pid %d) %s", index, process.pid, describe_exit(code))
                 self._final[index] = code

@@ -111,7 +111,8 @@ def _database_pool():
 
 @pytest.fixture
 def new_database(_database_pool):
-    """Makes fresh, empty PostgreSQL databases, all dropped after the test: ``new_database()`` -> URL."""
+    """Makes fresh, empty PostgreSQL databases, all dropped after the test: ``new_database()``
+    -> URL."""
     import psycopg
 
     try:

@@ -95,8 +95,8 @@ async def test_a_transaction_that_commits_late_is_not_skipped(postgres_url):
             slow.execute("BEGIN")
             slow.execute(
                 "INSERT INTO analytics_events (event_id, user_fingerprint, session_id, event_type,"
-                " event_timestamp, received_at, log_slot, log_seq) VALUES (%s, 'late', 's', 'page_view',"
-                " now(), now(), %s, 0)",
+                " event_timestamp, received_at, log_slot, log_seq)"
+                " VALUES (%s, 'late', 's', 'page_view', now(), now(), %s, 0)",
                 (late.event_id, slot_of("late")),
             )
             seen: list[str] = []

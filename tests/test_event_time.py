@@ -28,7 +28,7 @@ def iso(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
-# --- the rule ---------------------------------------------------------------------------------------
+# --- the rule -------------------------------------------------------------------------------------
 
 
 def test_a_time_within_max_future_seconds_is_kept():
@@ -48,7 +48,8 @@ def test_a_time_further_ahead_is_replaced_keeping_the_sent_value_and_a_warning()
 
 
 def test_the_skew_corrected_time_is_what_is_judged():
-    # The client's clock is a day ahead: timestamp and sent_at both say so, and the corrected time is now.
+    # The client's clock is a day ahead: timestamp and sent_at both say so, and the corrected time
+    # is now.
     day_ahead = RECEIVED + timedelta(days=1)
     sent = valid(timestamp=iso(day_ahead - timedelta(seconds=5)), sent_at=iso(day_ahead))
     assert bound_event_time(sent, RECEIVED, BOUNDS) is sent
@@ -82,7 +83,7 @@ def test_an_event_without_a_time_is_unchanged():
     assert bound_event_time(sent, RECEIVED, BOUNDS) is sent
 
 
-# --- over HTTP --------------------------------------------------------------------------------------
+# --- over HTTP ------------------------------------------------------------------------------------
 
 
 async def stored_properties(url: str, event_id: str) -> dict:

@@ -273,11 +273,12 @@ def insert_history(url: str, bulk: int = 0) -> None:
     fails validation, a NULL-heavy row, one without any time), plus ``bulk`` generated events."""
     import psycopg
 
-    events = """INSERT INTO analytics_events (id, user_fingerprint, session_id, user_id, event_type, event_name,
-        event_data, page_url, referrer_url, utm_source, utm_medium, utm_campaign, device_type, browser, os,
-        screen_resolution, ip_address, geo_country, geo_city, created_at, processed_at)
-        VALUES (COALESCE(%s, gen_random_uuid()::text), %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
-                %s, %s, %s, %s, %s, %s)"""
+    events = """INSERT INTO analytics_events (id, user_fingerprint, session_id, user_id, event_type,
+        event_name, event_data, page_url, referrer_url, utm_source, utm_medium, utm_campaign,
+        device_type, browser, os, screen_resolution, ip_address, geo_country, geo_city, created_at,
+        processed_at)
+        VALUES (COALESCE(%s, gen_random_uuid()::text), %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
+                %s, %s, %s, %s, %s, %s, %s, %s, %s)"""
     site = "https://revivatech.co.uk"
     m = lambda minutes: BASE.replace(minute=minutes)  # noqa: E731
     rows = [
@@ -469,9 +470,10 @@ def insert_history(url: str, bulk: int = 0) -> None:
             None,
         ),
     ]
-    steps = """INSERT INTO customer_journeys (user_fingerprint, session_id, user_id, journey_stage, touchpoint,
-        sequence_number, time_spent_seconds, entry_method, traffic_source, content_consumed, actions_taken,
-        stage_entered_at, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"""
+    steps = """INSERT INTO customer_journeys (user_fingerprint, session_id, user_id, journey_stage,
+        touchpoint, sequence_number, time_spent_seconds, entry_method, traffic_source,
+        content_consumed, actions_taken, stage_entered_at, created_at)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"""
     journey = [
         (
             "fp-alice",
@@ -525,11 +527,13 @@ def insert_history(url: str, bulk: int = 0) -> None:
             cursor.executemany(events, rows)
             cursor.executemany(steps, journey)
         if bulk:
-            # Many visitors, tracker-style ids, a session each per 40 events, one step per 25 events.
+            # Many visitors, tracker-style ids, a session each per 40 events, one step per 25
+            # events.
             conn.execute(
-                """INSERT INTO analytics_events (id, user_fingerprint, session_id, event_type, event_name,
-                event_data, page_url, ip_address, created_at)
-                SELECT (1764000000000 + g)::text || '_bulk', 'bulk-' || (g %% 400), 'bulk-s-' || (g / 40),
+                """INSERT INTO analytics_events (id, user_fingerprint, session_id, event_type,
+                event_name, event_data, page_url, ip_address, created_at)
+                SELECT (1764000000000 + g)::text || '_bulk', 'bulk-' || (g %% 400),
+                       'bulk-s-' || (g / 40),
                        CASE WHEN g %% 9 = 0 THEN 'service_view' ELSE 'page_view' END, 'bulk', '{}',
                        'https://revivatech.co.uk/p/' || (g %% 30), ('192.0.2.' || (g %% 250))::inet,
                        %s + g * interval '1 s'
@@ -537,8 +541,8 @@ def insert_history(url: str, bulk: int = 0) -> None:
                 [BASE.replace(day=2), bulk],
             )
             conn.execute(
-                """INSERT INTO customer_journeys (user_fingerprint, session_id, journey_stage, touchpoint,
-                sequence_number, stage_entered_at, created_at)
+                """INSERT INTO customer_journeys (user_fingerprint, session_id, journey_stage,
+                touchpoint, sequence_number, stage_entered_at, created_at)
                 SELECT 'bulk-' || (g %% 400), 'bulk-s-' || (g / 40), 'awareness', 'landing', g,
                        %s + g * interval '1 s', %s + g * interval '1 s'
                 FROM generate_series(25, %s, 25) g""",
@@ -623,20 +627,20 @@ def snapshot(url: str) -> dict[str, list[tuple]]:
 
     return {
         "events": rows(
-            "SELECT event_id, client_event_id, user_fingerprint, session_id, event_type, event_timestamp,"
-            " page_url, referrer, properties, event_name, user_id, utm_source, device_type, ip_address"
-            " FROM analytics_events",
+            "SELECT event_id, client_event_id, user_fingerprint, session_id, event_type,"
+            " event_timestamp, page_url, referrer, properties, event_name, user_id, utm_source,"
+            " device_type, ip_address FROM analytics_events",
             (5,),
         ),
         "profiles": rows(
-            "SELECT user_fingerprint, total_events, total_sessions, total_page_views, bookings_started,"
-            " total_bookings, first_seen, last_seen, days_active, event_counts"
+            "SELECT user_fingerprint, total_events, total_sessions, total_page_views,"
+            " bookings_started, total_bookings, first_seen, last_seen, days_active, event_counts"
             " FROM user_behavior_profiles",
             (6, 7),
         ),
         "sessions": rows(
-            "SELECT session_id, user_fingerprint, started_at, last_activity_at, event_count, page_views,"
-            " entry_page, exit_page FROM analytics_sessions",
+            "SELECT session_id, user_fingerprint, started_at, last_activity_at, event_count,"
+            " page_views, entry_page, exit_page FROM analytics_sessions",
             (2, 3),
         ),
         "journeys": rows(
@@ -768,7 +772,8 @@ BULK = 5_000
 
 
 def _interrupted(tmp_path: Path, destination: str, source: str, signum: int) -> None:
-    """Start an import in chunks of 200 rows and send ``signum`` once its first chunk is checkpointed."""
+    """Start an import in chunks of 200 rows and send ``signum`` once its first chunk is
+    checkpointed."""
     work = tmp_path / f"run-{signum}"
     work.mkdir()
     process = import_command(
@@ -811,7 +816,8 @@ def test_an_interrupted_import_resumes_to_the_same_database(tmp_path, original, 
     assert code == 0, out + err
     rows = 8 + 3 + BULK + BULK // 25
     print(
-        f"import of {rows:,} rows into PostgreSQL: {took:.1f} s, {rows / took:,.0f} rows/s (process included)"
+        f"import of {rows:,} rows into PostgreSQL: {took:.1f} s, {rows / took:,.0f} rows/s"
+        " (process included)"
     )
     expected = snapshot(whole)
     assert len(expected["events"]) == 6 + 3 + BULK + BULK // 25

@@ -725,8 +725,8 @@ def test_journey_sessions_keep_the_given_order():
 )
 def test_journey_first_and_last_touch(sources, first, last):
     journeys = [
-        journey(f"s{i}", "awareness", f, l, start=f"2026-01-0{i + 1}T00:00:00+00:00")
-        for i, (f, l) in enumerate(sources)
+        journey(f"s{i}", "awareness", fst, lst, start=f"2026-01-0{i + 1}T00:00:00+00:00")
+        for i, (fst, lst) in enumerate(sources)
     ]
     doc = journey_document("fp", journeys)
     assert (doc["firstTouch"], doc["lastTouch"]) == (first, last)

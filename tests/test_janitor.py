@@ -5,6 +5,7 @@ them, a storage error counted and the next pass starting over."""
 from __future__ import annotations
 
 from datetime import timedelta
+from itertools import pairwise
 
 import pytest
 import trio
@@ -127,7 +128,7 @@ async def test_a_pass_deletes_in_batches_and_rests_between_them(storage, sqlite_
     assert [b[3].deleted for b in events] == [2, 2, 1]
     assert len(timed.batches) == janitor.stats.batches == 3 + len(PURGED_TABLES) - 1
     # after a full batch, a rest of (1 / 0.2 - 1) = 4 times what it took before the next begins
-    for (_, began, ended, _), (_, next_began, _, _) in zip(events, events[1:]):
+    for (_, began, ended, _), (_, next_began, _, _) in pairwise(events):
         assert next_began - ended >= 4 * (ended - began) * 0.9
     assert query(sqlite_url, "SELECT count(*) FROM analytics_events") == [(0,)]
     stats = janitor.stats_json()

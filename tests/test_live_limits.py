@@ -20,7 +20,7 @@ from revivatech_actors.domain.live_limits import (
 
 from .test_service import TOKEN, Running, make_service
 
-# --- the rules --------------------------------------------------------------------------------------
+# --- the rules ------------------------------------------------------------------------------------
 
 
 def test_a_steady_rate_at_the_limit_is_allowed_for_good():
@@ -65,7 +65,7 @@ def test_subscriptions_past_the_limit_warn_then_close():
     assert subscription_verdict(3, 3, warned=True) is Verdict.CLOSE
 
 
-# --- over a real WebSocket --------------------------------------------------------------------------
+# --- over a real WebSocket ------------------------------------------------------------------------
 
 
 def url(service) -> str:

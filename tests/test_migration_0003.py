@@ -77,17 +77,19 @@ async def test_visitor_sessions_become_journeys(storage_url, up_to_0002):
         assert [m.version for m in await old.migrate()] == [1, 2]
         assert "visitor_sessions" in await old.table_names()
 
-    # what 0002's writers left: a profile counting 3 sessions, 2 of them with analytics_sessions rows
+    # what 0002's writers left: a profile counting 3 sessions, 2 of them with analytics_sessions
+    # rows
     def s(moment):
         return stamp(storage_url, moment)
 
     insert_session = (
-        "INSERT INTO analytics_sessions (session_id, user_fingerprint, started_at, last_activity_at, event_count,"
-        " page_views) VALUES (%s, %s, %s, %s, %s, %s)"
+        "INSERT INTO analytics_sessions (session_id, user_fingerprint, started_at,"
+        " last_activity_at, event_count, page_views) VALUES (%s, %s, %s, %s, %s, %s)"
     )
     insert_profile = (
-        "INSERT INTO user_behavior_profiles (user_fingerprint, total_events, total_sessions, total_page_views,"
-        " first_seen, last_seen, days_active, event_counts) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+        "INSERT INTO user_behavior_profiles (user_fingerprint, total_events, total_sessions,"
+        " total_page_views, first_seen, last_seen, days_active, event_counts)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
     )
     execute(
         storage_url,

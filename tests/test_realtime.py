@@ -1,4 +1,5 @@
-"""The realtime window (``domain.realtime``): pure, driven by a fake clock (seconds since the epoch)."""
+"""The realtime window (``domain.realtime``): pure, driven by a fake clock (seconds since the
+epoch)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The scorer actor: records the scores that moved, within its time budget; rescores idle visitors."""
+"""The scorer actor: records the scores that moved, within its time budget; rescores idle
+visitors."""
 
 from __future__ import annotations
 

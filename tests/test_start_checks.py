@@ -82,8 +82,8 @@ def test_a_name_that_does_not_resolve_is_a_configuration_error():
     [
         (
             StorageUnavailable("cannot connect to PostgreSQL at db:5432: refused"),
-            "error: cannot connect to PostgreSQL at db:5432: refused (is the database running? check storage.url or "
-            "REVIVATECH_STORAGE_URL)",
+            "error: cannot connect to PostgreSQL at db:5432: refused (is the database running?"
+            " check storage.url or REVIVATECH_STORAGE_URL)",
             EXIT_FAILED,
         ),
         (

@@ -423,8 +423,8 @@ async def test_two_storages_writing_one_visitor_at_once_give_exact_figures(stora
 def session_rows(storage_url, session_id):
     return query(
         storage_url,
-        "SELECT session_id, user_fingerprint, event_count, page_views, entry_page, exit_page, referrer, utm_source"
-        " FROM analytics_sessions WHERE session_id = %s",
+        "SELECT session_id, user_fingerprint, event_count, page_views, entry_page, exit_page,"
+        " referrer, utm_source FROM analytics_sessions WHERE session_id = %s",
         (session_id,),
     )
 
@@ -710,7 +710,8 @@ async def test_first_and_last_touch_sources(storage):
 @pytest.mark.parametrize("which", ["first", "last"])
 async def test_touch_sources_do_not_depend_on_how_deltas_were_coalesced(storage, which):
     if which == "first":
-        # the earliest sourced touch is bing (+1 s); google (+5 s) came in the write holding the start
+        # the earliest sourced touch is bing (+1 s); google (+5 s) came in the write holding the
+        # start
         parts = [
             [event("{fp}", "s", 0), event("{fp}", "s", 5, referrer="https://google.com/")],
             [event("{fp}", "s", 1, referrer="https://bing.com/")],

@@ -38,8 +38,8 @@ async def test_events_are_stored_with_every_field(storage, storage_url):
     assert statuses(outcomes) == [Status.STORED]
     rows = query(
         storage_url,
-        "SELECT event_id, user_fingerprint, session_id, event_type, page_url, referrer, value, properties"
-        " FROM analytics_events",
+        "SELECT event_id, user_fingerprint, session_id, event_type, page_url, referrer, value,"
+        " properties FROM analytics_events",
     )
     assert len(rows) == 1
     event_id, fingerprint, session, event_type, page, referrer, value, properties = rows[0]
@@ -287,9 +287,15 @@ async def test_events_carry_only_the_indexes_queries_use(storage, storage_url):
     # Each index of analytics_events is paid for by every stored event (0004 dropped the one by
     # visitor); the log's (0007) is where the profiles read what they have not applied.
     if storage_url.startswith("sqlite"):
-        sql = "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'analytics_events' AND sql IS NOT NULL"
+        sql = (
+            "SELECT name FROM sqlite_master"
+            " WHERE type = 'index' AND tbl_name = 'analytics_events' AND sql IS NOT NULL"
+        )
     else:
-        sql = "SELECT indexname FROM pg_indexes WHERE tablename = 'analytics_events' AND indexname <> 'analytics_events_pkey'"
+        sql = (
+            "SELECT indexname FROM pg_indexes"
+            " WHERE tablename = 'analytics_events' AND indexname <> 'analytics_events_pkey'"
+        )
     assert sorted(name for (name,) in query(storage_url, sql)) == [
         "analytics_events_event_timestamp_idx",
         "analytics_events_log_idx",

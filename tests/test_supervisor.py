@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from itertools import pairwise
 
 import pytest
 import trio
@@ -141,7 +142,7 @@ async def test_backoff_doubles_per_recent_restart_and_is_capped(autojump_clock):
         await trio.sleep(60)
         sup.request_stop()
     starts = rec.times("flaky:running")
-    gaps = [later - earlier for earlier, later in zip(starts, starts[1:])]
+    gaps = [later - earlier for earlier, later in pairwise(starts)]
     assert gaps == [1.0, 2.0, 4.0, 5.0, 5.0]
 
 
@@ -161,7 +162,7 @@ async def test_jitter_keeps_delays_within_bounds(autojump_clock):
         await trio.sleep(60)
         sup.request_stop()
     starts = rec.times("flaky:running")
-    gaps = [later - earlier for earlier, later in zip(starts, starts[1:])]
+    gaps = [later - earlier for earlier, later in pairwise(starts)]
     for gap, nominal in zip(gaps, [1.0, 2.0, 4.0], strict=True):
         assert nominal * 0.75 <= gap <= nominal * 1.25
     assert len(set(gaps)) == 3 and gaps != [1.0, 2.0, 4.0]  # really jittered

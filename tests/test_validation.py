@@ -1,4 +1,5 @@
-"""Event validation rules (docs/api.md, "Fields" and "Request rules"), clock-skew correction and payload truncation.
+"""Event validation rules (docs/api.md, "Fields" and "Request rules"), clock-skew correction and
+payload truncation.
 
 Pure functions: plain synchronous tests, mostly tables of (input, expected) at each boundary.
 """
@@ -334,7 +335,10 @@ def test_event_id_refused(value):
         ("2025-07-16T10:55:03Z", datetime(2025, 7, 16, 10, 55, 3, tzinfo=UTC)),
         ("2025-07-16T12:55:03+02:00", datetime(2025, 7, 16, 10, 55, 3, tzinfo=UTC)),
         ("2025-07-16T05:25:03.5-05:30", datetime(2025, 7, 16, 10, 55, 3, 500000, tzinfo=UTC)),
-        ("2025-07-16T10:55:03.123456789+00:00", datetime(2025, 7, 16, 10, 55, 3, 123456, tzinfo=UTC)),
+        (
+            "2025-07-16T10:55:03.123456789+00:00",
+            datetime(2025, 7, 16, 10, 55, 3, 123456, tzinfo=UTC),
+        ),
         ("2025-07-16T10:55:03-00:00", datetime(2025, 7, 16, 10, 55, 3, tzinfo=UTC)),
         ("2025-07-16 10:55:03Z", datetime(2025, 7, 16, 10, 55, 3, tzinfo=UTC)),
         ("2025-07-16t10:55:03z", datetime(2025, 7, 16, 10, 55, 3, tzinfo=UTC)),
@@ -346,8 +350,9 @@ def test_event_id_refused(value):
         (..., None),
     ],
     ids=[
-        "Z with millis", "Z", "+02:00", "-05:30 fraction", "nanoseconds truncated", "-00:00", "space",
-        "lower case", "+14:00 crosses the date", "epoch", "last second", "leap day", "null", "absent",
+        "Z with millis", "Z", "+02:00", "-05:30 fraction", "nanoseconds truncated", "-00:00",
+        "space", "lower case", "+14:00 crosses the date", "epoch", "last second", "leap day",
+        "null", "absent",
     ],
 )  # fmt: skip
 def test_time_accepted_and_normalised_to_utc(field, value, expected):
@@ -398,11 +403,12 @@ def test_time_accepted_and_normalised_to_utc(field, value, expected):
         ({"seconds": 1}, TIME_NOT_STRING),
     ],
     ids=[
-        "naive", "naive millis", "naive space", "date only", "no seconds", "basic format", "week date",
-        "+02", "+0200", "offset seconds", "comma fraction", "empty fraction", "space before Z", "X separator",
-        "RFC 2822", "garbage", "empty", "arabic digit", "month 13", "Feb 29 2025", "hour 24",
-        "leap second", "offset 24h", "letter in day", "1969", "year 0", "1969 in UTC", "year 10000 in UTC",
-        "epoch seconds", "float seconds", "negative", "year 318857", "bool", "object",
+        "naive", "naive millis", "naive space", "date only", "no seconds", "basic format",
+        "week date", "+02", "+0200", "offset seconds", "comma fraction", "empty fraction",
+        "space before Z", "X separator", "RFC 2822", "garbage", "empty", "arabic digit", "month 13",
+        "Feb 29 2025", "hour 24", "leap second", "offset 24h", "letter in day", "1969", "year 0",
+        "1969 in UTC", "year 10000 in UTC", "epoch seconds", "float seconds", "negative",
+        "year 318857", "bool", "object",
     ],
 )  # fmt: skip
 def test_time_refused(field, value, message):
@@ -563,14 +569,18 @@ def test_depth_counts_each_level():
         (nested(1000), ["is nested deeper than 5 levels"]),
         (
             {"deep": nested(6), "pad": "x" * 40_000},
-            ["is nested deeper than 5 levels", "is larger than 32768 bytes when encoded (got 40055)"],
+            [
+                "is nested deeper than 5 levels",
+                "is larger than 32768 bytes when encoded (got 40055)",
+            ],
         ),
         ({"huge": 2**64}, ["cannot be encoded as JSON (Integer exceeds 64-bit range)"]),
         ({1: "non-string key"}, ["cannot be encoded as JSON (Dict key must be str)"]),
     ],
     ids=[
-        "list", "list of objects", "string", "int", "bool", "32769 bytes", "depth 6", "depth 6 with lists",
-        "depth 1000", "too deep and too big", "int beyond 64 bits", "non-string key",
+        "list", "list of objects", "string", "int", "bool", "32769 bytes", "depth 6",
+        "depth 6 with lists", "depth 1000", "too deep and too big", "int beyond 64 bits",
+        "non-string key",
     ],
 )  # fmt: skip
 def test_properties_refused(value, messages):
@@ -608,7 +618,8 @@ def test_an_unknown_field_whose_name_properties_holds_otherwise_is_refused():
     assert errors(event(colour="red", properties={"colour": "blue"})) == [
         (
             "colour",
-            "cannot be kept in properties: properties already has a different value under that name",
+            "cannot be kept in properties: "
+            "properties already has a different value under that name",
         )
     ]
     assert valid(event(colour="red", properties={"colour": "red"})).properties == {"colour": "red"}

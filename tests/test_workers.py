@@ -68,7 +68,8 @@ if first_exit != "-":
     if first_exit == "always" or not marker.exists():
         marker.touch()
         sys.exit(int(os.environ.get("EXIT_CODE", "3")))
-signal.signal(signal.SIGTERM, signal.SIG_IGN if on_term == "ignore" else lambda *_: sys.exit(int(on_term)))
+on_sigterm = signal.SIG_IGN if on_term == "ignore" else lambda *_: sys.exit(int(on_term))
+signal.signal(signal.SIGTERM, on_sigterm)
 (folder / f"ready-{os.getpid()}").touch()
 while True:
     time.sleep(1)

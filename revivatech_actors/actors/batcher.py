@@ -50,7 +50,8 @@ T = TypeVar("T")
 
 #: How many stored-event lists may wait for a slow subscriber before the batcher waits for it.
 SUBSCRIBER_BUFFER = 64
-#: Request ids named on the log lines of one flush; a batch of more requests names these and a count.
+#: Request ids named on the log lines of one flush; a batch of more requests names these and a
+#: count.
 LOGGED_REQUEST_IDS = 10
 
 
@@ -182,7 +183,8 @@ class BatcherActor:
         self._pending_events += len(submission.events)
 
     def _drain(self) -> bool:
-        """Take what waits in the inbox without waiting, until a batch is full. True at end of input."""
+        """Take what waits in the inbox without waiting, until a batch is full. True at end of
+        input."""
         while self._pending_events < self.max_events:
             try:
                 self._add(self.inbox.receive_nowait())

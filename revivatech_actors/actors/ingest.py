@@ -156,7 +156,8 @@ class IngestActor:
                 await self.budget.acquire(submission.size)
             if waiting.cancelled_caught:
                 raise Overloaded(
-                    f"ingest is full: no room for {submission.size} event(s) within {self.enqueue_timeout:g} s"
+                    f"ingest is full: no room for {submission.size} event(s) "
+                    f"within {self.enqueue_timeout:g} s"
                 )
         with self._giving_back_on_failure(submission):
             self._prepare(submission)
@@ -167,7 +168,8 @@ class IngestActor:
         self._forwarded(submission)
 
     def offer(self, submission: Submission) -> bool:
-        """Admit and forward ``submission`` only if there is room right now; False if there is not."""
+        """Admit and forward ``submission`` only if there is room right now; False if there is
+        not."""
         _count_received(submission)
         if self._stopping.is_set() or not self.budget.try_acquire(submission.size):
             return False

@@ -31,7 +31,8 @@ class LoopMonitor:
 
     @property
     def lag_ms(self) -> float | None:
-        """The largest lag seen over the recent window, in milliseconds; None before the first sample."""
+        """The largest lag seen over the recent window, in milliseconds; None before the first
+        sample."""
         return round(max(self._samples) * 1000, 3) if self._samples else None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

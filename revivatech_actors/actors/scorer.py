@@ -128,8 +128,8 @@ class ScorerActor:
                     await self.score_waiting(FINAL_BUDGET if self._stopping else None)
                 if self._waiting:
                     logger.warning(
-                        "stopping with %d visitor(s) not scored since their last profile write; their "
-                        "partitions' next owner scores them",
+                        "stopping with %d visitor(s) not scored since their last profile write; "
+                        "their partitions' next owner scores them",
                         len(self._waiting),
                     )
                 nursery.cancel_scope.cancel()
@@ -172,21 +172,19 @@ class ScorerActor:
             unread = [fp for fp, state in turn if state is None]
             if unread:
                 read = await self._read(unread)
-                turn = [
-                    (fp, state or read.get(fp)) for fp, state in turn
-                ]  # put back read, if put back
+                # put back read, if put back
+                turn = [(fp, state or read.get(fp)) for fp, state in turn]
             records: list[ScoreRecord] = []
             next_yield = time.perf_counter() + SLICE
-            for index, (fp, state) in enumerate(turn):
+            for index, (_fp, state) in enumerate(turn):
                 if state is not None:
                     records.append(score_record(state, now, self.settings))
                 clock = time.perf_counter()
                 if clock >= deadline:
                     self._put_back(turn[index + 1 :])
                     break
-                if (
-                    clock >= next_yield
-                ):  # let requests through: a cycle must not stall the event loop
+                # let requests through: a cycle must not stall the event loop
+                if clock >= next_yield:
                     await trio.lowlevel.checkpoint()
                     next_yield = time.perf_counter() + SLICE
             await self._record(records)

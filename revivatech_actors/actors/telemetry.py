@@ -1,8 +1,9 @@
 """The telemetry actor: writes to the Prometheus metrics what is a state rather than an event.
 
 Inbox depths, actor restarts, active profile actors, WebSocket clients and the age of the oldest
-event not yet committed live in the actor tree and in the actors' own records. Every :data:`SAMPLE_INTERVAL` (and just before ``/metrics``
-answers, through :meth:`TelemetryActor.sample`) this actor copies them into the metrics of
+event not yet committed live in the actor tree and in the actors' own records. Every
+:data:`SAMPLE_INTERVAL` (and just before ``/metrics`` answers, through
+:meth:`TelemetryActor.sample`) this actor copies them into the metrics of
 :mod:`revivatech_actors.prometheus`. Under ``serve --workers N`` the values must be written to be
 summed across workers (a scrape answered by one worker cannot ask the others), so sampling is
 periodic in every worker and a scrape sees the other workers' figures at most this old.

@@ -21,7 +21,8 @@ KEEP_MODES = ("anonymized", "full", "none")
 
 
 def parse_networks(entries: Iterable[str]) -> tuple[IPNetwork, ...]:
-    """Addresses or CIDRs (``10.0.0.1``, ``10.0.0.0/8``, ``::1``) as networks; ValueError names a bad one."""
+    """Addresses or CIDRs (``10.0.0.1``, ``10.0.0.0/8``, ``::1``) as networks; ValueError names a
+    bad one."""
     networks = []
     for entry in entries:
         try:
@@ -74,7 +75,8 @@ def client_address(
 
 def kept_address(address: IPAddress | None, mode: str) -> str | None:
     """What is stored of ``address`` under ``ingest.client_ip`` = ``mode``: ``"full"`` the address,
-    ``"anonymized"`` with the last IPv4 octet or the last 80 IPv6 bits zeroed, ``"none"`` nothing."""
+    ``"anonymized"`` with the last IPv4 octet or the last 80 IPv6 bits zeroed, ``"none"``
+    nothing."""
     if address is None or mode == "none":
         return None
     if mode == "full":

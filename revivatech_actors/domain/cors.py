@@ -27,7 +27,10 @@ __all__ = ["CorsPolicy", "RouteKind", "cors_headers", "is_same_origin"]
 #: Request headers the service reads (X-Write-Key: ingest write keys); all a preflight allows.
 ALLOWED_HEADERS = "Authorization, Content-Type, X-Write-Key"
 #: Response headers a page may read besides the safelisted ones.
-EXPOSED_HEADERS = "Retry-After, WWW-Authenticate, X-Request-Id, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset"
+EXPOSED_HEADERS = (
+    "Retry-After, WWW-Authenticate, X-Request-Id, "
+    "RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset"
+)
 _DEFAULT_PORTS = {"http": "80", "https": "443", "ws": "80", "wss": "443"}
 
 

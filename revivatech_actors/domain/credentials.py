@@ -65,7 +65,8 @@ INVALID = Verdict(Access.INVALID, "invalid admin token")
 
 def judge_jwt(token: str, *, secret: str, roles: Iterable[str]) -> Verdict:
     """The verdict on ``token`` as the main app's JWT (HS256 with ``secret``, ``exp`` required,
-    ``role`` in ``roles``). ``exp``, ``nbf`` and ``iat`` are checked against the clock, without leeway."""
+    ``role`` in ``roles``). ``exp``, ``nbf`` and ``iat`` are checked against the clock, without
+    leeway."""
     try:
         claims = jwt.decode(
             token, secret, algorithms=JWT_ALGORITHMS, options={"require": JWT_REQUIRED_CLAIMS}
@@ -98,6 +99,11 @@ def judge_jwt(token: str, *, secret: str, roles: Iterable[str]) -> Verdict:
     return Verdict(Access.ADMIN, "admin", "jwt:" + digest(token).hex()[:SUBJECT_HEX_DIGITS])
 
 
+def _roles(roles: Iterable[str]) -> frozenset[str]:
+    # attrs types a converter's argument from its signature: frozenset's own is generic
+    return frozenset(roles)
+
+
 @attrs.frozen
 class AdminCredentials:
     """The configured admin credentials; :meth:`judge` decides on a presented one."""
@@ -105,7 +111,7 @@ class AdminCredentials:
     tokens: SecretSet = attrs.field(converter=SecretSet)  # plain or sha256:<hex>
     jwt_secret: str = ""  # empty: JWTs are not accepted
     jwt_roles: frozenset[str] = attrs.field(
-        default=frozenset({"ADMIN", "SUPER_ADMIN"}), converter=frozenset
+        default=frozenset({"ADMIN", "SUPER_ADMIN"}), converter=_roles
     )
 
     def __repr__(self) -> str:  # never the secrets

@@ -285,7 +285,7 @@ def journey_document(
     service's names (``sequence_number`` 1 is the visitor's first touchpoint), and ``totalSteps``
     counts them. An unknown visitor has no sessions and an empty journey."""
     sessions = []
-    steps = []
+    steps: list[tuple[dict[str, Any], str]] = []
     for j in journeys:
         points = sorted((_touchpoint(p) for p in j.touchpoints), key=lambda p: p["at"] or "")
         _with_time_spent(points)

@@ -229,7 +229,8 @@ STEP_TOUCHPOINT_FIELDS = (
 
 @attrs.define
 class SessionJourney:
-    """What a run of one session's events adds to its journey (an accumulator, like ProfileDelta)."""
+    """What a run of one session's events adds to its journey (an accumulator, like
+    ProfileDelta)."""
 
     session_id: str
     touchpoints: list[dict[str, Any]] = attrs.Factory(list)

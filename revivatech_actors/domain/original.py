@@ -1,13 +1,13 @@
 """The original service's stored rows as this service's events. Pure functions, no I/O.
 
 The original RevivaTech service kept its history in two PostgreSQL tables (created by its first
-analytics migration; a copy is in ``tests/data/original_001_add_analytics_tables.sql``): ``analytics_events``, one row per
-tracker event, and ``customer_journeys``, one row per ``POST /track/journey`` call. Each row is
-turned here into the very request body the original's client would send this service live
-(:func:`event_body`, :func:`step_body`) and validated by the same rules
-(``validation.validate_event``, ``journeys.validate_journey_step``). History and live traffic
-therefore dedupe against each other: a tracker id that is not a UUID maps to the same UUIDv5
-whichever way it arrives, and a journey row's id becomes the client id
+analytics migration; a copy is in ``tests/data/original_001_add_analytics_tables.sql``):
+``analytics_events``, one row per tracker event, and ``customer_journeys``, one row per
+``POST /track/journey`` call. Each row is turned here into the very request body the original's
+client would send this service live (:func:`event_body`, :func:`step_body`) and validated by the
+same rules (``validation.validate_event``, ``journeys.validate_journey_step``). History and live
+traffic therefore dedupe against each other: a tracker id that is not a UUID maps to the same
+UUIDv5 whichever way it arrives, and a journey row's id becomes the client id
 ``"customer_journeys:<id>"``, so importing twice stores nothing twice.
 
 What the event model has no field for: ``ip_address`` becomes the event's address, kept as
@@ -162,7 +162,8 @@ def _plain(value: Any) -> Any:
 def event_body(row: Mapping[str, Any], zone: tzinfo) -> dict[str, Any]:
     """The body the original tracker would send for this ``analytics_events`` row: its field
     names, ``timestamp`` as RFC 3339 of ``created_at`` (else ``processed_at``), NULL columns
-    left out, ``geo_*`` in ``properties``. ``ip_address`` is not part of it (see :func:`import_row`)."""
+    left out, ``geo_*`` in ``properties``. ``ip_address`` is not part of it (see
+    :func:`import_row`)."""
     body: dict[str, Any] = {}
     if row.get("id") is not None:
         body["id"] = str(row["id"])
@@ -249,6 +250,7 @@ def import_row(
     payload = truncate_payload(orjson.dumps(body, default=str).decode())
     if errors:
         return ImportedRow(table, None, tuple(errors), payload)
+    assert isinstance(result, ValidEvent)  # validation returns a list only of one error or more
     ip = _kept_ip(row.get("ip_address"), client_ip) if table == EVENTS_TABLE else None
     return ImportedRow(table, result, (), payload, ip)
 
@@ -296,7 +298,10 @@ def progress_line(done: int, total: int, seconds: float, *, width: int = 24) -> 
     share = done / total if total else 1.0
     filled = min(width, int(share * width))
     rate = done / seconds if seconds > 0 else 0.0
-    line = f"[{'#' * filled}{'.' * (width - filled)}]  {done:,}/{total:,} rows  {share * 100:5.1f}%  {rate:,.0f} rows/s"
+    line = (
+        f"[{'#' * filled}{'.' * (width - filled)}]  {done:,}/{total:,} rows  "
+        f"{share * 100:5.1f}%  {rate:,.0f} rows/s"
+    )
     if rate > 0 and total > done:
         left = int((total - done) / rate)
         line += (

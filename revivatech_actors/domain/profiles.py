@@ -171,7 +171,8 @@ class Touch(NamedTuple):
 
 
 _NO_PROPERTIES: dict[str, Any] = {}
-#: Builds a Touch from a tuple without the Python-level ``__new__`` NamedTuple adds (one per stored event).
+#: Builds a Touch from a tuple without the Python-level ``__new__`` NamedTuple adds (one per
+#: stored event).
 _new_touch = tuple.__new__
 
 

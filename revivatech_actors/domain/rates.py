@@ -76,6 +76,7 @@ def parse_rate(text: str) -> Rate:
     if problem is not None:
         raise ValueError(problem)
     match = _RATE.fullmatch(text.strip())
+    assert match is not None  # rate_problem matched the same
     return Rate(int(match[1]), int(match[2]) * _UNIT_SECONDS[match[3]], text.strip())
 
 

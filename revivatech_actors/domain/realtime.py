@@ -20,11 +20,10 @@ import collections
 import math
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import attrs
 
-from .journeys import EventFields
 from .timefmt import iso_datetime
 
 __all__ = [
@@ -33,6 +32,7 @@ __all__ = [
     "RealtimeFigures",
     "RealtimeWindow",
     "ServiceUptime",
+    "WindowEvent",
     "bucket_of",
     "public_realtime_document",
     "realtime_document",
@@ -52,6 +52,21 @@ def window_buckets(window: int) -> int:
     """Buckets in a window of ``window`` seconds: enough that it always spans at least that long
     back (the newest bucket is still filling)."""
     return math.ceil(window / BUCKET_SECONDS) + 1
+
+
+class WindowEvent(Protocol):
+    """What the window reads of a stored event (a :class:`~..messages.Event`)."""
+
+    @property
+    def user_fingerprint(self) -> str: ...
+    @property
+    def session_id(self) -> str: ...
+    @property
+    def event_type(self) -> str: ...
+    @property
+    def page_url(self) -> str | None: ...
+    @property
+    def timestamp(self) -> datetime: ...
 
 
 class _StoredEvent(NamedTuple):
@@ -168,7 +183,7 @@ class RealtimeWindow:
         stamp = datetime.fromtimestamp(event_time, UTC)
         self.add_events([_StoredEvent(user, session, event_type, page_url, stamp)], now)
 
-    def add_events(self, events: Iterable[EventFields], now: float) -> None:
+    def add_events(self, events: Iterable[WindowEvent], now: float) -> None:
         """Count stored events (the metrics actor's hot path: the bucket of now is found once,
         and most events fall in it). An event older than the window is left out; one from the
         future counts as now."""
@@ -224,7 +239,8 @@ class RealtimeWindow:
         now: float,
     ) -> None:
         """Seed the window from storage (at start): per bucket ``(bucket, events, page views,
-        conversions)``; ``(bucket, page URL, views)``; each visitor's and session's newest bucket."""
+        conversions)``; ``(bucket, page URL, views)``; each visitor's and session's newest
+        bucket."""
         now_bucket = bucket_of(now)
         for number, events, views, conversions in bucket_counts:
             bucket = self._bucket(number, now_bucket)
@@ -307,7 +323,8 @@ def realtime_document(
     milliseconds and ``errorRate`` a share of 1 (both 0 when no request was answered in the
     window); ``uptime`` is a percentage (this instance's). ``source`` is ``redis`` when the
     figures are every instance's, ``local`` when they are this instance's alone.
-    ``activeSessions`` repeats ``overview.active_sessions`` where the original admin page reads it."""
+    ``activeSessions`` repeats ``overview.active_sessions`` where the original admin page reads
+    it."""
     return {
         "timestamp": iso_datetime(now),
         "windowSeconds": figures.window_seconds,

@@ -39,7 +39,8 @@ __all__ = [
     "visitor_row",
 ]
 
-#: Visitors per page of ``GET /insights`` when the request says nothing (as the original's client asks).
+#: Visitors per page of ``GET /insights`` when the request says nothing (as the original's client
+#: asks).
 DEFAULT_PAGE_LIMIT = 50
 #: Most visitors per page.
 MAX_PAGE_LIMIT = 100

@@ -26,7 +26,7 @@ import re
 import uuid
 from datetime import UTC, datetime
 from sys import intern
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import attrs
 import orjson
@@ -60,7 +60,8 @@ MAX_EVENT_TYPE_LENGTH = 64
 MAX_URL_LENGTH = 2048
 #: Largest ``properties`` object, in bytes of its compact JSON encoding.
 MAX_PROPERTIES_BYTES = 32 * 1024
-#: Deepest ``properties`` nesting: the object itself is level 1, every object or list inside one more.
+#: Deepest ``properties`` nesting: the object itself is level 1, every object or list inside one
+#: more.
 MAX_PROPERTIES_DEPTH = 5
 #: Longest client event id (``id`` or ``event_id``) that is not a UUID, in characters.
 MAX_CLIENT_ID_LENGTH = 128
@@ -202,11 +203,13 @@ _TAKEN = "cannot be kept in properties: properties already has a different value
 _EVENT_TYPE_RE = re.compile(rf"[A-Za-z0-9_.:\-]{{1,{MAX_EVENT_TYPE_LENGTH}}}")
 _EVENT_TYPE_MATCH = _EVENT_TYPE_RE.fullmatch
 
-# Only ASCII hex digits: ``int(s, 16)`` (and so ``uuid.UUID``) also takes ``_`` and non-ASCII digits.
+# Only ASCII hex digits: ``int(s, 16)`` (and so ``uuid.UUID``) also takes ``_`` and non-ASCII
+# digits.
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 _DIGITS = "0123456789"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# What counts as a level of nesting in properties (tuples too, for callers other than the JSON parser).
+# What counts as a level of nesting in properties (tuples too, for callers other than the JSON
+# parser).
 _CONTAINERS = frozenset({dict, list, tuple})
 
 
@@ -322,7 +325,8 @@ def validate_event(data: object) -> ValidEvent | list[FieldError]:
         if value is None:
             errors = _add(errors, "value", _NUMBER)
 
-    # properties: optional JSON object (with what _extended keeps), at most 32 KB encoded, 5 levels deep
+    # properties: optional JSON object (with what _extended keeps), at most 32 KB encoded, 5 levels
+    # deep
     properties = get("properties")
     if properties is None:
         properties = {}
@@ -356,6 +360,9 @@ def validate_event(data: object) -> ValidEvent | list[FieldError]:
 
     if errors is not None:
         return errors
+    if TYPE_CHECKING:  # what the checks above passed means; not asserted at run time (hot path)
+        assert type(fingerprint) is str and type(session_id) is str and type(event_type) is str
+        assert not isinstance(timestamp, str) and not isinstance(sent_at, str)
     # Interned: the same visitor, session, type or page arrives in many events, and what keeps
     # them (the realtime window's buckets, the visitor actors' touches) then holds one copy of
     # each, not one per event, for as long as the window spans.
@@ -633,7 +640,8 @@ def _holds_nul(value: object) -> bool:
 
 def _too_deep(container: dict[Any, Any] | list[Any] | tuple[Any, ...], level: int) -> bool:
     """Whether anything inside ``container`` (which is at nesting ``level``) goes past the depth
-    limit. Stops descending at the limit, so hostile nesting costs no more than legitimate nesting."""
+    limit. Stops descending at the limit, so hostile nesting costs no more than legitimate
+    nesting."""
     for child in container.values() if type(container) is dict else container:
         if type(child) in _CONTAINERS and (
             level >= MAX_PROPERTIES_DEPTH or _too_deep(child, level + 1)
@@ -662,7 +670,8 @@ def correct_clock_skew(
 
 def truncate_payload(text: str, limit: int = 8192) -> str:
     """``text`` cut to at most ``limit`` characters; when cut, it ends with ``…[truncated N chars]``
-    (N being how many characters of ``text`` were left out), and the marker fits inside ``limit``."""
+    (N being how many characters of ``text`` were left out), and the marker fits inside
+    ``limit``."""
     length = len(text)
     if length <= limit:
         return text

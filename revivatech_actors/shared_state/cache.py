@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from typing import Protocol
+from typing import Protocol, cast
 
 import redis
 
@@ -59,7 +59,10 @@ class RedisCache:
 
     async def get(self, key: str) -> bytes | None:
         try:
-            return await self._connection.call(lambda client: client.get(self._prefix + key))
+            # The client does not decode responses: a value is bytes, as stored.
+            return await self._connection.call(
+                lambda client: cast("bytes | None", client.get(self._prefix + key))
+            )
         except (redis.RedisError, OSError) as exc:
             logger.debug("funnel cache in Redis unavailable (computing instead): %s", exc)
             return None

@@ -32,6 +32,7 @@ from typing import Protocol
 import attrs
 import redis
 import trio
+from redis.commands.core import Script
 
 from ..domain.rates import Decision, Rate, TokenBucket, decision, lease_chunk, parse_rate
 from .redis import RedisConnection
@@ -151,7 +152,7 @@ class SharedLimiter:
         self._leases: collections.OrderedDict[str, _Lease] = collections.OrderedDict()
         self._pending: dict[str, trio.Event] = {}  # keys whose lease is being asked for
         self._away_until = -math.inf
-        self._script = None
+        self._script: Script | None = None
 
     def _lease(self, key: str) -> _Lease:
         lease = self._leases.get(key)

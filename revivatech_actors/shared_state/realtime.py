@@ -1,4 +1,5 @@
-"""The realtime window in Redis, shared by every instance, and the pub/sub that tells them of changes.
+"""The realtime window in Redis, shared by every instance, and the pub/sub that tells them of
+changes.
 
 Same buckets as ``domain.realtime`` (``BUCKET_SECONDS`` wide; the window is the filling bucket
 and the ones before it). Per bucket ``b``, under the configured key prefix:
@@ -29,8 +30,13 @@ from collections.abc import Callable, Iterable
 import redis
 import trio
 
-from ..domain.journeys import EventFields
-from ..domain.realtime import BUCKET_SECONDS, RealtimeFigures, bucket_of, window_buckets
+from ..domain.realtime import (
+    BUCKET_SECONDS,
+    RealtimeFigures,
+    WindowEvent,
+    bucket_of,
+    window_buckets,
+)
 from ..storage import RealtimeSeed
 from .redis import RedisConnection
 
@@ -81,7 +87,7 @@ class RedisRealtime:
 
     # ------------------------------------------------------------------ writes
 
-    async def add_events(self, events: Iterable[EventFields], now: float) -> None:
+    async def add_events(self, events: Iterable[WindowEvent], now: float) -> None:
         """Count stored events in one pipeline."""
         newest = bucket_of(now)
         oldest = newest - self.bucket_count + 1

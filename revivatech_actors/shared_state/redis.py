@@ -60,14 +60,15 @@ class RedisOutage:
                 return
             lasted, self._since = self._clock() - self._since, None
         logger.info(
-            "Redis reachable again after %.1f s: realtime figures, live-feed updates, the funnel cache "
-            "and rate limits are shared again",
+            "Redis reachable again after %.1f s: realtime figures, live-feed updates, the funnel "
+            "cache and rate limits are shared again",
             lasted,
         )
 
 
 class RedisConnection:
-    """One Redis client used from trio. ``url`` is a ``redis://``, ``rediss://`` or ``unix://`` URL."""
+    """One Redis client used from trio. ``url`` is a ``redis://``, ``rediss://`` or ``unix://``
+    URL."""
 
     def __init__(
         self, url: str, *, timeout: float = 1.0, outage: RedisOutage | None = None
@@ -77,7 +78,8 @@ class RedisConnection:
         )
         self._limiter = trio.CapacityLimiter(1)
         self._timeout = timeout
-        #: Reported to by every call and probe; users with connections of their own report to it too.
+        #: Reported to by every call and probe; users with connections of their own report to it
+        #: too.
         self.outage = outage if outage is not None else RedisOutage()
 
     async def check(self) -> ProbeResult:

@@ -263,7 +263,7 @@ class StorageConnections(abc.ABC):
                 if conn is None:
                     try:
                         conn = self._connect(lane.purpose)
-                    except (*self._driver_errors, OSError) as exc:
+                    except self._driver_errors + (OSError,) as exc:
                         msg = f"cannot connect to {self._where()}: {first_line(exc)}"
                         raise StorageUnavailable(msg) from exc
                     lane.conn = conn

@@ -140,7 +140,7 @@ class OriginalSource:
         self, table: str, columns: Sequence[str], after: Position | None
     ) -> tuple[sql.Composed, list[Any]]:
         present = self._columns[table]
-        fields = []
+        fields: list[sql.Composable] = []
         for name in columns:
             if name not in present:
                 fields.append(sql.SQL("NULL AS {}").format(sql.Identifier(name)))
@@ -178,7 +178,9 @@ class OriginalSource:
 
         def run() -> int:
             assert self._conn is not None
-            return int(self._conn.execute(query, params).fetchone()["n"])
+            row = self._conn.execute(query, params).fetchone()
+            assert row is not None  # count(*) without GROUP BY answers one row
+            return int(row["n"])
 
         return await self._run(run)
 

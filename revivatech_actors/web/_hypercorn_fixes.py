@@ -177,7 +177,9 @@ async def _read_data(self: TCPServer) -> None:
     read_timeout = self.config.read_timeout or math.inf
     terminated = self.context.terminated
     await self.idle_task.stop()  # Hypercorn's keep-alive timer: this loop keeps time instead
-    watcher = await self._task_group._nursery.start(_wake_at_stop, self)
+    nursery = self._task_group._nursery
+    assert nursery is not None  # entered by TCPServer.run before it reads
+    watcher = await nursery.start(_wake_at_stop, self)
     # The first request's headers are timed from the connection's opening.
     phase, since, fresh = Phase.HEADERS, trio.current_time(), True
     try:
@@ -205,6 +207,7 @@ async def _read_data(self: TCPServer) -> None:
                     await _time_out(self, phase, limits)
                 # else the keep-alive timer, or Hypercorn's read timeout: closed, as Hypercorn does
                 break
+            assert data is not None  # neither scope was cancelled: receive_some answered
             if data:
                 if not fresh and _phase(self) is Phase.IDLE:  # a new request begins: from now
                     phase, since = Phase.HEADERS, trio.current_time()
@@ -250,7 +253,11 @@ async def _time_out(server: TCPServer, phase: Phase, limits: ConnectionLimits) -
     logger.debug(
         "closing a connection whose client was too slow sending a request's %s", phase.value
     )
-    answer = connection.our_state in (h11.IDLE, h11.SEND_RESPONSE)
+    # Timed phases are HTTP/1.1 ones (see _phase): the connection is h11's.
+    answer = isinstance(connection, h11.Connection) and connection.our_state in (
+        h11.IDLE,
+        h11.SEND_RESPONSE,
+    )
     # The request's stream is closed first: the app learns its client is gone, and whatever it
     # would still answer is dropped rather than sent after this 408.
     await server.protocol.handle(Closed())

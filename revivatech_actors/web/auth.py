@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 import attrs
 from quart import request
+from werkzeug.datastructures import Headers
 
 from ..domain.cors import CorsPolicy, is_same_origin
 from ..domain.credentials import MISSING, AdminCredentials, Verdict
@@ -91,7 +92,7 @@ class AdminAuth:
 
     @staticmethod
     def credential(
-        headers: Mapping[str, str],
+        headers: Headers | Mapping[str, str],
         cookies: Mapping[str, str],
         args: Mapping[str, str] | None = None,
     ) -> Credential:

@@ -20,7 +20,8 @@ async def read_body() -> bytes:
     Raises:
         werkzeug.exceptions.RequestEntityTooLarge: the body is over ``MAX_CONTENT_LENGTH``.
     """
-    body = await request.get_data(cache=False)
+    # as_text and parse_form_data as by default: Quart types the answer as bytes only so
+    body = await request.get_data(cache=False, as_text=False, parse_form_data=False)
     g.body_read = True
     return body
 

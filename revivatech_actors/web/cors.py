@@ -33,7 +33,9 @@ def register_cors(app: Quart, settings: CorsSettings) -> None:
         preflight_methods = None
         if request.method == "OPTIONS" and origin and "Access-Control-Request-Method" in headers:
             rule = request.url_rule
-            if rule is not None:  # a known route's preflight; an unknown one keeps its 404
+            # a known route's preflight (Quart's rules list their methods); an unknown one keeps
+            # its 404
+            if rule is not None and rule.methods is not None:
                 preflight_methods = rule.methods - {"HEAD"}
                 response = Response(b"", status=204)
                 del response.headers["Content-Type"]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -74,7 +74,7 @@ def _is_json(mimetype: str) -> bool:
     )
 
 
-def _client_headers(raw: list[tuple[bytes, bytes]]) -> tuple[str | None, str | None]:
+def _client_headers(raw: Iterable[tuple[bytes, bytes]]) -> tuple[str | None, str | None]:
     """(User-Agent, X-Forwarded-For) from the ASGI scope's headers, in one pass over the raw
     list (names are lower case there): werkzeug's lookup lowers every name again, per lookup.
     Several X-Forwarded-For headers are one list, in order (RFC 7230 section 3.2.2)."""
@@ -265,7 +265,7 @@ def register_ingest_routes(
         if failure is not None:
             return failure
         event = pending.events[0]
-        answer = {
+        answer: dict[str, Any] = {
             "success": True,
             "eventId": event.client_id or event.event_id,
             "timestamp": iso_datetime(event.timestamp),
@@ -275,9 +275,11 @@ def register_ingest_routes(
             answer["status"] = "accepted"
             return json_response(_warned(answer, warnings), 202)
         outcome = pending.outcomes[0]
+        assert outcome is not None  # done, without a failure: every outcome is known
         if outcome.status is Status.REJECTED:
-            details = [{"field": "", "message": outcome.reason}]
-            return error_response(400, "rejected", outcome.reason, details=details)
+            reason = outcome.reason or "refused by the database"  # a rejection has its reason
+            details = [{"field": "", "message": reason}]
+            return error_response(400, "rejected", reason, details=details)
         answer["duplicate"] = outcome.status is Status.DUPLICATE
         if extra is not None:
             answer.update(await extra(event, answer["duplicate"]))

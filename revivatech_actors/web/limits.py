@@ -13,6 +13,7 @@ import math
 from collections.abc import Awaitable, Callable
 
 from quart import Response, make_response
+from quart.typing import ResponseTypes
 
 from ..domain.rates import Decision, Rate
 from ..prometheus import record_rate_limited
@@ -41,7 +42,7 @@ def too_many_requests(rate: Rate, decision: Decision, what: str, setting: str) -
     )
 
 
-async def with_headers(result, decision: Decision) -> Response:
+async def with_headers(result, decision: Decision) -> ResponseTypes:
     """The handler's ``result`` as a response carrying ``decision``'s headers."""
     response = result if isinstance(result, Response) else await make_response(result)
     headers = response.headers

@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 import trio
 from quart import Quart, Response, g, request, websocket
+from quart.typing import ResponseTypes
 
 from ..logs import REQUEST_ID
 from ..prometheus import exposition, record_http_request
@@ -132,7 +133,7 @@ def register_observation(app: Quart, *, access_log: bool, http_hooks: bool = Tru
         observation.begin(websocket.headers)
 
     @app.after_websocket
-    async def answer_websocket(response: Response | None):
+    async def answer_websocket(response: ResponseTypes | None) -> ResponseTypes | None:
         if response is not None:  # refused before the upgrade (401, 403, 503)
             if getattr(g, "request_id", None) is not None:
                 response.headers[HEADER] = g.request_id

@@ -57,7 +57,8 @@ class ServeProcess:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 pytest.fail(
-                    f"serve exited with {self.process.returncode} before it was ready:\n{self.output()}"
+                    f"serve exited with {self.process.returncode} before it was ready:\n"
+                    f"{self.output()}"
                 )
             try:
                 if httpx.get(self.base_url + "/readyz", timeout=1).status_code == 200:
@@ -88,7 +89,8 @@ class ServeProcess:
 
 @pytest.fixture
 def serve(tmp_path):
-    """Start ``serve`` processes (killed at the end if still running): ``serve(env=..., args=...)``."""
+    """Start ``serve`` processes (killed at the end if still running): ``serve(env=...,
+    args=...)``."""
     started: list[ServeProcess] = []
 
     def start(

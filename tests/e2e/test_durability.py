@@ -103,7 +103,8 @@ async def test_every_acknowledged_event_survives_sigkill_exactly_once(serve, pos
     ((rows, distinct),) = await trio.to_thread.run_sync(
         query,
         postgres_url,
-        "SELECT count(*), count(DISTINCT event_id) FROM analytics_events WHERE event_id = ANY(%s::uuid[])",
+        "SELECT count(*), count(DISTINCT event_id) FROM analytics_events"
+        " WHERE event_id = ANY(%s::uuid[])",
         (ids,),
     )
     assert (rows, distinct) == (len(ids), len(ids)), (

@@ -183,10 +183,11 @@ async def wait_until_profiles_equal_events(
     history = ", ".join(f"{t:.1f} s: {n}" for t, n in seen[:12])
     shown = "\n    ".join(mismatches[:8]) or "(none)"
     pytest.fail(
-        f"{what}: {CONVERGE_SECONDS:g} s after the restart was ready the profiles count {counted} events"
-        f" of {stored} stored ({stored - counted:+d} missing from profiles)\n"
+        f"{what}: {CONVERGE_SECONDS:g} s after the restart was ready the profiles count"
+        f" {counted} events of {stored} stored ({stored - counted:+d} missing from profiles)\n"
         f"  sum of profile event counts after the restart: {history}\n"
-        f"  sampled recount from analytics_events: {len(mismatches)} of {len(sample)} visitors differ:\n"
+        f"  sampled recount from analytics_events: {len(mismatches)} of {len(sample)}"
+        " visitors differ:\n"
         f"    {shown}",
         pytrace=False,
     )
@@ -318,7 +319,8 @@ async def test_profiles_equal_stored_events_after_sigkill_right_after_the_last_a
     )
     took = await wait_until_profiles_equal_events(postgres_url, visitors, ready_at, what)
     print(
-        f"\nno load: restart ready in {ready_at - restarted_at:.2f} s, profiles exact {took:.2f} s later"
+        f"\nno load: restart ready in {ready_at - restarted_at:.2f} s,"
+        f" profiles exact {took:.2f} s later"
     )
 
 
@@ -401,7 +403,8 @@ async def test_profiles_written_but_not_scored_before_a_sigkill_are_scored_after
     )
     assert rows == [(SCORE_VISITORS,)]
     print(
-        f"\n{left} profiles unscored at the SIGKILL; restart ready in {ready_in:.2f} s, all scored {took:.2f} s later"
+        f"\n{left} profiles unscored at the SIGKILL; restart ready in {ready_in:.2f} s,"
+        f" all scored {took:.2f} s later"
     )
 
 
@@ -470,8 +473,9 @@ async def test_every_instance_reads_a_visitors_count_within_a_second_of_the_ack(
                                 await trio.to_thread.run_sync(stored_counts, postgres_url, [fp])
                             ).values()
                             pytest.fail(
-                                f"{instances} instances: visitor {fp}'s event #{acked[fp]} was acknowledged by"
-                                f" instance {target}; {ACK_VISIBLE_SECONDS:g} s later instance {name} reads"
+                                f"{instances} instances: visitor {fp}'s event #{acked[fp]}"
+                                f" was acknowledged by instance {target};"
+                                f" {ACK_VISIBLE_SECONDS:g} s later instance {name} reads"
                                 f" totalEvents {got}, expected {acked[fp]} (stored: {stored});"
                                 f" readings now: {readings}; at turn {turn + 1} of {rounds},"
                                 f" {sum(acked.values())} events acknowledged so far",
@@ -482,8 +486,8 @@ async def test_every_instance_reads_a_visitors_count_within_a_second_of_the_ack(
                     if waited > slowest[0]:
                         slowest = (waited, name, fp)
     print(
-        f"\n{instances} instances, {sum(acked.values())} events: slowest read {slowest[0] * 1000:.0f} ms"
-        f" (instance {slowest[1]})"
+        f"\n{instances} instances, {sum(acked.values())} events:"
+        f" slowest read {slowest[0] * 1000:.0f} ms (instance {slowest[1]})"
     )
 
 
@@ -545,8 +549,9 @@ async def test_live_instances_read_every_visitors_stored_count_after_one_is_kill
             now = time.monotonic()
             if not wrong:
                 print(
-                    f"\n{instances} instances, {victim} killed {kill_after:.2f} s in ({dict(tally)}):"
-                    f" live instances exact {now - killed_at:.2f} s after the kill,"
+                    f"\n{instances} instances, {victim} killed {kill_after:.2f} s in"
+                    f" ({dict(tally)}): live instances exact {now - killed_at:.2f} s"
+                    " after the kill,"
                     f" {now - last_post:.2f} s after the last post"
                 )
                 return
@@ -558,8 +563,9 @@ async def test_live_instances_read_every_visitors_stored_count_after_one_is_kill
         for (name, fp), got in sorted(wrong.items())[:12]
     )
     pytest.fail(
-        f"{instances} instances, {victim} SIGKILLed {kill_after:.2f} s into the load and posts kept going to"
-        f" {live} for {post_after_kill:g} s: {TAKEOVER_SECONDS:g} s after the kill {len(wrong)} of"
+        f"{instances} instances, {victim} SIGKILLed {kill_after:.2f} s into the load and posts kept"
+        f" going to {live} for {post_after_kill:g} s: {TAKEOVER_SECONDS:g} s after the kill"
+        f" {len(wrong)} of"
         f" {len(live) * len(visitors)} (instance, visitor) reads differ from the stored count"
         f" (total stored {sum(stored.values())}; posts: {dict(tally)}):\n    {lines}",
         pytrace=False,

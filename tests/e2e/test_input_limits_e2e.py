@@ -107,4 +107,4 @@ async def test_slow_clients_are_cut_and_the_connection_cap_spares_established_cl
         async with httpx.AsyncClient(base_url=server.base_url, timeout=5) as fresh:
             assert (await fresh.get("/healthz")).status_code == 200
         assert (await client.get("/healthz")).status_code == 200
-    assert "web.max_connections = %d are open" % MAX_CONNECTIONS in server.output()
+    assert f"web.max_connections = {MAX_CONNECTIONS} are open" in server.output()

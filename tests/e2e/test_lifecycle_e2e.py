@@ -125,11 +125,11 @@ def test_an_erased_visitor_is_gone_everywhere_and_stays_gone(serve, postgres_url
         assert body["totalRemoved"] == sum(removed.values())
         assert rows_of(postgres_url, fp) == dict.fromkeys(VISITOR_TABLES, 0)
         assert query(postgres_url, "SELECT count(*) FROM rejected_events")[0][0] == 0
-        assert (
-            profile_stats(client)["partitionsLost"] == lost + 1
-        )  # the local owner dropped the partition
+        # the local owner dropped the partition
+        assert profile_stats(client)["partitionsLost"] == lost + 1
 
-        # The owner takes the partition again, replays it and writes: the visitor does not come back.
+        # The owner takes the partition again, replays it and writes: the visitor does not come
+        # back.
         wait_for(
             "the partition taken again",
             lambda: profile_stats(client)["partitionsTaken"] == taken + 1,

@@ -1,8 +1,8 @@
 """``WS /api/analytics/ws`` through the real ``serve`` process with a real WebSocket client
-(trio-websocket): the protocol of docs/api.md ("WS /api/analytics/ws"), admin only, the main app's JWTs, the
-``token`` cookie only from a trusted page, tokenless public realtime and its own cap, the client
-cap, 1001 at shutdown, and a client that stops reading neither delays the others nor stays
-connected."""
+(trio-websocket): the protocol of docs/api.md ("WS /api/analytics/ws"), admin only, the main
+app's JWTs, the ``token`` cookie only from a trusted page, tokenless public realtime and its own
+cap, the client cap, 1001 at shutdown, and a client that stops reading neither delays the others
+nor stays connected."""
 
 from __future__ import annotations
 
@@ -222,7 +222,8 @@ async def test_public_realtime_for_tokenless_clients_with_their_own_cap(serve):
             "page_url": "https://x.example/booking?email=someone%40example.com",
         },
     )
-    # as analyticsWebSocketService.ts does: no token, subscribe_realtime after connection_established
+    # as analyticsWebSocketService.ts does: no token, subscribe_realtime after
+    # connection_established
     async with (
         open_websocket_url(
             ws_url(server, None), extra_headers=[("Origin", "https://shop.example")]
@@ -309,8 +310,9 @@ def _raw_websocket(port: int, *, wait_for_handshake: bool = True) -> socket.sock
     key = base64.b64encode(os.urandom(16)).decode()
     sock.sendall(
         (
-            f"GET /api/analytics/ws?token={ADMIN_TOKEN} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            f"GET /api/analytics/ws?token={ADMIN_TOKEN} HTTP/1.1\r\n"
+            "Host: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
         ).encode()
     )
     if wait_for_handshake:

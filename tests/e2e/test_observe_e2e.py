@@ -244,7 +244,7 @@ def test_any_worker_reports_the_sum_over_both_workers(serve, postgres_url, redis
     assert not os.path.exists(directory.group(1))  # a fresh directory per run, removed at exit
 
 
-# --- logs ------------------------------------------------------------------------------------------
+# --- logs -----------------------------------------------------------------------------------------
 
 
 def _exercise(server, request_id: str) -> None:
@@ -323,7 +323,8 @@ def test_text_logs_carry_the_request_id_and_never_the_query_string(serve):
     output = _stopped_output(server)
     assert "revivatech_actors.access: GET /api/analytics/ws 101" in output  # written when it closed
     assert re.search(
-        r"INFO    revivatech_actors\.access: POST /api/analytics/events 200 [\d.]+ ms request_id=req-text-1",
+        r"INFO    revivatech_actors\.access: POST /api/analytics/events 200 [\d.]+ ms"
+        r" request_id=req-text-1",
         output,
     ), output
     assert "revivatech_actors.access: GET /api/analytics/realtime 401" in output

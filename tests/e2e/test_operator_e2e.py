@@ -170,7 +170,7 @@ def test_a_sqlite_url_in_an_existing_folder_is_created(tmp_path):
     assert (tmp_path / "data" / "analytics.db").exists()
 
 
-# ---------------------------------------------------------------- one line per start, one per migration
+# ------------------------------------------------------------ one line per start, one per migration
 
 
 def test_storage_is_announced_once_per_start_with_the_password_masked(serve, new_database):
@@ -204,9 +204,7 @@ def test_storage_is_announced_once_by_the_parent_of_several_workers(
     )
     announced = [line for line in server.output().splitlines() if "storage open" in line]
     assert len(announced) == 1, server.output()
-    assert announced[0].endswith(
-        "; starting 2 workers on 127.0.0.1:%d (SO_REUSEPORT)" % server.port
-    )
+    assert announced[0].endswith(f"; starting 2 workers on 127.0.0.1:{server.port} (SO_REUSEPORT)")
 
 
 def test_migrate_prints_each_migration_once(tmp_path):
@@ -352,7 +350,7 @@ def test_redis_away_is_logged_once_and_its_return_once(serve, redis_url, redis_p
         assert " INFO " in lines[1] and "Redis reachable again" in lines[1], lines[1]
 
 
-# ---------------------------------------------------------------- bench --mode ws after a plain install
+# ------------------------------------------------------------ bench --mode ws after a plain install
 
 #: Runs the CLI with every distribution that only the ``test`` extra brings made unimportable,
 #: as after ``pip install -e .`` without ``[test]``.
@@ -360,7 +358,8 @@ RUNTIME_ONLY = """
 import importlib.metadata, re, sys, tomllib
 project = tomllib.load(open(sys.argv[1], "rb"))["project"]
 def names(requirements):
-    return {re.split(r"[\\[<>=!~; ]", r, maxsplit=1)[0].lower().replace("_", "-") for r in requirements}
+    return {re.split(r"[\\[<>=!~; ]", r, maxsplit=1)[0].lower().replace("_", "-")
+            for r in requirements}
 test_only = names(project["optional-dependencies"]["test"]) - names(project["dependencies"])
 blocked = {module for module, dists in importlib.metadata.packages_distributions().items()
            if {d.lower().replace("_", "-") for d in dists} & test_only}
@@ -430,7 +429,8 @@ def test_the_blocker_refuses_what_only_the_test_extra_brings(tmp_path):
 def test_serve_does_not_load_the_websocket_bench_client(tmp_path):
     probe = (
         "import sys; from revivatech_actors import cli; cli._parser(); "
-        "print(sorted(m for m in sys.modules if m.startswith(('trio_websocket', 'revivatech_actors.bench'))))"
+        "print(sorted(m for m in sys.modules"
+        " if m.startswith(('trio_websocket', 'revivatech_actors.bench'))))"
     )
     done = subprocess.run(
         [sys.executable, "-c", probe],

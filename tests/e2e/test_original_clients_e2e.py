@@ -53,7 +53,8 @@ def main_app_jwt(role: str = "ADMIN") -> str:
 def tracker_event(
     event_type: str, event_name: str, event_data: dict, started: int, last: int, now: int
 ) -> dict:
-    """BehavioralTrackingService.trackEvent: the event it queues (JSON.stringify drops undefined)."""
+    """BehavioralTrackingService.trackEvent: the event it queues (JSON.stringify drops
+    undefined)."""
     suffix = "".join(random.choices(string.ascii_lowercase + string.digits, k=13))
     return {
         "id": f"{now}_{suffix}",
@@ -148,7 +149,8 @@ async def test_the_original_clients_work_unchanged(serve, storage_url):
         first = await next_of(tab, "realtime_metrics")
         assert first["data"]["overview"]["total_events"] == 0
 
-        # The dashboard service (analyticsWebSocketService.ts): subscribe after connection_established.
+        # The dashboard service (analyticsWebSocketService.ts): subscribe after
+        # connection_established.
         established = await next_of(dashboard, "connection_established")
         assert established["clientId"]
         await dashboard.send_message(json.dumps({"type": "subscribe_realtime"}))
@@ -164,7 +166,8 @@ async def test_the_original_clients_work_unchanged(serve, storage_url):
         )  # a visitor's insights are not public
 
         async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as client:
-            # The tracker's flush (behavioral-tracking.ts): fetch(apiEndpoint + '/batch'), keepalive.
+            # The tracker's flush (behavioral-tracking.ts): fetch(apiEndpoint + '/batch'),
+            # keepalive.
             flushed = await client.post(
                 f"{API}/events/batch",
                 content=json.dumps({"events": events}),
@@ -212,7 +215,8 @@ async def test_the_original_clients_work_unchanged(serve, storage_url):
             )
             assert recorded.status_code == 200, recorded.text
 
-            # customer-intelligence.ts loadCustomerProfile: its hard-coded key is no admin credential.
+            # customer-intelligence.ts loadCustomerProfile: its hard-coded key is no admin
+            # credential.
             hard_coded = await client.get(
                 f"{API}/insights/{DEVICE}", headers={"Authorization": "Bearer admin-api-key"}
             )
@@ -244,7 +248,8 @@ async def test_the_original_clients_work_unchanged(serve, storage_url):
                 "lastUpdated",
             }
 
-            # The same from the cookie the main app sets, from the frontend's page, after a preflight.
+            # The same from the cookie the main app sets, from the frontend's page, after a
+            # preflight.
             preflight = await client.options(
                 f"{API}/revenue",
                 headers={
@@ -266,7 +271,8 @@ async def test_the_original_clients_work_unchanged(serve, storage_url):
             )
             assert customer.status_code == 403
 
-            # analyticsApiService with an admin token: realtime, funnel, the profiles page, a journey.
+            # analyticsApiService with an admin token: realtime, funnel, the profiles page, a
+            # journey.
             api = {"Authorization": f"Bearer {admin_jwt}", "Content-Type": "application/json"}
             for path in ("realtime", "funnel", "insights?page=1&limit=20", f"journey/{DEVICE}"):
                 answer = await client.get(f"{API}/{path}", headers=api)

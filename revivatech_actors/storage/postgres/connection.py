@@ -22,6 +22,7 @@ from .._messages import first_line
 from .._migrate import MigratingStorage
 from .._queries import load_queries
 from ..migrations import AppliedMigration, Migration
+from ._rows import one_row
 from .events import CREATE_STAGING
 
 __all__ = ["MIGRATION_LOCK_KEY", "PostgresConnection"]
@@ -131,11 +132,11 @@ class PostgresConnection(MigratingStorage):
         conn.execute(Q["lock_migrations"], (MIGRATION_LOCK_KEY,))
 
     def _ensure_migrations_table(self, conn: psycopg.Connection[Any]) -> None:
-        if conn.execute(Q["migrations_table_exists"]).fetchone()[0] is None:
+        if one_row(conn.execute(Q["migrations_table_exists"]))[0] is None:
             conn.execute(Q["create_migrations_table"])
 
     def _read_applied(self, conn: psycopg.Connection[Any]) -> list[AppliedMigration]:
-        if conn.execute(Q["migrations_table_exists"]).fetchone()[0] is None:
+        if one_row(conn.execute(Q["migrations_table_exists"]))[0] is None:
             return []
         rows = conn.execute(Q["applied_migrations"]).fetchall()
         return [
@@ -146,15 +147,17 @@ class PostgresConnection(MigratingStorage):
     def _execute_script(self, conn: psycopg.Connection[Any], sql: str) -> None:
         # Without parameters psycopg sends the text as one simple query, so a file may hold many
         # statements; they run inside the caller's transaction.
-        conn.execute(sql)  # type: ignore[arg-type]  # trusted file shipped with the package
+        conn.execute(sql)  # a trusted file shipped with the package
 
     def _record_migration(
         self, conn: psycopg.Connection[Any], migration: Migration
     ) -> AppliedMigration:
-        (applied_at,) = conn.execute(
-            Q["record_migration"],
-            (migration.version, migration.name, migration.checksum),
-        ).fetchone()
+        (applied_at,) = one_row(
+            conn.execute(
+                Q["record_migration"],
+                (migration.version, migration.name, migration.checksum),
+            )
+        )
         return AppliedMigration(
             version=migration.version,
             name=migration.name,

@@ -21,6 +21,7 @@ from .._records import (
     event_extra_items,
     event_extra_values,
 )
+from ._rows import one_row
 from .libpq import execute_on_loop
 
 __all__ = ["CREATE_STAGING", "PostgresEvents"]
@@ -137,20 +138,20 @@ class PostgresEvents(EventsStorage):
             # The staging rows vanish at commit or rollback (ON COMMIT DELETE ROWS), and every
             # attempt, bisected ones included, is a transaction of its own.
             cursor.execute(_STORE_EVENTS, {"count": len(events)})
-            _, not_inserted = cursor.fetchone()
+            _, not_inserted = one_row(cursor)
             return _inserted(events, not_inserted)
 
     def _log_txn(self, conn: psycopg.Connection[Any]) -> int:
-        return conn.execute(Q["log_txn"]).fetchone()[0]
+        return one_row(conn.execute(Q["log_txn"]))[0]
 
     def _store_in_one_statement(
         self, conn: psycopg.Connection[Any], events: Sequence[Event]
     ) -> tuple[set[str], int] | None:
         rows, extra = _events_json(events)
         statement, _ = _store_events_json_sql(extra)
-        txn, not_inserted = conn.execute(
-            statement, {"events": rows.decode(), "count": len(events)}
-        ).fetchone()
+        txn, not_inserted = one_row(
+            conn.execute(statement, {"events": rows.decode(), "count": len(events)})
+        )
         return _inserted(events, not_inserted), int(txn)
 
     async def _store_on_loop(

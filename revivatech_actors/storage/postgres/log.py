@@ -21,6 +21,7 @@ from .._records import (
     LogEntry,
     PartitionPosition,
 )
+from ._rows import one_row
 
 __all__ = ["PostgresLog"]
 
@@ -100,7 +101,7 @@ class PostgresLog(LogStorage):
         conn.execute(Q["lock_partitions"], (PARTITIONS_LOCK_KEY,))
 
     def _partition_count(self, conn: psycopg.Connection[Any]) -> int:
-        return conn.execute(Q["partition_count"]).fetchone()[0]
+        return one_row(conn.execute(Q["partition_count"]))[0]
 
     def _create_partitions(self, conn: psycopg.Connection[Any], partitions: range) -> None:
         bounds = (partitions.start, partitions.stop - 1)
@@ -113,7 +114,7 @@ class PostgresLog(LogStorage):
         conn.execute(Q["release_all_leases"])
 
     def _live_leases(self, conn: psycopg.Connection[Any]) -> int:
-        return conn.execute(Q["live_leases"]).fetchone()[0]
+        return one_row(conn.execute(Q["live_leases"]))[0]
 
     def _lease_heartbeat(self, conn: psycopg.Connection[Any], owner: str, ttl: float) -> None:
         conn.execute(Q["lease_heartbeat"], {"owner": owner, "ttl": ttl})
@@ -128,7 +129,7 @@ class PostgresLog(LogStorage):
         return dict(conn.execute(Q["lease_renew"], {"owner": owner, "ttl": ttl}).fetchall())
 
     def _live_owners(self, conn: psycopg.Connection[Any]) -> int:
-        return conn.execute(Q["live_owners"]).fetchone()[0]
+        return one_row(conn.execute(Q["live_owners"]))[0]
 
     def _lease_claim(
         self, conn: psycopg.Connection[Any], owner: str, ttl: float, want: int
@@ -155,7 +156,7 @@ class PostgresLog(LogStorage):
         return any(True for _ in conn.notifies(timeout=timeout, stop_after=1))
 
     def _log_horizon(self, conn: psycopg.Connection[Any]) -> int:
-        return conn.execute(Q["log_horizon"]).fetchone()[0]
+        return one_row(conn.execute(Q["log_horizon"]))[0]
 
     def _log_rows(
         self,

@@ -11,6 +11,7 @@ from ...domain.profiles import ProfileState
 from .._interface.reports import ReportsStorage
 from .._queries import load_queries
 from .._reports import BookingEvent, DailyRevenue, ProfilesPage, VisitorCounts
+from ._rows import one_row
 from .profiles import profile_state
 
 __all__ = ["PostgresReports"]
@@ -25,7 +26,7 @@ class PostgresReports(ReportsStorage):
         self, conn: psycopg.Connection[Any], offset: int, limit: int
     ) -> ProfilesPage:
         with conn.transaction():  # the count and the page of one snapshot
-            (total,) = conn.execute(Q["count_profiles"]).fetchone()
+            (total,) = one_row(conn.execute(Q["count_profiles"]))
             rows = conn.execute(Q["profiles_page"], {"offset": offset, "limit": limit}).fetchall()
         return ProfilesPage(total, [profile_state(row) for row in rows])
 
@@ -40,7 +41,7 @@ class PostgresReports(ReportsStorage):
     def _visitor_counts_blocking(
         self, conn: psycopg.Connection[Any], since: dt.datetime
     ) -> VisitorCounts:
-        active, new = conn.execute(Q["visitor_counts"], {"since": since}).fetchone()
+        active, new = one_row(conn.execute(Q["visitor_counts"], {"since": since}))
         return VisitorCounts(active, new)
 
     def _revenue_by_day_blocking(

@@ -142,7 +142,7 @@ class SQLiteConnection(MigratingStorage):
         return f"SQLite database {self._path if self._path is not None else _MEMORY}"
 
     def _connect(self, purpose: str) -> sqlite3.Connection:
-        options = {
+        options: dict[str, Any] = {
             "timeout": SQLITE_BUSY_TIMEOUT,
             "check_same_thread": False,
             "isolation_level": None,  # autocommit; transactions are explicit (BEGIN IMMEDIATE)
