@@ -60,9 +60,9 @@ from .domain.original import (
     skip_reason,
     utc_time,
 )
+from .domain.secrets import mask_password
 from .messages import DeadLetter, Status, Submission
 from .service import Service, watch_signals
-from .domain.secrets import mask_password
 from .storage.original import OriginalSource, Position, SourceError
 from .supervisor import SupervisorGaveUp
 
