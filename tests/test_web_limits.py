@@ -146,8 +146,10 @@ async def test_websocket_connections_are_limited_per_address(sqlite_url):
         open_websocket_url(url) as first,
         open_websocket_url(url) as second,
     ):
-        for ws in (first, second):
+        for ws, left in ((first, "1"), (second, "0")):
             assert json.loads(await ws.get_message())["type"] == "connection_established"
+            upgrade = {k.decode().lower(): v.decode() for k, v in ws.handshake_headers}
+            assert (upgrade["ratelimit-limit"], upgrade["ratelimit-remaining"]) == ("2", left)
         with pytest.raises(ConnectionRejected) as rejected:
             async with open_websocket_url(url):
                 pass

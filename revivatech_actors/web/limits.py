@@ -12,7 +12,7 @@ import functools
 import math
 from collections.abc import Awaitable, Callable
 
-from quart import Response, make_response
+from quart import Response, g, make_response
 from quart.typing import ResponseTypes
 
 from ..domain.rates import Decision, Rate
@@ -20,7 +20,7 @@ from ..prometheus import record_rate_limited
 from ..shared_state.limits import Limiter
 from .responses import error_response
 
-__all__ = ["limited", "rate_headers", "too_many_requests"]
+__all__ = ["limited", "rate_headers", "too_many_requests", "upgrade_headers"]
 
 
 def rate_headers(decision: Decision) -> dict[str, str]:
@@ -61,7 +61,8 @@ def limited(
 ):
     """Decorate a route so that each request takes a token of ``limiter`` for ``key()`` (answered
     429 without one); ``limiter`` None leaves the route unlimited. ``headers=False`` leaves an
-    allowed answer as it is (a WebSocket's: its headers went out with the upgrade)."""
+    allowed answer as it is (a WebSocket's, whose headers go out with the upgrade: the route
+    gives :func:`upgrade_headers` to ``websocket.accept``)."""
 
     def decorate(handler: Callable[..., Awaitable]):
         if limiter is None:
@@ -72,9 +73,17 @@ def limited(
             decision = await limiter.take(key())
             if not decision.allowed:
                 return too_many_requests(limiter.rate, decision, what, setting)
-            result = await handler(*args, **kwargs)
-            return await with_headers(result, decision) if headers else result
+            if headers:
+                return await with_headers(await handler(*args, **kwargs), decision)
+            g.rate_limit_decision = decision
+            return await handler(*args, **kwargs)
 
         return guarded
 
     return decorate
+
+
+def upgrade_headers() -> dict[str, str] | None:
+    """The ``RateLimit-*`` headers of this WebSocket's upgrade (None when it is not limited)."""
+    decision = g.get("rate_limit_decision")
+    return None if decision is None else rate_headers(decision)

@@ -55,7 +55,7 @@ from ..shared_state.limits import Limiter
 from ..storage import StorageError
 from ._hypercorn_fixes import abort_connection
 from .auth import AdminAuth, denied
-from .limits import limited
+from .limits import limited, upgrade_headers
 from .responses import error_response
 
 __all__ = ["register_live_routes"]
@@ -314,7 +314,7 @@ def register_live_routes(
             return error_response(503, exc.error, str(exc), headers={"Retry-After": "5"})
         try:
             try:
-                await websocket.accept()
+                await websocket.accept(headers=upgrade_headers())
             except (
                 Exception
             ) as exc:  # a client that broke the handshake: its connection ends, nothing else
