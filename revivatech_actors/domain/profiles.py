@@ -157,7 +157,7 @@ def _at(touchpoint: dict[str, Any]) -> datetime:
 
 class Touch(NamedTuple):
     """What a profile and a journey need of one event: the rest (ids, receipt time, most
-    properties) is left behind, so a visitor's unwritten events cost ~150 bytes each, not ~900."""
+    properties) is left behind, so a visitor's unwritten events cost a fraction of the event."""
 
     event_type: str
     session_id: str

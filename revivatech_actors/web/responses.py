@@ -1,4 +1,4 @@
-"""JSON answers in the one shape every endpoint uses (orjson: several times faster than stdlib)."""
+"""JSON answers in the one shape every endpoint uses, encoded by orjson."""
 
 from __future__ import annotations
 
