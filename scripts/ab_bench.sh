@@ -1,5 +1,6 @@
 #!/bin/bash
-# usage: scripts/ab_bench.sh MODE ROUNDS DURATION LABEL=CODE_DIR[@ENVFILE] ...
+# usage: scripts/ab_bench.sh MODE ROUNDS DURATION LABEL=CODE_DIR[@ENVFILE] ...   (MODE: single,
+# batch or ws)
 # Alternates builds per round; fresh PostgreSQL database per run. With PRELOAD=N, N events dated
 # 30 days ago (log_txn NULL: history from before the log) are inserted after `migrate`, before
 # serve. ENVFILE: lines VAR=VALUE for that build only. Prints one JSON line per run.
@@ -38,6 +39,9 @@ for r in $(seq 1 "$rounds"); do
     done
     if [ "$mode" = batch ]; then
       args="--mode batch --batch-size 100 --connections 16"
+    elif [ "$mode" = ws ]; then  # WebSocket fan-out: ${CLIENTS:-300} clients, ${RATE:-2000} events/s
+      args="--mode ws --clients ${CLIENTS:-300} --rate ${RATE:-2000}"
+      args="$args --token ab-admin-token-0123456789"
     else
       args="--mode single --connections 50"
     fi
