@@ -9,7 +9,36 @@ from typing import Any
 
 import attrs
 
-__all__ = ["PurgeStep", "RejectedLetter", "fingerprint_needles"]
+__all__ = [
+    "ERASE_DERIVED_QUERIES",
+    "PURGE_BY_KEY_QUERIES",
+    "PURGE_BY_TIME_QUERIES",
+    "PurgeStep",
+    "RejectedLetter",
+    "fingerprint_needles",
+]
+
+#: The named queries (``sql/<engine>/queries/lifecycle.sql``) of each purged table: deleting
+#: through the table's time index...
+PURGE_BY_TIME_QUERIES = {
+    "analytics_events": "purge_events",
+    "ml_predictions": "purge_predictions",
+    "rejected_events": "purge_dead_letters",
+}
+#: ... or walking the primary key: the first keys, and those after a key.
+PURGE_BY_KEY_QUERIES = {
+    "analytics_sessions": ("session_keys", "session_keys_after"),
+    "customer_journeys": ("journey_keys", "journey_keys_after"),
+}
+#: An erasure's derived rows, by table: the profile first (a record that read it before waits
+#: on its row).
+ERASE_DERIVED_QUERIES = {
+    "user_behavior_profiles": "erase_profile",
+    "ml_predictions": "erase_predictions",
+    "analytics_sessions": "erase_sessions",
+    "customer_journeys": "erase_journeys",
+    "visitor_active_days": "erase_days",
+}
 
 
 @attrs.frozen

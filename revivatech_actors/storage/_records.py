@@ -7,6 +7,7 @@ engines write the same figures from the same code.
 
 from __future__ import annotations
 
+import sys
 from datetime import date, datetime
 from typing import Any
 
@@ -22,6 +23,7 @@ __all__ = [
     "EVENT_EXTRA_COLUMNS",
     "LeaseRound",
     "LogEntry",
+    "log_entry",
     "LogPage",
     "PartitionPosition",
     "VisitorView",
@@ -203,9 +205,8 @@ class LeaseRound:
     alive."""
 
     owned: dict[int, int]  # partition -> epoch, every partition this instance holds now
-    claimed: list[
-        PartitionPosition
-    ]  # those of ``owned`` that were not this instance's before the round
+    # those of ``owned`` that were not this instance's before the round
+    claimed: list[PartitionPosition]
     owners: int
 
 
@@ -220,6 +221,38 @@ class LogEntry:
     touch: Touch
 
 
+def log_entry(row: tuple[Any, ...], at: datetime, properties: dict[str, Any] | None) -> LogEntry:
+    """A ``read_log`` row as a :class:`LogEntry`, its time and properties already decoded by the
+    engine (the row's own are ignored)."""
+    (
+        txn,
+        partition,
+        fp,
+        event_id,
+        event_type,
+        session_id,
+        _,
+        page,
+        referrer,
+        value,
+        _,
+        device,
+        user_id,
+    ) = row
+    touch = Touch(
+        sys.intern(event_type),
+        sys.intern(session_id),
+        at,
+        None if page is None else sys.intern(page),
+        referrer,
+        value,
+        properties or {},
+        device,
+        user_id,
+    )
+    return LogEntry(txn, partition, fp, event_id, touch)
+
+
 @attrs.frozen
 class LogPage:
     """Events of the log not yet applied by the given cursors, whole transactions only, in log
@@ -227,9 +260,8 @@ class LogPage:
 
     entries: list[LogEntry]
     horizon: int
-    more: bool = (
-        False  # the page stopped short of what the log holds below the oldest transaction in flight
-    )
+    # the page stopped short of what the log holds below the oldest transaction in flight
+    more: bool = False
 
 
 @attrs.frozen

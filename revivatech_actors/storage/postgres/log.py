@@ -4,7 +4,6 @@ and LISTEN/NOTIFY to tell other processes of stored events."""
 from __future__ import annotations
 
 import hashlib
-import sys
 import weakref
 from collections.abc import Sequence
 from typing import Any
@@ -17,10 +16,7 @@ from ...domain.partitions import slot_of
 from ...domain.profiles import Touch
 from .._interface.log import LogStorage
 from .._queries import load_queries
-from .._records import (
-    LogEntry,
-    PartitionPosition,
-)
+from .._records import LogEntry, PartitionPosition, log_entry
 from ._rows import one_row
 
 __all__ = ["PostgresLog"]
@@ -34,33 +30,7 @@ PARTITIONS_LOCK_KEY = int.from_bytes(
 
 
 def _log_entry(row: tuple[Any, ...]) -> LogEntry:
-    (
-        txn,
-        partition,
-        fp,
-        event_id,
-        event_type,
-        session_id,
-        at,
-        page,
-        referrer,
-        value,
-        properties,
-        device,
-        user_id,
-    ) = row
-    touch = Touch(
-        sys.intern(event_type),
-        sys.intern(session_id),
-        at,
-        None if page is None else sys.intern(page),
-        referrer,
-        value,
-        properties or {},
-        device,
-        user_id,
-    )
-    return LogEntry(txn, partition, fp, event_id, touch)
+    return log_entry(row, row[6], row[10])
 
 
 class PostgresLog(LogStorage):

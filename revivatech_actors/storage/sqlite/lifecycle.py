@@ -9,33 +9,23 @@ from typing import Any
 import orjson
 
 from .._interface.lifecycle import LifecycleStorage
-from .._lifecycle import PurgeStep, RejectedLetter
+from .._lifecycle import (
+    ERASE_DERIVED_QUERIES,
+    PURGE_BY_KEY_QUERIES,
+    PURGE_BY_TIME_QUERIES,
+    PurgeStep,
+    RejectedLetter,
+)
 from .queries import Q
 from .timestamps import format_timestamp, optional_datetime, parse_timestamp
 
 __all__ = ["SQLiteLifecycle"]
 
-#: The retention janitor's batches (``Storage.purge_step``), by table: through a time index...
-_PURGE_BY_TIME = {
-    "analytics_events": Q["purge_events"],
-    "ml_predictions": Q["purge_predictions"],
-    "rejected_events": Q["purge_dead_letters"],
-}
 
-#: ... or walking the primary key: the first keys, and those after a key.
-_PURGE_KEYS = {
-    "analytics_sessions": (Q["session_keys"], Q["session_keys_after"]),
-    "customer_journeys": (Q["journey_keys"], Q["journey_keys_after"]),
-}
-
-#: An erasure's derived rows, by table: the profile first.
-_ERASE_DERIVED = {
-    "user_behavior_profiles": Q["erase_profile"],
-    "ml_predictions": Q["erase_predictions"],
-    "analytics_sessions": Q["erase_sessions"],
-    "customer_journeys": Q["erase_journeys"],
-    "visitor_active_days": Q["erase_days"],
-}
+#: This engine's SQL of each purged and erased table (the names: ``storage._lifecycle``).
+_PURGE_BY_TIME = {table: Q[name] for table, name in PURGE_BY_TIME_QUERIES.items()}
+_PURGE_KEYS = {table: (Q[a], Q[b]) for table, (a, b) in PURGE_BY_KEY_QUERIES.items()}
+_ERASE_DERIVED = {table: Q[name] for table, name in ERASE_DERIVED_QUERIES.items()}
 
 
 class SQLiteLifecycle(LifecycleStorage):

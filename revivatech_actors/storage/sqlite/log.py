@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
-import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,10 +14,7 @@ from ...domain.journeys import JOURNEY_STEP_TYPE
 from ...domain.partitions import slot_of
 from ...domain.profiles import Touch
 from .._interface.log import LogStorage
-from .._records import (
-    LogEntry,
-    PartitionPosition,
-)
+from .._records import LogEntry, PartitionPosition, log_entry
 from .queries import Q
 from .timestamps import format_timestamp, parse_timestamp
 
@@ -26,33 +22,7 @@ __all__ = ["SQLiteLog"]
 
 
 def _log_entry(row: tuple[Any, ...]) -> LogEntry:
-    (
-        txn,
-        partition,
-        fp,
-        event_id,
-        event_type,
-        session_id,
-        at,
-        page,
-        referrer,
-        value,
-        properties,
-        device,
-        user_id,
-    ) = row
-    touch = Touch(
-        sys.intern(event_type),
-        sys.intern(session_id),
-        parse_timestamp(at),
-        None if page is None else sys.intern(page),
-        referrer,
-        value,
-        orjson.loads(properties) if properties else {},
-        device,
-        user_id,
-    )
-    return LogEntry(txn, partition, fp, event_id, touch)
+    return log_entry(row, parse_timestamp(row[6]), orjson.loads(row[10]) if row[10] else None)
 
 
 class SQLiteLog(LogStorage):
