@@ -141,3 +141,39 @@ async def next_of(ws, kind: str, timeout: float = 5.0) -> dict:
             message = json.loads(await ws.get_message())
             if message["type"] == kind:
                 return message
+
+
+# --- a real browser -------------------------------------------------------------------------------
+
+#: The system's Chromium (Debian's ``chromium`` package); nothing is downloaded at test time.
+CHROMIUM = os.environ.get("REVIVATECH_TEST_CHROMIUM", "/usr/bin/chromium")
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """A headless Chromium driven by Playwright (``--no-sandbox``: CI runs as root). Skipped
+    without the browser, a failure under ``CI=true``."""
+    from ..conftest import IN_CI
+
+    if not os.path.exists(CHROMIUM):
+        message = f"no browser at {CHROMIUM} (apt-get install chromium)"
+        if IN_CI:
+            pytest.fail(f"{message}; under CI=true this is a failure", pytrace=False)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(chromium):
+    """A fresh browser context and page (no cookies or storage shared between tests)."""
+    context = chromium.new_context()
+    page = context.new_page()
+    yield page
+    context.close()
