@@ -313,15 +313,14 @@
   }
 
   function beacon(events) {
-    var json = body(events);
-    if (json.length > BEACON_BYTES && events.length > 1) {
+    // text/plain: the only type a browser beacons cross-site without a preflight.
+    var blob = new Blob([body(events)], { type: 'text/plain' });
+    if (blob.size > BEACON_BYTES && events.length > 1) {
       var half = Math.ceil(events.length / 2);
       beacon(events.slice(0, half));
       beacon(events.slice(half));
       return;
     }
-    // text/plain: the only type a browser beacons cross-site without a preflight.
-    var blob = new Blob([json], { type: 'text/plain' });
     try {
       if (nav.sendBeacon && nav.sendBeacon(endpoint, blob)) return;
     } catch (e) {}
@@ -329,7 +328,7 @@
       window
         .fetch(endpoint, {
           method: 'POST',
-          body: json,
+          body: blob,
           headers: { 'Content-Type': 'text/plain;charset=UTF-8' },
           credentials: 'omit',
           mode: 'cors',
