@@ -39,6 +39,7 @@ from .openapi import register_openapi_route
 from .realtime import register_realtime_routes
 from .reports import register_report_routes
 from .responses import error_response
+from .track_script import register_track_script_route
 
 __all__ = ["AppParts", "create_app", "create_metrics_app"]
 
@@ -151,6 +152,7 @@ def create_app(parts: AppParts, activity: Activity) -> QuartTrio:
     )
     register_lifecycle_routes(app, auth, erase=parts.erase_visitor, dead_letters=parts.dead_letters)
     register_openapi_route(app)
+    register_track_script_route(app)
     record_request = parts.record_request
     register_cors(app, settings.cors)
     # The server holds bodies to web.body_timeout from the end of their headers (connection_limits);
