@@ -1,7 +1,10 @@
 """Promises of docs/reliability.md that only a real ``serve`` process can show:
 
 - the live feed keeps 180 reading clients on time while 20 others never read, and closes those
-  20 once a send to them stays stuck ``broadcast.stuck_timeout``.
+  20 once a send to them stays stuck ``broadcast.stuck_timeout``;
+- an actor that crashes again and again is restarted and shown restarting, and past the restart
+  intensity (``supervisor.max_restarts`` within ``supervisor.max_seconds``) the process exits 1
+  saying why.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import json
 import re
 import socket
 import statistics
+import time
 
 import httpx
 import pytest
@@ -21,6 +25,7 @@ from trio_websocket import (
     wrap_client_stream,
 )
 
+from ..helpers import query
 from .conftest import ADMIN_TOKEN, next_of, service_env, ws_url
 
 pytestmark = pytest.mark.e2e
@@ -189,3 +194,87 @@ async def test_200_clients_20_never_reading_the_others_on_time_and_the_20_closed
     closed = re.findall(rf"stuck for {STUCK_TIMEOUT:g} s on one send: closed \(1013\)", output)
     assert len(closed) == NOT_READING, output[-3000:]
     assert cut == NOT_READING
+
+
+# --------------------------------------------------------------- an actor that keeps crashing
+
+MAX_RESTARTS = 3
+
+
+def wait_for_restarts(server, name: str, restarts: int) -> dict:
+    """The actor ``name`` once it has been restarted ``restarts`` times and runs again."""
+    deadline = time.monotonic() + 10
+    while True:
+        tree = httpx.get(server.base_url + "/api/analytics/actors", headers=AUTH).json()["data"]
+        node = next(child for child in tree["children"] if child["name"] == name)
+        if (node["restarts"], node["state"]) == (restarts, "running"):
+            return node
+        assert time.monotonic() < deadline, node
+        time.sleep(0.05)
+
+
+def while_restarting(server, name: str) -> tuple[dict, dict]:
+    """Readiness and health as seen while ``name`` waits for its restart."""
+    deadline = time.monotonic() + 5
+    while True:
+        ready = httpx.get(server.base_url + "/readyz")
+        if ready.status_code == 503:
+            return ready.json(), httpx.get(server.base_url + "/api/analytics/health").json()
+        assert time.monotonic() < deadline, f"{name} was never seen restarting"
+
+
+def test_an_actor_crashing_past_the_restart_intensity_makes_serve_exit_1_saying_why(
+    serve, sqlite_url
+):
+    server = serve(
+        env=service_env(
+            REVIVATECH_AUTH_ADMIN_TOKENS=ADMIN_TOKEN,
+            REVIVATECH_STORAGE_URL=sqlite_url,
+            REVIVATECH_FAULTS_ENABLED="true",
+            REVIVATECH_SUPERVISOR_MAX_RESTARTS=str(MAX_RESTARTS),
+            REVIVATECH_SUPERVISOR_MAX_SECONDS="60",
+            # restarts wait 0.3 s, then 0.5 s: long enough to see readiness drop meanwhile
+            REVIVATECH_SUPERVISOR_BACKOFF_INITIAL="0.3",
+            REVIVATECH_SUPERVISOR_BACKOFF_MAX="0.5",
+        )
+    )
+    crash_url = server.base_url + "/api/analytics/actors/batcher/crash"
+    acknowledged = []
+    for restarts in range(1, MAX_RESTARTS + 1):
+        assert httpx.post(crash_url, headers=AUTH).status_code == 202
+        ready, health = while_restarting(server, "batcher")
+        assert "actor batcher is restarting" in ready["reasons"], ready
+        assert health["status"] == "degraded" and "actor batcher is restarting" in health["reasons"]
+        batcher = wait_for_restarts(server, "batcher", restarts)
+        assert httpx.get(server.base_url + "/readyz").status_code == 200
+        assert batcher["lastError"]["type"] == "InjectedCrash", batcher
+        assert "batcher" in batcher["lastError"]["message"], batcher
+        health = httpx.get(server.base_url + "/api/analytics/health").json()
+        assert health["actors"]["restarts"] == restarts, health
+        # between crashes the restarted batcher stores what is posted
+        event = {"user_fingerprint": "v", "session_id": f"s{restarts}", "event_type": "page_view"}
+        answer = httpx.post(server.base_url + EVENTS, json=event)
+        assert answer.status_code == 200, answer.text
+        acknowledged.append(answer.json()["eventId"])
+    assert f"root/batcher crashed; restart {MAX_RESTARTS}" in server.output()
+
+    # one more within supervisor.max_seconds is more than supervisor.max_restarts
+    assert httpx.post(crash_url, headers=AUTH).status_code == 202
+    assert server.wait_exit(timeout=30) == 1, server.output()
+    output = server.output()
+    gave_up = (
+        f"supervisor 'root' gave up: more than {MAX_RESTARTS} restarts within 60 s;"
+        " last: 'batcher' (InjectedCrash: crash injected into 'batcher'"
+    )
+    assert gave_up in output, output[-3000:]
+    assert "; exiting" in output and "stopped cleanly" not in output
+    # the others were stopped in order after the give-up, and nothing acknowledged was lost
+    after = output[output.index(gave_up) :]
+    assert after.index("root/web stopped") < after.index("root/storage stopped"), after
+    placeholders = ",".join("?" * len(acknowledged))
+    stored = query(
+        sqlite_url,
+        f"SELECT count(*) FROM analytics_events WHERE event_id IN ({placeholders})",
+        tuple(acknowledged),
+    )
+    assert stored == [(len(acknowledged),)]
