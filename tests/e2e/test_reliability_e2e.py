@@ -4,14 +4,17 @@
   20 once a send to them stays stuck ``broadcast.stuck_timeout``;
 - an actor that crashes again and again is restarted and shown restarting, and past the restart
   intensity (``supervisor.max_restarts`` within ``supervisor.max_seconds``) the process exits 1
-  saying why.
+  saying why;
+- a stop that overruns ``shutdown.timeout`` is cut short with exit code 1.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import signal
 import socket
+import sqlite3
 import statistics
 import time
 
@@ -278,3 +281,45 @@ def test_an_actor_crashing_past_the_restart_intensity_makes_serve_exit_1_saying_
         tuple(acknowledged),
     )
     assert stored == [(len(acknowledged),)]
+
+
+# ------------------------------------------------------------------ a stop past its deadline
+
+
+async def test_a_stop_that_overruns_shutdown_timeout_is_cut_short_with_exit_1(serve, sqlite_url):
+    server = serve(
+        env=service_env(
+            REVIVATECH_AUTH_ADMIN_TOKENS=ADMIN_TOKEN,
+            REVIVATECH_STORAGE_URL=sqlite_url,
+            REVIVATECH_SHUTDOWN_TIMEOUT="1",
+        )
+    )
+    # Another process holds SQLite's write lock: the batcher cannot commit, so the open durable
+    # request keeps the web server's stop waiting, and the batcher's stop keeps retrying.
+    lock = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    answers: list[int | str] = []
+
+    async def post_held() -> None:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=20) as client:
+            event = {"user_fingerprint": "v", "session_id": "held", "event_type": "page_view"}
+            try:
+                answers.append((await client.post(EVENTS, json=event)).status_code)
+            except httpx.TransportError as exc:
+                answers.append(type(exc).__name__)
+
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(post_held)
+            await trio.sleep(0.5)
+            sent = server.signal(signal.SIGTERM)
+            code = await trio.to_thread.run_sync(server.wait_exit)
+            took = time.monotonic() - sent
+    finally:
+        lock.rollback()
+        lock.close()
+    output = server.output()
+    assert code == 1, output[-3000:]
+    assert "forced exit: shutdown took longer than shutdown.timeout = 1 s" in output, output
+    assert 1.0 <= took < 2.5, f"{took:.2f} s"
+    assert answers and answers[0] != 200, answers  # never acknowledged, so nothing promised lost
