@@ -43,7 +43,7 @@ SECURITY_HEADERS = {
 _FILES = (
     (DASHBOARD_PATH, "index.html", "text/html; charset=utf-8"),
     (f"{DASHBOARD_PATH}/dashboard.css", "dashboard.css", "text/css; charset=utf-8"),
-    (f"{DASHBOARD_PATH}/dashboard.js", "dashboard.js", "text/javascript; charset=utf-8"),
+    (f"{DASHBOARD_PATH}/dashboard.js", "dashboard.js", "application/javascript; charset=utf-8"),
 )
 
 
@@ -51,20 +51,12 @@ _FILES = (
 class _Asset:
     body: bytes
     content_type: str
-    etag: str  # quoted, as the header carries it
+    etag: str  # unquoted
 
 
 def _load(name: str, content_type: str) -> _Asset:
     body = importlib.resources.files(__package__).joinpath("static", "dashboard", name).read_bytes()
-    return _Asset(body, content_type, f'"{hashlib.sha256(body).hexdigest()[:32]}"')
-
-
-def _matches(if_none_match: str | None, etag: str) -> bool:
-    """Whether ``If-None-Match`` names ``etag`` (or is ``*``); weak tags count (RFC 9110)."""
-    if not if_none_match:
-        return False
-    tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
-    return "*" in tags or etag in tags
+    return _Asset(body, content_type, hashlib.sha256(body).hexdigest()[:32])
 
 
 def register_dashboard_routes(app: Quart) -> None:
@@ -72,8 +64,8 @@ def register_dashboard_routes(app: Quart) -> None:
         asset = _load(name, content_type)
 
         async def serve(asset: _Asset = asset) -> Response:
-            headers = {**SECURITY_HEADERS, "ETag": asset.etag}
-            if _matches(request.headers.get("If-None-Match"), asset.etag):
+            headers = {**SECURITY_HEADERS, "ETag": f'"{asset.etag}"'}
+            if request.if_none_match.contains_weak(asset.etag):
                 return Response(b"", status=304, headers=headers)
             return Response(asset.body, headers=headers, content_type=asset.content_type)
 

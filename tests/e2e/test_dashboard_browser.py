@@ -91,7 +91,7 @@ def test_the_page_and_its_files_are_served_with_a_strict_policy(server):
         for path, content_type in [
             ("/dashboard", "text/html; charset=utf-8"),
             ("/dashboard/dashboard.css", "text/css; charset=utf-8"),
-            ("/dashboard/dashboard.js", "text/javascript; charset=utf-8"),
+            ("/dashboard/dashboard.js", "application/javascript; charset=utf-8"),
         ]:
             answer = client.get(path)  # open: the files hold no data
             assert answer.status_code == 200, (path, answer.text)
