@@ -28,6 +28,7 @@ from .auth import AdminAuth
 from .bodies import close_if_body_unread
 from .connection_limits import header_block_size
 from .cors import register_cors
+from .dashboard import register_dashboard_routes
 from .funnel import register_funnel_routes
 from .health import register_health_routes
 from .ingest import register_ingest_routes
@@ -153,6 +154,7 @@ def create_app(parts: AppParts, activity: Activity) -> QuartTrio:
     register_lifecycle_routes(app, auth, erase=parts.erase_visitor, dead_letters=parts.dead_letters)
     register_openapi_route(app)
     register_track_script_route(app)
+    register_dashboard_routes(app)
     record_request = parts.record_request
     register_cors(app, settings.cors)
     # The server holds bodies to web.body_timeout from the end of their headers (connection_limits);
