@@ -234,3 +234,16 @@ def test_the_public_document_strips_query_and_fragment_from_top_pages_and_merges
     assert (
         public["overview"] == data["overview"] and data["topPages"][0]["views"] == 3
     )  # the input is untouched
+
+
+def test_events_per_bucket_span_the_window_oldest_first_empty_buckets_included():
+    w = window(60)  # 7 buckets: 6 back and the one filling
+    add(w, T0 - 55, "u1")
+    add(w, T0 - 20, "u2")
+    add(w, T0 - 19, "u3")
+    add(w, T0 + 3, "u4")
+    f = w.figures(T0 + 5)
+    assert f.events_per_bucket == (1, 0, 0, 0, 2, 0, 1)
+    assert len(f.events_per_bucket) == w.bucket_count and sum(f.events_per_bucket) == f.events
+    # ten seconds on, the oldest bucket leaves and an empty one is filling
+    assert w.figures(T0 + 15).events_per_bucket == (0, 0, 0, 2, 0, 1, 0)

@@ -75,6 +75,8 @@ async def test_the_shared_window_reports_what_the_local_one_does(shared):
         expected.conversions,
         expected.top_pages,
     )
+    assert got.events_per_bucket == expected.events_per_bucket  # the sparkline's series
+    assert sum(got.events_per_bucket) == got.events
     # HyperLogLog estimates; at these sizes Redis's are exact or within a visitor or two
     assert abs(got.active_users - expected.active_users) <= 1 and expected.active_users == 40
     assert (

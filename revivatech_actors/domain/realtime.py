@@ -111,6 +111,8 @@ class RealtimeFigures:
     requests: int
     avg_response_ms: float | None
     error_rate: float | None
+    # events per bucket of the window, oldest first (the newest bucket is still filling)
+    events_per_bucket: tuple[int, ...] = ()
 
 
 @attrs.define(eq=False)
@@ -264,8 +266,11 @@ class RealtimeWindow:
 
     def figures(self, now: float) -> RealtimeFigures:
         """The figures of the window that ends at ``now``."""
-        self._expire(bucket_of(now))
+        now_bucket = bucket_of(now)
+        self._expire(now_bucket)
         buckets = self._buckets
+        events_of = {b.number: b.events for b in buckets}
+        numbers = range(now_bucket - self.bucket_count + 1, now_bucket + 1)
         pages: collections.Counter[str] = collections.Counter()
         for bucket in buckets:
             pages.update(bucket.pages)
@@ -284,6 +289,7 @@ class RealtimeWindow:
             if requests
             else None,
             error_rate=sum(b.server_errors for b in buckets) / requests if requests else None,
+            events_per_bucket=tuple(events_of.get(n, 0) for n in numbers),
         )
 
 
@@ -344,6 +350,7 @@ def realtime_document(
             "uptime": round(uptime_percent, 3),
             "requests": figures.requests,
         },
+        "series": {"bucketSeconds": BUCKET_SECONDS, "events": list(figures.events_per_bucket)},
     }
 
 

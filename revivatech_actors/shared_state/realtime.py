@@ -184,9 +184,11 @@ class RedisRealtime:
         results = await self._connection.call(read)
         users, sessions = results[0], results[1]
         totals: collections.Counter[str] = collections.Counter()
+        per_bucket = []
         for counters in results[2 : 2 + len(buckets)]:
             for field, value in counters.items():
                 totals[field.decode()] += int(value)
+            per_bucket.append(int(counters.get(b"events", 0)))
         top = sorted(
             ((page.decode(), int(views)) for page, views in results[-2]),
             key=lambda item: (-item[1], item[0]),
@@ -203,6 +205,7 @@ class RedisRealtime:
             requests=requests,
             avg_response_ms=totals["request_us"] / 1000 / requests if requests else None,
             error_rate=totals["errors"] / requests if requests else None,
+            events_per_bucket=tuple(per_bucket),
         )
 
     # ------------------------------------------------------------------ seeding at start

@@ -12,9 +12,6 @@
   const API = new URL("api/analytics/", document.baseURI);
   const ACTORS_EVERY_MS = 5000;
   const RECENT_EVERY_MS = 30000;
-  const SLOT_MS = 10000; // one sparkline point per 10 s
-  const SPARK_SLOTS = 60; // ten minutes of points
-  const SPARK_MIN_SLOTS = 6;
   const RECONNECT_MAX_MS = 30000;
 
   const $ = (id) => document.getElementById(id);
@@ -37,7 +34,6 @@
     reconnectTimer: null,
     actorsTimer: null,
     recentTimer: null,
-    samples: [], // [{slot, t, value}]: the window's event count, latest per 10-s slot
     lookup: 0, // the latest visitor lookup; an older one's answer is dropped
   };
 
@@ -374,7 +370,7 @@
     const where = data.source === "redis" ? "every instance" : "this instance";
     $("realtime-meta").textContent = `Over ${span}, ${where} · updated ${clockTime(data.timestamp)}`;
     renderTopPages(Array.isArray(data.topPages) ? data.topPages : []);
-    addSample(data.timestamp, overview.total_events);
+    drawSparkline(data.series);
   }
 
   function renderTopPages(pages) {
@@ -393,57 +389,32 @@
     show($("top-pages-empty"), pages.length === 0);
   }
 
-  // The sparkline keeps, per 10-s slot, the latest count of events in the window that the feed
-  // reported; a slot without an update has no point (nothing is invented).
-  function addSample(iso, value) {
-    if (typeof value !== "number") return;
-    const parsed = iso ? Date.parse(iso) : NaN;
-    const t = Number.isNaN(parsed) ? Date.now() : parsed;
-    const slot = Math.floor(t / SLOT_MS);
-    const last = state.samples[state.samples.length - 1];
-    if (last && last.slot === slot) {
-      last.value = value;
-      last.t = t;
-    } else if (!last || slot > last.slot) {
-      state.samples.push({ slot, t, value });
-    }
-    const oldest = slot - SPARK_SLOTS + 1;
-    while (state.samples.length && state.samples[0].slot < oldest) state.samples.shift();
-    drawSparkline();
-  }
-
-  function drawSparkline() {
+  // The sparkline: events per bucket of the window (10 s each), oldest first, as the feed
+  // reports them; the newest bucket is still filling.
+  function drawSparkline(series) {
     const width = 320;
     const height = 72;
     const pad = 4;
-    const samples = state.samples;
+    const counts = series && Array.isArray(series.events) ? series.events.map(Number) : [];
+    const seconds = series && Number(series.bucketSeconds) > 0 ? Number(series.bucketSeconds) : 10;
     const picture = svg("svg", {
       viewBox: `0 0 ${width} ${height}`,
       preserveAspectRatio: "none",
       role: "img",
-      "aria-label": "Events in the window over the last ten minutes",
+      "aria-label": `Events per ${seconds} s over the window`,
+      "data-events": counts.join(","),
     });
-    if (samples.length) {
-      // From the first point kept to now, at least a minute wide, so that a page opened a
-      // moment ago does not squeeze its few points into a corner.
-      const lastSlot = samples[samples.length - 1].slot;
-      const span = Math.max(SPARK_MIN_SLOTS, lastSlot - samples[0].slot + 1);
-      const firstSlot = lastSlot - span + 1;
-      const top = Math.max(1, ...samples.map((sample) => sample.value));
-      const x = (slot) => pad + ((slot - firstSlot) / (span - 1)) * (width - 2 * pad);
+    if (counts.length > 1) {
+      const top = Math.max(1, ...counts);
+      const x = (i) => pad + (i / (counts.length - 1)) * (width - 2 * pad);
       const y = (value) => height - pad - (value / top) * (height - 2 * pad);
-      const points = samples.map((sample) => [x(sample.slot), y(sample.value)]);
+      const points = counts.map((value, i) => [x(i), y(value)]);
       const line = points.map(([px, py]) => `${px.toFixed(1)},${py.toFixed(1)}`).join(" ");
-      const first = points[0];
       const end = points[points.length - 1];
-      const area =
-        `M${first[0].toFixed(1)},${height - pad} L` +
-        line.replaceAll(" ", " L") +
-        ` L${end[0].toFixed(1)},${height - pad} Z`;
-      const seconds = Math.round((Date.now() - samples[0].t) / 1000);
+      const area = `M${pad},${height - pad} L${line.replaceAll(" ", " L")} L${end[0].toFixed(1)},${height - pad} Z`;
       $("spark-caption").textContent =
-        `one point per 10 s, over the last ${formatSeconds(Math.max(seconds, 0))} · ` +
-        `highest ${formatNumber(Math.max(...samples.map((sample) => sample.value)))}`;
+        `events per ${seconds} s over ${formatSeconds(seconds * counts.length)} · ` +
+        `highest ${formatNumber(Math.max(...counts))}`;
       picture.append(
         svg("path", { class: "spark-area", d: area }),
         svg("polyline", { class: "spark-line", points: line }),
