@@ -11,12 +11,13 @@ whose connection stays stuck on one send, is closed with 1013 by its writer.
 metrics change: at once when the feed is quiet, coalesced when it is busy (:func:`snapshot_due`).
 A snapshot is *in flight* from the start of its build until every subscriber has sent it
 (:meth:`Delivery.settle`; stragglers are waited for only a little: they get the newest snapshot
-when they catch up, and ``stuck_timeout`` closes one that never does). That time is the
-snapshot's *cost*, and it paces the next: never two in flight, at least ``min_interval``
-between two starts, and a rest after each so that snapshots are in flight at most ``max_share``
-of the time. So a lone event reaches every dashboard at once, a burst within ``min_interval``
-makes one snapshot, and with many clients under heavy ingest snapshots space out by what their
-fan-out costs instead of falling behind. Each snapshot is encoded once for all.
+when they catch up, and ``stuck_timeout`` closes one that never does). The event loop thread's
+CPU time over that span, up to the last send, is the snapshot's *cost* (time spent waiting for a
+core behind other processes does not count), and it paces the next: never two in flight, and
+the next starts ``max(min_interval, cost / max_share)`` after it at the soonest. So a lone event
+reaches every dashboard at once, a burst within ``min_interval`` makes one snapshot, and with
+many clients under heavy ingest snapshots space out by what their fan-out costs instead of
+falling behind. Each snapshot is encoded once for all.
 ``user_insights`` goes to a visitor's subscribers when its scores are recorded (the scorer's
 hook), read once per visitor for all of them. Without subscribers nothing is built.
 
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -77,9 +79,9 @@ def snapshot_due(
     last_start: float, last_cost: float, *, min_interval: float, max_share: float
 ) -> float:
     """When the next change-driven snapshot may start, the last having started at
-    ``last_start`` and been in flight ``last_cost`` seconds: ``min_interval`` after it (a burst
-    of changes makes one snapshot), and after a rest of ``last_cost × (1 / max_share − 1)`` (so
-    snapshots are in flight at most ``max_share`` of the time, whatever the number of clients)."""
+    ``last_start`` and cost ``last_cost`` seconds: ``min_interval`` after it (a burst of changes
+    makes one snapshot), and ``last_cost / max_share`` after it (so snapshots take at most
+    ``max_share`` of the event loop's time, whatever the number of clients)."""
     return last_start + max(min_interval, last_cost / max_share)
 
 
@@ -101,9 +103,11 @@ def encode(message: dict[str, Any]) -> str:
 class Delivery:
     """One snapshot's sends, one per subscriber it was put to, as its broadcaster awaits them."""
 
+    cpu_clock: Callable[[], float] = time.thread_time
     expected: int = 0
     first_sent_at: float | None = None  # trio clock
     last_sent_at: float | None = None
+    last_sent_cpu: float | None = None  # cpu_clock
     _first_sent: trio.Event = attrs.Factory(trio.Event)  # (or nothing left to wait for)
     _all_done: trio.Event = attrs.Factory(trio.Event)
 
@@ -115,7 +119,7 @@ class Delivery:
         replaced this one before it was sent)."""
         self.expected -= 1
         if sent:
-            self.last_sent_at = trio.current_time()
+            self.last_sent_at, self.last_sent_cpu = trio.current_time(), self.cpu_clock()
             if self.first_sent_at is None:
                 self.first_sent_at = self.last_sent_at
                 self._first_sent.set()
@@ -237,7 +241,8 @@ class ClientFeed:
 class BroadcasterActor:
     """See the module docstring. ``realtime_data`` builds a realtime snapshot's ``data``;
     ``wait_for_change(version)`` returns once the metrics moved past ``version``;
-    ``insights_data(fingerprint)`` reads a visitor's insights (None: unknown visitor)."""
+    ``insights_data(fingerprint)`` reads a visitor's insights (None: unknown visitor);
+    ``cpu_clock`` measures snapshots' costs (tests give it trio's clock)."""
 
     realtime_data: Callable[[], Awaitable[dict[str, Any]]]
     wait_for_change: Callable[[int], Awaitable[int]]
@@ -248,6 +253,7 @@ class BroadcasterActor:
     max_clients: int = 10_000
     max_public_clients: int = 1_000
     shared: RedisRealtime | None = None
+    cpu_clock: Callable[[], float] = time.thread_time
     activity: Activity = attrs.Factory(Activity)
     clients: dict[str, ClientFeed] = attrs.field(init=False, factory=dict)
     public_clients: int = attrs.field(init=False, default=0)  # how many of ``clients`` are public
@@ -265,7 +271,7 @@ class BroadcasterActor:
     _last_snapshot: str | None = attrs.field(init=False, default=None)
     _last_public_snapshot: str | None = attrs.field(init=False, default=None)  # of the same data
     _last_start: float = attrs.field(init=False, default=float("-inf"))  # of the last snapshot
-    _last_cost: float = attrs.field(init=False, default=0.0)  # seconds it was in flight
+    _last_cost: float = attrs.field(init=False, default=0.0)  # its cost (cpu_clock seconds)
     _building: bool = attrs.field(init=False, default=False)  # a snapshot's data is being read
     snapshots_sent: int = attrs.field(init=False, default=0)
     _running: bool = attrs.field(init=False, default=False)
@@ -418,7 +424,8 @@ class BroadcasterActor:
         (see the module docstring); record what it cost."""
         if not any(feed.realtime for feed in self.clients.values()):
             return  # nobody to tell: build nothing
-        started = self._last_start = trio.current_time()
+        self._last_start = trio.current_time()
+        cpu_started = self.cpu_clock()
         self._building = True
         try:
             data = await self.realtime_data()
@@ -426,7 +433,7 @@ class BroadcasterActor:
             self._building = False
         encoded = encode({"type": "realtime_metrics", "data": data})
         public_encoded = None  # built once, and only when a public client subscribed
-        delivery = Delivery()
+        delivery = Delivery(self.cpu_clock)
         sent = 0
         for feed in self.clients.values():  # who subscribed while the data was built counts too
             if not feed.realtime:
@@ -440,15 +447,13 @@ class BroadcasterActor:
             else:
                 feed.put_snapshot(encoded, delivery)
             sent += 1
-        put_at = trio.current_time()
+        put_at, put_cpu = trio.current_time(), self.cpu_clock()
         self._last_snapshot, self._last_public_snapshot = encoded, public_encoded
         self.snapshots_sent += sent
         self.activity.record(sent)
         await delivery.settle(put_at, straggler_wait=STRAGGLER_WAIT, first_wait=FIRST_SEND_WAIT)
-        if delivery.expected and delivery.last_sent_at is None:  # nobody sent it: all stuck
-            self._last_cost = trio.current_time() - started
-        else:  # up to the last send: stragglers not counted
-            self._last_cost = max(put_at, delivery.last_sent_at or put_at) - started
+        last = put_cpu if delivery.last_sent_cpu is None else delivery.last_sent_cpu
+        self._last_cost = last - cpu_started  # up to the last send: stragglers not counted
 
     async def _send_insights(self) -> None:
         while True:
