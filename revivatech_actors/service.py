@@ -230,6 +230,7 @@ class Service:
             visitor_insights,
             interval=b.interval,
             min_interval=b.min_interval,
+            max_share=b.max_share,
             max_clients=b.max_clients,
             max_public_clients=b.max_public_clients,
             shared=shared,

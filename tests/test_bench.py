@@ -22,7 +22,7 @@ from quart import request
 from quart_trio import QuartTrio
 
 from revivatech_actors import bench
-from revivatech_actors.bench import _http, _payloads, _run
+from revivatech_actors.bench import _http, _payloads, _run, _ws
 
 # --- request bodies ---------------------------------------------------------------------------
 
@@ -219,6 +219,25 @@ def test_figures_merge_and_report():
     assert d["status_counts"] == {"200": 4, "503": 2}
     assert (d["accepted"], d["rejected"], d["overloaded_503"]) == (399, 1, 2)
     assert d["latency_ms"]["max"] == 4 and d["latency_ms"]["p50"] == 2
+
+
+def test_ws_delays_run_from_each_acknowledgement_to_the_update_that_shows_it():
+    baseline = 1000
+    acks = [(100, 10.0), (200, 10.5), (300, 11.0)]  # events acknowledged so far, when
+    prompt = [(1000, 9.0), (1100, 10.02), (1300, 11.1)]  # the subscription's, then two updates
+    late = [(1000, 9.0), (1300, 11.4)]  # one update for all three batches
+    early = [(1000, 9.0), (1100, 9.99), (1300, 11.5)]  # counted before the answer arrived
+    delays = _ws.update_delays(acks, [prompt, late, early], baseline, start_at=9.5)
+    # per update, from the oldest event it newly shows
+    assert delays == pytest.approx([0.02, 0.6, 1.4, 0.0, 1.0])
+    per_event, missed = _ws.event_delays(acks, [prompt, late, early], baseline)
+    # per batch and client, until the first update showing it
+    assert per_event == pytest.approx([0.02, 0.6, 0.1, 1.4, 0.9, 0.4, 0.0, 1.0, 0.5])
+    assert missed == 0
+    unseen = [(1000, 9.0), (1200, 10.6)]  # the last batch never shown
+    assert _ws.event_delays(acks, [unseen], baseline) == (pytest.approx([0.6, 0.1]), 1)
+    late = [(1100, 10.2), (1300, 11.3)]  # subscribed after the first batch's answer
+    assert _ws.event_delays(acks, [late, []], baseline) == (pytest.approx([0.8, 0.3]), 0)
 
 
 def test_processes_share_connections_and_rate():

@@ -1,21 +1,28 @@
 """The broadcaster and its client outboxes: latest-only snapshots and insights, replies first,
-the client cap, change-driven snapshots throttled by min_interval, periodic ones, insights
-read once per visitor for all its followers, and 1001 for everyone when it stops."""
+the client cap, change-driven snapshots (at once when quiet, a burst within min_interval as one,
+spaced by their cost when busy, never two in flight, a stuck client waited for only briefly),
+periodic ones, insights read once per visitor for all its followers, and 1001 for everyone when
+it stops."""
 
 from __future__ import annotations
 
+import itertools
 import json
+from functools import partial
 
 import pytest
 import trio
 
 from revivatech_actors.actors.broadcaster import (
+    FIRST_SEND_WAIT,
     GOING_AWAY,
     MAX_REPLIES,
+    STRAGGLER_WAIT,
     TRY_AGAIN_LATER,
     BroadcasterActor,
     ClientFeed,
     ClientRefused,
+    snapshot_due,
 )
 
 
@@ -81,27 +88,208 @@ def broadcaster(metrics: Metrics, reads: list[str] | None = None, **settings) ->
             reads.append(fp)
         return {"profile": {"fingerprint": fp}} if fp != "unknown" else None
 
+    settings.setdefault("cpu_clock", trio.current_time)  # the event loop busy all along
     return BroadcasterActor(metrics.data, metrics.wait_for_change, insights, **settings)
 
 
-async def test_snapshots_follow_changes_at_most_once_per_min_interval(autojump_clock):
+def test_the_next_snapshot_is_due_min_interval_after_the_last_or_later_by_its_cost():
+    due = partial(snapshot_due, min_interval=0.05, max_share=0.5)
+    assert due(10.0, 0.0) == 10.05  # a cheap snapshot: the floor
+    assert due(10.0, 0.02) == 10.05  # 0.02 in flight, 0.02 of rest: still within the floor
+    assert due(10.0, 0.3) == pytest.approx(10.6)  # in flight half the time at most
+    assert snapshot_due(10.0, 0.3, min_interval=0.05, max_share=1.0) == pytest.approx(10.3)
+    assert due(float("-inf"), 0.0) == float("-inf")  # the first one: at once
+
+
+async def read_all(feed: ClientFeed, got: list, *, lock: trio.Lock | None = None, send=0.0):
+    """A writer: takes each message and 'sends' it for ``send`` seconds (one at a time across
+    the writers sharing ``lock``, as the sends of one event loop are); records (version, when
+    sent)."""
+    while (message := await feed.next_message()) is not None:
+        if lock is None:
+            await trio.sleep(send)
+        else:
+            async with lock:
+                await trio.sleep(send)
+        got.append((json.loads(message)["data"]["version"], trio.current_time()))
+
+
+async def test_a_change_on_a_quiet_feed_goes_out_at_once_and_a_burst_as_one(autojump_clock):
+    metrics = Metrics()
+    b = broadcaster(metrics, interval=30, min_interval=0.05)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(b.run)
+        feed, got = b.connect(), []
+        nursery.start_soon(read_all, feed, got)
+        b.subscribe_realtime(feed)
+        await trio.sleep(5)
+        assert [version for version, _ in got] == [0]  # on subscribing; nothing changed since
+        changed = trio.current_time()
+        metrics.change()  # a lone event on a quiet feed
+        for _ in range(10):  # then a burst: 10 changes within 0.04 s
+            await trio.sleep(0.004)
+            metrics.change()
+        await trio.sleep(1)
+        assert [version for version, _ in got[1:]] == [1, 11]  # the burst as one snapshot...
+        assert got[1][1] - changed <= 0.001  # the lone event at once
+        assert got[2][1] - got[1][1] == pytest.approx(0.05, abs=0.002)  # ...min_interval later
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("in_turn", [True, False], ids=["sends-in-turn", "sends-end-together"])
+async def test_busy_snapshots_are_spaced_by_their_cost_never_two_in_flight(autojump_clock, in_turn):
+    metrics = Metrics()
+    builds: list[tuple[float, int]] = []  # (start, version) of each snapshot's build
+
+    async def data() -> dict:
+        builds.append((trio.current_time(), metrics.version))
+        return await metrics.data()
+
+    b = broadcaster(metrics, interval=30, min_interval=0.05, max_share=0.5)
+    b.realtime_data = data
+    lock, got = trio.Lock(), []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(b.run)
+        for _ in range(10):  # 10 clients: each snapshot costs 0.2 s
+            feed = b.connect()
+            if in_turn:  # 0.02 s each, one after another
+                writer = partial(read_all, feed, got, lock=lock, send=0.02)
+            else:  # the event loop's turns: every send ends after 0.2 s
+                writer = partial(read_all, feed, got, send=0.2)
+            nursery.start_soon(writer)
+            b.subscribe_realtime(feed)
+
+        async def changes() -> None:  # a change every 10 ms
+            while True:
+                await trio.sleep(0.01)
+                metrics.change()
+
+        nursery.start_soon(changes)
+        await trio.sleep(4)
+        nursery.cancel_scope.cancel()
+    starts = [start for start, _ in builds]
+    spacing = [later - earlier for earlier, later in itertools.pairwise(starts)]
+    # in flight 0.2 s, then as long a rest: one start per 0.4 s, not one per 0.05 s
+    assert 9 <= len(builds) <= 11
+    assert all(gap == pytest.approx(0.4, abs=0.01) for gap in spacing), spacing
+    for (_, version), next_start in zip(builds, starts[1:], strict=False):
+        sends = [when for v, when in got if v == version]
+        assert len(sends) == 10  # every client sent every snapshot...
+        assert max(sends) <= next_start  # ...before the next one was built
+    assert b.stats_json()["lastSnapshotSeconds"] == pytest.approx(0.2, abs=0.002)
+
+
+async def test_time_waiting_for_a_core_is_no_cost_yet_never_two_in_flight(autojump_clock):
+    metrics = Metrics()
+    builds: list[float] = []
+
+    async def data() -> dict:
+        builds.append(trio.current_time())
+        return await metrics.data()
+
+    # each fan-out takes 0.2 s, none of it the event loop's CPU (other processes had the cores)
+    b = broadcaster(metrics, interval=30, min_interval=0.05, cpu_clock=lambda: 0.0)
+    b.realtime_data = data
+    async with trio.open_nursery() as nursery:
+        await nursery.start(b.run)
+        for _ in range(10):
+            feed = b.connect()
+            nursery.start_soon(partial(read_all, feed, [], send=0.2))
+            b.subscribe_realtime(feed)
+
+        async def changes() -> None:
+            while True:
+                await trio.sleep(0.01)
+                metrics.change()
+
+        nursery.start_soon(changes)
+        await trio.sleep(2)
+        nursery.cancel_scope.cancel()
+    spacing = [later - earlier for earlier, later in itertools.pairwise(builds)]
+    # no rest, yet each waits for the last one's sends
+    assert len(spacing) >= 8
+    assert all(gap == pytest.approx(0.2, abs=0.002) for gap in spacing), spacing
+
+
+async def test_a_client_that_stopped_reading_holds_the_others_up_only_briefly(autojump_clock):
+    metrics = Metrics()
+    b = broadcaster(metrics, interval=30, min_interval=0.05)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(b.run)
+        reader, got = b.connect(), []
+        nursery.start_soon(read_all, reader, got)
+        b.subscribe_realtime(reader)
+        stuck = b.connect()
+        b.subscribe_realtime(stuck)
+
+        async def stuck_writer() -> None:
+            await stuck.next_message()  # the subscription's snapshot, sent
+            await stuck.next_message()  # the first change's: its send never ends
+            await trio.sleep_forever()
+
+        nursery.start_soon(stuck_writer)
+        await trio.sleep(1)
+
+        async def changes() -> None:  # a change every 20 ms
+            while True:
+                metrics.change()
+                await trio.sleep(0.02)
+
+        nursery.start_soon(changes)
+        await trio.sleep(1)
+        b.disconnect(stuck)  # as its watchdog does after broadcast.stuck_timeout
+        stuck_gone = trio.current_time()
+        await trio.sleep(1)
+        nursery.cancel_scope.cancel()
+    sent = [when for _, when in got[1:]]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(sent)]
+    while_stuck = [gap for gap, when in zip(gaps, sent[1:], strict=True) if when < stuck_gone]
+    after = [gap for gap, when in zip(gaps, sent[1:], strict=True) if when > stuck_gone + 0.2]
+    # each snapshot waited STRAGGLER_WAIT for the stuck client (not stuck_timeout), then no more
+    assert len(while_stuck) >= 8
+    assert all(gap == pytest.approx(STRAGGLER_WAIT, abs=0.002) for gap in while_stuck), gaps
+    assert all(gap == pytest.approx(0.05, abs=0.002) for gap in after), gaps
+
+
+async def test_a_feed_where_every_client_stopped_reading_is_waited_for_at_most_a_while(
+    autojump_clock,
+):
+    metrics = Metrics()
+    b = broadcaster(metrics, interval=30, min_interval=0.05)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(b.run)
+        stuck = b.connect()
+        b.subscribe_realtime(stuck)
+        await stuck.next_message()  # the subscription's snapshot
+        metrics.change()
+        await trio.sleep(0.01)
+        await stuck.next_message()  # the change's: never sent
+        metrics.change()
+        await trio.sleep(FIRST_SEND_WAIT - 0.01)
+        assert metrics.built == 2  # waiting for the stuck send...
+        await trio.sleep(0.02)
+        assert metrics.built == 3  # ...FIRST_SEND_WAIT, not until stuck_timeout closes it
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_new_subscriber_gets_the_last_snapshot_until_the_next_is_due(autojump_clock):
     metrics = Metrics()
     b = broadcaster(metrics, interval=30, min_interval=0.2)
     async with trio.open_nursery() as nursery:
         await nursery.start(b.run)
-        feed = b.connect()
-        started = trio.current_time()
-        b.subscribe_realtime(feed)
-        first = await feed.next_message()
-        assert '"type":"realtime_metrics"' in first
-        assert trio.current_time() - started <= 0.001  # at once (a 1 ms floor: no busy loop)
-        for _ in range(20):  # 20 changes within 0.2 s
-            metrics.change()
-            await trio.sleep(0.01)
-        await trio.sleep(0.5)
-        # the first snapshot, one at 0.2 s, one at 0.4 s for the last changes: not one per change
-        assert metrics.built == 3
-        assert '"version":20' in (await drain(feed))[-1]  # the latest state arrived
+        first, got = b.connect(), []
+        nursery.start_soon(read_all, first, got)
+        b.subscribe_realtime(first)
+        await trio.sleep(0.1)
+        assert metrics.built == 1
+        early = b.connect()
+        b.subscribe_realtime(early)  # within min_interval: the last one, none built for it
+        assert json.loads(await early.next_message())["data"]["version"] == 0
+        await trio.sleep(0.2)
+        late = b.connect()
+        b.subscribe_realtime(late)  # the next one is due: built for it
+        await late.next_message()
+        assert metrics.built == 2
         nursery.cancel_scope.cancel()
 
 
@@ -189,7 +377,7 @@ async def test_a_public_client_may_follow_realtime_but_never_a_visitor():
         {"page_url": "https://x.example/book?ref=visitor-1", "views": 1},
         {"page_url": "https://x.example/book", "views": 1},
     ]
-    b = broadcaster(metrics)
+    b = broadcaster(metrics, min_interval=1.0)
     async with trio.open_nursery() as nursery:
         await nursery.start(b.run)
         feed = b.connect(public=True)

@@ -80,7 +80,8 @@ EXPECTED_DEFAULTS = {
     "batch": {"max_events": 2000, "max_wait": 0.0},
     "broadcast": {
         "interval": 30.0,
-        "min_interval": 1.0,
+        "min_interval": 0.05,
+        "max_share": 0.5,
         "max_clients": 10000,
         "public_realtime": False,
         "max_public_clients": 1000,

@@ -112,17 +112,35 @@ async def test_one_instance_seeds_an_empty_window_and_only_once(shared):
     )
 
 
-async def test_changes_and_insights_reach_listeners(shared):
+async def test_changes_and_insights_reach_listeners_but_not_their_own_changes(
+    shared, redis_url, redis_prefix
+):
+    connection = RedisConnection(redis_url)
+    other = RedisRealtime(  # another instance on the same Redis
+        connection,
+        redis_url,
+        redis_prefix,
+        window=60,
+        page_types=PAGES,
+        conversion_types=CONVERSIONS,
+    )
     changes, insights = [], []
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(shared.listen, lambda: changes.append(1), insights.append)
-        await trio.sleep(0.3)  # subscribed
-        await shared.add_events(
-            [stored_event("u", "s", "page_view", "/", time.time())], time.time()
-        )
-        await shared.publish_insights(["fp-1"])
-        with trio.fail_after(3):
-            while not (changes and insights):
-                await trio.sleep(0.02)
-        nursery.cancel_scope.cancel()
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(shared.listen, lambda: changes.append(1), insights.append)
+            await trio.sleep(0.3)  # subscribed
+            now = time.time()
+            await shared.add_events([stored_event("u", "s", "page_view", "/", now)], now)
+            await shared.publish_insights(["fp-1"])
+            with trio.fail_after(3):
+                while not insights:
+                    await trio.sleep(0.02)
+            assert changes == []  # its own change: its metrics actor tells it, not pub/sub
+            await other.add_events([stored_event("u", "s", "page_view", "/", now)], now)
+            with trio.fail_after(3):
+                while not changes:
+                    await trio.sleep(0.02)
+            nursery.cancel_scope.cancel()
+    finally:
+        connection.close()
     assert insights == ["fp-1"]

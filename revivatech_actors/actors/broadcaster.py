@@ -7,8 +7,17 @@ replies (``pong``, ``error``); so a slow client gets the newest state when it ca
 never makes the broadcaster, or any other client, wait. A client whose replies overflow, or
 whose connection stays stuck on one send, is closed with 1013 by its writer.
 
-``realtime_metrics`` goes to realtime subscribers every ``interval`` seconds, and soon after
-the metrics change — at most once per ``min_interval``. Each snapshot is encoded once for all.
+``realtime_metrics`` goes to realtime subscribers every ``interval`` seconds, and when the
+metrics change: at once when the feed is quiet, coalesced when it is busy (:func:`snapshot_due`).
+A snapshot is *in flight* from the start of its build until every subscriber has sent it
+(:meth:`Delivery.settle`; stragglers are waited for only a little: they get the newest snapshot
+when they catch up, and ``stuck_timeout`` closes one that never does). The event loop thread's
+CPU time over that span, up to the last send, is the snapshot's *cost* (time spent waiting for a
+core behind other processes does not count), and it paces the next: never two in flight, and
+the next starts ``max(min_interval, cost / max_share)`` after it at the soonest. So a lone event
+reaches every dashboard at once, a burst within ``min_interval`` makes one snapshot, and with
+many clients under heavy ingest snapshots space out by what their fan-out costs instead of
+falling behind. Each snapshot is encoded once for all.
 ``user_insights`` goes to a visitor's subscribers when its scores are recorded (the scorer's
 hook), read once per visitor for all of them. Without subscribers nothing is built.
 
@@ -27,6 +36,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -41,7 +51,13 @@ from ..shared_state.realtime import RedisRealtime
 from ..storage import StorageError
 from ..supervisor import Activity
 
-__all__ = ["BroadcasterActor", "ClientFeed", "ClientRefused"]
+__all__ = [
+    "BroadcasterActor",
+    "ClientFeed",
+    "ClientRefused",
+    "Delivery",
+    "snapshot_due",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +68,21 @@ INSIGHTS_READ_TIMEOUT = 5.0
 #: WebSocket close codes.
 GOING_AWAY = 1001
 TRY_AGAIN_LATER = 1013
+#: Seconds without a send of a snapshot ending after which its unsent ones are stragglers (see
+#: :meth:`Delivery.settle`), and the longest wait for the first send (every client stopped
+#: reading).
+STRAGGLER_WAIT = 0.1
+FIRST_SEND_WAIT = 1.0
+
+
+def snapshot_due(
+    last_start: float, last_cost: float, *, min_interval: float, max_share: float
+) -> float:
+    """When the next change-driven snapshot may start, the last having started at
+    ``last_start`` and cost ``last_cost`` seconds: ``min_interval`` after it (a burst of changes
+    makes one snapshot), and ``last_cost / max_share`` after it (so snapshots take at most
+    ``max_share`` of the event loop's time, whatever the number of clients)."""
+    return last_start + max(min_interval, last_cost / max_share)
 
 
 class ClientRefused(Exception):
@@ -66,6 +97,54 @@ class ClientRefused(Exception):
 
 def encode(message: dict[str, Any]) -> str:
     return orjson.dumps(message).decode()
+
+
+@attrs.define(eq=False)
+class Delivery:
+    """One snapshot's sends, one per subscriber it was put to, as its broadcaster awaits them."""
+
+    cpu_clock: Callable[[], float] = time.thread_time
+    expected: int = 0
+    first_sent_at: float | None = None  # trio clock
+    last_sent_at: float | None = None
+    last_sent_cpu: float | None = None  # cpu_clock
+    _first_sent: trio.Event = attrs.Factory(trio.Event)  # (or nothing left to wait for)
+    _all_done: trio.Event = attrs.Factory(trio.Event)
+
+    def expect(self) -> None:
+        self.expected += 1
+
+    def finished(self, *, sent: bool) -> None:
+        """One expected send ended: ``sent``, or given up (the client left, or a newer snapshot
+        replaced this one before it was sent)."""
+        self.expected -= 1
+        if sent:
+            self.last_sent_at, self.last_sent_cpu = trio.current_time(), self.cpu_clock()
+            if self.first_sent_at is None:
+                self.first_sent_at = self.last_sent_at
+                self._first_sent.set()
+        if self.expected == 0:
+            self._first_sent.set()
+            self._all_done.set()
+
+    async def settle(self, put_at: float, *, straggler_wait: float, first_wait: float) -> None:
+        """Return once every expected send ended, or the rest are stragglers: once as long again
+        as the first send took has passed since it ended, and no send ended in the last
+        ``straggler_wait`` seconds; or ``first_wait`` after ``put_at`` if no send ended at all.
+        (The writers of one event loop take turns, so a large fan-out's sends may all end late
+        and close together; one still going well after the others is a client that does not
+        read, or reads slowly.) Wakes about once per ``straggler_wait``, not once per send."""
+        while self.expected > 0:
+            first, last = self.first_sent_at, self.last_sent_at
+            if first is None or last is None:
+                deadline, event = put_at + first_wait, self._first_sent
+            else:
+                deadline = max(first + (first - put_at), last + straggler_wait)
+                event = self._all_done
+            if trio.current_time() >= deadline:
+                return
+            with trio.move_on_at(deadline):
+                await event.wait()
 
 
 @attrs.define(eq=False)
@@ -89,6 +168,10 @@ class ClientFeed:
     replaced: int = attrs.field(
         init=False, default=0
     )  # messages replaced by newer ones before being sent
+    _delivery: Delivery | None = attrs.field(init=False, default=None)  # of ``_snapshot``
+    _handed: Delivery | None = attrs.field(
+        init=False, default=None
+    )  # of the snapshot the writer is sending
 
     def reply(self, message: dict[str, Any]) -> None:
         if len(self._replies) >= MAX_REPLIES:
@@ -97,10 +180,17 @@ class ClientFeed:
         self._replies.append(encode(message))
         self._wake.set()
 
-    def put_snapshot(self, encoded: str) -> None:
+    def put_snapshot(self, encoded: str, delivery: Delivery | None = None) -> None:
+        """Put the latest snapshot; ``delivery`` hears when it has been sent."""
         if self._snapshot is not None:
             self.replaced += 1
+        if self._delivery is not None:
+            self._delivery.finished(sent=False)
+            self._delivery = None
         self._snapshot = encoded
+        if delivery is not None:
+            delivery.expect()
+            self._delivery = delivery
         self._wake.set()
 
     def put_insights(self, fingerprint: str, encoded: str) -> None:
@@ -117,9 +207,20 @@ class ClientFeed:
     def drop_insights(self, fingerprint: str) -> None:
         self._insights.pop(fingerprint, None)
 
+    def release(self) -> None:
+        """The writer is gone: nobody waits for its sends any more."""
+        for delivery in (self._delivery, self._handed):
+            if delivery is not None:
+                delivery.finished(sent=False)
+        self._delivery = self._handed = None
+
     async def next_message(self) -> str | None:
         """The next message to send (replies first, then the snapshot, then insights), waiting
-        for one; None once the feed is to be closed (``close_code``)."""
+        for one; None once the feed is to be closed (``close_code``). The writer calls it again
+        only once it has sent the previous message: that is when a snapshot counts as sent."""
+        if self._handed is not None:
+            self._handed.finished(sent=True)
+            self._handed = None
         while True:
             if self.close_code is not None:
                 return None
@@ -127,6 +228,7 @@ class ClientFeed:
                 return self._replies.popleft()
             if self._snapshot is not None:
                 snapshot, self._snapshot = self._snapshot, None
+                self._handed, self._delivery = self._delivery, None
                 return snapshot
             if self._insights:
                 fingerprint = next(iter(self._insights))
@@ -139,16 +241,19 @@ class ClientFeed:
 class BroadcasterActor:
     """See the module docstring. ``realtime_data`` builds a realtime snapshot's ``data``;
     ``wait_for_change(version)`` returns once the metrics moved past ``version``;
-    ``insights_data(fingerprint)`` reads a visitor's insights (None: unknown visitor)."""
+    ``insights_data(fingerprint)`` reads a visitor's insights (None: unknown visitor);
+    ``cpu_clock`` measures snapshots' costs (tests give it trio's clock)."""
 
     realtime_data: Callable[[], Awaitable[dict[str, Any]]]
     wait_for_change: Callable[[int], Awaitable[int]]
     insights_data: Callable[[str], Awaitable[dict[str, Any] | None]]
     interval: float = 30.0
-    min_interval: float = 1.0
+    min_interval: float = 0.05
+    max_share: float = 0.5
     max_clients: int = 10_000
     max_public_clients: int = 1_000
     shared: RedisRealtime | None = None
+    cpu_clock: Callable[[], float] = time.thread_time
     activity: Activity = attrs.Factory(Activity)
     clients: dict[str, ClientFeed] = attrs.field(init=False, factory=dict)
     public_clients: int = attrs.field(init=False, default=0)  # how many of ``clients`` are public
@@ -165,7 +270,9 @@ class BroadcasterActor:
     _publish_wanted: trio.Event = attrs.field(init=False, factory=trio.Event)
     _last_snapshot: str | None = attrs.field(init=False, default=None)
     _last_public_snapshot: str | None = attrs.field(init=False, default=None)  # of the same data
-    _last_snapshot_at: float = attrs.field(init=False, default=float("-inf"))
+    _last_start: float = attrs.field(init=False, default=float("-inf"))  # of the last snapshot
+    _last_cost: float = attrs.field(init=False, default=0.0)  # its cost (cpu_clock seconds)
+    _building: bool = attrs.field(init=False, default=False)  # a snapshot's data is being read
     snapshots_sent: int = attrs.field(init=False, default=0)
     _running: bool = attrs.field(init=False, default=False)
 
@@ -198,16 +305,18 @@ class BroadcasterActor:
     def disconnect(self, feed: ClientFeed) -> None:
         if self.clients.pop(feed.client_id, None) is not None:
             self.public_clients -= feed.public
+        feed.release()
         for fingerprint in list(feed.fingerprints):
             self.unfollow(feed, fingerprint)
 
     def subscribe_realtime(self, feed: ClientFeed) -> None:
         """Subscribe ``feed`` to realtime_metrics; it gets the current snapshot at once."""
         feed.realtime = True
-        now = trio.current_time()
+        if self._building:
+            return  # the snapshot being built reaches it
         last = self._last_public_snapshot if feed.public else self._last_snapshot
-        if last is not None and now - self._last_snapshot_at < self.min_interval:
-            feed.put_snapshot(last)  # fresh enough: no need to build one for it
+        if last is not None and trio.current_time() < self._next_due():
+            feed.put_snapshot(last)  # as fresh as the next one could be now: none built for it
         else:
             self._realtime_requested.set()  # the next snapshot, built now, reaches it too
 
@@ -294,23 +403,37 @@ class BroadcasterActor:
                     waiters.start_soon(change)
                     waiters.start_soon(subscription)
                     waiters.start_soon(elsewhere)
-            wait = (
-                max(self._last_snapshot_at + self.min_interval, cycle_began + 0.001)
-                - trio.current_time()
-            )
-            if wait > 0:  # throttle: at most one snapshot per min_interval (and no busy loop)
-                await trio.sleep(wait)
+            # (1 ms at least: no busy loop, whatever the settings)
+            await trio.sleep_until(max(self._next_due(), cycle_began + 0.001))
+            with trio.move_on_after(0):  # the changes made meanwhile go into this snapshot
+                version = await self.wait_for_change(version)
             self._realtime_requested = trio.Event()
             self._remote_change = trio.Event()
             await self._snapshot_to_all()
 
+    def _next_due(self) -> float:
+        return snapshot_due(
+            self._last_start,
+            self._last_cost,
+            min_interval=self.min_interval,
+            max_share=self.max_share,
+        )
+
     async def _snapshot_to_all(self) -> None:
-        subscribers = [feed for feed in self.clients.values() if feed.realtime]
-        if not subscribers:
+        """Build a snapshot, put it in every subscriber's outbox, and wait for its delivery
+        (see the module docstring); record what it cost."""
+        if not any(feed.realtime for feed in self.clients.values()):
             return  # nobody to tell: build nothing
-        data = await self.realtime_data()
+        self._last_start = trio.current_time()
+        cpu_started = self.cpu_clock()
+        self._building = True
+        try:
+            data = await self.realtime_data()
+        finally:
+            self._building = False
         encoded = encode({"type": "realtime_metrics", "data": data})
         public_encoded = None  # built once, and only when a public client subscribed
+        delivery = Delivery(self.cpu_clock)
         sent = 0
         for feed in self.clients.values():  # who subscribed while the data was built counts too
             if not feed.realtime:
@@ -320,14 +443,17 @@ class BroadcasterActor:
                     public_encoded = encode(
                         {"type": "realtime_metrics", "data": public_realtime_document(data)}
                     )
-                feed.put_snapshot(public_encoded)
+                feed.put_snapshot(public_encoded, delivery)
             else:
-                feed.put_snapshot(encoded)
+                feed.put_snapshot(encoded, delivery)
             sent += 1
+        put_at, put_cpu = trio.current_time(), self.cpu_clock()
         self._last_snapshot, self._last_public_snapshot = encoded, public_encoded
-        self._last_snapshot_at = trio.current_time()
         self.snapshots_sent += sent
         self.activity.record(sent)
+        await delivery.settle(put_at, straggler_wait=STRAGGLER_WAIT, first_wait=FIRST_SEND_WAIT)
+        last = put_cpu if delivery.last_sent_cpu is None else delivery.last_sent_cpu
+        self._last_cost = last - cpu_started  # up to the last send: stragglers not counted
 
     async def _send_insights(self) -> None:
         while True:
@@ -374,7 +500,7 @@ class BroadcasterActor:
                 for fingerprint in fingerprints:
                     self._insights_changed(fingerprint)
 
-    def stats_json(self) -> dict[str, int]:
+    def stats_json(self) -> dict[str, int | float]:
         return {
             "clients": len(self.clients),
             "maxClients": self.max_clients,
@@ -383,4 +509,5 @@ class BroadcasterActor:
             "realtimeSubscribers": sum(1 for feed in self.clients.values() if feed.realtime),
             "followedVisitors": len(self._followers),
             "snapshotsSent": self.snapshots_sent,
+            "lastSnapshotSeconds": round(self._last_cost, 6),
         }

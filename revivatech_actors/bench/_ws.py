@@ -4,13 +4,26 @@
 server of ``url``; another instance's URL measures the way across instances), subscribe to
 realtime, and record when each ``realtime_metrics`` message arrives and how far its
 ``overview.total_events`` got. Meanwhile events are posted at ``rate`` events/s in batches of
-``batch_size`` to ``url``, and each batch's acknowledgement time is logged.
+``batch_size`` to ``url``, and when each batch's answer (its acknowledgement) arrived is logged.
+The clients listen :data:`DRAIN` seconds longer than the load lasts, so the last events
+acknowledged can be seen too.
 
-Delay of an update = when a client received it − when the oldest event it newly reflects was
-acknowledged (events are counted in the order they were acknowledged; the server's count before
-the load starts is read first). That is the "event reached the dashboard" latency; its p99 over
-every client and update is the headline. Clients may be spread over ``processes`` processes;
-the ingest load runs in the first. The server must see no other traffic during the run.
+Events are matched to updates by count: the server's ``total_events`` before the load is read
+first, and the n-th event acknowledged is taken to be the one that brought the count to
+baseline + n (batches are acknowledged nearly in the order they are counted). Two delays, both
+from the acknowledgement (the client's clock, at the answer's arrival) to an update's arrival:
+
+- ``event_delay_ms``: per acknowledged batch and client, until the first update showing it —
+  how late each event reaches each dashboard;
+- ``delay_ms``: per update that shows new events and client, from the acknowledgement of the
+  oldest of them — the longest any event in that update waited.
+
+Clients may be spread over ``processes`` processes; the ingest load runs in the first. The
+server must see no other traffic during the run, and its realtime window must keep every event
+posted: a fresh database (with Redis, a fresh key prefix too), or no events in the
+``realtime.window`` seconds before the run. ``window_went_back`` counts updates whose count fell;
+``subscribed_late``, clients whose first update came after the load began (the machine could not
+connect them all in the time set aside).
 """
 
 from __future__ import annotations
@@ -36,6 +49,13 @@ __all__ = ["WsBenchConfig", "run_ws_bench"]
 
 #: Clients that connect at the same time while the run is set up.
 CONNECT_CONCURRENCY = 100
+#: Seconds the clients keep listening after the load stopped.
+DRAIN = 2.0
+
+#: Updates a client received: (``overview.total_events``, wall-clock time of arrival).
+Updates = list[tuple[int, float]]
+#: Batches acknowledged: (events acknowledged so far, wall-clock time of the answer).
+Acks = list[tuple[int, float]]
 
 
 @attrs.frozen
@@ -59,17 +79,59 @@ def _ws_endpoint(url: str, token: str) -> str:
     return f"{scheme}://{parts.netloc}{parts.path.rstrip('/')}/api/analytics/ws?token={token}"
 
 
+def update_delays(
+    acks: Acks, clients: list[Updates], baseline: int, start_at: float
+) -> list[float]:
+    """Per update that shows new events (received from ``start_at`` on) and client: seconds
+    from the acknowledgement of the oldest event it newly shows to its arrival."""
+    counts = [n for n, _ in acks]
+    delays = []
+    for updates in clients:
+        seen = None
+        for total, received in updates:
+            if seen is not None and total > seen and received >= start_at:
+                index = bisect.bisect_left(counts, seen + 1 - baseline)
+                if index < len(acks):
+                    delays.append(max(0.0, received - acks[index][1]))
+            seen = total if seen is None else max(seen, total)
+    return delays
+
+
+def event_delays(acks: Acks, clients: list[Updates], baseline: int) -> tuple[list[float], int]:
+    """Per acknowledged batch and client: seconds from the acknowledgement to the arrival of the
+    first update showing the batch (0 when one arrived before the answer); and how many (batch,
+    client) pairs no update showed. A client's count starts with its first update: batches
+    acknowledged before it (the client connected late) are not its to show."""
+    delays, missed = [], 0
+    for updates in clients:
+        if not updates:
+            continue
+        shown, j = -1, 0  # the highest count shown up to update j
+        for acked, at in acks:
+            if at < updates[0][1]:
+                continue
+            while shown < baseline + acked and j < len(updates):
+                shown = max(shown, updates[j][0])
+                j += 1
+            if shown < baseline + acked:
+                missed += 1
+            else:
+                delays.append(max(0.0, updates[j - 1][1] - at))
+    return delays, missed
+
+
 async def _clients(
     config: WsBenchConfig, count: int, start_at: float, stop_at: float
 ) -> dict[str, Any]:
-    """``count`` subscribed clients; returns their observations ``(first new event, received at)``
-    and how many connected, failed to connect, or were closed by the server."""
+    """``count`` subscribed clients; returns the updates each received and how many connected,
+    failed to connect, or were closed by the server."""
     url = _ws_endpoint(config.ws_url, config.token)
-    observations: list[tuple[int, float]] = []
+    received_by: list[Updates] = []
     connected, failed, closed = [0], [0], [0]
     limiter = trio.CapacityLimiter(CONNECT_CONCURRENCY)
 
     async def client() -> None:
+        updates: Updates = []
         try:
             async with limiter:
                 connection = open_websocket_url(url)
@@ -77,19 +139,15 @@ async def _clients(
             try:
                 await ws.get_message()  # connection_established
                 await ws.send_message('{"type":"subscribe_realtime"}')
-                seen = None
                 connected[0] += 1
+                received_by.append(updates)
                 # stop_at is wall-clock time: it is shared with the other processes
-                with trio.move_on_after(max(0.0, stop_at - time.time())):
+                with trio.move_on_after(max(0.0, stop_at + DRAIN - time.time())):
                     while True:
                         message = orjson.loads(await ws.get_message())
                         received = time.time()
-                        if message.get("type") != "realtime_metrics":
-                            continue
-                        total = message["data"]["overview"]["total_events"]
-                        if seen is not None and total > seen and received >= start_at:
-                            observations.append((seen + 1, received))
-                        seen = total if seen is None else max(seen, total)
+                        if message.get("type") == "realtime_metrics":
+                            updates.append((message["data"]["overview"]["total_events"], received))
             finally:
                 await connection.__aexit__(None, None, None)
         except (OSError, HandshakeError, trio.BrokenResourceError):
@@ -101,7 +159,7 @@ async def _clients(
         for _ in range(count):
             nursery.start_soon(client)
     return {
-        "observations": observations,
+        "updates": received_by,
         "connected": connected[0],
         "failed": failed[0],
         "closed": closed[0],
@@ -205,7 +263,7 @@ async def _main(
     errors = [p["error"] for p in parts if "error" in p]
     if errors:
         raise BenchError(f"bench: a client process failed: {errors[0]}")
-    return {"baseline": baseline, "acks": outcome["acks"], "parts": parts}
+    return {"baseline": baseline, "start_at": start_at, "acks": outcome["acks"], "parts": parts}
 
 
 def run_ws_bench(config: WsBenchConfig) -> dict[str, Any]:
@@ -220,14 +278,18 @@ def run_ws_bench(config: WsBenchConfig) -> dict[str, Any]:
     ]
     setup = 5.0 + config.clients / 500  # time for every client to connect and subscribe first
     raw = trio.run(_main, config, counts, multiprocessing.get_context("spawn").Queue(), setup)
-    acked_counts = [n for n, _ in raw["acks"]]
-    delays = []
-    for part in raw["parts"]:
-        for first_new, received in part["observations"]:
-            index = bisect.bisect_left(acked_counts, first_new - raw["baseline"])
-            if index < len(acked_counts):
-                delays.append(max(0.0, received - raw["acks"][index][1]) * 1000)
-    events = acked_counts[-1] if acked_counts else 0
+    acks = raw["acks"]
+    clients = [updates for part in raw["parts"] for updates in part["updates"]]
+    delays = update_delays(acks, clients, raw["baseline"], raw["start_at"])
+    per_event, missed = event_delays(acks, clients, raw["baseline"])
+    went_back = sum(
+        1
+        for updates in clients
+        for (before, _), (after, _) in zip(updates, updates[1:], strict=False)
+        if after < before
+    )
+    late = sum(1 for updates in clients if updates and updates[0][1] > raw["start_at"])
+    events = acks[-1][0] if acks else 0
     return {
         "mode": "ws",
         "clients": config.clients,
@@ -235,6 +297,7 @@ def run_ws_bench(config: WsBenchConfig) -> dict[str, Any]:
         "connected": sum(p["connected"] for p in raw["parts"]),
         "failed_to_connect": sum(p["failed"] for p in raw["parts"]),
         "closed_by_server": sum(p["closed"] for p in raw["parts"]),
+        "subscribed_late": late,
         "duration_s": config.duration,
         "events": events,
         "events_per_s": round(events / config.duration, 1),
@@ -242,5 +305,8 @@ def run_ws_bench(config: WsBenchConfig) -> dict[str, Any]:
         "updates_per_client_per_s": round(
             len(delays) / max(1, config.clients) / config.duration, 3
         ),
-        "delay_ms": latency_summary(delays),
+        "delay_ms": latency_summary([d * 1000 for d in delays]),
+        "event_delay_ms": latency_summary([d * 1000 for d in per_event]),
+        "events_not_shown": missed,
+        "window_went_back": went_back,
     }

@@ -14,9 +14,10 @@ and the ones before it). Per bucket ``b``, under the configured key prefix:
 Every key expires by itself a little after it leaves the window. Each call is one pipeline in a
 worker thread (one thread hop, whatever the number of commands).
 
-Pub/sub channel ``events`` says "the window changed" (an instance counted a batch); channel
-``insights`` carries a fingerprint whose scores were recorded. A dedicated thread listens and
-hands each message to trio (:meth:`RedisRealtime.listen`).
+Pub/sub channel ``events`` says "the window changed" (an instance counted a batch; the message
+is that instance's id, so it does not hear its own changes twice); channel ``insights`` carries a
+fingerprint whose scores were recorded. A dedicated thread listens and hands each message to trio
+as soon as it arrives (:meth:`RedisRealtime.listen`).
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ class RedisRealtime:
         self.top_pages = top_pages
         self.bucket_count = window_buckets(window)
         self._ttl = (self.bucket_count + 2) * BUCKET_SECONDS
+        self._instance = uuid.uuid4().hex.encode()  # what this instance's changes announce
 
     def _key(self, kind: str, bucket: int) -> str:
         return f"{self._prefix}rt:{kind}:{bucket}"
@@ -126,7 +128,7 @@ class RedisRealtime:
                     for page, n in pages[bucket].items():
                         pipe.zincrby(self._key("p", bucket), n, page)
                     pipe.expire(self._key("p", bucket), self._ttl)
-            pipe.publish(self._prefix + CHANGES, b"1")
+            pipe.publish(self._prefix + CHANGES, self._instance)
             pipe.execute()
 
         await self._connection.call(write)
@@ -257,7 +259,7 @@ class RedisRealtime:
                     for start in range(0, len(chunk), 1000):
                         pipe.pfadd(self._key(kind, b), *chunk[start : start + 1000])
                     pipe.expire(self._key(kind, b), self._ttl)
-            pipe.publish(self._prefix + CHANGES, b"1")
+            pipe.publish(self._prefix + CHANGES, self._instance)
             pipe.execute()
 
         await self._connection.call(write)
@@ -267,16 +269,18 @@ class RedisRealtime:
     async def listen(
         self, on_change: Callable[[], None], on_insights: Callable[[str], None]
     ) -> None:
-        """Until cancelled: hand each ``events`` message to ``on_change`` and each ``insights``
-        fingerprint to ``on_insights``, in trio. A dedicated thread (its own connection) listens;
-        a lost connection is retried by it every second. Raises nothing on Redis errors."""
+        """Until cancelled: hand each ``events`` message of another instance to ``on_change``
+        and each ``insights`` fingerprint to ``on_insights``, in trio. A dedicated thread (its own
+        connection) listens; a lost connection is retried by it every second. Raises nothing on
+        Redis errors."""
         stop = threading.Event()
         token = trio.lowlevel.current_trio_token()
         changes, insights = self._prefix + CHANGES, self._prefix + INSIGHTS
 
         def deliver(channel: bytes, data: bytes) -> None:
             if channel.decode() == changes:
-                on_change()
+                if data != self._instance:  # its own changes reach it through its metrics actor
+                    on_change()
             else:
                 on_insights(data.decode())
 

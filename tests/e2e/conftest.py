@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -13,6 +14,7 @@ import time
 import httpx
 import pytest
 import trio
+from trio_websocket import open_websocket_url
 
 from ..conftest import free_port
 
@@ -141,6 +143,51 @@ async def next_of(ws, kind: str, timeout: float = 5.0) -> dict:
             message = json.loads(await ws.get_message())
             if message["type"] == kind:
                 return message
+
+
+async def quiet_feed_delays(
+    post_to: ServeProcess, watch_on: ServeProcess, *, clients: int = 3, events: int = 5
+) -> list[float]:
+    """Seconds from each acknowledgement to the arrival of the update that shows its event, for
+    ``clients`` realtime subscribers on ``watch_on`` and ``events`` single events posted to
+    ``post_to`` 0.3 s apart (the feed otherwise quiet). Negative: the update came first."""
+    arrivals: list[list[tuple[int, float]]] = [[] for _ in range(clients)]
+
+    async def listen(ws, seen: list[tuple[int, float]]) -> None:
+        while True:
+            message = json.loads(await ws.get_message())
+            if message["type"] == "realtime_metrics":
+                seen.append((message["data"]["overview"]["total_events"], time.monotonic()))
+
+    delays = []
+    async with contextlib.AsyncExitStack() as stack:
+        http = await stack.enter_async_context(httpx.AsyncClient(timeout=5))
+        sockets = [
+            await stack.enter_async_context(open_websocket_url(ws_url(watch_on)))
+            for _ in range(clients)
+        ]
+        nursery = await stack.enter_async_context(trio.open_nursery())
+        for ws, seen in zip(sockets, arrivals, strict=True):
+            await ws.get_message()
+            await ws.send_message(json.dumps({"type": "subscribe_realtime"}))
+            nursery.start_soon(listen, ws, seen)
+        with trio.fail_after(5):
+            while not all(arrivals):
+                await trio.sleep(0.01)
+        before = arrivals[0][0][0]
+        for n in range(1, events + 1):
+            await trio.sleep(0.3)
+            event = {"user_fingerprint": "quiet", "session_id": "s", "event_type": "page_view"}
+            answer = await http.post(post_to.base_url + "/api/analytics/events", json=event)
+            acked = time.monotonic()
+            assert answer.status_code == 200, answer.text
+            with trio.fail_after(5):
+                while not all(seen[-1][0] >= before + n for seen in arrivals):
+                    await trio.sleep(0.005)
+            for seen in arrivals:
+                delays.append(next(at for total, at in seen if total >= before + n) - acked)
+        nursery.cancel_scope.cancel()
+    return delays
 
 
 # --- a real browser -------------------------------------------------------------------------------

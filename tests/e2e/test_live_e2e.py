@@ -20,7 +20,7 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
 
-from .conftest import ADMIN_TOKEN, next_of, service_env, ws_url
+from .conftest import ADMIN_TOKEN, next_of, quiet_feed_delays, service_env, ws_url
 
 pytestmark = pytest.mark.e2e
 
@@ -121,6 +121,15 @@ async def test_the_protocol(serve):
         with trio.move_on_after(1.0):
             message = json.loads(await ws.get_message())
             pytest.fail(f"unsubscribed, yet received {message}")
+
+
+async def test_an_event_reaches_dashboards_at_once_when_the_feed_is_quiet(serve):
+    """With the default settings, each of a few events posted 0.3 s apart reaches every
+    subscribed client well within 250 ms of its acknowledgement (updates that waited for
+    ``broadcast.min_interval`` after the last one took up to 1 s)."""
+    server = serve(env=service_env(REVIVATECH_AUTH_ADMIN_TOKENS=ADMIN_TOKEN))
+    delays = await quiet_feed_delays(server, server)
+    assert len(delays) == 15 and max(delays) < 0.25, delays
 
 
 async def test_admin_token_header_or_query_and_the_client_cap(serve):

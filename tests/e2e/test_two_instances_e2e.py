@@ -13,7 +13,7 @@ import pytest
 import trio
 from trio_websocket import open_websocket_url
 
-from .conftest import ADMIN_TOKEN, next_of, service_env, ws_url
+from .conftest import ADMIN_TOKEN, next_of, quiet_feed_delays, service_env, ws_url
 
 pytestmark = pytest.mark.e2e
 
@@ -31,6 +31,22 @@ def instance(serve, postgres_url: str, redis_url: str, prefix: str):
             REVIVATECH_PROFILES_FLUSH_INTERVAL="0.2",
         )
     )
+
+
+async def test_the_way_across_instances_adds_no_fixed_delay(
+    serve, postgres_url, redis_url, redis_prefix
+):
+    """Default broadcast settings: events posted to A reach B's quiet clients at once (the
+    change is announced on pub/sub as the events are counted)."""
+    settings = {
+        "REVIVATECH_STORAGE_URL": postgres_url,
+        "REVIVATECH_REDIS_URL": redis_url,
+        "REVIVATECH_REDIS_KEY_PREFIX": redis_prefix,
+        "REVIVATECH_AUTH_ADMIN_TOKENS": ADMIN_TOKEN,
+    }
+    a, b = serve(env=service_env(**settings)), serve(env=service_env(**settings))
+    delays = await quiet_feed_delays(a, b)
+    assert len(delays) == 15 and max(delays) < 0.25, delays
 
 
 async def test_an_event_posted_to_one_instance_reaches_the_other(
