@@ -8,6 +8,7 @@ engines write the same figures from the same code.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
 
@@ -23,6 +24,7 @@ __all__ = [
     "EVENT_EXTRA_COLUMNS",
     "LeaseRound",
     "LogEntry",
+    "profile_state",
     "log_entry",
     "LogPage",
     "PartitionPosition",
@@ -126,6 +128,62 @@ def stored_scores(
     """The profile's score columns as ``ProfileState.scores`` (models never recorded left out)."""
     values = {ENGAGEMENT: engagement, LEAD: lead, CHURN: churn, PRICE_SENSITIVITY: price}
     return {model: float(value) for model, value in values.items() if value is not None}
+
+
+def profile_state(
+    row: tuple[Any, ...],
+    time: Callable[[Any], datetime | None],
+    mapping: Callable[[Any], dict[str, int]],
+) -> ProfileState:
+    """A profile row (the columns of the ``profile_columns`` fragment) as a
+    :class:`ProfileState`; ``time`` and ``mapping`` decode the engine's times and JSON maps."""
+    (
+        fp,
+        events,
+        sessions,
+        page_views,
+        started,
+        bookings,
+        value,
+        first,
+        last,
+        last_booking,
+        seconds,
+        days,
+        counts,
+        segment,
+        engagement,
+        lead,
+        churn,
+        price,
+        updated,
+        devices,
+        customer_id,
+        customer_id_at,
+        version,
+    ) = row
+    return ProfileState(
+        user_fingerprint=fp,
+        total_events=events,
+        total_sessions=sessions,
+        total_page_views=page_views,
+        bookings_started=started,
+        total_bookings=bookings,
+        total_value=value,
+        first_seen=time(first),
+        last_seen=time(last),
+        last_booking_at=time(last_booking),
+        total_session_seconds=seconds,
+        days_active=days,
+        event_counts=mapping(counts),
+        segment=segment,
+        scores=stored_scores(engagement, lead, churn, price),
+        updated_at=time(updated),
+        device_counts=mapping(devices),
+        customer_id=customer_id,
+        customer_id_at=time(customer_id_at),
+        version=version,
+    )
 
 
 def profile_delta_row(d: ProfileDelta) -> dict[str, Any]:

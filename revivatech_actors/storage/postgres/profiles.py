@@ -19,62 +19,20 @@ from .._records import (
     VisitorKeys,
     profile_delta_row,
     session_delta_row,
-    stored_scores,
 )
+from .._records import profile_state as stored_profile_state
 
 __all__ = ["PostgresProfiles", "profile_state"]
 
 Q = load_queries("postgres")
 
 
+def _same(value: Any) -> Any:
+    return value  # psycopg decodes times itself
+
+
 def profile_state(row: tuple[Any, ...]) -> ProfileState:
-    (
-        fp,
-        events,
-        sessions,
-        page_views,
-        started,
-        bookings,
-        value,
-        first,
-        last,
-        last_booking,
-        seconds,
-        days,
-        counts,
-        segment,
-        engagement,
-        lead,
-        churn,
-        price,
-        updated,
-        devices,
-        customer_id,
-        customer_id_at,
-        version,
-    ) = row
-    return ProfileState(
-        user_fingerprint=fp,
-        total_events=events,
-        total_sessions=sessions,
-        total_page_views=page_views,
-        bookings_started=started,
-        total_bookings=bookings,
-        total_value=value,
-        first_seen=first,
-        last_seen=last,
-        last_booking_at=last_booking,
-        total_session_seconds=seconds,
-        days_active=days,
-        event_counts=dict(counts),
-        segment=segment,
-        scores=stored_scores(engagement, lead, churn, price),
-        updated_at=updated,
-        device_counts=dict(devices),
-        customer_id=customer_id,
-        customer_id_at=customer_id_at,
-        version=version,
-    )
+    return stored_profile_state(row, _same, dict)
 
 
 class PostgresProfiles(ProfilesStorage):

@@ -17,8 +17,8 @@ from .._interface.profiles import ProfilesStorage
 from .._records import (
     StoredJourney,
     VisitorKeys,
-    stored_scores,
 )
+from .._records import profile_state as stored_profile_state
 from .connection import read_snapshot
 from .queries import MAX_PARAMETERS, Q, with_marks
 from .timestamps import format_timestamp, optional_datetime, optional_timestamp, parse_timestamp
@@ -42,53 +42,7 @@ def _journey_row(row: tuple[Any, ...]) -> JourneyRow:
 
 
 def profile_state(row: tuple[Any, ...]) -> ProfileState:
-    (
-        fp,
-        events,
-        sessions,
-        views,
-        started,
-        bookings,
-        value,
-        first,
-        last,
-        booked,
-        seconds,
-        days,
-        counts,
-        segment,
-        engagement,
-        lead,
-        churn,
-        price,
-        updated,
-        devices,
-        customer_id,
-        customer_id_at,
-        version,
-    ) = row
-    return ProfileState(
-        user_fingerprint=fp,
-        total_events=events,
-        total_sessions=sessions,
-        total_page_views=views,
-        bookings_started=started,
-        total_bookings=bookings,
-        total_value=value,
-        first_seen=optional_datetime(first),
-        last_seen=optional_datetime(last),
-        last_booking_at=optional_datetime(booked),
-        total_session_seconds=seconds,
-        days_active=days,
-        event_counts=orjson.loads(counts),
-        segment=segment,
-        scores=stored_scores(engagement, lead, churn, price),
-        updated_at=optional_datetime(updated),
-        device_counts=orjson.loads(devices),
-        customer_id=customer_id,
-        customer_id_at=optional_datetime(customer_id_at),
-        version=version,
-    )
+    return stored_profile_state(row, optional_datetime, orjson.loads)
 
 
 class SQLiteProfiles(ProfilesStorage):
