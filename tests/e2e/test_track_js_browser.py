@@ -474,7 +474,13 @@ def test_a_service_out_of_reach_gets_the_same_events_when_it_is_back(page, servi
 
         trio.from_thread.run(proxy.switch_on, trio_token=token)
         wait_for_counts(page, service, fingerprint, {"page_view": 1})
-    tries = [request for request in sent if request.url.endswith(BATCH_PATH)]
+
+    def batches() -> list:
+        return [request for request in sent if request.url.endswith(BATCH_PATH)]
+
+    # The stored event can be read before the browser has told the test of its request.
+    wait_until(page, lambda: len(batches()) > len(failed), "the try that got through")
+    tries = batches()
     assert len(tries) == len(failed) + 1, (tries, failed)  # then one got through
     ids = {event["event_id"] for r in tries for event in json.loads(r.post_data)["events"]}
     assert len(ids) == 1, ids
