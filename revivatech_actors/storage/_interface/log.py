@@ -6,10 +6,11 @@ from __future__ import annotations
 import abc
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
-from ...domain.partitions import target_share
+from ...domain.journeys import JOURNEY_STEP_TYPE
+from ...domain.partitions import slot_of, target_share
 from ...domain.profiles import Touch
 from .._connections import StorageConnections
 from .._errors import PartitionsMismatch
@@ -257,7 +258,27 @@ class LogStorage(StorageConnections):
         disjoint) of the cursors' partitions that they do not cover, in log order (transaction,
         then the order they were handed over in), at most ``limit``."""
 
-    @abc.abstractmethod
     def _visitor_tail(self, conn: Any, user_fingerprint: str, partition: int) -> list[Touch]:
         """Inside ``_read_snapshot``: the visitor's events that its partition's position does not
         cover, in log order (none before the partitions exist: nobody has written anything)."""
+        position = conn.execute(self._log_queries["partition_position"], (partition,)).fetchone()
+        if position is None:
+            return []
+        params = {
+            "horizon": position[0],
+            "applied": position[1],
+            "slot": slot_of(user_fingerprint),
+            "fp": user_fingerprint,
+            "partitions": 1,
+            "step": JOURNEY_STEP_TYPE,
+        }
+        rows = conn.execute(self._log_queries["visitor_tail"], params).fetchall()
+        return [self._log_entry(row).touch for row in rows]
+
+    #: The engine's named queries (``partition_position`` and ``visitor_tail`` are read here).
+    _log_queries: ClassVar[Mapping[str, str]]
+
+    @staticmethod
+    @abc.abstractmethod
+    def _log_entry(row: tuple[Any, ...]) -> LogEntry:
+        """A row of the engine's log queries, decoded."""

@@ -11,8 +11,6 @@ from typing import Any
 import orjson
 
 from ...domain.journeys import JOURNEY_STEP_TYPE
-from ...domain.partitions import slot_of
-from ...domain.profiles import Touch
 from .._interface.log import LogStorage
 from .._records import LogEntry, PartitionPosition, log_entry
 from .queries import Q
@@ -27,6 +25,9 @@ def _log_entry(row: tuple[Any, ...]) -> LogEntry:
 
 class SQLiteLog(LogStorage):
     """The log hooks of ``_interface.log``."""
+
+    _log_queries = Q
+    _log_entry = staticmethod(_log_entry)
 
     def _record_positions(
         self, conn: sqlite3.Connection, owner: str | None, positions: Sequence[PartitionPosition]
@@ -159,19 +160,3 @@ class SQLiteLog(LogStorage):
         }
         sql = Q["log_rows"] if limit is None else Q["log_rows"] + f" LIMIT {int(limit)}"
         return [_log_entry(row) for row in conn.execute(sql, params).fetchall()]
-
-    def _visitor_tail(
-        self, conn: sqlite3.Connection, user_fingerprint: str, partition: int
-    ) -> list[Touch]:
-        position = conn.execute(Q["partition_position"], (partition,)).fetchone()
-        if position is None:
-            return []
-        params = {
-            "horizon": position[0],
-            "applied": position[1],
-            "slot": slot_of(user_fingerprint),
-            "fp": user_fingerprint,
-            "partitions": 1,
-            "step": JOURNEY_STEP_TYPE,
-        }
-        return [_log_entry(row).touch for row in conn.execute(Q["visitor_tail"], params).fetchall()]
