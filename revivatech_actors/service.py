@@ -231,6 +231,7 @@ class Service:
             interval=b.interval,
             min_interval=b.min_interval,
             max_share=b.max_share,
+            max_sends_per_second=b.max_sends_per_second,
             max_clients=b.max_clients,
             max_public_clients=b.max_public_clients,
             shared=shared,

@@ -12,9 +12,11 @@ from functools import partial
 
 import pytest
 import trio
+import trio.testing
 
 from revivatech_actors.actors.broadcaster import (
     FIRST_SEND_WAIT,
+    FLUSH,
     GOING_AWAY,
     MAX_REPLIES,
     STRAGGLER_WAIT,
@@ -22,6 +24,7 @@ from revivatech_actors.actors.broadcaster import (
     BroadcasterActor,
     ClientFeed,
     ClientRefused,
+    Delivery,
     snapshot_due,
 )
 
@@ -112,6 +115,113 @@ async def read_all(feed: ClientFeed, got: list, *, lock: trio.Lock | None = None
             async with lock:
                 await trio.sleep(send)
         got.append((json.loads(message)["data"]["version"], trio.current_time()))
+
+
+def test_with_many_clients_the_next_snapshot_waits_for_the_sends_all_clients_may_get():
+    due = partial(snapshot_due, min_interval=0.05, max_share=0.5, max_sends_per_second=7500)
+    assert due(10.0, 0.0, 50) == 10.05  # few clients: the floor
+    assert due(10.0, 0.05, 3000) == pytest.approx(10.4)  # 3,000 clients: one each 0.4 s
+    assert due(10.0, 0.3, 3000) == pytest.approx(10.6)  # unless the cost says later
+    assert snapshot_due(10.0, 0.0, 3000, min_interval=0.05, max_share=0.5) == 10.05  # no bound
+
+
+async def test_an_idle_writer_s_snapshot_is_written_at_once_and_what_is_left_flushed_by_it():
+    writes: list[str] = []
+    left: list[int | None] = [0]  # what write_now answers: bytes left, None if it cannot
+
+    def write_now(text: str) -> int | None:
+        if left[0] is not None:
+            writes.append(text)
+        return left[0]
+
+    feed = ClientFeed("c", write_now=write_now)
+    got: list = []
+    assert feed.put_snapshot("s0") is False  # no writer waiting yet: the outbox
+    async with trio.open_nursery() as nursery:
+
+        async def writer() -> None:
+            while (message := await feed.next_message()) is not None:
+                got.append(message)
+
+        nursery.start_soon(writer)
+        await trio.testing.wait_all_tasks_blocked()
+        assert got == ["s0"] and writes == []
+
+        assert feed.put_snapshot("s1") is True  # the writer waits: written, no task woken
+        assert writes == ["s1"] and got == ["s0"]
+
+        feed.reply({"type": "pong"})  # a reply waits: the snapshot goes after it, in order
+        assert feed.put_snapshot("s2") is False
+        await trio.testing.wait_all_tasks_blocked()
+        assert got[1:] == ['{"type":"pong"}', "s2"] and writes == ["s1"]
+
+        left[0] = 5  # the kernel took part of it: the writer sends the rest, then it counts
+        delivery = Delivery(trio.current_time)
+        assert feed.put_snapshot("s3", delivery) is False
+        assert writes == ["s1", "s3"] and delivery.expected == 1
+        await trio.testing.wait_all_tasks_blocked()
+        assert got[-1] is FLUSH and delivery.expected == 0
+
+        left[0] = None  # cannot be written now (a send is under way): the outbox
+        assert feed.put_snapshot("s4") is False
+        await trio.testing.wait_all_tasks_blocked()
+        assert got[-1] == "s4" and writes == ["s1", "s3"]
+        feed.close(GOING_AWAY, "done")
+
+
+async def test_snapshots_written_at_once_are_delivered_at_once_and_counted(autojump_clock):
+    metrics = Metrics()
+    b = broadcaster(metrics, interval=30, min_interval=0.05)
+    writes: list[str] = []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(b.run)
+        for _ in range(3):
+            feed = b.connect()
+            feed.write_now = lambda text: writes.append(text) or 0
+            nursery.start_soon(read_all, feed, [])
+            await trio.testing.wait_all_tasks_blocked()
+            b.subscribe_realtime(feed)
+        await trio.sleep(1)
+        writes.clear()
+        began = trio.current_time()
+        metrics.change()
+        await trio.sleep(0.01)
+        assert len(writes) == 3 and len(set(writes)) == 1  # one encoding for all
+        assert trio.current_time() - began < 0.02
+        nursery.cancel_scope.cancel()
+    stats = b.stats_json()
+    assert stats["snapshotsWrittenAtOnce"] >= 3
+
+
+async def test_many_clients_space_snapshots_by_the_sends_all_may_get(autojump_clock):
+    metrics = Metrics()
+    builds: list[float] = []
+
+    async def data() -> dict:
+        builds.append(trio.current_time())
+        return await metrics.data()
+
+    # 10 clients, 20 sends per second: one snapshot each 0.5 s, however cheap
+    b = broadcaster(metrics, interval=30, min_interval=0.05, max_sends_per_second=20)
+    b.realtime_data = data
+    async with trio.open_nursery() as nursery:
+        await nursery.start(b.run)
+        for _ in range(10):
+            feed = b.connect()
+            nursery.start_soon(read_all, feed, [])
+            b.subscribe_realtime(feed)
+
+        async def changes() -> None:
+            while True:
+                await trio.sleep(0.01)
+                metrics.change()
+
+        nursery.start_soon(changes)
+        await trio.sleep(3)
+        nursery.cancel_scope.cancel()
+    spacing = [later - earlier for earlier, later in itertools.pairwise(builds)]
+    assert len(spacing) >= 4
+    assert all(gap == pytest.approx(0.5, abs=0.01) for gap in spacing[1:]), spacing
 
 
 async def test_a_change_on_a_quiet_feed_goes_out_at_once_and_a_burst_as_one(autojump_clock):

@@ -82,6 +82,7 @@ EXPECTED_DEFAULTS = {
         "interval": 30.0,
         "min_interval": 0.05,
         "max_share": 0.5,
+        "max_sends_per_second": 7500.0,
         "max_clients": 10000,
         "public_realtime": False,
         "max_public_clients": 1000,

@@ -13,7 +13,9 @@ import importlib.metadata
 import inspect
 import subprocess
 import sys
+from functools import partial
 
+import trio
 from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.protocol.ws_stream import WSStream
 from hypercorn.trio.tcp_server import TCPServer
@@ -136,3 +138,63 @@ def test_importing_the_service_patches_nothing():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["hypercorn.trio.tcp_server", "hypercorn.protocol.ws_stream"]
+
+
+async def test_what_a_direct_write_leaves_goes_before_the_next_write_on_its_connection():
+    """A frame the kernel takes only part of at once: its rest is sent before a message sent the
+    ordinary way right after it, so a slow client still reads both whole, in order. Real
+    Hypercorn serving a Quart-Trio app on a socket; the client reads nothing until both are
+    out."""
+    from hypercorn.config import Config
+    from hypercorn.trio import serve
+    from quart import websocket
+    from quart_trio import QuartTrio
+    from wsproto import ConnectionType, WSConnection
+    from wsproto.events import AcceptConnection, Request, TextMessage
+
+    _hypercorn_fixes.apply()
+    big = "x" * 4_000_000  # more than loopback buffers take at once
+    results: list = []
+    app = QuartTrio(__name__)
+
+    @app.websocket("/ws")
+    async def ws() -> None:
+        await websocket.accept()
+        writer = _hypercorn_fixes.direct_writer(websocket.scope["client"])
+        assert writer is not None
+        left = writer.write_now(big)
+        results.append(left)
+        await websocket.send("after")  # at once: the rest of ``big`` is still pending
+        await writer.flush()  # (nothing left to do by now)
+        await trio.sleep_forever()
+
+    config = Config()
+    config.bind = ["127.0.0.1:0"]
+    async with trio.open_nursery() as nursery:
+        bound = await nursery.start(partial(serve, app, config, mode="asgi"))
+        host, port = bound[0].removeprefix("http://").rsplit(":", 1)
+        stream = await trio.open_tcp_stream(host, int(port))
+        client = WSConnection(ConnectionType.CLIENT)
+        await stream.send_all(client.send(Request(host="127.0.0.1", target="/ws")))
+        messages: list[str] = []
+        text = ""
+        try:
+            with trio.fail_after(10):  # (a stream out of step never completes both)
+                while not any(isinstance(e, AcceptConnection) for e in client.events()):
+                    client.receive_data(await stream.receive_some(1) or None)  # the 101, no further
+                while not results:  # nothing read until the server wrote both
+                    await trio.sleep(0.01)
+                await trio.sleep(0.1)
+                while len(messages) < 2:
+                    client.receive_data(await stream.receive_some(65536) or None)
+                    for event in client.events():
+                        assert isinstance(event, TextMessage), event
+                        text += event.data
+                        if event.message_finished:
+                            messages.append(text)
+                            text = ""
+        finally:  # the server's shielded sends to a client that stopped reading end with it
+            await stream.aclose()
+            nursery.cancel_scope.cancel()
+    assert results[0] > 0  # the kernel took only part of it
+    assert messages == [big, "after"]

@@ -14,10 +14,13 @@ A snapshot is *in flight* from the start of its build until every subscriber has
 when they catch up, and ``stuck_timeout`` closes one that never does). The event loop thread's
 CPU time over that span, up to the last send, is the snapshot's *cost* (time spent waiting for a
 core behind other processes does not count), and it paces the next: never two in flight, and
-the next starts ``max(min_interval, cost / max_share)`` after it at the soonest. So a lone event
-reaches every dashboard at once, a burst within ``min_interval`` makes one snapshot, and with
-many clients under heavy ingest snapshots space out by what their fan-out costs instead of
-falling behind. Each snapshot is encoded once for all.
+the next starts ``max(min_interval, cost / max_share, clients / max_sends_per_second)`` after it
+at the soonest. So a lone event reaches every dashboard at once, a burst within ``min_interval``
+makes one snapshot, and with many clients under heavy ingest snapshots space out by what their
+fan-out costs, in the event loop's time and in messages to send (the clients' and the network's
+share), instead of falling behind. Each snapshot is encoded once for all, and written at once
+to each client whose writer is idle when the web layer can (``ClientFeed.write_now``): no task
+switch per client.
 ``user_insights`` goes to a visitor's subscribers when its scores are recorded (the scorer's
 hook), read once per visitor for all of them. Without subscribers nothing is built.
 
@@ -35,6 +38,7 @@ cannot be reached, recorded scores are handled here only.
 from __future__ import annotations
 
 import collections
+import enum
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -52,6 +56,7 @@ from ..storage import StorageError
 from ..supervisor import Activity
 
 __all__ = [
+    "FLUSH",
     "BroadcasterActor",
     "ClientFeed",
     "ClientRefused",
@@ -63,6 +68,15 @@ logger = logging.getLogger(__name__)
 
 #: Replies (pong, error) a client may have waiting; one more and it is closed as stuck.
 MAX_REPLIES = 32
+
+
+class Flush(enum.Enum):
+    """What :meth:`ClientFeed.next_message` returns when bytes written at once are left to send."""
+
+    FLUSH = "flush"
+
+
+FLUSH = Flush.FLUSH
 #: Seconds the insights of one visitor may take to read before they are skipped.
 INSIGHTS_READ_TIMEOUT = 5.0
 #: WebSocket close codes.
@@ -76,13 +90,22 @@ FIRST_SEND_WAIT = 1.0
 
 
 def snapshot_due(
-    last_start: float, last_cost: float, *, min_interval: float, max_share: float
+    last_start: float,
+    last_cost: float,
+    last_sent: int = 0,
+    *,
+    min_interval: float,
+    max_share: float,
+    max_sends_per_second: float = 0.0,
 ) -> float:
     """When the next change-driven snapshot may start, the last having started at
-    ``last_start`` and cost ``last_cost`` seconds: ``min_interval`` after it (a burst of changes
-    makes one snapshot), and ``last_cost / max_share`` after it (so snapshots take at most
-    ``max_share`` of the event loop's time, whatever the number of clients)."""
-    return last_start + max(min_interval, last_cost / max_share)
+    ``last_start``, cost ``last_cost`` seconds and gone to ``last_sent`` clients:
+    ``min_interval`` after it (a burst of changes makes one snapshot), ``last_cost / max_share``
+    after it (so snapshots take at most ``max_share`` of the event loop's time, whatever the
+    number of clients), and ``last_sent / max_sends_per_second`` after it (so all clients
+    together get at most that many snapshots per second; 0: no such bound)."""
+    by_sends = last_sent / max_sends_per_second if max_sends_per_second > 0 else 0.0
+    return last_start + max(min_interval, last_cost / max_share, by_sends)
 
 
 class ClientRefused(Exception):
@@ -113,6 +136,13 @@ class Delivery:
 
     def expect(self) -> None:
         self.expected += 1
+
+    def written_at_once(self) -> None:
+        """Sends made without the writers (not expected) ended now."""
+        self.last_sent_at, self.last_sent_cpu = trio.current_time(), self.cpu_clock()
+        if self.first_sent_at is None:
+            self.first_sent_at = self.last_sent_at
+            self._first_sent.set()
 
     def finished(self, *, sent: bool) -> None:
         """One expected send ended: ``sent``, or given up (the client left, or a newer snapshot
@@ -149,11 +179,15 @@ class Delivery:
 
 @attrs.define(eq=False)
 class ClientFeed:
-    """One WebSocket client's subscriptions and outbox (see the module docstring)."""
+    """One WebSocket client's subscriptions and outbox (see the module docstring).
+    ``write_now(text)``, when the web layer sets it, writes a message to the connection without
+    waiting: None if it cannot now, else how many bytes are left for the writer to send (after
+    :data:`FLUSH`)."""
 
     client_id: str
     public: bool = False  # tokenless: realtime aggregates only, never a visitor
     realtime: bool = False
+    write_now: Callable[[str], int | None] | None = None
     fingerprints: set[str] = attrs.Factory(set)
     _replies: collections.deque[str] = attrs.field(init=False, factory=collections.deque)
     _snapshot: str | None = attrs.field(
@@ -172,6 +206,8 @@ class ClientFeed:
     _handed: Delivery | None = attrs.field(
         init=False, default=None
     )  # of the snapshot the writer is sending
+    _idle: bool = attrs.field(init=False, default=False)  # the writer waits for a message
+    _flush: bool = attrs.field(init=False, default=False)  # bytes written at once are left
 
     def reply(self, message: dict[str, Any]) -> None:
         if len(self._replies) >= MAX_REPLIES:
@@ -180,8 +216,20 @@ class ClientFeed:
         self._replies.append(encode(message))
         self._wake.set()
 
-    def put_snapshot(self, encoded: str, delivery: Delivery | None = None) -> None:
-        """Put the latest snapshot; ``delivery`` hears when it has been sent."""
+    def put_snapshot(self, encoded: str, delivery: Delivery | None = None) -> bool:
+        """Put the latest snapshot; ``delivery`` hears when it has been sent. True if it was
+        written whole at once (``delivery`` does not wait for it then)."""
+        if self._idle and not self._wake.is_set() and self.write_now is not None:
+            left = self.write_now(encoded)
+            if left == 0:
+                return True
+            if left is not None:  # the rest is the writer's
+                self._flush = True
+                if delivery is not None:
+                    delivery.expect()
+                    self._handed = delivery
+                self._wake.set()
+                return False
         if self._snapshot is not None:
             self.replaced += 1
         if self._delivery is not None:
@@ -192,6 +240,7 @@ class ClientFeed:
             delivery.expect()
             self._delivery = delivery
         self._wake.set()
+        return False
 
     def put_insights(self, fingerprint: str, encoded: str) -> None:
         if self._insights.pop(fingerprint, None) is not None:
@@ -214,16 +263,20 @@ class ClientFeed:
                 delivery.finished(sent=False)
         self._delivery = self._handed = None
 
-    async def next_message(self) -> str | None:
+    async def next_message(self) -> str | Flush | None:
         """The next message to send (replies first, then the snapshot, then insights), waiting
-        for one; None once the feed is to be closed (``close_code``). The writer calls it again
-        only once it has sent the previous message: that is when a snapshot counts as sent."""
+        for one; None once the feed is to be closed (``close_code``); :data:`FLUSH` when the
+        writer is to send what a write at once left. The writer calls it again only once it has
+        sent the previous message: that is when a snapshot counts as sent."""
         if self._handed is not None:
             self._handed.finished(sent=True)
             self._handed = None
         while True:
             if self.close_code is not None:
                 return None
+            if self._flush:
+                self._flush = False
+                return FLUSH
             if self._replies:
                 return self._replies.popleft()
             if self._snapshot is not None:
@@ -234,7 +287,11 @@ class ClientFeed:
                 fingerprint = next(iter(self._insights))
                 return self._insights.pop(fingerprint)
             self._wake = trio.Event()
-            await self._wake.wait()
+            self._idle = True
+            try:
+                await self._wake.wait()
+            finally:
+                self._idle = False
 
 
 @attrs.define(eq=False)
@@ -250,6 +307,7 @@ class BroadcasterActor:
     interval: float = 30.0
     min_interval: float = 0.05
     max_share: float = 0.5
+    max_sends_per_second: float = 7500.0
     max_clients: int = 10_000
     max_public_clients: int = 1_000
     shared: RedisRealtime | None = None
@@ -272,8 +330,10 @@ class BroadcasterActor:
     _last_public_snapshot: str | None = attrs.field(init=False, default=None)  # of the same data
     _last_start: float = attrs.field(init=False, default=float("-inf"))  # of the last snapshot
     _last_cost: float = attrs.field(init=False, default=0.0)  # its cost (cpu_clock seconds)
+    _last_sent: int = attrs.field(init=False, default=0)  # how many clients it went to
     _building: bool = attrs.field(init=False, default=False)  # a snapshot's data is being read
     snapshots_sent: int = attrs.field(init=False, default=0)
+    snapshots_written_at_once: int = attrs.field(init=False, default=0)  # of ``snapshots_sent``
     _running: bool = attrs.field(init=False, default=False)
 
     # ------------------------------------------------------------------ clients (web layer)
@@ -415,8 +475,10 @@ class BroadcasterActor:
         return snapshot_due(
             self._last_start,
             self._last_cost,
+            self._last_sent,
             min_interval=self.min_interval,
             max_share=self.max_share,
+            max_sends_per_second=self.max_sends_per_second,
         )
 
     async def _snapshot_to_all(self) -> None:
@@ -434,7 +496,7 @@ class BroadcasterActor:
         encoded = encode({"type": "realtime_metrics", "data": data})
         public_encoded = None  # built once, and only when a public client subscribed
         delivery = Delivery(self.cpu_clock)
-        sent = 0
+        sent = at_once = 0
         for feed in self.clients.values():  # who subscribed while the data was built counts too
             if not feed.realtime:
                 continue
@@ -443,13 +505,17 @@ class BroadcasterActor:
                     public_encoded = encode(
                         {"type": "realtime_metrics", "data": public_realtime_document(data)}
                     )
-                feed.put_snapshot(public_encoded, delivery)
+                at_once += feed.put_snapshot(public_encoded, delivery)
             else:
-                feed.put_snapshot(encoded, delivery)
+                at_once += feed.put_snapshot(encoded, delivery)
             sent += 1
+        if at_once:
+            delivery.written_at_once()
         put_at, put_cpu = trio.current_time(), self.cpu_clock()
+        self._last_sent = sent
         self._last_snapshot, self._last_public_snapshot = encoded, public_encoded
         self.snapshots_sent += sent
+        self.snapshots_written_at_once += at_once
         self.activity.record(sent)
         await delivery.settle(put_at, straggler_wait=STRAGGLER_WAIT, first_wait=FIRST_SEND_WAIT)
         last = put_cpu if delivery.last_sent_cpu is None else delivery.last_sent_cpu
@@ -509,5 +575,6 @@ class BroadcasterActor:
             "realtimeSubscribers": sum(1 for feed in self.clients.values() if feed.realtime),
             "followedVisitors": len(self._followers),
             "snapshotsSent": self.snapshots_sent,
+            "snapshotsWrittenAtOnce": self.snapshots_written_at_once,
             "lastSnapshotSeconds": round(self._last_cost, 6),
         }

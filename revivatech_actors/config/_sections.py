@@ -213,13 +213,15 @@ class ProfileSettings:
 @attrs.frozen(kw_only=True)
 class BroadcastSettings:
     """[broadcast]: seconds between periodic WebSocket broadcasts, the least time between
-    change-driven ones and the share of time snapshots may be in flight, the caps of admin and
+    change-driven ones, the share of time snapshots may be in flight and the snapshots sent per
+    second to all clients together, the caps of admin and
     of tokenless (public) clients, the protocol ping interval, and how long one send may stay
     stuck before the client is closed with 1013."""
 
     interval: float = number(0)
     min_interval: float = number(0)
     max_share: float = share()  # most of the time a change-driven snapshot may be in flight
+    max_sends_per_second: float = number(0)  # snapshots to all clients together (0: no bound)
     max_clients: int = integer(1)
     public_realtime: bool  # tokenless clients may follow the realtime aggregates, never a visitor
     max_public_clients: int = integer(0)

@@ -40,6 +40,7 @@ import trio
 from quart import Quart, Response, websocket
 
 from ..actors.broadcaster import (
+    FLUSH,
     TRY_AGAIN_LATER,
     BroadcasterActor,
     ClientFeed,
@@ -53,7 +54,7 @@ from ..domain.rates import address_key
 from ..domain.validation import MAX_ID_LENGTH
 from ..shared_state.limits import Limiter
 from ..storage import StorageError
-from ._hypercorn_fixes import abort_connection
+from ._hypercorn_fixes import DirectWriter, abort_connection, direct_writer
 from .auth import AdminAuth, denied
 from .limits import limited, upgrade_headers
 from .responses import error_response
@@ -274,13 +275,19 @@ def register_live_routes(
                 )
                 return
 
-    async def write_messages(feed: ClientFeed, sending: list[float | None]) -> None:
+    async def write_messages(
+        feed: ClientFeed, sending: list[float | None], direct: DirectWriter | None
+    ) -> None:
         while True:
             message = await feed.next_message()
             if message is None:
                 break
             sending[0] = trio.current_time()
-            await websocket.send(message)
+            if message is FLUSH:
+                assert direct is not None  # (only a direct write leaves bytes to flush)
+                await direct.flush()
+            else:
+                await websocket.send(message)
             sending[0] = None
         with trio.move_on_after(CLOSE_TIMEOUT):
             await websocket.close(feed.close_code or 1000, feed.close_reason)
@@ -333,10 +340,13 @@ def register_live_routes(
                 )
             )
             sending: list[float | None] = [None]  # when the send under way began
+            direct = direct_writer(websocket.scope.get("client"))
+            if direct is not None:
+                feed.write_now = direct.write_now
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(read_messages, feed)
                 nursery.start_soon(watch_for_stuck_sends, feed, sending)
-                await write_messages(feed, sending)
+                await write_messages(feed, sending, direct)
                 nursery.cancel_scope.cancel()
         finally:
             broadcaster.disconnect(feed)

@@ -1,12 +1,13 @@
 """``WS /api/analytics/ws`` through the real ``serve`` process with a real WebSocket client
 (trio-websocket): the protocol of docs/api.md ("WS /api/analytics/ws"), admin only, the main
 app's JWTs, the ``token`` cookie only from a trusted page, tokenless public realtime and its own
-cap, the client cap, 1001 at shutdown, and a client that stops reading neither delays the others
-nor stays connected."""
+cap, the client cap, 1001 at shutdown, a client that stops reading neither delays the others
+nor stays connected, and snapshots written at once reach a slow deflate client whole."""
 
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import os
 import signal
@@ -19,6 +20,9 @@ import jwt
 import pytest
 import trio
 from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, Message, Ping, Pong, Request, TextMessage
+from wsproto.extensions import PerMessageDeflate
 
 from .conftest import ADMIN_TOKEN, next_of, quiet_feed_delays, service_env, ws_url
 
@@ -436,6 +440,103 @@ async def test_a_client_that_stops_reading_delays_nobody_and_is_closed_with_1013
         assert "stuck for 1 s on one send: closed (1013)" in server.output()
     finally:
         stuck.close()
+
+
+async def test_snapshots_written_at_once_reach_a_slow_deflate_client_whole_and_in_order(serve):
+    """Snapshots go straight to an idle connection's socket, uncompressed, even to a client that
+    negotiated permessage-deflate (whose other messages come compressed); a client that reads
+    slowly, so that the kernel takes only part of a frame, still gets every frame whole and in
+    order, the server's pongs and replies included."""
+    server = start(
+        serve,
+        REVIVATECH_BROADCAST_MIN_INTERVAL="0.01",
+        REVIVATECH_BROADCAST_STUCK_TIMEOUT="10",
+        REVIVATECH_BROADCAST_MAX_MESSAGES_PER_SECOND="1000",
+        REVIVATECH_REALTIME_TOP_PAGES="100",
+    )
+    sock = trio.socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the kernel takes little at once
+    await sock.connect(("127.0.0.1", server.port))
+    stream = trio.SocketStream(sock)
+    client = WSConnection(ConnectionType.CLIENT)
+    target = f"/api/analytics/ws?token={ADMIN_TOKEN}"
+    await stream.send_all(
+        client.send(Request(host="127.0.0.1", target=target, extensions=[PerMessageDeflate()]))
+    )
+    events: list = []
+
+    async def receive(size: int = 65536) -> None:
+        client.receive_data(await stream.receive_some(size) or None)
+        events.extend(client.events())
+
+    while not any(isinstance(event, AcceptConnection) for event in events):
+        await receive()
+    accepted = next(event for event in events if isinstance(event, AcceptConnection))
+    assert [type(e) for e in accepted.extensions] == [PerMessageDeflate]
+    await stream.send_all(client.send(Message(json.dumps({"type": "subscribe_realtime"}))))
+    big_page = "https://x.example/" + "p" * 1500  # 100 such pages: snapshots of ~150 KB
+    totals: list[int] = []
+    replies = pongs = 0
+    text = ""
+    sending = trio.Lock()
+
+    async def send(event: Message | Ping) -> None:
+        async with sending:
+            await stream.send_all(client.send(event))
+
+    async def changes_and_pings() -> None:
+        for n in range(40):  # 40 changes, and a reply and a pong asked for each
+            await post(
+                server,
+                *[
+                    {
+                        "user_fingerprint": f"u{n}-{i}",
+                        "session_id": f"s{n}-{i}",
+                        "event_type": "page_view",
+                        "page_url": f"{big_page}{n}-{i}",
+                    }
+                    for i in range(5)
+                ],
+            )
+            await send(Message(json.dumps({"type": "ping"})))
+            await trio.sleep(0.03)
+
+    async def pings() -> None:  # all along: the server's pongs race its snapshots' rests
+        for n in itertools.count():
+            await send(Ping(str(n).encode()))
+            await trio.sleep(0.002)
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(changes_and_pings)
+            nursery.start_soon(pings)
+            while totals[-1:] != [200] or replies < 40 or pongs < 40:
+                await receive(2048)  # slowly: the kernel takes frames a part at a time
+                for event in events:
+                    if isinstance(event, TextMessage):
+                        text += event.data
+                        if event.message_finished:
+                            message, text = json.loads(text), ""  # every frame whole
+                            if message["type"] == "realtime_metrics":
+                                totals.append(message["data"]["overview"]["total_events"])
+                            elif message["type"] != "connection_established":
+                                assert message == {"type": "pong"}
+                                replies += 1
+                    elif isinstance(event, Pong):
+                        assert event.payload == str(pongs).encode()  # each, in order
+                        pongs += 1
+                events.clear()
+                await trio.sleep(0.005)
+            nursery.cancel_scope.cancel()
+    assert totals == sorted(totals) and len(totals) >= 2  # in order, the newest last
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=5) as http:
+        stats = (
+            await http.get(
+                "/api/analytics/actors", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+            )
+        ).json()["stats"]["broadcaster"]
+    assert stats["snapshotsWrittenAtOnce"] >= 1
+    await stream.aclose()
 
 
 def test_the_fan_out_benchmark_measures_update_delays(serve):
