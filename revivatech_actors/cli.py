@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import json
 import logging
 import os
 import secrets
 import shutil
 import sys
 import tempfile
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -91,6 +92,32 @@ def _parser() -> argparse.ArgumentParser:
         "bench",
         add_help=False,
         help="load a running server over HTTP and report events/s and latency",
+    )
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="backtest the lead and churn scores on the stored history and print their figures",
+        description="Rebuild every visitor's profile as of past cut-offs from the stored events, "
+        'score it, and compare with what the visitor did next (docs/scoring.md, "How the '
+        'scores are checked"). Reads only; the database must be migrated.',
+    )
+    _add_config_argument(evaluate)
+    evaluate.add_argument(
+        "--json",
+        action="store_true",
+        help="print the figures as JSON, as GET /api/analytics/models serves them",
+    )
+    evaluate.add_argument(
+        "--record",
+        action="store_true",
+        help="also store the figures in the database, where GET /api/analytics/models reads them",
+    )
+    evaluate.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        metavar="N",
+        help="lower this process's scheduling priority by N first (the service runs it with 10)",
     )
 
     imported = commands.add_parser(
@@ -425,6 +452,50 @@ def _migrate(settings: Settings) -> int:
     return 0
 
 
+def _evaluate(settings: Settings, args: argparse.Namespace) -> int:
+    from .evaluation import evaluate_history
+    from .start_checks import storage_refusal
+    from .storage import StorageError, open_storage
+
+    if args.nice:
+        os.nice(args.nice)
+
+    async def run() -> Any:
+        storage = open_storage(
+            settings.storage.url, connect_timeout=settings.storage.connect_timeout
+        )
+        await storage.open()
+        try:
+            evaluation = await evaluate_history(storage, settings.scoring)
+            if args.record:
+                await storage.record_evaluation(evaluation.evaluated_at, evaluation.to_json())
+            return evaluation
+        finally:
+            await storage.close()
+
+    try:
+        evaluation = trio.run(run)
+    except StorageError as exc:
+        return _refuse(storage_refusal(exc))
+    if args.json:
+        print(json.dumps(evaluation.to_json()))
+        return 0
+    print(
+        f"{evaluation.visitors} visitors, {len(evaluation.cutoffs)} cut-off(s), "
+        f"{evaluation.horizon_days:g}-day horizon: {evaluation.samples} samples in "
+        f"{evaluation.seconds:.1f} s"
+    )
+    print(
+        f"{'model':<18} {'formula':<8} {'samples':>8} {'positive':>9} {'ROC AUC':>8} {'Brier':>7}"
+    )
+    for model, figures in evaluation.fixed.items():
+        auc = "-" if figures.roc_auc is None else f"{figures.roc_auc:.3f}"
+        brier = "-" if figures.brier is None else f"{figures.brier:.3f}"
+        rate = "-" if figures.base_rate is None else f"{figures.base_rate:.1%}"
+        print(f"{model:<18} {'fixed':<8} {figures.samples:>8} {rate:>9} {auc:>8} {brier:>7}")
+    return 0
+
+
 def _import_original(settings: Settings, args: argparse.Namespace) -> int:
     from pathlib import Path
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -495,6 +566,9 @@ def main(argv: list[str] | None = None) -> int:
         verbose = args.verbose or settings.log.level in ("warning", "error")
         _configure_logging(settings, None if verbose else "warning")
         return _import_original(settings, args)
+    if args.command == "evaluate":
+        _configure_logging(settings, "warning")  # stdout is the answer
+        return _evaluate(settings, args)
     redact = _configure_logging(settings, worker=getattr(args, "worker", None))
     if args.command == "migrate":
         return _migrate(settings)

@@ -8,6 +8,7 @@ The tree (start order; stop order is the reverse)::
     ├── scorer         scores written profiles, records the scores that moved (ml_predictions)
     ├── profiles       per-visitor profile actors: live profiles, journeys, paced delta writes
     ├── janitor        the data lifecycle: deletes rows past retention.days, erases visitors
+    ├── models         keeps the backtest of the scores fresh, run in a process of its own
     ├── metrics        the realtime window: stored events, HTTP timings, uptime
     ├── batcher        group commit of events (stopped after ingest: it writes all it holds;
     │                  closing its subscriber channel then ends profiles, which writes all it holds)
@@ -30,6 +31,7 @@ import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import attrs
@@ -41,10 +43,12 @@ from .actors.ingest import EventBudget, IngestActor
 from .actors.janitor import JanitorActor
 from .actors.loop_monitor import LoopMonitor
 from .actors.metrics import MetricsActor
+from .actors.models import ModelsActor
 from .actors.profiles import ProfilesActor
 from .actors.scorer import ScorerActor
 from .actors.storage import StorageActor, close_storages
 from .actors.telemetry import TelemetryActor
+from .backtest_process import backtest_in_subprocess
 from .config import Settings
 from .domain.scoring import ScoreRecord
 from .domain.sessions import PAGE_VIEW_TYPES
@@ -189,6 +193,11 @@ class Service:
             partitions=p.partitions,
             on_erased=profiles.fenced,
         )
+        models = ModelsActor(
+            new_storage(),
+            partial(backtest_in_subprocess, settings),
+            interval=settings.scoring.learn_interval,
+        )
         storage_actor = StorageActor(storage, health_interval=settings.storage.health_interval)
         loop_monitor = LoopMonitor()
         checks = HealthChecks(
@@ -276,6 +285,7 @@ class Service:
                     "scorer": scorer.stats_json(),
                     "broadcaster": broadcaster.stats_json(),
                     "janitor": janitor.stats_json(),
+                    "models": models.stats_json(),
                 },
                 inject_crash=lambda name: root.inject_crash(name),
                 ingest=ingest,
@@ -332,6 +342,13 @@ class Service:
                     timeout,
                     stop=janitor.request_stop,
                     activity=janitor.activity,
+                ),
+                ChildSpec(
+                    "models",
+                    models.run,
+                    Restart.PERMANENT,
+                    timeout,
+                    activity=models.activity,
                 ),
                 ChildSpec(
                     "metrics",

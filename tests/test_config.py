@@ -111,6 +111,9 @@ EXPECTED_DEFAULTS = {
         "record_threshold": 1.0,
         "max_share": 0.05,
         "rescore_interval": 3600.0,
+        "horizon_days": 9.0,
+        "backtest_cutoffs": 4,
+        "learn_interval": 21600.0,
         "engagement": {
             "sessions_weight": 30.0,
             "sessions_cap": 10.0,

@@ -84,7 +84,7 @@ async def test_health_liveness_and_readiness_on_each_engine(storage_url):
             "operational",
         )
         assert body["storageEngine"] == service.storage.engine
-        assert body["actors"]["total"] == 11 and body["actors"]["running"] == 11
+        assert body["actors"]["total"] == 12 and body["actors"]["running"] == 12
         assert body["actors"]["notRunning"] == [] and body["reasons"] == []
         assert body["checks"]["database"]["ok"] is True
         assert isinstance(body["checks"]["database"]["latencyMs"], float)
@@ -130,6 +130,7 @@ async def test_actor_tree_needs_the_admin_token(sqlite_url):
             "scorer",
             "profiles",
             "janitor",
+            "models",
             "metrics",
             "batcher",
             "ingest",

@@ -97,6 +97,9 @@ class ScoringSettings:
     record_threshold: float = number(0, inclusive=True)  # points; 0 records every change
     max_share: float = share()  # most of one core's time the scorer may take
     rescore_interval: float = number(0)  # seconds: idle visitors are rescored this often
+    horizon_days: float = number(0)  # how far the lead and churn questions look ahead
+    backtest_cutoffs: int = integer(1, 100)  # cut-offs a backtest judges the scores at
+    learn_interval: float = number(0)  # seconds between backtests of the scores
     engagement: EngagementSettings
     lead: LeadSettings
     churn: ChurnSettings

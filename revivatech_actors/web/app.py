@@ -35,6 +35,7 @@ from .ingest import register_ingest_routes
 from .insights import register_insights_routes
 from .lifecycle import register_lifecycle_routes
 from .live import register_live_routes
+from .models import register_models_route
 from .observe import MetricsAccess, register_metrics_route, register_observation
 from .openapi import register_openapi_route
 from .realtime import register_realtime_routes
@@ -152,6 +153,12 @@ def create_app(parts: AppParts, activity: Activity) -> QuartTrio:
         realtime_document=parts.realtime_document,
     )
     register_lifecycle_routes(app, auth, erase=parts.erase_visitor, dead_letters=parts.dead_letters)
+    register_models_route(
+        app,
+        auth,
+        parts.reader.latest_evaluation,
+        learn_interval=settings.scoring.learn_interval,
+    )
     register_openapi_route(app)
     register_track_script_route(app)
     register_dashboard_routes(app)

@@ -17,6 +17,7 @@ from .._connections import DEFAULT_CONNECT_TIMEOUT, DEFAULT_PING_TIMEOUT
 from .._migrate import MigratingStorage
 from .events import CommittedBatch, EventsStorage
 from .funnel import FunnelStorage
+from .history import HistoryStorage
 from .lifecycle import LifecycleStorage
 from .log import LOG_PAGE_EVENTS, LogStorage
 from .profiles import ProfilesStorage
@@ -29,6 +30,7 @@ __all__ = [
     "CommittedBatch",
     "EventsStorage",
     "FunnelStorage",
+    "HistoryStorage",
     "LifecycleStorage",
     "LogStorage",
     "ProfilesStorage",
@@ -48,6 +50,7 @@ class Storage(
     ReportsStorage,
     RealtimeStorage,
     LifecycleStorage,
+    HistoryStorage,
 ):
     """Where the service keeps its data: one interface, one implementation per engine.
 

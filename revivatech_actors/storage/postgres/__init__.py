@@ -22,6 +22,7 @@ from .._queries import load_queries
 from .connection import MIGRATION_LOCK_KEY, PostgresConnection
 from .events import PostgresEvents
 from .funnel import PostgresFunnel
+from .history import PostgresHistory
 from .lifecycle import PostgresLifecycle
 from .log import PARTITIONS_LOCK_KEY, PostgresLog
 from .profiles import PostgresProfiles
@@ -42,6 +43,7 @@ class PostgresStorage(
     PostgresRealtime,
     PostgresLog,
     PostgresLifecycle,
+    PostgresHistory,
     Storage,
 ):
     """Storage in a PostgreSQL database (tables in the connection's current schema)."""

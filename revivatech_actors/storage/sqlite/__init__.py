@@ -25,6 +25,7 @@ from .connection import (
 )
 from .events import SQLiteEvents
 from .funnel import SQLiteFunnel
+from .history import SQLiteHistory
 from .lifecycle import SQLiteLifecycle
 from .log import SQLiteLog
 from .profiles import SQLiteProfiles
@@ -56,6 +57,7 @@ class SQLiteStorage(
     SQLiteRealtime,
     SQLiteLog,
     SQLiteLifecycle,
+    SQLiteHistory,
     Storage,
 ):
     """Storage in one SQLite file (or a private in-memory database for tests).

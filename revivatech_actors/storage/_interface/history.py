@@ -1,0 +1,85 @@
+"""Stored history, visitor by visitor: what backtests rebuild past profiles from; and the
+backtests' reports."""
+
+from __future__ import annotations
+
+import abc
+import datetime
+import itertools
+from collections.abc import Callable, Iterator
+from operator import itemgetter
+from typing import Any
+
+import orjson
+
+from ...domain.backtest import HistoryEvent
+from .._connections import StorageConnections
+
+__all__ = ["EVALUATIONS_KEPT", "HistoryStorage"]
+
+#: Backtest reports kept (older ones are deleted as new ones are recorded).
+EVALUATIONS_KEPT = 50
+
+
+class HistoryStorage(StorageConnections):
+    """``history_bounds``, ``visitor_histories``, the reports' ``record_evaluation`` and
+    ``latest_evaluation``, and the hooks an engine supplies."""
+
+    async def history_bounds(self) -> tuple[datetime.datetime, datetime.datetime] | None:
+        """The oldest and newest stored event time; None without events."""
+        return await self._on_writer(self._history_bounds_blocking)
+
+    async def visitor_histories(
+        self,
+        until: datetime.datetime,
+        consume: Callable[[str, list[HistoryEvent]], None],
+    ) -> int:
+        """Call ``consume(fingerprint, events)`` for every visitor with events stamped at or
+        before ``until``: all of them, in time order, in the storage's worker thread (keep it
+        pure and brief per visitor). Streams: holds one visitor's events at a time. Answers how
+        many visitors there were. Runs on this storage's own connection for as long as the
+        scan takes: give it a storage of its own, not the service's writer."""
+
+        def scan(conn: Any) -> int:
+            visitors = 0
+            rows = self._history_rows_blocking(conn, until)
+            for fingerprint, group in itertools.groupby(rows, key=itemgetter(0)):
+                consume(fingerprint, [HistoryEvent(*row[1:]) for row in group])
+                visitors += 1
+            return visitors
+
+        return await self._on_writer(scan)
+
+    async def record_evaluation(
+        self, evaluated_at: datetime.datetime, report: dict[str, Any]
+    ) -> None:
+        """Store a backtest's report (keeping the newest :data:`EVALUATIONS_KEPT`)."""
+        text = orjson.dumps(report).decode()
+        await self._on_writer(
+            lambda conn: self._record_evaluation_blocking(conn, evaluated_at, text)
+        )
+
+    async def latest_evaluation(self) -> tuple[datetime.datetime, dict[str, Any]] | None:
+        """The newest report and when its backtest ran; None before the first."""
+        row = await self._on_writer(self._latest_evaluation_blocking)
+        return None if row is None else (row[0], orjson.loads(row[1]))
+
+    @abc.abstractmethod
+    def _record_evaluation_blocking(
+        self, conn: Any, evaluated_at: datetime.datetime, report: str
+    ) -> None: ...
+
+    @abc.abstractmethod
+    def _latest_evaluation_blocking(self, conn: Any) -> tuple[datetime.datetime, str] | None: ...
+
+    @abc.abstractmethod
+    def _history_bounds_blocking(
+        self, conn: Any
+    ) -> tuple[datetime.datetime, datetime.datetime] | None: ...
+
+    @abc.abstractmethod
+    def _history_rows_blocking(
+        self, conn: Any, until: datetime.datetime
+    ) -> Iterator[tuple[str, str, str, datetime.datetime, float | None]]:
+        """``(fingerprint, event_type, session_id, timestamp, value)`` ordered by visitor, then
+        time, streamed."""

@@ -1,0 +1,27 @@
+-- Stored history for backtests (PostgreSQL): every visitor's events, visitor by visitor, and
+-- the backtests' reports.
+-- Named queries, loaded by revivatech_actors/storage/_queries.py. Not a migration.
+
+-- name: history_bounds
+-- The oldest and newest event time (both NULL without events); two index probes.
+SELECT (SELECT min(event_timestamp) FROM analytics_events),
+       (SELECT max(event_timestamp) FROM analytics_events)
+
+-- name: history_events
+-- Events stamped at or before %(until)s, each visitor's together and in time order (the
+-- (user_fingerprint, event_timestamp) index), read through a server-side cursor.
+SELECT user_fingerprint, event_type, session_id, event_timestamp, value
+FROM analytics_events
+WHERE event_timestamp <= %(until)s
+ORDER BY user_fingerprint, event_timestamp, event_id
+
+-- name: record_evaluation
+-- A backtest's report; only the newest EVALUATIONS_KEPT are kept.
+INSERT INTO model_evaluations (evaluated_at, report) VALUES (%(evaluated_at)s, %(report)s::jsonb)
+
+-- name: forget_old_evaluations
+DELETE FROM model_evaluations
+WHERE id <= (SELECT max(id) FROM model_evaluations) - %(kept)s
+
+-- name: latest_evaluation
+SELECT evaluated_at, report::text FROM model_evaluations ORDER BY id DESC LIMIT 1
