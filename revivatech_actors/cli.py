@@ -486,14 +486,23 @@ def _evaluate(settings: Settings, args: argparse.Namespace) -> int:
         f"{evaluation.seconds:.1f} s"
     )
     print(
-        f"{'model':<18} {'formula':<8} {'samples':>8} {'positive':>9} {'ROC AUC':>8} {'Brier':>7}"
+        f"{'model':<18} {'in use':<8} {'held out':>8} {'positive':>9} {'fixed AUC':>10} "
+        f"{'learned AUC':>12}"
     )
-    for model, figures in evaluation.fixed.items():
-        auc = "-" if figures.roc_auc is None else f"{figures.roc_auc:.3f}"
-        brier = "-" if figures.brier is None else f"{figures.brier:.3f}"
+    for model, choice in evaluation.models.items():
+        figures = choice.fixed
+        learned = "-" if choice.learned is None else _figure(choice.learned.roc_auc)
         rate = "-" if figures.base_rate is None else f"{figures.base_rate:.1%}"
-        print(f"{model:<18} {'fixed':<8} {figures.samples:>8} {rate:>9} {auc:>8} {brier:>7}")
+        print(
+            f"{model:<18} {choice.in_use:<8} {figures.samples:>8} {rate:>9} "
+            f"{_figure(figures.roc_auc):>10} {learned:>12}"
+        )
+        print(f"  {choice.reason}")
     return 0
+
+
+def _figure(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def _import_original(settings: Settings, args: argparse.Namespace) -> int:

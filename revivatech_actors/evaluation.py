@@ -2,9 +2,10 @@
 ``GET /api/analytics/models`` serves (docs/scoring.md, "How the scores are checked").
 
 A backtest reads every stored event once, visitor by visitor, rebuilds each visitor's profile
-as of each cut-off (:mod:`.domain.backtest`) and scores it with the fixed formulas of the
-settings. It is heavy (seconds for a hundred thousand visitors) and runs on a storage of its own;
-the service runs it in a process of its own at a low priority (:mod:`.backtest_process`).
+as of each cut-off (:mod:`.domain.backtest`), scores it with the fixed formulas of the
+settings, and fits and judges a learned model against them (:mod:`.domain.learning`). It is
+heavy (seconds for a hundred thousand visitors) and runs on a storage of its own; the service
+runs it in a process of its own at a low priority (:mod:`.backtest_process`).
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ import attrs
 
 from .config import ScoringSettings
 from .domain.backtest import HistoryEvent, cutoffs, samples_of
-from .domain.backtest_figures import FixedFormulaTally
-from .domain.model_figures import ModelFigures
+from .domain.learning import CHECKED_MODELS, BacktestTally, ModelChoice, choose
 from .domain.timefmt import iso_datetime
 from .storage import Storage
 
@@ -27,7 +27,7 @@ __all__ = ["Evaluation", "evaluate_history"]
 
 @attrs.frozen
 class Evaluation:
-    """One backtest's figures (``fixed``: of the fixed formulas, per model type)."""
+    """One backtest's conclusions, per model type (:class:`.domain.learning.ModelChoice`)."""
 
     evaluated_at: datetime
     horizon_days: float
@@ -35,7 +35,7 @@ class Evaluation:
     visitors: int
     samples: int
     seconds: float
-    fixed: dict[str, ModelFigures]
+    models: dict[str, ModelChoice]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -45,23 +45,21 @@ class Evaluation:
             "visitors": self.visitors,
             "samples": self.samples,
             "seconds": round(self.seconds, 3),
-            "models": {
-                model: {"inUse": "fixed", "fixed": figures.to_json()}
-                for model, figures in self.fixed.items()
-            },
+            "models": {model: choice.to_json() for model, choice in self.models.items()},
         }
 
 
 async def evaluate_history(storage: Storage, settings: ScoringSettings) -> Evaluation:
-    """Backtest the fixed formulas of ``settings`` on everything ``storage`` holds: at up to
-    ``settings.backtest_cutoffs`` cut-offs, labels over ``settings.horizon_days``. Without
-    enough history (less than two horizons) there are no cut-offs and no samples."""
+    """Backtest the scores on everything ``storage`` holds, with ``settings``: at up to
+    ``settings.backtest_cutoffs`` cut-offs, labels over ``settings.horizon_days``, a learned
+    model fitted and judged against the fixed formula per model. Without enough history (less
+    than two horizons) there are no cut-offs and no samples."""
     started = time.monotonic()
     evaluated_at = datetime.now(UTC)
     horizon = timedelta(days=settings.horizon_days)
     bounds = await storage.history_bounds()
     at = [] if bounds is None else cutoffs(*bounds, horizon, settings.backtest_cutoffs)
-    tally = FixedFormulaTally(settings)
+    tally = BacktestTally(settings, at)
     samples = visitors = 0
     if at:
 
@@ -72,6 +70,15 @@ async def evaluate_history(storage: Storage, settings: ScoringSettings) -> Evalu
                 samples += 1
 
         visitors = await storage.visitor_histories(at[-1] + horizon, consume)
+    models = {
+        model: choose(
+            model,
+            tally,
+            min_positives=settings.learn_min_positives,
+            min_gain=settings.learn_min_gain,
+        )
+        for model in CHECKED_MODELS
+    }
     return Evaluation(
         evaluated_at,
         settings.horizon_days,
@@ -79,5 +86,5 @@ async def evaluate_history(storage: Storage, settings: ScoringSettings) -> Evalu
         visitors,
         samples,
         time.monotonic() - started,
-        tally.figures(),
+        models,
     )

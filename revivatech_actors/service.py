@@ -8,7 +8,8 @@ The tree (start order; stop order is the reverse)::
     ├── scorer         scores written profiles, records the scores that moved (ml_predictions)
     ├── profiles       per-visitor profile actors: live profiles, journeys, paced delta writes
     ├── janitor        the data lifecycle: deletes rows past retention.days, erases visitors
-    ├── models         keeps the backtest of the scores fresh, run in a process of its own
+    ├── models         keeps the backtest of the scores fresh, run in a process of its own, and
+    │                  the learned models it puts in use (read by scorer and insights)
     ├── metrics        the realtime window: stored events, HTTP timings, uptime
     ├── batcher        group commit of events (stopped after ingest: it writes all it holds;
     │                  closing its subscriber channel then ends profiles, which writes all it holds)
@@ -229,7 +230,11 @@ class Service:
 
         async def visitor_insights(fingerprint: str, history: int = 1) -> dict[str, Any] | None:
             return await profiles.insights(
-                fingerprint, history=history, scoring=settings.scoring, now=datetime.now(UTC)
+                fingerprint,
+                history=history,
+                scoring=settings.scoring,
+                now=datetime.now(UTC),
+                learned=models.in_use,
             )
 
         b = settings.broadcast
@@ -257,6 +262,7 @@ class Service:
             max_share=settings.scoring.max_share,
             rescore_interval=settings.scoring.rescore_interval,
             on_recorded=scores_recorded,
+            learned_models=lambda: models.in_use,
         )
         telemetry = TelemetryActor(
             tree,

@@ -18,8 +18,8 @@ from revivatech_actors.domain.backtest import (
     cutoffs,
     samples_of,
 )
-from revivatech_actors.domain.backtest_figures import FixedFormulaTally
 from revivatech_actors.domain.insights import snapshot
+from revivatech_actors.domain.learning import BacktestTally, choose
 from revivatech_actors.domain.model_figures import model_figures
 from revivatech_actors.domain.profiles import ProfileState, Touch, delta_from_events
 from revivatech_actors.domain.scoring import CHURN, LEAD
@@ -93,20 +93,26 @@ def test_a_horizon_includes_its_last_moment():
     assert sample.booked and not sample.inactive
 
 
-def test_the_fixed_formulas_are_tallied_per_model():
+def test_the_fixed_formulas_are_tallied_per_model_and_judged_on_the_last_cutoff():
     scoring = load_settings(None).scoring
-    tally = FixedFormulaTally(scoring)
     horizon = 9 * DAY
-    keen = [HistoryEvent("pricing_viewed", "a", T0 + i * DAY, None) for i in range(5)]
+    at = [T0, T0 + 5 * DAY]
+    tally = BacktestTally(scoring, at)
+    keen = [HistoryEvent("pricing_viewed", "a", T0 - 3 * DAY + i * DAY, None) for i in range(8)]
     keen.append(HistoryEvent("booking_completed", "b", T0 + 8 * DAY, 50.0))
     idle = [HistoryEvent("page_view", "c", T0 - 30 * DAY, None)]
     for events in (keen, idle):
-        for sample in samples_of(events, [T0 + 5 * DAY], horizon):
+        for sample in samples_of(events, at, horizon):
             tally.add(sample)
-    figures = tally.figures()
-    assert figures[LEAD].samples == 2 and figures[LEAD].positives == 1
-    assert figures[LEAD].roc_auc == 1.0  # the keen visitor scored higher
-    assert figures[CHURN].positives == 1 and figures[CHURN].roc_auc == 1.0
+    lead = choose(LEAD, tally, min_positives=1, min_gain=0.01)
+    churn = choose(CHURN, tally, min_positives=1, min_gain=0.01)
+    assert lead.held_out == at[1] and lead.fixed.samples == 2 and lead.fit_samples == 2
+    assert lead.fixed.positives == 1 and lead.fixed.roc_auc == 1.0  # the keen one scored higher
+    assert churn.fixed.positives == 1 and churn.fixed.roc_auc == 1.0
+    assert lead.in_use == "fixed"  # a learned model cannot beat 1.0 by 0.01
+    assert lead.reason.startswith("fixed: ROC AUC ")
+    too_few = choose(LEAD, tally, min_positives=5, min_gain=0.01)
+    assert too_few.model is None and "fewer than scoring.learn_min_positives = 5" in too_few.reason
 
 
 def test_figures_of_a_perfect_a_reversed_and_a_tied_ranking():

@@ -114,6 +114,8 @@ EXPECTED_DEFAULTS = {
         "horizon_days": 9.0,
         "backtest_cutoffs": 4,
         "learn_interval": 21600.0,
+        "learn_min_positives": 200,
+        "learn_min_gain": 0.01,
         "engagement": {
             "sessions_weight": 30.0,
             "sessions_cap": 10.0,

@@ -440,6 +440,7 @@ def test_insights_scores(state):
         detail = doc["scoreDetails"][SCORE_NAMES[model]]
         assert detail["value"] == scores[model].value == doc["scores"][SCORE_NAMES[model]]
         assert detail["confidence"] == scores[model].confidence
+        assert detail["modelVersion"] == "fixed"
         assert detail["factors"] == [
             {"name": f.name, "value": f.value, "contribution": f.contribution}
             for f in scores[model].factors
@@ -458,6 +459,7 @@ def test_insights_predictions():
             "confidence_score": 0.8123,
             "factors": [{"name": "sessions", "value": 4.0, "contribution": 12.0}],
             "created_at": "2026-11-09T10:00:00.123Z",
+            "model_version": "fixed",
         },
         {
             "model_type": CHURN,
@@ -465,6 +467,7 @@ def test_insights_predictions():
             "confidence_score": None,
             "factors": [],
             "created_at": "2026-11-08T06:02:03.000Z",
+            "model_version": "fixed",
         },
     ]
 

@@ -808,6 +808,7 @@ async def test_recorded_scores_are_predictions_and_profile_columns(storage, scor
         assert stored.prediction_value == pytest.approx(score.value)
         assert stored.confidence_score == pytest.approx(score.confidence)
         assert stored.factors == factor_dicts(score)
+        assert stored.model_version == "fixed"
         assert stored.created_at == now
     profile = (await storage.load_profiles(["v"]))["v"]
     assert profile.segment == record.segment
@@ -1017,3 +1018,12 @@ async def test_a_profile_write_makes_its_scores_due_until_that_version_is_record
     )
     assert "due-1" not in await storage.unscored_profiles(range(4), 4)
     assert (await storage.load_profiles(["due-1"]))["due-1"].segment == "new"
+
+
+async def test_a_prediction_names_the_model_that_made_it(storage):
+    await apply(storage, "v", [event("v", "v-s", 0)])
+    learned = Score(LEAD, 42.0, 0.5, (), model_version="learned-0123456789ab")
+    fixed = Score(CHURN, 7.0, 0.5, ())
+    await storage.record_scores([ScoreRecord("v", BASE_TIME + DAY, "new", (learned, fixed), 1)])
+    stored = {p.model_type: p.model_version for p in await storage.recent_predictions("v", 5)}
+    assert stored == {LEAD: "learned-0123456789ab", CHURN: "fixed"}

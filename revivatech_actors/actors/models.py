@@ -10,6 +10,10 @@ scoring it never takes the event loop's time nor the ingest path's connections. 
 workers share the stored report: whoever finds it old runs the next, a little later each (a
 random tenth of ``interval`` at most), so they rarely overlap, and two that do store the same
 figures. A backtest that fails is logged and tried again after ``retry_delay``.
+
+The newest report also says which learned models score visitors (:attr:`ModelsActor.in_use`,
+read by the scorer and the insights): the actor reads it at every look, at least every
+``adopt_interval`` seconds, so every instance uses a new model within that time.
 """
 
 from __future__ import annotations
@@ -17,13 +21,14 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import attrs
 import trio
 
+from ..domain.learned import NO_MODELS, LearnedModel, models_in_use
 from ..domain.timefmt import iso_utc
 from ..storage import Storage, StorageError
 from ..supervisor import Activity
@@ -48,6 +53,7 @@ class ModelsActor:
     interval: float = 21600.0
     first_delay: float = 30.0
     retry_delay: float = 300.0
+    adopt_interval: float = 60.0
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
     jitter: Callable[[], float] = random.random
     activity: Activity = attrs.Factory(Activity)
@@ -57,6 +63,9 @@ class ModelsActor:
     last_run_at: float | None = attrs.field(init=False, default=None)  # wall clock of its start
     last_run_seconds: float = attrs.field(init=False, default=0.0)
     last_error: str | None = attrs.field(init=False, default=None)
+    #: The learned models the newest report puts in use, by model type.
+    in_use: Mapping[str, LearnedModel] = attrs.field(init=False, default=NO_MODELS)
+    _adopted_at: datetime | None = attrs.field(init=False, default=None)  # that report's time
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         await self.storage.open()
@@ -64,7 +73,7 @@ class ModelsActor:
             task_status.started()
             await trio.sleep(min(self.first_delay, self.interval))
             while True:
-                await trio.sleep(await self._one_look())
+                await trio.sleep(min(await self._one_look(), self.adopt_interval))
         finally:
             await close_storages(self.storage)
 
@@ -75,6 +84,8 @@ class ModelsActor:
         except StorageError as exc:
             logger.warning("cannot read when the scores were last backtested: %s", exc)
             return self.retry_delay
+        if latest is not None:
+            self._adopt(*latest)
         age = float("inf") if latest is None else (self.now() - latest[0]).total_seconds()
         if age < self.interval:
             return self.interval - age + self.jitter() * self.interval / 10
@@ -95,7 +106,25 @@ class ModelsActor:
         self.last_error = None
         self.activity.record()
         logger.info("scores backtested in %.1f s", self.last_run_seconds)
-        return self.interval
+        return 0.0  # look again at once: adopt what it concluded
+
+    def _adopt(self, evaluated_at: datetime, report: dict[str, Any]) -> None:
+        if evaluated_at == self._adopted_at:
+            return
+        try:
+            in_use = models_in_use(report)
+        except (KeyError, TypeError, ValueError) as exc:  # a report this version cannot read
+            logger.warning("the models of the backtest of %s are not used: %r", evaluated_at, exc)
+            in_use = NO_MODELS
+        changed = {m: v.version for m, v in in_use.items()} != {
+            m: v.version for m, v in self.in_use.items()
+        }
+        self.in_use, self._adopted_at = in_use, evaluated_at
+        if changed:
+            logger.info(
+                "scoring with %s",
+                ", ".join(f"{m} {v.version}" for m, v in in_use.items()) or "the fixed formulas",
+            )
 
     def stats_json(self) -> dict[str, Any]:
         return {
@@ -106,4 +135,5 @@ class ModelsActor:
             "lastRunAt": iso_utc(self.last_run_at),
             "lastRunSeconds": round(self.last_run_seconds, 3),
             "lastError": self.last_error,
+            "inUse": {model: learned.version for model, learned in self.in_use.items()},
         }

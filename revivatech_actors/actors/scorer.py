@@ -27,7 +27,7 @@ import collections
 import logging
 import operator
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
 import attrs
@@ -35,6 +35,7 @@ import trio
 
 from ..config import ScoringSettings
 from ..domain.insights import score_record
+from ..domain.learned import NO_MODELS, LearnedModel
 from ..domain.profiles import ProfileState
 from ..domain.scoring import ScoreRecord
 from ..messages import PartitionsTaken
@@ -76,6 +77,8 @@ class ScorerActor:
     rescore_interval: float = 3600.0
     #: told of each visitor whose scores were recorded (the live feed follows them)
     on_recorded: Callable[[ScoreRecord], None] | None = None
+    #: the learned models in use, by model type (the models actor's)
+    learned_models: Callable[[], Mapping[str, LearnedModel]] = lambda: NO_MODELS
     activity: Activity = attrs.Factory(Activity)
     stats: ScorerStats = attrs.Factory(ScorerStats)
     # visitor → its row when known (idle rescoring reads it), else None: read when its turn comes
@@ -175,10 +178,11 @@ class ScorerActor:
                 # put back read, if put back
                 turn = [(fp, state or read.get(fp)) for fp, state in turn]
             records: list[ScoreRecord] = []
+            learned = self.learned_models()
             next_yield = time.perf_counter() + SLICE
             for index, (_fp, state) in enumerate(turn):
                 if state is not None:
-                    records.append(score_record(state, now, self.settings))
+                    records.append(score_record(state, now, self.settings, learned))
                 clock = time.perf_counter()
                 if clock >= deadline:
                     self._put_back(turn[index + 1 :])

@@ -4,11 +4,12 @@ Pure: no I/O."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .journeys import STEP_TOUCHPOINT_FIELDS, type_stage, visitor_stage
+from .learned import NO_MODELS, LearnedModel, learned_score
 from .profiles import ProfileState
 from .scoring import (
     CHURN,
@@ -65,18 +66,29 @@ def snapshot(state: ProfileState) -> ProfileSnapshot:
 
 
 def evaluate(
-    state: ProfileState, now: datetime, settings: ScoringSettings
+    state: ProfileState,
+    now: datetime,
+    settings: ScoringSettings,
+    learned: Mapping[str, LearnedModel] = NO_MODELS,
 ) -> tuple[dict[str, Score], str]:
-    """Every model's score of ``state`` at ``now``, and its segment."""
+    """Every model's score of ``state`` at ``now``, and its segment: a model with a learned
+    model in ``learned`` (by model type) scores with it, the others with their fixed formula."""
     p = snapshot(state)
     scores = score_all(p, now, settings)
+    for model_type, model in learned.items():
+        scores[model_type] = learned_score(model, p, now, settings)
     return scores, segment(p, scores, now, settings)
 
 
-def score_record(state: ProfileState, now: datetime, settings: ScoringSettings) -> ScoreRecord:
+def score_record(
+    state: ProfileState,
+    now: datetime,
+    settings: ScoringSettings,
+    learned: Mapping[str, LearnedModel] = NO_MODELS,
+) -> ScoreRecord:
     """What the scorer stores for ``state``: the scores that moved at least
     ``settings.record_threshold`` from the values last recorded (``state.scores``)."""
-    scores, seg = evaluate(state, now, settings)
+    scores, seg = evaluate(state, now, settings, learned)
     moved = tuple(
         score
         for model, score in scores.items()
@@ -206,12 +218,14 @@ def insights_document(
     *,
     journeys: Sequence[StoredJourney] = (),
     max_touchpoints: int = 500,
+    learned: Mapping[str, LearnedModel] = NO_MODELS,
 ) -> dict[str, Any]:
     """``data`` of the insights answer: the profile, its scores as of ``now`` (with confidence and
     factors under ``scoreDetails``), the recorded predictions, and the original's ``behavior`` and
     ``journey`` from the visitor's ``journeys`` (in order of start, as storage lists them).
-    ``profile.customerId`` is the ``user_id`` of the visitor's latest event that carried one."""
-    scores, seg = evaluate(state, now, settings)
+    ``profile.customerId`` is the ``user_id`` of the visitor's latest event that carried one.
+    ``learned``: the learned models in use, by model type (see :func:`evaluate`)."""
+    scores, seg = evaluate(state, now, settings, learned)
     names = {
         ENGAGEMENT: "engagement",
         LEAD: "lead",
@@ -233,6 +247,7 @@ def insights_document(
             names[model]: {
                 "value": scores[model].value,
                 "confidence": scores[model].confidence,
+                "modelVersion": scores[model].model_version,
                 "factors": _factors(scores[model]),
             }
             for model in MODEL_TYPES
@@ -244,6 +259,7 @@ def insights_document(
                 "confidence_score": p.confidence_score,
                 "factors": p.factors,
                 "created_at": iso_datetime(p.created_at),
+                "model_version": p.model_version,
             }
             for p in predictions
         ],

@@ -13,11 +13,11 @@ A score in [0, 100] is read as the probability ``score / 100`` of the outcome.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import attrs
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = ["CalibrationBin", "ModelFigures", "model_figures"]
 
@@ -66,13 +66,13 @@ class ModelFigures:
         }
 
 
-def model_figures(probabilities: Sequence[float], outcomes: Sequence[bool]) -> ModelFigures:
+def model_figures(probabilities: ArrayLike, outcomes: ArrayLike) -> ModelFigures:
     """The figures of ``probabilities`` (each in [0, 1]) against ``outcomes``, pairwise."""
-    if len(probabilities) != len(outcomes):
-        msg = f"{len(probabilities)} probabilities for {len(outcomes)} outcomes"
-        raise ValueError(msg)
     p = np.clip(np.asarray(probabilities, dtype=float), 0.0, 1.0)
     y = np.asarray(outcomes, dtype=bool)
+    if len(p) != len(y):
+        msg = f"{len(p)} probabilities for {len(y)} outcomes"
+        raise ValueError(msg)
     positives = int(y.sum())
     if len(p) == 0:
         return ModelFigures(0, 0, None, None, ())

@@ -55,11 +55,15 @@ __all__ = [
     "SERVICE_TYPES",
     "Score",
     "changed_enough",
+    "build_score",
     "churn_risk",
     "days_idle",
     "engagement_score",
+    "half_life",
     "lead_score",
+    "linear",
     "price_sensitivity",
+    "saturating",
     "score_all",
     "segment",
     "typical_gap_days",
@@ -195,12 +199,14 @@ class Factor:
 @attrs.frozen
 class Score:
     """A model's result: ``value`` in [0, 100] (2 decimals), ``confidence`` in [0, 1] (4 decimals)
-    and the factors whose contributions sum to ``value`` (within 0.01)."""
+    and the factors whose contributions sum to ``value`` (within 0.01); ``model_version`` names
+    the weighting (``fixed``: these formulas; else a learned model's version)."""
 
     model_type: str
     value: float
     confidence: float
     factors: tuple[Factor, ...]
+    model_version: str = "fixed"
 
 
 # --- transforms ----------------------------------------------------------------------------------
@@ -210,31 +216,31 @@ def _ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator if denominator > 0 else 0.0
 
 
-def _linear(x: float, cap: float) -> float:
+def linear(x: float, cap: float) -> float:
     """``min(1, x / cap)`` for x >= 0: full at ``cap``."""
     return min(1.0, max(0.0, x) / cap)
 
 
-def _saturating(x: float, scale: float) -> float:
+def saturating(x: float, scale: float) -> float:
     """``1 - exp(-x / scale)``: 63% at ``scale``, 95% at three times it."""
     return -math.expm1(-max(0.0, x) / scale)
 
 
-def _half_life(days: float, half_life: float) -> float:
-    """``0.5 ** (days / half_life)``: 1 today, 0.5 after ``half_life`` days."""
-    return 0.5 ** (max(0.0, days) / half_life)
+def half_life(days: float, period: float) -> float:
+    """``0.5 ** (days / period)``: 1 today, 0.5 after ``period`` days."""
+    return 0.5 ** (max(0.0, days) / period)
 
 
 def _part(name: str, value: float, weight: float, cap: float) -> tuple[str, float, float]:
     """A linear factor: ``weight * min(1, value / cap)`` points."""
-    return name, value, weight * _linear(value, cap)
+    return name, value, weight * linear(value, cap)
 
 
 def _confidence(evidence: float, scale: float) -> float:
-    return round(_saturating(evidence, scale), 4) + 0.0
+    return round(saturating(evidence, scale), 4) + 0.0
 
 
-def _build(model_type: str, parts: list[tuple[str, float, float]], confidence: float) -> Score:
+def build_score(model_type: str, parts: list[tuple[str, float, float]], confidence: float) -> Score:
     """A Score from ``(name, value, contribution)`` parts, clamping and rounding as documented."""
     raw = math.fsum(contribution for _, _, contribution in parts)
     value = min(100.0, max(0.0, raw))
@@ -313,8 +319,8 @@ def engagement_score(p: ProfileSnapshot, now: datetime, settings: ScoringSetting
         _part("days_active", p.days_active, s.days_active_weight, s.days_active_cap),
     ]
     idle = days_idle(p, now) or 0.0
-    _scaled(parts, [("recency", idle, _half_life(idle, s.recency_half_life_days))])
-    return _build(ENGAGEMENT, parts, _confidence(p.total_events, s.confidence_events))
+    _scaled(parts, [("recency", idle, half_life(idle, s.recency_half_life_days))])
+    return build_score(ENGAGEMENT, parts, _confidence(p.total_events, s.confidence_events))
 
 
 def lead_score(p: ProfileSnapshot, now: datetime, settings: ScoringSettings) -> Score:
@@ -342,15 +348,15 @@ def lead_score(p: ProfileSnapshot, now: datetime, settings: ScoringSettings) -> 
     ]
     current = _now(now)
     idle = days_idle(p, current) or 0.0
-    steps = [("recency", idle, _half_life(idle, s.recency_half_life_days))]
+    steps = [("recency", idle, half_life(idle, s.recency_half_life_days))]
     if p.last_booking_at is not None:
         since = _days_between(p.last_booking_at, current)
-        reopened = 1.0 - _half_life(since, s.after_booking_half_life_days)
+        reopened = 1.0 - half_life(since, s.after_booking_half_life_days)
         steps.append(("recent_booking", since, reopened))
     else:
         steps.append(("recent_booking", 0.0, 1.0))
     _scaled(parts, steps)
-    return _build(LEAD, parts, _confidence(p.total_events, s.confidence_events))
+    return build_score(LEAD, parts, _confidence(p.total_events, s.confidence_events))
 
 
 def churn_risk(p: ProfileSnapshot, now: datetime, settings: ScoringSettings) -> Score:
@@ -366,15 +372,15 @@ def churn_risk(p: ProfileSnapshot, now: datetime, settings: ScoringSettings) -> 
     idle = days_idle(p, now)
     gap = typical_gap_days(p, settings)
     overdue = 0.0 if idle is None else idle / gap
-    absence = 0.0 if idle is None else _saturating(idle, s.absence_scale_days)
-    few = (1.0 - _linear(p.total_bookings, s.few_bookings_cap)) if p.has_evidence else 0.0
+    absence = 0.0 if idle is None else saturating(idle, s.absence_scale_days)
+    few = (1.0 - linear(p.total_bookings, s.few_bookings_cap)) if p.has_evidence else 0.0
     parts = [
         ("days_absent", idle or 0.0, s.absence_weight * absence),
         _part("overdue_gaps", overdue, s.overdue_weight, s.overdue_cap),
         ("few_bookings", p.total_bookings, s.few_bookings_weight * few),
     ]
     days_active = max(p.days_active, 1.0) if p.has_evidence else 0.0
-    return _build(CHURN, parts, _confidence(days_active, s.confidence_days))
+    return build_score(CHURN, parts, _confidence(days_active, s.confidence_days))
 
 
 def price_sensitivity(p: ProfileSnapshot, now: datetime, settings: ScoringSettings) -> Score:
@@ -403,7 +409,7 @@ def price_sensitivity(p: ProfileSnapshot, now: datetime, settings: ScoringSettin
         _part("abandoned_after_pricing", abandoned, s.abandoned_weight, s.abandoned_cap),
         ("avg_order_value", order_value, s.low_order_value_weight * low_value),
     ]
-    return _build(PRICE_SENSITIVITY, parts, _confidence(p.total_events, s.confidence_events))
+    return build_score(PRICE_SENSITIVITY, parts, _confidence(p.total_events, s.confidence_events))
 
 
 _MODELS = {

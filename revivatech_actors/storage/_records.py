@@ -96,6 +96,7 @@ class StoredPrediction:
     confidence_score: float | None
     factors: list[dict[str, Any]]
     created_at: datetime
+    model_version: str = "fixed"  # the weighting that produced it (docs/scoring.md)
 
 
 @attrs.frozen
@@ -232,6 +233,7 @@ def score_record_row(r: ScoreRecord) -> dict[str, Any]:
                 "model_type": s.model_type,
                 "value": s.value,
                 "confidence": s.confidence,
+                "model_version": s.model_version,
                 "factors": [
                     {"name": f.name, "value": f.value, "contribution": f.contribution}
                     for f in s.factors

@@ -1,7 +1,9 @@
-"""``GET /api/analytics/models`` and ``revivatech-actors evaluate`` end to end: a generated
-population's history (its future hidden) posted to a real ``serve`` with its historical times,
-the service's own backtest run in a process of its own and served, with the figures the same
-computation gives on the generator's events; ``evaluate`` printing them."""
+"""Backtests and learned weights end to end: a generated population's history (its future
+hidden) posted to a real ``serve`` with its historical times; the service's own backtest, run
+in a process of its own, served by ``GET /api/analytics/models`` with the conclusions the same
+computation reaches on the generator's events; ``evaluate`` printing them; and on both
+populations the lead and churn scores served by the insights rank the hidden future with a ROC
+AUC of at least 0.80."""
 
 from __future__ import annotations
 
@@ -14,12 +16,9 @@ import pytest
 
 from revivatech_actors.bench._population import generate
 from revivatech_actors.config import load_settings
-from revivatech_actors.domain.backtest import (
-    HistoryEvent,
-    cutoffs,
-    samples_of,
-)
-from revivatech_actors.domain.backtest_figures import FixedFormulaTally
+from revivatech_actors.domain.backtest import HistoryEvent, cutoffs, samples_of
+from revivatech_actors.domain.learning import CHECKED_MODELS, BacktestTally, choose
+from revivatech_actors.domain.model_figures import model_figures
 
 from .conftest import ADMIN_TOKEN, run_cli, service_env
 
@@ -28,18 +27,26 @@ pytestmark = pytest.mark.e2e
 HEADERS = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
-def expected_figures(population, events_by_visitor) -> dict:
-    """The fixed formulas' figures computed here, from the generator's events, as the service's
-    backtest should find them in what it stored."""
+def expected_models(events_by_visitor) -> dict:
+    """The backtest's conclusions computed here, from the generator's events, as the service's
+    should find them in what it stored."""
     scoring = load_settings(None).scoring
     horizon = timedelta(days=scoring.horizon_days)
     times = [e.timestamp for events in events_by_visitor.values() for e in events]
     at = cutoffs(min(times), max(times), horizon, scoring.backtest_cutoffs)
-    tally = FixedFormulaTally(scoring)
+    tally = BacktestTally(scoring, at)
     for events in events_by_visitor.values():
         for sample in samples_of(events, at, horizon):
             tally.add(sample)
-    return {model: figures.to_json() for model, figures in tally.figures().items()}
+    return {
+        model: choose(
+            model,
+            tally,
+            min_positives=scoring.learn_min_positives,
+            min_gain=scoring.learn_min_gain,
+        ).to_json()
+        for model in CHECKED_MODELS
+    }
 
 
 def history_of(population) -> dict[str, list[HistoryEvent]]:
@@ -87,17 +94,65 @@ def test_the_service_backtests_what_it_stored_and_serves_the_figures(serve, tmp_
         else:
             pytest.fail(f"no backtest of the stored history: {body}\n{server.output()[-3000:]}")
     served = body["data"]
-    expected = expected_figures(population, history_of(population))
-    assert {m: served["models"][m]["fixed"] for m in expected} == expected
-    assert all(served["models"][m]["inUse"] == "fixed" for m in expected)
-    assert served["models"]["lead_scoring"]["fixed"]["rocAuc"] > 0.7  # the generator's design
+    assert served["models"] == expected_models(history_of(population))  # same data, same model
 
     printed = run_cli("evaluate", cwd=tmp_path)  # the same database, by the default URL
     assert printed.returncode == 0, printed.stderr
     lines = printed.stdout.splitlines()
     assert lines[0].startswith("250 visitors, ")
     lead = next(line for line in lines if line.startswith("lead_scoring")).split()
-    assert lead[1] == "fixed" and int(lead[2]) == expected["lead_scoring"]["samples"]
-    assert float(lead[4]) == pytest.approx(expected["lead_scoring"]["rocAuc"], abs=6e-4)
+    expected = served["models"]["lead_scoring"]
+    assert lead[1] == expected["inUse"] and int(lead[2]) == expected["fixed"]["samples"]
+    assert float(lead[4]) == pytest.approx(expected["fixed"]["rocAuc"], abs=6e-4)
     as_json = json.loads(run_cli("evaluate", "--json", cwd=tmp_path).stdout)
     assert as_json["models"] == served["models"]
+
+
+def post_history(client: httpx.Client, population) -> None:
+    events = [e for v in population.visitors for e in v.events]  # the future stays hidden
+    for start in range(0, len(events), 500):
+        answer = client.post(
+            "/api/analytics/events/batch", json={"events": events[start : start + 500]}
+        )
+        assert answer.status_code == 200, answer.text
+
+
+@pytest.mark.parametrize("kind", ["one_off", "regular"])
+def test_served_scores_rank_the_hidden_future_on_both_populations(serve, kind):
+    """The issue's bound, end to end: events posted with their historical times, the service's
+    backtest and learning, the scores read over HTTP, labels from the generator's future."""
+    population = generate(kind, 1000, now=datetime.now(UTC), seed=21)
+    server = serve(
+        env=service_env(
+            REVIVATECH_AUTH_ADMIN_TOKENS=ADMIN_TOKEN,
+            REVIVATECH_LIMITS_INGEST_RATE="",
+            REVIVATECH_LIMITS_ADMIN_RATE="",
+            REVIVATECH_SCORING_LEARN_INTERVAL="2",
+        )
+    )
+    with httpx.Client(base_url=server.base_url, headers=HEADERS, timeout=30) as client:
+        post_history(client, population)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # backtested what was stored, and adopted it
+            body = client.get("/api/analytics/models").json()
+            stats = client.get("/api/analytics/actors").json()["stats"]["models"]
+            if body["status"] == "ready" and body["data"]["visitors"] == 1000:
+                in_use = {m: c["version"] for m, c in body["data"]["models"].items()}
+                if {m: v for m, v in in_use.items() if v != "fixed"} == stats["inUse"]:
+                    break
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"no backtest adopted: {body} {stats}\n{server.output()[-3000:]}")
+        served = {"lead": [], "churnRisk": []}
+        for visitor in population.visitors:
+            data = client.get(f"/api/analytics/insights/{visitor.fingerprint}").json()["data"]
+            for key in served:
+                served[key].append(data["scores"][key] / 100)
+            versions = {d["modelVersion"] for d in data["scoreDetails"].values()}
+            assert versions <= {"fixed", *in_use.values()}
+    booked = [v.books_within_horizon for v in population.visitors]
+    inactive = [not v.active_within_horizon for v in population.visitors]
+    lead_auc = model_figures(served["lead"], booked).roc_auc
+    churn_auc = model_figures(served["churnRisk"], inactive).roc_auc
+    print(f"{kind}: in use {in_use}; served lead ROC AUC {lead_auc:.3f}, churn {churn_auc:.3f}")
+    assert lead_auc >= 0.80 and churn_auc >= 0.80, (lead_auc, churn_auc, body["data"]["models"])

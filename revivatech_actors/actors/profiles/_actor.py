@@ -18,6 +18,7 @@ import itertools
 import logging
 import os
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +26,7 @@ import attrs
 import trio
 
 from ...config import ScoringSettings
+from ...domain.learned import NO_MODELS, LearnedModel
 from ...domain.partitions import Cursor
 from ...domain.profiles import ProfileState
 from ...messages import PartitionsTaken, StoredBatch
@@ -183,11 +185,17 @@ class ProfilesActor:
         return (await self.visitor(user_fingerprint))[1]
 
     async def insights(
-        self, user_fingerprint: str, *, history: int, scoring: ScoringSettings, now: datetime
+        self,
+        user_fingerprint: str,
+        *,
+        history: int,
+        scoring: ScoringSettings,
+        now: datetime,
+        learned: Mapping[str, LearnedModel] = NO_MODELS,
     ) -> dict[str, Any] | None:
         """The visitor's insights document (``domain.insights``): the live profile, scores
-        computed now, and each model's latest ``history`` predictions; None for an unknown
-        visitor."""
+        computed now (with the ``learned`` models in use), and each model's latest ``history``
+        predictions; None for an unknown visitor."""
         return await read_insights(
             self.reader_storage,
             user_fingerprint,
@@ -196,6 +204,7 @@ class ProfilesActor:
             history=history,
             scoring=scoring,
             now=now,
+            learned=learned,
         )
 
     async def journey_step_number(self, user_fingerprint: str) -> int:

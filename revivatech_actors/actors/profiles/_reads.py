@@ -8,6 +8,7 @@ partition: every instance reads the same, exact figures as soon as an event is a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +17,7 @@ import orjson
 from ...config import ScoringSettings
 from ...domain.insights import insights_document
 from ...domain.journeys import JOURNEY_STEP_TYPE, JourneyRow, merge_journey
+from ...domain.learned import NO_MODELS, LearnedModel
 from ...domain.partitions import partition_of
 from ...domain.profiles import ProfileDelta, ProfileState, delta_from_events, journey_rows
 from ...storage import Storage, StoredJourney
@@ -42,9 +44,11 @@ async def read_insights(
     history: int,
     scoring: ScoringSettings,
     now: datetime,
+    learned: Mapping[str, LearnedModel] = NO_MODELS,
 ) -> dict[str, Any] | None:
     """The visitor's insights document (``domain.insights``): the live profile, scores
-    computed now, and each model's latest ``history`` predictions; None for an unknown visitor."""
+    computed now (with the ``learned`` models in use), and each model's latest ``history``
+    predictions; None for an unknown visitor."""
     profile, journeys = await read_visitor(
         reader, user_fingerprint, partitions=partitions, max_touchpoints=max_touchpoints
     )
@@ -52,7 +56,13 @@ async def read_insights(
         return None
     predictions = await reader.recent_predictions(user_fingerprint, history)
     return insights_document(
-        profile, predictions, now, scoring, journeys=journeys, max_touchpoints=max_touchpoints
+        profile,
+        predictions,
+        now,
+        scoring,
+        journeys=journeys,
+        max_touchpoints=max_touchpoints,
+        learned=learned,
     )
 
 

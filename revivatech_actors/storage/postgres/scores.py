@@ -46,6 +46,6 @@ class PostgresScores(ScoresStorage):
         params = {"models": list(MODEL_TYPES), "fp": user_fingerprint, "limit": limit}
         rows = conn.execute(Q["recent_predictions"], params).fetchall()
         return [
-            StoredPrediction(model, value, confidence, factors, created)
-            for model, value, confidence, factors, created in rows
+            StoredPrediction(model, value, confidence, factors, created, version)
+            for model, value, confidence, factors, created, version in rows
         ]

@@ -47,6 +47,7 @@ class SQLiteScores(ScoresStorage):
                         p["confidence"],
                         orjson.dumps(p["factors"]).decode(),
                         at,
+                        p["model_version"],
                     ),
                 )
             conn.execute(
@@ -83,7 +84,7 @@ class SQLiteScores(ScoresStorage):
         rows.sort(key=lambda row: (row[4], row[5]), reverse=True)
         return [
             StoredPrediction(
-                model, value, confidence, orjson.loads(factors), parse_timestamp(created)
+                model, value, confidence, orjson.loads(factors), parse_timestamp(created), version
             )
-            for model, value, confidence, factors, created, _ in rows
+            for model, value, confidence, factors, created, _, version in rows
         ]

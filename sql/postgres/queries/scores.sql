@@ -20,10 +20,12 @@ WITH r AS (
            FROM user_behavior_profiles p0 WHERE p0.user_fingerprint = r.user_fingerprint)
 ), predictions AS (
     INSERT INTO ml_predictions (user_fingerprint, model_type, prediction_value,
-                                confidence_score, factors, created_at)
-    SELECT f.user_fingerprint, x.model_type, x.value, x.confidence, x.factors, f.scored_at
+                                confidence_score, factors, created_at, model_version)
+    SELECT f.user_fingerprint, x.model_type, x.value, x.confidence, x.factors, f.scored_at,
+           x.model_version
     FROM fresh f, jsonb_to_recordset(f.predictions) AS x (
-        model_type text, value double precision, confidence double precision, factors jsonb)
+        model_type text, value double precision, confidence double precision, factors jsonb,
+        model_version text)
     RETURNING user_fingerprint, model_type, prediction_value
 ), recorded AS (
     SELECT user_fingerprint,
@@ -64,7 +66,8 @@ SELECT user_fingerprint FROM user_behavior_profiles WHERE version > scored_versi
 
 -- name: recent_predictions
 -- Each model's latest rows, through the (user_fingerprint, model_type, created_at) index.
-SELECT x.model_type, x.prediction_value, x.confidence_score, x.factors, x.created_at
+SELECT x.model_type, x.prediction_value, x.confidence_score, x.factors, x.created_at,
+       x.model_version
 FROM unnest(%(models)s::text[]) AS m (model_type), LATERAL (
     SELECT * FROM ml_predictions
     WHERE user_fingerprint = %(fp)s AND model_type = m.model_type

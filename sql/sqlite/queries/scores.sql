@@ -6,8 +6,8 @@ SELECT scored_version, scored_at FROM user_behavior_profiles WHERE user_fingerpr
 
 -- name: insert_prediction
 INSERT INTO ml_predictions (user_fingerprint, model_type, prediction_value, confidence_score,
-                            factors, created_at)
-VALUES (?, ?, ?, ?, ?, ?)
+                            factors, created_at, model_version)
+VALUES (?, ?, ?, ?, ?, ?, ?)
 
 -- name: record_score
 -- A model not scored this time keeps its last recorded value.
@@ -28,6 +28,6 @@ SELECT user_fingerprint FROM user_behavior_profiles WHERE version > scored_versi
 
 -- name: recent_predictions
 -- One model's latest rows, through its index.
-SELECT model_type, prediction_value, confidence_score, factors, created_at, id
+SELECT model_type, prediction_value, confidence_score, factors, created_at, id, model_version
 FROM ml_predictions
 WHERE user_fingerprint = ? AND model_type = ? ORDER BY created_at DESC, id DESC LIMIT ?
