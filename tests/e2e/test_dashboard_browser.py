@@ -20,7 +20,9 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from .conftest import ADMIN_TOKEN, service_env
+from revivatech_actors.bench._population import generate
+
+from .conftest import ADMIN_TOKEN, run_cli, service_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -308,6 +310,33 @@ def test_the_actor_tree_is_refreshed_and_shows_a_crash(server, page: Page):
     # the page asks again every few seconds; no reload
     expect(batcher.locator(".actor-error")).to_contain_text("InjectedCrash", timeout=WAIT)
     expect(batcher.locator("[data-label=Restarts]")).to_contain_text("1")
+
+
+def test_the_score_models_show_the_backtest_side_by_side(server, page: Page, tmp_path):
+    sign_in(page, server)
+    status = page.locator("#models-status")
+    expect(status).to_contain_text("not been backtested yet", timeout=WAIT)
+    population = generate("regular", 300, now=datetime.now(UTC), seed=4)
+    events = [e for v in population.visitors for e in v.events]
+    for start in range(0, len(events), 500):
+        post(server, *events[start : start + 500])
+    # the service's own backtest comes every scoring.learn_interval; the command stores one now
+    recorded = run_cli("evaluate", "--record", cwd=tmp_path)
+    assert recorded.returncode == 0, recorded.stderr
+    report = httpx.get(f"{server.base_url}/api/analytics/models", headers=AUTH).json()["data"]
+    page.reload()
+    expect(page.locator("#dashboard")).to_be_visible(timeout=WAIT)
+    rows = page.locator("#model-rows .model-row")
+    expect(rows).to_have_count(2, timeout=WAIT)
+    lead = rows.filter(has_text="Lead")
+    choice = report["models"]["lead_scoring"]
+    expect(lead.locator(".badge")).to_have_text(choice["inUse"])
+    expect(lead.locator("[data-label='Fixed ROC AUC']")).to_contain_text(
+        f"{choice['fixed']['rocAuc']:.3f}"
+    )
+    expect(lead.locator("[data-label=Why]")).to_have_text(choice["reason"])
+    expect(page.locator("#models-meta")).to_contain_text("300 visitors")
+    expect(status).to_be_hidden()
 
 
 # --- nothing that visitors send runs ----------------------------------------------------------

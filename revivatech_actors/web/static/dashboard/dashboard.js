@@ -12,6 +12,8 @@
   const API = new URL("api/analytics/", document.baseURI);
   const ACTORS_EVERY_MS = 5000;
   const RECENT_EVERY_MS = 30000;
+  const MODELS_EVERY_MS = 60000;
+  const MODEL_NAMES = { lead_scoring: "Lead", churn_prediction: "Churn risk" };
   const RECONNECT_MAX_MS = 30000;
 
   const $ = (id) => document.getElementById(id);
@@ -33,6 +35,7 @@
     reconnectDelay: 1000,
     reconnectTimer: null,
     actorsTimer: null,
+    modelsTimer: null,
     recentTimer: null,
     lookup: 0, // the latest visitor lookup; an older one's answer is dropped
   };
@@ -210,6 +213,7 @@
     startLive();
     loadFunnel();
     loadRecent();
+    loadModels();
   }
 
   async function start() {
@@ -277,13 +281,15 @@
     connect();
     state.actorsTimer = setInterval(refreshActors, ACTORS_EVERY_MS);
     state.recentTimer = setInterval(loadRecent, RECENT_EVERY_MS);
+    state.modelsTimer = setInterval(loadModels, MODELS_EVERY_MS);
   }
 
   function stopLive() {
     clearInterval(state.actorsTimer);
     clearInterval(state.recentTimer);
+    clearInterval(state.modelsTimer);
     clearTimeout(state.reconnectTimer);
-    state.actorsTimer = state.recentTimer = state.reconnectTimer = null;
+    state.actorsTimer = state.recentTimer = state.modelsTimer = state.reconnectTimer = null;
     const ws = state.ws;
     state.ws = null;
     if (ws) ws.close(1000);
@@ -670,6 +676,73 @@
       }),
     );
     show($("recent-visitors"), visitors.length > 0);
+  }
+
+  // --- the score models -----------------------------------------------------------------------
+
+  async function loadModels() {
+    if (!state.signedIn) return;
+    try {
+      renderModels(await api("models"));
+    } catch (error) {
+      if (error.status !== 401 && error.status !== 403) {
+        message($("models-status"), `Not refreshed: ${error.message}`, "error");
+      }
+    }
+  }
+
+  function renderModels(answer) {
+    const data = answer && answer.status === "ready" ? answer.data : null;
+    if (!data) {
+      message($("models-status"), (answer && answer.message) || "Not backtested yet.");
+      $("models-meta").textContent = "";
+      $("model-rows").replaceChildren();
+      return;
+    }
+    message($("models-status"), "");
+    const cutoffs = Array.isArray(data.cutoffs) ? data.cutoffs.length : 0;
+    $("models-meta").textContent =
+      `${formatNumber(data.visitors)} visitors · ${cutoffs} cut-offs · ${data.horizonDays}-day horizon · ${formatTime(data.evaluatedAt)}`;
+    const rows = Object.entries(data.models || {}).map(([type, choice]) => modelRow(type, choice));
+    $("model-rows").replaceChildren(...rows);
+  }
+
+  function aucCell(figures) {
+    const cell = el("span", "inbox");
+    if (!figures || typeof figures.rocAuc !== "number") {
+      cell.append(el("span", "muted", "–"));
+      return cell;
+    }
+    // the bar runs from a coin toss (0.5) to a perfect ranking (1)
+    cell.append(el("span", "num", figures.rocAuc.toFixed(3)), bar((figures.rocAuc - 0.5) / 0.5, "inbox-bar"));
+    return cell;
+  }
+
+  function modelRow(type, choice) {
+    const row = el("div", "model-row");
+    row.setAttribute("role", "row");
+    const name = el("span", "actor-name", MODEL_NAMES[type] || type);
+    const learned = choice.inUse === "learned";
+    const inUse = el("span", "model-in-use");
+    inUse.append(el("span", `badge ${learned ? "state-running" : "state-stopped"}`, learned ? "learned" : "fixed"));
+    if (learned) inUse.append(el("span", "muted small", ` ${choice.version}`));
+    const fixed = choice.fixed || {};
+    const cells = [
+      name,
+      inUse,
+      aucCell(fixed),
+      aucCell(choice.learned),
+      el("span", "num", formatPercent(fixed.baseRate)),
+      el("span", "num", formatNumber(fixed.samples)),
+      el("span", "actor-error muted", choice.reason),
+    ];
+    const labels = ["Model", "In use", "Fixed ROC AUC", "Learned ROC AUC", "Base rate", "Samples", "Why"];
+    cells.forEach((cell, index) => {
+      cell.setAttribute("role", "cell");
+      cell.dataset.label = labels[index]; // the phone layout's captions (CSS attr())
+    });
+    row.append(...cells);
+    return row;
   }
 
   // --- the actor tree -------------------------------------------------------------------------
