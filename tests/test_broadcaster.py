@@ -204,11 +204,21 @@ async def test_many_clients_space_snapshots_by_the_sends_all_may_get(autojump_cl
     # 10 clients, 20 sends per second: one snapshot each 0.5 s, however cheap
     b = broadcaster(metrics, interval=30, min_interval=0.05, max_sends_per_second=20)
     b.realtime_data = data
+    spacing = await spacing_of_builds(b, metrics, builds, send=0.0, seconds=3)
+    assert len(spacing) >= 4
+    assert all(gap == pytest.approx(0.5, abs=0.01) for gap in spacing[1:]), spacing
+
+
+async def spacing_of_builds(
+    b: BroadcasterActor, metrics: Metrics, builds: list[float], *, send: float, seconds: float
+) -> list[float]:
+    """The gaps between snapshot builds (``builds``, recorded by ``b.realtime_data``) over
+    ``seconds`` of a change every 10 ms, to 10 clients whose sends take ``send`` seconds."""
     async with trio.open_nursery() as nursery:
         await nursery.start(b.run)
         for _ in range(10):
             feed = b.connect()
-            nursery.start_soon(read_all, feed, [])
+            nursery.start_soon(partial(read_all, feed, [], send=send))
             b.subscribe_realtime(feed)
 
         async def changes() -> None:
@@ -217,11 +227,9 @@ async def test_many_clients_space_snapshots_by_the_sends_all_may_get(autojump_cl
                 metrics.change()
 
         nursery.start_soon(changes)
-        await trio.sleep(3)
+        await trio.sleep(seconds)
         nursery.cancel_scope.cancel()
-    spacing = [later - earlier for earlier, later in itertools.pairwise(builds)]
-    assert len(spacing) >= 4
-    assert all(gap == pytest.approx(0.5, abs=0.01) for gap in spacing[1:]), spacing
+    return [later - earlier for earlier, later in itertools.pairwise(builds)]
 
 
 async def test_a_change_on_a_quiet_feed_goes_out_at_once_and_a_burst_as_one(autojump_clock):
@@ -300,22 +308,7 @@ async def test_time_waiting_for_a_core_is_no_cost_yet_never_two_in_flight(autoju
     # each fan-out takes 0.2 s, none of it the event loop's CPU (other processes had the cores)
     b = broadcaster(metrics, interval=30, min_interval=0.05, cpu_clock=lambda: 0.0)
     b.realtime_data = data
-    async with trio.open_nursery() as nursery:
-        await nursery.start(b.run)
-        for _ in range(10):
-            feed = b.connect()
-            nursery.start_soon(partial(read_all, feed, [], send=0.2))
-            b.subscribe_realtime(feed)
-
-        async def changes() -> None:
-            while True:
-                await trio.sleep(0.01)
-                metrics.change()
-
-        nursery.start_soon(changes)
-        await trio.sleep(2)
-        nursery.cancel_scope.cancel()
-    spacing = [later - earlier for earlier, later in itertools.pairwise(builds)]
+    spacing = await spacing_of_builds(b, metrics, builds, send=0.2, seconds=2)
     # no rest, yet each waits for the last one's sends
     assert len(spacing) >= 8
     assert all(gap == pytest.approx(0.2, abs=0.002) for gap in spacing), spacing

@@ -44,6 +44,21 @@ async def post(server, *events: dict) -> None:
         assert answer.status_code == 200, answer.text
 
 
+def big_page_views(n: int, count: int) -> list[dict]:
+    """``count`` page views of new visitors, each of its own long page: with
+    ``realtime.top_pages`` 100, snapshots of ~150 KB, which fill a slow client's buffers soon."""
+    big_page = "https://x.example/" + "p" * 1500
+    return [
+        {
+            "user_fingerprint": f"u{n}-{i}",
+            "session_id": f"s{n}-{i}",
+            "event_type": "page_view",
+            "page_url": f"{big_page}{n}-{i}",
+        }
+        for i in range(count)
+    ]
+
+
 async def test_the_protocol(serve):
     server = start(serve)
     fp = f"fp-{uuid.uuid4().hex[:12]}"
@@ -387,9 +402,6 @@ async def test_a_client_that_stops_reading_delays_nobody_and_is_closed_with_1013
         REVIVATECH_REALTIME_TOP_PAGES="100",
     )
     stuck = _raw_websocket(server.port)
-    big_page = (
-        "https://x.example/" + "p" * 1500
-    )  # large snapshots (100 such pages) fill the buffers sooner
     gaps = []
     try:
         async with open_websocket_url(ws_url(server)) as ws, trio.open_nursery() as nursery:
@@ -401,18 +413,7 @@ async def test_a_client_that_stops_reading_delays_nobody_and_is_closed_with_1013
                 n = 0
                 while True:
                     n += 1
-                    await post(
-                        server,
-                        *[
-                            {
-                                "user_fingerprint": f"u{n}-{i}",
-                                "session_id": f"s{n}-{i}",
-                                "event_type": "page_view",
-                                "page_url": f"{big_page}{n}-{i}",
-                            }
-                            for i in range(10)
-                        ],
-                    )
+                    await post(server, *big_page_views(n, 10))
                     await trio.sleep(0.02)
 
             nursery.start_soon(load)
@@ -474,7 +475,6 @@ async def test_snapshots_written_at_once_reach_a_slow_deflate_client_whole_and_i
     accepted = next(event for event in events if isinstance(event, AcceptConnection))
     assert [type(e) for e in accepted.extensions] == [PerMessageDeflate]
     await stream.send_all(client.send(Message(json.dumps({"type": "subscribe_realtime"}))))
-    big_page = "https://x.example/" + "p" * 1500  # 100 such pages: snapshots of ~150 KB
     totals: list[int] = []
     replies = pongs = 0
     text = ""
@@ -486,18 +486,7 @@ async def test_snapshots_written_at_once_reach_a_slow_deflate_client_whole_and_i
 
     async def changes_and_pings() -> None:
         for n in range(40):  # 40 changes, and a reply and a pong asked for each
-            await post(
-                server,
-                *[
-                    {
-                        "user_fingerprint": f"u{n}-{i}",
-                        "session_id": f"s{n}-{i}",
-                        "event_type": "page_view",
-                        "page_url": f"{big_page}{n}-{i}",
-                    }
-                    for i in range(5)
-                ],
-            )
+            await post(server, *big_page_views(n, 5))
             await send(Message(json.dumps({"type": "ping"})))
             await trio.sleep(0.03)
 
