@@ -22,9 +22,10 @@ _CHILD_SECTIONS = ("storage", "scoring", "log")
 
 
 async def backtest_in_subprocess(settings: Settings) -> None:
-    """``revivatech-actors evaluate --record --nice 10`` with ``settings``' storage and scoring
-    (in a private file for the child's lifetime): the service's backtests, in a process of their
-    own so that neither the scan nor the arithmetic takes the event loop's time.
+    """``revivatech-actors evaluate --record --nice 10 --work-share <scoring.learn_work_share>``
+    with ``settings``' storage and scoring (in a private file for the child's lifetime): the
+    service's backtests, in a process of their own so that neither the scan nor the arithmetic
+    takes the event loop's time, paced so that they take little of the machine's.
 
     Raises:
         BacktestFailed: the command did not succeed; the message ends with its last line.
@@ -37,6 +38,7 @@ async def backtest_in_subprocess(settings: Settings) -> None:
         await path.write_text(text)
         command = [sys.executable, "-m", "revivatech_actors", "evaluate", "--record"]
         command += ["--nice", str(CHILD_NICENESS), "--config", str(path)]
+        command += ["--work-share", str(settings.scoring.learn_work_share)]
         done = await trio.run_process(
             command, capture_stdout=True, capture_stderr=True, check=False
         )

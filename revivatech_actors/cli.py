@@ -57,6 +57,14 @@ def _add_config_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _work_share(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        msg = f"must be a number > 0 and <= 1, not {text}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="revivatech-actors",
@@ -118,6 +126,14 @@ def _parser() -> argparse.ArgumentParser:
         default=0,
         metavar="N",
         help="lower this process's scheduling priority by N first (the service runs it with 10)",
+    )
+    evaluate.add_argument(
+        "--work-share",
+        type=_work_share,
+        default=1.0,
+        metavar="F",
+        help="pace the scan of the history to this share of the wall time, 0 < F <= 1 (the "
+        "service runs it with scoring.learn_work_share); 1, the default, does not pace",
     )
 
     imported = commands.add_parser(
@@ -466,7 +482,9 @@ def _evaluate(settings: Settings, args: argparse.Namespace) -> int:
         )
         await storage.open()
         try:
-            evaluation = await evaluate_history(storage, settings.scoring)
+            evaluation = await evaluate_history(
+                storage, settings.scoring, work_share=args.work_share
+            )
             if args.record:
                 await storage.record_evaluation(evaluation.evaluated_at, evaluation.to_json())
             return evaluation

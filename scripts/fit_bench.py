@@ -10,9 +10,11 @@ usage: python3 scripts/fit_bench.py [--visitors 100000] [--kind one_off] [--roun
 2. Times ``revivatech-actors evaluate --json`` on it (the fit's process, as the service runs it
    but at normal priority): wall seconds, and the report's own ``seconds``.
 3. ``--rounds`` times, posts batches of 100 at ``--rate`` events/s for ``--duration`` seconds
-   with ``bench --mode batch``: once alone and once while ``evaluate --nice 10`` runs (as the
-   service runs it), the order alternated. Prints one JSON line per run with the bench's latency
-   figures.
+   with ``bench --mode batch``: once alone and once while ``evaluate --nice 10 --work-share F``
+   runs as the service runs it (``F``: ``--work-share``, by default the setting
+   ``scoring.learn_work_share``; the fit is stopped when the bench ends), the order alternated.
+   Prints one JSON line per run with the bench's latency figures, then the means over the
+   rounds.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import psycopg
 import trio
 
 from revivatech_actors.bench._population import generate
+from revivatech_actors.config import load_settings
 
 PORT = 3399
 TOKEN = "fit-bench-admin-token-0123456789"
@@ -125,6 +128,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=5000.0)
     parser.add_argument("--database", default="fitbench")
     parser.add_argument("--skip-load", action="store_true")
+    parser.add_argument(
+        "--work-share", type=float, default=load_settings(None).scoring.learn_work_share
+    )
     args = parser.parse_args()
     url = f"postgresql://postgres@127.0.0.1/{args.database}"
     if not args.skip_load:
@@ -172,26 +178,29 @@ def _measure(env: dict[str, str], args: argparse.Namespace) -> None:
         ),
         flush=True,
     )
+    paced = ("--nice", "10", "--work-share", str(args.work_share))
+    runs: dict[str, list[dict[str, float]]] = {"alone": [], "fitting": []}
     for round_ in range(args.rounds):
         order = ("alone", "fitting") if round_ % 2 == 0 else ("fitting", "alone")
         for case in order:
-            fitting = _evaluate(env, "--nice", "10") if case == "fitting" else None
+            fitting = _evaluate(env, *paced) if case == "fitting" else None
             result = _bench(env, args.duration, args.rate)
-            still = fitting is not None and fitting.poll() is None
             if fitting is not None:
+                if fitting.poll() is not None:
+                    sys.exit("the fit ended before the bench: give it more visitors")
+                fitting.terminate()
                 fitting.wait()
-            print(
-                json.dumps(
-                    {
-                        "round": round_ + 1,
-                        "case": case,
-                        "fit_ran_throughout": still if fitting is not None else None,
-                        "events_per_s": result.get("events_per_s"),
-                        "latency_ms": result.get("latency_ms"),
-                    }
-                ),
-                flush=True,
-            )
+            runs[case].append(result["latency_ms"])
+            line = {"round": round_ + 1, "case": case, "events_per_s": result["events_per_s"]}
+            print(json.dumps({**line, "latency_ms": result["latency_ms"]}), flush=True)
+    means = {
+        case: {key: round(sum(r[key] for r in rs) / len(rs), 3) for key in rs[0]}
+        for case, rs in runs.items()
+    }
+    change = {
+        key: f"{means['fitting'][key] / means['alone'][key] - 1:+.1%}" for key in means["alone"]
+    }
+    print(json.dumps({"work_share": args.work_share, "means": means, "change": change}))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The backtest's pure parts (``domain.backtest``, ``domain.model_figures``): a profile rebuilt
 as of a cut-off is the one the profile pipeline holds after the same events; cut-offs, labels
-and samples; the figures of a score against outcomes."""
+and samples, visitor by visitor and from one time-ordered stream; the figures of a score
+against outcomes."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 from revivatech_actors.config import load_settings
 from revivatech_actors.domain.backtest import (
     HistoryEvent,
+    SampleStream,
     VisitorHistory,
     cutoffs,
     samples_of,
@@ -84,6 +86,37 @@ def test_samples_take_the_past_up_to_each_cutoff_and_label_the_horizon_after_it(
     assert second.profile.total_events == 3 and second.profile.total_bookings == 1
     assert not second.booked and second.inactive  # nothing from day 20 to 29
     assert third.profile.total_events == 3 and not third.inactive  # day 39: the horizon's end
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.randoms(use_true_random=False), st.integers(1, 8), st.integers(0, 4))
+def test_one_time_ordered_stream_finds_the_samples_found_visitor_by_visitor(
+    rng: random.Random, visitors: int, spacing: int
+):
+    """Cut-offs a horizon apart or less (spacing 0: one), events on them and on horizon ends."""
+    horizon = 9 * DAY
+    at = [T0 + 20 * DAY + n * (horizon - spacing * DAY) for n in range(1 + (spacing > 0) * 3)]
+    moments = [*at, *(c + horizon for c in at)]
+    by_visitor = {}
+    for v in range(visitors):
+        times = sorted(
+            rng.choice(moments) if rng.random() < 0.3 else T0 + rng.randrange(60 * 24) * DAY / 24
+            for _ in range(rng.randrange(1, 25))
+        )
+        by_visitor[f"v{v}"] = [
+            HistoryEvent(rng.choice(TYPES), f"s{rng.randrange(3)}", t, rng.choice([None, 9.0]))
+            for t in times
+        ]
+    merged = sorted((e.timestamp, fp, i) for fp, es in by_visitor.items() for i, e in enumerate(es))
+    found = []
+    stream = SampleStream(at, horizon, found.append)
+    for _, fp, i in merged:
+        stream.add(fp, by_visitor[fp][i])
+    stream.finish()
+    expected = [s for events in by_visitor.values() for s in samples_of(events, at, horizon)]
+    assert sorted(found, key=repr) == sorted(expected, key=repr)
+    assert [s.cutoff for s in found] == sorted(s.cutoff for s in found)  # a cut-off's at a time
+    assert len(stream.histories) == visitors
 
 
 def test_a_horizon_includes_its_last_moment():

@@ -1,9 +1,13 @@
 """The models actor: it backtests when the newest stored backtest is ``interval`` old or there is
 none, leaves it to a fresh one stored by another instance, and retries a failed run later; and
-the service's run, ``revivatech-actors evaluate --record`` in a process of its own."""
+the service's run, ``revivatech-actors evaluate --record`` in a process of its own, its scan
+paced to a share of the wall time."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime, timedelta
 
 import trio
@@ -11,6 +15,7 @@ import trio
 from revivatech_actors.actors.models import BacktestFailed, ModelsActor
 from revivatech_actors.backtest_process import backtest_in_subprocess
 from revivatech_actors.config import load_settings
+from revivatech_actors.evaluation import WorkPacer
 from revivatech_actors.storage import open_storage
 
 from .helpers import make_event
@@ -112,3 +117,32 @@ async def test_a_backtest_that_cannot_run_says_why(tmp_path):
         assert str(exc).startswith("evaluate exited with 2: ") and "does not exist" in str(exc)
     else:
         raise AssertionError("no BacktestFailed")
+
+
+def test_a_paced_loop_works_its_share_of_the_wall_time():
+    def wall_for(pacer: WorkPacer, work: float) -> float:
+        """Wall seconds for ``work`` seconds of busy steps of 2 ms, ticking between them."""
+        started = time.monotonic()
+        worked = 0.0
+        while worked < work:
+            step = time.monotonic()
+            while time.monotonic() - step < 0.002:
+                pass
+            worked += time.monotonic() - step
+            pacer.tick()
+        return time.monotonic() - started
+
+    assert wall_for(WorkPacer(0.25, slice_seconds=0.01), 0.1) >= 0.1 / 0.25 * 0.9
+    assert wall_for(WorkPacer(1.0, slice_seconds=0.01), 0.1) < 0.1 / 0.25 * 0.9  # never sleeps
+
+
+def test_evaluate_refuses_a_work_share_outside_0_to_1():
+    done = subprocess.run(
+        [sys.executable, "-m", "revivatech_actors", "evaluate", "--work-share", "0"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2 and "--work-share: must be a number > 0 and <= 1, not 0" in (
+        done.stderr
+    )

@@ -1,5 +1,5 @@
-"""Stored history for backtests, on both engines: the bounds, every visitor's events together and
-in time order (up to a time), and the backtests' reports (the newest, the oldest forgotten)."""
+"""Stored history for backtests, on both engines: the bounds, every event in time order (up to a
+time, ties by event id), and the backtests' reports (the newest, the oldest forgotten)."""
 
 from __future__ import annotations
 
@@ -23,23 +23,24 @@ async def storage(storage_url):
         yield storage
 
 
-async def test_no_history_has_no_bounds_and_no_visitors(storage):
+async def test_no_history_has_no_bounds_and_no_events(storage):
     assert await storage.history_bounds() is None
-    assert await storage.visitor_histories(T0, lambda *_: pytest.fail("no visitor")) == 0
+    assert await storage.history_events(T0, lambda *_: pytest.fail("no event")) == 0
 
 
-async def test_each_visitor_s_events_come_together_in_time_order(storage):
+async def test_events_come_in_time_order_up_to_the_end_ties_by_event_id(storage):
     spec = [  # visitor, session, type, hours after T0, value
         ("b", "b1", "page_view", 5, None),
         ("a", "a1", "page_view", 3, None),
         ("a", "a2", "booking_completed", 1, 49.5),
         ("c", "c1", "page_view", 100, None),  # after the scan's end
         ("b", "b1", "pricing_viewed", 2, None),
-        ("a", "a1", "page_view", 2, None),
+        ("a", "a1", "page_view", 2, None),  # the same time as b's: after it by event id
     ]
     events = [
         make_event(
             n,
+            event_id=f"00000000-0000-4000-8000-{n:012d}",  # ties go by it
             user_fingerprint=user,
             session_id=session,
             event_type=kind,
@@ -50,27 +51,17 @@ async def test_each_visitor_s_events_come_together_in_time_order(storage):
     ]
     await storage.commit_batch(events)
     assert await storage.history_bounds() == (T0 + timedelta(hours=1), T0 + timedelta(hours=100))
-    seen: list[tuple[str, list[HistoryEvent]]] = []
-    count = await storage.visitor_histories(
-        T0 + timedelta(hours=5), lambda fp, got: seen.append((fp, got))
+    seen: list[tuple[str, HistoryEvent]] = []
+    count = await storage.history_events(
+        T0 + timedelta(hours=5), lambda fp, event: seen.append((fp, event))
     )
-    assert count == 2
+    assert count == 5
     assert seen == [
-        (
-            "a",
-            [
-                HistoryEvent("booking_completed", "a2", T0 + timedelta(hours=1), 49.5),
-                HistoryEvent("page_view", "a1", T0 + timedelta(hours=2), None),
-                HistoryEvent("page_view", "a1", T0 + timedelta(hours=3), None),
-            ],
-        ),
-        (
-            "b",
-            [
-                HistoryEvent("pricing_viewed", "b1", T0 + timedelta(hours=2), None),
-                HistoryEvent("page_view", "b1", T0 + timedelta(hours=5), None),  # its end, in
-            ],
-        ),
+        ("a", HistoryEvent("booking_completed", "a2", T0 + timedelta(hours=1), 49.5)),
+        ("b", HistoryEvent("pricing_viewed", "b1", T0 + timedelta(hours=2), None)),
+        ("a", HistoryEvent("page_view", "a1", T0 + timedelta(hours=2), None)),
+        ("a", HistoryEvent("page_view", "a1", T0 + timedelta(hours=3), None)),
+        ("b", HistoryEvent("page_view", "b1", T0 + timedelta(hours=5), None)),  # its end, in
     ]
 
 

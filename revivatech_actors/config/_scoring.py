@@ -100,6 +100,7 @@ class ScoringSettings:
     horizon_days: float = number(0)  # how far the lead and churn questions look ahead
     backtest_cutoffs: int = integer(1, 100)  # cut-offs a backtest judges the scores at
     learn_interval: float = number(0)  # seconds between backtests of the scores
+    learn_work_share: float = share()  # of the wall time a backtest's scan may work
     learn_min_positives: int = integer(1)  # outcomes a fit needs before it may be used
     learn_min_gain: float = number(0, inclusive=True)  # ROC AUC a learned model must add
     engagement: EngagementSettings

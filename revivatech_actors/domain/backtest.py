@@ -18,13 +18,16 @@ What callers can rely on:
 
 * :class:`VisitorHistory` rebuilds exactly the :class:`~.scoring.ProfileSnapshot` the service
   would hold after the same events (tests compare it with the profile pipeline's);
-* the same events and settings give the same samples, in the same order.
+* the same events and settings give the same samples, in the same order;
+* :class:`SampleStream`, fed every visitor's events in one time-ordered stream, finds exactly
+  the samples :func:`samples_of` finds visitor by visitor (tests compare them): a store can
+  give events in time order from its time index, without sorting its whole history by visitor.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
@@ -34,7 +37,14 @@ from .profiles import BOOKING_COMPLETED_TYPES, BOOKING_STARTED_TYPES
 from .scoring import ProfileSnapshot
 from .sessions import PAGE_VIEW_TYPES
 
-__all__ = ["HistoryEvent", "Sample", "VisitorHistory", "cutoffs", "samples_of"]
+__all__ = [
+    "HistoryEvent",
+    "Sample",
+    "SampleStream",
+    "VisitorHistory",
+    "cutoffs",
+    "samples_of",
+]
 
 
 class HistoryEvent(NamedTuple):
@@ -150,3 +160,60 @@ def samples_of(
             booked=any(event.event_type in BOOKING_COMPLETED_TYPES for event in future),
             inactive=not future,
         )
+
+
+@attrs.define
+class _Open:
+    """A sample whose horizon has not ended yet: its labels so far."""
+
+    profile: ProfileSnapshot
+    booked: bool = False
+    inactive: bool = True
+
+
+@attrs.define
+class SampleStream:
+    """The samples of :func:`samples_of` for every visitor, from one stream of all their
+    events in time order (:meth:`add`, then :meth:`finish`): each sample goes to ``emit`` once
+    its horizon is over, a cut-off's in the order its visitors were first seen.
+
+    Holds one :class:`VisitorHistory` per visitor and one open sample per visitor seen by the
+    newest cut-off passed, not their events: memory grows with visitors, not with history."""
+
+    at: Sequence[datetime]
+    horizon: timedelta
+    emit: Callable[[Sample], None]
+    histories: dict[str, VisitorHistory] = attrs.Factory(dict)
+    _passed: int = 0  # cut-offs of ``at`` passed
+    _open: dict[datetime, dict[str, _Open]] = attrs.Factory(dict)
+
+    def add(self, fingerprint: str, event: HistoryEvent) -> None:
+        """Take the next event; its time is not before any added so far."""
+        moment = event.timestamp
+        while self._passed < len(self.at) and self.at[self._passed] < moment:
+            self._pass(self.at[self._passed])
+        self._close(lambda cutoff: cutoff + self.horizon < moment)
+        for samples in self._open.values():  # every open horizon holds ``moment``
+            sample = samples.get(fingerprint)
+            if sample is not None:
+                sample.inactive = False
+                sample.booked = sample.booked or event.event_type in BOOKING_COMPLETED_TYPES
+        history = self.histories.get(fingerprint)
+        if history is None:
+            history = self.histories[fingerprint] = VisitorHistory()
+        history.add(event)
+
+    def finish(self) -> None:
+        """The stream has ended: the remaining samples (their horizons saw nothing more)."""
+        for cutoff in self.at[self._passed :]:
+            self._pass(cutoff)
+        self._close(lambda _cutoff: True)
+
+    def _pass(self, cutoff: datetime) -> None:
+        self._open[cutoff] = {fp: _Open(h.snapshot()) for fp, h in self.histories.items()}
+        self._passed += 1
+
+    def _close(self, ended: Callable[[datetime], bool]) -> None:
+        for cutoff in [c for c in self._open if ended(c)]:
+            for sample in self._open.pop(cutoff).values():
+                self.emit(Sample(cutoff, sample.profile, sample.booked, sample.inactive))

@@ -56,6 +56,11 @@ class BacktestTally:
     at: Sequence[datetime]
     tables: dict[str, _Table] = attrs.Factory(lambda: {m: _Table() for m in CHECKED_MODELS})
 
+    @property
+    def samples(self) -> int:
+        """How many samples were added."""
+        return len(self.tables[LEAD].outcomes)
+
     def add(self, sample: Sample) -> None:
         p, cutoff = sample.profile, sample.cutoff
         index = self.at.index(cutoff)

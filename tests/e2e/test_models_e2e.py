@@ -16,7 +16,7 @@ import pytest
 
 from revivatech_actors.bench._population import generate
 from revivatech_actors.config import load_settings
-from revivatech_actors.domain.backtest import HistoryEvent, cutoffs, samples_of
+from revivatech_actors.domain.backtest import HistoryEvent, SampleStream, cutoffs
 from revivatech_actors.domain.learning import CHECKED_MODELS, BacktestTally, choose
 from revivatech_actors.domain.model_figures import model_figures
 
@@ -27,17 +27,18 @@ pytestmark = pytest.mark.e2e
 HEADERS = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
-def expected_models(events_by_visitor) -> dict:
-    """The backtest's conclusions computed here, from the generator's events, as the service's
-    should find them in what it stored."""
+def expected_models(history: list[tuple[str, HistoryEvent]]) -> dict:
+    """The backtest's conclusions computed here, from the generator's events in the order the
+    service reads them, as the service's should find them in what it stored."""
     scoring = load_settings(None).scoring
     horizon = timedelta(days=scoring.horizon_days)
-    times = [e.timestamp for events in events_by_visitor.values() for e in events]
+    times = [event.timestamp for _, event in history]
     at = cutoffs(min(times), max(times), horizon, scoring.backtest_cutoffs)
     tally = BacktestTally(scoring, at)
-    for events in events_by_visitor.values():
-        for sample in samples_of(events, at, horizon):
-            tally.add(sample)
+    stream = SampleStream(at, horizon, tally.add)
+    for fingerprint, event in history:
+        stream.add(fingerprint, event)
+    stream.finish()
     return {
         model: choose(
             model,
@@ -49,19 +50,15 @@ def expected_models(events_by_visitor) -> dict:
     }
 
 
-def history_of(population) -> dict[str, list[HistoryEvent]]:
-    return {
-        v.fingerprint: [
-            HistoryEvent(
-                e["event_type"],
-                e["session_id"],
-                datetime.fromisoformat(e["timestamp"].replace("Z", "+00:00")),
-                e.get("value"),
-            )
-            for e in v.events
-        ]
-        for v in population.visitors
-    }
+def history_of(population) -> list[tuple[str, HistoryEvent]]:
+    """Every visitor's known events in time order, ties by event id (as storage gives them)."""
+    rows = []
+    for v in population.visitors:
+        for e in v.events:
+            moment = datetime.fromisoformat(e["timestamp"].replace("Z", "+00:00"))
+            event = HistoryEvent(e["event_type"], e["session_id"], moment, e.get("value"))
+            rows.append((moment, e["event_id"], v.fingerprint, event))
+    return [(fingerprint, event) for _, _, fingerprint, event in sorted(rows)]
 
 
 def test_the_service_backtests_what_it_stored_and_serves_the_figures(serve, tmp_path):

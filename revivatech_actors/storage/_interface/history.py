@@ -1,13 +1,11 @@
-"""Stored history, visitor by visitor: what backtests rebuild past profiles from; and the
-backtests' reports."""
+"""Stored history in time order: what backtests rebuild past profiles from; and the backtests'
+reports."""
 
 from __future__ import annotations
 
 import abc
 import datetime
-import itertools
 from collections.abc import Callable, Iterator
-from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -22,31 +20,32 @@ EVALUATIONS_KEPT = 50
 
 
 class HistoryStorage(StorageConnections):
-    """``history_bounds``, ``visitor_histories``, the reports' ``record_evaluation`` and
+    """``history_bounds``, ``history_events``, the reports' ``record_evaluation`` and
     ``latest_evaluation``, and the hooks an engine supplies."""
 
     async def history_bounds(self) -> tuple[datetime.datetime, datetime.datetime] | None:
         """The oldest and newest stored event time; None without events."""
         return await self._on_writer(self._history_bounds_blocking)
 
-    async def visitor_histories(
+    async def history_events(
         self,
         until: datetime.datetime,
-        consume: Callable[[str, list[HistoryEvent]], None],
+        consume: Callable[[str, HistoryEvent], None],
     ) -> int:
-        """Call ``consume(fingerprint, events)`` for every visitor with events stamped at or
-        before ``until``: all of them, in time order, in the storage's worker thread (keep it
-        pure and brief per visitor). Streams: holds one visitor's events at a time. Answers how
-        many visitors there were. Runs on this storage's own connection for as long as the
-        scan takes: give it a storage of its own, not the service's writer."""
+        """Call ``consume(fingerprint, event)`` for every event stamped at or before ``until``,
+        in time order (ties in a fixed order), in the storage's worker thread (keep it pure and
+        brief). Streams from the time index: nothing is sorted or held whole, on either side.
+        Answers how many events there were. Runs on this storage's own connection for as long
+        as the scan takes: give it a storage of its own, not the service's writer."""
 
         def scan(conn: Any) -> int:
-            visitors = 0
-            rows = self._history_rows_blocking(conn, until)
-            for fingerprint, group in itertools.groupby(rows, key=itemgetter(0)):
-                consume(fingerprint, [HistoryEvent(*row[1:]) for row in group])
-                visitors += 1
-            return visitors
+            events = 0
+            for fingerprint, kind, session, moment, value in self._history_rows_blocking(
+                conn, until
+            ):
+                consume(fingerprint, HistoryEvent(kind, session, moment, value))
+                events += 1
+            return events
 
         return await self._on_writer(scan)
 
@@ -81,5 +80,5 @@ class HistoryStorage(StorageConnections):
     def _history_rows_blocking(
         self, conn: Any, until: datetime.datetime
     ) -> Iterator[tuple[str, str, str, datetime.datetime, float | None]]:
-        """``(fingerprint, event_type, session_id, timestamp, value)`` ordered by visitor, then
-        time, streamed."""
+        """``(fingerprint, event_type, session_id, timestamp, value)`` ordered by time, then
+        event id, streamed."""
