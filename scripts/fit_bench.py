@@ -6,7 +6,8 @@ usage: python3 scripts/fit_bench.py [--visitors 100000] [--kind one_off] [--roun
 1. Starts ``serve`` on a fresh PostgreSQL database (127.0.0.1, role postgres; Redis off, rate
    limits off), generates ``--visitors`` visitors of ``--kind`` (90 days;
    ``revivatech_actors.bench``'s population generator) and posts their events to it, then waits
-   until it has derived and scored them (``--skip-load`` keeps the database as it is).
+   until it has derived and scored them (``--skip-load`` keeps the database as it is), then
+   vacuums and analyzes it, so that autovacuum does not run in the middle of a measurement.
 2. Times ``revivatech-actors evaluate --json`` on it (the fit's process, as the service runs it
    but at normal priority): wall seconds, and the report's own ``seconds``.
 3. ``--rounds`` times, posts batches of 100 at ``--rate`` events/s for ``--duration`` seconds
@@ -152,6 +153,12 @@ def main() -> None:
             loaded = round(time.monotonic() - started, 1)
             print(json.dumps({"posted": posted, "seconds": loaded}), flush=True)
             _settle(time.monotonic() + 1800)
+        with psycopg.connect(url, autocommit=True) as c:
+            started = time.monotonic()
+            c.execute("VACUUM (ANALYZE)")
+            events = c.execute("SELECT count(*) FROM analytics_events").fetchone()
+        vacuumed = round(time.monotonic() - started, 1)
+        print(json.dumps({"vacuumed_seconds": vacuumed, "stored_events": events[0]}), flush=True)
         _measure(env, args)
     finally:
         serve.terminate()

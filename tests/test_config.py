@@ -114,6 +114,7 @@ EXPECTED_DEFAULTS = {
         "horizon_days": 9.0,
         "backtest_cutoffs": 4,
         "learn_interval": 21600.0,
+        "learn_work_share": 0.2,
         "learn_min_positives": 200,
         "learn_min_gain": 0.01,
         "engagement": {

@@ -186,13 +186,20 @@ class SampleStream:
     histories: dict[str, VisitorHistory] = attrs.Factory(dict)
     _passed: int = 0  # cut-offs of ``at`` passed
     _open: dict[datetime, dict[str, _Open]] = attrs.Factory(dict)
+    # The next moment a cut-off passes or a horizon ends: events before it only add up.
+    _boundary: datetime | None = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._boundary = self._next_boundary()
 
     def add(self, fingerprint: str, event: HistoryEvent) -> None:
         """Take the next event; its time is not before any added so far."""
         moment = event.timestamp
-        while self._passed < len(self.at) and self.at[self._passed] < moment:
-            self._pass(self.at[self._passed])
-        self._close(lambda cutoff: cutoff + self.horizon < moment)
+        if self._boundary is not None and moment > self._boundary:
+            while self._passed < len(self.at) and self.at[self._passed] < moment:
+                self._pass(self.at[self._passed])
+            self._close(lambda cutoff: cutoff + self.horizon < moment)
+            self._boundary = self._next_boundary()
         for samples in self._open.values():  # every open horizon holds ``moment``
             sample = samples.get(fingerprint)
             if sample is not None:
@@ -208,6 +215,10 @@ class SampleStream:
         for cutoff in self.at[self._passed :]:
             self._pass(cutoff)
         self._close(lambda _cutoff: True)
+
+    def _next_boundary(self) -> datetime | None:
+        ends = [cutoff + self.horizon for cutoff in self._open]
+        return min([*ends, *self.at[self._passed : self._passed + 1]], default=None)
 
     def _pass(self, cutoff: datetime) -> None:
         self._open[cutoff] = {fp: _Open(h.snapshot()) for fp, h in self.histories.items()}

@@ -15,9 +15,10 @@ __all__ = ["PostgresHistory"]
 
 Q = load_queries("postgres")
 
-#: Rows fetched per round trip of the server-side cursor: each fetch is a burst of the server's
-#: work (about 10 ms here), which a paced backtest spaces out.
-_ROWS_PER_FETCH = 5_000
+#: Rows per chunk of the streamed scan. Streamed, the server reads ahead while the backtest
+#: works (a server-side cursor made it wait for each fetch: 12.6 s against 4.5 s for 4 million
+#: rows here); a libpq older than 17 streams row by row, which is slower but the same.
+_ROWS_PER_CHUNK = 1_000
 
 
 class PostgresHistory(HistoryStorage):
@@ -32,11 +33,10 @@ class PostgresHistory(HistoryStorage):
     def _history_rows_blocking(
         self, conn: psycopg.Connection[Any], until: dt.datetime
     ) -> Iterator[tuple[str, str, str, dt.datetime, float | None]]:
-        with conn.transaction(), conn.cursor(name="history") as cursor:
-            conn.execute(Q["history_without_jit"])
-            cursor.itersize = _ROWS_PER_FETCH
-            cursor.execute(Q["history_events"], {"until": until})
-            yield from cursor
+        size = _ROWS_PER_CHUNK if psycopg.capabilities.has_stream_chunked() else 1
+        with conn.transaction(), conn.cursor() as cursor:
+            cursor.execute(Q["history_without_jit"])
+            yield from cursor.stream(Q["history_events"], {"until": until}, size=size)
 
     def _record_evaluation_blocking(
         self, conn: psycopg.Connection[Any], evaluated_at: dt.datetime, report: str
