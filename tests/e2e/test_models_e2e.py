@@ -125,6 +125,7 @@ def test_served_scores_rank_the_hidden_future_on_both_populations(serve, kind):
             REVIVATECH_LIMITS_INGEST_RATE="",
             REVIVATECH_LIMITS_ADMIN_RATE="",
             REVIVATECH_SCORING_LEARN_INTERVAL="2",
+            REVIVATECH_SCORING_LEARN_WORK_SHARE="1",  # the first test keeps the default pace
         )
     )
     with httpx.Client(base_url=server.base_url, headers=HEADERS, timeout=30) as client:
