@@ -18,9 +18,11 @@ import trio
 
 from . import __version__
 from .config import (
+    SHARE_RULE,
     ConfigError,
     Settings,
     env_var_name,
+    is_share,
     load_settings,
     render_toml,
     settings_as_dict,
@@ -59,8 +61,8 @@ def _add_config_argument(parser: argparse.ArgumentParser) -> None:
 
 def _work_share(text: str) -> float:
     value = float(text)
-    if not 0 < value <= 1:
-        msg = f"must be a number > 0 and <= 1, not {text}"
+    if not is_share(value):
+        msg = f"{SHARE_RULE}, not {text}"
         raise argparse.ArgumentTypeError(msg)
     return value
 

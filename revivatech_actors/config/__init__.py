@@ -13,7 +13,7 @@ tables and their old flat names, ``_settings.py`` the whole and the rules across
 loader, ``_show.py`` the masked dict and the TOML writer.
 """
 
-from ._checks import is_host
+from ._checks import SHARE_RULE, is_host, is_share
 from ._errors import ConfigError
 from ._load import env_var_name, load_settings
 from ._scoring import (
@@ -47,6 +47,7 @@ from ._settings import Settings
 from ._show import render_toml, settings_as_dict
 
 __all__ = [
+    "SHARE_RULE",
     "AuthSettings",
     "BatchSettings",
     "BroadcastSettings",
@@ -74,6 +75,7 @@ __all__ = [
     "WebSettings",
     "env_var_name",
     "is_host",
+    "is_share",
     "load_settings",
     "render_toml",
     "settings_as_dict",

@@ -70,8 +70,17 @@ def number(low: float, *, inclusive: bool = False) -> Any:
     )
 
 
+#: What :func:`is_share` accepts, in the words of an error.
+SHARE_RULE = "must be a number > 0 and <= 1"
+
+
+def is_share(value: float) -> bool:
+    """A share of time: more than none, at most all."""
+    return math.isfinite(value) and 0 < value <= 1
+
+
 def share() -> Any:
-    return rule("must be a number > 0 and <= 1", lambda v: math.isfinite(v) and 0 < v <= 1)
+    return rule(SHARE_RULE, is_share)
 
 
 def points() -> Any:
