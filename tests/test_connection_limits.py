@@ -13,6 +13,7 @@ import logging
 
 import trio
 
+from revivatech_actors.bench import read_response
 from revivatech_actors.web.connection_limits import (
     REFUSAL_LOG_INTERVAL,
     ConnectionGuard,
@@ -48,26 +49,12 @@ async def trickle(stream: trio.SocketStream, data: bytes, interval: float) -> bo
     return True
 
 
-async def read_response(stream: trio.SocketStream, timeout: float) -> bytes:
-    """One whole HTTP/1.1 response (its Content-Length body included), without waiting for a
-    close that a kept-alive connection does not make."""
-    received = b""
-    with trio.move_on_after(timeout):
-        while True:
-            head, found, body = received.partition(b"\r\n\r\n")
-            if found:
-                length = next(
-                    int(line.split(b":", 1)[1])
-                    for line in head.lower().split(b"\r\n")
-                    if line.startswith(b"content-length:")
-                )
-                if len(body) >= length:
-                    return received
-            chunk = await stream.receive_some()
-            if not chunk:
-                break
-            received += chunk
-    return received
+async def answer(stream: trio.SocketStream, timeout: float) -> tuple[int, dict]:
+    """(status, JSON body) of the next response on a kept-alive connection, read as far as its
+    end (not waiting for a close that does not come)."""
+    with trio.fail_after(timeout):
+        response = await read_response(stream.receive_some, bytearray())
+    return response.status, json.loads(response.body)
 
 
 def request(body: bytes = b"", path: str = EVENTS, extra: str = "") -> bytes:
@@ -123,14 +110,14 @@ async def test_headers_completing_within_web_header_timeout_are_answered(sqlite_
         sent = await trickle(stream, b"GET /healthz HTTP/1.1\r\nHost: t\r\n", 0.2)
         assert sent
         await stream.send_all(b"\r\n")
-        assert parse(await read_response(stream, 2)) == (200, {"status": "alive"})
+        assert await answer(stream, 2) == (200, {"status": "alive"})
 
         # a later request on the kept-alive connection is timed from its own first byte: it
         # ends more than web.header_timeout after the connection's first
         await trio.sleep(1)
         await trickle(stream, b"GET /healthz HTTP/1.1\r\nHost: t\r\n", 0.1)
         await stream.send_all(b"\r\n")
-        assert parse(await read_response(stream, 1)) == (200, {"status": "alive"})
+        assert await answer(stream, 1) == (200, {"status": "alive"})
 
 
 # --- web.body_timeout -----------------------------------------------------------------------------
